@@ -1,0 +1,86 @@
+/**
+ * Input pieces shared by several actions' `with:` schemas, so a source, a target schema or a
+ * quality rule is written the same way in every workflow.
+ */
+import { z } from "zod";
+
+const SECRET_REF = /^(env|file):.+/;
+
+export const SecretRef = z
+  .string()
+  .regex(SECRET_REF, "must be a secret reference, env:NAME or file:PATH, never the secret itself")
+  .describe("A secret reference: env:NAME or file:PATH.");
+
+/** A file path, directory, glob, http(s):// URL or postgres:// URL (credentials only through `auth`). */
+export const Source = z.string().min(1).describe("A file, directory, glob, http(s):// URL or postgres:// URL.");
+
+/** A dataset produced by an earlier step, usually `${{ steps.NAME.outputs.dataset }}`. */
+export const DatasetRef = z.string().min(1).describe("A dataset from an earlier step: ${{ steps.NAME.outputs.dataset }}.");
+
+export const Auth = z
+  .object({
+    type: z.enum(["bearer", "basic", "apiKey"]),
+    token: SecretRef.optional(),
+    username: z.string().optional(),
+    password: SecretRef.optional(),
+    header: z.string().optional(),
+    value: SecretRef.optional(),
+  })
+  .strict();
+
+export const CsvOptions = z
+  .object({
+    delimiter: z.string().length(1).optional(),
+    quote: z.string().length(1).optional(),
+    header: z.boolean().optional(),
+    columns: z.array(z.string()).optional(),
+  })
+  .strict();
+
+export const Format = z.enum(["csv", "tsv", "ndjson", "json", "parquet"]);
+
+export const ColumnType = z.enum(["string", "integer", "decimal", "boolean", "timestamp", "date"]);
+
+export const TargetColumn = z
+  .object({
+    name: z.string().min(1),
+    from: z.string().optional().describe("Source column name when it differs (a rename)."),
+    type: ColumnType.default("string"),
+    scale: z.number().int().min(0).max(18).optional().describe("Digits after the point, for decimals."),
+    format: z.string().optional().describe("Input format of timestamps and dates when not ISO-8601."),
+    timezone: z.string().optional().describe("Time zone of timestamps that carry none (default UTC)."),
+    trim: z.boolean().optional(),
+    required: z.boolean().optional(),
+    default: z.union([z.string(), z.number(), z.boolean()]).optional(),
+  })
+  .strict();
+
+export const TargetSchema = z
+  .object({
+    columns: z.array(TargetColumn).min(1),
+    key: z.array(z.string()).optional().describe("Columns that identify a record, for idempotent storage."),
+  })
+  .strict();
+
+export const QualityRule = z
+  .object({
+    column: z.string().optional(),
+    required: z.boolean().optional(),
+    type: ColumnType.optional(),
+    unique: z.boolean().optional(),
+    min: z.union([z.number(), z.string()]).optional(),
+    max: z.union([z.number(), z.string()]).optional(),
+    pattern: z.string().optional(),
+    allowed: z.array(z.union([z.string(), z.number(), z.boolean()])).optional(),
+    rowCount: z.object({ min: z.number().int().optional(), max: z.number().int().optional() }).strict().optional(),
+    freshness: z.object({ column: z.string(), maxAge: z.string() }).strict().optional(),
+  })
+  .strict();
+
+export const QualityInput = {
+  dataset: DatasetRef,
+  rules: z.array(QualityRule).default([]),
+  threshold: z.number().min(0).max(1).default(0.95).describe("Lowest quality score (0..1) that passes."),
+};
+
+export const Destination = z.string().min(1).describe("sqlite:PATH, postgres:// URL or env:/file: reference to one, or a .parquet/.ndjson path.");

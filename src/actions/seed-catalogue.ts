@@ -1,0 +1,112 @@
+/**
+ * Every agent/action and service/action pair named by the founding document, with its inputs.
+ *
+ * This is the one list `sluice validate` checks workflows against. Implementations live in
+ * their own modules and are attached in builtin.ts; a pair without one fails with NOT_IMPLEMENTED.
+ */
+import { z } from "zod";
+import type { ActionKind } from "../spec/catalogue.js";
+import {
+  Auth, CsvOptions, DatasetRef, Destination, Format, QualityInput, QualityRule, SecretRef, Source, TargetSchema,
+} from "./inputs.js";
+
+export interface SeedSignature {
+  kind: ActionKind;
+  owner: string;
+  action: string;
+  description: string;
+  /** The capability that delivers the implementation, named in NOT_IMPLEMENTED errors until it lands. */
+  capability: string;
+  input: z.ZodType;
+}
+
+const BATCH = "the batch data plane (standard ingestion and bulk files)";
+const STREAM = "the real-time stream workflow";
+const RECOVERY = "the resilient fetch recovery workflow";
+const SECURE = "the secure API workflow";
+const SERVICE = "service mode (events and the event coordinator)";
+
+const obj = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
+const sig = (kind: ActionKind, owner: string, action: string, capability: string, description: string, input: z.ZodType): SeedSignature =>
+  ({ kind, owner, action, capability, description, input });
+
+export const SEED_SIGNATURES: SeedSignature[] = [
+  // Standard ingestion
+  sig("agent", "data-scheduler", "validate_source_availability", BATCH, "Check that the source exists and answers.",
+    obj({ source: Source, auth: Auth.optional(), minFiles: z.number().int().min(0).optional() })),
+  sig("agent", "data-connector", "establish_secure_connection", BATCH, "Open and check the connection collection will use.",
+    obj({ source: Source, auth: Auth.optional(), sslmode: z.enum(["disable", "require", "verify-full"]).optional() })),
+  sig("agent", "data-collector", "collect_data_from_source", BATCH, "Stream the source into a staged dataset.",
+    obj({
+      source: Source, format: Format.optional(), csv: CsvOptions.optional(), auth: Auth.optional(),
+      query: z.string().optional(), table: z.string().optional(), recordsPath: z.string().optional(),
+      batchSize: z.number().int().min(1).optional(), workers: z.number().int().min(1).max(64).optional(),
+    })),
+  sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.",
+    obj({ dataset: DatasetRef, schema: TargetSchema })),
+  sig("service", "base-data-quality", "validate_data_quality", BATCH, "Score the dataset against quality rules; quarantine bad rows.",
+    obj(QualityInput)),
+  sig("service", "base-data-storage", "store_validated_data", BATCH, "Store rows idempotently in the destination.",
+    obj({ dataset: DatasetRef, destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string()).optional(),
+      mode: z.enum(["upsert", "append"]).optional() })),
+
+  // Bulk files
+  sig("agent", "file-manager", "discover_files_in_directory", BATCH, "Inventory files with size, checksum and mtime; skip ingested ones.",
+    obj({ directory: Source, pattern: z.string().optional(), recursive: z.boolean().optional(), skipIngested: z.boolean().optional() })),
+  sig("agent", "data-collector", "process_files_in_parallel", BATCH, "Parse files in parallel workers, in record-aligned chunks.",
+    obj({ files: DatasetRef, workers: z.number().int().min(1).max(64).default(10), chunkSize: z.string().default("100MB"),
+      failureThreshold: z.number().min(0).max(1).optional(), csv: CsvOptions.optional() })),
+  sig("agent", "data-converter", "standardize_file_formats", BATCH, "Bring mixed CSV, NDJSON, JSON and Parquet into one schema.",
+    obj({ dataset: DatasetRef, schema: TargetSchema })),
+  sig("agent", "data-merger", "merge_processed_files", BATCH, "Consolidate into one dataset, removing duplicates by key.",
+    obj({ dataset: DatasetRef, key: z.array(z.string()).min(1),
+      conflict: obj({ policy: z.enum(["latest", "priority"]), column: z.string().optional(), priority: z.array(z.string()).optional() }).optional() })),
+  sig("service", "base-data-quality", "validate_bulk_data", BATCH, "The quality rules over the consolidated dataset.",
+    obj(QualityInput)),
+
+  // Real-time stream
+  sig("agent", "stream-manager", "establish_stream_connection", STREAM, "Connect to the broker and resume from the last committed position.",
+    obj({ broker: z.enum(["nats", "redis", "mqtt", "rabbitmq", "kafka", "http"]), url: Source, subject: z.string().optional(),
+      stream: z.string().optional(), topic: z.string().optional(), queue: z.string().optional(), consumer: z.string().optional(),
+      auth: Auth.optional() })),
+  sig("agent", "data-collector", "process_streaming_data", STREAM, "Decode and convert records as they arrive.",
+    obj({ decode: z.enum(["json", "csv"]).default("json"), schema: TargetSchema.optional(),
+      maxBatch: z.number().int().min(1).optional(), maxLatency: z.string().optional() })),
+  sig("service", "base-data-quality", "validate_streaming_data", STREAM, "Per-record quality rules; failures to a dead-letter destination.",
+    obj({ rules: z.array(QualityRule).default([]), deadLetter: Destination.optional() })),
+  sig("service", "base-data-storage", "store_streaming_data", STREAM, "Idempotent writes; acknowledge the source only after commit.",
+    obj({ destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string()).optional() })),
+
+  // Resilient fetch recovery
+  sig("agent", "data-fetch-retry", "analyze_failure_patterns", RECOVERY, "Classify recent failures of a workflow or run.",
+    obj({ workflow: z.string().optional(), runId: z.string().optional(), window: z.string().optional() })),
+  sig("agent", "data-fetch-retry", "select_optimal_retry_strategy", RECOVERY, "Choose a recovery strategy from the failure analysis.",
+    obj({ analysis: DatasetRef.optional(), strategies: z.array(z.string()).optional() })),
+  sig("agent", "data-scheduler", "discover_fallback_sources", RECOVERY, "Find and probe backup sources for a failed primary.",
+    obj({ primary: Source, fallbacks: z.array(Source).default([]) })),
+  sig("agent", "data-collector", "reconstruct_from_multiple_sources", RECOVERY, "Rebuild the missing data from the sources that answer.",
+    obj({ sources: DatasetRef, key: z.array(z.string()).optional(), format: Format.optional() })),
+  sig("agent", "data-merger", "validate_and_store_recovered_data", RECOVERY, "Validate the recovered data and store it.",
+    obj({ dataset: DatasetRef, destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string()).optional(),
+      rules: z.array(QualityRule).optional(), threshold: z.number().min(0).max(1).optional() })),
+
+  // Secure API
+  sig("agent", "data-security", "validate_security_requirements", SECURE, "Check TLS, hosts and credentials policy before anything is fetched.",
+    obj({ source: Source, requireTls: z.boolean().default(true), minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional(),
+      allowedHosts: z.array(z.string()).optional() })),
+  sig("agent", "data-connector", "verify_mfa_authentication", SECURE, "Verify a second factor (TOTP) for the source's credentials.",
+    obj({ method: z.enum(["totp"]).default("totp"), secret: SecretRef, code: SecretRef.optional() })),
+  sig("agent", "data-connector", "establish_encrypted_connection", SECURE, "Open a verified TLS connection to the API.",
+    obj({ source: Source, caFile: z.string().optional(), minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional() })),
+  sig("agent", "data-collector", "collect_with_encryption", SECURE, "Collect over TLS and stage the data encrypted at rest.",
+    obj({ source: Source, auth: Auth.optional(), recordsPath: z.string().optional(), key: SecretRef })),
+  sig("agent", "data-security", "classify_sensitive_data", SECURE, "Find PII and sensitive columns and classify them.",
+    obj({ dataset: DatasetRef, sample: z.number().int().min(1).optional() })),
+  sig("agent", "data-security", "store_with_encryption", SECURE, "Store with sensitive columns encrypted (AES-256-GCM) and audited.",
+    obj({ dataset: DatasetRef, destination: Destination.optional(), table: z.string().min(1), key: SecretRef,
+      encryptColumns: z.array(z.string()).optional() })),
+
+  // Event coordination between workflows
+  sig("service", "base-event-coordinator", "publish_event", SERVICE, "Publish a platform event that other workflows may trigger on.",
+    obj({ event: z.string().min(1), data: z.record(z.string(), z.unknown()).optional() })),
+];

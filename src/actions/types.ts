@@ -1,0 +1,43 @@
+/**
+ * What an action is: a named piece of work with a typed input schema, run in-process with a context.
+ * Actions know nothing about scheduling; the engine gives them inputs, a signal and a place to work.
+ */
+import type { z } from "zod";
+import type { ActionKind } from "../spec/catalogue.js";
+
+export type Outputs = Record<string, unknown>;
+
+export interface ActionLog {
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ActionContext {
+  runId: string;
+  workflow: string;
+  step: string;
+  attempt: number;
+  /** Aborted on step timeout, run timeout or cancel. Long work must check it. */
+  signal: AbortSignal;
+  /** The run's own folder for datasets it produces (`<home>/runs/<run>/artifacts`), created on first use. */
+  artifactsDir: string;
+  /** Root of the Sluice home (state, warehouse, runs). */
+  home: string;
+  params: Readonly<Record<string, unknown>>;
+  log: ActionLog;
+}
+
+export interface ActionDefinition<I = any> {
+  kind: ActionKind;
+  owner: string;
+  action: string;
+  description: string;
+  input: z.ZodType<I>;
+  run(input: I, ctx: ActionContext): Promise<Outputs>;
+}
+
+/** A helper that keeps the input type of an action definition. */
+export function defineAction<S extends z.ZodType>(def: Omit<ActionDefinition<z.infer<S>>, "input"> & { input: S }): ActionDefinition<z.infer<S>> {
+  return def as ActionDefinition<z.infer<S>>;
+}

@@ -1,0 +1,23 @@
+/**
+ * What every command needs: the state store, the action catalogue (built-in plus user modules)
+ * and the Sluice home folder.
+ */
+import { builtinRegistry } from "../actions/builtin.js";
+import { loadActionModules, type ActionRegistry } from "../actions/registry.js";
+import { openStore, sluiceHome, type StateStore } from "../store/index.js";
+
+export async function loadActions(extra: string[] = []): Promise<ActionRegistry> {
+  const registry = builtinRegistry();
+  const fromEnv = (process.env.SLUICE_ACTIONS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  await loadActionModules(registry, [...fromEnv, ...extra]);
+  return registry;
+}
+
+export async function withStore<T>(fn: (store: StateStore, home: string) => Promise<T>): Promise<T> {
+  const store = openStore();
+  try {
+    return await fn(store, sluiceHome());
+  } finally {
+    await store.close();
+  }
+}

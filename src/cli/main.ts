@@ -1,0 +1,128 @@
+/**
+ * The `sluice` command line. Each command parses its arguments, calls the core, prints the result.
+ * Exit codes: 0 success, 1 the work failed (invalid file, failed run), 2 usage error.
+ */
+import { Command, CommanderError, Option } from "commander";
+import { SluiceError } from "../errors.js";
+import { validateCommand } from "./validate.js";
+import { runCommand, resumeCommand } from "./run.js";
+import { runsCommand, statusCommand } from "./status.js";
+import { cancelCommand } from "./cancel.js";
+import { convertCommand } from "./convert.js";
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    process.exitCode = report(err);
+  }
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function buildProgram(): Command {
+  const program = new Command("sluice")
+    .description("Durable data-ingestion workflows from YAML files.")
+    .version(process.env.npm_package_version ?? "0.1.0")
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined });
+
+  const actionsOption = () =>
+    new Option("--actions <module>", "load extra actions from a JavaScript module (repeatable; also SLUICE_ACTIONS, comma-separated)")
+      .argParser(collect);
+
+  program
+    .command("validate")
+    .description("check workflow files; print FILE:LINE:COL: message for every problem")
+    .argument("<file...>", "workflow files")
+    .addOption(actionsOption())
+    .action(async (files: string[], o: { actions?: string[] }) => {
+      process.exitCode = await validateCommand(files, o);
+    });
+
+  program
+    .command("run")
+    .description("run a workflow in the foreground until it ends")
+    .argument("<file>", "workflow file")
+    .option("-p, --param <key=value>", "set a workflow parameter (repeatable)", collect)
+    .option("--json", "print the finished run as one JSON document on stdout")
+    .addOption(actionsOption())
+    .action(async (file: string, o: { param?: string[]; json?: boolean; actions?: string[] }) => {
+      process.exitCode = await runCommand(file, o);
+    });
+
+  program
+    .command("resume")
+    .description("continue a run whose process stopped; completed steps are not run again")
+    .argument("<run>", "run id")
+    .option("--json", "print the finished run as one JSON document on stdout")
+    .addOption(actionsOption())
+    .action(async (id: string, o: { json?: boolean; actions?: string[] }) => {
+      process.exitCode = await resumeCommand(id, o);
+    });
+
+  program
+    .command("runs")
+    .description("list recent runs")
+    .option("-w, --workflow <name>", "only runs of this workflow")
+    .option("-s, --status <status>", "only runs with this status")
+    .option("-n, --limit <n>", "how many", "20")
+    .option("--json", "print JSON")
+    .action(async (o: { workflow?: string; status?: string; limit: string; json?: boolean }) => {
+      process.exitCode = await runsCommand(o);
+    });
+
+  program
+    .command("status")
+    .description("show a run with its steps and attempts")
+    .argument("<run>", "run id")
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { json?: boolean }) => {
+      process.exitCode = await statusCommand(id, o);
+    });
+
+  program
+    .command("cancel")
+    .description("cancel a pending or running run")
+    .argument("<run>", "run id")
+    .action(async (id: string) => {
+      process.exitCode = await cancelCommand(id);
+    });
+
+  program
+    .command("convert")
+    .description("convert a data file between CSV, TSV, NDJSON, JSON and Parquet")
+    .argument("<input>", "input file")
+    .argument("<output>", "output file")
+    .option("--from <format>", "input format (default: from the extension)")
+    .option("--to <format>", "output format (default: from the extension)")
+    .action(async (input: string, output: string, o: { from?: string; to?: string }) => {
+      process.exitCode = await convertCommand(input, output, o);
+    });
+
+  return program;
+}
+
+/** Print an error as one sentence (a stack only with SLUICE_DEBUG=1) and choose the exit code. */
+function report(err: unknown): number {
+  if (err instanceof CommanderError) {
+    if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
+    process.stderr.write(`sluice: ${err.message.replace(/^error: /, "")}\n`);
+    return 2;
+  }
+  const debug = process.env.SLUICE_DEBUG === "1";
+  if (err instanceof SluiceError) {
+    process.stderr.write(`sluice: ${err.message}\n`);
+    if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+    return err.code === "USAGE" ? 2 : 1;
+  }
+  const e = err as Error;
+  process.stderr.write(`sluice: ${e?.message ?? String(err)}\n`);
+  if (debug && e?.stack) process.stderr.write(`${e.stack}\n`);
+  else process.stderr.write("sluice: this looks like a bug; run again with SLUICE_DEBUG=1 for details\n");
+  return 1;
+}

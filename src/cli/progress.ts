@@ -1,0 +1,143 @@
+/**
+ * Showing a run as it moves: a live step table on a terminal, plain lines or JSON lines elsewhere.
+ * Everything goes to stderr so that stdout stays free for `--json` documents.
+ */
+import { logUpdateStderr } from "log-update";
+import pc from "picocolors";
+import { pino } from "pino";
+import type { EngineEvent } from "../engine/events.js";
+import { formatDuration } from "../spec/duration.js";
+
+export type ProgressMode = "tty" | "plain" | "json" | "quiet";
+
+export function chooseProgressMode(env = process.env): ProgressMode {
+  if (env.SLUICE_LOG_FORMAT === "json") return "json";
+  if (env.SLUICE_PROGRESS === "off") return "quiet";
+  return process.stderr.isTTY && !env.CI ? "tty" : "plain";
+}
+
+export interface Progress {
+  onEvent(e: EngineEvent): void;
+  stop(): void;
+}
+
+export function createProgress(mode: ProgressMode): Progress {
+  switch (mode) {
+    case "tty":
+      return ttyProgress();
+    case "plain":
+      return plainProgress();
+    case "json":
+      return jsonProgress();
+    case "quiet":
+      return { onEvent: () => undefined, stop: () => undefined };
+  }
+}
+
+function describeEnd(e: Extract<EngineEvent, { type: "step-ended" }>): string {
+  const err = e.error ? `: ${e.error.code} ${e.error.message}` : "";
+  const retry = e.retryInMs !== null ? `; retrying in ${formatDuration(e.retryInMs)}` : "";
+  const what = e.status === "timedOut" ? "timed out" : e.status;
+  return `step ${e.step} ${what} (attempt ${e.attempt}, ${formatDuration(e.durationMs)})${err}${retry}`;
+}
+
+function plainProgress(): Progress {
+  const line = (text: string) => process.stderr.write(`${new Date().toISOString().slice(11, 23)} ${text}\n`);
+  return {
+    onEvent(e) {
+      switch (e.type) {
+        case "run-started":
+          return line(`run ${e.runId} ${e.resumed ? "resumed" : "started"}: ${e.workflow}, ${e.steps.length} steps`);
+        case "step-started":
+          return line(`step ${e.step} started (attempt ${e.attempt})`);
+        case "step-ended":
+          return line(describeEnd(e));
+        case "steps-settled":
+          return line(`${e.status}: ${e.steps.join(", ")}`);
+        case "run-ended":
+          return line(`run ${e.runId} ${e.status}${e.error ? `: ${e.error.message}` : ""}`);
+        case "run-detached":
+          return line(`run ${e.runId} left running because ${e.reason}; continue it with: sluice resume ${e.runId}`);
+      }
+    },
+    stop() {},
+  };
+}
+
+function jsonProgress(): Progress {
+  const log = pino({ base: { service: "sluice" }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
+  return {
+    onEvent(e) {
+      const level = e.type === "step-ended" && e.status !== "succeeded" ? "warn" : e.type === "run-ended" && e.status !== "succeeded" ? "error" : "info";
+      const { type, ...fields } = e;
+      log[level]({ event: type, ...fields }, type);
+    },
+    stop() {
+      log.flush();
+    },
+  };
+}
+
+interface Row {
+  status: string;
+  attempt: number;
+  startedAt?: number;
+  durationMs?: number;
+  note?: string;
+}
+
+function ttyProgress(): Progress {
+  const rows = new Map<string, Row>();
+  let header = "";
+  let footer = "";
+  const t0 = Date.now();
+  const icon: Record<string, string> = {
+    pending: pc.dim("·"), running: pc.cyan("▶"), succeeded: pc.green("✔"), failed: pc.red("✖"),
+    timedOut: pc.red("⏱"), skipped: pc.dim("↷"), cancelled: pc.yellow("■"), retrying: pc.yellow("↻"),
+  };
+  const render = () => {
+    const width = Math.max(8, ...[...rows.keys()].map((k) => k.length));
+    const lines = [...rows].map(([name, r]) => {
+      const dur = r.startedAt && r.status === "running" ? Date.now() - r.startedAt : r.durationMs;
+      const attempt = r.attempt > 1 ? pc.yellow(` attempt ${r.attempt}`) : "";
+      return `  ${icon[r.status] ?? " "} ${name.padEnd(width)} ${pc.dim(r.status.padEnd(9))} ${dur !== undefined ? formatDuration(dur).padStart(7) : "       "}${attempt}${r.note ? pc.dim("  " + r.note) : ""}`;
+    });
+    logUpdateStderr([header + pc.dim(`  ${formatDuration(Date.now() - t0)}`), ...lines, footer].filter(Boolean).join("\n"));
+  };
+  const timer = setInterval(render, 100);
+  timer.unref();
+  return {
+    onEvent(e) {
+      switch (e.type) {
+        case "run-started":
+          header = `${pc.bold(e.workflow)} ${pc.dim(e.runId)}${e.resumed ? pc.yellow(" (resumed)") : ""}`;
+          for (const s of e.steps) if (!rows.has(s)) rows.set(s, { status: "pending", attempt: 0 });
+          break;
+        case "step-started":
+          rows.set(e.step, { status: "running", attempt: e.attempt, startedAt: e.at });
+          break;
+        case "step-ended": {
+          const status = e.retryInMs !== null ? "retrying" : e.status;
+          const note = e.error ? `${e.error.code}: ${e.error.message}`.slice(0, 100) : undefined;
+          rows.set(e.step, { status, attempt: e.attempt, durationMs: e.durationMs, note });
+          break;
+        }
+        case "steps-settled":
+          for (const s of e.steps) rows.set(s, { ...(rows.get(s) ?? { attempt: 0 }), status: e.status });
+          break;
+        case "run-ended":
+          footer = e.status === "succeeded" ? pc.green(`run ${e.status}`) : pc.red(`run ${e.status}${e.error ? `: ${e.error.message}` : ""}`);
+          break;
+        case "run-detached":
+          footer = pc.yellow(`run left running because ${e.reason}; continue it with: sluice resume ${e.runId}`);
+          break;
+      }
+      render();
+    },
+    stop() {
+      clearInterval(timer);
+      render();
+      logUpdateStderr.done();
+    },
+  };
+}

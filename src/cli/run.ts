@@ -1,0 +1,81 @@
+/**
+ * `sluice run` and `sluice resume`: execute in the foreground, show progress, exit 0 on success.
+ * Ctrl-C (or SIGTERM) detaches: running attempts stop and the run stays resumable.
+ */
+import { SluiceError } from "../errors.js";
+import { createRun, executeRun, runDetail } from "../engine/index.js";
+import { formatProblem, loadWorkflowFile } from "../spec/load.js";
+import { formatDuration } from "../spec/duration.js";
+import type { StateStore } from "../store/types.js";
+import type { ActionRegistry } from "../actions/registry.js";
+import { loadActions, withStore } from "./context.js";
+import { chooseProgressMode, createProgress } from "./progress.js";
+import { resolve } from "node:path";
+
+export async function runCommand(file: string, o: { param?: string[]; json?: boolean; actions?: string[] }): Promise<number> {
+  const actions = await loadActions(o.actions);
+  const loaded = await loadWorkflowFile(file, { actions });
+  if (loaded.problems.length > 0) {
+    for (const p of loaded.problems) process.stderr.write(`${formatProblem(p)}\n`);
+    throw new SluiceError("SPEC_INVALID", `${file} is not a valid workflow (${loaded.problems.length} problem${loaded.problems.length > 1 ? "s" : ""} above)`);
+  }
+  if (loaded.workflows.length !== 1)
+    throw new SluiceError("USAGE", `${file} holds ${loaded.workflows.length} workflows; sluice run takes a file with exactly one`);
+  const params = parseParams(o.param ?? []);
+  return withStore(async (store, home) => {
+    const run = await createRun(store, { workflow: loaded.workflows[0]!.workflow, params, source: resolve(file) });
+    process.stderr.write(`sluice: run ${run.id} created\n`);
+    return drive(store, home, actions, run.id, o.json === true);
+  });
+}
+
+export async function resumeCommand(id: string, o: { json?: boolean; actions?: string[] }): Promise<number> {
+  const actions = await loadActions(o.actions);
+  return withStore(async (store, home) => {
+    const run = await store.getRun(id);
+    if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${id}; list runs with: sluice runs`);
+    if (run.status !== "pending" && run.status !== "running")
+      process.stderr.write(`sluice: run ${id} already ended (${run.status}); nothing to resume\n`);
+    return drive(store, home, actions, id, o.json === true);
+  });
+}
+
+async function drive(store: StateStore, home: string, actions: ActionRegistry, runId: string, json: boolean): Promise<number> {
+  const progress = createProgress(chooseProgressMode());
+  const detach = new AbortController();
+  const onSignal = () => detach.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    const run = await executeRun(runId, { store, actions, home, onEvent: (e) => progress.onEvent(e), signal: detach.signal });
+    progress.stop();
+    const detail = await runDetail(store, runId);
+    if (json) process.stdout.write(`${JSON.stringify(detail, null, 2)}\n`);
+    else printSummary(detail);
+    if (run.status === "succeeded") return 0;
+    return 1;
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+function printSummary(d: Awaited<ReturnType<typeof runDetail>>): void {
+  const took = d.startedAt && d.endedAt ? ` in ${formatDuration(Date.parse(d.endedAt) - Date.parse(d.startedAt))}` : "";
+  const counts = new Map<string, number>();
+  for (const s of d.steps) counts.set(s.status, (counts.get(s.status) ?? 0) + 1);
+  const tally = [...counts].map(([k, v]) => `${v} ${k}`).join(", ");
+  const err = d.error ? `\n  ${d.error.code}: ${d.error.message}` : "";
+  process.stdout.write(`run ${d.id} ${d.status}${took} (${tally})${err}\n`);
+}
+
+function parseParams(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new SluiceError("USAGE", `--param takes key=value, not "${item}"`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}

@@ -1,0 +1,557 @@
+/**
+ * HTTP API source over Node's global fetch.
+ *
+ * `fetchPages()` walks a paginated API and yields one page at a time (records for JSON, text for
+ * CSV), so a caller can write each page away before asking for the next and memory stays at one
+ * page. Decisions worth knowing:
+ *
+ * - Credentials go only to the origin of the configured URL. Redirects are followed by hand and
+ *   next-page links are checked, so an API key header never follows a link to another host, and
+ *   an https → http redirect is refused.
+ * - 429 and 503 are waited out here (Retry-After, bounded); every other failure is raised at once
+ *   with `retryable` set, and the engine's step retry policy decides what happens next.
+ * - TLS verification is always on. `caFile` adds a private CA to the trusted roots.
+ */
+import { readFile } from "node:fs/promises";
+import { rootCertificates } from "node:tls";
+import { setTimeout as sleep } from "node:timers/promises";
+import { SluiceError } from "../errors.js";
+import { redact, resolveSecret, safeUrl, type ResolveSecretOptions } from "./secrets.js";
+
+export type HttpAuth =
+  | { type: "bearer"; token: string }
+  | { type: "basic"; username: string; password: string }
+  | { type: "apiKey"; header: string; value: string };
+
+export type HttpPagination =
+  /** Next URL from a JSON path in the body (`links.next`), else from the `Link: <…>; rel="next"` header. */
+  | { type: "nextLink"; path?: string }
+  /** Send the cursor found at `cursorPath` back as query parameter `cursorParam`; stop when it is absent. */
+  | { type: "cursor"; cursorParam: string; cursorPath: string }
+  /** Numbered pages from `startPage` (default 1); stop on the first empty page. */
+  | { type: "page"; pageParam: string; startPage?: number; pageSize?: number; pageSizeParam?: string };
+
+export interface HttpSourceConfig {
+  url: string;
+  method?: "GET" | "POST";
+  query?: Record<string, string | number | boolean>;
+  headers?: Record<string, string>;
+  /** JSON request body (POST); sent unchanged with every page request. */
+  body?: unknown;
+  auth?: HttpAuth;
+  pagination?: HttpPagination;
+  /** Dotted path to the records array in a JSON body (`data.items`); default: the body itself. */
+  recordsPath?: string;
+  /** Safety bound on the number of pages (default 1000). */
+  maxPages?: number;
+  /** What to do when `maxPages` is reached and the API still has more: fail (default) or stop quietly. */
+  onMaxPages?: "error" | "stop";
+  /** Per-request timeout, including reading the body (default 30 s). */
+  timeoutMs?: number;
+  /** Retries of a 429/503 answer before giving up (default 5). */
+  maxRetries?: number;
+  /** Longest Retry-After this source will sleep through (default 60 s); longer waits fail as retryable. */
+  maxRetryAfterMs?: number;
+  /** PEM file of a private CA to trust in addition to the public roots. */
+  caFile?: string;
+}
+
+export interface HttpCallOptions extends ResolveSecretOptions {
+  signal?: AbortSignal;
+}
+
+export interface HttpPage {
+  /** The URL that answered, with credentials and sensitive query values masked. */
+  url: string;
+  status: number;
+  contentType: string;
+  /** Records of a JSON (or NDJSON) page. */
+  records?: Record<string, unknown>[];
+  /** Body of a CSV or other text page, for the caller's parser. */
+  text?: string;
+}
+
+export interface HttpProbeResult {
+  ok: boolean;
+  status: number;
+  /** True when the answering URL was https (the connection was verified TLS). */
+  tls: boolean;
+  elapsedMs: number;
+  /** Why the probe failed, when it did. */
+  error?: string;
+}
+
+const DEFAULTS = { maxPages: 1000, timeoutMs: 30_000, maxRetries: 5, maxRetryAfterMs: 60_000 };
+const MAX_REDIRECTS = 5;
+const USER_AGENT = "sluice/0.1";
+
+/** Everything a request needs, prepared once per `fetchPages` / `probeHttp` call. */
+interface Session {
+  config: HttpSourceConfig;
+  origin: string;
+  authHeaders: Record<string, string>;
+  secrets: string[];
+  dispatcher: RequestInit["dispatcher"];
+  signal: AbortSignal | undefined;
+}
+
+/** Walk every page of the source. Breaking out of the loop early is fine: nothing stays open. */
+export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOptions = {}): AsyncGenerator<HttpPage, void, undefined> {
+  const session = await openSession(config, opts);
+  try {
+    const maxPages = config.maxPages ?? DEFAULTS.maxPages;
+    const pagination = config.pagination;
+    let pageNumber = pagination?.type === "page" ? pagination.startPage ?? 1 : 0;
+    let url = firstUrl(config);
+    if (pagination?.type === "page") url = withPageParams(url, pagination, pageNumber);
+    const seen = new Set<string>();
+    for (let count = 1; ; count++) {
+      seen.add(url.href);
+      const { response, finalUrl } = await request(session, url);
+      const page = await readPage(session, response, finalUrl);
+      yield page;
+
+      let next: URL | undefined;
+      if (pagination?.type === "nextLink") {
+        next = nextLinkOf(page, response, pagination.path, finalUrl, session);
+      } else if (pagination?.type === "cursor") {
+        const cursor = page.records === undefined ? undefined : getPath(parsedBody.get(page), pagination.cursorPath);
+        if (cursor !== undefined && cursor !== null && cursor !== "" && cursor !== false) {
+          next = new URL(url);
+          next.searchParams.set(pagination.cursorParam, String(cursor));
+        }
+      } else if (pagination?.type === "page") {
+        if (!isEmptyPage(page)) {
+          pageNumber++;
+          next = withPageParams(url, pagination, pageNumber);
+        }
+      }
+      if (!next) return;
+      if (seen.has(next.href)) {
+        // A server that hands back a link (or cursor) already visited would loop forever.
+        throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(config.url)} returned a next page that was already fetched (${safeUrl(next)}); stopping to avoid an endless loop.`);
+      }
+      if (count >= maxPages) {
+        if (config.onMaxPages === "stop") return;
+        throw new SluiceError(
+          "BAD_CONFIG",
+          `HTTP source ${safeUrl(config.url)} still had more pages after maxPages=${maxPages}; raise maxPages or set onMaxPages: stop.`,
+          { details: { maxPages, nextUrl: safeUrl(next) } },
+        );
+      }
+      url = next;
+    }
+  } finally {
+    await closeSession(session);
+  }
+}
+
+/**
+ * One request to the configured URL (no pagination, no waiting on 429), for a source
+ * availability check. Connection and HTTP failures are reported, not thrown; configuration
+ * errors (a missing secret, a bad URL) are thrown, since no probe result can describe them.
+ */
+export async function probeHttp(config: HttpSourceConfig, opts: HttpCallOptions = {}): Promise<HttpProbeResult> {
+  const session = await openSession({ ...config, maxRetries: 0 }, opts);
+  const started = performance.now();
+  const url = firstUrl(config);
+  try {
+    const { response, finalUrl } = await send(session, url);
+    await discard(response);
+    const result: HttpProbeResult = { ok: response.ok, status: response.status, tls: finalUrl.protocol === "https:", elapsedMs: elapsed(started) };
+    if (!response.ok) result.error = statusError(response.status, finalUrl, session, "").message;
+    return result;
+  } catch (err) {
+    if (err instanceof SluiceError && err.code === "CANCELLED") throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    return { ok: false, status: 0, tls: false, elapsedMs: elapsed(started), error: message };
+  } finally {
+    await closeSession(session);
+  }
+}
+
+/**
+ * Milliseconds to wait from a Retry-After header: delay-seconds or an HTTP-date.
+ * Returns undefined when absent or unparseable, so the caller falls back to its own backoff.
+ */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
+  if (value == null) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - now);
+}
+
+/** Parse an RFC 8288 (RFC 5988) Link header into `{ rel: url }`; relative URLs are kept as written. */
+export function parseLinkHeader(value: string | null | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!value) return out;
+  const re = /<([^>]*)>((?:\s*;\s*[^;,]+(?:="[^"]*"|=[^;,]*)?)*)/g;
+  for (const m of value.matchAll(re)) {
+    const target = m[1]!;
+    const rel = /;\s*rel\s*=\s*(?:"([^"]*)"|([^;,\s]+))/i.exec(m[2] ?? "");
+    const rels = (rel?.[1] ?? rel?.[2] ?? "").split(/\s+/).filter(Boolean);
+    for (const r of rels) if (!(r.toLowerCase() in out)) out[r.toLowerCase()] = target;
+  }
+  return out;
+}
+
+/** Value at a dotted path (`data.items`, `links.next`, `results[0].id`, optional leading `$.`). */
+export function getPath(value: unknown, path: string): unknown {
+  const parts = path.replace(/^\$\.?/, "").replace(/\[(\d+)\]/g, ".$1").split(".").filter(Boolean);
+  let cur: unknown = value;
+  for (const p of parts) {
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Parsed JSON bodies by page, so pagination can read cursors without re-parsing. */
+const parsedBody = new WeakMap<HttpPage, unknown>();
+
+async function openSession(config: HttpSourceConfig, opts: HttpCallOptions): Promise<Session> {
+  const url = firstUrl(config); // validates the URL before any secret is read
+  const authHeaders: Record<string, string> = {};
+  const secrets: string[] = [];
+  const auth = config.auth;
+  if (auth?.type === "bearer") {
+    const token = await resolveSecret(auth.token, "auth.token", opts);
+    secrets.push(token);
+    authHeaders["authorization"] = `Bearer ${token}`;
+  } else if (auth?.type === "basic") {
+    const password = await resolveSecret(auth.password, "auth.password", opts);
+    const encoded = Buffer.from(`${auth.username}:${password}`).toString("base64");
+    secrets.push(password, encoded);
+    authHeaders["authorization"] = `Basic ${encoded}`;
+  } else if (auth?.type === "apiKey") {
+    if (!auth.header) throw new SluiceError("BAD_CONFIG", "auth.header must name the HTTP header that carries the API key.");
+    const value = await resolveSecret(auth.value, "auth.value", opts);
+    secrets.push(value);
+    authHeaders[auth.header.toLowerCase()] = value;
+  } else if (auth !== undefined) {
+    throw new SluiceError("BAD_CONFIG", `auth.type ${JSON.stringify((auth as { type?: unknown }).type)} is not one of bearer, basic, apiKey.`);
+  }
+  validatePagination(config);
+  const dispatcher = config.caFile ? await caDispatcher(config.caFile) : undefined;
+  return { config, origin: url.origin, authHeaders, secrets, dispatcher, signal: opts.signal };
+}
+
+async function closeSession(session: Session): Promise<void> {
+  const d = session.dispatcher as { close?: () => Promise<void> } | undefined;
+  if (d?.close) await d.close().catch(() => undefined);
+}
+
+function validatePagination(config: HttpSourceConfig): void {
+  const p = config.pagination;
+  if (!p) return;
+  const missing = (field: string) =>
+    new SluiceError("BAD_CONFIG", `pagination.${field} is required for pagination type ${p.type} of HTTP source ${safeUrl(config.url)}.`);
+  if (p.type === "cursor") {
+    if (!p.cursorParam) throw missing("cursorParam");
+    if (!p.cursorPath) throw missing("cursorPath");
+  } else if (p.type === "page") {
+    if (!p.pageParam) throw missing("pageParam");
+    if (p.pageSize !== undefined && !p.pageSizeParam) throw missing("pageSizeParam");
+  } else if (p.type !== "nextLink") {
+    throw new SluiceError("BAD_CONFIG", `pagination.type ${JSON.stringify((p as { type?: unknown }).type)} is not one of nextLink, cursor, page.`);
+  }
+  if (config.maxPages !== undefined && !(Number.isInteger(config.maxPages) && config.maxPages > 0)) {
+    throw new SluiceError("BAD_CONFIG", `maxPages must be a positive integer, got ${config.maxPages}.`);
+  }
+}
+
+function firstUrl(config: HttpSourceConfig): URL {
+  let url: URL;
+  try {
+    url = new URL(config.url);
+  } catch {
+    throw new SluiceError("BAD_CONFIG", `HTTP source URL ${safeUrl(config.url)} is not a valid absolute URL.`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new SluiceError("BAD_CONFIG", `HTTP source URL ${safeUrl(url)} must start with http:// or https://.`);
+  }
+  if (url.username || url.password) {
+    // fetch refuses such URLs anyway; say what to do instead.
+    throw new SluiceError("BAD_CONFIG", `HTTP source URL ${safeUrl(url)} must not contain credentials; use auth: { type: basic, username, password: env:NAME }.`);
+  }
+  for (const [k, v] of Object.entries(config.query ?? {})) url.searchParams.set(k, String(v));
+  return url;
+}
+
+function withPageParams(url: URL, p: Extract<HttpPagination, { type: "page" }>, page: number): URL {
+  const next = new URL(url);
+  next.searchParams.set(p.pageParam, String(page));
+  if (p.pageSize !== undefined && p.pageSizeParam) next.searchParams.set(p.pageSizeParam, String(p.pageSize));
+  return next;
+}
+
+function nextLinkOf(page: HttpPage, response: Response, path: string | undefined, base: URL, session: Session): URL | undefined {
+  let target: unknown;
+  if (path && page.records !== undefined) target = getPath(parsedBody.get(page), path);
+  if (typeof target !== "string" || target === "") target = parseLinkHeader(response.headers.get("link"))["next"];
+  if (typeof target !== "string" || target === "") return undefined;
+  try {
+    return new URL(target, base);
+  } catch {
+    throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(session.config.url)} returned a next link that is not a valid URL.`);
+  }
+}
+
+function isEmptyPage(page: HttpPage): boolean {
+  if (page.records !== undefined) return page.records.length === 0;
+  // A CSV page with only a header line has no data rows.
+  const lines = (page.text ?? "").split(/\r?\n/).filter((l) => l.trim() !== "");
+  return lines.length <= (page.contentType.includes("csv") ? 1 : 0);
+}
+
+/** One logical request with the 429/503 wait-and-retry loop around it. */
+async function request(session: Session, url: URL): Promise<{ response: Response; finalUrl: URL }> {
+  const maxRetries = session.config.maxRetries ?? DEFAULTS.maxRetries;
+  const maxWait = session.config.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs;
+  for (let attempt = 0; ; attempt++) {
+    const result = await send(session, url);
+    const { response, finalUrl } = result;
+    if (response.ok) return result;
+    if (response.status === 429 || response.status === 503) {
+      const shown = safeUrl(finalUrl);
+      const header = response.headers.get("retry-after");
+      await discard(response);
+      if (attempt >= maxRetries) {
+        throw new SluiceError("NETWORK_ERROR", `HTTP ${response.status} from ${shown} persisted after ${maxRetries} retries.`, {
+          retryable: true,
+          details: { status: response.status, url: shown },
+        });
+      }
+      // Without Retry-After, back off exponentially from 1 s.
+      const waitMs = parseRetryAfter(header) ?? Math.min(1000 * 2 ** attempt, maxWait);
+      if (waitMs > maxWait) {
+        throw new SluiceError(
+          "NETWORK_ERROR",
+          `HTTP ${response.status} from ${shown} asked to retry after ${Math.ceil(waitMs / 1000)} s, longer than maxRetryAfterMs (${maxWait} ms).`,
+          { retryable: true, details: { status: response.status, url: shown, retryAfterMs: waitMs } },
+        );
+      }
+      try {
+        await sleep(waitMs, undefined, session.signal ? { signal: session.signal } : undefined);
+      } catch {
+        throw cancelled(finalUrl);
+      }
+      continue;
+    }
+    const body = await response.text().catch(() => "");
+    throw statusError(response.status, finalUrl, session, body);
+  }
+}
+
+/** One HTTP exchange, following redirects by hand so credentials never leave the configured origin. */
+async function send(session: Session, start: URL): Promise<{ response: Response; finalUrl: URL }> {
+  const { config } = session;
+  let url = start;
+  let method: string = config.method ?? "GET";
+  let body: string | undefined = config.body === undefined ? undefined : JSON.stringify(config.body);
+  for (let hop = 0; ; hop++) {
+    const headers: Record<string, string> = {
+      "user-agent": USER_AGENT,
+      accept: "application/json, text/csv;q=0.9, */*;q=0.5",
+      ...lowerKeys(config.headers ?? {}),
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      ...(url.origin === session.origin ? session.authHeaders : {}),
+    };
+    const response = await fetchOnce(session, url, { method, headers, body, redirect: "manual", dispatcher: session.dispatcher });
+    if (response.status < 300 || response.status > 399 || response.status === 304) return { response, finalUrl: url };
+    const location = response.headers.get("location");
+    await discard(response);
+    if (!location) return { response, finalUrl: url };
+    if (hop >= MAX_REDIRECTS) {
+      throw new SluiceError("BAD_CONFIG", `HTTP source ${safeUrl(start)} redirected more than ${MAX_REDIRECTS} times; point url at the final location.`);
+    }
+    const next = new URL(location, url);
+    if (url.protocol === "https:" && next.protocol !== "https:") {
+      throw new SluiceError("BAD_CONFIG", `HTTP source ${safeUrl(url)} redirected from https to ${safeUrl(next)}; refusing to downgrade to plain http.`);
+    }
+    if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === "POST")) {
+      method = "GET";
+      body = undefined;
+    }
+    url = next;
+  }
+}
+
+/** fetch with a per-request timeout, translating low-level failures into SluiceErrors. */
+async function fetchOnce(session: Session, url: URL, init: RequestInit): Promise<Response> {
+  const timeoutMs = session.config.timeoutMs ?? DEFAULTS.timeoutMs;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = session.signal ? AbortSignal.any([session.signal, timeout]) : timeout;
+  if (session.signal?.aborted) throw cancelled(url);
+  let response: Response;
+  try {
+    response = await fetch(url, { ...init, signal });
+  } catch (err) {
+    throw networkError(err, url, session, timeoutMs);
+  }
+  // Buffer the body now, under the same timeout, so a stalled body cannot hang the caller later.
+  try {
+    const buf = await response.arrayBuffer();
+    return new Response([204, 205, 304].includes(response.status) ? null : buf, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+  } catch (err) {
+    throw networkError(err, url, session, timeoutMs);
+  }
+}
+
+async function readPage(session: Session, response: Response, finalUrl: URL): Promise<HttpPage> {
+  const contentType = (response.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  const text = await response.text();
+  const base = { url: safeUrl(finalUrl), status: response.status, contentType };
+  const isJson = contentType === "application/json" || contentType.endsWith("+json") || (contentType === "" && /^\s*[[{]/.test(text));
+  const isNdjson = ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"].includes(contentType);
+  if (!isJson && !isNdjson) return { ...base, text };
+
+  let body: unknown;
+  let records: unknown;
+  try {
+    if (isNdjson) {
+      body = text.split(/\r?\n/).filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as unknown);
+    } else {
+      body = text.trim() === "" ? [] : (JSON.parse(text) as unknown);
+    }
+  } catch (err) {
+    throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(finalUrl)} returned a body that is not valid JSON: ${(err as Error).message}.`, { cause: err });
+  }
+  const path = session.config.recordsPath;
+  if (path) {
+    records = getPath(body, path);
+    if (records === undefined || records === null) records = []; // an absent list on the last page means no records
+    if (!Array.isArray(records)) {
+      throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(finalUrl)}: recordsPath ${path} does not point to an array.`);
+    }
+  } else {
+    // A single-object endpoint is a one-record source; anything else needs recordsPath.
+    records = Array.isArray(body) ? body : [body];
+  }
+  const list = records as unknown[];
+  list.forEach((r, i) => {
+    if (r === null || typeof r !== "object" || Array.isArray(r)) {
+      throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(finalUrl)}: record ${i} is not a JSON object${path ? "" : "; set recordsPath to the records array"}.`);
+    }
+  });
+  const page: HttpPage = { ...base, records: list as Record<string, unknown>[] };
+  parsedBody.set(page, body);
+  return page;
+}
+
+function statusError(status: number, url: URL, session: Session, body: string): SluiceError {
+  const shown = safeUrl(url);
+  const method = session.config.method ?? "GET";
+  // A short excerpt of the body often says exactly what is wrong; secrets are masked in it.
+  const excerpt = redact(body.replace(/\s+/g, " ").trim().slice(0, 200), session.secrets);
+  const details = { status, url: shown, ...(excerpt ? { body: excerpt } : {}) };
+  const reasons: Record<number, string> = {
+    401: "the credentials were missing or rejected",
+    403: "the credentials are not allowed to read it",
+    404: "the URL does not exist",
+  };
+  if (status === 408) return new SluiceError("NETWORK_ERROR", `${method} ${shown} failed with HTTP 408: the server timed out waiting for the request.`, { retryable: true, details });
+  if (status >= 500) return new SluiceError("NETWORK_ERROR", `${method} ${shown} failed with HTTP ${status}: the server had an error.`, { retryable: true, details });
+  if (status >= 400) {
+    const why = reasons[status] ?? "the server rejected the request";
+    return new SluiceError("BAD_CONFIG", `${method} ${shown} failed with HTTP ${status}: ${why}.`, { retryable: false, details });
+  }
+  return new SluiceError("NETWORK_ERROR", `${method} ${shown} answered with unexpected HTTP ${status}.`, { retryable: true, details });
+}
+
+const TLS_TRUST_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+function networkError(err: unknown, url: URL, session: Session, timeoutMs: number): SluiceError {
+  if (err instanceof SluiceError) return err;
+  if (session.signal?.aborted) return cancelled(url);
+  const hostPort = `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e.name === "TimeoutError") {
+    return new SluiceError("NETWORK_ERROR", `Request to ${safeUrl(url)} timed out after ${timeoutMs} ms.`, { retryable: true, cause: err });
+  }
+  const code = e.cause?.code ?? (e as NodeJS.ErrnoException).code;
+  if (code && TLS_TRUST_CODES.has(code)) {
+    return new SluiceError(
+      "BAD_CONFIG",
+      `TLS verification of ${hostPort} failed (${code}): the server certificate is not trusted for this host; set caFile to trust a private CA.`,
+      { retryable: false, cause: err, details: { host: hostPort, code } },
+    );
+  }
+  const why: Record<string, string> = {
+    ECONNREFUSED: "connection refused",
+    ENOTFOUND: "host name not found",
+    EAI_AGAIN: "host name lookup failed temporarily",
+    ECONNRESET: "connection reset by the server",
+    ETIMEDOUT: "connection timed out",
+    UND_ERR_CONNECT_TIMEOUT: "connection timed out",
+    UND_ERR_SOCKET: "the connection closed unexpectedly",
+  };
+  const reason = (code && why[code]) ?? redact(e.cause?.message ?? e.message, session.secrets);
+  return new SluiceError("NETWORK_ERROR", `Could not reach ${hostPort} for ${safeUrl(url)}: ${reason}${code ? ` (${code})` : ""}.`, {
+    retryable: true,
+    cause: err,
+    details: { host: hostPort, ...(code ? { code } : {}) },
+  });
+}
+
+function cancelled(url: URL): SluiceError {
+  return new SluiceError("CANCELLED", `Request to ${safeUrl(url)} was cancelled.`, { retryable: false });
+}
+
+/**
+ * A fetch dispatcher that trusts `caFile` as well as the public roots.
+ *
+ * Node 20 bundles undici but does not export its `Agent`; installing the `undici` package would
+ * add a dependency. Undici registers its global dispatcher under a well-known `Symbol.for` key
+ * (shared on purpose between undici copies), and that object is an `Agent`, so its constructor
+ * is the bundled Agent class. The first fetch creates it; a `data:` fetch does so without I/O.
+ */
+async function caDispatcher(caFile: string): Promise<RequestInit["dispatcher"]> {
+  let ca: string;
+  try {
+    ca = await readFile(caFile, "utf8");
+  } catch (err) {
+    throw new SluiceError("BAD_CONFIG", `caFile ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}).`, { cause: err });
+  }
+  if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new SluiceError("BAD_CONFIG", `caFile ${caFile} does not contain a PEM certificate.`);
+  }
+  const key = Symbol.for("undici.globalDispatcher.1");
+  const g = globalThis as unknown as Record<symbol, unknown>;
+  if (g[key] === undefined) await fetch("data:,");
+  const current = g[key] as { constructor?: new (opts: unknown) => unknown } | undefined;
+  const Agent = current?.constructor;
+  if (typeof Agent !== "function" || Agent.name !== "Agent") {
+    throw new SluiceError("BAD_CONFIG", `caFile is not supported on this Node.js version (${process.version}); set NODE_EXTRA_CA_CERTS=${caFile} instead.`);
+  }
+  return new Agent({ connect: { ca: [...rootCertificates, ca] } }) as RequestInit["dispatcher"];
+}
+
+async function discard(response: Response): Promise<void> {
+  await response.body?.cancel().catch(() => undefined);
+}
+
+function lowerKeys(h: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]));
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}

@@ -1,0 +1,146 @@
+/**
+ * One attempt of one step: resolve its inputs, run it under its timeout, classify the outcome.
+ */
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { dirname, join } from "node:path";
+import { SluiceError, toErrorInfo } from "../errors.js";
+import { evaluate, type ExpressionScope } from "../spec/expressions.js";
+import { parseDuration } from "../spec/duration.js";
+import type { ExecSpec, Step } from "../spec/schema.js";
+import type { ActionRegistry } from "../actions/registry.js";
+import { attemptLogFile, runExec } from "../actions/exec.js";
+import type { ActionLog, Outputs } from "../actions/types.js";
+import type { ErrorInfo, RunRecord } from "../store/types.js";
+
+export interface AttemptInput {
+  run: RunRecord;
+  step: Step;
+  attempt: number;
+  /** Aborted when the whole run stops (cancel, run timeout, detach, lost lease). */
+  runSignal: AbortSignal;
+  actions: ActionRegistry;
+  home: string;
+  outputsOf(step: string): Record<string, unknown> | undefined;
+}
+
+export type AttemptResult =
+  | { status: "succeeded"; outputs: Outputs; error: null; retryable: false }
+  | { status: "failed" | "timedOut" | "cancelled"; outputs: null; error: ErrorInfo; retryable: boolean }
+  | { status: "interrupted"; outputs: null; error: ErrorInfo; retryable: false };
+
+export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult> {
+  const { run, step } = input;
+  const controller = new AbortController();
+  const timeoutMs = step.timeout ? parseDuration(step.timeout)! : null;
+  const onRunAbort = () => controller.abort(input.runSignal.reason);
+  if (input.runSignal.aborted) onRunAbort();
+  else input.runSignal.addEventListener("abort", onRunAbort, { once: true });
+  const timer = timeoutMs === null ? undefined : setTimeout(
+    () => controller.abort(new SluiceError("TIMEOUT", `step ${step.name} did not finish within its timeout of ${step.timeout}`)),
+    timeoutMs,
+  );
+  const logFile = attemptLogFile(input.home, run.id, step.name, input.attempt);
+  const log = lazyLog(logFile);
+
+  try {
+    const outputs = await untilAborted(perform(input, controller.signal, logFile, log), controller.signal);
+    return { status: "succeeded", outputs, error: null, retryable: false };
+  } catch (err) {
+    const reason = controller.signal.aborted ? controller.signal.reason : err;
+    const info = toErrorInfo(reason);
+    if (controller.signal.aborted) {
+      if (info.code === "TIMEOUT") return { status: "timedOut", outputs: null, error: info, retryable: true };
+      if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST") return { status: "interrupted", outputs: null, error: info, retryable: false };
+      return { status: "cancelled", outputs: null, error: info, retryable: false };
+    }
+    log.error(info.message, { code: info.code });
+    return { status: "failed", outputs: null, error: { code: info.code, message: info.message }, retryable: info.retryable };
+  } finally {
+    clearTimeout(timer);
+    input.runSignal.removeEventListener("abort", onRunAbort);
+    await log.close();
+  }
+}
+
+async function perform(input: AttemptInput, signal: AbortSignal, logFile: string, log: ActionLog & { close(): Promise<void> }): Promise<Outputs> {
+  const { run, step } = input;
+  const scope: ExpressionScope = {
+    params: run.params,
+    steps: new Proxy({} as ExpressionScope["steps"], {
+      get: (_t, name: string) => ({ outputs: input.outputsOf(name) }),
+    }),
+    event: run.trigger?.type === "event" ? { data: run.trigger.data } : undefined,
+    run: { id: run.id, workflow: run.workflow },
+  };
+
+  if (step.exec) {
+    const exec = evaluate(step.exec, scope) as ExecSpec;
+    return runExec(exec, {
+      signal,
+      logFile,
+      baseDir: process.cwd(),
+      extraEnv: { SLUICE_RUN_ID: run.id, SLUICE_STEP: step.name, SLUICE_ATTEMPT: String(input.attempt) },
+    });
+  }
+
+  const kind = step.agent !== undefined ? "agent" : "service";
+  const owner = (step.agent ?? step.service)!;
+  const def = input.actions.get(kind, owner, step.action!);
+  if (!def) throw new SluiceError("BAD_CONFIG", `no action ${owner}/${step.action} is registered in this process`);
+  const raw = evaluate(step.with ?? {}, scope);
+  const parsed = def.input.safeParse(raw);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0]!;
+    const where = first.path.length ? `input "${first.path.join(".")}"` : "inputs";
+    throw new SluiceError("BAD_INPUT", `${where} of ${owner}/${step.action}: ${first.message}`);
+  }
+  const artifactsDir = join(input.home, "runs", run.id, "artifacts");
+  const outputs = await def.run(parsed.data, {
+    runId: run.id,
+    workflow: run.workflow,
+    step: step.name,
+    attempt: input.attempt,
+    signal,
+    artifactsDir,
+    home: input.home,
+    params: run.params,
+    log,
+  });
+  if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs))
+    throw new SluiceError("ACTION_FAILED", `${owner}/${step.action} returned ${JSON.stringify(outputs)}, not an outputs object`);
+  return outputs;
+}
+
+/**
+ * Settle as soon as the signal aborts, even if the work ignores it: an in-process action that
+ * never checks its signal must not hold the run past its timeout.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (v) => (signal.removeEventListener("abort", onAbort), resolve(v)),
+      (e) => (signal.removeEventListener("abort", onAbort), reject(e)),
+    );
+  });
+}
+
+/** Attempt log lines as JSON, in a file opened only when something is logged. */
+function lazyLog(file: string): ActionLog & { close(): Promise<void> } {
+  let stream: WriteStream | undefined;
+  const write = (level: string, message: string, fields?: Record<string, unknown>) => {
+    if (!stream) {
+      mkdirSync(dirname(file), { recursive: true });
+      stream = createWriteStream(file, { flags: "a" });
+    }
+    stream.write(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields }) + "\n");
+  };
+  return {
+    info: (m, f) => write("info", m, f),
+    warn: (m, f) => write("warn", m, f),
+    error: (m, f) => write("error", m, f),
+    close: () => new Promise<void>((r) => (stream ? stream.end(r) : r())),
+  };
+}

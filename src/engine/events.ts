@@ -1,0 +1,24 @@
+/**
+ * What the engine tells its observers (progress display, logs, later metrics) as a run moves.
+ */
+import type { ErrorInfo, RunStatus, StepStatus } from "../store/types.js";
+
+export type EngineEvent =
+  | { type: "run-started"; runId: string; workflow: string; steps: string[]; resumed: boolean }
+  | { type: "step-started"; runId: string; step: string; attempt: number; at: number }
+  | {
+      type: "step-ended";
+      runId: string;
+      step: string;
+      attempt: number;
+      status: "succeeded" | "failed" | "timedOut" | "cancelled";
+      error: ErrorInfo | null;
+      /** Set when the step will be tried again after this many ms. */
+      retryInMs: number | null;
+      durationMs: number;
+    }
+  | { type: "steps-settled"; runId: string; steps: string[]; status: StepStatus }
+  | { type: "run-ended"; runId: string; status: RunStatus; error: ErrorInfo | null }
+  | { type: "run-detached"; runId: string; reason: string };
+
+export type EventSink = (e: EngineEvent) => void;

@@ -1,0 +1,27 @@
+/**
+ * Creating a run: the workflow snapshot, its typed parameters and every step as pending,
+ * written in one transaction before anything executes.
+ */
+import { resolveParams } from "../spec/params.js";
+import type { Workflow } from "../spec/schema.js";
+import type { RunRecord, RunTrigger, StateStore } from "../store/types.js";
+import { newRunId } from "./ids.js";
+
+export interface StartRunInput {
+  workflow: Workflow;
+  params?: Record<string, unknown>;
+  source?: string | null;
+  trigger?: RunTrigger | null;
+}
+
+export async function createRun(store: StateStore, input: StartRunInput): Promise<RunRecord> {
+  const params = resolveParams(input.workflow, input.params ?? {});
+  return store.createRun({
+    id: newRunId(),
+    workflow: input.workflow,
+    source: input.source ?? null,
+    params,
+    trigger: input.trigger ?? { type: "manual" },
+    createdAt: new Date().toISOString(),
+  });
+}

@@ -1,0 +1,348 @@
+/**
+ * Reading workflow files: YAML → schema → cross-references, every problem with FILE:LINE:COL.
+ *
+ * All problems of a file are collected, never just the first: a user fixing a workflow wants the
+ * whole list in one go, like a compiler gives it.
+ */
+import { readFile } from "node:fs/promises";
+import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, isPair, type Document, type Node as YamlNode } from "yaml";
+import { z } from "zod";
+import { Workflow, type Step } from "./schema.js";
+import { findExpressions, parseReference } from "./expressions.js";
+import { hint } from "./suggest.js";
+import type { ActionLookup } from "./catalogue.js";
+
+export interface Problem {
+  file: string;
+  line: number;
+  col: number;
+  message: string;
+}
+
+export interface LoadedWorkflow {
+  file: string;
+  /** 0-based index of the YAML document inside the file. */
+  document: number;
+  workflow: Workflow;
+}
+
+export interface LoadResult {
+  workflows: LoadedWorkflow[];
+  problems: Problem[];
+}
+
+export interface LoadOptions {
+  /** Checks agent/service actions and their `with:` inputs when given. */
+  actions?: ActionLookup;
+}
+
+export function formatProblem(p: Problem): string {
+  return `${p.file}:${p.line}:${p.col}: ${p.message}`;
+}
+
+export async function loadWorkflowFile(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (err as Error).message;
+    return { workflows: [], problems: [{ file, line: 1, col: 1, message: `cannot read workflow file: ${why}` }] };
+  }
+  return loadWorkflowText(text, file, opts);
+}
+
+export function loadWorkflowText(text: string, file: string, opts: LoadOptions = {}): LoadResult {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const problems: Problem[] = [];
+  const workflows: LoadedWorkflow[] = [];
+  const at = (offset: number | undefined, message: string): Problem => {
+    const pos = lineCounter.linePos(offset ?? 0);
+    return { file, line: pos.line, col: pos.col, message };
+  };
+
+  const list = Array.isArray(docs) ? docs : [docs];
+  const nonEmpty = list.filter((d) => d.contents !== null || d.errors.length > 0);
+  if (nonEmpty.length === 0) return { workflows, problems: [at(0, "the file holds no workflow (it is empty)")] };
+
+  nonEmpty.forEach((doc, index) => {
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) problems.push(at(e.pos[0], `YAML syntax error: ${firstSentence(e.message)}`));
+      return;
+    }
+    const docProblems = checkDocument(doc, at, opts);
+    problems.push(...docProblems.problems);
+    if (docProblems.workflow && docProblems.problems.length === 0)
+      workflows.push({ file, document: index, workflow: docProblems.workflow });
+  });
+  problems.sort((a, b) => a.line - b.line || a.col - b.col);
+  return { workflows, problems };
+}
+
+type At = (offset: number | undefined, message: string) => Problem;
+
+function checkDocument(doc: Document, at: At, opts: LoadOptions): { workflow?: Workflow; problems: Problem[] } {
+  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  const parsed = Workflow.safeParse(data);
+  const problems: Problem[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, data, at));
+    // Cross-references are still worth checking when the step list itself is readable.
+    const steps = (data as { spec?: { steps?: unknown } } | null)?.spec?.steps;
+    if (Array.isArray(steps) && steps.every((s) => s && typeof s === "object" && typeof (s as Step).name === "string"))
+      problems.push(...checkReferences(data as Workflow, doc, at, opts));
+    return { problems };
+  }
+  problems.push(...checkReferences(parsed.data, doc, at, opts));
+  return { workflow: parsed.data, problems };
+}
+
+function issueToProblems(issue: z.core.$ZodIssue, doc: Document, data: unknown, at: At): Problem[] {
+  const path = issue.path as (string | number)[];
+  if (issue.code === "unrecognized_keys") {
+    const known = knownKeysAt(Workflow, path);
+    return issue.keys.map((key) =>
+      at(keyOffset(doc, path, key), `unknown field "${key}" in ${describePath(path)}${hint(key, known)}`),
+    );
+  }
+  const node = nodeAt(doc, path);
+  const where = path.length ? `${describePath(path)}` : "the document";
+  return [at(node?.range?.[0], `${where}: ${issueMessage(issue, getIn(data, path))}`)];
+}
+
+/** One readable sentence for a schema issue; `value` is what the file holds at the issue's path. */
+function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
+  if (issue.code === "invalid_type") {
+    if (value === undefined) return `is required`;
+    return `must be ${article(issue.expected)}, not ${describeValue(value)}`;
+  }
+  if (issue.code === "too_small" || issue.code === "too_big") {
+    const bound = String(issue.code === "too_small" ? issue.minimum : issue.maximum);
+    const most = issue.code === "too_small" ? "at least" : "at most";
+    if (issue.origin === "array") return `must have ${most} ${bound} item${bound === "1" ? "" : "s"}`;
+    if (issue.origin === "string") return `must be ${most} ${bound} characters long`;
+    return `must be ${most} ${bound}${issue.inclusive === false ? " (exclusive)" : ""}`;
+  }
+  if (issue.code === "invalid_value") {
+    const allowed = issue.values.map((v) => JSON.stringify(v)).join(", ");
+    return issue.values.length === 1 ? `must be ${allowed}` : `must be one of ${allowed}`;
+  }
+  if (issue.code === "custom" && typeof value === "string") return `"${value}" ${issue.message}`;
+  return issue.message.replace(/^Invalid string: /, "");
+}
+
+function checkReferences(wf: Workflow, doc: Document, at: At, opts: LoadOptions): Problem[] {
+  const problems: Problem[] = [];
+  const steps = wf.spec.steps;
+  const stepNames = new Set<string>();
+  const stepPath = (i: number, ...rest: (string | number)[]) => ["spec", "steps", i, ...rest];
+
+  steps.forEach((s, i) => {
+    if (stepNames.has(s.name))
+      problems.push(at(nodeAt(doc, stepPath(i, "name"))?.range?.[0], `duplicate step name "${s.name}"`));
+    stepNames.add(s.name);
+  });
+
+  steps.forEach((s, i) => {
+    (s.dependsOn ?? []).forEach((dep, j) => {
+      const off = nodeAt(doc, stepPath(i, "dependsOn", j))?.range?.[0];
+      if (dep === s.name) problems.push(at(off, `step "${s.name}" depends on itself`));
+      else if (!stepNames.has(dep))
+        problems.push(at(off, `step "${s.name}" depends on "${dep}", which is not a step of this workflow${hint(dep, stepNames)}`));
+    });
+  });
+
+  for (const cycle of findCycles(steps)) {
+    const i = steps.findIndex((s) => s.name === cycle[0]);
+    problems.push(at(nodeAt(doc, stepPath(i, "dependsOn"))?.range?.[0], `dependency cycle: ${[...cycle, cycle[0]].join(" → ")}`));
+  }
+
+  const params = new Set(Object.keys(wf.spec.params ?? {}));
+  const upstream = upstreamSets(steps);
+  steps.forEach((s, i) => {
+    for (const field of ["with", "exec"] as const) {
+      walkStrings(s[field], [], (text, rel) => {
+        for (const expr of findExpressions(text)) {
+          const message = checkExpression(expr, s.name, params, stepNames, upstream.get(s.name) ?? new Set());
+          if (message) problems.push(at(nodeAt(doc, stepPath(i, field, ...rel))?.range?.[0], message));
+        }
+      });
+    }
+    if (opts.actions && s.action && (s.agent || s.service)) problems.push(...checkAction(s, i, doc, at, opts.actions));
+  });
+  return problems;
+}
+
+function checkAction(s: Step, i: number, doc: Document, at: At, actions: ActionLookup): Problem[] {
+  const kind = s.agent !== undefined ? "agent" : "service";
+  const owner = (s.agent ?? s.service)!;
+  const base = ["spec", "steps", i];
+  const owners = actions.names(kind);
+  if (!owners.includes(owner))
+    return [at(nodeAt(doc, [...base, kind])?.range?.[0], `unknown ${kind} "${owner}"${hint(owner, owners)}`)];
+  const sig = actions.find(kind, owner, s.action!);
+  if (!sig) {
+    const known = actions.names(kind, owner);
+    return [at(nodeAt(doc, [...base, "action"])?.range?.[0], `${kind} "${owner}" has no action "${s.action}"${hint(s.action!, known)}`)];
+  }
+  const result = sig.input.safeParse(s.with ?? {});
+  if (result.success) return [];
+  const problems: Problem[] = [];
+  for (const issue of result.error.issues) {
+    const rel = issue.path as (string | number)[];
+    // A value computed by an expression is only known at run time; its type is checked then.
+    if (rel.length > 0 && containsExpression(getIn(s.with, rel.slice(0, 1)))) continue;
+    if (issue.code === "unrecognized_keys") {
+      const known = knownKeysAt(sig.input, rel);
+      for (const key of issue.keys)
+        problems.push(at(keyOffset(doc, [...base, "with", ...rel], key) ?? nodeAt(doc, [...base])?.range?.[0],
+          `unknown input "${key}" for ${owner}/${s.action}${hint(key, known)}`));
+      continue;
+    }
+    const node = nodeAt(doc, [...base, "with", ...rel]) ?? nodeAt(doc, [...base, "with"]) ?? nodeAt(doc, base);
+    const name = rel.length ? `input "${rel.join(".")}"` : "inputs";
+    problems.push(at(node?.range?.[0], `${name} of ${owner}/${s.action}: ${issueMessage(issue, getIn(s.with ?? {}, rel))}`));
+  }
+  return problems;
+}
+
+function checkExpression(expr: string, step: string, params: Set<string>, steps: Set<string>, upstream: Set<string>): string | undefined {
+  const ref = parseReference(expr);
+  if ("error" in ref) return `expression ${ref.error}`;
+  if (ref.root === "params" && !params.has(ref.name))
+    return `expression "${expr}" names an unknown parameter "${ref.name}"${hint(ref.name, params)}`;
+  if (ref.root === "steps") {
+    if (!steps.has(ref.step)) return `expression "${expr}" names an unknown step "${ref.step}"${hint(ref.step, steps)}`;
+    if (!upstream.has(ref.step))
+      return `expression "${expr}" reads step "${ref.step}", which step "${step}" does not depend on; add it to dependsOn`;
+  }
+  return undefined;
+}
+
+/** Each dependency cycle once, as the list of step names around it. */
+export function findCycles(steps: Pick<Step, "name" | "dependsOn">[]): string[][] {
+  const deps = new Map(steps.map((s) => [s.name, s.dependsOn ?? []]));
+  const state = new Map<string, "visiting" | "done">();
+  const stack: string[] = [];
+  const cycles: string[][] = [];
+  const seen = new Set<string>();
+  const visit = (n: string) => {
+    state.set(n, "visiting");
+    stack.push(n);
+    for (const d of deps.get(n) ?? []) {
+      if (!deps.has(d) || d === n) continue;
+      if (state.get(d) === "visiting") {
+        const cycle = stack.slice(stack.indexOf(d));
+        const key = [...cycle].sort().join("\0");
+        if (!seen.has(key)) (seen.add(key), cycles.push(cycle));
+      } else if (!state.has(d)) visit(d);
+    }
+    stack.pop();
+    state.set(n, "done");
+  };
+  for (const s of steps) if (!state.has(s.name)) visit(s.name);
+  return cycles;
+}
+
+/** For each step, every step it transitively depends on. */
+function upstreamSets(steps: Pick<Step, "name" | "dependsOn">[]): Map<string, Set<string>> {
+  const deps = new Map(steps.map((s) => [s.name, s.dependsOn ?? []]));
+  const memo = new Map<string, Set<string>>();
+  const get = (n: string, guard: Set<string>): Set<string> => {
+    const cached = memo.get(n);
+    if (cached) return cached;
+    const out = new Set<string>();
+    if (guard.has(n)) return out;
+    guard.add(n);
+    for (const d of deps.get(n) ?? []) {
+      out.add(d);
+      for (const x of get(d, guard)) out.add(x);
+    }
+    memo.set(n, out);
+    return out;
+  };
+  for (const s of steps) get(s.name, new Set());
+  return memo;
+}
+
+function walkStrings(value: unknown, path: (string | number)[], fn: (text: string, path: (string | number)[]) => void): void {
+  if (typeof value === "string") fn(value, path);
+  else if (Array.isArray(value)) value.forEach((v, i) => walkStrings(v, [...path, i], fn));
+  else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walkStrings(v, [...path, k], fn);
+}
+
+function containsExpression(value: unknown): boolean {
+  let found = false;
+  walkStrings(value, [], (t) => (found ||= t.includes("${{")));
+  return found;
+}
+
+function getIn(value: unknown, path: (string | number)[]): unknown {
+  let cur = value;
+  for (const k of path) cur = cur && typeof cur === "object" ? (cur as Record<string | number, unknown>)[k] : undefined;
+  return cur;
+}
+
+/** The YAML node at a path, or the deepest node that exists on the way there. */
+function nodeAt(doc: Document, path: (string | number)[]): YamlNode | undefined {
+  let cur: unknown = doc.contents;
+  for (const key of path) {
+    let next: unknown;
+    if (isMap(cur)) next = cur.items.find((p) => isPair(p) && isScalar(p.key) && p.key.value === key)?.value;
+    else if (isSeq(cur) && typeof key === "number") next = cur.items[key];
+    if (next === undefined || next === null) return cur as YamlNode;
+    cur = next;
+  }
+  return cur as YamlNode;
+}
+
+function keyOffset(doc: Document, path: (string | number)[], key: string): number | undefined {
+  const map = nodeAt(doc, path);
+  if (!isMap(map)) return map?.range?.[0];
+  const pair = map.items.find((p) => isScalar(p.key) && p.key.value === key);
+  return (pair?.key as YamlNode | undefined)?.range?.[0] ?? map.range?.[0];
+}
+
+/** The field names a strict object schema accepts at a path, for did-you-mean hints. */
+function knownKeysAt(schema: z.ZodType, path: (string | number)[]): string[] {
+  let cur: z.ZodType | undefined = schema;
+  for (const key of path) {
+    cur = unwrap(cur);
+    if (cur instanceof z.ZodObject) cur = (cur.shape as Record<string, z.ZodType>)[key as string];
+    else if (cur instanceof z.ZodArray) cur = cur.element as z.ZodType;
+    else if (cur instanceof z.ZodRecord) cur = cur.valueType as z.ZodType;
+    else return [];
+  }
+  cur = unwrap(cur);
+  return cur instanceof z.ZodObject ? Object.keys(cur.shape) : [];
+}
+
+function unwrap(s: z.ZodType | undefined): z.ZodType | undefined {
+  let cur = s;
+  while (cur instanceof z.ZodOptional || cur instanceof z.ZodDefault || cur instanceof z.ZodNullable)
+    cur = cur.unwrap() as z.ZodType;
+  return cur;
+}
+
+function describePath(path: (string | number)[]): string {
+  if (path.length === 0) return "the workflow";
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  if (typeof v === "string") return `the text "${v.length > 40 ? v.slice(0, 40) + "…" : v}"`;
+  return `${typeof v} ${String(v)}`;
+}
+
+function article(expected: string): string {
+  const word = expected === "object" ? "mapping" : expected === "array" ? "list" : expected;
+  return /^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`;
+}
+
+function firstSentence(message: string): string {
+  return message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+}
