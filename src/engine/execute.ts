@@ -7,7 +7,8 @@
  * heartbeat, marks the process that owns the run: a process that dies stops renewing it, and
  * `resume` may take over once it has expired.
  */
-import { SluiceError, toErrorInfo } from "../errors.js";
+import { setMaxListeners } from "node:events";
+import { SluiceError } from "../errors.js";
 import { parseDuration } from "../spec/duration.js";
 import type { Step, Workflow } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
@@ -110,6 +111,8 @@ class RunDriver {
     this.wf = run.spec;
     this.parallelism = this.wf.spec.parallelism ?? DEFAULT_PARALLELISM;
     this.limiter = opts.limiter ?? defaultLimiter();
+    // Every running attempt listens on the run's signal; a wide fan-out is not a leak.
+    setMaxListeners(0, this.runAbort.signal);
   }
 
   async drive(): Promise<RunRecord> {
@@ -373,5 +376,3 @@ function stopError(reason: StopReason): SluiceError {
       return new SluiceError("INTERRUPTED", `stopped because ${reason.reason}; the run can be resumed`);
   }
 }
-
-export { toErrorInfo };

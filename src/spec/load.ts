@@ -220,9 +220,16 @@ function checkExpression(expr: string, step: string, params: Set<string>, steps:
   return undefined;
 }
 
+/** Step name → its dependencies; the first of duplicate names wins (duplicates are reported separately). */
+function dependencyMap(steps: Pick<Step, "name" | "dependsOn">[]): Map<string, string[]> {
+  const deps = new Map<string, string[]>();
+  for (const s of steps) if (!deps.has(s.name)) deps.set(s.name, s.dependsOn ?? []);
+  return deps;
+}
+
 /** Each dependency cycle once, as the list of step names around it. */
 export function findCycles(steps: Pick<Step, "name" | "dependsOn">[]): string[][] {
-  const deps = new Map(steps.map((s) => [s.name, s.dependsOn ?? []]));
+  const deps = dependencyMap(steps);
   const state = new Map<string, "visiting" | "done">();
   const stack: string[] = [];
   const cycles: string[][] = [];
@@ -247,7 +254,7 @@ export function findCycles(steps: Pick<Step, "name" | "dependsOn">[]): string[][
 
 /** For each step, every step it transitively depends on. */
 function upstreamSets(steps: Pick<Step, "name" | "dependsOn">[]): Map<string, Set<string>> {
-  const deps = new Map(steps.map((s) => [s.name, s.dependsOn ?? []]));
+  const deps = dependencyMap(steps);
   const memo = new Map<string, Set<string>>();
   const get = (n: string, guard: Set<string>): Set<string> => {
     const cached = memo.get(n);

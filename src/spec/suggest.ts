@@ -8,7 +8,7 @@ export function didYouMean(word: string, candidates: Iterable<string>): string |
     const d = distance(word.toLowerCase(), c.toLowerCase());
     if (d < bestD) [best, bestD] = [c, d];
   }
-  return best !== undefined && bestD < word.length && bestD <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+  return best !== undefined && bestD < word.length && bestD <= Math.max(1, Math.ceil(word.length / 3)) ? best : undefined;
 }
 
 /** `; did you mean "x"?` or nothing. */

@@ -1,0 +1,107 @@
+/**
+ * Shared test scaffolding: a temporary Sluice home with a real SQLite store, workflows written
+ * inline, and in-process test actions whose behaviour the test controls.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { createRegistry, type ActionRegistry } from "../src/actions/registry.js";
+import { defineAction, type ActionDefinition } from "../src/actions/types.js";
+import { builtinRegistry } from "../src/actions/builtin.js";
+import { createRun, executeRun, createLimiter, type EngineEvent } from "../src/engine/index.js";
+import { loadWorkflowText } from "../src/spec/load.js";
+import type { Workflow } from "../src/spec/schema.js";
+import { openSqliteStore } from "../src/store/sqlite.js";
+import type { RunRecord, StateStore } from "../src/store/types.js";
+import { stringify } from "yaml";
+
+export interface TestEnv {
+  home: string;
+  store: StateStore;
+  actions: ActionRegistry;
+  cleanup(): Promise<void>;
+}
+
+export function tempDir(prefix = "sluice-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function testEnv(extra: ActionDefinition[] = []): TestEnv {
+  const home = tempDir();
+  const store = openSqliteStore(join(home, "sluice.db"));
+  const actions = builtinRegistry();
+  for (const d of [...testActions(), ...extra]) actions.register(d);
+  return {
+    home,
+    store,
+    actions,
+    async cleanup() {
+      await store.close();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+const abortable = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((res, rej) => {
+    const t = setTimeout(res, ms);
+    signal.addEventListener("abort", () => (clearTimeout(t), rej(signal.reason)), { once: true });
+  });
+
+/** Actions under `agent: test` for engine tests. */
+export function testActions(): ActionDefinition[] {
+  return [
+    defineAction({
+      kind: "agent", owner: "test", action: "sleep", description: "wait, honouring the abort signal",
+      input: z.object({ ms: z.number().int().min(0) }).strict(),
+      run: async ({ ms }, ctx) => (await abortable(ms, ctx.signal), { slept: ms }),
+    }),
+    defineAction({
+      kind: "agent", owner: "test", action: "echo", description: "return the value",
+      input: z.object({ value: z.unknown() }).strict(),
+      run: async ({ value }) => ({ value }),
+    }),
+    defineAction({
+      kind: "agent", owner: "test", action: "flaky", description: "fail the first `failures` attempts",
+      input: z.object({ failures: z.number().int(), retryable: z.boolean().default(true) }).strict(),
+      run: async ({ failures, retryable }, ctx) => {
+        if (ctx.attempt <= failures) {
+          const { SluiceError } = await import("../src/errors.js");
+          throw new SluiceError(retryable ? "NETWORK_ERROR" : "BAD_INPUT", `planned failure on attempt ${ctx.attempt}`, { retryable });
+        }
+        return { attempt: ctx.attempt };
+      },
+    }),
+    defineAction({
+      kind: "agent", owner: "test", action: "hang", description: "never finish and ignore the signal",
+      input: z.object({}).strict(),
+      run: () => new Promise(() => undefined),
+    }),
+  ];
+}
+
+/** A workflow from a compact object: only spec fields, metadata filled in. */
+export function workflow(spec: Record<string, unknown>, actions: ActionRegistry = testActionsLookup, name = "test-flow"): Workflow {
+  const text = stringify({ apiVersion: "sluice.dev/v1alpha1", kind: "Workflow", metadata: { name }, spec });
+  const { workflows, problems } = loadWorkflowText(text, "inline.yaml", { actions });
+  if (problems.length) throw new Error(problems.map((p) => `${p.line}:${p.col} ${p.message}`).join("\n"));
+  return workflows[0]!.workflow;
+}
+
+const testActionsLookup = (() => {
+  const r = createRegistry([...builtinRegistry().all(), ...testActions()]);
+  return r;
+})();
+
+export async function runWorkflow(
+  env: TestEnv,
+  wf: Workflow,
+  opts: { params?: Record<string, unknown>; limiter?: ReturnType<typeof createLimiter>; events?: EngineEvent[]; signal?: AbortSignal } = {},
+): Promise<RunRecord> {
+  const run = await createRun(env.store, { workflow: wf, params: opts.params ?? {} });
+  return executeRun(run.id, {
+    store: env.store, actions: env.actions, home: env.home, limiter: opts.limiter, signal: opts.signal,
+    onEvent: (e) => opts.events?.push(e),
+  });
+}

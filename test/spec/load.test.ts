@@ -1,0 +1,179 @@
+import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { builtinRegistry } from "../../src/actions/builtin.js";
+import { loadWorkflowText, formatProblem } from "../../src/spec/load.js";
+import { parseDuration } from "../../src/spec/duration.js";
+import { evaluate } from "../../src/spec/expressions.js";
+import { GENERATED_FILES, crdManifest, workflowJsonSchema } from "../../src/spec/generate.js";
+import { parse } from "yaml";
+
+const actions = builtinRegistry();
+const ROOT = join(import.meta.dirname, "..", "..");
+
+/** Problems of an inline file, as the CLI prints them. */
+function problems(text: string): string[] {
+  return loadWorkflowText(text, "w.yaml", { actions }).problems.map(formatProblem);
+}
+
+const HEAD = `apiVersion: sluice.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: demo
+spec:
+`;
+
+describe("workflow validation", () => {
+  it("accepts a minimal workflow and keeps its values", () => {
+    const r = loadWorkflowText(`${HEAD}  steps:\n    - name: a\n      exec: { command: ["true"] }\n`, "w.yaml", { actions });
+    expect(r.problems).toEqual([]);
+    expect(r.workflows[0]!.workflow.spec.steps[0]!.exec!.command).toEqual(["true"]);
+  });
+
+  it("reports YAML syntax errors with their position", () => {
+    expect(problems(`${HEAD}  steps: [\n`)).toEqual([expect.stringMatching(/^w\.yaml:7:1: YAML syntax error: /)]);
+    expect(problems(`${HEAD}  steps: []\n  steps: []\n`)).toEqual([expect.stringMatching(/^w\.yaml:7:3: YAML syntax error: Map keys must be unique/)]);
+  });
+
+  it("names unknown fields with a suggestion", () => {
+    expect(problems(`${HEAD}  stepz: []\n  steps:\n    - name: a\n      exec: { command: ["true"] }\n      dependOn: []\n`)).toEqual([
+      'w.yaml:6:3: unknown field "stepz" in spec; did you mean "steps"?',
+      'w.yaml:10:7: unknown field "dependOn" in spec.steps[0]; did you mean "dependsOn"?',
+    ]);
+  });
+
+  it("reports wrong types, bad durations, bad cron expressions and time zones", () => {
+    const text = `${HEAD}  timeout: soon
+  parallelism: "4"
+  triggers:
+    - schedule: "61 * * * *"
+      timezone: Nowhere/City
+  steps:
+    - name: a
+      exec: { command: "true" }
+      retry: { limit: 2, backoff: { initial: 1x } }
+`;
+    expect(problems(text)).toEqual([
+      'w.yaml:6:12: spec.timeout: "soon" is not a duration: use a number and a unit, like 500ms, 30s, 5m, 2h or 1h30m',
+      'w.yaml:7:16: spec.parallelism: must be a number, not the text "4"',
+      'w.yaml:9:17: spec.triggers[0].schedule: "61 * * * *" is not a valid cron expression (five fields: minute hour day-of-month month day-of-week)',
+      'w.yaml:10:17: spec.triggers[0].timezone: "Nowhere/City" is not a known IANA time zone, like UTC or Europe/London',
+      'w.yaml:13:24: spec.steps[0].exec.command: must be a list, not the text "true"',
+      'w.yaml:14:46: spec.steps[0].retry.backoff.initial: "1x" is not a duration: use a number and a unit, like 500ms, 30s, 5m, 2h or 1h30m',
+    ]);
+  });
+
+  it("checks agent/action and service/action pairs and their with: inputs", () => {
+    const text = `${HEAD}  steps:
+    - name: a
+      agent: data-colector
+      action: collect_data_from_source
+    - name: b
+      service: base-data-quality
+      action: validate_quality
+    - name: c
+      service: base-data-quality
+      action: validate_data_quality
+      with:
+        dataset: x
+        treshold: 0.5
+        rules: [{ column: id, unique: "yes" }]
+`;
+    expect(problems(text)).toEqual([
+      'w.yaml:8:14: unknown agent "data-colector"; did you mean "data-collector"?',
+      'w.yaml:12:15: service "base-data-quality" has no action "validate_quality"; did you mean "validate_data_quality"?',
+      'w.yaml:18:9: unknown input "treshold" for base-data-quality/validate_data_quality; did you mean "threshold"?',
+      'w.yaml:19:39: input "rules.0.unique" of base-data-quality/validate_data_quality: must be a boolean, not the text "yes"',
+    ]);
+  });
+
+  it("does not type-check inputs computed by expressions until run time", () => {
+    const text = `${HEAD}  params:\n    t: { type: number, default: 0.5 }\n  steps:
+    - name: c
+      service: base-data-quality
+      action: validate_data_quality
+      with: { dataset: x, threshold: "\${{ params.t }}" }
+`;
+    expect(problems(text)).toEqual([]);
+  });
+
+  it("finds missing dependencies, duplicates and cycles, naming the steps", () => {
+    const text = `${HEAD}  steps:
+    - { name: a, exec: { command: ["true"] }, dependsOn: [c] }
+    - { name: b, exec: { command: ["true"] }, dependsOn: [a] }
+    - { name: c, exec: { command: ["true"] }, dependsOn: [b, extract] }
+    - { name: b, exec: { command: ["true"] } }
+    - { name: d, exec: { command: ["true"] }, dependsOn: [d] }
+`;
+    expect(problems(text)).toEqual([
+      "w.yaml:7:58: dependency cycle: a → c → b → a",
+      'w.yaml:9:62: step "c" depends on "extract", which is not a step of this workflow',
+      'w.yaml:10:15: duplicate step name "b"',
+      'w.yaml:11:59: step "d" depends on itself',
+    ]);
+  });
+
+  it("checks expressions: unknown params and steps, and steps that are not upstream", () => {
+    const text = `${HEAD}  params:\n    source: { default: x.csv }\n  steps:
+    - name: a
+      exec: { command: [echo, "\${{ params.sorce }}"] }
+    - name: b
+      exec: { command: [echo, "\${{ steps.a.outputs.stdout }}", "\${{ steps.z.outputs.x }}", "\${{ nope.x }}"] }
+`;
+    expect(problems(text)).toEqual([
+      'w.yaml:10:31: expression "params.sorce" names an unknown parameter "sorce"; did you mean "source"?',
+      'w.yaml:12:31: expression "steps.a.outputs.stdout" reads step "a", which step "b" does not depend on; add it to dependsOn',
+      'w.yaml:12:64: expression "steps.z.outputs.x" names an unknown step "z"',
+      'w.yaml:12:92: expression "nope.x" starts with an unknown root "nope"; use params, steps, event or run',
+    ]);
+  });
+
+  it("requires exactly one of agent, service or exec", () => {
+    expect(problems(`${HEAD}  steps:\n    - name: a\n      agent: data-collector\n      exec: { command: [x] }\n`)).toEqual([
+      "w.yaml:7:7: spec.steps[0]: a step needs exactly one of agent, service or exec",
+      "w.yaml:7:7: spec.steps[0]: a step with agent needs an action",
+    ]);
+  });
+
+  it("reports an empty file and a wrong kind", () => {
+    expect(problems("")).toEqual(["w.yaml:1:1: the file holds no workflow (it is empty)"]);
+    expect(problems(HEAD.replace("Workflow", "CronWorkflow") + "  steps: [{ name: a, exec: { command: [x] } }]\n")).toEqual([
+      'w.yaml:2:7: kind: must be "Workflow"',
+    ]);
+  });
+});
+
+describe("durations and expressions", () => {
+  it("parses Go/Argo style durations", () => {
+    expect(parseDuration("500ms")).toBe(500);
+    expect(parseDuration("1h30m")).toBe(5_400_000);
+    expect(parseDuration("2.5s")).toBe(2_500);
+    expect(parseDuration("5 minutes")).toBeUndefined();
+    expect(parseDuration("10")).toBeUndefined();
+  });
+
+  it("keeps the type of a whole-value expression and interpolates inside text", () => {
+    const scope = { params: { n: 3, name: "x" }, steps: { a: { outputs: { rows: 10, meta: { ok: true } } } }, run: { id: "r-1", workflow: "w" } };
+    expect(evaluate({ a: "${{ params.n }}", b: "n=${{ params.n }} ${{ run.id }}", c: ["${{ steps.a.outputs.meta }}"] }, scope)).toEqual({
+      a: 3, b: "n=3 r-1", c: [{ ok: true }],
+    });
+    expect(() => evaluate("${{ steps.a.outputs.missing }}", scope)).toThrow(/no such value/);
+  });
+});
+
+describe("generated schema artefacts", () => {
+  it("match the committed JSON Schema and CRD (run npm run gen after changing the schema)", () => {
+    expect(readFileSync(join(ROOT, GENERATED_FILES.jsonSchema), "utf8")).toBe(workflowJsonSchema());
+    expect(readFileSync(join(ROOT, GENERATED_FILES.crd), "utf8")).toBe(crdManifest());
+  });
+
+  it("produce a CRD with a structural openAPIV3Schema for the Workflow kind", () => {
+    const crd = parse(crdManifest());
+    expect(crd).toMatchObject({ apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", metadata: { name: "workflows.sluice.dev" } });
+    const v = crd.spec.versions[0];
+    expect(v.name).toBe("v1alpha1");
+    const steps = v.schema.openAPIV3Schema.properties.spec.properties.steps;
+    expect(steps.items.properties.with["x-kubernetes-preserve-unknown-fields"]).toBe(true);
+    expect(JSON.stringify(v.schema)).not.toMatch(/"additionalProperties":false|"propertyNames"|"\$schema"/);
+  });
+});
