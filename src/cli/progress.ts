@@ -91,6 +91,7 @@ function ttyProgress(): Progress {
   let header = "";
   let footer = "";
   const t0 = Date.now();
+  let stopped = false;
   const icon: Record<string, string> = {
     pending: pc.dim("·"), running: pc.cyan("▶"), succeeded: pc.green("✔"), failed: pc.red("✖"),
     timedOut: pc.red("⏱"), skipped: pc.dim("↷"), cancelled: pc.yellow("■"), retrying: pc.yellow("↻"),
@@ -135,6 +136,8 @@ function ttyProgress(): Progress {
       render();
     },
     stop() {
+      if (stopped) return;
+      stopped = true;
       clearInterval(timer);
       render();
       logUpdateStderr.done();

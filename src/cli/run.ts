@@ -7,6 +7,7 @@ import { createRun, executeRun, runDetail } from "../engine/index.js";
 import { formatProblem, loadWorkflowFile } from "../spec/load.js";
 import { formatDuration } from "../spec/duration.js";
 import type { StateStore } from "../store/types.js";
+import type { Workflow } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
 import { loadActions, withStore } from "./context.js";
 import { chooseProgressMode, createProgress } from "./progress.js";
@@ -51,7 +52,7 @@ async function drive(store: StateStore, home: string, actions: ActionRegistry, r
     progress.stop();
     const detail = await runDetail(store, runId);
     if (json) process.stdout.write(`${JSON.stringify(detail, null, 2)}\n`);
-    else printSummary(detail);
+    else printSummary(detail, run.spec);
     if (run.status === "succeeded") return 0;
     return 1;
   } finally {
@@ -61,13 +62,20 @@ async function drive(store: StateStore, home: string, actions: ActionRegistry, r
   }
 }
 
-function printSummary(d: Awaited<ReturnType<typeof runDetail>>): void {
+function printSummary(d: Awaited<ReturnType<typeof runDetail>>, spec: Workflow): void {
   const took = d.startedAt && d.endedAt ? ` in ${formatDuration(Date.parse(d.endedAt) - Date.parse(d.startedAt))}` : "";
   const counts = new Map<string, number>();
   for (const s of d.steps) counts.set(s.status, (counts.get(s.status) ?? 0) + 1);
   const tally = [...counts].map(([k, v]) => `${v} ${k}`).join(", ");
   const err = d.error ? `\n  ${d.error.code}: ${d.error.message}` : "";
   process.stdout.write(`run ${d.id} ${d.status}${took} (${tally})${err}\n`);
+  // The outputs of the final steps are what the run produced; show them.
+  const upstream = new Set(spec.spec.steps.flatMap((s) => s.dependsOn ?? []));
+  for (const s of d.steps) {
+    if (upstream.has(s.name) || s.status !== "succeeded" || !s.outputs) continue;
+    const text = typeof s.outputs.stdout === "string" && s.outputs.stdout ? s.outputs.stdout : JSON.stringify(s.outputs);
+    process.stdout.write(`${s.name}:\n${text.split("\n").map((l) => `  ${l}`).join("\n")}\n`);
+  }
 }
 
 function parseParams(list: string[]): Record<string, string> {

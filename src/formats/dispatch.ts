@@ -1,0 +1,84 @@
+/**
+ * Pick a format from a file name, open a reader or a writer for it.
+ */
+import { extname } from "node:path";
+import { SluiceError } from "../errors.js";
+import { openCsvWriter, readCsv, type CsvReadOptions, type CsvWriteOptions } from "./csv.js";
+import { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
+import { openNdjsonWriter, readNdjson, type NdjsonReadOptions } from "./ndjson.js";
+import { openParquetWriter, readParquet, type ParquetWriteOptions } from "./parquet.js";
+import type { FileFormat, RecordBatch, RecordWriter } from "./types.js";
+
+const BY_EXTENSION: Readonly<Record<string, FileFormat>> = {
+  ".csv": "csv",
+  ".tsv": "tsv",
+  ".ndjson": "ndjson",
+  ".jsonl": "ndjson",
+  ".json": "json",
+  ".parquet": "parquet",
+};
+
+export const FILE_FORMATS: readonly FileFormat[] = ["csv", "tsv", "ndjson", "json", "parquet"];
+
+/** The format of a file, from its extension (case-insensitive). */
+export function detectFormat(path: string): FileFormat {
+  const ext = extname(path).toLowerCase();
+  const format = BY_EXTENSION[ext];
+  if (!format) {
+    throw new SluiceError(
+      "BAD_INPUT",
+      `cannot tell the format of ${path}: unknown extension ${ext ? JSON.stringify(ext) : "(none)"}; ` +
+        `expected one of ${Object.keys(BY_EXTENSION).join(", ")}`,
+      { details: { file: path } },
+    );
+  }
+  return format;
+}
+
+/** Check a format name given by a user (e.g. `--from tsv`). */
+export function parseFormat(name: string): FileFormat {
+  const f = name.toLowerCase();
+  if (f === "jsonl") return "ndjson";
+  if ((FILE_FORMATS as readonly string[]).includes(f)) return f as FileFormat;
+  throw new SluiceError("USAGE", `unknown file format ${JSON.stringify(name)}; expected one of ${FILE_FORMATS.join(", ")}`);
+}
+
+/** Reader options for any format; each reader uses the fields that apply to it. */
+export type ReaderOptions = CsvReadOptions & NdjsonReadOptions & JsonArrayReadOptions & { format?: FileFormat };
+
+/** Open a streaming reader. The format comes from `options.format` or the file's extension. */
+export function openReader(path: string, options: ReaderOptions = {}): AsyncIterable<RecordBatch> {
+  const format = options.format ?? detectFormat(path);
+  switch (format) {
+    case "csv":
+      return readCsv(path, options);
+    case "tsv":
+      return readCsv(path, { ...options, delimiter: options.delimiter ?? "\t" });
+    case "ndjson":
+      return readNdjson(path, options);
+    case "json":
+      return readJsonArray(path, options);
+    case "parquet":
+      return readParquet(path, options);
+  }
+}
+
+/** Writer options for any format; each writer uses the fields that apply to it. */
+export type WriterOptions = CsvWriteOptions & ParquetWriteOptions & { columns?: readonly string[] };
+
+/** Open a streaming writer. `options.columns` fixes the output columns and their order. */
+export function openWriter(path: string, format: FileFormat, options: WriterOptions = {}): Promise<RecordWriter> {
+  const columns = options.columns;
+  switch (format) {
+    case "csv":
+      return openCsvWriter(path, columns, options);
+    case "tsv":
+      return openCsvWriter(path, columns, { ...options, delimiter: options.delimiter ?? "\t" });
+    case "ndjson":
+      return openNdjsonWriter(path, columns);
+    case "json":
+      return openJsonArrayWriter(path, columns);
+    case "parquet":
+      return openParquetWriter(path, columns, options);
+  }
+}

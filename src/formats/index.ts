@@ -1,0 +1,15 @@
+/**
+ * The formats layer's front door: readers and writers for CSV/TSV, NDJSON, JSON arrays and
+ * Parquet, a dispatcher by file extension, and a streaming converter. Callers above (actions,
+ * the CLI) should need nothing else from this folder.
+ */
+export * from "./types.js";
+export { detectFormat, parseFormat, openReader, openWriter, FILE_FORMATS } from "./dispatch.js";
+export type { ReaderOptions, WriterOptions } from "./dispatch.js";
+export { openCsvWriter, parseCsvStream, readCsv, readCsvHeader, readCsvRange, resolveDialect } from "./csv.js";
+export type { CsvDialect, CsvRange, CsvReadOptions, CsvWriteOptions } from "./csv.js";
+export { splitCsv, type SplitCsvOptions } from "./csv-ranges.js";
+export { openNdjsonWriter, parseNdjsonStream, readNdjson, type NdjsonReadOptions } from "./ndjson.js";
+export { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
+export { openParquetWriter, readParquet, jsonSafe, type ParquetColumnType, type ParquetWriteOptions } from "./parquet.js";
+export { convertFile, type ConvertOptions, type ConvertResult } from "./convert.js";
