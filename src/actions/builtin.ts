@@ -5,9 +5,20 @@ import { SluiceError } from "../errors.js";
 import { createRegistry, type ActionRegistry } from "./registry.js";
 import { SEED_SIGNATURES, type SeedSignature } from "./seed-catalogue.js";
 import type { ActionDefinition } from "./types.js";
+import { establishSecureConnection, validateSourceAvailability } from "./batch/source-checks.js";
+import { collectDataFromSource } from "./batch/collect.js";
+import { convertToStandardFormat, validateDataQuality } from "./batch/transform.js";
+import { storeValidatedData } from "./batch/store.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
-const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {};
+const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
+  "data-scheduler/validate_source_availability": validateSourceAvailability,
+  "data-connector/establish_secure_connection": establishSecureConnection,
+  "data-collector/collect_data_from_source": collectDataFromSource,
+  "data-converter/convert_to_standard_format": convertToStandardFormat,
+  "base-data-quality/validate_data_quality": validateDataQuality,
+  "base-data-storage/store_validated_data": storeValidatedData,
+};
 
 export function builtinRegistry(): ActionRegistry {
   return createRegistry(

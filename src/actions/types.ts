@@ -13,6 +13,15 @@ export interface ActionLog {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
+/** How far a long action has got; shown as rows, MB/s and ETA on a terminal. All fields optional. */
+export interface ProgressUpdate {
+  rows?: number;
+  bytes?: number;
+  totalBytes?: number;
+  files?: number;
+  totalFiles?: number;
+}
+
 export interface ActionContext {
   runId: string;
   workflow: string;
@@ -26,6 +35,8 @@ export interface ActionContext {
   home: string;
   params: Readonly<Record<string, unknown>>;
   log: ActionLog;
+  /** Report progress; cheap to call often (the engine throttles what it shows). */
+  progress(update: ProgressUpdate): void;
 }
 
 export interface ActionDefinition<I = any> {

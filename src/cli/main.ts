@@ -9,6 +9,8 @@ import { runCommand, resumeCommand } from "./run.js";
 import { runsCommand, statusCommand } from "./status.js";
 import { cancelCommand } from "./cancel.js";
 import { convertCommand } from "./convert.js";
+import { quarantineCommand } from "./quarantine.js";
+import { sampleCommand, type SampleFlags } from "./sample.js";
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
@@ -94,6 +96,16 @@ function buildProgram(): Command {
     });
 
   program
+    .command("quarantine")
+    .description("list the records a run quarantined, with source, line and reasons")
+    .argument("<run>", "run id")
+    .option("-n, --limit <n>", "how many to show", "100")
+    .option("--json", "print JSON")
+    .action(async (id: string, o: { json?: boolean; limit: string }) => {
+      process.exitCode = await quarantineCommand(id, o);
+    });
+
+  program
     .command("convert")
     .description("convert a data file between CSV, TSV, NDJSON, JSON and Parquet")
     .argument("<input>", "input file")
@@ -102,6 +114,21 @@ function buildProgram(): Command {
     .option("--to <format>", "output format (default: from the extension)")
     .action(async (input: string, output: string, o: { from?: string; to?: string }) => {
       process.exitCode = await convertCommand(input, output, o);
+    });
+
+  program
+    .command("sample")
+    .description("write a deterministic sample data file (trades, with a share of bad rows)")
+    .argument("<kind>", "which sample: trades")
+    .argument("<output>", "output file (.csv, .ndjson or .json)")
+    .option("--rows <n>", "records to write, bad ones included (default 10000)")
+    .option("--seed <n>", "PRNG seed; the same seed writes the same bytes (default 42)")
+    .option("--bad-share <f>", "fraction of defective records (default 0.01)")
+    .option("--duplicate-share <f>", "fraction of exact repeats of earlier good records (default 0)")
+    .option("--id-prefix <p>", "trade_id prefix (default T-)")
+    .option("--start-at <iso>", "timestamp of the first trade (default 2026-11-02T09:30:00Z)")
+    .action(async (kind: string, output: string, o: SampleFlags) => {
+      process.exitCode = await sampleCommand(kind, output, o);
     });
 
   return program;

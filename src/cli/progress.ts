@@ -6,6 +6,7 @@ import { logUpdateStderr } from "log-update";
 import pc from "picocolors";
 import { pino } from "pino";
 import type { EngineEvent } from "../engine/events.js";
+import type { ProgressUpdate } from "../actions/types.js";
 import { formatDuration } from "../spec/duration.js";
 
 export type ProgressMode = "tty" | "plain" | "json" | "quiet";
@@ -41,11 +42,35 @@ function describeEnd(e: Extract<EngineEvent, { type: "step-ended" }>): string {
   return `step ${e.step} ${what} (attempt ${e.attempt}, ${formatDuration(e.durationMs)})${err}${retry}`;
 }
 
+/** "120,000 rows · 2/4 files · 45.2 MB/s · ETA 3s" */
+export function describeProgress(p: ProgressUpdate, elapsedMs: number): string {
+  const parts: string[] = [];
+  if (p.rows !== undefined) {
+    parts.push(`${p.rows.toLocaleString("en-US")} rows`);
+    if (p.bytes === undefined && elapsedMs > 1_000) parts.push(`${Math.round(p.rows / (elapsedMs / 1000)).toLocaleString("en-US")} rows/s`);
+  }
+  if (p.files !== undefined) parts.push(p.totalFiles ? `${p.files}/${p.totalFiles} files` : `${p.files} files`);
+  if (p.bytes !== undefined && elapsedMs > 0) {
+    const rate = p.bytes / (elapsedMs / 1000);
+    parts.push(`${(rate / 1e6).toFixed(1)} MB/s`);
+    if (p.totalBytes && rate > 0 && p.bytes < p.totalBytes) parts.push(`ETA ${formatDuration(((p.totalBytes - p.bytes) / rate) * 1000)}`);
+  }
+  return parts.join(" · ");
+}
+
 function plainProgress(): Progress {
   const line = (text: string) => process.stderr.write(`${new Date().toISOString().slice(11, 23)} ${text}\n`);
+  const lastShown = new Map<string, number>();
   return {
     onEvent(e) {
       switch (e.type) {
+        case "step-progress": {
+          // Plain logs get a progress line every 5 s per step, not every batch.
+          const key = `${e.step}#${e.attempt}`;
+          if (Date.now() - (lastShown.get(key) ?? 0) < 5_000) return;
+          lastShown.set(key, Date.now());
+          return line(`step ${e.step}: ${describeProgress(e.progress, e.elapsedMs)}`);
+        }
         case "run-started":
           return line(`run ${e.runId} ${e.resumed ? "resumed" : "started"}: ${e.workflow}, ${e.steps.length} steps`);
         case "step-started":
@@ -66,8 +91,14 @@ function plainProgress(): Progress {
 
 function jsonProgress(): Progress {
   const log = pino({ base: { service: "sluice" }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
+  const lastShown = new Map<string, number>();
   return {
     onEvent(e) {
+      if (e.type === "step-progress") {
+        const key = `${e.step}#${e.attempt}`;
+        if (Date.now() - (lastShown.get(key) ?? 0) < 5_000) return;
+        lastShown.set(key, Date.now());
+      }
       const level = e.type === "step-ended" && e.status !== "succeeded" ? "warn" : e.type === "run-ended" && e.status !== "succeeded" ? "error" : "info";
       const { type, ...fields } = e;
       log[level]({ event: type, ...fields }, type);
@@ -117,6 +148,11 @@ function ttyProgress(): Progress {
         case "step-started":
           rows.set(e.step, { status: "running", attempt: e.attempt, startedAt: e.at });
           break;
+        case "step-progress": {
+          const row = rows.get(e.step);
+          if (row) row.note = describeProgress(e.progress, e.elapsedMs);
+          return; // the 100 ms timer redraws
+        }
         case "step-ended": {
           const status = e.retryInMs !== null ? "retrying" : e.status;
           const note = e.error ? `${e.error.code}: ${e.error.message}`.slice(0, 100) : undefined;

@@ -73,7 +73,9 @@ function printSummary(d: Awaited<ReturnType<typeof runDetail>>, spec: Workflow):
   const upstream = new Set(spec.spec.steps.flatMap((s) => s.dependsOn ?? []));
   for (const s of d.steps) {
     if (upstream.has(s.name) || s.status !== "succeeded" || !s.outputs) continue;
-    const text = typeof s.outputs.stdout === "string" && s.outputs.stdout ? s.outputs.stdout : JSON.stringify(s.outputs);
+    const text = typeof s.outputs.stdout === "string" && s.outputs.stdout
+      ? s.outputs.stdout
+      : Object.entries(s.outputs).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join("\n");
     process.stdout.write(`${s.name}:\n${text.split("\n").map((l) => `  ${l}`).join("\n")}\n`);
   }
 }

@@ -9,7 +9,7 @@ import { parseDuration } from "../spec/duration.js";
 import type { ExecSpec, Step } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
 import { attemptLogFile, runExec } from "../actions/exec.js";
-import type { ActionLog, Outputs } from "../actions/types.js";
+import type { ActionLog, Outputs, ProgressUpdate } from "../actions/types.js";
 import type { ErrorInfo, RunRecord } from "../store/types.js";
 
 export interface AttemptInput {
@@ -21,6 +21,7 @@ export interface AttemptInput {
   actions: ActionRegistry;
   home: string;
   outputsOf(step: string): Record<string, unknown> | undefined;
+  onProgress?: (update: ProgressUpdate) => void;
 }
 
 export type AttemptResult =
@@ -105,6 +106,7 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
     home: input.home,
     params: run.params,
     log,
+    progress: input.onProgress ?? (() => undefined),
   });
   if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs))
     throw new SluiceError("ACTION_FAILED", `${owner}/${step.action} returned ${JSON.stringify(outputs)}, not an outputs object`);

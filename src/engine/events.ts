@@ -2,6 +2,7 @@
  * What the engine tells its observers (progress display, logs, later metrics) as a run moves.
  */
 import type { ErrorInfo, RunStatus, StepStatus } from "../store/types.js";
+import type { ProgressUpdate } from "../actions/types.js";
 
 export type EngineEvent =
   | { type: "run-started"; runId: string; workflow: string; steps: string[]; resumed: boolean }
@@ -17,6 +18,7 @@ export type EngineEvent =
       retryInMs: number | null;
       durationMs: number;
     }
+  | { type: "step-progress"; runId: string; step: string; attempt: number; elapsedMs: number; progress: ProgressUpdate }
   | { type: "steps-settled"; runId: string; steps: string[]; status: StepStatus }
   | { type: "run-ended"; runId: string; status: RunStatus; error: ErrorInfo | null }
   | { type: "run-detached"; runId: string; reason: string };

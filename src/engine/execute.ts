@@ -12,6 +12,7 @@ import { SluiceError } from "../errors.js";
 import { parseDuration } from "../spec/duration.js";
 import type { Step, Workflow } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
+import type { ProgressUpdate } from "../actions/types.js";
 import type { AttemptRecord, ErrorInfo, RunRecord, StateStore, StepRecord, StepStatus } from "../store/types.js";
 import { effectiveRetry, retryDelayMs, type EffectiveRetry } from "./backoff.js";
 import type { EventSink } from "./events.js";
@@ -228,6 +229,7 @@ class RunDriver {
         actions: this.opts.actions,
         home: this.opts.home,
         outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
+        onProgress: this.opts.onEvent ? throttledProgress(this.opts.onEvent, id, name, n, started) : undefined,
       });
 
       if (result.status === "interrupted") {
@@ -357,6 +359,17 @@ class RunDriver {
     for (const n of names) this.states.get(n)!.status = status;
     this.opts.onEvent?.({ type: "steps-settled", runId: this.run.id, steps: names, status });
   }
+}
+
+/** Progress events at most every 200 ms per attempt: actions may report on every batch. */
+function throttledProgress(sink: EventSink, runId: string, step: string, attempt: number, started: number) {
+  let last = 0;
+  return (progress: ProgressUpdate) => {
+    const now = Date.now();
+    if (now - last < 200) return;
+    last = now;
+    sink({ type: "step-progress", runId, step, attempt, elapsedMs: now - started, progress });
+  };
 }
 
 /** A final step state that stops the run from going on (a failure without continueOnError). */

@@ -66,7 +66,10 @@ export function evaluate(value: unknown, scope: ExpressionScope): unknown {
   if (Array.isArray(value)) return value.map((v) => evaluate(v, scope));
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = evaluate(v, scope);
+    for (const [k, v] of Object.entries(value)) {
+      const r = evaluate(v, scope);
+      if (r !== undefined) out[k] = r;
+    }
     return out;
   }
   return value;
@@ -78,7 +81,7 @@ function evaluateString(text: string, scope: ExpressionScope): unknown {
   if (!text.includes("${{")) return text;
   return text.replace(EXPR, (_m, expr: string) => {
     const v = resolve(expr, scope);
-    return typeof v === "string" ? v : JSON.stringify(v);
+    return typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v);
   });
 }
 
@@ -87,7 +90,8 @@ function resolve(expr: string, scope: ExpressionScope): unknown {
   if ("error" in ref) throw new SluiceError("BAD_INPUT", `expression ${ref.error}`);
   switch (ref.root) {
     case "params":
-      if (!(ref.name in scope.params)) throw new SluiceError("BAD_INPUT", `expression params.${ref.name}: no such parameter`);
+      // Validation has checked the name is declared; an optional parameter left unset is undefined,
+      // so the action's own default applies.
       return scope.params[ref.name];
     case "run":
       return scope.run[ref.field];

@@ -1,0 +1,117 @@
+/**
+ * data-collector/collect_data_from_source: stage the source in the run's artifact area.
+ *
+ * Local files are copied (a snapshot: a retried or resumed run reads the same bytes even if the
+ * source changes) with their checksum; files still being written are left for the next run.
+ * HTTP pages and PostgreSQL rows are written as NDJSON (CSV pages as CSV parts).
+ */
+import { copyFile, constants as fsConstants, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { SluiceError } from "../../errors.js";
+import {
+  fetchPages, listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable,
+} from "../../connectors/index.js";
+import { detectFormat, openWriter, type FileFormat, type RecordWriter } from "../../formats/index.js";
+import type { ActionContext, Outputs } from "../types.js";
+import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
+import { httpAuth } from "./source-checks.js";
+
+export interface CollectInput {
+  source: string;
+  format?: FileFormat;
+  csv?: DatasetPart["csv"];
+  auth?: Parameters<typeof httpAuth>[0];
+  query?: string;
+  table?: string;
+  recordsPath?: string;
+  batchSize?: number;
+  workers?: number;
+}
+
+export async function collectDataFromSource(input: CollectInput, ctx: ActionContext): Promise<Outputs> {
+  const dir = await stepFolder(ctx);
+  const src = parseSourceUrl(input.source);
+  let parts: DatasetPart[];
+  let skipped: { path: string; reason: string }[] = [];
+  if (src.kind === "file") ({ parts, skipped } = await collectFiles(src.path, input, dir, ctx));
+  else if (src.kind === "http") parts = await collectHttp(src.url, src.display, input, dir, ctx);
+  else parts = await collectPostgres(src.url, src.display, input, dir, ctx);
+
+  const bytes = parts.reduce((n, p) => n + (p.bytes ?? 0), 0);
+  const records = parts.every((p) => p.rows !== undefined) ? parts.reduce((n, p) => n + p.rows!, 0) : undefined;
+  const dataset = await writeDataset(dir, {
+    step: ctx.step, typed: false, parts, quarantine: [], meta: { source: src.display, skipped },
+  });
+  return { dataset, files: parts.length, bytes, ...(records !== undefined ? { records } : {}), skipped: skipped.length, source: src.display };
+}
+
+async function collectFiles(path: string, input: CollectInput, dir: string, ctx: ActionContext) {
+  const found = await listFiles(path);
+  if (found.length === 0) throw new SluiceError("NOT_FOUND", `no files match ${path}`, { retryable: true });
+  // A file whose size or mtime changes within a quarter second is still being written.
+  const { stable, unstable } = await waitForStable(found, { intervalMs: 250, checks: 2, minAgeMs: 0, signal: ctx.signal });
+  const skipped = unstable.map((u) => ({ path: u.path, reason: `still being written (${u.reason})` }));
+  for (const s of skipped) ctx.log.warn("file skipped", s);
+  if (stable.length === 0) throw new SluiceError("NOT_FOUND", `every file of ${path} is still being written; try again later`, { retryable: true });
+
+  const totalBytes = stable.reduce((n, f) => n + f.size, 0);
+  let done = 0;
+  const parts: DatasetPart[] = [];
+  for (const [i, f] of stable.entries()) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const format = input.format ?? detectFormat(f.path);
+    const target = join(dir, `${String(i).padStart(4, "0")}-${basename(f.path)}`);
+    // Copy-on-write clone where the file system allows it; a plain copy elsewhere.
+    await copyFile(f.path, target, fsConstants.COPYFILE_FICLONE);
+    const [sha256, st] = await Promise.all([sha256File(target, ctx.signal), stat(target)]);
+    parts.push({ path: target, format, source: f.path, bytes: st.size, sha256, ...(input.csv ? { csv: input.csv } : {}) });
+    done += st.size;
+    ctx.progress({ files: i + 1, totalFiles: stable.length, bytes: done, totalBytes });
+  }
+  return { parts, skipped };
+}
+
+async function collectHttp(url: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<DatasetPart[]> {
+  const parts: DatasetPart[] = [];
+  let json: { writer: RecordWriter; part: DatasetPart } | undefined;
+  let page = 0;
+  let rows = 0;
+  for await (const p of fetchPages({ url, auth: httpAuth(input.auth), recordsPath: input.recordsPath }, { signal: ctx.signal })) {
+    page++;
+    if (p.records) {
+      if (!json) {
+        const path = join(dir, "records.ndjson");
+        json = { writer: await openWriter(path, "ndjson"), part: { path, format: "ndjson", source: display, rows: 0 } };
+      }
+      await json.writer.write(p.records);
+      json.part.rows! += p.records.length;
+      rows += p.records.length;
+    } else if (p.text !== undefined) {
+      const { writeFile } = await import("node:fs/promises");
+      const path = join(dir, `page-${String(page).padStart(5, "0")}.csv`);
+      await writeFile(path, p.text);
+      parts.push({ path, format: input.format ?? "csv", source: p.url, bytes: Buffer.byteLength(p.text), ...(input.csv ? { csv: input.csv } : {}) });
+    }
+    ctx.progress({ rows, files: page });
+  }
+  if (json) {
+    const res = await json.writer.close();
+    parts.unshift({ ...json.part, bytes: res.bytes });
+  }
+  return parts;
+}
+
+async function collectPostgres(url: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<DatasetPart[]> {
+  if (!input.table && !input.query)
+    throw new SluiceError("BAD_CONFIG", `collecting from ${display} needs "table" or "query" in the step's with: block`);
+  const path = join(dir, "rows.ndjson");
+  const writer = await openWriter(path, "ndjson");
+  let rows = 0;
+  for await (const batch of readPostgres({ url, table: input.table, query: input.query, batchSize: input.batchSize ?? 5_000 }, { signal: ctx.signal })) {
+    await writer.write(batch);
+    rows += batch.length;
+    ctx.progress({ rows });
+  }
+  const res = await writer.close();
+  return [{ path, format: "ndjson", source: `${display} ${input.table ?? "query"}`, rows, bytes: res.bytes }];
+}

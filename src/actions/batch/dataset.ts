@@ -1,0 +1,135 @@
+/**
+ * Datasets pass between steps by reference: a small JSON manifest in the run's artifact area
+ * naming the data files, their format, the schema once known, and the running accounting of
+ * every input record (stored, quarantined or duplicate). Steps read the manifest named in
+ * `${{ steps.X.outputs.dataset }}` and write a new one; data never sits in the state store.
+ *
+ * Each attempt writes into a fresh folder (`<artifacts>/<step>/`), cleared first, so a retried
+ * or resumed step never sees a half-written output of an earlier attempt.
+ */
+import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { SluiceError } from "../../errors.js";
+import type { FileFormat } from "../../formats/types.js";
+import type { ActionContext } from "../types.js";
+import type { Column, QuarantinedRecord } from "./model.js";
+
+export const DATASET_KIND = "sluice.dev/dataset-v1";
+
+export interface DatasetPart {
+  /** Absolute path of the data file. */
+  path: string;
+  format: FileFormat;
+  /** Where these records originally came from (file path, URL without credentials, table). */
+  source: string;
+  /** Records in this part when known (typed parts always; raw collected files: after parsing). */
+  rows?: number;
+  bytes?: number;
+  sha256?: string;
+  /** CSV reading options for raw parts. */
+  csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[] };
+}
+
+/** Record counts from the source to here; `rowsIn = rowsOut + rowsQuarantined + rowsDuplicate`. */
+export interface Accounting {
+  rowsIn: number;
+  rowsQuarantined: number;
+  rowsDuplicate: number;
+}
+
+export interface Dataset {
+  kind: typeof DATASET_KIND;
+  /** The step that produced it. */
+  step: string;
+  /** Typed once a conversion step has applied a schema; raw before. */
+  typed: boolean;
+  columns?: Column[];
+  key?: string[];
+  parts: DatasetPart[];
+  /** Rows in `parts` (known for typed datasets). */
+  rows?: number;
+  /** Undefined until some step has read every record (raw collected files). */
+  accounting?: Accounting;
+  /** Quarantine files of this and every earlier step, in order. */
+  quarantine: string[];
+  /** Anything a step wants the next ones to know (quality report, source descriptor). */
+  meta?: Record<string, unknown>;
+}
+
+/** A fresh, empty folder for this step's output (earlier attempts' files removed). */
+export async function stepFolder(ctx: Pick<ActionContext, "artifactsDir" | "step">): Promise<string> {
+  const dir = join(ctx.artifactsDir, ctx.step);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+export async function readDataset(ref: string): Promise<Dataset> {
+  let text: string;
+  try {
+    text = await readFile(resolve(ref), "utf8");
+  } catch (err) {
+    throw new SluiceError("BAD_INPUT", `dataset ${ref} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass the dataset output of an earlier step`);
+  }
+  const ds = JSON.parse(text) as Dataset;
+  if (ds.kind !== DATASET_KIND) throw new SluiceError("BAD_INPUT", `${ref} is not a Sluice dataset manifest`);
+  return ds;
+}
+
+/** Write the manifest atomically and return its path: the value of the step's `dataset` output. */
+export async function writeDataset(dir: string, ds: Omit<Dataset, "kind">): Promise<string> {
+  const path = join(dir, "dataset.json");
+  await writeFile(`${path}.tmp`, JSON.stringify({ kind: DATASET_KIND, ...ds }, null, 2));
+  await rename(`${path}.tmp`, path);
+  return path;
+}
+
+export function requireTyped(ds: Dataset, ref: string, action: string): asserts ds is Dataset & { columns: Column[]; accounting: Accounting } {
+  if (!ds.typed || !ds.columns || !ds.accounting)
+    throw new SluiceError("BAD_INPUT", `${action} needs a typed dataset; ${ref} comes from step ${ds.step} and has no schema yet (convert it first)`);
+}
+
+/**
+ * Quarantined records of one step, appended as NDJSON: `{ source, line, step, reasons, record }`.
+ * Opened lazily: a step that rejects nothing leaves no file.
+ */
+export interface QuarantineSink {
+  readonly path: string;
+  readonly count: number;
+  add(rec: QuarantinedRecord): void;
+  close(): Promise<void>;
+}
+
+export function quarantineSink(dir: string): QuarantineSink {
+  const path = join(dir, "quarantine.ndjson");
+  let out: WriteStream | undefined;
+  let count = 0;
+  return {
+    path,
+    get count() {
+      return count;
+    },
+    add(rec) {
+      out ??= createWriteStream(path);
+      out.write(JSON.stringify(rec) + "\n");
+      count++;
+    },
+    close: () => new Promise<void>((res, rej) => (out ? (out.once("error", rej), out.end(res)) : res())),
+  };
+}
+
+/** Read a quarantine file back (for `sluice quarantine` and for storing next to the destination). */
+export async function* readQuarantine(path: string): AsyncGenerator<QuarantinedRecord[]> {
+  const { readNdjson } = await import("../../formats/ndjson.js");
+  for await (const batch of readNdjson(path, { batchSize: 5_000 })) yield batch.rows as unknown as QuarantinedRecord[];
+}
+
+export function checkAccounting(a: Accounting, rowsOut: number, where: string): void {
+  if (a.rowsIn !== rowsOut + a.rowsQuarantined + a.rowsDuplicate)
+    throw new SluiceError(
+      "ACCOUNTING_MISMATCH",
+      `${where}: ${a.rowsIn} rows in but ${rowsOut} out + ${a.rowsQuarantined} quarantined + ${a.rowsDuplicate} duplicate; records were lost`,
+      { retryable: false },
+    );
+}

@@ -1,0 +1,558 @@
+/**
+ * Quality rules over typed rows: row-level checks (required, type, unique, min, max, pattern,
+ * allowed) that say why each row fails, dataset-level checks (row count, freshness) decided
+ * after the last row, a per-check report and one score.
+ *
+ * Everything is compiled once in `createQualityChecker` (bounds converted to the column's
+ * canonical form, regular expressions built, allowed lists turned into sets); a rule naming an
+ * unknown column or holding an unusable value throws `SluiceError("BAD_CONFIG")` there, never
+ * per row. Bad data is returned as reasons.
+ *
+ * Null handling: `null`, a missing key and "" are "null". Only `required` fails on null; every
+ * other row-level check skips it.
+ *
+ * Comparisons (`min` / `max`) follow the column type:
+ * - integer, decimal: exactly, as decimal numbers (no float): "0.10000000000000000001" > "0.1";
+ * - timestamp: as instants (canonical UTC text, a shorter millisecond form sorting before a
+ *   longer microsecond one; text that is not canonical is typed first, UTC assumed);
+ *   date: as YYYY-MM-DD; bounds are typed like values ("2026-01-01" as a timestamp bound is
+ *   midnight UTC);
+ * - string: lexicographically, by UTF-16 code units (JavaScript `<`);
+ * - boolean: not comparable (BAD_CONFIG).
+ * A value that cannot be compared (text that is not a number in a decimal column) fails the
+ * check with a reason saying so.
+ */
+import { SluiceError } from "../../errors.js";
+import { formatDuration, parseDuration } from "../../spec/duration.js";
+import type { Column, ColumnTypeName, QualityRuleSpec, TypedRow, TypedValue } from "./model.js";
+import { compileValueParser, describeInvalid, Invalid, showValue, type ValueParser } from "./typing.js";
+
+export interface QualityChecker {
+  /** Row-level rules; returns every reason the row breaks (empty array = passes). `line` is for messages like "first seen at line N". */
+  check(row: TypedRow, line: number): string[];
+  /** After all rows: dataset-level rules and the score. */
+  finish(): QualityReport;
+}
+
+export interface QualityRuleResult {
+  rule: string;
+  column?: string;
+  kind: "row" | "dataset";
+  /** Rows that failed the check (row-level), or 1 / 0 (dataset-level). */
+  failures: number;
+  passed: boolean;
+  detail?: string;
+}
+
+export interface QualityReport {
+  rowsChecked: number;
+  /** Rows with ≥1 row-level reason. */
+  rowsFailed: number;
+  /** 0..1, rounded to 4 decimals; see `score()` below. */
+  score: number;
+  rules: QualityRuleResult[];
+}
+
+function badConfig(message: string): SluiceError {
+  return new SluiceError("BAD_CONFIG", message, { retryable: false });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact decimal comparison over text (no allocation): digits between indices, leading zeros of
+// the integer part and trailing zeros of the fraction skipped.
+
+interface Dec {
+  s: string;
+  neg: boolean;
+  is: number;
+  ie: number;
+  fs: number;
+  fe: number;
+  zero: boolean;
+}
+
+const scratch: Dec = { s: "", neg: false, is: 0, ie: 0, fs: 0, fe: 0, zero: true };
+
+/** Scans plain decimal text (`[+-]digits[.digits]`) into `into`; false when it is not one. */
+function scanDecimal(s: string, into: Dec): boolean {
+  const n = s.length;
+  let i = 0;
+  let neg = false;
+  const c0 = s.charCodeAt(0);
+  if (c0 === 45) {
+    neg = true;
+    i = 1;
+  } else if (c0 === 43) i = 1;
+  let is = i;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+    i++;
+  }
+  const ie = i;
+  let fs = i;
+  let fe = i;
+  if (i < n && s.charCodeAt(i) === 46) {
+    i++;
+    fs = i;
+    while (i < n) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      i++;
+    }
+    fe = i;
+  }
+  if ((ie === is && fe === fs) || i !== n) return false;
+  while (is < ie && s.charCodeAt(is) === 48) is++;
+  while (fe > fs && s.charCodeAt(fe - 1) === 48) fe--;
+  into.s = s;
+  into.neg = neg;
+  into.is = is;
+  into.ie = ie;
+  into.fs = fs;
+  into.fe = fe;
+  into.zero = is === ie && fs === fe;
+  return true;
+}
+
+function compareMagnitude(a: Dec, b: Dec): number {
+  const la = a.ie - a.is;
+  const lb = b.ie - b.is;
+  if (la !== lb) return la < lb ? -1 : 1;
+  for (let k = 0; k < la; k++) {
+    const ca = a.s.charCodeAt(a.is + k);
+    const cb = b.s.charCodeAt(b.is + k);
+    if (ca !== cb) return ca < cb ? -1 : 1;
+  }
+  const fa = a.fe - a.fs;
+  const fb = b.fe - b.fs;
+  const len = fa > fb ? fa : fb;
+  for (let k = 0; k < len; k++) {
+    const ca = k < fa ? a.s.charCodeAt(a.fs + k) : 48;
+    const cb = k < fb ? b.s.charCodeAt(b.fs + k) : 48;
+    if (ca !== cb) return ca < cb ? -1 : 1;
+  }
+  return 0;
+}
+
+function compareDec(a: Dec, b: Dec): number {
+  const sa = a.zero ? 0 : a.neg ? -1 : 1;
+  const sb = b.zero ? 0 : b.neg ? -1 : 1;
+  if (sa !== sb) return sa < sb ? -1 : 1;
+  if (sa === 0) return 0;
+  const m = compareMagnitude(a, b);
+  return sa < 0 ? -m : m;
+}
+
+/**
+ * Compares two decimal numbers given as text, exactly. Accepts `[+-]digits[.digits]`
+ * (".5", "5." and leading/trailing zeros too). Throws on text that is not a decimal number.
+ */
+export function compareDecimals(a: string, b: string): number {
+  const da: Dec = { s: "", neg: false, is: 0, ie: 0, fs: 0, fe: 0, zero: true };
+  const db: Dec = { ...da };
+  if (!scanDecimal(a, da)) throw new TypeError(`not a decimal number: ${a}`);
+  if (!scanDecimal(b, db)) throw new TypeError(`not a decimal number: ${b}`);
+  return compareDec(da, db);
+}
+
+/**
+ * Compares canonical UTC timestamps ("…:00.125Z" and "…:00.125001Z"): as text, except that
+ * the closing "Z" sorts before any digit, so the millisecond form precedes its microsecond
+ * refinements.
+ */
+function compareTimestamps(a: string, b: string): number {
+  const n = a.length < b.length ? a.length : b.length;
+  for (let k = 0; k < n; k++) {
+    const ca = a.charCodeAt(k);
+    const cb = b.charCodeAt(k);
+    if (ca !== cb) {
+      if (ca === 90) return -1;
+      if (cb === 90) return 1;
+      return ca < cb ? -1 : 1;
+    }
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
+}
+
+/** compareTimestamps, with the native comparison for the common equal-length case. */
+function compareTimestampsFast(a: string, b: string): number {
+  if (a.length === b.length) return a === b ? 0 : a < b ? -1 : 1;
+  return compareTimestamps(a, b);
+}
+
+function compareStrings(a: string, b: string): number {
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-column helpers
+
+type Value = string | boolean;
+
+function isNull(v: TypedValue | undefined): v is null | undefined | "" {
+  return v === null || v === undefined || v === "";
+}
+
+/** Canonical form for equality (unique, allowed): typed by the column's parser, decimals without trailing zeros. */
+function makeNormaliser(type: ColumnTypeName): (v: Value | number) => Value {
+  if (type === "string") return (v) => (typeof v === "string" ? v : String(v));
+  const parse = compileValueParser({ type });
+  if (type === "decimal") {
+    return (v) => {
+      const t = parse(v);
+      if (t instanceof Invalid || typeof t !== "string") return typeof v === "number" ? String(v) : v;
+      if (t.indexOf(".") < 0) return t;
+      let end = t.length;
+      while (t.charCodeAt(end - 1) === 48) end--;
+      if (t.charCodeAt(end - 1) === 46) end--;
+      const out = end === t.length ? t : t.slice(0, end);
+      return out === "-0" ? "0" : out;
+    };
+  }
+  return (v) => {
+    const t = parse(v);
+    return t instanceof Invalid || t === null ? (typeof v === "number" ? String(v) : v) : t;
+  };
+}
+
+/** A comparator of a column's values against a bound compiled from the rule. */
+interface Bound {
+  text: string;
+  /** <0, 0, >0 for value vs bound; undefined when the value cannot be compared. */
+  compare(v: Value): number | undefined;
+}
+
+function makeBound(type: ColumnTypeName, raw: number | string, rule: string, column: string): Bound {
+  const given = typeof raw === "number" ? String(raw) : raw;
+  switch (type) {
+    case "integer":
+    case "decimal": {
+      const canonical = compileValueParser({ type: "decimal" })(raw);
+      const b: Dec = { s: "", neg: false, is: 0, ie: 0, fs: 0, fe: 0, zero: true };
+      if (canonical instanceof Invalid || typeof canonical !== "string" || !scanDecimal(canonical, b)) {
+        throw badConfig(`quality rule "${rule}": ${showValue(raw)} is not a number, but column ${column} is ${type}`);
+      }
+      const parse = compileValueParser({ type: "decimal" });
+      return {
+        text: given,
+        compare(v) {
+          if (typeof v !== "string") return undefined;
+          if (!scanDecimal(v, scratch)) {
+            const t = parse(v); // whitespace, exponents
+            if (typeof t !== "string" || !scanDecimal(t, scratch)) return undefined;
+          }
+          return compareDec(scratch, b);
+        },
+      };
+    }
+    case "timestamp":
+    case "date": {
+      const parse = compileValueParser({ type });
+      const canonical = parse(raw);
+      if (typeof canonical !== "string") {
+        throw badConfig(`quality rule "${rule}": ${showValue(raw)} is not ${a(`valid ${type}`)} bound for column ${column}`);
+      }
+      if (type === "date") {
+        return {
+          text: given,
+          compare(v) {
+            const t = typeof v === "string" && v.length === 10 ? v : parse(v);
+            return typeof t === "string" ? compareStrings(t, canonical) : undefined;
+          },
+        };
+      }
+      return {
+        text: given,
+        compare(v) {
+          // Typed values are canonical UTC text already: compare those directly.
+          const t = typeof v === "string" && (v.length === 24 || v.length === 27) && v.charCodeAt(v.length - 1) === 90 ? v : parse(v);
+          return typeof t === "string" ? compareTimestampsFast(t, canonical) : undefined;
+        },
+      };
+    }
+    case "string":
+      return { text: given, compare: (v) => compareStrings(typeof v === "string" ? v : String(v), given) };
+    default:
+      throw badConfig(`quality rule "${rule}": min/max do not apply to ${type} column ${column}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+interface RowCheck {
+  result: QualityRuleResult;
+  column: string;
+  /** Fails on null (the `required` check); the others skip nulls. */
+  required: boolean;
+  /** A reason when the (non-null) value fails. */
+  test: ((v: Value, line: number) => string | undefined) | undefined;
+  firstLine: number;
+  firstReason: string | undefined;
+}
+
+interface DatasetCheck {
+  result: QualityRuleResult;
+  evaluate(rowsChecked: number, now: Date): { passed: boolean; detail: string };
+}
+
+/**
+ * Remembers the first line of each value. Null-prototype dictionary objects: about 1.5× faster
+ * than a Map for millions of fresh string keys here; a new one every 8 million keys keeps each
+ * table well inside V8's size limits.
+ */
+class FirstSeen {
+  private readonly tables: Record<string, number>[] = [Object.create(null) as Record<string, number>];
+  private size = 0;
+
+  /** The first line of `key`, recording `line` when it is new. */
+  seen(value: Value, line: number): number | undefined {
+    const key = typeof value === "string" ? value : String(value);
+    const tables = this.tables;
+    for (let k = 0; k < tables.length; k++) {
+      const first = tables[k]![key];
+      if (first !== undefined) return first;
+    }
+    if (++this.size > 8_000_000) {
+      tables.push(Object.create(null) as Record<string, number>);
+      this.size = 1;
+    }
+    tables[tables.length - 1]![key] = line;
+    return undefined;
+  }
+}
+
+/** "a decimal", "an integer". */
+function a(type: string): string {
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
+}
+
+function listText(items: readonly (string | number | boolean)[]): string {
+  return `[${items.map((x) => String(x)).join(", ")}]`;
+}
+
+/**
+ * Builds a checker for `rules` over a dataset with `columns`. Each check of a rule (a rule may
+ * combine several on one column) becomes its own report entry, in the order: required, type,
+ * unique, min, max, pattern, allowed, row count min, row count max, freshness.
+ */
+export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[], opts: { now?: Date } = {}): QualityChecker {
+  const byName = new Map(columns.map((c) => [c.name, c] as const));
+  const known = columns.map((c) => c.name).join(", ") || "(none)";
+  const columnOf = (name: string): Column => {
+    const col = byName.get(name);
+    if (col === undefined) throw badConfig(`quality rule names column ${name}, which is not in the dataset (columns: ${known})`);
+    return col;
+  };
+
+  const rowChecks: RowCheck[] = [];
+  const datasetChecks: DatasetCheck[] = [];
+  const results: QualityRuleResult[] = [];
+  const freshness: { column: string; parse: ValueParser | undefined; cmp: (a: string, b: string) => number; newest: string | undefined }[] = [];
+
+  const addRow = (column: string, rule: string, required: boolean, test: RowCheck["test"]): void => {
+    const result: QualityRuleResult = { rule, column, kind: "row", failures: 0, passed: true };
+    results.push(result);
+    rowChecks.push({ result, column, required, test, firstLine: 0, firstReason: undefined });
+  };
+  const addDataset = (rule: string, column: string | undefined, evaluate: DatasetCheck["evaluate"]): void => {
+    const result: QualityRuleResult = column === undefined ? { rule, kind: "dataset", failures: 0, passed: true } : { rule, column, kind: "dataset", failures: 0, passed: true };
+    results.push(result);
+    datasetChecks.push({ result, evaluate });
+  };
+
+  rules.forEach((spec, index) => {
+    const rowLevel =
+      spec.required !== undefined || spec.type !== undefined || spec.unique !== undefined || spec.min !== undefined || spec.max !== undefined || spec.pattern !== undefined || spec.allowed !== undefined;
+    if (!rowLevel && spec.rowCount === undefined && spec.freshness === undefined) {
+      throw badConfig(`quality rule ${index + 1} has no check (use required, type, unique, min, max, pattern, allowed, rowCount or freshness)`);
+    }
+    if (rowLevel) {
+      if (spec.column === undefined) throw badConfig(`quality rule ${index + 1} has row checks but no column`);
+      const col = columnOf(spec.column);
+      const name = col.name;
+      const quoted = col.type === "string";
+      const show = (v: Value): string => showValue(v, quoted);
+
+      if (spec.required === true) addRow(name, `${name} required`, true, undefined);
+
+      if (spec.type !== undefined) {
+        const parse = compileValueParser({ type: spec.type, name });
+        addRow(name, `${name} is ${spec.type}`, false, (v) => {
+          const t = parse(v);
+          return t instanceof Invalid ? describeInvalid(name, v, t) : undefined;
+        });
+      }
+
+      if (spec.unique === true) {
+        const norm = makeNormaliser(col.type);
+        const seen = new FirstSeen();
+        addRow(name, `${name} unique`, false, (v, line) => {
+          const first = seen.seen(norm(v), line);
+          return first === undefined ? undefined : `${name}: duplicate value ${showValue(v)}, first seen at line ${first}`;
+        });
+      }
+
+      if (spec.min !== undefined) {
+        const rule = `${name} >= ${spec.min}`;
+        const bound = makeBound(col.type, spec.min, rule, name);
+        addRow(name, rule, false, (v) => {
+          const c = bound.compare(v);
+          if (c === undefined) return `${name}: ${show(v)} is not ${a(col.type)}, so it cannot be compared with the minimum ${bound.text}`;
+          return c < 0 ? `${name}: ${show(v)} is below the minimum ${bound.text}` : undefined;
+        });
+      }
+
+      if (spec.max !== undefined) {
+        const rule = `${name} <= ${spec.max}`;
+        const bound = makeBound(col.type, spec.max, rule, name);
+        addRow(name, rule, false, (v) => {
+          const c = bound.compare(v);
+          if (c === undefined) return `${name}: ${show(v)} is not ${a(col.type)}, so it cannot be compared with the maximum ${bound.text}`;
+          return c > 0 ? `${name}: ${show(v)} is above the maximum ${bound.text}` : undefined;
+        });
+      }
+
+      if (spec.pattern !== undefined) {
+        let re: RegExp;
+        try {
+          re = new RegExp(spec.pattern);
+        } catch (err) {
+          throw badConfig(`quality rule "${name} matches ${spec.pattern}": the pattern does not compile (${(err as Error).message})`);
+        }
+        addRow(name, `${name} matches ${spec.pattern}`, false, (v) =>
+          re.test(typeof v === "string" ? v : String(v)) ? undefined : `${name}: ${show(v)} does not match ${spec.pattern}`,
+        );
+      }
+
+      if (spec.allowed !== undefined) {
+        const rule = `${name} in ${listText(spec.allowed)}`;
+        const norm = makeNormaliser(col.type);
+        const parse = col.type === "string" ? undefined : compileValueParser({ type: col.type });
+        const allowed = new Set<Value>();
+        for (const item of spec.allowed) {
+          if (parse !== undefined && parse(item) instanceof Invalid) {
+            throw badConfig(`quality rule "${rule}": ${showValue(item)} is not ${a(col.type)}, the type of column ${name}`);
+          }
+          allowed.add(norm(item));
+        }
+        addRow(name, rule, false, (v) => (allowed.has(norm(v)) ? undefined : `${name}: ${show(v)} is not allowed (${rule})`));
+      }
+    }
+
+    if (spec.rowCount !== undefined) {
+      const { min, max } = spec.rowCount;
+      if (min === undefined && max === undefined) throw badConfig(`quality rule ${index + 1}: rowCount needs min, max or both`);
+      if (min !== undefined) {
+        addDataset(`row count >= ${min}`, undefined, (count) => ({ passed: count >= min, detail: `${count} row${count === 1 ? "" : "s"}` }));
+      }
+      if (max !== undefined) {
+        addDataset(`row count <= ${max}`, undefined, (count) => ({ passed: count <= max, detail: `${count} row${count === 1 ? "" : "s"}` }));
+      }
+    }
+
+    if (spec.freshness !== undefined) {
+      const { column, maxAge } = spec.freshness;
+      const col = columnOf(column);
+      if (col.type !== "timestamp" && col.type !== "date" && col.type !== "string") {
+        throw badConfig(`quality rule "${column} newer than ${maxAge}": column ${column} is ${col.type}, not a timestamp or date`);
+      }
+      const maxAgeMs = parseDuration(maxAge);
+      if (maxAgeMs === undefined) throw badConfig(`quality rule "${column} newer than ${maxAge}": maxAge ${JSON.stringify(maxAge)} is not a duration (e.g. 30m, 24h, 7d)`);
+      const type = col.type === "date" ? "date" : "timestamp";
+      // Typed timestamp and date columns hold canonical text already; string columns are parsed.
+      const parse = col.type === "string" ? compileValueParser({ type }) : undefined;
+      const tracker = { column, parse, cmp: type === "date" ? compareStrings : compareTimestampsFast, newest: undefined as string | undefined };
+      freshness.push(tracker);
+      addDataset(`${column} newer than ${maxAge}`, column, (_count, now) => {
+        if (tracker.newest === undefined) return { passed: false, detail: `no ${type} values in ${column}` };
+        const newestMs = Date.parse(type === "date" ? `${tracker.newest}T00:00:00Z` : tracker.newest);
+        const age = now.getTime() - newestMs;
+        return {
+          passed: age <= maxAgeMs,
+          detail: `newest ${tracker.newest} is ${age < 0 ? `${formatDuration(-age)} in the future` : `${formatDuration(age)} old`} (limit ${maxAge})`,
+        };
+      });
+    }
+  });
+
+  let rowsChecked = 0;
+  let rowsFailed = 0;
+  const nChecks = rowChecks.length;
+  const nFresh = freshness.length;
+
+  return {
+    check(row: TypedRow, line: number): string[] {
+      rowsChecked++;
+      let reasons: string[] | undefined;
+      for (let k = 0; k < nChecks; k++) {
+        const c = rowChecks[k]!;
+        const v = row[c.column];
+        let reason: string | undefined;
+        if (isNull(v)) {
+          if (!c.required) continue;
+          reason = `${c.column}: required but empty`;
+        } else if (c.test === undefined) continue;
+        else {
+          reason = c.test(v, line);
+          if (reason === undefined) continue;
+        }
+        if (c.result.failures++ === 0) {
+          c.firstLine = line;
+          c.firstReason = reason;
+        }
+        (reasons ??= []).push(reason);
+      }
+      for (let k = 0; k < nFresh; k++) {
+        const f = freshness[k]!;
+        const v = row[f.column];
+        if (isNull(v)) continue;
+        const t = f.parse === undefined ? v : f.parse(v);
+        if (typeof t === "string" && (f.newest === undefined || f.cmp(t, f.newest) > 0)) f.newest = t;
+      }
+      if (reasons === undefined) return [];
+      rowsFailed++;
+      return reasons;
+    },
+
+    finish(): QualityReport {
+      const now = opts.now ?? new Date();
+      for (const c of rowChecks) {
+        const failures = c.result.failures;
+        c.result.passed = failures === 0;
+        if (failures > 0) c.result.detail = `${failures} row${failures === 1 ? "" : "s"} failed, the first at line ${c.firstLine}: ${c.firstReason}`;
+        else delete c.result.detail;
+      }
+      let datasetPassed = 0;
+      for (const d of datasetChecks) {
+        const { passed, detail } = d.evaluate(rowsChecked, now);
+        d.result.passed = passed;
+        d.result.failures = passed ? 0 : 1;
+        d.result.detail = detail;
+        if (passed) datasetPassed++;
+      }
+      return {
+        rowsChecked,
+        rowsFailed,
+        score: score(rowsChecked, rowsFailed, datasetPassed, datasetChecks.length),
+        rules: results.map((r) => ({ ...r })),
+      };
+    },
+  };
+}
+
+/**
+ * The quality score, 0..1 rounded to 4 decimals:
+ *
+ *   score = (rows passing every row-level check / rows checked) × (dataset checks passed / dataset checks)
+ *
+ * With no rows the row part is 1 (a `rowCount: { min }` check is what fails an empty dataset);
+ * with no dataset checks the dataset part is 1. So one failing dataset check out of two halves
+ * the score, and 5 bad rows out of 100 take 0.05 off the row part.
+ */
+export function score(rowsChecked: number, rowsFailed: number, datasetPassed: number, datasetChecks: number): number {
+  const rowPart = rowsChecked === 0 ? 1 : (rowsChecked - rowsFailed) / rowsChecked;
+  const datasetPart = datasetChecks === 0 ? 1 : datasetPassed / datasetChecks;
+  return Math.round(rowPart * datasetPart * 10_000) / 10_000;
+}

@@ -1,0 +1,164 @@
+/**
+ * The row-by-row steps of the batch plane: conversion to the target schema
+ * (data-converter/convert_to_standard_format) and quality validation
+ * (base-data-quality/validate_data_quality). Both stream: read a batch, write a batch.
+ *
+ * Staged typed rows are NDJSON objects of the schema's columns plus `_line`, the record's
+ * position in its source, so a later step can still say where a rejected record came from.
+ */
+import { join } from "node:path";
+import { writeFile } from "node:fs/promises";
+import { SluiceError } from "../../errors.js";
+import { openReader, openWriter, type RecordWriter } from "../../formats/index.js";
+import type { ActionContext, Outputs } from "../types.js";
+import {
+  checkAccounting, quarantineSink, readDataset, requireTyped, stepFolder, writeDataset,
+  type Dataset, type DatasetPart, type QuarantineSink,
+} from "./dataset.js";
+import type { QualityRuleSpec, TargetSchemaSpec, TypedRow } from "./model.js";
+import { compileSchema } from "./typing.js";
+import { createQualityChecker, type QualityReport } from "./quality.js";
+
+export const LINE_FIELD = "_line";
+const BATCH = 2_000;
+
+/** Every record of a dataset, batch by batch, with its source and position. */
+export async function* readParts(ds: Dataset, signal: AbortSignal): AsyncGenerator<{ part: DatasetPart; rows: Record<string, unknown>[]; lines: number[]; errors: { line: number; reason: string; raw: string }[] }> {
+  for (const part of ds.parts) {
+    const reader = openReader(part.path, { format: part.format, batchSize: BATCH, ...(part.csv ?? {}) });
+    for await (const b of reader) {
+      if (signal.aborted) throw signal.reason;
+      yield { part, rows: b.rows, lines: b.lines, errors: b.errors };
+    }
+  }
+}
+
+/** A staged output of typed rows: one NDJSON part per source part, so sources stay known. */
+class TypedOutput {
+  readonly parts: DatasetPart[] = [];
+  rows = 0;
+  private current?: { writer: RecordWriter; part: DatasetPart };
+  constructor(private readonly dir: string, private readonly columns: string[]) {}
+
+  async write(source: DatasetPart, rows: TypedRow[]): Promise<void> {
+    if (this.current?.part.source !== source.source) {
+      await this.closeCurrent();
+      const path = join(this.dir, `part-${String(this.parts.length).padStart(4, "0")}.ndjson`);
+      this.current = { writer: await openWriter(path, "ndjson", { columns: [...this.columns, LINE_FIELD] }), part: { path, format: "ndjson", source: source.source, rows: 0 } };
+    }
+    if (rows.length === 0) return;
+    await this.current.writer.write(rows);
+    this.current.part.rows! += rows.length;
+    this.rows += rows.length;
+  }
+
+  async close(): Promise<void> {
+    await this.closeCurrent();
+  }
+
+  private async closeCurrent(): Promise<void> {
+    if (!this.current) return;
+    const res = await this.current.writer.close();
+    this.parts.push({ ...this.current.part, bytes: res.bytes });
+    this.current = undefined;
+  }
+}
+
+export async function convertToStandardFormat(input: { dataset: string; schema: TargetSchemaSpec }, ctx: ActionContext): Promise<Outputs> {
+  const ds = await readDataset(input.dataset);
+  const schema = compileSchema(input.schema);
+  const dir = await stepFolder(ctx);
+  const out = new TypedOutput(dir, schema.columns.map((c) => c.name));
+  const quarantine = quarantineSink(dir);
+  let rowsIn = 0;
+
+  for await (const b of readParts(ds, ctx.signal)) {
+    rowsIn += b.rows.length + b.errors.length;
+    for (const e of b.errors) quarantine.add({ source: b.part.source, line: e.line, step: ctx.step, reasons: [e.reason], record: e.raw });
+    const good: TypedRow[] = [];
+    for (let i = 0; i < b.rows.length; i++) {
+      const raw = b.rows[i]!;
+      const line = b.lines[i]!;
+      const r = schema.convert(raw);
+      if (r.ok) {
+        (r.row as Record<string, unknown>)[LINE_FIELD] = line;
+        good.push(r.row);
+      } else quarantine.add({ source: b.part.source, line, step: ctx.step, reasons: r.reasons, record: raw });
+    }
+    await out.write(b.part, good);
+    ctx.progress({ rows: rowsIn, files: ds.parts.indexOf(b.part), totalFiles: ds.parts.length });
+  }
+  await out.close();
+  await quarantine.close();
+
+  // Rows of an already-typed input were counted by the step that read them first.
+  const prior = ds.accounting;
+  const accounting = prior
+    ? { rowsIn: prior.rowsIn, rowsQuarantined: prior.rowsQuarantined + quarantine.count, rowsDuplicate: prior.rowsDuplicate }
+    : { rowsIn, rowsQuarantined: quarantine.count, rowsDuplicate: 0 };
+  checkAccounting(accounting, out.rows, `step ${ctx.step}`);
+  const dataset = await writeDataset(dir, {
+    step: ctx.step, typed: true, columns: schema.columns, ...(schema.key ? { key: schema.key } : {}),
+    parts: out.parts, rows: out.rows, accounting,
+    quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])], meta: ds.meta,
+  });
+  return { dataset, rowsIn: accounting.rowsIn, rowsOut: out.rows, rowsQuarantined: accounting.rowsQuarantined, rowsRejectedHere: quarantine.count, columns: schema.columns.length };
+}
+
+export async function validateDataQuality(
+  input: { dataset: string; rules: QualityRuleSpec[]; threshold: number },
+  ctx: ActionContext,
+): Promise<Outputs> {
+  const ds = await readDataset(input.dataset);
+  requireTyped(ds, input.dataset, "quality validation");
+  const checker = createQualityChecker(input.rules, ds.columns);
+  const dir = await stepFolder(ctx);
+  const out = new TypedOutput(dir, ds.columns.map((c) => c.name));
+  const quarantine: QuarantineSink = quarantineSink(dir);
+  let seen = 0;
+  for await (const b of readParts(ds, ctx.signal)) {
+    const good: TypedRow[] = [];
+    for (const raw of b.rows) {
+      const row = raw as TypedRow & { [LINE_FIELD]?: number };
+      const line = row[LINE_FIELD] ?? 0;
+      const reasons = checker.check(row, line);
+      if (reasons.length === 0) good.push(row);
+      else quarantine.add({ source: b.part.source, line, step: ctx.step, reasons, record: withoutLine(row) });
+    }
+    seen += b.rows.length;
+    await out.write(b.part, good);
+    ctx.progress({ rows: seen });
+  }
+  await out.close();
+  await quarantine.close();
+  const report = checker.finish();
+  await writeFile(join(dir, "quality-report.json"), JSON.stringify(report, null, 2));
+
+  if (report.score < input.threshold)
+    throw new SluiceError(
+      "QUALITY_BELOW_THRESHOLD",
+      `quality score ${report.score} is under the threshold ${input.threshold}: ${describeFailures(report)}`,
+      { retryable: false, details: { report } },
+    );
+  const accounting = { ...ds.accounting, rowsQuarantined: ds.accounting.rowsQuarantined + quarantine.count };
+  checkAccounting(accounting, out.rows, `step ${ctx.step}`);
+  const dataset = await writeDataset(dir, {
+    step: ctx.step, typed: true, columns: ds.columns, ...(ds.key ? { key: ds.key } : {}), parts: out.parts, rows: out.rows, accounting,
+    quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])], meta: { ...ds.meta, quality: report },
+  });
+  return {
+    dataset, score: report.score, threshold: input.threshold, rowsChecked: report.rowsChecked, rowsFailed: report.rowsFailed,
+    rowsIn: accounting.rowsIn, rowsOut: out.rows, rowsQuarantined: accounting.rowsQuarantined,
+    rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
+  };
+}
+
+function describeFailures(report: QualityReport): string {
+  const failed = report.rules.filter((r) => !r.passed);
+  return failed.length ? failed.map((r) => `${r.rule} (${r.failures} failing)`).join(", ") : "no single rule failed";
+}
+
+export function withoutLine(row: Record<string, unknown>): Record<string, unknown> {
+  const { [LINE_FIELD]: _omit, ...rest } = row;
+  return rest;
+}

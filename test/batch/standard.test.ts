@@ -1,0 +1,137 @@
+/**
+ * The standard ingestion workflow end to end, on real files, the real SQLite warehouse and the
+ * real PostgreSQL server: every input record is stored, quarantined with its reasons, or a
+ * duplicate, and the numbers add up.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import Database from "better-sqlite3";
+import pg from "pg";
+import { join } from "node:path";
+import { readFileSync, rmSync } from "node:fs";
+import { createRun, executeRun, runDetail } from "../../src/engine/index.js";
+import { loadWorkflowFile } from "../../src/spec/load.js";
+import { writeTradesCsv } from "../../src/samples/trades.js";
+import type { Workflow } from "../../src/spec/schema.js";
+import { testEnv, tempDir, type TestEnv } from "../helpers.js";
+import { ROOT } from "../cli/cli-helpers.js";
+
+const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
+const WORKFLOW = join(ROOT, "workflows", "base-data-ingestion-workflow-standard-ingestion.yaml");
+
+let env: TestEnv;
+let wf: Workflow;
+let data: string;
+beforeAll(async () => {
+  env = testEnv();
+  const loaded = await loadWorkflowFile(WORKFLOW, { actions: env.actions });
+  expect(loaded.problems).toEqual([]);
+  wf = loaded.workflows[0]!.workflow;
+  data = tempDir("sluice-std-data-");
+});
+afterAll(async () => {
+  await env.cleanup();
+  rmSync(data, { recursive: true, force: true });
+});
+
+async function run(params: Record<string, string>) {
+  const created = await createRun(env.store, { workflow: wf, params });
+  const done = await executeRun(created.id, { store: env.store, actions: env.actions, home: env.home });
+  return { run: done, detail: await runDetail(env.store, created.id) };
+}
+
+const outputsOf = (d: Awaited<ReturnType<typeof runDetail>>, step: string) => d.steps.find((s) => s.name === step)!.outputs!;
+
+describe("standard ingestion into the embedded SQLite warehouse", () => {
+  it("stores valid rows, quarantines every defect with its reason, and balances the books", async () => {
+    const file = join(data, "trades.csv");
+    const summary = await writeTradesCsv(file, { rows: 3_000, seed: 7, badShare: 0.05 });
+    const warehouse = join(data, "w1.db");
+    const { run: r, detail } = await run({ source: file, destination: `sqlite:${warehouse}`, table: "trades" });
+    expect(r.status, JSON.stringify(r.error)).toBe("succeeded");
+
+    const out = outputsOf(detail, "data-storage");
+    expect(out.rowsIn).toBe(3_000);
+    expect(Number(out.rowsStored) + Number(out.rowsQuarantined) + Number(out.rowsDuplicate)).toBe(3_000);
+    expect(out.rowsQuarantined).toBe(summary.bad);
+
+    const db = new Database(warehouse, { readonly: true });
+    const stored = db.prepare("SELECT count(*) AS n, count(DISTINCT trade_id) AS ids FROM trades").get() as { n: number; ids: number };
+    expect(stored).toEqual({ n: out.rowsStored, ids: out.rowsStored });
+    const q = db.prepare("SELECT source, line, step, reasons FROM trades_quarantine ORDER BY line").all() as { source: string; line: number; step: string; reasons: string }[];
+    expect(q.length).toBe(out.rowsQuarantined);
+    // Prices are exact decimals with 4 places; timestamps are UTC ISO-8601.
+    const sample = db.prepare("SELECT price, executed_at FROM trades LIMIT 50").all() as { price: string; executed_at: string }[];
+    for (const s of sample) {
+      expect(s.price).toMatch(/^\d+\.\d{4}$/);
+      expect(s.executed_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    }
+    db.close();
+
+    // Each quarantined record points at the line it starts on in the source file.
+    const lines = readFileSync(file, "utf8").split("\n");
+    const reasons = q.map((x) => JSON.parse(x.reasons).join("; ")).join("\n");
+    expect(reasons).toMatch(/expected 9 fields/); // malformed CSV, caught by the reader
+    expect(reasons).toMatch(/executed_at: .* is not a valid timestamp/); // typing
+    expect(reasons).toMatch(/side .*BUY, SELL/); // quality rule
+    expect(reasons).toMatch(/trade_id: duplicate value/); // unique rule
+    for (const x of q.filter((x) => x.step === "format-conversion").slice(0, 20)) {
+      expect(x.source).toBe(file);
+      expect(lines[x.line - 1]).toBeDefined();
+    }
+  });
+
+  it("is idempotent: ingesting the same file again stores nothing new", async () => {
+    const file = join(data, "again.csv");
+    await writeTradesCsv(file, { rows: 500, seed: 8, badShare: 0 });
+    const dest = `sqlite:${join(data, "w2.db")}`;
+    const first = outputsOf((await run({ source: file, destination: dest, table: "t" })).detail, "data-storage");
+    const second = outputsOf((await run({ source: file, destination: dest, table: "t" })).detail, "data-storage");
+    expect(first).toMatchObject({ rowsIn: 500, rowsStored: 500, rowsDuplicate: 0 });
+    expect(second).toMatchObject({ rowsIn: 500, rowsStored: 0, rowsDuplicate: 500 });
+  });
+
+  it("fails fast, without retries, when the source does not exist", async () => {
+    const { run: r, detail } = await run({ source: join(data, "nope.csv"), table: "t" });
+    expect(r.status).toBe("failed");
+    const step = detail.steps.find((s) => s.name === "source-validation")!;
+    expect(step.attempts).toHaveLength(1);
+    expect(step.attempts[0]!.error?.message).toContain("nope.csv");
+    expect(detail.steps.filter((s) => s.status === "skipped")).toHaveLength(5);
+  });
+
+  it("fails the quality step when the score is under the threshold", async () => {
+    const file = join(data, "bad.csv");
+    await writeTradesCsv(file, { rows: 400, seed: 9, badShare: 0.5 });
+    const { run: r, detail } = await run({ source: file, destination: `sqlite:${join(data, "w3.db")}`, table: "t" });
+    expect(r.status).toBe("failed");
+    const q = detail.steps.find((s) => s.name === "quality-validation")!;
+    expect(q.attempts).toHaveLength(1);
+    expect(q.attempts[0]!.error).toMatchObject({ code: "QUALITY_BELOW_THRESHOLD", message: expect.stringMatching(/under the threshold 0\.9/) });
+  });
+});
+
+describe("standard ingestion into PostgreSQL", () => {
+  const table = `std_${process.pid}_${Date.now()}`;
+  afterAll(async () => {
+    const c = new pg.Client(PG_URL);
+    await c.connect();
+    await c.query(`DROP TABLE IF EXISTS "${table}", "${table}_quarantine"`);
+    await c.end();
+  });
+
+  it("loads typed rows with exact decimals and UTC timestamps", async () => {
+    const file = join(data, "pg.csv");
+    const summary = await writeTradesCsv(file, { rows: 2_000, seed: 11, badShare: 0.02 });
+    const { run: r, detail } = await run({ source: file, destination: PG_URL, table });
+    expect(r.status, JSON.stringify(r.error)).toBe("succeeded");
+    const out = outputsOf(detail, "data-storage");
+    expect(out.rowsQuarantined).toBe(summary.bad);
+    const c = new pg.Client(PG_URL);
+    await c.connect();
+    const { rows } = await c.query(`SELECT count(*)::int AS n, pg_typeof(max(price))::text AS t FROM "${table}"`);
+    expect(rows[0]).toEqual({ n: out.rowsStored, t: "numeric" });
+    const { rows: q } = await c.query(`SELECT count(*)::int AS n FROM "${table}_quarantine"`);
+    expect(q[0].n).toBe(out.rowsQuarantined);
+    await c.end();
+  });
+});
