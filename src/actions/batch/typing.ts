@@ -3,14 +3,21 @@
  * per a target schema written in a workflow's `with: schema:` block.
  *
  * Everything a value needs is compiled once per schema (parsers, time zones, strftime patterns,
- * defaults); `convert()` then runs hand-rolled parsers over character codes: no regular
- * expressions, no `Date`/`Intl` parsing and no allocation per value beyond the output strings
- * (a value already in canonical form is returned as the very same string).
+ * defaults); `convert()` is generated code (one straight-line block per column, the row built
+ * as an object literal) calling hand-rolled parsers over character codes: no regular
+ * expressions (except to word a rejection), no `Date`/`Intl` parsing (time zone offsets are
+ * cached per wall-clock hour) and no allocation per value beyond the output strings (a value
+ * already in canonical form is returned as the very same string).
  *
  * Bad DATA is never thrown: it comes back as reasons, one per failing column, each naming the
  * column, the value (truncated to 60 characters) and why. Bad CONFIGURATION (an unknown time
  * zone, an unsupported format token, a default that does not fit its column) throws
  * `SluiceError("BAD_CONFIG")` from `compileSchema`.
+ *
+ * Empty values: a missing key, null, undefined or "" (after `trim` for strings; for the other
+ * types a whitespace-only string too) takes the column's `default` (typed like any value, once,
+ * at compile time), else is a reason when `required` (`trade_id: required but empty`), else null.
+ * A string column without `trim` keeps "   " as it is.
  *
  * Accepted inputs, per type (surrounding whitespace is ignored for every type but `string`):
  * - string: strings as given (trimmed when `trim: true`); numbers, booleans and bigints via
@@ -37,7 +44,8 @@
  *   Fractions beyond microseconds are TRUNCATED, not rounded: truncation never carries into
  *   the next second (or day, or year: "23:59:59.9999999" stays on its day), keeps the
  *   instant's calendar fields exactly as written, and is what PostgreSQL-bound pipelines need
- *   (its timestamptz holds microseconds). Also JS Dates (Parquet), and with `format`:
+ *   (its timestamptz holds microseconds). Also JS Dates (Parquet). Numbers are refused
+ *   without a format (seconds or milliseconds? the schema must say). With `format`:
  *   - `epoch_s` / `epoch_ms`: a number or numeric string (optional fraction, sub-microsecond
  *     digits truncated);
  *   - a strftime-like pattern with the tokens %Y (4 digits) %m %d %H %M %S (1–2 digits;
