@@ -22,6 +22,16 @@ export interface ProgressUpdate {
   totalFiles?: number;
 }
 
+/**
+ * Which files a workflow has already ingested. A scope names a workflow and its source
+ * (`bulk-file-ingestion:/data/in`); files are recorded only after their rows are stored,
+ * so a run that fails half-way leaves them to be taken again.
+ */
+export interface FileLedger {
+  seen(scope: string, checksums: string[]): Promise<Set<string>>;
+  record(scope: string, files: { checksum: string; path: string; size: number }[]): Promise<void>;
+}
+
 export interface ActionContext {
   runId: string;
   workflow: string;
@@ -35,6 +45,8 @@ export interface ActionContext {
   home: string;
   params: Readonly<Record<string, unknown>>;
   log: ActionLog;
+  /** Files already ingested, by checksum, kept in the state store (see FileLedger). */
+  ledger: FileLedger;
   /** Report progress; cheap to call often (the engine throttles what it shows). */
   progress(update: ProgressUpdate): void;
 }

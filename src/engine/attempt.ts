@@ -10,7 +10,7 @@ import type { ExecSpec, Step } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
 import { attemptLogFile, runExec } from "../actions/exec.js";
 import type { ActionLog, Outputs, ProgressUpdate } from "../actions/types.js";
-import type { ErrorInfo, RunRecord } from "../store/types.js";
+import type { ErrorInfo, RunRecord, StateStore } from "../store/types.js";
 
 export interface AttemptInput {
   run: RunRecord;
@@ -19,6 +19,7 @@ export interface AttemptInput {
   /** Aborted when the whole run stops (cancel, run timeout, detach, lost lease). */
   runSignal: AbortSignal;
   actions: ActionRegistry;
+  store: StateStore;
   home: string;
   outputsOf(step: string): Record<string, unknown> | undefined;
   onProgress?: (update: ProgressUpdate) => void;
@@ -107,6 +108,10 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
     params: run.params,
     log,
     progress: input.onProgress ?? (() => undefined),
+    ledger: {
+      seen: (scope, checksums) => input.store.ingestedChecksums(scope, checksums),
+      record: (scope, files) => input.store.recordIngested(scope, files, run.id),
+    },
   });
   if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs))
     throw new SluiceError("ACTION_FAILED", `${owner}/${step.action} returned ${JSON.stringify(outputs)}, not an outputs object`);

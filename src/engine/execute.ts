@@ -227,6 +227,7 @@ class RunDriver {
         attempt: n,
         runSignal: this.runAbort.signal,
         actions: this.opts.actions,
+        store: this.opts.store,
         home: this.opts.home,
         outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
         onProgress: this.opts.onEvent ? throttledProgress(this.opts.onEvent, id, name, n, started) : undefined,

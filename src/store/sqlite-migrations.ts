@@ -56,4 +56,19 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    sql: `
+      -- Files a workflow has ingested, by content checksum, so a daily run takes only new files.
+      CREATE TABLE ingested_files (
+        scope       TEXT NOT NULL,
+        checksum    TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        run_id      TEXT NOT NULL,
+        ingested_at TEXT NOT NULL,
+        PRIMARY KEY (scope, checksum)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

@@ -13,7 +13,7 @@ import { SluiceError } from "../errors.js";
 import type { Workflow } from "../spec/schema.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import type {
-  AttemptEnd, AttemptRecord, ErrorInfo, LeaseState, NewRun, RunFilter, RunRecord, RunStatus, StateStore, StepRecord, StepStatus,
+  AttemptEnd, AttemptRecord, ErrorInfo, IngestedFile, LeaseState, NewRun, RunFilter, RunRecord, RunStatus, StateStore, StepRecord, StepStatus,
 } from "./types.js";
 
 type Row = Record<string, unknown>;
@@ -87,6 +87,11 @@ export function openSqliteStore(file: string): StateStore {
         WHERE run_id = @runId AND name = @step AND status IN ('pending', 'running')`,
     ),
     cancel: db.prepare(`UPDATE runs SET cancel_requested = 1 WHERE id = ?`),
+    isIngested: db.prepare(`SELECT 1 FROM ingested_files WHERE scope = ? AND checksum = ?`),
+    recordIngested: db.prepare(
+      `INSERT INTO ingested_files (scope, checksum, path, size, run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (scope, checksum) DO NOTHING`,
+    ),
   };
 
   const createRun = db.transaction((run: NewRun) => {
@@ -112,6 +117,10 @@ export function openSqliteStore(file: string): StateStore {
   });
   const settle = db.transaction((runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null) => {
     for (const step of steps) q.settleStep.run({ runId, step, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
+  });
+  const recordIngested = db.transaction((scope: string, files: IngestedFile[], runId: string) => {
+    const at = new Date().toISOString();
+    for (const f of files) q.recordIngested.run(scope, f.checksum, f.path, f.size, runId, at);
   });
   const recover = db.transaction((runId: string, endedAt: string) => {
     const n = q.interruptAttempts.run({ runId, endedAt }).changes;
@@ -174,6 +183,12 @@ export function openSqliteStore(file: string): StateStore {
     },
     async requestCancel(runId) {
       q.cancel.run(runId);
+    },
+    async ingestedChecksums(scope, checksums) {
+      return new Set(checksums.filter((c) => q.isIngested.get(scope, c) !== undefined));
+    },
+    async recordIngested(scope, files, runId) {
+      if (files.length) recordIngested(scope, files, runId);
     },
     async close() {
       db.close();

@@ -103,6 +103,12 @@ export interface LeaseState {
   cancelRequested: boolean;
 }
 
+export interface IngestedFile {
+  checksum: string;
+  path: string;
+  size: number;
+}
+
 export interface StateStore {
   readonly dialect: "sqlite" | "postgres";
   createRun(run: NewRun): Promise<RunRecord>;
@@ -129,5 +135,10 @@ export interface StateStore {
   settleSteps(runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null): Promise<void>;
 
   requestCancel(runId: string): Promise<void>;
+
+  /** Which of these checksums were already ingested in a scope (a workflow and its source). */
+  ingestedChecksums(scope: string, checksums: string[]): Promise<Set<string>>;
+  /** Remember files as ingested once their rows are stored; recording again is harmless. */
+  recordIngested(scope: string, files: IngestedFile[], runId: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -38,6 +38,15 @@ export interface Accounting {
   rowsDuplicate: number;
 }
 
+/**
+ * Files a dataset was read from, carried in `meta.ingest` from discovery to storage, which
+ * records them in the ledger once their rows are committed.
+ */
+export interface IngestMeta {
+  scope: string;
+  files: { path: string; checksum: string; size: number }[];
+}
+
 export interface Dataset {
   kind: typeof DATASET_KIND;
   /** The step that produced it. */

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { openDestination } from "../../connectors/destinations/index.js";
 import type { ActionContext, Outputs } from "../types.js";
-import { checkAccounting, readDataset, readQuarantine, requireTyped, type Dataset } from "./dataset.js";
+import { checkAccounting, readDataset, readQuarantine, requireTyped, type Dataset, type IngestMeta } from "./dataset.js";
 import type { TypedRow } from "./model.js";
 import { readParts, withoutLine } from "./transform.js";
 
@@ -56,6 +56,9 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
 
     const accounting = { ...ds.accounting, rowsDuplicate: ds.accounting.rowsDuplicate + duplicate };
     checkAccounting(accounting, stored, `step ${ctx.step}`);
+    // Only now, with their rows committed, do the source files count as ingested.
+    const ingest = ds.meta?.ingest as IngestMeta | undefined;
+    if (ingest?.files.length) await ctx.ledger.record(ingest.scope, ingest.files);
     ctx.log.info("stored", { destination: dest.display, table: input.table, stored, duplicate, quarantined });
     return {
       destination: dest.display,

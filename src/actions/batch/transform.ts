@@ -78,7 +78,9 @@ export async function convertToStandardFormat(input: { dataset: string; schema: 
     const good: TypedRow[] = [];
     for (let i = 0; i < b.rows.length; i++) {
       const raw = b.rows[i]!;
-      const line = b.lines[i]!;
+      // Records staged by an earlier step carry their original position in `_line`.
+      const staged = raw[LINE_FIELD];
+      const line = typeof staged === "number" ? staged : b.lines[i]!;
       const r = schema.convert(raw);
       if (r.ok) {
         (r.row as Record<string, unknown>)[LINE_FIELD] = line;
