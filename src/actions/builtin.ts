@@ -18,6 +18,9 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-converter/convert_to_standard_format": convertToStandardFormat,
   "base-data-quality/validate_data_quality": validateDataQuality,
   "base-data-storage/store_validated_data": storeValidatedData,
+  // The bulk workflow reuses the same typing and quality code over its consolidated dataset.
+  "data-converter/standardize_file_formats": convertToStandardFormat,
+  "base-data-quality/validate_bulk_data": validateDataQuality,
 };
 
 export function builtinRegistry(): ActionRegistry {

@@ -30,6 +30,27 @@ const obj = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
 const sig = (kind: ActionKind, owner: string, action: string, capability: string, description: string, input: z.ZodType): SeedSignature =>
   ({ kind, owner, action, capability, description, input });
 
+/**
+ * How merge_processed_files picks between rows with the same key and different content.
+ * `latest`: the greatest value of `column` (timestamp, date, integer or decimal) wins.
+ * `priority`: patterns matched against each row's source (a glob when it has `*`, `?` or `[`,
+ * else a substring); the earliest matching pattern wins, sources matching none rank last.
+ */
+const MergeConflict = obj({
+  policy: z.enum(["latest", "priority"]),
+  column: z.string().min(1).optional(),
+  priority: z.array(z.string().min(1)).min(1).optional(),
+}).superRefine((c, ctx) => {
+  if (c.policy === "latest" && c.column === undefined)
+    ctx.addIssue({ code: "custom", path: ["column"], message: "policy latest needs column: the timestamp, date or number whose greatest value wins" });
+  if (c.policy === "latest" && c.priority !== undefined)
+    ctx.addIssue({ code: "custom", path: ["priority"], message: "priority applies to policy priority only" });
+  if (c.policy === "priority" && c.priority === undefined)
+    ctx.addIssue({ code: "custom", path: ["priority"], message: "policy priority needs priority: source patterns, best first" });
+  if (c.policy === "priority" && c.column !== undefined)
+    ctx.addIssue({ code: "custom", path: ["column"], message: "column applies to policy latest only" });
+});
+
 export const SEED_SIGNATURES: SeedSignature[] = [
   // Standard ingestion
   sig("agent", "data-scheduler", "validate_source_availability", BATCH, "Check that the source exists and answers.",
@@ -59,8 +80,8 @@ export const SEED_SIGNATURES: SeedSignature[] = [
   sig("agent", "data-converter", "standardize_file_formats", BATCH, "Bring mixed CSV, NDJSON, JSON and Parquet into one schema.",
     obj({ dataset: DatasetRef, schema: TargetSchema })),
   sig("agent", "data-merger", "merge_processed_files", BATCH, "Consolidate into one dataset, removing duplicates by key.",
-    obj({ dataset: DatasetRef, key: z.array(z.string()).min(1),
-      conflict: obj({ policy: z.enum(["latest", "priority"]), column: z.string().optional(), priority: z.array(z.string()).optional() }).optional() })),
+    obj({ dataset: DatasetRef, key: z.array(z.string().min(1)).min(1),
+      conflict: MergeConflict.optional() })),
   sig("service", "base-data-quality", "validate_bulk_data", BATCH, "The quality rules over the consolidated dataset.",
     obj(QualityInput)),
 

@@ -62,6 +62,11 @@ export interface Dataset {
   accounting?: Accounting;
   /** Quarantine files of this and every earlier step, in order. */
   quarantine: string[];
+  /**
+   * Rows of `parts` set aside by a later step without rewriting the data: a JSON file mapping a
+   * part's path to the `_line`s left out. Readers skip them (see readParts).
+   */
+  exclude?: string;
   /** Anything a step wants the next ones to know (quality report, source descriptor). */
   meta?: Record<string, unknown>;
 }
@@ -141,4 +146,13 @@ export function checkAccounting(a: Accounting, rowsOut: number, where: string): 
       `${where}: ${a.rowsIn} rows in but ${rowsOut} out + ${a.rowsQuarantined} quarantined + ${a.rowsDuplicate} duplicate; records were lost`,
       { retryable: false },
     );
+}
+
+/** Part path → lines left out, as stored in a dataset's `exclude` file. */
+export type Exclusions = Record<string, number[]>;
+
+export async function readExclusions(ds: Dataset): Promise<Map<string, Set<number>>> {
+  if (!ds.exclude) return new Map();
+  const data = JSON.parse(await readFile(ds.exclude, "utf8")) as Exclusions;
+  return new Map(Object.entries(data).map(([part, lines]) => [part, new Set(lines)]));
 }

@@ -12,8 +12,8 @@ import { SluiceError } from "../../errors.js";
 import { openReader, openWriter, type RecordWriter } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import {
-  checkAccounting, quarantineSink, readDataset, requireTyped, stepFolder, writeDataset,
-  type Dataset, type DatasetPart, type QuarantineSink,
+  checkAccounting, quarantineSink, readDataset, readExclusions, requireTyped, stepFolder, writeDataset,
+  type Dataset, type DatasetPart, type Exclusions, type QuarantineSink,
 } from "./dataset.js";
 import type { QualityRuleSpec, TargetSchemaSpec, TypedRow } from "./model.js";
 import { compileSchema } from "./typing.js";
@@ -22,19 +22,31 @@ import { createQualityChecker, type QualityReport } from "./quality.js";
 export const LINE_FIELD = "_line";
 const BATCH = 2_000;
 
-/** Every record of a dataset, batch by batch, with its source and position. */
+/** Every record of a dataset, batch by batch, with its source and position; excluded rows left out. */
 export async function* readParts(ds: Dataset, signal: AbortSignal): AsyncGenerator<{ part: DatasetPart; rows: Record<string, unknown>[]; lines: number[]; errors: { line: number; reason: string; raw: string }[] }> {
+  const exclusions = await readExclusions(ds);
   for (const part of ds.parts) {
+    const skip = exclusions.get(part.path);
     const reader = openReader(part.path, { format: part.format, batchSize: BATCH, ...(part.csv ?? {}) });
     for await (const b of reader) {
       if (signal.aborted) throw signal.reason;
-      yield { part, rows: b.rows, lines: b.lines, errors: b.errors };
+      if (!skip) {
+        yield { part, rows: b.rows, lines: b.lines, errors: b.errors };
+        continue;
+      }
+      const rows: Record<string, unknown>[] = [];
+      const lines: number[] = [];
+      b.rows.forEach((row, i) => {
+        const line = typeof row[LINE_FIELD] === "number" ? (row[LINE_FIELD] as number) : b.lines[i]!;
+        if (!skip.has(line)) (rows.push(row), lines.push(b.lines[i]!));
+      });
+      yield { part, rows, lines, errors: b.errors };
     }
   }
 }
 
 /** A staged output of typed rows: one NDJSON part per source part, so sources stay known. */
-class TypedOutput {
+export class TypedOutput {
   readonly parts: DatasetPart[] = [];
   rows = 0;
   private current?: { writer: RecordWriter; part: DatasetPart };
@@ -107,6 +119,11 @@ export async function convertToStandardFormat(input: { dataset: string; schema: 
   return { dataset, rowsIn: accounting.rowsIn, rowsOut: out.rows, rowsQuarantined: accounting.rowsQuarantined, rowsRejectedHere: quarantine.count, columns: schema.columns.length };
 }
 
+/**
+ * Quality validation does not rewrite the data: rows that break a rule are quarantined and their
+ * lines listed in the output dataset's `exclude` file; the parts themselves are shared with the
+ * input dataset. That saves a full write and read of the data per run.
+ */
 export async function validateDataQuality(
   input: { dataset: string; rules: QualityRuleSpec[]; threshold: number },
   ctx: ActionContext,
@@ -115,23 +132,24 @@ export async function validateDataQuality(
   requireTyped(ds, input.dataset, "quality validation");
   const checker = createQualityChecker(input.rules, ds.columns);
   const dir = await stepFolder(ctx);
-  const out = new TypedOutput(dir, ds.columns.map((c) => c.name));
   const quarantine: QuarantineSink = quarantineSink(dir);
+  const excluded: Exclusions = Object.fromEntries([...(await readExclusions(ds))].map(([p, set]) => [p, [...set]]));
   let seen = 0;
+  let kept = 0;
   for await (const b of readParts(ds, ctx.signal)) {
-    const good: TypedRow[] = [];
-    for (const raw of b.rows) {
-      const row = raw as TypedRow & { [LINE_FIELD]?: number };
-      const line = row[LINE_FIELD] ?? 0;
+    for (let i = 0; i < b.rows.length; i++) {
+      const row = b.rows[i] as TypedRow & { [LINE_FIELD]?: number };
+      const line = row[LINE_FIELD] ?? b.lines[i]!;
       const reasons = checker.check(row, line);
-      if (reasons.length === 0) good.push(row);
-      else quarantine.add({ source: b.part.source, line, step: ctx.step, reasons, record: withoutLine(row) });
+      if (reasons.length === 0) kept++;
+      else {
+        quarantine.add({ source: b.part.source, line, step: ctx.step, reasons, record: withoutLine(row) });
+        (excluded[b.part.path] ??= []).push(line);
+      }
     }
     seen += b.rows.length;
-    await out.write(b.part, good);
     ctx.progress({ rows: seen });
   }
-  await out.close();
   await quarantine.close();
   const report = checker.finish();
   await writeFile(join(dir, "quality-report.json"), JSON.stringify(report, null, 2));
@@ -143,14 +161,16 @@ export async function validateDataQuality(
       { retryable: false, details: { report } },
     );
   const accounting = { ...ds.accounting, rowsQuarantined: ds.accounting.rowsQuarantined + quarantine.count };
-  checkAccounting(accounting, out.rows, `step ${ctx.step}`);
+  checkAccounting(accounting, kept, `step ${ctx.step}`);
+  const exclude = join(dir, "exclude.json");
+  await writeFile(exclude, JSON.stringify(excluded));
   const dataset = await writeDataset(dir, {
-    step: ctx.step, typed: true, columns: ds.columns, ...(ds.key ? { key: ds.key } : {}), parts: out.parts, rows: out.rows, accounting,
-    quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])], meta: { ...ds.meta, quality: report },
+    step: ctx.step, typed: true, columns: ds.columns, ...(ds.key ? { key: ds.key } : {}), parts: ds.parts, rows: kept, accounting,
+    quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])], exclude, meta: { ...ds.meta, quality: report },
   });
   return {
     dataset, score: report.score, threshold: input.threshold, rowsChecked: report.rowsChecked, rowsFailed: report.rowsFailed,
-    rowsIn: accounting.rowsIn, rowsOut: out.rows, rowsQuarantined: accounting.rowsQuarantined,
+    rowsIn: accounting.rowsIn, rowsOut: kept, rowsQuarantined: accounting.rowsQuarantined,
     rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
   };
 }

@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+// Ingestion benchmark: CSV into PostgreSQL through the standard ingestion workflow, against
+// `psql \copy` of the same file into a table of text columns, in the same run on the same machine.
+//
+//   npm run bench:ingest                      # 1,000,000 trade rows (~100 MB)
+//   npm run bench:ingest -- --rows 100000     # quick run
+//
+// Needs `psql` and PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth, database `test`).
+//
+// Scenarios (one function each):
+//   psqlCopy     `psql \copy` of the clean file into bench_bare (9 text columns): the baseline.
+//   sluiceClean  `sluice run workflows/base-data-ingestion-workflow-standard-ingestion.yaml` on the
+//                same clean file into bench_sluice (collect, type, validate, quarantine, upsert),
+//                timed as a whole command, with each step's time from its attempts and the
+//                process's peak RSS.
+//   sluiceDefects the same workflow on a file with 1% defective records (badShare 0.01) into
+//                bench_sluice_defects; checks rowsIn = rowsStored + rowsQuarantined + rowsDuplicate.
+// Target: Sluice rows/s >= 0.7 x psql \copy rows/s on the clean file.
+//
+// Not measured yet: bulk workflow over 20 files; peak RSS with a 1 GB input.
+// (A `--bulk` scenario goes next to the others below, with its own entry in the JSON line.)
+//
+// Prints one JSON line on stdout; progress goes to stderr. Tables are dropped before (reruns are
+// safe) and after; the temporary folder is removed at the end.
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeTradesCsv } from "../../dist/samples/trades.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const WORKFLOW = join(root, "workflows/base-data-ingestion-workflow-standard-ingestion.yaml");
+const SLUICE = join(root, "bin/sluice.js");
+const PG = { host: "127.0.0.1", port: 5432, user: "postgres", db: "test" };
+const PG_URL = `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.db}`;
+const TABLES = { bare: "bench_bare", clean: "bench_sluice", defects: "bench_sluice_defects" };
+const TARGET = 0.7;
+
+function parseArgs(argv) {
+  const o = { rows: 1_000_000 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--rows" || a.startsWith("--rows=")) {
+      const v = a.includes("=") ? a.slice(7) : argv[++i];
+      const n = Number(String(v).replace(/_/g, ""));
+      if (!Number.isInteger(n) || n < 1) usage(`--rows needs a positive integer, got ${v}`);
+      o.rows = n;
+    } else if (a === "--help" || a === "-h") {
+      usage();
+    } else {
+      usage(`unknown argument ${a}`);
+    }
+  }
+  return o;
+}
+
+function usage(msg) {
+  if (msg) process.stderr.write(`bench:ingest: ${msg}\n`);
+  process.stderr.write("usage: node bench/ingest/run.mjs [--rows N]   (default 1000000)\n");
+  process.exit(msg ? 2 : 0);
+}
+
+const note = (s) => process.stderr.write(`bench:ingest: ${s}\n`);
+const round = (x, d = 3) => Number(x.toFixed(d));
+const mbOf = (bytes) => bytes / 1e6;
+
+/** Run a command; resolve with exit code, stdout, stderr tail and wall time in seconds. */
+function timed(cmd, args, { env, cwd = root, onSpawn } = {}) {
+  return new Promise((res, rej) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const out = [];
+    let err = "";
+    child.stdout.on("data", (b) => out.push(b));
+    child.stderr.on("data", (b) => {
+      err += b.toString();
+      if (err.length > 64_000) err = err.slice(-32_000);
+    });
+    child.on("error", rej);
+    onSpawn?.(child);
+    child.on("close", (code, signal) => {
+      const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      res({ code, signal, stdout: Buffer.concat(out).toString(), stderr: err, s });
+    });
+  });
+}
+
+function psql(sql) {
+  return execFileSync("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+function dropTables() {
+  const names = [TABLES.bare, TABLES.clean, `${TABLES.clean}_quarantine`, TABLES.defects, `${TABLES.defects}_quarantine`];
+  psql(`SET client_min_messages = warning; ${names.map((t) => `DROP TABLE IF EXISTS ${t};`).join(" ")}`);
+}
+
+// --- scenarios ---------------------------------------------------------------------------------
+
+/** (a) Baseline: psql \copy into a fresh table of 9 text columns, the whole command timed. */
+async function psqlCopy(file, rows, bytes) {
+  psql(
+    `CREATE TABLE ${TABLES.bare} (trade_id text, executed_at text, symbol text, side text, quantity text, ` +
+      `price text, account text, trader_email text, notes text)`,
+  );
+  note(`psql \\copy ${rows} rows into ${TABLES.bare}…`);
+  const r = await timed("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-v", "ON_ERROR_STOP=1",
+    "-c", `\\copy ${TABLES.bare} FROM '${file}' WITH (FORMAT csv, HEADER true)`]);
+  if (r.code !== 0) throw new Error(`psql \\copy exited ${r.code}: ${r.stderr.trim()}`);
+  const copied = Number(/COPY (\d+)/.exec(r.stdout)?.[1]);
+  if (copied !== rows) throw new Error(`psql \\copy reported ${r.stdout.trim()}, expected ${rows} rows`);
+  note(`psql \\copy: ${r.s.toFixed(2)} s`);
+  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1) };
+}
+
+/** Run the standard ingestion workflow as a user would; return the run document, wall time, peak RSS. */
+async function sluiceRun(file, table, home) {
+  mkdirSync(home, { recursive: true });
+  const args = [SLUICE, "run", WORKFLOW, "--param", `source=${file}`, "--param", `destination=${PG_URL}`, "--param", `table=${table}`, "--json"];
+  const env = { SLUICE_HOME: home, CI: "true" };
+  const timeBin = "/usr/bin/time";
+  const hasTime = (() => {
+    try {
+      execFileSync("sh", ["-c", `command -v ${timeBin}`], { stdio: "ignore" });
+      return existsSync(timeBin);
+    } catch {
+      return false;
+    }
+  })();
+  const rssFile = join(home, "peak-rss.txt");
+  let r;
+  let hwmKb = 0;
+  if (hasTime) {
+    // GNU time: %M = peak RSS in KB of the process (and any children it waited for), to a file.
+    r = await timed(timeBin, ["-f", "%M", "-o", rssFile, process.execPath, ...args], { env });
+  } else {
+    // Fallback: poll VmHWM of the node process until it exits.
+    let poll;
+    r = await timed(process.execPath, args, {
+      env,
+      onSpawn: (child) => {
+        poll = setInterval(() => {
+          try {
+            const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+            if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+          } catch {}
+        }, 50);
+      },
+    });
+    clearInterval(poll);
+  }
+  const peakKb = hasTime && existsSync(rssFile) ? Number(readFileSync(rssFile, "utf8").trim().split("\n").pop()) : hwmKb;
+  let doc;
+  try {
+    doc = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`sluice run exited ${r.code} without a JSON document; stderr:\n${r.stderr.trim()}`);
+  }
+  if (doc.status !== "succeeded") {
+    const failed = (doc.steps ?? []).filter((s) => s.status === "failed").map((s) => {
+      const last = s.attempts.at(-1);
+      return `step ${s.name} failed after ${s.attempts.length} attempt(s): ${last?.error?.code}: ${last?.error?.message}`;
+    });
+    throw new Error(`sluice run ${doc.id} ended ${doc.status} (exit ${r.code})${doc.error ? `: ${JSON.stringify(doc.error)}` : ""}\n${failed.join("\n")}`);
+  }
+  const steps = {};
+  for (const s of doc.steps) {
+    let ms = 0;
+    for (const a of s.attempts) if (a.startedAt && a.endedAt) ms += Date.parse(a.endedAt) - Date.parse(a.startedAt);
+    steps[s.name] = round(ms / 1000);
+    if (s.attempts.length > 1) note(`step ${s.name} took ${s.attempts.length} attempts`);
+  }
+  const store = doc.steps.find((s) => s.name === "data-storage")?.outputs ?? {};
+  return { doc, s: r.s, peakRssMb: peakKb ? Math.round(peakKb / 1024) : null, steps, store };
+}
+
+/** (b) Sluice on the clean file. */
+async function sluiceClean(file, rows, bytes, home) {
+  note(`sluice run standard-ingestion, ${rows} clean rows into ${TABLES.clean}…`);
+  const r = await sluiceRun(file, TABLES.clean, home);
+  if (r.store.rowsStored !== rows) note(`warning: ${r.store.rowsStored} rows stored, expected ${rows}`);
+  note(`sluice: ${r.s.toFixed(2)} s, steps ${JSON.stringify(r.steps)}`);
+  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1), peakRssMb: r.peakRssMb, steps: r.steps };
+}
+
+/** (c) Sluice on a file with 1% defects: throughput over all records, and the accounting. */
+async function sluiceDefects(file, rows, home) {
+  note(`sluice run standard-ingestion, ${rows} rows with 1% defects into ${TABLES.defects}…`);
+  const r = await sluiceRun(file, TABLES.defects, home);
+  const { rowsIn, rowsStored, rowsQuarantined, rowsDuplicate } = r.store;
+  const balanced = Number.isInteger(rowsIn) && rowsIn === rowsStored + rowsQuarantined + rowsDuplicate;
+  note(`sluice with defects: ${r.s.toFixed(2)} s, in ${rowsIn} = stored ${rowsStored} + quarantined ${rowsQuarantined} + duplicate ${rowsDuplicate}: ${balanced}`);
+  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate, balanced };
+}
+
+// --- main --------------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const dir = mkdtempSync(join(tmpdir(), "sluice-bench-ingest-"));
+let exitCode = 0;
+try {
+  dropTables();
+  const cleanFile = join(dir, "trades-clean.csv");
+  const defectFile = join(dir, "trades-defects.csv");
+  note(`generating ${opts.rows} rows in ${dir}…`);
+  const clean = await writeTradesCsv(cleanFile, { rows: opts.rows, seed: 42, badShare: 0 });
+  const defects = await writeTradesCsv(defectFile, { rows: opts.rows, seed: 42, badShare: 0.01 });
+  note(`clean file ${mbOf(clean.bytes).toFixed(1)} MB; defect file ${defects.bad} bad records`);
+
+  const copy = await psqlCopy(cleanFile, clean.rows, clean.bytes);
+  const sluice = await sluiceClean(cleanFile, clean.rows, clean.bytes, join(dir, "home-clean"));
+  const withDefects = await sluiceDefects(defectFile, defects.rows, join(dir, "home-defects"));
+  const ratio = round(sluice.rowsPerSec / copy.rowsPerSec);
+
+  console.log(JSON.stringify({
+    bench: "ingest",
+    node: process.version,
+    rows: clean.rows,
+    mb: round(mbOf(clean.bytes), 1),
+    psqlCopy: copy,
+    sluice,
+    ratio,
+    target: TARGET,
+    meetsTarget: ratio >= TARGET,
+    withDefects,
+  }));
+} catch (e) {
+  note(`failed: ${e.message}`);
+  exitCode = 1;
+} finally {
+  try {
+    dropTables();
+  } catch (e) {
+    note(`dropping the bench tables failed: ${e.message}`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(exitCode);

@@ -1,0 +1,128 @@
+/**
+ * The worker_threads entry of data-collector/process_files_in_parallel (see parallel.ts).
+ *
+ * A worker takes one work unit at a time (a record-aligned byte range of a CSV/TSV file, or a
+ * whole NDJSON/JSON/Parquet file), reads it batch by batch with the formats readers and writes:
+ * - the records as read, plus `_line` (the record's line in its source file; the row index for
+ *   Parquet), to an NDJSON part;
+ * - malformed records, in the QuarantinedRecord shape, to the unit's own quarantine NDJSON
+ *   (created only when there is one).
+ * Memory is bounded by one read batch whatever the unit's size. A unit that cannot be read
+ * (unreadable file, corrupt Parquet, a JSON file that is not an array) is reported as failed and
+ * the worker stays alive for the next unit.
+ *
+ * This module runs only inside a Worker; the main thread never imports it (types only).
+ */
+import { parentPort } from "node:worker_threads";
+import { openNdjsonWriter, openReader, readCsvRange, type CsvRange, type FileFormat, type RecordBatch, type RecordWriter } from "../../formats/index.js";
+import type { QuarantinedRecord } from "./model.js";
+
+/** One piece of work, planned by the main thread. Plain data (structured-cloned). */
+export interface WorkUnit {
+  /** Index in the plan; results are put back in this order. */
+  id: number;
+  path: string;
+  format: FileFormat;
+  /** The original file, named in quarantine records. */
+  source: string;
+  step: string;
+  /** For CSV/TSV: the byte range to read (file line numbers are kept). Absent: the whole file. */
+  range?: CsvRange;
+  csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[] };
+  /** Input bytes of the unit (for progress). */
+  bytes: number;
+  /** Output NDJSON part. */
+  out: string;
+  /** Quarantine NDJSON of this unit. */
+  quarantine: string;
+  batchSize: number;
+}
+
+export type ToWorker = { type: "unit"; unit: WorkUnit };
+
+export type FromWorker =
+  | { type: "progress"; id: number; rows: number; bytes: number }
+  | { type: "done"; id: number; rows: number; malformed: number; partBytes: number; quarantineBytes: number }
+  | { type: "failed"; id: number; code: string; message: string };
+
+const LINE_FIELD = "_line";
+/** At most this often a worker reports progress for its unit. */
+const PROGRESS_EVERY_MS = 100;
+
+export async function processUnit(unit: WorkUnit, onProgress: (rows: number, bytes: number) => void): Promise<Extract<FromWorker, { type: "done" }>> {
+  const textual = unit.format === "csv" || unit.format === "tsv";
+  const csv = { ...(unit.csv ?? {}), ...(unit.format === "tsv" ? { delimiter: unit.csv?.delimiter ?? "\t" } : {}) };
+  const reader: AsyncIterable<RecordBatch> =
+    textual && unit.range
+      ? readCsvRange(unit.path, unit.range, { ...csv, batchSize: unit.batchSize })
+      : openReader(unit.path, { format: unit.format, batchSize: unit.batchSize, ...(textual ? csv : {}) });
+
+  const writer = await openNdjsonWriter(unit.out);
+  let quarantine: RecordWriter | undefined;
+  let rows = 0;
+  let malformed = 0;
+  let estimated = 0; // input bytes read so far, estimated from the text of the records (CSV)
+  let lastReport = Date.now();
+  try {
+    for await (const b of reader) {
+      const n = b.rows.length;
+      for (let i = 0; i < n; i++) {
+        const row = b.rows[i]!;
+        if (textual) estimated += rowTextLength(row);
+        row[LINE_FIELD] = b.lines[i]!;
+      }
+      if (n > 0) await writer.write(b.rows);
+      rows += n;
+      if (b.errors.length > 0) {
+        quarantine ??= await openNdjsonWriter(unit.quarantine);
+        const recs: QuarantinedRecord[] = b.errors.map((e) => ({ source: unit.source, line: e.line, step: unit.step, reasons: [e.reason], record: e.raw }));
+        await quarantine.write(recs as unknown as Record<string, unknown>[]);
+        malformed += b.errors.length;
+        if (textual) for (const e of b.errors) estimated += e.raw.length + 1;
+      }
+      const now = Date.now();
+      if (now - lastReport >= PROGRESS_EVERY_MS) {
+        lastReport = now;
+        onProgress(rows + malformed, Math.min(estimated, unit.bytes));
+      }
+    }
+  } catch (err) {
+    await writer.close().catch(() => undefined);
+    await quarantine?.close().catch(() => undefined);
+    throw err;
+  }
+  const partBytes = (await writer.close()).bytes;
+  const quarantineBytes = quarantine ? (await quarantine.close()).bytes : 0;
+  return { type: "done", id: unit.id, rows, malformed, partBytes, quarantineBytes };
+}
+
+/** About the bytes a CSV record took in its file: its values plus one separator each. */
+function rowTextLength(row: Record<string, unknown>): number {
+  let n = 0;
+  for (const k in row) {
+    const v = row[k];
+    n += (typeof v === "string" ? v.length : 0) + 1;
+  }
+  return n;
+}
+
+if (parentPort) {
+  const port = parentPort;
+  port.on("message", (msg: ToWorker) => {
+    if (msg.type !== "unit") return;
+    const { unit } = msg;
+    processUnit(unit, (rows, bytes) => port.postMessage({ type: "progress", id: unit.id, rows, bytes } satisfies FromWorker)).then(
+      (done) => port.postMessage(done satisfies FromWorker),
+      (err: unknown) => {
+        const e = err as { code?: unknown; message?: unknown };
+        const failed: FromWorker = {
+          type: "failed",
+          id: unit.id,
+          code: typeof e?.code === "string" ? e.code : "IO_ERROR",
+          message: typeof e?.message === "string" ? e.message : String(err),
+        };
+        port.postMessage(failed);
+      },
+    );
+  });
+}

@@ -1,0 +1,210 @@
+/**
+ * file-manager/discover_files_in_directory: the inventory step of the bulk workflow.
+ *
+ * Lists a directory's data files, holds back files still being written, checksums the rest
+ * (streamed, a few at a time) and leaves out files this workflow has already ingested from this
+ * directory (the FileLedger, by content checksum). The result is a raw dataset manifest whose
+ * parts point at the ORIGINAL files: bulk inputs are large, so nothing is copied; each part
+ * carries its `sha256` and size so a later step can tell if a file changed under it.
+ *
+ * `meta.ingest` names the files the run is about to take; the storage step records them in the
+ * ledger only once their rows are committed. `meta.inventory` lists every file seen, with its
+ * status (new, skipped: already ingested, unstable: still being written, unsupported: an
+ * extension no reader knows).
+ *
+ * No new files is not an error: the manifest then has zero parts, later steps pass through an
+ * empty dataset, and the run succeeds storing nothing (`empty: true` in the outputs).
+ */
+import { stat } from "node:fs/promises";
+import { basename, extname, relative, resolve, sep } from "node:path";
+import { SluiceError } from "../../errors.js";
+import { globToRegExp, listFiles, sha256File, waitForStable, type FileEntry } from "../../connectors/files.js";
+import { detectFormat } from "../../formats/index.js";
+import type { ActionContext, Outputs } from "../types.js";
+import { stepFolder, writeDataset, type DatasetPart, type IngestMeta } from "./dataset.js";
+
+export interface DiscoverInput {
+  directory: string;
+  /** A glob relative to the directory (`*.csv`, `2026/**\/*.parquet`). Default: every supported extension. */
+  pattern?: string;
+  /** Descend into subdirectories (default false). A pattern without `/` then matches names at any depth. */
+  recursive?: boolean;
+  /** Leave out files this workflow already ingested from this directory (default true). */
+  skipIngested?: boolean;
+}
+
+export type InventoryStatus = "new" | "skipped" | "unstable" | "unsupported";
+
+export interface InventoryEntry {
+  path: string;
+  size: number;
+  /** SHA-256 (hex) of the content; null for files that were not read (unstable, unsupported). */
+  checksum: string | null;
+  /** Last modification, UTC ISO-8601. */
+  mtime: string;
+  status: InventoryStatus;
+  /** Why a file is not taken, in words. */
+  reason?: string;
+}
+
+/** Extensions the readers know (see formats/dispatch.ts). */
+export const SUPPORTED_EXTENSIONS = [".csv", ".tsv", ".ndjson", ".jsonl", ".json", ".parquet"] as const;
+/** Files hashed at once: enough to keep a disk busy, few enough not to thrash it. */
+const HASH_CONCURRENCY = 4;
+/** Two stats this far apart must agree for a file to count as complete. */
+const STABLE_INTERVAL_MS = 250;
+
+export async function discoverFilesInDirectory(input: DiscoverInput, ctx: ActionContext): Promise<Outputs> {
+  const directory = resolve(input.directory);
+  await requireDirectory(directory);
+  const skipIngested = input.skipIngested ?? true;
+  const scope = `${ctx.workflow}:${directory}`;
+
+  const listed = await listCandidates(directory, input.pattern, input.recursive ?? false);
+  const inventory = new Map<string, InventoryEntry>();
+  const entry = (f: FileEntry, status: InventoryStatus, checksum: string | null = null, reason?: string): InventoryEntry => ({
+    path: f.path, size: f.size, checksum, mtime: new Date(f.mtimeMs).toISOString(), status, ...(reason ? { reason } : {}),
+  });
+
+  const supported: FileEntry[] = [];
+  for (const f of listed) {
+    if ((SUPPORTED_EXTENSIONS as readonly string[]).includes(extname(f.path).toLowerCase())) supported.push(f);
+    else inventory.set(f.path, entry(f, "unsupported", null, `no reader for the extension ${JSON.stringify(extname(f.path) || "(none)")}`));
+  }
+
+  // Files still being written are left for the next run.
+  const { stable, unstable } = await waitForStable(supported, { intervalMs: STABLE_INTERVAL_MS, checks: 2, minAgeMs: 0, signal: ctx.signal });
+  const byPath = new Map(supported.map((f) => [f.path, f]));
+  for (const u of unstable) {
+    const f = byPath.get(u.path)!;
+    inventory.set(f.path, entry(f, "unstable", null, `still being written (${u.reason})`));
+  }
+
+  // Checksums, streamed, a few files at a time.
+  const totalBytes = stable.reduce((n, f) => n + f.size, 0);
+  let hashedBytes = 0;
+  let hashedFiles = 0;
+  const hashed = await mapLimit(stable, HASH_CONCURRENCY, async (f) => {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const checksum = await sha256File(f.path, ctx.signal);
+    // A file that moved while it was read was not complete after all.
+    const after = await stat(f.path).catch(() => undefined);
+    hashedBytes += f.size;
+    hashedFiles++;
+    ctx.progress({ files: hashedFiles, totalFiles: stable.length, bytes: hashedBytes, totalBytes });
+    if (!after || after.size !== f.size || after.mtimeMs !== f.mtimeMs) return { f, checksum: undefined };
+    return { f, checksum };
+  });
+
+  const complete: { f: FileEntry; checksum: string }[] = [];
+  for (const h of hashed) {
+    if (h.checksum === undefined) inventory.set(h.f.path, entry(h.f, "unstable", null, "still being written (changed while its checksum was computed)"));
+    else complete.push({ f: h.f, checksum: h.checksum });
+  }
+
+  const seen = skipIngested && complete.length > 0 ? await ctx.ledger.seen(scope, [...new Set(complete.map((c) => c.checksum))]) : new Set<string>();
+  const taken: { f: FileEntry; checksum: string }[] = [];
+  for (const c of complete) {
+    if (seen.has(c.checksum)) inventory.set(c.f.path, entry(c.f, "skipped", c.checksum, "already ingested by this workflow from this directory"));
+    else {
+      inventory.set(c.f.path, entry(c.f, "new", c.checksum));
+      taken.push(c);
+    }
+  }
+
+  const parts: DatasetPart[] = taken.map(({ f, checksum }) => ({
+    path: f.path, format: detectFormat(f.path), source: f.path, bytes: f.size, sha256: checksum,
+  }));
+  const ingest: IngestMeta = { scope, files: taken.map(({ f, checksum }) => ({ path: f.path, checksum, size: f.size })) };
+  const sortedInventory = [...inventory.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const count = (s: InventoryStatus) => sortedInventory.filter((e) => e.status === s).length;
+
+  for (const e of sortedInventory) if (e.status === "unstable" || e.status === "unsupported") ctx.log.warn("file left out", { path: e.path, reason: e.reason });
+  const bytes = parts.reduce((n, p) => n + (p.bytes ?? 0), 0);
+  const empty = parts.length === 0;
+  const note = empty
+    ? `no new files in ${directory}${listed.length ? ` (${describeCounts(count)})` : ""}: the dataset is empty and the run will store nothing`
+    : `${parts.length} new file${parts.length === 1 ? "" : "s"}, ${bytes} bytes`;
+  if (empty) ctx.log.info(note, { directory });
+
+  const dir = await stepFolder(ctx);
+  const files = await writeDataset(dir, {
+    step: ctx.step,
+    typed: false,
+    parts,
+    quarantine: [],
+    meta: { source: directory, ...(input.pattern ? { pattern: input.pattern } : {}), ingest, inventory: sortedInventory },
+  });
+  return {
+    files,
+    dataset: files,
+    found: listed.length,
+    new: parts.length,
+    alreadyIngested: count("skipped"),
+    unstable: count("unstable"),
+    unsupported: count("unsupported"),
+    bytes,
+    empty,
+    note,
+  };
+}
+
+function describeCounts(count: (s: InventoryStatus) => number): string {
+  const bits = [
+    [count("skipped"), "already ingested"],
+    [count("unstable"), "still being written"],
+    [count("unsupported"), "of an unsupported type"],
+  ] as const;
+  return bits.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`).join(", ") || "none matched";
+}
+
+async function requireDirectory(directory: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(directory);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT")
+      throw new SluiceError("FILE_NOT_FOUND", `directory ${directory} does not exist`, { details: { directory } });
+    throw new SluiceError("IO_ERROR", `cannot read directory ${directory}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new SluiceError("BAD_INPUT", `${directory} is not a directory; give the folder that holds the files (and a pattern to choose among them)`);
+}
+
+/**
+ * The directory's files (sorted by path), matched against `pattern` relative to the directory.
+ * The walk and the match are separate so a directory name with glob characters is taken literally.
+ */
+async function listCandidates(directory: string, pattern: string | undefined, recursive: boolean): Promise<FileEntry[]> {
+  if (pattern === undefined || pattern.trim() === "") return listFiles(directory, { recursive });
+  const normalized = pattern.split(sep).join("/").replace(/^\.\//, "");
+  if (normalized.startsWith("/") || normalized.split("/").includes(".."))
+    throw new SluiceError("BAD_CONFIG", `pattern ${JSON.stringify(pattern)} must be relative to the directory and stay inside it`);
+  const matcher = globToRegExp(normalized);
+  const byPath = normalized.includes("/");
+  const files = await listFiles(directory, { recursive: recursive || byPath });
+  return files.filter((f) => {
+    const rel = relative(directory, f.path).split(sep).join("/");
+    // "*.csv" with recursive: the name decides, at any depth; "a/*.csv": the relative path does.
+    return byPath ? matcher.test(rel) : recursive ? matcher.test(basename(f.path)) : matcher.test(rel);
+  });
+}
+
+/** `fn` over `items`, at most `limit` at a time, results in input order. Stops at the first error. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, lane));
+  return out;
+}

@@ -1,0 +1,398 @@
+/**
+ * data-collector/process_files_in_parallel: parse a discovered file set on a pool of worker
+ * threads, in record-aligned chunks, into NDJSON parts with each record's source line.
+ *
+ * Plan: every CSV/TSV file larger than `chunkSize` is cut into byte ranges of about that size
+ * that start at record boundaries (`splitCsv`, quote-aware, so a quoted newline is never a cut);
+ * each range is one work unit, read with `readCsvRange` so line numbers are the file's own.
+ * NDJSON, JSON arrays and Parquet files are one unit each.
+ *
+ * Pool: min(workers, units) worker threads (chunk-worker.ts), each fed the next unit of the plan
+ * as soon as it finishes one, so a few big files and many small ones balance by themselves.
+ * Results are put back by unit index: the output order (file, then chunk) never depends on
+ * which worker finished first.
+ *
+ * Isolation: a unit that fails (unreadable file, corrupt Parquet, JSON that is not an array, a
+ * crashed worker) fails its whole FILE: the file's remaining units are not started, its parts
+ * and quarantine are dropped, it is removed from `meta.ingest` (so it is not recorded as
+ * ingested and the next run takes it again) and it is listed with its reason in `failedFiles`.
+ * Other files go on. The step fails (TOO_MANY_FAILED_FILES, not retryable) when the failed
+ * share exceeds `failureThreshold`, or, by default, when every file failed.
+ *
+ * Abort: on `ctx.signal`, every worker is terminated and the step rejects with the signal's reason.
+ */
+import { existsSync, statSync } from "node:fs";
+import { rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { SluiceError } from "../../errors.js";
+import { splitCsv, type CsvRange } from "../../formats/index.js";
+import type { ActionContext, Outputs } from "../types.js";
+import { readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
+import { mapLimit } from "./discover.js";
+import type { FromWorker, ToWorker, WorkUnit } from "./chunk-worker.js";
+
+export interface ParallelInput {
+  /** A dataset manifest: the `files` output of discover_files_in_directory (or any raw dataset). */
+  files: string;
+  /** Worker threads (default 10); never more than there are units. */
+  workers?: number;
+  /** Target CSV chunk size: "100MB", "64MiB", "500KB" or a number of bytes (default "100MB"). */
+  chunkSize?: string | number;
+  /** Fraction (0..1) of files allowed to fail; default: any, as long as one file succeeds. */
+  failureThreshold?: number;
+  /** CSV reading options for every CSV/TSV part (a part's own options win). */
+  csv?: DatasetPart["csv"];
+}
+
+export interface FailedFile {
+  path: string;
+  reason: string;
+}
+
+const DEFAULT_WORKERS = 10;
+const DEFAULT_CHUNK = "100MB";
+/** Rows per read batch in a worker: what bounds a worker's memory. */
+const BATCH_SIZE = 2_000;
+/** Smallest accepted chunk: below this, per-unit overhead dominates. */
+const MIN_CHUNK_BYTES = 1024;
+/** Files whose CSV split is computed at once (each split is one sequential read). */
+const SPLIT_CONCURRENCY = 4;
+
+const UNITS: Record<string, number> = {
+  b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
+  k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4,
+  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
+};
+
+/**
+ * Bytes from a size: "100MB" (SI, 10^6), "64MiB" (binary, 2^20), "500KB", "1.5GB", "4096" or a number.
+ * `K`, `M`, `G` alone are binary, as in `ls -h`.
+ */
+export function parseByteSize(value: string | number): number {
+  let bytes: number;
+  if (typeof value === "number") bytes = value;
+  else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+    const unit = m ? UNITS[(m[2] || "b").toLowerCase()] : undefined;
+    if (!m || unit === undefined)
+      throw new SluiceError("BAD_INPUT", `chunkSize ${JSON.stringify(value)} is not a size; write e.g. "100MB", "64MiB", "500KB" or a number of bytes`);
+    bytes = Number(m[1]) * unit;
+  }
+  if (!Number.isFinite(bytes) || bytes < MIN_CHUNK_BYTES)
+    throw new SluiceError("BAD_INPUT", `chunkSize ${JSON.stringify(value)} is too small; use at least ${MIN_CHUNK_BYTES} bytes`);
+  return Math.round(bytes);
+}
+
+/**
+ * The compiled worker entry. From `dist/` it sits next to this module. Under vitest this module
+ * runs from its TypeScript source, but a worker thread cannot load `.ts` on Node 20 without a
+ * loader, so the worker comes from the compiled tree (`npm run build` first).
+ */
+export function workerEntry(): URL {
+  const here = import.meta.url;
+  if (!here.endsWith(".ts")) return new URL("./chunk-worker.js", here);
+  const compiled = new URL("../../../dist/actions/batch/chunk-worker.js", here);
+  if (!existsSync(compiled))
+    throw new SluiceError("INTERNAL", `the parallel file worker ${fileURLToPath(compiled)} is missing; run "npm run build" first (worker threads run the compiled JavaScript)`);
+  return compiled;
+}
+
+/** True when the compiled worker is older than its source (a forgotten rebuild in development). */
+function compiledWorkerIsStale(entry: URL): boolean {
+  if (!import.meta.url.endsWith(".ts")) return false;
+  try {
+    return statSync(entry).mtimeMs < statSync(new URL("./chunk-worker.ts", import.meta.url)).mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
+interface FileState {
+  index: number;
+  part: DatasetPart;
+  units: WorkUnit[];
+  failed?: string;
+}
+
+interface UnitResult {
+  rows: number;
+  malformed: number;
+  partBytes: number;
+}
+
+export async function processFilesInParallel(input: ParallelInput, ctx: ActionContext): Promise<Outputs> {
+  if (ctx.signal.aborted) throw ctx.signal.reason;
+  const ds = await readDataset(input.files);
+  const chunkBytes = parseByteSize(input.chunkSize ?? DEFAULT_CHUNK);
+  const maxWorkers = input.workers ?? DEFAULT_WORKERS;
+  if (!Number.isInteger(maxWorkers) || maxWorkers < 1) throw new SluiceError("BAD_INPUT", `workers must be a whole number of at least 1, not ${maxWorkers}`);
+  const threshold = input.failureThreshold;
+  if (threshold !== undefined && !(threshold >= 0 && threshold <= 1))
+    throw new SluiceError("BAD_INPUT", `failureThreshold must be a fraction from 0 to 1, not ${threshold}`);
+  const dir = await stepFolder(ctx);
+
+  // 1. Plan: units per file, in file order, then chunk order.
+  const files: FileState[] = ds.parts.map((part, index) => ({ index, part, units: [] }));
+  await mapLimit(files, SPLIT_CONCURRENCY, async (f) => {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    try {
+      f.units = await planFile(f, chunkBytes, input.csv, dir, ctx.step);
+    } catch (err) {
+      f.failed = reasonOf(err);
+    }
+  });
+  const units: WorkUnit[] = [];
+  const fileOfUnit: FileState[] = [];
+  for (const f of files) {
+    f.units = f.units.map((u) => {
+      const unit = { ...u, id: units.length };
+      units.push(unit);
+      fileOfUnit.push(f);
+      return unit;
+    });
+  }
+
+  const totalBytes = files.reduce((n, f) => n + (f.part.bytes ?? 0), 0);
+  const workers = Math.min(maxWorkers, units.length);
+
+  // 2. Run the units on the pool.
+  const results: (UnitResult | undefined)[] = new Array(units.length);
+  if (units.length > 0) {
+    const entry = workerEntry();
+    if (compiledWorkerIsStale(entry)) ctx.log.warn("the compiled parallel worker is older than its source; run npm run build", { worker: fileURLToPath(entry) });
+    const progress = { rows: new Array<number>(units.length).fill(0), bytes: new Array<number>(units.length).fill(0) };
+    const filesDone = new Set<number>();
+    const report = (): void => {
+      let rows = 0;
+      let bytes = 0;
+      for (let i = 0; i < units.length; i++) {
+        rows += progress.rows[i]!;
+        bytes += progress.bytes[i]!;
+      }
+      ctx.progress({ rows, bytes, totalBytes, files: filesDone.size, totalFiles: files.length });
+    };
+    await runPool(units, workers, entry, ctx.signal, {
+      skip: (u) => fileOfUnit[u.id]!.failed !== undefined,
+      progress: (id, rows, bytes) => {
+        progress.rows[id] = rows;
+        progress.bytes[id] = bytes;
+        report();
+      },
+      done: (u, r) => {
+        results[u.id] = r;
+        progress.rows[u.id] = r.rows + r.malformed;
+        progress.bytes[u.id] = u.bytes;
+        const f = fileOfUnit[u.id]!;
+        if (f.units.every((x) => results[x.id] !== undefined)) filesDone.add(f.index);
+        report();
+      },
+      failed: (u, reason) => {
+        const f = fileOfUnit[u.id]!;
+        f.failed ??= reason;
+        ctx.log.warn("file failed", { path: f.part.source, reason });
+      },
+    });
+  }
+
+  // 3. Assemble in plan order; failed files leave nothing behind.
+  const failedFiles: FailedFile[] = [];
+  const parts: DatasetPart[] = [];
+  const quarantine: string[] = [];
+  const accounting: Accounting = { rowsIn: 0, rowsQuarantined: 0, rowsDuplicate: 0 };
+  let rowsOut = 0;
+  let bytes = 0;
+  const drop: string[] = [];
+  for (const f of files) {
+    if (f.failed !== undefined) {
+      failedFiles.push({ path: f.part.source, reason: f.failed });
+      for (const u of f.units) drop.push(u.out, u.quarantine);
+      continue;
+    }
+    bytes += f.part.bytes ?? 0;
+    for (const u of f.units) {
+      const r = results[u.id]!;
+      accounting.rowsIn += r.rows + r.malformed;
+      accounting.rowsQuarantined += r.malformed;
+      rowsOut += r.rows;
+      if (r.rows > 0) parts.push({ path: u.out, format: "ndjson", source: f.part.source, rows: r.rows, bytes: r.partBytes });
+      else drop.push(u.out);
+      if (r.malformed > 0) quarantine.push(u.quarantine);
+    }
+  }
+  await Promise.all(drop.map((p) => rm(p, { force: true })));
+
+  const total = files.length;
+  if (failedFiles.length > 0) {
+    const share = failedFiles.length / total;
+    const tooMany = threshold === undefined ? failedFiles.length === total : share > threshold;
+    if (tooMany) {
+      const limit = threshold === undefined ? "every file failed" : `${failedFiles.length} of ${total} files failed, more than the threshold ${threshold}`;
+      throw new SluiceError(
+        "TOO_MANY_FAILED_FILES",
+        `${limit}: ${failedFiles.map((f) => `${f.path} (${f.reason})`).join("; ")}`,
+        { retryable: false, details: { failedFiles } },
+      );
+    }
+  }
+
+  const failedPaths = new Set(failedFiles.map((f) => f.path));
+  const ingest = ds.meta?.ingest as IngestMeta | undefined;
+  const meta: Record<string, unknown> = {
+    ...(ds.meta ?? {}),
+    ...(ingest ? { ingest: { scope: ingest.scope, files: ingest.files.filter((f) => !failedPaths.has(f.path)) } satisfies IngestMeta } : {}),
+    failedFiles,
+    parallel: { units: units.length, workers, chunkBytes },
+  };
+  const dataset = await writeDataset(dir, {
+    step: ctx.step, typed: false, parts, rows: rowsOut, accounting, quarantine: [...ds.quarantine, ...quarantine], meta,
+  });
+  return {
+    dataset,
+    files: total - failedFiles.length,
+    filesFailed: failedFiles.length,
+    failedFiles,
+    units: units.length,
+    workers,
+    rowsIn: accounting.rowsIn,
+    rowsOut,
+    rowsQuarantined: accounting.rowsQuarantined,
+    bytes,
+    ...(total === 0 ? { empty: true, note: "no files to process: the dataset is empty" } : {}),
+  };
+}
+
+/** The units of one file (ids are given afterwards, in plan order). */
+async function planFile(f: FileState, chunkBytes: number, csv: ParallelInput["csv"], dir: string, step: string): Promise<WorkUnit[]> {
+  const { part, index } = f;
+  let size: number;
+  try {
+    size = (await stat(part.path)).size;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SluiceError(code === "ENOENT" ? "FILE_NOT_FOUND" : "IO_ERROR", code === "ENOENT" ? `${part.path} no longer exists` : `cannot read ${part.path}: ${(err as Error).message}`);
+  }
+  // Discovery checksummed the file at this size; a file that changed since is not the one inventoried.
+  if (part.bytes !== undefined && part.bytes !== size)
+    throw new SluiceError("CONFLICT", `${part.path} changed since it was discovered (${part.bytes} bytes then, ${size} now)`);
+  part.bytes = size;
+  const dialect = { ...(csv ?? {}), ...(part.csv ?? {}) };
+  const textual = part.format === "csv" || part.format === "tsv";
+  if (textual && part.format === "tsv") dialect.delimiter ??= "\t";
+  const name = (chunk: number, kind: string) => join(dir, `${kind}-${pad(index)}-${pad(chunk)}.ndjson`);
+  const unit = (chunk: number, bytes: number, range?: CsvRange): WorkUnit => ({
+    id: -1, path: part.path, format: part.format, source: part.source, step, bytes,
+    ...(range ? { range } : {}), ...(textual && Object.keys(dialect).length ? { csv: dialect } : {}),
+    out: name(chunk, "part"), quarantine: name(chunk, "quarantine"), batchSize: BATCH_SIZE,
+  });
+  if (!textual || size <= chunkBytes) return [unit(0, size)];
+  const ranges = await splitCsv(part.path, { delimiter: dialect.delimiter, quote: dialect.quote, targetBytes: chunkBytes });
+  return ranges.map((r, i) => unit(i, r.end - r.start, r));
+}
+
+const pad = (n: number): string => String(n).padStart(5, "0");
+
+function reasonOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+interface PoolHandlers {
+  /** True for a unit whose file already failed: it is not started. */
+  skip(unit: WorkUnit): boolean;
+  progress(id: number, rows: number, bytes: number): void;
+  done(unit: WorkUnit, result: UnitResult): void;
+  failed(unit: WorkUnit, reason: string): void;
+}
+
+/**
+ * Run `units` on `size` worker threads, each fed the next unit as soon as it is free. Resolves
+ * when every unit has finished or failed; a crashed worker fails its unit and is replaced.
+ * On abort, every worker is terminated and the promise rejects with the signal's reason.
+ */
+function runPool(units: readonly WorkUnit[], size: number, entry: URL, signal: AbortSignal, on: PoolHandlers): Promise<void> {
+  return new Promise<void>((resolvePool, rejectPool) => {
+    const live = new Set<Worker>();
+    let next = 0;
+    let running = 0;
+    let settled = false;
+
+    const settle = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener("abort", onAbort);
+      const all = [...live];
+      live.clear();
+      void Promise.allSettled(all.map((w) => w.terminate())).then(() => (err === undefined ? resolvePool() : rejectPool(err)));
+    };
+    const onAbort = (): void => settle(signal.reason ?? new SluiceError("CANCELLED", "the step was cancelled"));
+    signal.addEventListener("abort", onAbort, { once: true });
+
+    const takeNext = (): WorkUnit | undefined => {
+      while (next < units.length) {
+        const u = units[next++]!;
+        if (!on.skip(u)) return u;
+      }
+      return undefined;
+    };
+
+    const spawn = (): void => {
+      const first = takeNext();
+      if (!first) return;
+      const worker = new Worker(entry);
+      live.add(worker);
+      let current: WorkUnit | undefined;
+      let crash: string | undefined;
+      const give = (u: WorkUnit | undefined): void => {
+        current = u;
+        if (!u) {
+          // Nothing left for this worker: let it go.
+          live.delete(worker);
+          void worker.terminate();
+          if (running === 0) settle();
+          return;
+        }
+        running++;
+        worker.postMessage({ type: "unit", unit: u } satisfies ToWorker);
+      };
+      worker.on("message", (msg: FromWorker) => {
+        if (settled || !current || msg.id !== current.id) return;
+        if (msg.type === "progress") {
+          on.progress(msg.id, msg.rows, msg.bytes);
+          return;
+        }
+        const u = current;
+        running--;
+        try {
+          if (msg.type === "done") on.done(u, { rows: msg.rows, malformed: msg.malformed, partBytes: msg.partBytes });
+          else on.failed(u, msg.message);
+        } catch (err) {
+          settle(err);
+          return;
+        }
+        give(takeNext());
+      });
+      worker.on("error", (err) => {
+        crash = err.message;
+      });
+      worker.on("exit", (code) => {
+        if (settled || !live.has(worker)) return;
+        live.delete(worker);
+        if (current) {
+          running--;
+          on.failed(current, `the worker reading it crashed: ${crash ?? `exit code ${code}`}`);
+          current = undefined;
+        }
+        // A replacement takes the remaining units; with none left, the pool may be finished.
+        if (next < units.length) spawn();
+        if (running === 0 && live.size === 0) settle();
+      });
+      give(first);
+    };
+
+    if (signal.aborted) return onAbort();
+    for (let i = 0; i < size && next < units.length; i++) spawn();
+    if (running === 0 && live.size === 0) settle();
+  });
+}
