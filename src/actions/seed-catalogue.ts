@@ -73,10 +73,24 @@ export const SEED_SIGNATURES: SeedSignature[] = [
 
   // Bulk files
   sig("agent", "file-manager", "discover_files_in_directory", BATCH, "Inventory files with size, checksum and mtime; skip ingested ones.",
-    obj({ directory: Source, pattern: z.string().optional(), recursive: z.boolean().optional(), skipIngested: z.boolean().optional() })),
+    obj({
+      directory: z.string().min(1).describe("The folder holding the files."),
+      pattern: z.string().min(1).optional().describe("A glob relative to the directory, e.g. *.csv; default: every .csv .tsv .ndjson .jsonl .json .parquet file."),
+      recursive: z.boolean().optional().describe("Descend into subdirectories (default false)."),
+      skipIngested: z.boolean().optional().describe("Leave out files this workflow already ingested from this directory (default true)."),
+    })),
   sig("agent", "data-collector", "process_files_in_parallel", BATCH, "Parse files in parallel workers, in record-aligned chunks.",
-    obj({ files: DatasetRef, workers: z.number().int().min(1).max(64).default(10), chunkSize: z.string().default("100MB"),
-      failureThreshold: z.number().min(0).max(1).optional(), csv: CsvOptions.optional() })),
+    obj({
+      files: DatasetRef.describe("The file inventory of an earlier step: ${{ steps.NAME.outputs.files }}."),
+      workers: z.number().int().min(1).max(64).default(10).describe("Worker threads (never more than work units)."),
+      chunkSize: z.union([
+        z.string().regex(/^\s*\d+(\.\d+)?\s*([KMGT](iB|B)?|B)?\s*$/i, 'a size such as "100MB", "64MiB", "500KB" or a number of bytes'),
+        z.number().int().min(1024),
+      ]).default("100MB").describe("Target size of a CSV/TSV work unit; other formats are one unit per file."),
+      failureThreshold: z.number().min(0).max(1).optional()
+        .describe("Fraction of files allowed to fail; default: any, as long as one file succeeds."),
+      csv: CsvOptions.optional(),
+    })),
   sig("agent", "data-converter", "standardize_file_formats", BATCH, "Bring mixed CSV, NDJSON, JSON and Parquet into one schema.",
     obj({ dataset: DatasetRef, schema: TargetSchema })),
   sig("agent", "data-merger", "merge_processed_files", BATCH, "Consolidate into one dataset, removing duplicates by key.",

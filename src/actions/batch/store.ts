@@ -11,7 +11,7 @@ import { openDestination } from "../../connectors/destinations/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { checkAccounting, readDataset, readQuarantine, requireTyped, type Dataset, type IngestMeta } from "./dataset.js";
 import type { TypedRow } from "./model.js";
-import { readParts, withoutLine } from "./transform.js";
+import { readParts } from "./transform.js";
 
 const WRITE_BATCH = 50_000;
 
@@ -48,7 +48,8 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
       ctx.progress({ rows: stored + duplicate });
     };
     for await (const b of readParts(ds, ctx.signal)) {
-      for (const row of b.rows) pending.push(withoutLine(row) as TypedRow);
+      // Destinations read only the schema's columns, so the staged `_line` needs no stripping.
+      for (const row of b.rows) pending.push(row as TypedRow);
       if (pending.length >= WRITE_BATCH) await flush();
     }
     await flush();

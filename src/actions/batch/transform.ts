@@ -100,7 +100,7 @@ export async function convertToStandardFormat(input: { dataset: string; schema: 
       } else quarantine.add({ source: b.part.source, line, step: ctx.step, reasons: r.reasons, record: raw });
     }
     await out.write(b.part, good);
-    ctx.progress({ rows: rowsIn, files: ds.parts.indexOf(b.part), totalFiles: ds.parts.length });
+    ctx.progress({ rows: rowsIn, files: ds.parts.indexOf(b.part) + 1, totalFiles: ds.parts.length });
   }
   await out.close();
   await quarantine.close();

@@ -1,0 +1,392 @@
+/**
+ * data-merger/merge_processed_files: consolidate a typed dataset read from many source files
+ * into one dataset with one row per key.
+ *
+ * Rows with the same key:
+ * - identical content (every schema column equal): exact duplicates; one is kept, the others
+ *   are counted in `rowsDuplicate`;
+ * - different content: a conflict, resolved by the policy; each losing *version* (distinct
+ *   content) is counted in `rowsSuperseded`, and `conflicts` counts the keys that had one.
+ *   So a key seen as A, A, B with B winning gives 1 duplicate (the second A) and 1 superseded (A).
+ * Both kinds go to the accounting's `rowsDuplicate` (neither stored nor quarantined), so
+ * `rowsIn = rowsOut + rowsQuarantined + rowsDuplicate` still holds.
+ *
+ * Policies (ties, and exact duplicates, go to the LATER row in input order, whose `_line` and
+ * source the output keeps):
+ * - `latest`: the greatest value of `column` wins, compared by the column's type (timestamps as
+ *   instants whatever their fraction length, dates as text, integers and decimals exactly); a
+ *   null loses to any value;
+ * - `priority`: the row whose source matches the earliest pattern wins; a pattern with `*`, `?`
+ *   or `[` is a glob over the whole source (or over its file name when the pattern has no `/`),
+ *   any other pattern a substring; sources matching no pattern rank last;
+ * - no `conflict`: the last row in input order wins.
+ *
+ * Memory does not grow with the data: rows go into a scratch SQLite database in the step folder
+ * (journal and fsync off: a retried attempt starts from a fresh folder), one row per key holding
+ * the winner's values, content hash, policy value and source, upserted in large transactions.
+ * Winners are then streamed out grouped by winning source (one part per source, as TypedOutput
+ * writes them) and, within a source, in order of the key's first appearance: a stable order.
+ *
+ * A row with an empty (null or "") key column is quarantined with the reason
+ * `key column NAME is empty`.
+ */
+import Database from "better-sqlite3";
+import { hash as digest } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { SluiceError } from "../../errors.js";
+import type { ActionContext, Outputs } from "../types.js";
+import { checkAccounting, quarantineSink, readDataset, requireTyped, stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
+import type { Column, TypedRow } from "./model.js";
+import { compareDecimals } from "./quality.js";
+import { LINE_FIELD, readParts, TypedOutput, withoutLine } from "./transform.js";
+
+export interface MergeInput {
+  /** The typed dataset to consolidate (a `dataset` output of standardize/convert). */
+  dataset: string;
+  /** Columns that identify a record. */
+  key: string[];
+  conflict?: { policy: "latest" | "priority"; column?: string; priority?: string[] };
+}
+
+/** What `meta.merge` of the output dataset says. */
+export interface MergeReport {
+  key: string[];
+  policy: "latest" | "priority" | "input-order";
+  column?: string;
+  priority?: string[];
+  /** Rows read by this step. */
+  rowsRead: number;
+  rowsOut: number;
+  /** Exact duplicates removed here. */
+  rowsDuplicate: number;
+  /** Keys with rows of different content. */
+  conflicts: number;
+  /** Losing versions of conflicting keys. */
+  rowsSuperseded: number;
+  /** Rows quarantined here (empty key, unreadable staged line). */
+  rowsQuarantined: number;
+  /** Up to 10 keys that had a conflict, as the key columns' values. */
+  conflictSamples: unknown[][];
+  sources: { source: string; rank?: number; rowsIn: number; rowsOut: number }[];
+}
+
+/** Rows per scratch-database transaction. */
+const TX_ROWS = 200_000;
+/** Rows per output write. */
+const OUT_BATCH = 2_000;
+const SAMPLES = 10;
+const ORDERABLE = new Set(["timestamp", "date", "integer", "decimal"]);
+
+export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext): Promise<Outputs> {
+  const ds = await readDataset(input.dataset);
+  requireTyped(ds, input.dataset, "merge_processed_files");
+  const columns = ds.columns;
+  const names = columns.map((c) => c.name);
+  const keyIdx = input.key.map((k) => {
+    const i = names.indexOf(k);
+    if (i < 0) throw badConfig(`key column ${k} is not in the dataset's schema (${names.join(", ")})`);
+    return i;
+  });
+  const policy = compilePolicy(input, columns);
+
+  const dir = await stepFolder(ctx);
+  const quarantine = quarantineSink(dir);
+  const dbPath = join(dir, "merge-scratch.sqlite");
+  const db = new Database(dbPath);
+  try {
+    const scratch = openScratch(db, policy);
+
+    // Sources in order of first appearance; their priority rank is computed once per source.
+    const sourceIds = new Map<string, number>();
+    const sources: MergeReport["sources"] = [];
+    const sourceOf = (part: DatasetPart): number => {
+      let id = sourceIds.get(part.source);
+      if (id === undefined) {
+        id = sources.length;
+        sourceIds.set(part.source, id);
+        sources.push({ source: part.source, ...(policy.kind === "priority" ? { rank: policy.rank(part.source) } : {}), rowsIn: 0, rowsOut: 0 });
+      }
+      return id;
+    };
+
+    let ordinal = 0;
+    let rowsRead = 0;
+    let quarantinedHere = 0;
+    let inTx = 0;
+    const samples: unknown[][] = [];
+    const sampled = new Set<string>();
+    const vals: TypedRow[keyof TypedRow][] = new Array(columns.length);
+    const keyVals: unknown[] = new Array(keyIdx.length);
+    db.exec("BEGIN");
+    for await (const b of readParts(ds, ctx.signal)) {
+      const src = sourceOf(b.part);
+      const srcInfo = sources[src]!;
+      const rank = srcInfo.rank ?? 0;
+      rowsRead += b.rows.length + b.errors.length;
+      srcInfo.rowsIn += b.rows.length + b.errors.length;
+      for (const e of b.errors) {
+        quarantine.add({ source: b.part.source, line: e.line, step: ctx.step, reasons: [`staged row cannot be read: ${e.reason}`], record: e.raw });
+        quarantinedHere++;
+      }
+      for (let r = 0; r < b.rows.length; r++) {
+        const row = b.rows[r] as Record<string, unknown>;
+        const staged = row[LINE_FIELD];
+        const line = typeof staged === "number" ? staged : b.lines[r]!;
+        for (let c = 0; c < names.length; c++) {
+          const v = row[names[c]!];
+          vals[c] = v === undefined ? null : (v as TypedRow[string]);
+        }
+        // The key, encoded: the value itself for one string column, JSON for anything else.
+        let k: string;
+        let empty: string[] | undefined;
+        for (let j = 0; j < keyIdx.length; j++) {
+          const v = vals[keyIdx[j]!];
+          if (v === null || v === "") (empty ??= []).push(`key column ${input.key[j]} is empty`);
+          keyVals[j] = v;
+        }
+        if (empty) {
+          quarantine.add({ source: b.part.source, line, step: ctx.step, reasons: empty, record: withoutLine(row) });
+          quarantinedHere++;
+          continue;
+        }
+        const k0 = keyVals[0];
+        k = keyVals.length === 1 && typeof k0 === "string" ? k0 : JSON.stringify(keyVals);
+        const json = JSON.stringify(vals);
+        const h = digest("sha1", json, "buffer");
+        const sortv = policy.kind === "latest" ? vals[policy.index]! : policy.kind === "priority" ? rank : null;
+        const ord = ordinal++;
+        const prev = scratch.upsert.get(ord, k, ord, sortv, src, line, h, json) as Buffer | null | undefined;
+        if (prev === null) continue; // a new key
+        if (prev === undefined) {
+          // The row lost to the stored winner: a conflict unless it has the winner's content.
+          const winner = scratch.markLoser.get(k, h) as Buffer | undefined;
+          if (winner !== undefined) conflict(k, winner, h);
+        } else if (!prev.equals(h)) conflict(k, prev, h);
+      }
+      inTx += b.rows.length;
+      if (inTx >= TX_ROWS) {
+        db.exec("COMMIT; BEGIN");
+        inTx = 0;
+      }
+      ctx.progress({ rows: rowsRead });
+    }
+    db.exec("COMMIT");
+
+    function conflict(k: string, a: Buffer, b: Buffer): void {
+      scratch.variant.run(k, a);
+      if (scratch.variant.run(k, b).changes > 0 && samples.length < SAMPLES && !sampled.has(k)) (sampled.add(k), samples.push([...keyVals]));
+    }
+
+    // Winners out, one part per winning source, keys in first-seen order within it.
+    db.exec("CREATE INDEX winners_by_source ON winners (src, id)");
+    const out = new TypedOutput(dir, names);
+    let batch: TypedRow[] = [];
+    let batchSrc = -1;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      await out.write(partFor(sources[batchSrc]!.source), batch);
+      sources[batchSrc]!.rowsOut += batch.length;
+      batch = [];
+    };
+    for (const [src, line, json] of db.prepare("SELECT src, line, row FROM winners ORDER BY src, id").raw().iterate() as IterableIterator<[number, number | null, string]>) {
+      if (src !== batchSrc || batch.length >= OUT_BATCH) {
+        await flush();
+        batchSrc = src;
+      }
+      const v = JSON.parse(json) as TypedRow[string][];
+      const row: TypedRow & { [LINE_FIELD]?: number | null } = {};
+      for (let c = 0; c < names.length; c++) row[names[c]!] = v[c]!;
+      row[LINE_FIELD] = line;
+      batch.push(row);
+    }
+    await flush();
+    await out.close();
+    await quarantine.close();
+
+    const variants = (db.prepare("SELECT count(*) FROM variants").pluck().get() as number) ?? 0;
+    const conflicts = (db.prepare("SELECT count(DISTINCT k) FROM variants").pluck().get() as number) ?? 0;
+    const rowsSuperseded = variants - conflicts;
+    const rowsDuplicate = rowsRead - quarantinedHere - out.rows - rowsSuperseded;
+    const accounting = {
+      rowsIn: ds.accounting.rowsIn,
+      rowsQuarantined: ds.accounting.rowsQuarantined + quarantinedHere,
+      rowsDuplicate: ds.accounting.rowsDuplicate + rowsDuplicate + rowsSuperseded,
+    };
+    checkAccounting(accounting, out.rows, `step ${ctx.step}`);
+
+    const report: MergeReport = {
+      key: input.key,
+      policy: policy.kind === "none" ? "input-order" : policy.kind,
+      ...(input.conflict?.column !== undefined ? { column: input.conflict.column } : {}),
+      ...(input.conflict?.priority !== undefined ? { priority: input.conflict.priority } : {}),
+      rowsRead, rowsOut: out.rows, rowsDuplicate, conflicts, rowsSuperseded, rowsQuarantined: quarantinedHere,
+      conflictSamples: samples,
+      sources,
+    };
+    const dataset = await writeDataset(dir, {
+      step: ctx.step, typed: true, columns, key: input.key, parts: out.parts, rows: out.rows, accounting,
+      quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])],
+      meta: { ...ds.meta, merge: report },
+    });
+    return {
+      dataset, rowsIn: accounting.rowsIn, rowsOut: out.rows, rowsDuplicate, conflicts, rowsSuperseded,
+      rowsQuarantined: accounting.rowsQuarantined, sources: sources.length,
+    };
+  } finally {
+    db.close();
+    await quarantine.close().catch(() => undefined);
+    await rm(dbPath, { force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+type Policy =
+  | { kind: "none" }
+  | { kind: "latest"; index: number; compare: (a: string, b: string) => number }
+  | { kind: "priority"; rank: (source: string) => number };
+
+function compilePolicy(input: MergeInput, columns: Column[]): Policy {
+  const c = input.conflict;
+  if (!c) return { kind: "none" };
+  if (c.policy === "latest") {
+    if (!c.column) throw badConfig("conflict policy latest needs column: the timestamp, date or number whose greatest value wins");
+    const index = columns.findIndex((col) => col.name === c.column);
+    if (index < 0) throw badConfig(`conflict column ${c.column} is not in the dataset's schema (${columns.map((col) => col.name).join(", ")})`);
+    const type = columns[index]!.type;
+    if (!ORDERABLE.has(type)) throw badConfig(`conflict column ${c.column} is a ${type}; policy latest needs a timestamp, date, integer or decimal column`);
+    const compare = type === "timestamp" ? compareTimestampValues : type === "date" ? compareText : compareNumbers(c.column);
+    return { kind: "latest", index, compare };
+  }
+  const patterns = c.priority ?? [];
+  if (patterns.length === 0) throw badConfig("conflict policy priority needs priority: source patterns, best first");
+  const matchers = patterns.map(sourceMatcher);
+  return { kind: "priority", rank: (source) => { const i = matchers.findIndex((m) => m(source)); return i < 0 ? matchers.length : i; } };
+}
+
+/** A glob (`*` within a path segment, `**` across, `?`, `[…]`) or, without those, a substring. */
+export function sourceMatcher(pattern: string): (source: string) => boolean {
+  if (!/[*?[]/.test(pattern)) return (s) => s.includes(pattern);
+  let re = "";
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch === "*") {
+      if (pattern[i + 1] === "*") {
+        re += ".*";
+        i++;
+        if (pattern[i + 1] === "/") i++, (re += "(?:/)?");
+      } else re += "[^/]*";
+    } else if (ch === "?") re += "[^/]";
+    else if (ch === "[") {
+      const end = pattern.indexOf("]", i + 1);
+      if (end < 0) re += "\\[";
+      else {
+        const body = pattern.slice(i + 1, end).replace(/\\/g, "\\\\");
+        re += `[${body.startsWith("!") ? "^" + body.slice(1) : body}]`;
+        i = end;
+      }
+    } else re += ch.replace(/[.+^${}()|\\\]]/g, "\\$&");
+  }
+  const rx = new RegExp(`^${re}$`);
+  const onName = !pattern.includes("/");
+  return (s) => rx.test(s) || (onName && rx.test(basename(s)));
+}
+
+/** Canonical UTC timestamps as instants: "…00.125Z" < "…00.125001Z"; equal-length text compares as text. */
+export function compareTimestampValues(a: string, b: string): number {
+  if (a.length !== b.length) {
+    a = padFraction(a);
+    b = padFraction(b);
+  }
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
+/** "YYYY-MM-DDTHH:MM:SS[.f…]Z" with the fraction padded to 9 digits, so any two compare as text. */
+function padFraction(s: string): string {
+  if (s.length < 20 || s.charCodeAt(s.length - 1) !== 90 /* Z */) return s;
+  const dot = s.charCodeAt(19) === 46 ? 19 : -1;
+  const frac = dot < 0 ? "" : s.slice(20, -1);
+  return `${s.slice(0, 19)}.${frac.padEnd(9, "0")}Z`;
+}
+
+function compareText(a: string, b: string): number {
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
+function compareNumbers(column: string): (a: string, b: string) => number {
+  return (a, b) => {
+    try {
+      return compareDecimals(a, b);
+    } catch (err) {
+      throw new SluiceError("BAD_INPUT", `conflict column ${column} holds a value that is not a number (${(err as Error).message})`, { retryable: false });
+    }
+  };
+}
+
+function partFor(source: string): DatasetPart {
+  return { path: "", format: "ndjson", source };
+}
+
+function badConfig(message: string): SluiceError {
+  return new SluiceError("BAD_CONFIG", message, { retryable: false });
+}
+
+interface Scratch {
+  upsert: Database.Statement;
+  markLoser: Database.Statement;
+  variant: Database.Statement;
+}
+
+/**
+ * The scratch tables. `winners` has one row per key: `id` is the input ordinal of the key's first
+ * row (output order), the other columns describe the current winner; `prev` is set by each
+ * update to the hash it replaced, so the upsert's RETURNING says what happened: NULL = new key,
+ * no row = the incoming row lost, a hash = the incoming row replaced that content. `variants`
+ * holds the distinct contents of keys with a conflict.
+ */
+function openScratch(db: Database.Database, policy: Policy): Scratch {
+  db.pragma("journal_mode = OFF");
+  db.pragma("synchronous = OFF");
+  db.pragma("locking_mode = EXCLUSIVE");
+  db.pragma("temp_store = FILE");
+  db.pragma("cache_size = -65536"); // 64 MiB, whatever the dataset size
+  db.exec(`
+    CREATE TABLE winners (
+      id INTEGER PRIMARY KEY,
+      k TEXT NOT NULL UNIQUE,
+      ord INTEGER NOT NULL,
+      sortv,
+      src INTEGER NOT NULL,
+      line INTEGER,
+      hash BLOB NOT NULL,
+      prev BLOB,
+      conflict INTEGER NOT NULL DEFAULT 0,
+      row TEXT NOT NULL
+    );
+    CREATE TABLE variants (k TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (k, hash)) WITHOUT ROWID;
+  `);
+  let wins = "";
+  if (policy.kind === "latest") {
+    const compare = policy.compare;
+    // New row wins when its value is >= the winner's (ties: the later row); null loses to a value.
+    db.function("merge_newer", { deterministic: true }, (n: unknown, o: unknown) => {
+      if (n === null || n === undefined) return o === null || o === undefined ? 1 : 0;
+      if (o === null || o === undefined) return 1;
+      return compare(String(n), String(o)) >= 0 ? 1 : 0;
+    });
+    wins = "WHERE merge_newer(excluded.sortv, winners.sortv)";
+  } else if (policy.kind === "priority") wins = "WHERE excluded.sortv <= winners.sortv";
+  return {
+    upsert: db.prepare(`
+      INSERT INTO winners (id, k, ord, sortv, src, line, hash, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (k) DO UPDATE SET
+        prev = hash, conflict = conflict | (hash <> excluded.hash),
+        ord = excluded.ord, sortv = excluded.sortv, src = excluded.src, line = excluded.line, hash = excluded.hash, row = excluded.row
+      ${wins}
+      RETURNING prev`).pluck(),
+    markLoser: db.prepare("UPDATE winners SET conflict = 1 WHERE k = ? AND hash <> ? RETURNING hash").pluck(),
+    variant: db.prepare("INSERT OR IGNORE INTO variants (k, hash) VALUES (?, ?)"),
+  };
+}
