@@ -9,6 +9,9 @@ import { establishSecureConnection, validateSourceAvailability } from "./batch/s
 import { collectDataFromSource } from "./batch/collect.js";
 import { convertToStandardFormat, validateDataQuality } from "./batch/transform.js";
 import { storeValidatedData } from "./batch/store.js";
+import { discoverFilesInDirectory } from "./batch/discover.js";
+import { processFilesInParallel } from "./batch/parallel.js";
+import { mergeProcessedFiles } from "./batch/merge.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -18,6 +21,9 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-converter/convert_to_standard_format": convertToStandardFormat,
   "base-data-quality/validate_data_quality": validateDataQuality,
   "base-data-storage/store_validated_data": storeValidatedData,
+  "file-manager/discover_files_in_directory": discoverFilesInDirectory,
+  "data-collector/process_files_in_parallel": processFilesInParallel,
+  "data-merger/merge_processed_files": mergeProcessedFiles,
   // The bulk workflow reuses the same typing and quality code over its consolidated dataset.
   "data-converter/standardize_file_formats": convertToStandardFormat,
   "base-data-quality/validate_bulk_data": validateDataQuality,

@@ -13,7 +13,7 @@
  *
  * This module runs only inside a Worker; the main thread never imports it (types only).
  */
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { openNdjsonWriter, openReader, readCsvRange, type CsvRange, type FileFormat, type RecordBatch, type RecordWriter } from "../../formats/index.js";
 import type { QuarantinedRecord } from "./model.js";
 
@@ -106,7 +106,7 @@ function rowTextLength(row: Record<string, unknown>): number {
   return n;
 }
 
-if (parentPort) {
+if (parentPort && (workerData as { sluiceChunkWorker?: unknown } | null)?.sluiceChunkWorker === 1) {
   const port = parentPort;
   port.on("message", (msg: ToWorker) => {
     if (msg.type !== "unit") return;

@@ -23,7 +23,10 @@
  *
  * Memory does not grow with the data: rows go into a scratch SQLite database in the step folder
  * (journal and fsync off: a retried attempt starts from a fresh folder), one row per key holding
- * the winner's values, content hash, policy value and source, upserted in large transactions.
+ * the winner's values, policy value, source and position, upserted in large transactions.
+ * Content identity is the canonical JSON of the row's schema columns, compared as text inside
+ * SQLite; a content hash is computed only on the conflict path (SHA-1 of every row cost ~2 µs,
+ * about half as much as the upsert itself, on the 2-core development machine).
  * Winners are then streamed out grouped by winning source (one part per source, as TypedOutput
  * writes them) and, within a source, in order of the key's first appearance: a stable order.
  *
@@ -110,14 +113,26 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
       return id;
     };
 
+    for (const part of ds.parts) sourceOf(part);
     let ordinal = 0;
     let rowsRead = 0;
     let quarantinedHere = 0;
     let inTx = 0;
     const samples: unknown[][] = [];
     const sampled = new Set<string>();
+    let newKeys = 0;
+    let exactDuplicates = 0;
     const vals: TypedRow[keyof TypedRow][] = new Array(columns.length);
     const keyVals: unknown[] = new Array(keyIdx.length);
+    /**
+     * Key k has two different contents: record both among its versions (by content hash). A new
+     * version will be superseded by or supersede another; content seen before is a duplicate.
+     */
+    const conflict = (k: string, a: string, b: string): void => {
+      scratch.variant.run(k, digest("sha1", a, "buffer"));
+      if (scratch.variant.run(k, digest("sha1", b, "buffer")).changes === 0) exactDuplicates++;
+      else if (samples.length < SAMPLES && !sampled.has(k)) (sampled.add(k), samples.push([...keyVals]));
+    };
     db.exec("BEGIN");
     for await (const b of readParts(ds, ctx.signal)) {
       const src = sourceOf(b.part);
@@ -137,8 +152,6 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
           const v = row[names[c]!];
           vals[c] = v === undefined ? null : (v as TypedRow[string]);
         }
-        // The key, encoded: the value itself for one string column, JSON for anything else.
-        let k: string;
         let empty: string[] | undefined;
         for (let j = 0; j < keyIdx.length; j++) {
           const v = vals[keyIdx[j]!];
@@ -150,19 +163,29 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
           quarantinedHere++;
           continue;
         }
+        // The key, encoded: the value itself for one string column, JSON for anything else.
         const k0 = keyVals[0];
-        k = keyVals.length === 1 && typeof k0 === "string" ? k0 : JSON.stringify(keyVals);
+        const k = keyVals.length === 1 && typeof k0 === "string" ? k0 : JSON.stringify(keyVals);
+        // The content: every schema column, in schema order (canonical JSON, so equal rows are equal text).
         const json = JSON.stringify(vals);
-        const h = digest("sha1", json, "buffer");
         const sortv = policy.kind === "latest" ? vals[policy.index]! : policy.kind === "priority" ? rank : null;
-        const ord = ordinal++;
-        const prev = scratch.upsert.get(ord, k, ord, sortv, src, line, h, json) as Buffer | null | undefined;
-        if (prev === null) continue; // a new key
-        if (prev === undefined) {
+        const ord = ++ordinal;
+        const res = scratch.upsert.run(ord, k, ord, sortv, src, line, json);
+        if (res.lastInsertRowid === ord) {
+          newKeys++; // an upsert's update leaves last_insert_rowid alone
+          continue;
+        }
+        if (res.changes === 0) {
           // The row lost to the stored winner: a conflict unless it has the winner's content.
-          const winner = scratch.markLoser.get(k, h) as Buffer | undefined;
-          if (winner !== undefined) conflict(k, winner, h);
-        } else if (!prev.equals(h)) conflict(k, prev, h);
+          const winner = scratch.markLoser.get(k, json) as string | undefined;
+          if (winner === undefined) exactDuplicates++;
+          else conflict(k, winner, json);
+        } else {
+          // The row replaced the winner: a conflict unless it had the same content.
+          const replaced = scratch.replaced.get(k) as string;
+          if (replaced === json) exactDuplicates++;
+          else conflict(k, replaced, json);
+        }
       }
       inTx += b.rows.length;
       if (inTx >= TX_ROWS) {
@@ -172,11 +195,6 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
       ctx.progress({ rows: rowsRead });
     }
     db.exec("COMMIT");
-
-    function conflict(k: string, a: Buffer, b: Buffer): void {
-      scratch.variant.run(k, a);
-      if (scratch.variant.run(k, b).changes > 0 && samples.length < SAMPLES && !sampled.has(k)) (sampled.add(k), samples.push([...keyVals]));
-    }
 
     // Winners out, one part per winning source, keys in first-seen order within it.
     db.exec("CREATE INDEX winners_by_source ON winners (src, id)");
@@ -208,7 +226,9 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
     const variants = (db.prepare("SELECT count(*) FROM variants").pluck().get() as number) ?? 0;
     const conflicts = (db.prepare("SELECT count(DISTINCT k) FROM variants").pluck().get() as number) ?? 0;
     const rowsSuperseded = variants - conflicts;
-    const rowsDuplicate = rowsRead - quarantinedHere - out.rows - rowsSuperseded;
+    const rowsDuplicate = exactDuplicates;
+    if (out.rows !== newKeys)
+      throw new SluiceError("INTERNAL", `step ${ctx.step}: ${newKeys} distinct keys were read but ${out.rows} rows written`, { retryable: false });
     const accounting = {
       rowsIn: ds.accounting.rowsIn,
       rowsQuarantined: ds.accounting.rowsQuarantined + quarantinedHere,
@@ -274,9 +294,9 @@ export function sourceMatcher(pattern: string): (source: string) => boolean {
     const ch = pattern[i]!;
     if (ch === "*") {
       if (pattern[i + 1] === "*") {
-        re += ".*";
         i++;
-        if (pattern[i + 1] === "/") i++, (re += "(?:/)?");
+        if (pattern[i + 1] === "/") i++, (re += "(?:.*/)?"); // "**/": any folders, or none
+        else re += ".*";
       } else re += "[^/]*";
     } else if (ch === "?") re += "[^/]";
     else if (ch === "[") {
@@ -335,18 +355,24 @@ function badConfig(message: string): SluiceError {
 
 interface Scratch {
   upsert: Database.Statement;
+  replaced: Database.Statement;
   markLoser: Database.Statement;
   variant: Database.Statement;
 }
 
 /**
  * The scratch tables. `winners` has one row per key: `id` is the input ordinal of the key's first
- * row (output order), the other columns describe the current winner; `prev` is set by each
- * update to the hash it replaced, so the upsert's RETURNING says what happened: NULL = new key,
- * no row = the incoming row lost, a hash = the incoming row replaced that content. `variants`
- * holds the distinct contents of keys with a conflict.
+ * row (output order); `ord`, `sortv`, `src`, `line` and `row` (the content as canonical JSON, which
+ * is also what "identical" compares) describe the current winner; `conflict` says whether the key
+ * ever had two contents. The upsert replaces the winner only `WHERE` the new row wins; its result
+ * says what happened without a RETURNING (which costs ~30% here): `last_insert_rowid` equal to
+ * the row's ordinal = a new key (an upsert's update leaves it alone), no change = the new row
+ * lost, otherwise it replaced the winner, whose content the update saved in `prev`.
+ * `variants` holds the distinct contents (SHA-1 of the JSON) of keys with a conflict, so that
+ * repeated versions are counted once; it is only written on the conflict path.
  */
 function openScratch(db: Database.Database, policy: Policy): Scratch {
+  db.pragma("page_size = 16384"); // fewer, fuller pages: ~15% faster upserts than 4 KiB
   db.pragma("journal_mode = OFF");
   db.pragma("synchronous = OFF");
   db.pragma("locking_mode = EXCLUSIVE");
@@ -360,10 +386,9 @@ function openScratch(db: Database.Database, policy: Policy): Scratch {
       sortv,
       src INTEGER NOT NULL,
       line INTEGER,
-      hash BLOB NOT NULL,
-      prev BLOB,
       conflict INTEGER NOT NULL DEFAULT 0,
-      row TEXT NOT NULL
+      row TEXT NOT NULL,
+      prev TEXT
     );
     CREATE TABLE variants (k TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (k, hash)) WITHOUT ROWID;
   `);
@@ -380,13 +405,13 @@ function openScratch(db: Database.Database, policy: Policy): Scratch {
   } else if (policy.kind === "priority") wins = "WHERE excluded.sortv <= winners.sortv";
   return {
     upsert: db.prepare(`
-      INSERT INTO winners (id, k, ord, sortv, src, line, hash, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      INSERT INTO winners (id, k, ord, sortv, src, line, row) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (k) DO UPDATE SET
-        prev = hash, conflict = conflict | (hash <> excluded.hash),
-        ord = excluded.ord, sortv = excluded.sortv, src = excluded.src, line = excluded.line, hash = excluded.hash, row = excluded.row
-      ${wins}
-      RETURNING prev`).pluck(),
-    markLoser: db.prepare("UPDATE winners SET conflict = 1 WHERE k = ? AND hash <> ? RETURNING hash").pluck(),
+        prev = row, conflict = conflict | (row <> excluded.row),
+        ord = excluded.ord, sortv = excluded.sortv, src = excluded.src, line = excluded.line, row = excluded.row
+      ${wins}`),
+    replaced: db.prepare("SELECT prev FROM winners WHERE k = ?").pluck(),
+    markLoser: db.prepare("UPDATE winners SET conflict = 1 WHERE k = ? AND row <> ? RETURNING row").pluck(),
     variant: db.prepare("INSERT OR IGNORE INTO variants (k, hash) VALUES (?, ?)"),
   };
 }

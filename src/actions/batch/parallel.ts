@@ -7,7 +7,7 @@
  * each range is one work unit, read with `readCsvRange` so line numbers are the file's own.
  * NDJSON, JSON arrays and Parquet files are one unit each.
  *
- * Pool: min(workers, units) worker threads (chunk-worker.ts), each fed the next unit of the plan
+ * Pool: min(workers, units, CPU cores) worker threads (chunk-worker.ts), each fed the next unit of the plan
  * as soon as it finishes one, so a few big files and many small ones balance by themselves.
  * Results are put back by unit index: the output order (file, then chunk) never depends on
  * which worker finished first.
@@ -21,6 +21,7 @@
  *
  * Abort: on `ctx.signal`, every worker is terminated and the step rejects with the signal's reason.
  */
+import { availableParallelism } from "node:os";
 import { existsSync, statSync } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -32,6 +33,9 @@ import type { ActionContext, Outputs } from "../types.js";
 import { readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
 import { mapLimit } from "./discover.js";
 import type { FromWorker, ToWorker, WorkUnit } from "./chunk-worker.js";
+
+/** Tells chunk-worker.js it was started by this pool (and not merely imported in some thread). */
+const WORKER_MARK = { sluiceChunkWorker: 1 } as const;
 
 export interface ParallelInput {
   /** A dataset manifest: the `files` output of discover_files_in_directory (or any raw dataset). */
@@ -155,43 +159,41 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
   }
 
   const totalBytes = files.reduce((n, f) => n + (f.part.bytes ?? 0), 0);
-  const workers = Math.min(maxWorkers, units.length);
+  // `workers` is an upper bound, as Argo's parallelism is: more threads than cores only adds
+  // memory and context switches (10 workers on 2 cores measured half the speed of 2).
+  const workers = Math.min(maxWorkers, units.length, availableParallelism());
 
   // 2. Run the units on the pool.
   const results: (UnitResult | undefined)[] = new Array(units.length);
   if (units.length > 0) {
     const entry = workerEntry();
     if (compiledWorkerIsStale(entry)) ctx.log.warn("the compiled parallel worker is older than its source; run npm run build", { worker: fileURLToPath(entry) });
-    const progress = { rows: new Array<number>(units.length).fill(0), bytes: new Array<number>(units.length).fill(0) };
+    // Per-unit counts, and their sums kept up to date by differences.
+    const unitRows = new Array<number>(units.length).fill(0);
+    const unitBytes = new Array<number>(units.length).fill(0);
+    const sums = { rows: 0, bytes: 0 };
     const filesDone = new Set<number>();
-    const report = (): void => {
-      let rows = 0;
-      let bytes = 0;
-      for (let i = 0; i < units.length; i++) {
-        rows += progress.rows[i]!;
-        bytes += progress.bytes[i]!;
-      }
-      ctx.progress({ rows, bytes, totalBytes, files: filesDone.size, totalFiles: files.length });
+    const set = (id: number, rows: number, bytes: number): void => {
+      sums.rows += rows - unitRows[id]!;
+      sums.bytes += bytes - unitBytes[id]!;
+      unitRows[id] = rows;
+      unitBytes[id] = bytes;
+      ctx.progress({ rows: sums.rows, bytes: sums.bytes, totalBytes, files: filesDone.size, totalFiles: files.length });
     };
     await runPool(units, workers, entry, ctx.signal, {
       skip: (u) => fileOfUnit[u.id]!.failed !== undefined,
-      progress: (id, rows, bytes) => {
-        progress.rows[id] = rows;
-        progress.bytes[id] = bytes;
-        report();
-      },
+      progress: set,
       done: (u, r) => {
         results[u.id] = r;
-        progress.rows[u.id] = r.rows + r.malformed;
-        progress.bytes[u.id] = u.bytes;
         const f = fileOfUnit[u.id]!;
         if (f.units.every((x) => results[x.id] !== undefined)) filesDone.add(f.index);
-        report();
+        set(u.id, r.rows + r.malformed, u.bytes);
       },
       failed: (u, reason) => {
         const f = fileOfUnit[u.id]!;
-        f.failed ??= reason;
-        ctx.log.warn("file failed", { path: f.part.source, reason });
+        if (f.failed !== undefined) return; // another unit of the same file failed first
+        f.failed = reason;
+        ctx.log.warn("file failed; its other units are skipped", { path: f.part.source, reason });
       },
     });
   }
@@ -237,7 +239,8 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
     }
   }
 
-  const failedPaths = new Set(failedFiles.map((f) => f.path));
+  // Ingest entries name the file read (the part's path; the same as its source for discovered files).
+  const failedPaths = new Set(files.filter((f) => f.failed !== undefined).flatMap((f) => [f.part.path, f.part.source]));
   const ingest = ds.meta?.ingest as IngestMeta | undefined;
   const meta: Record<string, unknown> = {
     ...(ds.meta ?? {}),
@@ -255,6 +258,7 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
     failedFiles,
     units: units.length,
     workers,
+    workersRequested: maxWorkers,
     rowsIn: accounting.rowsIn,
     rowsOut,
     rowsQuarantined: accounting.rowsQuarantined,
@@ -340,7 +344,7 @@ function runPool(units: readonly WorkUnit[], size: number, entry: URL, signal: A
     const spawn = (): void => {
       const first = takeNext();
       if (!first) return;
-      const worker = new Worker(entry);
+      const worker = new Worker(entry, { workerData: WORKER_MARK });
       live.add(worker);
       let current: WorkUnit | undefined;
       let crash: string | undefined;
