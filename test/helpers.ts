@@ -2,6 +2,7 @@
  * Shared test scaffolding: a temporary Sluice home with a real SQLite store, workflows written
  * inline, and in-process test actions whose behaviour the test controls.
  */
+import { afterAll } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +26,19 @@ export interface TestEnv {
 
 export function tempDir(prefix = "sluice-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A maker of temporary folders, all removed after the calling test file's tests. */
+export function scratch(): (prefix: string) => string {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  return (prefix) => {
+    const d = tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
 }
 
 export function testEnv(extra: ActionDefinition[] = []): TestEnv {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { discoverFilesInDirectory, type InventoryEntry } from "../../src/actions/batch/discover.js";
@@ -15,17 +15,9 @@ import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
 import { defineAction, type ActionContext, type ActionDefinition, type FileLedger } from "../../src/actions/types.js";
 import { runDetail } from "../../src/engine/index.js";
 import { writeTradesCsv, writeTradesFile } from "../../src/samples/trades.js";
-import { runWorkflow, tempDir, testEnv, workflow, type TestEnv } from "../helpers.js";
+import { runWorkflow, scratch, testEnv, workflow, type TestEnv } from "../helpers.js";
 
-const dirs: string[] = [];
-const fresh = (prefix: string): string => {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const fresh = scratch();
 
 /** A ledger kept in memory, as a FileLedger implementation. */
 function memoryLedger(): FileLedger & { scopes: Map<string, Set<string>>; asked: string[] } {

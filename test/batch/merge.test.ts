@@ -11,6 +11,7 @@ import type { Column, QuarantinedRecord } from "../../src/actions/batch/model.js
 import type { ActionContext } from "../../src/actions/types.js";
 import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
 import { tempDir } from "../helpers.js";
+import { readStage } from "../../src/actions/batch/stage.js";
 
 const COLUMNS: Column[] = [
   { name: "trade_id", type: "string" },
@@ -75,9 +76,10 @@ interface Result {
 async function merge(input: Omit<MergeInput, "dataset">, ref: string, root: string): Promise<Result> {
   const out = await mergeProcessedFiles({ dataset: ref, ...input }, context(root));
   const ds = await readDataset(out.dataset as string);
-  const rows = ds.parts.flatMap((p) =>
-    readFileSync(p.path, "utf8").split("\n").filter(Boolean).map((l) => ({ ...(JSON.parse(l) as Row), source: p.source })),
-  );
+  const rows: Result["rows"] = [];
+  for (const p of ds.parts)
+    for await (const batch of readStage(p.path, ds.columns ?? [], { numeric: ["_line"] }))
+      for (const r of batch) rows.push({ ...(r as Row), source: p.source });
   return { out, ds, rows, report: ds.meta!.merge as MergeReport };
 }
 
@@ -119,7 +121,7 @@ describe("merge_processed_files", () => {
     // No policy: the last copy in input order is kept, with its own source and line.
     expect(r.rows.find((x) => x.trade_id === "T2")).toMatchObject({ source: "/data/in/b.csv", _line: 5 });
     // The scratch database is gone; only the parts and the manifest remain.
-    expect(readdirSync(join(root, "artifacts", "data-consolidation")).sort()).toEqual(["dataset.json", "part-0000.ndjson", "part-0001.ndjson"]);
+    expect(readdirSync(join(root, "artifacts", "data-consolidation")).sort()).toEqual(["dataset.json", "part-0000.stage", "part-0001.stage"]);
   });
 
   it("without a policy the last row in input order wins a conflict", async () => {
@@ -245,7 +247,7 @@ describe("merge_processed_files", () => {
     const body = (r: Result) => r.ds.parts.map((p) => readFileSync(p.path, "utf8")).join("");
     expect(body(r2)).toBe(body(r1));
     // Rows keep exactly the schema columns plus _line, in schema order.
-    expect(Object.keys(JSON.parse(readFileSync(r1.ds.parts[0]!.path, "utf8").split("\n")[0]!) as object)).toEqual([...COLUMNS.map((c) => c.name), "_line"]);
+    expect(readFileSync(r1.ds.parts[0]!.path, "utf8").split("\n")[0]!.split("\t")).toEqual([...COLUMNS.map((c) => c.name), "_line"]);
   });
 
   it("quarantines rows with an empty key column, with the reason and the source position", async () => {

@@ -5,8 +5,8 @@
  * `dist/actions/batch/chunk-worker.js` (Node 20 cannot load `.ts` in a worker without a loader),
  * so `npm run build` must run first, as `npm test` does.
  */
-import { afterAll, describe, expect, it } from "vitest";
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { availableParallelism } from "node:os";
 import { discoverFilesInDirectory } from "../../src/actions/batch/discover.js";
@@ -19,17 +19,9 @@ import { writeTradesCsv, writeTradesFile } from "../../src/samples/trades.js";
 
 /** The pool never has more threads than cores. */
 const CORES = availableParallelism();
-import { tempDir } from "../helpers.js";
+import { scratch } from "../helpers.js";
 
-const dirs: string[] = [];
-const fresh = (prefix: string): string => {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const fresh = scratch();
 
 const noLedger: FileLedger = { seen: async () => new Set(), record: async () => undefined };
 

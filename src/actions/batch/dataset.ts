@@ -20,7 +20,8 @@ export const DATASET_KIND = "sluice.dev/dataset-v1";
 export interface DatasetPart {
   /** Absolute path of the data file. */
   path: string;
-  format: FileFormat;
+  /** A file format, or `stage`: typed rows between steps (see stage.ts). */
+  format: FileFormat | "stage";
   /** Where these records originally came from (file path, URL without credentials, table). */
   source: string;
   /** Records in this part when known (typed parts always; raw collected files: after parsing). */

@@ -281,12 +281,15 @@ async function planFile(f: FileState, chunkBytes: number, csv: ParallelInput["cs
   if (part.bytes !== undefined && part.bytes !== size)
     throw new SluiceError("CONFLICT", `${part.path} changed since it was discovered (${part.bytes} bytes then, ${size} now)`);
   part.bytes = size;
+  if (part.format === "stage")
+    throw new SluiceError("BAD_INPUT", `${part.path} is a staged dataset, not a source file; process_files_in_parallel takes the files of a discovery step`);
+  const format = part.format;
   const dialect = { ...(csv ?? {}), ...(part.csv ?? {}) };
   const textual = part.format === "csv" || part.format === "tsv";
   if (textual && part.format === "tsv") dialect.delimiter ??= "\t";
   const name = (chunk: number, kind: string) => join(dir, `${kind}-${pad(index)}-${pad(chunk)}.ndjson`);
   const unit = (chunk: number, bytes: number, range?: CsvRange): WorkUnit => ({
-    id: -1, path: part.path, format: part.format, source: part.source, step, bytes,
+    id: -1, path: part.path, format, source: part.source, step, bytes,
     ...(range ? { range } : {}), ...(textual && Object.keys(dialect).length ? { csv: dialect } : {}),
     out: name(chunk, "part"), quarantine: name(chunk, "quarantine"), batchSize: BATCH_SIZE,
   });

@@ -39,13 +39,20 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
     let stored = 0;
     let duplicate = 0;
     let pending: TypedRow[] = [];
+    // One batch is written while the next is read: the database works while this process parses.
+    let inflight: Promise<void> = Promise.resolve();
     const flush = async () => {
       if (pending.length === 0) return;
-      const r = await dest.write(pending, wctx);
-      stored += r.stored;
-      duplicate += r.duplicate;
+      const batch = pending;
       pending = [];
-      ctx.progress({ rows: stored + duplicate });
+      await inflight;
+      inflight = dest.write(batch, wctx).then((r) => {
+        stored += r.stored;
+        duplicate += r.duplicate;
+        ctx.progress({ rows: stored + duplicate });
+      });
+      // A failed write must surface even if no later flush awaits it.
+      inflight.catch(() => undefined);
     };
     for await (const b of readParts(ds, ctx.signal)) {
       // Destinations read only the schema's columns, so the staged `_line` needs no stripping.
@@ -53,6 +60,7 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
       if (pending.length >= WRITE_BATCH) await flush();
     }
     await flush();
+    await inflight;
     const quarantined = await storeQuarantine(ds, dest, wctx);
 
     const accounting = { ...ds.accounting, rowsDuplicate: ds.accounting.rowsDuplicate + duplicate };

@@ -3,13 +3,14 @@
  * (data-converter/convert_to_standard_format) and quality validation
  * (base-data-quality/validate_data_quality). Both stream: read a batch, write a batch.
  *
- * Staged typed rows are NDJSON objects of the schema's columns plus `_line`, the record's
+ * Staged typed rows (stage.ts) hold the schema's columns plus `_line`, the record's
  * position in its source, so a later step can still say where a rejected record came from.
  */
 import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
 import { SluiceError } from "../../errors.js";
-import { openReader, openWriter, type RecordWriter } from "../../formats/index.js";
+import { openReader, type RecordError } from "../../formats/index.js";
+import { openStageWriter, readStage, STAGE_FORMAT, type StageWriter } from "./stage.js";
 import type { ActionContext, Outputs } from "../types.js";
 import {
   checkAccounting, quarantineSink, readDataset, readExclusions, requireTyped, stepFolder, writeDataset,
@@ -27,8 +28,7 @@ export async function* readParts(ds: Dataset, signal: AbortSignal): AsyncGenerat
   const exclusions = await readExclusions(ds);
   for (const part of ds.parts) {
     const skip = exclusions.get(part.path);
-    const reader = openReader(part.path, { format: part.format, batchSize: BATCH, ...(part.csv ?? {}) });
-    for await (const b of reader) {
+    for await (const b of readPart(part, ds)) {
       if (signal.aborted) throw signal.reason;
       if (!skip) {
         yield { part, rows: b.rows, lines: b.lines, errors: b.errors };
@@ -45,18 +45,28 @@ export async function* readParts(ds: Dataset, signal: AbortSignal): AsyncGenerat
   }
 }
 
-/** A staged output of typed rows: one NDJSON part per source part, so sources stay known. */
+/** One part's batches: staged typed rows, or a file in one of the formats. */
+async function* readPart(part: DatasetPart, ds: Dataset): AsyncGenerator<{ rows: Record<string, unknown>[]; lines: number[]; errors: RecordError[] }> {
+  if (part.format === STAGE_FORMAT) {
+    for await (const rows of readStage(part.path, ds.columns ?? [], { batchSize: BATCH, numeric: [LINE_FIELD] }))
+      yield { rows, lines: rows.map((r) => (r as Record<string, unknown>)[LINE_FIELD] as number), errors: [] };
+    return;
+  }
+  yield* openReader(part.path, { format: part.format, batchSize: BATCH, ...(part.csv ?? {}) });
+}
+
+/** A staged output of typed rows: one part per source part, so sources stay known. */
 export class TypedOutput {
   readonly parts: DatasetPart[] = [];
   rows = 0;
-  private current?: { writer: RecordWriter; part: DatasetPart };
+  private current?: { writer: StageWriter; part: DatasetPart };
   constructor(private readonly dir: string, private readonly columns: string[]) {}
 
   async write(source: DatasetPart, rows: TypedRow[]): Promise<void> {
     if (this.current?.part.source !== source.source) {
       await this.closeCurrent();
-      const path = join(this.dir, `part-${String(this.parts.length).padStart(4, "0")}.ndjson`);
-      this.current = { writer: await openWriter(path, "ndjson", { columns: [...this.columns, LINE_FIELD] }), part: { path, format: "ndjson", source: source.source, rows: 0 } };
+      const path = join(this.dir, `part-${String(this.parts.length).padStart(4, "0")}.stage`);
+      this.current = { writer: await openStageWriter(path, [...this.columns, LINE_FIELD]), part: { path, format: STAGE_FORMAT, source: source.source, rows: 0 } };
     }
     if (rows.length === 0) return;
     await this.current.writer.write(rows);
