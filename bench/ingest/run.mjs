@@ -17,8 +17,11 @@
 //                bench_sluice_defects; checks rowsIn = rowsStored + rowsQuarantined + rowsDuplicate.
 // Target: Sluice rows/s >= 0.7 x psql \copy rows/s on the clean file.
 //
-// Not measured yet: bulk workflow over 20 files; peak RSS with a 1 GB input.
-// (A `--bulk` scenario goes next to the others below, with its own entry in the JSON line.)
+//   sluiceBulk   the bulk file workflow over 20 CSV files (the same number of rows in all, 1%
+//                defects) into bench_bulk: discovery, parallel chunked parsing in worker threads,
+//                standardisation, merge by key, validation, storage; rows/s and peak RSS.
+//   --gb N       (opt-in) the bulk workflow over one N GB file with 100MB chunks, for the peak RSS
+//                that chunked processing keeps bounded; slow (minutes per GB).
 //
 // Prints one JSON line on stdout; progress goes to stderr. Tables are dropped before (reruns are
 // safe) and after; the temporary folder is removed at the end.
@@ -31,10 +34,11 @@ import { writeTradesCsv } from "../../dist/samples/trades.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const WORKFLOW = join(root, "workflows/base-data-ingestion-workflow-standard-ingestion.yaml");
+const BULK_WORKFLOW = join(root, "workflows/base-data-ingestion-workflow-bulk-file.yaml");
 const SLUICE = join(root, "bin/sluice.js");
 const PG = { host: "127.0.0.1", port: 5432, user: "postgres", db: "test" };
 const PG_URL = `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.db}`;
-const TABLES = { bare: "bench_bare", clean: "bench_sluice", defects: "bench_sluice_defects" };
+const TABLES = { bare: "bench_bare", clean: "bench_sluice", defects: "bench_sluice_defects", bulk: "bench_bulk", big: "bench_big" };
 const TARGET = 0.7;
 
 function parseArgs(argv) {
@@ -46,6 +50,11 @@ function parseArgs(argv) {
       const n = Number(String(v).replace(/_/g, ""));
       if (!Number.isInteger(n) || n < 1) usage(`--rows needs a positive integer, got ${v}`);
       o.rows = n;
+    } else if (a === "--gb" || a.startsWith("--gb=")) {
+      const v = a.includes("=") ? a.slice(5) : argv[++i];
+      const n = Number(v);
+      if (!(n > 0)) usage(`--gb needs a positive number, got ${v}`);
+      o.gb = n;
     } else if (a === "--help" || a === "-h") {
       usage();
     } else {
@@ -57,7 +66,7 @@ function parseArgs(argv) {
 
 function usage(msg) {
   if (msg) process.stderr.write(`bench:ingest: ${msg}\n`);
-  process.stderr.write("usage: node bench/ingest/run.mjs [--rows N]   (default 1000000)\n");
+  process.stderr.write("usage: node bench/ingest/run.mjs [--rows N] [--gb N]   (rows default 1000000; --gb adds the big-file RSS run)\n");
   process.exit(msg ? 2 : 0);
 }
 
@@ -94,7 +103,7 @@ function psql(sql) {
 }
 
 function dropTables() {
-  const names = [TABLES.bare, TABLES.clean, `${TABLES.clean}_quarantine`, TABLES.defects, `${TABLES.defects}_quarantine`];
+  const names = Object.values(TABLES).flatMap((t) => [t, `${t}_quarantine`]);
   psql(`SET client_min_messages = warning; ${names.map((t) => `DROP TABLE IF EXISTS ${t};`).join(" ")}`);
 }
 
@@ -117,9 +126,9 @@ async function psqlCopy(file, rows, bytes) {
 }
 
 /** Run the standard ingestion workflow as a user would; return the run document, wall time, peak RSS. */
-async function sluiceRun(file, table, home) {
+async function sluiceRun(file, table, home, { workflow = WORKFLOW, sourceParam = "source", storeStep = "data-storage" } = {}) {
   mkdirSync(home, { recursive: true });
-  const args = [SLUICE, "run", WORKFLOW, "--param", `source=${file}`, "--param", `destination=${PG_URL}`, "--param", `table=${table}`, "--json"];
+  const args = [SLUICE, "run", workflow, "--param", `${sourceParam}=${file}`, "--param", `destination=${PG_URL}`, "--param", `table=${table}`, "--json"];
   const env = { SLUICE_HOME: home, CI: "true" };
   const timeBin = "/usr/bin/time";
   const hasTime = (() => {
@@ -173,7 +182,7 @@ async function sluiceRun(file, table, home) {
     steps[s.name] = round(ms / 1000);
     if (s.attempts.length > 1) note(`step ${s.name} took ${s.attempts.length} attempts`);
   }
-  const store = doc.steps.find((s) => s.name === "data-storage")?.outputs ?? {};
+  const store = doc.steps.find((s) => s.name === storeStep)?.outputs ?? {};
   return { doc, s: r.s, peakRssMb: peakKb ? Math.round(peakKb / 1024) : null, steps, store };
 }
 
@@ -196,6 +205,37 @@ async function sluiceDefects(file, rows, home) {
   return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate, balanced };
 }
 
+/** (d) The bulk workflow over 20 files with 1% defects. */
+async function sluiceBulk(rows, home) {
+  const input = join(dir, "bulk");
+  mkdirSync(input);
+  const per = Math.ceil(rows / 20);
+  let bytes = 0;
+  let total = 0;
+  for (let i = 0; i < 20; i++) {
+    const s = await writeTradesCsv(join(input, `trades-${String(i).padStart(2, "0")}.csv`), { rows: per, seed: 100 + i, idPrefix: `F${i}-`, badShare: 0.01 });
+    bytes += s.bytes;
+    total += s.rows;
+  }
+  note(`sluice run bulk-file-ingestion, 20 files, ${total} rows into ${TABLES.bulk}…`);
+  const r = await sluiceRun(input, TABLES.bulk, home, { workflow: BULK_WORKFLOW, sourceParam: "directory", storeStep: "bulk-storage" });
+  const { rowsIn, rowsStored, rowsQuarantined, rowsDuplicate } = r.store;
+  const balanced = rowsIn === rowsStored + rowsQuarantined + rowsDuplicate;
+  note(`bulk: ${r.s.toFixed(2)} s, steps ${JSON.stringify(r.steps)}`);
+  return { files: 20, rows: total, mb: round(mbOf(bytes), 1), s: round(r.s), rowsPerSec: Math.round(total / r.s), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate, balanced };
+}
+
+/** (e) Opt-in: one big file through the bulk workflow, for peak RSS against input size. */
+async function sluiceBig(gb, home) {
+  const input = join(dir, "big");
+  mkdirSync(input);
+  const rows = Math.round((gb * 1e9) / 99);
+  const s = await writeTradesCsv(join(input, "big.csv"), { rows, seed: 7, badShare: 0.001 });
+  note(`sluice run bulk-file-ingestion, one ${mbOf(s.bytes).toFixed(0)} MB file into ${TABLES.big}…`);
+  const r = await sluiceRun(input, TABLES.big, home, { workflow: BULK_WORKFLOW, sourceParam: "directory", storeStep: "bulk-storage" });
+  return { mb: round(mbOf(s.bytes), 0), rows, s: round(r.s), rowsPerSec: Math.round(rows / r.s), peakRssMb: r.peakRssMb, steps: r.steps };
+}
+
 // --- main --------------------------------------------------------------------------------------
 
 const opts = parseArgs(process.argv.slice(2));
@@ -214,6 +254,8 @@ try {
   const sluice = await sluiceClean(cleanFile, clean.rows, clean.bytes, join(dir, "home-clean"));
   const withDefects = await sluiceDefects(defectFile, defects.rows, join(dir, "home-defects"));
   const ratio = round(sluice.rowsPerSec / copy.rowsPerSec);
+  const bulk = await sluiceBulk(opts.rows, join(dir, "home-bulk"));
+  const big = opts.gb ? await sluiceBig(opts.gb, join(dir, "home-big")) : undefined;
 
   console.log(JSON.stringify({
     bench: "ingest",
@@ -226,6 +268,8 @@ try {
     target: TARGET,
     meetsTarget: ratio >= TARGET,
     withDefects,
+    bulk,
+    ...(big ? { big } : {}),
   }));
 } catch (e) {
   note(`failed: ${e.message}`);
