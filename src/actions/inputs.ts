@@ -28,6 +28,20 @@ export const Auth = z
   })
   .strict();
 
+/** How an HTTP source pages: a next link (JSON path or Link header), a cursor, or page numbers. */
+export const Pagination = z
+  .object({
+    type: z.enum(["nextLink", "cursor", "page"]),
+    path: z.string().optional().describe("nextLink: JSON path of the next URL; default the Link header."),
+    cursorParam: z.string().optional(),
+    cursorPath: z.string().optional(),
+    pageParam: z.string().optional(),
+    startPage: z.number().int().optional(),
+    pageSize: z.number().int().min(1).optional(),
+    pageSizeParam: z.string().optional(),
+  })
+  .strict();
+
 export const CsvOptions = z
   .object({
     delimiter: z.string().length(1).optional(),

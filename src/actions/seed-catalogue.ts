@@ -7,7 +7,7 @@
 import { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
 import {
-  Auth, CsvOptions, DatasetRef, Destination, Format, QualityInput, QualityRule, SecretRef, Source, TargetSchema,
+  Auth, CsvOptions, Pagination, DatasetRef, Destination, Format, QualityInput, QualityRule, SecretRef, Source, TargetSchema,
 } from "./inputs.js";
 
 export interface SeedSignature {
@@ -60,7 +60,7 @@ export const SEED_SIGNATURES: SeedSignature[] = [
   sig("agent", "data-collector", "collect_data_from_source", BATCH, "Stream the source into a staged dataset.",
     obj({
       source: Source, format: Format.optional(), csv: CsvOptions.optional(), auth: Auth.optional(),
-      query: z.string().optional(), table: z.string().optional(), recordsPath: z.string().optional(),
+      query: z.string().optional(), table: z.string().optional(), recordsPath: z.string().optional(), pagination: Pagination.optional(),
       batchSize: z.number().int().min(1).optional(), workers: z.number().int().min(1).max(64).optional(),
     })),
   sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.",

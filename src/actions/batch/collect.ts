@@ -9,12 +9,12 @@ import { copyFile, constants as fsConstants, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SluiceError } from "../../errors.js";
 import {
-  fetchPages, listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable,
+  fetchPages, listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable, type HttpPagination,
 } from "../../connectors/index.js";
 import { detectFormat, openWriter, type FileFormat, type RecordWriter } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
-import { httpAuth } from "./source-checks.js";
+import { httpAuth, splitPostgresSource } from "./source-checks.js";
 
 export interface CollectInput {
   source: string;
@@ -24,6 +24,7 @@ export interface CollectInput {
   query?: string;
   table?: string;
   recordsPath?: string;
+  pagination?: HttpPagination;
   batchSize?: number;
   workers?: number;
 }
@@ -76,7 +77,7 @@ async function collectHttp(url: string, display: string, input: CollectInput, di
   let json: { writer: RecordWriter; part: DatasetPart } | undefined;
   let page = 0;
   let rows = 0;
-  for await (const p of fetchPages({ url, auth: httpAuth(input.auth), recordsPath: input.recordsPath }, { signal: ctx.signal })) {
+  for await (const p of fetchPages({ url, auth: httpAuth(input.auth), recordsPath: input.recordsPath, pagination: input.pagination }, { signal: ctx.signal })) {
     page++;
     if (p.records) {
       if (!json) {
@@ -101,9 +102,11 @@ async function collectHttp(url: string, display: string, input: CollectInput, di
   return parts;
 }
 
-async function collectPostgres(url: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<DatasetPart[]> {
+async function collectPostgres(source: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<DatasetPart[]> {
+  const { url, table } = splitPostgresSource(source);
+  input = { ...input, table: input.table ?? table };
   if (!input.table && !input.query)
-    throw new SluiceError("BAD_CONFIG", `collecting from ${display} needs "table" or "query" in the step's with: block`);
+    throw new SluiceError("BAD_CONFIG", `collecting from ${display} needs a table: add ?table=NAME to the URL, or "table" or "query" to the step's with: block`);
   const path = join(dir, "rows.ndjson");
   const writer = await openWriter(path, "ndjson");
   let rows = 0;

@@ -47,7 +47,7 @@ export async function validateSourceAvailability(input: SourceInput, ctx: Action
       return { kind: "http", available: true, status: probe.status, tls: probe.tls, elapsedMs: probe.elapsedMs, source: src.display };
     }
     case "postgres": {
-      const probe = await probePostgres({ url: withSslMode(src.url, input.sslmode) }, { signal: ctx.signal });
+      const probe = await probePostgres({ url: withSslMode(splitPostgresSource(src.url).url, input.sslmode) }, { signal: ctx.signal });
       if (!probe.ok) throw new SluiceError("NETWORK_ERROR", `source ${src.display} is not available: ${probe.error ?? "no answer"}`);
       return { kind: "postgres", available: true, serverVersion: probe.serverVersion ?? null, ssl: probe.ssl, source: src.display };
     }
@@ -67,7 +67,7 @@ export async function establishSecureConnection(input: SourceInput, ctx: ActionC
       return { kind: "http", secure: probe.tls, transport: probe.tls ? "https (certificate verified)" : "http (unencrypted)", status: probe.status, source: src.display };
     }
     case "postgres": {
-      const url = withSslMode(src.url, input.sslmode);
+      const url = withSslMode(splitPostgresSource(src.url).url, input.sslmode);
       const probe = await probePostgres({ url }, { signal: ctx.signal });
       if (!probe.ok) throw new SluiceError("NETWORK_ERROR", `connection to ${src.display} failed: ${probe.error ?? "no answer"}`);
       if (input.sslmode && input.sslmode !== "disable" && !probe.ssl)
@@ -92,6 +92,17 @@ export function httpAuth(auth: SourceInput["auth"]): HttpAuth | undefined {
     case "apiKey":
       return { type: "apiKey", header: need("header", auth.header), value: need("value", auth.value) };
   }
+}
+
+/**
+ * A PostgreSQL source may name its table in the URL (`postgres://host/db?table=trades`), so the
+ * standard workflow's single `source` parameter can point at a table. The driver never sees it.
+ */
+export function splitPostgresSource(source: string): { url: string; table?: string } {
+  const u = new URL(source);
+  const table = u.searchParams.get("table") ?? undefined;
+  u.searchParams.delete("table");
+  return { url: u.href, ...(table ? { table } : {}) };
 }
 
 function withSslMode(url: string, sslmode: string | undefined): string {
