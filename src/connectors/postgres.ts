@@ -9,11 +9,11 @@
  * One client per read, opened here and always closed here: at the end, on an error, when the
  * caller breaks out of its loop, and when the AbortSignal fires.
  */
-import { readFile } from "node:fs/promises";
 import pg from "pg";
 import QueryStream from "pg-query-stream";
 import { SluiceError } from "../errors.js";
-import { isSecretRef, redact, resolveSecret, safeUrl, type ResolveSecretOptions } from "./secrets.js";
+import { pgEndpoint, pgError, type SslMode } from "./pg-connection.js";
+import { isSecretRef, resolveSecret, safeUrl, type ResolveSecretOptions } from "./secrets.js";
 
 export interface PostgresSourceConfig {
   /** `env:NAME` / `file:PATH` holding a full URL, or a plain `postgres://` URL without a password. */
@@ -48,7 +48,6 @@ export interface PostgresProbeResult {
 
 export type PgRow = Record<string, unknown>;
 
-type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
 
 interface Connection {
   client: pg.Client;
@@ -259,57 +258,11 @@ async function connectionSettings(config: PostgresSourceConfig, opts: ResolveSec
   if (config.password !== undefined) password = await resolveSecret(config.password, "password", opts);
   if (password) secrets.push(password);
 
-  const q = u.searchParams;
-  const host = q.get("host") ?? (decodeURIComponent(u.hostname.replace(/^\[|\]$/g, "")) || "localhost");
-  const port = Number(q.get("port") ?? (u.port || 5432));
-  const where = `${host}:${port}`;
-  const sslmode = (q.get("sslmode") ?? "disable") as SslMode;
-  const ssl = await sslOptions(sslmode, q.get("sslrootcert"), host, where);
-  const client: pg.ClientConfig = {
-    host,
-    port,
-    user: decodeURIComponent(u.username) || q.get("user") || undefined,
-    database: decodeURIComponent(u.pathname.replace(/^\//, "")) || q.get("dbname") || undefined,
-    password,
-    ssl,
-    application_name: config.applicationName ?? q.get("application_name") ?? "sluice",
-    connectionTimeoutMillis: config.connectTimeoutMs ?? 10_000,
-    // UTC sessions make timestamptz text come back with +00, which the parser maps 1:1 to ISO.
-    options: "-c TimeZone=UTC",
-    types: typeParsers,
-  };
+  const endpoint = await pgEndpoint(u, { password, applicationName: config.applicationName, connectTimeoutMs: config.connectTimeoutMs });
+  const client: pg.ClientConfig = { ...endpoint.client, types: typeParsers };
+  const { where, sslmode } = endpoint;
+  const ssl = client.ssl;
   return { client, ssl, sslmode, where, secrets };
-}
-
-/**
- * libpq's sslmode semantics. With no sslmode, Sluice connects without TLS (node-postgres'
- * default; loopback development). `prefer`/`allow` try TLS and fall back, as libpq does.
- */
-async function sslOptions(mode: string, rootCert: string | null, host: string, where: string): Promise<pg.ClientConfig["ssl"]> {
-  let ca: string | undefined;
-  if (rootCert && rootCert !== "system") {
-    try {
-      ca = await readFile(rootCert, "utf8");
-    } catch (err) {
-      throw new SluiceError("BAD_CONFIG", `sslrootcert ${rootCert} for PostgreSQL at ${where} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}).`);
-    }
-  }
-  switch (mode) {
-    case "disable":
-      return false;
-    case "allow":
-    case "prefer":
-      return { rejectUnauthorized: false };
-    case "require":
-      // libpq: encrypt without checking the certificate, unless a root CA was given (then verify-ca).
-      return ca ? { ca, rejectUnauthorized: true, checkServerIdentity: () => undefined } : { rejectUnauthorized: false };
-    case "verify-ca":
-      return { ...(ca ? { ca } : {}), rejectUnauthorized: true, checkServerIdentity: () => undefined };
-    case "verify-full":
-      return { ...(ca ? { ca } : {}), rejectUnauthorized: true, servername: host };
-    default:
-      throw new SluiceError("BAD_CONFIG", `sslmode ${JSON.stringify(mode)} for PostgreSQL at ${where} is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
-  }
 }
 
 async function connect(config: PostgresSourceConfig, opts: PostgresCallOptions): Promise<Connection> {
@@ -342,39 +295,6 @@ async function connectWith(settings: Settings): Promise<Connection> {
     if (!fallback) throw err;
     return { client: await attempt(false), where: settings.where, secrets: settings.secrets };
   }
-}
-
-/** Turn a pg / socket error into a SluiceError whose code tells the engine whether to retry. */
-function pgError(err: unknown, where: string, secrets: string[], doing: string): SluiceError {
-  if (err instanceof SluiceError) return err;
-  const e = err as Error & { code?: string };
-  const code = e.code ?? "";
-  const msg = redact(e.message ?? String(err), secrets);
-  const base = `PostgreSQL at ${where} failed while ${doing}`;
-  const details = { host: where, ...(code ? { code } : {}) };
-  const net: Record<string, string> = {
-    ECONNREFUSED: "connection refused",
-    ENOTFOUND: "host name not found",
-    EAI_AGAIN: "host name lookup failed temporarily",
-    ECONNRESET: "connection reset by the server",
-    ETIMEDOUT: "connection timed out",
-    EHOSTUNREACH: "host unreachable",
-  };
-  if (net[code]) return new SluiceError("NETWORK_ERROR", `${base}: ${net[code]}.`, { retryable: true, cause: err, details });
-  if (/does not support SSL/i.test(msg)) {
-    return new SluiceError("BAD_CONFIG", `${base}: the server does not support SSL but sslmode requires it.`, { cause: err, details });
-  }
-  if (/timeout/i.test(msg) && !code) return new SluiceError("NETWORK_ERROR", `${base}: ${msg}.`, { retryable: true, cause: err, details });
-  if (/terminated|closed|ended unexpectedly/i.test(msg) && !code) {
-    return new SluiceError("NETWORK_ERROR", `${base}: the connection closed unexpectedly (${msg}).`, { retryable: true, cause: err, details });
-  }
-  // SQLSTATE classes: 28 auth, 3D no database, 42 syntax/undefined object/privilege → fix the config;
-  // 22 data exception → the data; 08 connection, 40 serialization/deadlock, 53 resources, 57 shutdown → retry.
-  const cls = code.slice(0, 2);
-  if (["28", "3D", "42"].includes(cls)) return new SluiceError("BAD_CONFIG", `${base}: ${msg} (SQLSTATE ${code}).`, { cause: err, details });
-  if (cls === "22") return new SluiceError("BAD_INPUT", `${base}: ${msg} (SQLSTATE ${code}).`, { cause: err, details });
-  if (["08", "40", "53", "57"].includes(cls)) return new SluiceError("NETWORK_ERROR", `${base}: ${msg} (SQLSTATE ${code}).`, { retryable: true, cause: err, details });
-  return new SluiceError("IO_ERROR", `${base}: ${msg}${code ? ` (SQLSTATE ${code})` : ""}.`, { retryable: true, cause: err, details });
 }
 
 function elapsed(started: number): number {

@@ -16,13 +16,13 @@
  *
  * One client per destination, no pool: a destination is one writer.
  */
-import { readFile } from "node:fs/promises";
 import pg from "pg";
 import copyStreams from "pg-copy-streams";
 import type { Column, QuarantinedRecord, TypedRow } from "../../actions/batch/model.js";
 import { SluiceError } from "../../errors.js";
+import { pgEndpoint, pgError, type SslMode } from "../pg-connection.js";
 import { quoteTableName } from "../postgres.js";
-import { redact, safeUrl } from "../secrets.js";
+import { safeUrl } from "../secrets.js";
 import {
   HASH_COLUMN,
   LOADED_AT_COLUMN,
@@ -91,7 +91,6 @@ function compatible(c: Column, found: string): boolean {
   }
 }
 
-type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
 
 export interface PostgresConnectOptions {
   /** The URL came from a secret reference: a password in it is allowed, and it is never echoed. */
@@ -119,83 +118,18 @@ async function clientConfig(url: string, opts: PostgresConnectOptions): Promise<
       `PostgreSQL destination ${safeUrl(u)} contains a password; put the whole URL in a secret (env:NAME or file:PATH).`,
     );
   }
-  const host = qs.get("host") ?? (decodeURIComponent(u.hostname.replace(/^\[|\]$/g, "")) || "localhost");
-  const port = Number(qs.get("port") ?? (u.port || 5432));
-  const where = `${host}:${port}`;
-  const sslmode = (qs.get("sslmode") ?? "disable") as SslMode;
-  const ssl = await sslOptions(sslmode, qs.get("sslrootcert"), host, where);
-  const config: pg.ClientConfig = {
-    host,
-    port,
-    user: decodeURIComponent(u.username) || qs.get("user") || undefined,
-    database: decodeURIComponent(u.pathname.replace(/^\//, "")) || qs.get("dbname") || undefined,
+  const { client: config, where, sslmode } = await pgEndpoint(u, {
     password,
-    ssl,
-    application_name: qs.get("application_name") ?? "sluice",
-    connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
-    // UTC sessions; temp_buffers and work_mem big enough that a 50k-row staging table and the
-    // DISTINCT ON sort stay in memory (with the 4 MB default the sort spilled to disk).
-    options: "-c TimeZone=UTC -c temp_buffers=64MB -c work_mem=64MB",
-  };
+    connectTimeoutMs: opts.connectTimeoutMs,
+    // temp_buffers and work_mem big enough that a 50k-row staging table and the DISTINCT ON sort
+    // stay in memory (with the 4 MB default the sort spilled to disk).
+    sessionOptions: "-c temp_buffers=64MB -c work_mem=64MB",
+  });
   return { config, where, secrets: password ? [password, url] : [url], sslmode };
 }
 
-async function sslOptions(mode: string, rootCert: string | null, host: string, where: string): Promise<pg.ClientConfig["ssl"]> {
-  let ca: string | undefined;
-  if (rootCert && rootCert !== "system") {
-    try {
-      ca = await readFile(rootCert, "utf8");
-    } catch (err) {
-      throw new SluiceError("BAD_CONFIG", `sslrootcert ${rootCert} for PostgreSQL at ${where} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}).`);
-    }
-  }
-  switch (mode) {
-    case "disable":
-      return false;
-    case "allow":
-    case "prefer":
-      return { rejectUnauthorized: false };
-    case "require":
-      return ca ? { ca, rejectUnauthorized: true, checkServerIdentity: () => undefined } : { rejectUnauthorized: false };
-    case "verify-ca":
-      return { ...(ca ? { ca } : {}), rejectUnauthorized: true, checkServerIdentity: () => undefined };
-    case "verify-full":
-      return { ...(ca ? { ca } : {}), rejectUnauthorized: true, servername: host };
-    default:
-      throw new SluiceError("BAD_CONFIG", `sslmode ${JSON.stringify(mode)} for PostgreSQL at ${where} is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
-  }
-}
-
-/** Turn a pg / socket error into a SluiceError: network → retryable, data/constraint → BAD_INPUT. */
-export function pgDestinationError(err: unknown, where: string, secrets: string[], doing: string): SluiceError {
-  if (err instanceof SluiceError) return err;
-  const e = err as Error & { code?: string; where?: string; detail?: string; column?: string };
-  const code = e.code ?? "";
-  const msg = redact(e.message ?? String(err), secrets);
-  const base = `PostgreSQL at ${where} failed while ${doing}`;
-  const details = { host: where, ...(code ? { code } : {}) };
-  const net: Record<string, string> = {
-    ECONNREFUSED: "connection refused",
-    ENOTFOUND: "host name not found",
-    EAI_AGAIN: "host name lookup failed temporarily",
-    ECONNRESET: "connection reset by the server",
-    ETIMEDOUT: "connection timed out",
-    EHOSTUNREACH: "host unreachable",
-    EPIPE: "connection closed by the server",
-  };
-  if (net[code]) return new SluiceError("NETWORK_ERROR", `${base}: ${net[code]}.`, { retryable: true, cause: err, details });
-  if (/does not support SSL/i.test(msg)) return new SluiceError("BAD_CONFIG", `${base}: the server does not support SSL but sslmode requires it.`, { cause: err, details });
-  if (!code && /timeout|terminated|closed|ended unexpectedly|not queryable/i.test(msg)) {
-    return new SluiceError("NETWORK_ERROR", `${base}: ${msg}.`, { retryable: true, cause: err, details });
-  }
-  const cls = code.slice(0, 2);
-  const extra = [e.detail, e.where].filter(Boolean).map((s) => redact(String(s), secrets)).join("; ");
-  const full = `${base}: ${msg}${extra ? ` (${extra})` : ""} (SQLSTATE ${code}).`;
-  if (cls === "22" || cls === "23") return new SluiceError("BAD_INPUT", full, { cause: err, details });
-  if (["28", "3D", "42"].includes(cls)) return new SluiceError("BAD_CONFIG", full, { cause: err, details });
-  if (["08", "40", "53", "57"].includes(cls)) return new SluiceError("NETWORK_ERROR", full, { retryable: true, cause: err, details });
-  return new SluiceError("IO_ERROR", code ? full : `${base}: ${msg}.`, { retryable: true, cause: err, details });
-}
+/** Driver errors as SluiceErrors (see pg-connection.ts); kept under this name for the destination's callers. */
+export const pgDestinationError = pgError;
 
 /** COPY text-format field: backslash, tab, newline and carriage return escaped. */
 function copyText(s: string): string {
