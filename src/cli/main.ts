@@ -112,7 +112,8 @@ function buildProgram(): Command {
     .argument("<output>", "output file")
     .option("--from <format>", "input format (default: from the extension)")
     .option("--to <format>", "output format (default: from the extension)")
-    .action(async (input: string, output: string, o: { from?: string; to?: string }) => {
+    .option("--schema <file>", "type values to a target schema (YAML/JSON with columns:), as a conversion step does")
+    .action(async (input: string, output: string, o: { from?: string; to?: string; schema?: string }) => {
       process.exitCode = await convertCommand(input, output, o);
     });
 

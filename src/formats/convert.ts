@@ -31,6 +31,11 @@ export interface ConvertOptions {
   read?: Omit<ReaderOptions, "format">;
   /** Passed to the writer (delimiter, rowGroupSize, columnTypes…). */
   write?: Omit<WriterOptions, "columns">;
+  /**
+   * Applied to every record after reading (typing to a target schema, say): a record it rejects
+   * is reported with its reasons like a malformed one. The formats layer stays unaware of types.
+   */
+  transform?: (row: Record<string, unknown>) => { ok: true; row: Record<string, unknown> } | { ok: false; reasons: string[] };
   /** How many errors to keep in `errors` (all are counted in `errorCount`). Default 10,000. */
   maxErrors?: number;
 }
@@ -91,6 +96,15 @@ export async function convertFile(opts: ConvertOptions): Promise<ConvertResult> 
       if (batch.rows.length === 0) continue;
 
       let rows = batch.rows;
+      if (opts.transform) {
+        const kept: Record<string, unknown>[] = [];
+        rows.forEach((row, r) => {
+          const t = opts.transform!(row);
+          if (t.ok) kept.push(t.row);
+          else addError({ file: opts.input, line: batch.lines[r]!, reason: t.reasons.join("; ") });
+        });
+        rows = kept;
+      }
       // Schemaless input into a fixed-column output: a key the header does not have would be
       // lost, so such a row is reported instead of written.
       if (fixedColumns && !opts.schema && !batch.columns && columns) {

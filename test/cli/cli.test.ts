@@ -111,6 +111,20 @@ describe("sluice run", () => {
   });
 });
 
+describe("sluice convert", () => {
+  it("types to a schema file, reports each rejected record with file and line, and exits 1", () => {
+    const input = write("in.csv", "id,when,amount\nA,2026-11-02T10:00:00+01:00,1.5\nB,yesterday,2\nC,2026-11-02 12:00:00Z,3.14159\n");
+    const schema = write("schema.yaml", "columns:\n  - { name: id, type: string }\n  - { name: at, from: when, type: timestamp }\n  - { name: amount, type: decimal, scale: 2 }\n");
+    const out = join(cwd, "out.ndjson");
+    const r = sluice(["convert", input, out, "--schema", schema], { cwd });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${input}:3: at: "yesterday" is not a valid timestamp`);
+    expect(r.stderr).toContain(`${input}:4: amount: 3.14159 has more than 2 decimal places`);
+    expect(r.stdout).toContain("1 rows written (3 read, 2 malformed), 3 columns");
+    expect(readFileSync(out, "utf8")).toBe('{"id":"A","at":"2026-11-02T09:00:00.000Z","amount":"1.50"}\n');
+  });
+});
+
 describe("durability across kill -9", () => {
   it("resumes a killed run without re-running succeeded steps; attempt numbers continue", async () => {
     const marks = tempDir("sluice-marks-");
