@@ -155,7 +155,8 @@ function ttyProgress(): Progress {
         }
         case "step-ended": {
           const status = e.retryInMs !== null ? "retrying" : e.status;
-          const note = e.error ? `${e.error.code}: ${e.error.message}`.slice(0, 100) : undefined;
+          // A finished step keeps its last progress line (rows, MB/s) as a summary.
+          const note = e.error ? `${e.error.code}: ${e.error.message}`.slice(0, 100) : rows.get(e.step)?.note;
           rows.set(e.step, { status, attempt: e.attempt, durationMs: e.durationMs, note });
           break;
         }
