@@ -1,16 +1,11 @@
 /**
  * The `sluice` command line. Each command parses its arguments, calls the core, prints the result.
  * Exit codes: 0 success, 1 the work failed (invalid file, failed run), 2 usage error.
+ * Command modules load on first use, so `sluice status` does not pay for the data plane's imports.
  */
 import { Command, CommanderError, Option } from "commander";
 import { SluiceError } from "../errors.js";
-import { validateCommand } from "./validate.js";
-import { runCommand, resumeCommand } from "./run.js";
-import { runsCommand, statusCommand } from "./status.js";
-import { cancelCommand } from "./cancel.js";
-import { convertCommand } from "./convert.js";
-import { quarantineCommand } from "./quarantine.js";
-import { sampleCommand, type SampleFlags } from "./sample.js";
+import type { SampleFlags } from "./sample.js";
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
@@ -43,7 +38,7 @@ function buildProgram(): Command {
     .argument("<file...>", "workflow files")
     .addOption(actionsOption())
     .action(async (files: string[], o: { actions?: string[] }) => {
-      process.exitCode = await validateCommand(files, o);
+      process.exitCode = await (await import("./validate.js")).validateCommand(files, o);
     });
 
   program
@@ -54,7 +49,7 @@ function buildProgram(): Command {
     .option("--json", "print the finished run as one JSON document on stdout")
     .addOption(actionsOption())
     .action(async (file: string, o: { param?: string[]; json?: boolean; actions?: string[] }) => {
-      process.exitCode = await runCommand(file, o);
+      process.exitCode = await (await import("./run.js")).runCommand(file, o);
     });
 
   program
@@ -64,7 +59,7 @@ function buildProgram(): Command {
     .option("--json", "print the finished run as one JSON document on stdout")
     .addOption(actionsOption())
     .action(async (id: string, o: { json?: boolean; actions?: string[] }) => {
-      process.exitCode = await resumeCommand(id, o);
+      process.exitCode = await (await import("./run.js")).resumeCommand(id, o);
     });
 
   program
@@ -75,7 +70,7 @@ function buildProgram(): Command {
     .option("-n, --limit <n>", "how many", "20")
     .option("--json", "print JSON")
     .action(async (o: { workflow?: string; status?: string; limit: string; json?: boolean }) => {
-      process.exitCode = await runsCommand(o);
+      process.exitCode = await (await import("./status.js")).runsCommand(o);
     });
 
   program
@@ -84,7 +79,7 @@ function buildProgram(): Command {
     .argument("<run>", "run id")
     .option("--json", "print JSON")
     .action(async (id: string, o: { json?: boolean }) => {
-      process.exitCode = await statusCommand(id, o);
+      process.exitCode = await (await import("./status.js")).statusCommand(id, o);
     });
 
   program
@@ -92,7 +87,7 @@ function buildProgram(): Command {
     .description("cancel a pending or running run")
     .argument("<run>", "run id")
     .action(async (id: string) => {
-      process.exitCode = await cancelCommand(id);
+      process.exitCode = await (await import("./cancel.js")).cancelCommand(id);
     });
 
   program
@@ -102,7 +97,7 @@ function buildProgram(): Command {
     .option("-n, --limit <n>", "how many to show", "100")
     .option("--json", "print JSON")
     .action(async (id: string, o: { json?: boolean; limit: string }) => {
-      process.exitCode = await quarantineCommand(id, o);
+      process.exitCode = await (await import("./quarantine.js")).quarantineCommand(id, o);
     });
 
   program
@@ -114,7 +109,7 @@ function buildProgram(): Command {
     .option("--to <format>", "output format (default: from the extension)")
     .option("--schema <file>", "type values to a target schema (YAML/JSON with columns:), as a conversion step does")
     .action(async (input: string, output: string, o: { from?: string; to?: string; schema?: string }) => {
-      process.exitCode = await convertCommand(input, output, o);
+      process.exitCode = await (await import("./convert.js")).convertCommand(input, output, o);
     });
 
   program
@@ -129,7 +124,7 @@ function buildProgram(): Command {
     .option("--id-prefix <p>", "trade_id prefix (default T-)")
     .option("--start-at <iso>", "timestamp of the first trade (default 2026-11-02T09:30:00Z)")
     .action(async (kind: string, output: string, o: SampleFlags) => {
-      process.exitCode = await sampleCommand(kind, output, o);
+      process.exitCode = await (await import("./sample.js")).sampleCommand(kind, output, o);
     });
 
   return program;
