@@ -15,6 +15,9 @@ import { detectFormat, openWriter, type FileFormat, type RecordWriter } from "..
 import type { ActionContext, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
 import { httpAuth, splitPostgresSource } from "./source-checks.js";
+import { mapLimit } from "./map-limit.js";
+
+const COPY_CONCURRENCY = 4;
 
 export interface CollectInput {
   source: string;
@@ -57,18 +60,19 @@ async function collectFiles(path: string, input: CollectInput, dir: string, ctx:
 
   const totalBytes = stable.reduce((n, f) => n + f.size, 0);
   let done = 0;
-  const parts: DatasetPart[] = [];
-  for (const [i, f] of stable.entries()) {
+  let files = 0;
+  // Several files are copied and checksummed at once: the disk, not one stream, is the limit.
+  const parts = await mapLimit(stable, COPY_CONCURRENCY, async (f, i): Promise<DatasetPart> => {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const format = input.format ?? detectFormat(f.path);
     const target = join(dir, `${String(i).padStart(4, "0")}-${basename(f.path)}`);
     // Copy-on-write clone where the file system allows it; a plain copy elsewhere.
     await copyFile(f.path, target, fsConstants.COPYFILE_FICLONE);
     const [sha256, st] = await Promise.all([sha256File(target, ctx.signal), stat(target)]);
-    parts.push({ path: target, format, source: f.path, bytes: st.size, sha256, ...(input.csv ? { csv: input.csv } : {}) });
     done += st.size;
-    ctx.progress({ files: i + 1, totalFiles: stable.length, bytes: done, totalBytes });
-  }
+    ctx.progress({ files: ++files, totalFiles: stable.length, bytes: done, totalBytes });
+    return { path: target, format, source: f.path, bytes: st.size, sha256, ...(input.csv ? { csv: input.csv } : {}) };
+  });
   return { parts, skipped };
 }
 

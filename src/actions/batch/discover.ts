@@ -15,6 +15,7 @@
  * No new files is not an error: the manifest then has zero parts, later steps pass through an
  * empty dataset, and the run succeeds storing nothing (`empty: true` in the outputs).
  */
+import { mapLimit } from "./map-limit.js";
 import { stat } from "node:fs/promises";
 import { basename, extname, relative, resolve, sep } from "node:path";
 import { SluiceError } from "../../errors.js";
@@ -187,24 +188,4 @@ async function listCandidates(directory: string, pattern: string | undefined, re
     // "*.csv" with recursive: the name decides, at any depth; "a/*.csv": the relative path does.
     return byPath ? matcher.test(rel) : recursive ? matcher.test(basename(f.path)) : matcher.test(rel);
   });
-}
-
-/** `fn` over `items`, at most `limit` at a time, results in input order. Stops at the first error. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  const lane = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        out[i] = await fn(items[i]!, i);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, lane));
-  return out;
 }

@@ -31,7 +31,7 @@ import { SluiceError } from "../../errors.js";
 import { splitCsv, type CsvRange } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
-import { mapLimit } from "./discover.js";
+import { mapLimit } from "./map-limit.js";
 import type { FromWorker, ToWorker, WorkUnit } from "./chunk-worker.js";
 
 /** Tells chunk-worker.js it was started by this pool (and not merely imported in some thread). */
