@@ -1,6 +1,7 @@
 /**
  * Bounded concurrency for I/O over many files (hashing, copying, splitting):
- * `fn` over `items`, at most `limit` at a time, results in input order. Stops at the first error. */
+ * `fn` over `items`, at most `limit` at a time, results in input order. Stops at the first error.
+ */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
