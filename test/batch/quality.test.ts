@@ -1,4 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { QualityRule } from "../../src/actions/inputs.js";
 import type { Column, QualityRuleSpec, TypedRow } from "../../src/actions/batch/model.js";
 import { compareDecimals, createQualityChecker, score, type QualityReport } from "../../src/actions/batch/quality.js";
@@ -274,5 +277,28 @@ describe("configuration errors (BAD_CONFIG), raised once when the checker is bui
     expect(make({ column: "quantity" })).toThrow(config(/quality rule 1 has no check/));
     expect(make({ unique: true })).toThrow(config(/quality rule 1 has row checks but no column/));
     expect(make({ rowCount: {} })).toThrow(config(/rowCount needs min, max or both/));
+  });
+});
+
+describe("unique past the in-memory bound", () => {
+  it("moves seen values to disk and finds duplicates on both sides of the move, leaving no file behind", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sluice-unique-"));
+    const cols: Column[] = [{ name: "id", type: "string" }];
+    const run = (spill?: { dir: string; maxInMemory: number }) => {
+      const checker = createQualityChecker([{ column: "id", unique: true }], cols, spill ? { spill } : {});
+      const reasons: string[] = [];
+      // 5,000 distinct ids, then every 7th one again, then one repeated from the start.
+      for (let i = 0; i < 5_000; i++) reasons.push(...checker.check({ id: `id-${i}` }, i + 2));
+      for (let i = 0; i < 5_000; i += 7) reasons.push(...checker.check({ id: `id-${i}` }, 10_000 + i));
+      const report = checker.finish();
+      return { reasons, failed: report.rowsFailed };
+    };
+    const inMemory = run();
+    const spilled = run({ dir, maxInMemory: 1_000 });
+    expect(spilled).toEqual(inMemory);
+    expect(spilled.failed).toBe(715);
+    expect(spilled.reasons[0]).toBe('id: duplicate value "id-0", first seen at line 2');
+    expect(readdirSync(dir)).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

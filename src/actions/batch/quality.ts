@@ -22,6 +22,9 @@
  * A value that cannot be compared (text that is not a number in a decimal column) fails the
  * check with a reason saying so.
  */
+import Database from "better-sqlite3";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { SluiceError } from "../../errors.js";
 import { formatDuration, parseDuration } from "../../spec/duration.js";
 import type { Column, ColumnTypeName, QualityRuleSpec, TypedRow, TypedValue } from "./model.js";
@@ -297,30 +300,114 @@ interface DatasetCheck {
   evaluate(rowsChecked: number, now: Date): { passed: boolean; detail: string };
 }
 
+/** Where and when the `unique` check moves its values from memory to disk. */
+export interface SpillOptions {
+  /** A folder for the scratch database (the step's own folder: removed with the run's artifacts). */
+  dir: string;
+  /** Distinct values kept in memory before spilling (default 1,000,000: about 100 MB). */
+  maxInMemory?: number;
+}
+
+const RECENT_MAX = 100_000;
+
 /**
- * Remembers the first line of each value. Null-prototype dictionary objects: about 1.5× faster
- * than a Map for millions of fresh string keys here; a new one every 8 million keys keeps each
- * table well inside V8's size limits.
+ * Remembers the first line of each value. In memory: null-prototype dictionary objects, about
+ * 1.5× faster than a Map for millions of fresh string keys here. Past `maxInMemory` values (when
+ * a spill folder is given) everything moves to an on-disk SQLite table, and new values gather in
+ * a small in-memory batch written in one transaction, so memory stays bounded whatever the
+ * number of rows.
  */
 class FirstSeen {
-  private readonly tables: Record<string, number>[] = [Object.create(null) as Record<string, number>];
+  private table: Record<string, number> = Object.create(null) as Record<string, number>;
   private size = 0;
+  private disk?: { db: Database.Database; get: Database.Statement; put: (entries: [string, number][]) => void; file: string; filter: BloomFilter };
+
+  constructor(private readonly spill?: SpillOptions) {}
 
   /** The first line of `key`, recording `line` when it is new. */
   seen(value: Value, line: number): number | undefined {
     const key = typeof value === "string" ? value : String(value);
-    const tables = this.tables;
-    for (let k = 0; k < tables.length; k++) {
-      const first = tables[k]![key];
-      if (first !== undefined) return first;
+    const first = this.table[key];
+    if (first !== undefined) return first;
+    if (this.disk) {
+      // Most values are new: the filter answers "never seen" without touching the disk.
+      if (this.disk.filter.mayHave(key)) {
+        const row = this.disk.get.get(key) as { line: number } | undefined;
+        if (row) return row.line;
+      }
+      this.disk.filter.add(key);
     }
-    if (++this.size > 8_000_000) {
-      tables.push(Object.create(null) as Record<string, number>);
-      this.size = 1;
-    }
-    tables[tables.length - 1]![key] = line;
+    this.table[key] = line;
+    this.size++;
+    if (this.disk && this.size >= RECENT_MAX) this.flush();
+    else if (!this.disk && this.spill && this.size > (this.spill.maxInMemory ?? 1_000_000)) this.moveToDisk(this.spill.dir);
     return undefined;
   }
+
+  close(): void {
+    if (!this.disk) return;
+    this.disk.db.close();
+    rmSync(this.disk.file, { force: true });
+    this.disk = undefined;
+  }
+
+  private moveToDisk(dir: string): void {
+    const file = join(dir, `unique-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.db`);
+    const db = new Database(file);
+    db.pragma("journal_mode = OFF");
+    db.pragma("synchronous = OFF");
+    db.exec("CREATE TABLE seen (k TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID");
+    const insert = db.prepare("INSERT OR IGNORE INTO seen (k, line) VALUES (?, ?)");
+    const put = db.transaction((entries: [string, number][]) => {
+      for (const [k, l] of entries) insert.run(k, l);
+    });
+    const filter = new BloomFilter();
+    for (const k in this.table) filter.add(k);
+    this.disk = { db, get: db.prepare("SELECT line FROM seen WHERE k = ?"), put, file, filter };
+    this.flush();
+  }
+
+  private flush(): void {
+    this.disk!.put(Object.entries(this.table));
+    this.table = Object.create(null) as Record<string, number>;
+    this.size = 0;
+  }
+}
+
+/**
+ * A fixed 16 MiB Bloom filter (2^27 bits, 3 probes by double hashing of two FNV-1a hashes):
+ * under 1% false positives up to about 10 million values, and never a false negative.
+ */
+class BloomFilter {
+  private readonly bits = new Uint32Array(1 << 22);
+
+  add(key: string): void {
+    const [h1, h2] = hashes(key);
+    for (let i = 0; i < 3; i++) {
+      const b = (h1 + i * h2) >>> 5 & 0x3fffff;
+      this.bits[b]! |= 1 << ((h1 + i * h2) & 31);
+    }
+  }
+
+  mayHave(key: string): boolean {
+    const [h1, h2] = hashes(key);
+    for (let i = 0; i < 3; i++) {
+      const b = (h1 + i * h2) >>> 5 & 0x3fffff;
+      if ((this.bits[b]! & (1 << ((h1 + i * h2) & 31))) === 0) return false;
+    }
+    return true;
+  }
+}
+
+function hashes(key: string): [number, number] {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ key.length;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  return [a >>> 0, (b >>> 0) | 1];
 }
 
 /** "a decimal", "an integer". */
@@ -337,7 +424,8 @@ function listText(items: readonly (string | number | boolean)[]): string {
  * combine several on one column) becomes its own report entry, in the order: required, type,
  * unique, min, max, pattern, allowed, row count min, row count max, freshness.
  */
-export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[], opts: { now?: Date } = {}): QualityChecker {
+export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[], opts: { now?: Date; spill?: SpillOptions } = {}): QualityChecker {
+  const uniques: FirstSeen[] = [];
   const byName = new Map(columns.map((c) => [c.name, c] as const));
   const known = columns.map((c) => c.name).join(", ") || "(none)";
   const columnOf = (name: string): Column => {
@@ -387,7 +475,8 @@ export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[]
 
       if (spec.unique === true) {
         const norm = makeNormaliser(col.type);
-        const seen = new FirstSeen();
+        const seen = new FirstSeen(opts.spill);
+        uniques.push(seen);
         addRow(name, `${name} unique`, false, (v, line) => {
           const first = seen.seen(norm(v), line);
           return first === undefined ? undefined : `${name}: duplicate value ${showValue(v)}, first seen at line ${first}`;
@@ -517,6 +606,7 @@ export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[]
     },
 
     finish(): QualityReport {
+      for (const u of uniques) u.close();
       const now = opts.now ?? new Date();
       for (const c of rowChecks) {
         const failures = c.result.failures;

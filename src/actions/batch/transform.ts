@@ -140,8 +140,8 @@ export async function validateDataQuality(
 ): Promise<Outputs> {
   const ds = await readDataset(input.dataset);
   requireTyped(ds, input.dataset, "quality validation");
-  const checker = createQualityChecker(input.rules, ds.columns);
   const dir = await stepFolder(ctx);
+  const checker = createQualityChecker(input.rules, ds.columns, { spill: { dir } });
   const quarantine: QuarantineSink = quarantineSink(dir);
   const excluded: Exclusions = Object.fromEntries([...(await readExclusions(ds))].map(([p, set]) => [p, [...set]]));
   let seen = 0;
