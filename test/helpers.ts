@@ -41,9 +41,13 @@ export function scratch(): (prefix: string) => string {
   };
 }
 
-export function testEnv(extra: ActionDefinition[] = []): TestEnv {
+/**
+ * A temporary home, the test actions plus `extra`, and a store: a fresh SQLite file, or
+ * `opts.store` (already open, e.g. PostgreSQL) which cleanup leaves open for its owner to close.
+ */
+export function testEnv(extra: ActionDefinition[] = [], opts: { store?: StateStore } = {}): TestEnv {
   const home = tempDir();
-  const store = openSqliteStore(join(home, "sluice.db"));
+  const store = opts.store ?? openSqliteStore(join(home, "sluice.db"));
   const actions = builtinRegistry();
   for (const d of [...testActions(), ...extra]) actions.register(d);
   return {
@@ -51,7 +55,7 @@ export function testEnv(extra: ActionDefinition[] = []): TestEnv {
     store,
     actions,
     async cleanup() {
-      await store.close();
+      if (!opts.store) await store.close();
       rmSync(home, { recursive: true, force: true });
     },
   };
@@ -118,4 +122,23 @@ export async function runWorkflow(
     store: env.store, actions: env.actions, home: env.home, limiter: opts.limiter, signal: opts.signal,
     onEvent: (e) => opts.events?.push(e),
   });
+}
+
+/** An action that records how many of its kind run at once. */
+export function concurrencyProbe() {
+  const state = { now: 0, max: 0, order: [] as string[] };
+  const def = defineAction({
+    kind: "agent", owner: "probe", action: "work", description: "count concurrent runs",
+    input: z.object({ ms: z.number(), tag: z.string().optional() }).strict(),
+    run: async ({ ms, tag }, ctx) => {
+      state.now++;
+      state.max = Math.max(state.max, state.now);
+      state.order.push(`start:${tag ?? ctx.step}`);
+      await new Promise((r) => setTimeout(r, ms));
+      state.order.push(`end:${tag ?? ctx.step}`);
+      state.now--;
+      return { tag: tag ?? ctx.step };
+    },
+  });
+  return { state, def };
 }

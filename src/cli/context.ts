@@ -16,7 +16,7 @@ export async function loadActions(extra: string[] = []): Promise<ActionRegistry>
 }
 
 export async function withStore<T>(fn: (store: StateStore, home: string) => Promise<T>): Promise<T> {
-  const store = openStore();
+  const store = await openStore();
   try {
     return await fn(store, sluiceHome());
   } finally {

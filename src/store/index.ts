@@ -1,8 +1,10 @@
 /**
- * Choosing the state store: SQLite under SLUICE_HOME by default.
+ * Choosing the state store: SQLite under SLUICE_HOME by default, PostgreSQL when
+ * SLUICE_DATABASE_URL is a postgres:// URL.
  */
 import { join, resolve } from "node:path";
 import { SluiceError } from "../errors.js";
+import { openPostgresStore } from "./postgres.js";
 import { openSqliteStore } from "./sqlite.js";
 import type { StateStore } from "./types.js";
 
@@ -13,13 +15,14 @@ export function sluiceHome(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(env.SLUICE_HOME ?? join(process.cwd(), ".sluice"));
 }
 
-export function openStore(env: NodeJS.ProcessEnv = process.env): StateStore {
+/**
+ * The state store this environment asks for: PostgreSQL when SLUICE_DATABASE_URL is a postgres://
+ * URL (tables in the `sluice` schema, migrated on open), otherwise SQLite under SLUICE_HOME.
+ * A server that cannot be reached fails with NETWORK_ERROR naming host:port, never the password.
+ */
+export async function openStore(env: NodeJS.ProcessEnv = process.env): Promise<StateStore> {
   const url = env.SLUICE_DATABASE_URL;
-  if (url && /^postgres(ql)?:\/\//.test(url))
-    throw new SluiceError(
-      "BAD_CONFIG",
-      "SLUICE_DATABASE_URL points at PostgreSQL, but this build has only the embedded SQLite state store; unset it to use .sluice/sluice.db",
-    );
+  if (url && /^postgres(ql)?:\/\//.test(url)) return openPostgresStore(url);
   if (url) throw new SluiceError("BAD_CONFIG", "SLUICE_DATABASE_URL must be a postgres:// URL");
   return openSqliteStore(join(sluiceHome(env), "sluice.db"));
 }

@@ -10,13 +10,12 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { SluiceError } from "../errors.js";
-import type { Workflow } from "../spec/schema.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
+import { toAttempt, toRun, toStep, type Row } from "./rows.js";
 import type {
-  AttemptEnd, AttemptRecord, ErrorInfo, IngestedFile, LeaseState, NewRun, RunFilter, RunRecord, RunStatus, StateStore, StepRecord, StepStatus,
+  AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RunFilter, RunStatus, StateStore, StepStatus,
 } from "./types.js";
 
-type Row = Record<string, unknown>;
 
 export function openSqliteStore(file: string): StateStore {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -214,55 +213,4 @@ function migrate(db: Database.Database): void {
 
 function leaseLost(runId: string): SluiceError {
   return new SluiceError("LEASE_LOST", `run ${runId} is now owned by another process; this one stops working on it`, { retryable: false });
-}
-
-const error = (row: Row): ErrorInfo | null =>
-  row.error_code ? { code: row.error_code as string, message: (row.error_message as string) ?? "" } : null;
-
-function toRun(row: Row): RunRecord {
-  return {
-    id: row.id as string,
-    workflow: row.workflow as string,
-    spec: JSON.parse(row.spec as string) as Workflow,
-    source: (row.source as string) ?? null,
-    params: JSON.parse(row.params as string) as Record<string, unknown>,
-    trigger: row.trigger ? JSON.parse(row.trigger as string) : null,
-    status: row.status as RunStatus,
-    createdAt: row.created_at as string,
-    startedAt: (row.started_at as string) ?? null,
-    endedAt: (row.ended_at as string) ?? null,
-    deadlineAt: (row.deadline_at as string) ?? null,
-    error: error(row),
-    cancelRequested: row.cancel_requested === 1,
-    leaseOwner: (row.lease_owner as string) ?? null,
-    leaseExpiresAt: (row.lease_expires_at as number) ?? null,
-  };
-}
-
-function toStep(row: Row): StepRecord {
-  return {
-    runId: row.run_id as string,
-    name: row.name as string,
-    idx: row.idx as number,
-    status: row.status as StepStatus,
-    attempts: row.attempts as number,
-    notBefore: (row.not_before as number) ?? null,
-    startedAt: (row.started_at as string) ?? null,
-    endedAt: (row.ended_at as string) ?? null,
-    outputs: row.outputs ? JSON.parse(row.outputs as string) : null,
-    error: error(row),
-  };
-}
-
-function toAttempt(row: Row): AttemptRecord {
-  return {
-    runId: row.run_id as string,
-    step: row.step as string,
-    n: row.n as number,
-    status: row.status as AttemptRecord["status"],
-    startedAt: row.started_at as string,
-    endedAt: (row.ended_at as string) ?? null,
-    error: error(row),
-    owner: (row.owner as string) ?? null,
-  };
 }

@@ -5,31 +5,13 @@ import { z } from "zod";
 import { defineAction } from "../../src/actions/types.js";
 import { createLimiter, createRun, executeRun, runDetail, type EngineEvent } from "../../src/engine/index.js";
 import { retryDelayMs } from "../../src/engine/backoff.js";
-import { runWorkflow, tempDir, testEnv, workflow, type TestEnv } from "../helpers.js";
+import { concurrencyProbe, runWorkflow, tempDir, testEnv, workflow, type TestEnv } from "../helpers.js";
 
 let env: TestEnv;
 afterEach(async () => env?.cleanup());
 /** A workflow validated against this test's action catalogue. */
 const flow = (spec: Record<string, unknown>) => workflow(spec, env.actions);
 
-/** An action that records how many of its kind run at once. */
-function concurrencyProbe() {
-  const state = { now: 0, max: 0, order: [] as string[] };
-  const def = defineAction({
-    kind: "agent", owner: "probe", action: "work", description: "count concurrent runs",
-    input: z.object({ ms: z.number(), tag: z.string().optional() }).strict(),
-    run: async ({ ms, tag }, ctx) => {
-      state.now++;
-      state.max = Math.max(state.max, state.now);
-      state.order.push(`start:${tag ?? ctx.step}`);
-      await new Promise((r) => setTimeout(r, ms));
-      state.order.push(`end:${tag ?? ctx.step}`);
-      state.now--;
-      return { tag: tag ?? ctx.step };
-    },
-  });
-  return { state, def };
-}
 
 describe("scheduling", () => {
   it("runs independent steps concurrently and dependent steps in order", async () => {

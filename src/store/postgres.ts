@@ -1,0 +1,273 @@
+/**
+ * The PostgreSQL state store, for several processes (the worker fleet) sharing one history.
+ *
+ * Same semantics as the SQLite store, transition for transition. The differences come from
+ * PostgreSQL being shared by processes that run at the same time:
+ * - Every multi-row transition is ONE statement (data-modifying CTEs), so it is atomic and costs
+ *   one round trip: a sequential step is two round trips (beginAttempt, endAttempt).
+ * - The fencing in beginAttempt locks the run row `FOR SHARE` while it checks the lease owner:
+ *   a concurrent claimRun by another process waits for the attempt row to commit (and then its
+ *   recoverInterrupted sees it), or, when the claim committed first, the lock re-reads the row,
+ *   finds the new owner and the insert does not happen (LEASE_LOST). Attempts of one run still
+ *   begin in parallel: share locks do not conflict with each other.
+ * - Tables live in their own schema (`sluice` by default) so they never meet user tables.
+ * - Migrations run under a transaction-level advisory lock: processes starting together migrate
+ *   exactly once.
+ * Commits are durable (the server's synchronous_commit applies, `on` by default).
+ */
+import { toAttempt, toRun, toStep, type Row } from "./rows.js";
+import pg from "pg";
+import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
+import { SluiceError } from "../errors.js";
+import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
+import type { ErrorInfo, LeaseState, RunFilter, RunStatus, StateStore, StepStatus } from "./types.js";
+
+
+export interface PostgresStoreOptions {
+  /** Schema holding the store's tables, created when missing (default `sluice`). */
+  schema?: string;
+  /** Connections in the pool (default 10). */
+  max?: number;
+}
+
+const INT8_OID = 20;
+/** BIGINT columns (epoch ms, file sizes) as JS numbers, for this pool only: pg's global parsers stay as they are. */
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID && format !== "binary" ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+export async function openPostgresStore(url: string, opts: PostgresStoreOptions = {}): Promise<StateStore> {
+  const schema = opts.schema ?? "sluice";
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema))
+    throw new SluiceError("BAD_CONFIG", `the state store schema ${JSON.stringify(schema)} must be lower-case letters, digits and underscores`);
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new SluiceError("BAD_CONFIG", "SLUICE_DATABASE_URL is not a valid postgres:// URL");
+  }
+  const password = u.password ? decodeURIComponent(u.password) : undefined;
+  const secrets = [password, u.password].filter((s): s is string => !!s);
+  const ep = await pgEndpoint(u, { password, applicationName: "sluice-state" });
+  const pool = new pg.Pool({ ...ep.client, types, max: opts.max ?? 10, idleTimeoutMillis: 30_000 });
+  // An idle connection dropped by the server must not crash the process; the next query reconnects.
+  pool.on("error", () => undefined);
+  const fail = (err: unknown, doing: string) => pgError(err, ep.where, secrets, doing);
+
+  try {
+    await migrate(pool, schema);
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw fail(err, "preparing the state store");
+  }
+
+  const S = `"${schema}"`;
+  const T = { runs: `${S}.runs`, steps: `${S}.steps`, attempts: `${S}.attempts`, ingested: `${S}.ingested_files` };
+  // Named statements are prepared once per connection and reused.
+  const stmt = (name: string, text: string) => ({ name: `sluice_${schema}_${name}`, text });
+  const q = {
+    createRun: stmt("create_run", `
+      WITH r AS (
+        INSERT INTO ${T.runs} (id, workflow, spec, source, params, trigger, status, created_at)
+        VALUES ($1::text, $2, $3, $4, $5, $6, 'pending', $7)
+        RETURNING *
+      ), s AS (
+        INSERT INTO ${T.steps} (run_id, name, idx, status)
+        SELECT $1::text, t.name, (t.i - 1)::int, 'pending' FROM unnest($8::text[]) WITH ORDINALITY AS t(name, i)
+      )
+      SELECT * FROM r`),
+    getRun: stmt("get_run", `SELECT * FROM ${T.runs} WHERE id = $1`),
+    getSteps: stmt("get_steps", `SELECT * FROM ${T.steps} WHERE run_id = $1 ORDER BY idx`),
+    getAttempts: stmt("get_attempts", `SELECT * FROM ${T.attempts} WHERE run_id = $1 ORDER BY step, n`),
+    claim: stmt("claim", `
+      UPDATE ${T.runs} SET lease_owner = $2, lease_expires_at = $3
+       WHERE id = $1 AND status IN ('pending', 'running')
+         AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < $4)`),
+    renew: stmt("renew", `UPDATE ${T.runs} SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 RETURNING cancel_requested`),
+    release: stmt("release", `UPDATE ${T.runs} SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2`),
+    recover: stmt("recover", `
+      WITH a AS (
+        UPDATE ${T.attempts} SET status = 'interrupted', ended_at = $2, error_code = 'INTERRUPTED',
+               error_message = 'the process running this attempt stopped (its lease expired) before it finished'
+         WHERE run_id = $1 AND status = 'running'
+        RETURNING 1
+      ), s AS (
+        UPDATE ${T.steps} SET status = 'pending' WHERE run_id = $1 AND status = 'running'
+      )
+      SELECT count(*)::int AS n FROM a`),
+    startRun: stmt("start_run", `
+      UPDATE ${T.runs} SET status = 'running', started_at = COALESCE(started_at, $3), deadline_at = COALESCE(deadline_at, $4)
+       WHERE id = $1 AND lease_owner = $2`),
+    finishRun: stmt("finish_run", `
+      UPDATE ${T.runs} SET status = $3, ended_at = $4, error_code = $5, error_message = $6,
+             lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2)`),
+    // Fenced on the lease (see the header); the step update runs only when the attempt row went in.
+    beginAttempt: stmt("begin_attempt", `
+      WITH lease AS (
+        SELECT 1 FROM ${T.runs} WHERE id = $1::text AND lease_owner = $4::text FOR SHARE
+      ), a AS (
+        INSERT INTO ${T.attempts} (run_id, step, n, status, started_at, owner)
+        SELECT $1::text, $2::text, $3::int, 'running', $5::text, $4::text FROM lease
+        RETURNING 1
+      )
+      UPDATE ${T.steps} SET status = 'running', attempts = $3, started_at = COALESCE(started_at, $5), not_before = NULL
+       WHERE run_id = $1 AND name = $2 AND EXISTS (SELECT 1 FROM a)`),
+    endAttempt: stmt("end_attempt", `
+      WITH a AS (
+        UPDATE ${T.attempts} SET status = $5, ended_at = $6, error_code = $7, error_message = $8
+         WHERE run_id = $1 AND step = $2 AND n = $3 AND status = 'running' AND owner = $4
+        RETURNING 1
+      )
+      UPDATE ${T.steps} SET status = $9, not_before = $10, outputs = COALESCE($11, outputs),
+             ended_at = CASE WHEN $9::text = 'pending' THEN NULL ELSE $6::text END,
+             error_code = $7, error_message = $8
+       WHERE run_id = $1 AND name = $2 AND EXISTS (SELECT 1 FROM a)`),
+    settle: stmt("settle", `
+      UPDATE ${T.steps} SET status = $3, ended_at = $4,
+             error_code = COALESCE($5, error_code), error_message = COALESCE($6, error_message)
+       WHERE run_id = $1 AND name = ANY($2::text[]) AND status IN ('pending', 'running')`),
+    cancel: stmt("cancel", `UPDATE ${T.runs} SET cancel_requested = true WHERE id = $1`),
+    ingested: stmt("ingested", `SELECT checksum FROM ${T.ingested} WHERE scope = $1 AND checksum = ANY($2::text[])`),
+    recordIngested: stmt("record_ingested", `
+      INSERT INTO ${T.ingested} (scope, checksum, path, size, run_id, ingested_at)
+      SELECT $1::text, t.checksum, t.path, t.size, $5::text, $6::text FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(checksum, path, size)
+      ON CONFLICT (scope, checksum) DO NOTHING`),
+  };
+
+  const run = async (doing: string, query: { name: string; text: string }, values: unknown[]): Promise<pg.QueryResult<Row>> => {
+    try {
+      return await pool.query<Row>({ ...query, values });
+    } catch (err) {
+      throw fail(err, doing);
+    }
+  };
+
+  return {
+    dialect: "postgres",
+    async createRun(r) {
+      const res = await run(`creating run ${r.id}`, q.createRun, [
+        r.id, r.workflow.metadata.name, JSON.stringify(r.workflow), r.source, JSON.stringify(r.params),
+        r.trigger ? JSON.stringify(r.trigger) : null, r.createdAt, r.workflow.spec.steps.map((s) => s.name),
+      ]);
+      return toRun(res.rows[0]!);
+    },
+    async getRun(id) {
+      const row = (await run(`reading run ${id}`, q.getRun, [id])).rows[0];
+      return row ? toRun(row) : undefined;
+    },
+    async listRuns(filter: RunFilter = {}) {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (filter.workflow) (args.push(filter.workflow), where.push(`workflow = $${args.length}`));
+      if (filter.status) (args.push(filter.status), where.push(`status = $${args.length}`));
+      args.push(filter.limit ?? 50);
+      const text = `SELECT * FROM ${T.runs} ${where.length ? "WHERE " + where.join(" AND ") : ""}
+                    ORDER BY created_at DESC, id DESC LIMIT $${args.length}`;
+      try {
+        return (await pool.query<Row>(text, args)).rows.map(toRun);
+      } catch (err) {
+        throw fail(err, "listing runs");
+      }
+    },
+    async getSteps(runId) {
+      return (await run(`reading the steps of run ${runId}`, q.getSteps, [runId])).rows.map(toStep);
+    },
+    async getAttempts(runId) {
+      return (await run(`reading the attempts of run ${runId}`, q.getAttempts, [runId])).rows.map(toAttempt);
+    },
+    async claimRun(runId, owner, ttlMs, now) {
+      return (await run(`claiming run ${runId}`, q.claim, [runId, owner, now + ttlMs, now])).rowCount === 1;
+    },
+    async renewLease(runId, owner, ttlMs, now): Promise<LeaseState> {
+      const row = (await run(`renewing the lease of run ${runId}`, q.renew, [runId, owner, now + ttlMs])).rows[0];
+      return row ? { held: true, cancelRequested: row.cancel_requested === true } : { held: false, cancelRequested: false };
+    },
+    async releaseLease(runId, owner) {
+      await run(`releasing run ${runId}`, q.release, [runId, owner]);
+    },
+    async recoverInterrupted(runId, _owner, endedAt) {
+      return (await run(`recovering run ${runId}`, q.recover, [runId, endedAt])).rows[0]!.n as number;
+    },
+    async markRunStarted(runId, owner, startedAt, deadlineAt) {
+      if ((await run(`starting run ${runId}`, q.startRun, [runId, owner, startedAt, deadlineAt])).rowCount !== 1) throw leaseLost(runId);
+    },
+    async finishRun(runId, owner, status: RunStatus, endedAt, error) {
+      await run(`finishing run ${runId}`, q.finishRun, [runId, owner, status, endedAt, error?.code ?? null, error?.message ?? null]);
+    },
+    async beginAttempt(runId, step, n, owner, startedAt) {
+      const res = await run(`recording attempt ${n} of step ${step}`, q.beginAttempt, [runId, step, n, owner, startedAt]);
+      if (res.rowCount !== 1) throw leaseLost(runId);
+    },
+    async endAttempt(e) {
+      const res = await run(`recording the end of attempt ${e.n} of step ${e.step}`, q.endAttempt, [
+        e.runId, e.step, e.n, e.owner, e.status, e.endedAt, e.error?.code ?? null, e.error?.message ?? null,
+        e.stepStatus, e.notBefore, e.outputs ? JSON.stringify(e.outputs) : null,
+      ]);
+      if (res.rowCount !== 1) throw leaseLost(e.runId);
+    },
+    async settleSteps(runId, steps, status: StepStatus, endedAt, error: ErrorInfo | null) {
+      if (!steps.length) return;
+      await run(`settling steps of run ${runId}`, q.settle, [runId, steps, status, endedAt, error?.code ?? null, error?.message ?? null]);
+    },
+    async requestCancel(runId) {
+      await run(`cancelling run ${runId}`, q.cancel, [runId]);
+    },
+    async ingestedChecksums(scope, checksums) {
+      if (!checksums.length) return new Set<string>();
+      const res = await run("reading the ingested-files ledger", q.ingested, [scope, checksums]);
+      return new Set(res.rows.map((r) => r.checksum as string));
+    },
+    async recordIngested(scope, files, runId) {
+      if (!files.length) return;
+      await run("recording ingested files", q.recordIngested, [
+        scope, files.map((f) => f.checksum), files.map((f) => f.path), files.map((f) => f.size), runId, new Date().toISOString(),
+      ]);
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+/**
+ * Apply missing migrations in one transaction holding an advisory lock keyed on the schema, so
+ * processes starting at once wait for each other and the later ones find nothing left to do.
+ */
+async function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    try {
+      await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`sluice.migrate:${schema}`]);
+      // Create only what is missing: a role without CREATE rights can use a store an admin prepared.
+      if (!(await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount)
+        await client.query(`CREATE SCHEMA "${schema}"`);
+      await client.query(`SET LOCAL search_path TO "${schema}"`);
+      if (!(await client.query(`SELECT to_regclass('schema_migrations') AS t`)).rows[0]?.t)
+        await client.query(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
+      const applied = new Set((await client.query<{ version: number }>(`SELECT version FROM schema_migrations`)).rows.map((r) => r.version));
+      const latest = Math.max(0, ...applied);
+      const known = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version));
+      if (latest > known)
+        throw new SluiceError("BAD_CONFIG", `the state store was written by a newer Sluice (schema ${latest}, this one knows ${known}); upgrade Sluice`);
+      for (const m of POSTGRES_MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        await client.query(m.sql);
+        await client.query(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, [m.version, new Date().toISOString()]);
+      }
+      await client.query("COMMIT");
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    client.release();
+  }
+}
+
+function leaseLost(runId: string): SluiceError {
+  return new SluiceError("LEASE_LOST", `run ${runId} is now owned by another process; this one stops working on it`, { retryable: false });
+}
+
