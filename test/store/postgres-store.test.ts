@@ -1,18 +1,15 @@
 /**
- * The PostgreSQL state store against a real server: migrations, leases and fencing, recovery, the
- * ingested-files ledger, and the engine's behaviours run on it. Each test run uses its own schema,
- * dropped at the end.
+ * The PostgreSQL state store against a real server: migrations, leases and fencing, recovery and
+ * the ingested-files ledger. (The engine's behaviours run on it in test/engine/engine.test.ts.)
+ * Each test run uses its own schema, dropped at the end.
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
-import { defineAction } from "../../src/actions/types.js";
-import { createRun, executeRun, runDetail, type EngineEvent } from "../../src/engine/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "../../src/store/index.js";
 import { openPostgresStore } from "../../src/store/postgres.js";
 import type { StateStore } from "../../src/store/types.js";
-import { concurrencyProbe, runWorkflow, tempDir, testEnv, workflow, type TestEnv } from "../helpers.js";
+import { tempDir, workflow } from "../helpers.js";
 
 const URL_ = "postgres://postgres@127.0.0.1:5432/test";
 const suffix = randomUUID().replace(/-/g, "").slice(0, 12);
@@ -201,139 +198,5 @@ describe("ingested-files ledger", () => {
     expect(await store.ingestedChecksums("wf:src", [])).toEqual(new Set());
     const row = await admin.query(`SELECT path, size FROM "${schema}".ingested_files WHERE scope = 'wf:src' AND checksum = 'c2'`);
     expect(row.rows[0]).toEqual({ path: "/d/2.csv", size: "2" });
-  });
-});
-
-describe("the engine on PostgreSQL", () => {
-  let env: TestEnv;
-  afterEach(async () => env?.cleanup());
-  const flow = (spec: Record<string, unknown>) => workflow(spec, env.actions);
-
-
-  it("runs independent steps concurrently and dependent steps in order", async () => {
-    const probe = concurrencyProbe();
-    env = testEnv([probe.def], { store });
-    const wf = flow({
-      steps: [
-        { name: "a", agent: "probe", action: "work", with: { ms: 150 } },
-        { name: "b", agent: "probe", action: "work", with: { ms: 150 } },
-        { name: "c", agent: "probe", action: "work", with: { ms: 150 } },
-        { name: "d", agent: "probe", action: "work", with: { ms: 10 }, dependsOn: ["a", "b", "c"] },
-      ],
-    });
-    const t0 = Date.now();
-    const run = await runWorkflow(env, wf);
-    expect(run.status).toBe("succeeded");
-    expect(probe.state.max).toBe(3);
-    expect(Date.now() - t0).toBeLessThan(450);
-    const dStart = probe.state.order.indexOf("start:d");
-    for (const s of ["a", "b", "c"]) expect(probe.state.order.indexOf(`end:${s}`)).toBeLessThan(dStart);
-    const d = await runDetail(store, run.id);
-    expect(d.steps.map((s) => [s.name, s.status, s.outputs])).toEqual([
-      ["a", "succeeded", { tag: "a" }], ["b", "succeeded", { tag: "b" }], ["c", "succeeded", { tag: "c" }], ["d", "succeeded", { tag: "d" }],
-    ]);
-  });
-
-  it("retries with growing backoff and succeeds on the third attempt", async () => {
-    env = testEnv([], { store });
-    const events: EngineEvent[] = [];
-    const wf = flow({
-      steps: [{ name: "flaky", agent: "test", action: "flaky", with: { failures: 2 }, retry: { limit: 3, backoff: { initial: "50ms", factor: 3, jitter: 0 } } }],
-    });
-    const run = await runWorkflow(env, wf, { events });
-    expect(run.status).toBe("succeeded");
-    const attempts = await store.getAttempts(run.id);
-    expect(attempts.map((a) => a.status)).toEqual(["failed", "failed", "succeeded"]);
-    const delays = events.flatMap((e) => (e.type === "step-ended" && e.retryInMs !== null ? [e.retryInMs] : []));
-    expect(delays).toEqual([50, 150]);
-    expect(Date.parse(attempts[2]!.startedAt) - Date.parse(attempts[1]!.endedAt!)).toBeGreaterThanOrEqual(140);
-  });
-
-  it("aborts an action at its step timeout and records the attempt as timed out", async () => {
-    env = testEnv([], { store });
-    const wf = flow({ steps: [{ name: "slow", agent: "test", action: "sleep", with: { ms: 5_000 }, timeout: "200ms" }] });
-    const t0 = Date.now();
-    const run = await runWorkflow(env, wf);
-    expect(Date.now() - t0).toBeLessThan(2_000);
-    expect(run.status).toBe("failed");
-    const d = await runDetail(store, run.id);
-    expect(d.steps[0]!.attempts).toEqual([expect.objectContaining({ status: "timedOut", error: expect.objectContaining({ code: "TIMEOUT" }) })]);
-  });
-
-  it("cancels a running run when another process asks through the store", async () => {
-    env = testEnv([], { store });
-    const wf = flow({
-      steps: [
-        { name: "long", agent: "test", action: "sleep", with: { ms: 10_000 } },
-        { name: "later", agent: "test", action: "echo", with: { value: 1 }, dependsOn: ["long"] },
-      ],
-    });
-    const created = await createRun(store, { workflow: wf });
-    const done = executeRun(created.id, { store, actions: env.actions, home: env.home });
-    await new Promise((r) => setTimeout(r, 200));
-    // Another process: its own connection pool on the same schema.
-    const other = await openPostgresStore(URL_, { schema });
-    await other.requestCancel(created.id);
-    await other.close();
-    const run = await done;
-    expect(run.status).toBe("cancelled");
-    const d = await runDetail(store, created.id);
-    expect(d.steps.map((s) => s.status)).toEqual(["cancelled", "cancelled"]);
-    expect(d.steps[0]!.attempts[0]!.status).toBe("cancelled");
-  });
-
-  it("leaves the run resumable on detach and resumes without re-running finished steps", async () => {
-    let runsOfFirst = 0;
-    const counter = defineAction({
-      kind: "agent", owner: "probe", action: "count", description: "count executions",
-      input: z.object({}).strict(),
-      run: async () => ({ n: ++runsOfFirst }),
-    });
-    env = testEnv([counter], { store });
-    const wf = flow({
-      steps: [
-        { name: "first", agent: "probe", action: "count" },
-        { name: "second", agent: "test", action: "sleep", with: { ms: 1_000 }, dependsOn: ["first"] },
-      ],
-    });
-    const created = await createRun(store, { workflow: wf });
-    const stop = new AbortController();
-    const pending = executeRun(created.id, { store, actions: env.actions, home: env.home, signal: stop.signal });
-    await new Promise((r) => setTimeout(r, 200));
-    stop.abort();
-    const detached = await pending;
-    expect(detached.status).toBe("running");
-    expect(detached.leaseOwner).toBeNull();
-
-    const run = await executeRun(created.id, { store, actions: env.actions, home: env.home });
-    expect(run.status).toBe("succeeded");
-    expect(runsOfFirst).toBe(1);
-    const attempts = await store.getAttempts(created.id);
-    expect(attempts.filter((a) => a.step === "second").map((a) => [a.n, a.status])).toEqual([[1, "interrupted"], [2, "succeeded"]]);
-  });
-
-  it("refuses to resume a run whose lease is still held", async () => {
-    env = testEnv([], { store });
-    const wf = flow({ steps: [{ name: "long", agent: "test", action: "sleep", with: { ms: 600 } }] });
-    const created = await createRun(store, { workflow: wf });
-    const first = executeRun(created.id, { store, actions: env.actions, home: env.home });
-    await new Promise((r) => setTimeout(r, 100));
-    await expect(executeRun(created.id, { store, actions: env.actions, home: env.home })).rejects.toMatchObject({ code: "CONFLICT" });
-    expect((await first).status).toBe("succeeded");
-  });
-
-  it("measures sequential steps per second through the engine (printed, not asserted)", async () => {
-    env = testEnv([], { store });
-    const N = 1_000;
-    const steps = Array.from({ length: N }, (_, i) => ({
-      name: `s${i}`, agent: "test", action: "echo", with: { value: i }, ...(i ? { dependsOn: [`s${i - 1}`] } : {}),
-    }));
-    const wf = flow({ steps });
-    const created = await createRun(store, { workflow: wf });
-    const t0 = performance.now();
-    const run = await executeRun(created.id, { store, actions: env.actions, home: env.home });
-    const secs = (performance.now() - t0) / 1000;
-    expect(run.status).toBe("succeeded");
-    console.log(`[postgres store] ${N} sequential steps in ${secs.toFixed(2)} s: ${Math.round(N / secs)} steps/s`);
   });
 });
