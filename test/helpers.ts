@@ -2,11 +2,12 @@
  * Shared test scaffolding: a temporary Sluice home with a real SQLite store, workflows written
  * inline, and in-process test actions whose behaviour the test controls.
  */
-import { afterAll } from "vitest";
+import { afterAll, expect } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
+import { SluiceError } from "../src/errors.js";
 import { createRegistry, type ActionRegistry } from "../src/actions/registry.js";
 import { defineAction, type ActionDefinition } from "../src/actions/types.js";
 import { builtinRegistry } from "../src/actions/builtin.js";
@@ -141,4 +142,15 @@ export function concurrencyProbe() {
     },
   });
   return { state, def };
+}
+
+/** The SluiceError a promise rejects with; fails the test when it resolves or throws something else. */
+export async function failure(p: Promise<unknown>): Promise<SluiceError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(SluiceError);
+    return err as SluiceError;
+  }
+  throw new Error("expected a failure");
 }

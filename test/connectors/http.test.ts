@@ -6,8 +6,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SluiceError } from "../../src/errors.js";
 import { fetchPages, parseLinkHeader, parseRetryAfter, probeHttp, type HttpCallOptions, type HttpPage, type HttpSourceConfig } from "../../src/connectors/http.js";
+import { failure } from "../helpers.js";
 
 const TOKEN = "tok-bearer-123";
 const PASSWORD = "pa:ss word/+";
@@ -142,16 +142,6 @@ async function collect(config: HttpSourceConfig, opts?: HttpCallOptions): Promis
   const pages: HttpPage[] = [];
   for await (const page of fetchPages(config, opts)) pages.push(page);
   return pages;
-}
-
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SluiceError);
-    return err as SluiceError;
-  }
-  throw new Error("expected a failure");
 }
 
 const ids = (pages: HttpPage[]) => pages.flatMap((p) => p.records ?? []).map((r) => r["id"]);

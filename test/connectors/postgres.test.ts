@@ -3,6 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SluiceError } from "../../src/errors.js";
 import { pgTimestampToIso, probePostgres, quoteTableName, readPostgres, type PgRow, type PostgresCallOptions, type PostgresSourceConfig } from "../../src/connectors/postgres.js";
+import { failure } from "../helpers.js";
 
 const URL_ = "postgres://postgres@127.0.0.1:5432/test";
 const suffix = randomUUID().replace(/-/g, "").slice(0, 12);
@@ -54,16 +55,6 @@ async function openClients(app: string, expected = 0): Promise<number> {
     if (n === expected || i >= 40) return n;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-}
-
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SluiceError);
-    return err as SluiceError;
-  }
-  throw new Error("expected a failure");
 }
 
 async function readAll(config: PostgresSourceConfig, opts?: PostgresCallOptions): Promise<PgRow[][]> {

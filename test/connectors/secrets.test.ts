@@ -2,8 +2,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SluiceError } from "../../src/errors.js";
 import { isSecretRef, redact, resolveSecret, safeUrl } from "../../src/connectors/secrets.js";
+import { failure } from "../helpers.js";
 
 let dir: string;
 beforeAll(async () => {
@@ -12,16 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SluiceError);
-    return err as SluiceError;
-  }
-  throw new Error("expected a failure");
-}
 
 describe("resolveSecret", () => {
   it("reads env: references", async () => {

@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SluiceError } from "../../../src/errors.js";
 import { openDestination } from "../../../src/connectors/destinations/index.js";
+import { failure } from "../../helpers.js";
 
 const PG = "postgres://postgres@127.0.0.1:5432/test";
 const dir = mkdtempSync(join(tmpdir(), "sluice-dest-open-"));
@@ -24,16 +24,6 @@ afterAll(async () => {
   await admin?.end();
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function failure(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SluiceError);
-    return err as SluiceError;
-  }
-  throw new Error("expected a failure");
-}
 
 describe("openDestination", () => {
   it("refuses a password in a plain PostgreSQL URL without echoing it", async () => {
