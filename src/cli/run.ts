@@ -3,7 +3,8 @@
  * Ctrl-C (or SIGTERM) detaches: running attempts stop and the run stays resumable.
  */
 import { SluiceError } from "../errors.js";
-import { createRun, executeRun, runDetail } from "../engine/index.js";
+import { createRun, executeRun, leaseTtl, runDetail } from "../engine/index.js";
+import { newOwnerId } from "../engine/ids.js";
 import { formatProblem, loadWorkflowFile } from "../spec/load.js";
 import { formatDuration } from "../spec/duration.js";
 import type { StateStore } from "../store/types.js";
@@ -24,9 +25,12 @@ export async function runCommand(file: string, o: { param?: string[]; json?: boo
     throw new SluiceError("USAGE", `${file} holds ${loaded.workflows.length} workflows; sluice run takes a file with exactly one`);
   const params = parseParams(o.param ?? []);
   return withStore(async (store, home) => {
-    const run = await createRun(store, { workflow: loaded.workflows[0]!.workflow, params, source: resolve(file) });
+    // Created already leased to this process: a worker sharing the store must not take it first.
+    const owner = newOwnerId();
+    const lease = { owner, expiresAt: Date.now() + leaseTtl() };
+    const run = await createRun(store, { workflow: loaded.workflows[0]!.workflow, params, source: resolve(file), lease });
     process.stderr.write(`sluice: run ${run.id} created\n`);
-    return drive(store, home, actions, run.id, o.json === true);
+    return drive(store, home, actions, run.id, o.json === true, owner);
   });
 }
 
@@ -41,14 +45,14 @@ export async function resumeCommand(id: string, o: { json?: boolean; actions?: s
   });
 }
 
-async function drive(store: StateStore, home: string, actions: ActionRegistry, runId: string, json: boolean): Promise<number> {
+async function drive(store: StateStore, home: string, actions: ActionRegistry, runId: string, json: boolean, owner?: string): Promise<number> {
   const progress = createProgress(chooseProgressMode());
   const detach = new AbortController();
   const onSignal = () => detach.abort();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
-    const run = await executeRun(runId, { store, actions, home, onEvent: (e) => progress.onEvent(e), signal: detach.signal });
+    const run = await executeRun(runId, { store, actions, home, owner, onEvent: (e) => progress.onEvent(e), signal: detach.signal });
     progress.stop();
     const detail = await runDetail(store, runId);
     if (json) process.stdout.write(`${JSON.stringify(detail, null, 2)}\n`);

@@ -1,15 +1,16 @@
 /**
  * What the engine tells its observers (progress display, logs, later metrics) as a run moves.
  */
-import type { ErrorInfo, RunStatus, StepStatus } from "../store/types.js";
+import type { ErrorInfo, RunStatus, RunTrigger, StepStatus } from "../store/types.js";
 import type { ProgressUpdate } from "../actions/types.js";
 
 export type EngineEvent =
   | { type: "run-started"; runId: string; workflow: string; steps: string[]; resumed: boolean }
-  | { type: "step-started"; runId: string; step: string; attempt: number; at: number }
+  | { type: "step-started"; runId: string; workflow: string; step: string; attempt: number; at: number }
   | {
       type: "step-ended";
       runId: string;
+      workflow: string;
       step: string;
       attempt: number;
       status: "succeeded" | "failed" | "timedOut" | "cancelled";
@@ -17,10 +18,22 @@ export type EngineEvent =
       /** Set when the step will be tried again after this many ms. */
       retryInMs: number | null;
       durationMs: number;
+      /** What the attempt returned (rows counts, quality score, …) when it succeeded. */
+      outputs: Record<string, unknown> | null;
     }
   | { type: "step-progress"; runId: string; step: string; attempt: number; elapsedMs: number; progress: ProgressUpdate }
   | { type: "steps-settled"; runId: string; steps: string[]; status: StepStatus }
-  | { type: "run-ended"; runId: string; status: RunStatus; error: ErrorInfo | null }
+  | {
+      type: "run-ended";
+      runId: string;
+      workflow: string;
+      status: RunStatus;
+      error: ErrorInfo | null;
+      /** What started the run (platform events carry their chain depth here). */
+      trigger: RunTrigger | null;
+      startedAt: string | null;
+      endedAt: string;
+    }
   | { type: "run-detached"; runId: string; reason: string };
 
 export type EventSink = (e: EngineEvent) => void;

@@ -33,6 +33,11 @@ export interface EngineOptions {
   onEvent?: EventSink;
   /** Aborting this detaches: running attempts stop, are marked interrupted, and the run stays resumable. */
   signal?: AbortSignal;
+  /**
+   * Aborting this drains (graceful shutdown): no new attempt starts, running ones finish and are
+   * recorded, then the process lets go of the run so another worker goes on with it at once.
+   */
+  drain?: AbortSignal;
 }
 
 const DEFAULT_PARALLELISM = 32;
@@ -64,7 +69,12 @@ interface StepState {
 }
 
 /** Why the run stops early, in order of precedence when several happen. */
-type StopReason = { kind: "cancel" } | { kind: "runTimeout" } | { kind: "leaseLost" } | { kind: "detach"; reason: string };
+type StopReason =
+  | { kind: "cancel" }
+  | { kind: "runTimeout" }
+  | { kind: "leaseLost" }
+  | { kind: "detach"; reason: string }
+  | { kind: "drain" };
 
 /** Execute (or resume) a run until it ends or this process detaches from it. Returns the run as stored. */
 export async function executeRun(runId: string, opts: EngineOptions): Promise<RunRecord> {
@@ -132,8 +142,11 @@ class RunDriver {
     if (fresh.deadlineAt) this.armDeadline(Date.parse(fresh.deadlineAt));
     if (fresh.cancelRequested) this.requestStop({ kind: "cancel" });
     const onExternal = () => this.requestStop({ kind: "detach", reason: "the process is shutting down" });
+    const onDrain = () => this.requestStop({ kind: "drain" });
     if (this.opts.signal?.aborted) onExternal();
     this.opts.signal?.addEventListener("abort", onExternal, { once: true });
+    if (this.opts.drain?.aborted) onDrain();
+    this.opts.drain?.addEventListener("abort", onDrain, { once: true });
 
     try {
       this.pump();
@@ -142,6 +155,7 @@ class RunDriver {
       return await this.finish();
     } finally {
       this.opts.signal?.removeEventListener("abort", onExternal);
+      this.opts.drain?.removeEventListener("abort", onDrain);
       clearInterval(this.heartbeat);
       clearTimeout(this.deadlineTimer);
       for (const s of this.states.values()) clearTimeout(s.timer);
@@ -150,9 +164,12 @@ class RunDriver {
 
   /** Rebuild the in-memory picture from the store. */
   private load(steps: StepRecord[], attempts: AttemptRecord[]): void {
-    const failures = new Map<string, number>();
-    for (const a of attempts) if (a.status === "failed" || a.status === "timedOut") failures.set(a.step, (failures.get(a.step) ?? 0) + 1);
     const byName = new Map(steps.map((s) => [s.name, s]));
+    // Failures since the last manual retry count against the retry budget; earlier ones do not.
+    const failures = new Map<string, number>();
+    for (const a of attempts)
+      if ((a.status === "failed" || a.status === "timedOut") && a.n > (byName.get(a.step)?.retryBase ?? 0))
+        failures.set(a.step, (failures.get(a.step) ?? 0) + 1);
     this.wf.spec.steps.forEach((def, idx) => {
       const rec = byName.get(def.name);
       this.states.set(def.name, {
@@ -219,7 +236,7 @@ class RunDriver {
       await store.beginAttempt(id, name, n, this.owner, new Date(started).toISOString());
       s.attempts = n;
       s.status = "running";
-      this.opts.onEvent?.({ type: "step-started", runId: id, step: name, attempt: n, at: started });
+      this.opts.onEvent?.({ type: "step-started", runId: id, workflow: this.wf.metadata.name, step: name, attempt: n, at: started });
 
       const result = await runStepAttempt({
         run: this.run,
@@ -243,7 +260,7 @@ class RunDriver {
       let retryInMs: number | null = null;
       if (result.status === "failed" || result.status === "timedOut") {
         s.failures++;
-        if (result.retryable && s.failures <= s.retry.limit && !this.stop && !this.failFast) {
+        if (result.retryable && s.failures <= s.retry.limit && this.mayRetry() && !this.failFast) {
           retryInMs = retryDelayMs(s.retry, s.failures);
           stepStatus = "pending";
         }
@@ -256,8 +273,8 @@ class RunDriver {
       s.error = result.error;
       if (result.outputs) s.outputs = result.outputs;
       this.opts.onEvent?.({
-        type: "step-ended", runId: id, step: name, attempt: n, status: result.status, error: result.error, retryInMs,
-        durationMs: ended - started,
+        type: "step-ended", runId: id, workflow: this.wf.metadata.name, step: name, attempt: n, status: result.status,
+        error: result.error, retryInMs, durationMs: ended - started, outputs: result.outputs,
       });
       if (retryInMs !== null) {
         s.notBefore = ended + retryInMs;
@@ -276,6 +293,11 @@ class RunDriver {
     }
   }
 
+  /** A failed step may be tried again unless the run is stopping (a drain only hands it on). */
+  private mayRetry(): boolean {
+    return !this.stop || this.stop.kind === "drain";
+  }
+
   /** A step reached a final status: release its dependents or stop starting new steps. */
   private settled(s: StepState): void {
     if (isBlocking(s)) {
@@ -289,9 +311,10 @@ class RunDriver {
   }
 
   private requestStop(reason: StopReason): void {
-    if (this.stop) return;
+    // A drain lets running attempts finish; anything more urgent that comes after it still stops them.
+    if (this.stop && !(this.stop.kind === "drain" && reason.kind !== "drain")) return;
     this.stop = reason;
-    this.runAbort.abort(stopError(reason));
+    if (reason.kind !== "drain") this.runAbort.abort(stopError(reason));
     this.pump();
   }
 
@@ -324,9 +347,10 @@ class RunDriver {
     const endedAt = new Date().toISOString();
     const stop = this.stop;
 
-    if (stop?.kind === "leaseLost" || stop?.kind === "detach") {
-      if (stop.kind === "detach") await store.releaseLease(id, this.owner);
-      this.opts.onEvent?.({ type: "run-detached", runId: id, reason: stop.kind === "detach" ? stop.reason : "another process took over the run" });
+    if (stop?.kind === "leaseLost" || stop?.kind === "detach" || stop?.kind === "drain") {
+      if (stop.kind !== "leaseLost") await store.releaseLease(id, this.owner);
+      const reason = stop.kind === "detach" ? stop.reason : stop.kind === "drain" ? "the worker is shutting down" : "another process took over the run";
+      this.opts.onEvent?.({ type: "run-detached", runId: id, reason });
       return (await store.getRun(id))!;
     }
 
@@ -350,8 +374,12 @@ class RunDriver {
       } else status = "succeeded";
     }
     await store.finishRun(id, this.owner, status, endedAt, error);
-    this.opts.onEvent?.({ type: "run-ended", runId: id, status, error });
-    return (await store.getRun(id))!;
+    const final = (await store.getRun(id))!;
+    this.opts.onEvent?.({
+      type: "run-ended", runId: id, workflow: this.wf.metadata.name, status, error, trigger: final.trigger,
+      startedAt: final.startedAt, endedAt,
+    });
+    return final;
   }
 
   private async settle(names: string[], status: StepStatus, error: ErrorInfo | null): Promise<void> {
@@ -388,5 +416,7 @@ function stopError(reason: StopReason): SluiceError {
       return new SluiceError("LEASE_LOST", "another process took over the run");
     case "detach":
       return new SluiceError("INTERRUPTED", `stopped because ${reason.reason}; the run can be resumed`);
+    case "drain":
+      return new SluiceError("INTERRUPTED", "the worker is shutting down; the run goes on elsewhere");
   }
 }

@@ -3,3 +3,4 @@ export { executeRun, defaultLimiter, leaseTtl, type EngineOptions } from "./exec
 export { createLimiter, type Limiter } from "./limiter.js";
 export type { EngineEvent, EventSink } from "./events.js";
 export { runDetail, type RunDetail } from "./detail.js";
+export { startWorker, type Worker, type WorkerOptions } from "./worker.js";

@@ -12,16 +12,21 @@ export interface StartRunInput {
   params?: Record<string, unknown>;
   source?: string | null;
   trigger?: RunTrigger | null;
+  /** A chosen run id (a cron fire derives it from the fire, so starting it twice is refused). */
+  id?: string;
+  /** Create the run already leased to this owner (see NewRun.lease). */
+  lease?: { owner: string; expiresAt: number };
 }
 
 export async function createRun(store: StateStore, input: StartRunInput): Promise<RunRecord> {
   const params = resolveParams(input.workflow, input.params ?? {});
   return store.createRun({
-    id: newRunId(),
+    id: input.id ?? newRunId(),
     workflow: input.workflow,
     source: input.source ?? null,
     params,
     trigger: input.trigger ?? { type: "manual" },
     createdAt: new Date().toISOString(),
+    lease: input.lease,
   });
 }

@@ -84,4 +84,53 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 3,
+    sql: `
+      -- The service: the run queue, the workflow registry, events, cron fires, leader leases.
+      ALTER TABLE runs ADD COLUMN event_id TEXT COLLATE "C";
+      CREATE INDEX runs_event ON runs (event_id) WHERE event_id IS NOT NULL;
+      -- The queue workers poll: only open runs are in it, so it stays small however long the history.
+      CREATE INDEX runs_open ON runs (created_at) WHERE status IN ('pending', 'running');
+      -- Attempts before a manual retry do not count against the step's retry budget.
+      ALTER TABLE steps ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;
+
+      CREATE TABLE workflows (
+        name       TEXT COLLATE "C" NOT NULL,
+        version    INTEGER NOT NULL,
+        spec       TEXT NOT NULL,
+        yaml       TEXT NOT NULL,
+        source     TEXT,
+        created_at TEXT NOT NULL,
+        current    BOOLEAN NOT NULL DEFAULT false,
+        PRIMARY KEY (name, version)
+      );
+      CREATE UNIQUE INDEX workflows_one_current ON workflows (name) WHERE current;
+
+      CREATE TABLE events (
+        id         TEXT COLLATE "C" PRIMARY KEY,
+        name       TEXT COLLATE "C" NOT NULL,
+        data       TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        created_at TEXT COLLATE "C" NOT NULL
+      );
+      CREATE INDEX events_name_created ON events (name, created_at);
+
+      CREATE TABLE fires (
+        workflow    TEXT COLLATE "C" NOT NULL,
+        trigger_key TEXT COLLATE "C" NOT NULL,
+        fire_at     TEXT COLLATE "C" NOT NULL,
+        run_id      TEXT,
+        outcome     TEXT,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (workflow, trigger_key, fire_at)
+      );
+
+      CREATE TABLE leases (
+        name       TEXT COLLATE "C" PRIMARY KEY,
+        owner      TEXT COLLATE "C" NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+    `,
+  },
 ];

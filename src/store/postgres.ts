@@ -15,12 +15,12 @@
  *   exactly once.
  * Commits are durable (the server's synchronous_commit applies, `on` by default).
  */
-import { toAttempt, toRun, toStep, type Row } from "./rows.js";
+import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
 import pg from "pg";
 import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
 import { SluiceError } from "../errors.js";
 import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
-import type { ErrorInfo, LeaseState, RunFilter, RunStatus, StateStore, StepStatus } from "./types.js";
+import type { ErrorInfo, LeaseState, RunCount, RunFilter, RunStatus, StateStore, StepStatus } from "./types.js";
 
 
 export interface PostgresStoreOptions {
@@ -63,20 +63,25 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   }
 
   const S = `"${schema}"`;
-  const T = { runs: `${S}.runs`, steps: `${S}.steps`, attempts: `${S}.attempts`, ingested: `${S}.ingested_files` };
+  const T = {
+    runs: `${S}.runs`, steps: `${S}.steps`, attempts: `${S}.attempts`, ingested: `${S}.ingested_files`,
+    workflows: `${S}.workflows`, events: `${S}.events`, fires: `${S}.fires`, leases: `${S}.leases`,
+  };
+  /** NOTIFY channel telling workers that runs were queued (one per store schema). */
+  const channel = `sluice_runs_${schema}`;
   // Named statements are prepared once per connection and reused.
   const stmt = (name: string, text: string) => ({ name: `sluice_${schema}_${name}`, text });
   const q = {
     createRun: stmt("create_run", `
       WITH r AS (
-        INSERT INTO ${T.runs} (id, workflow, spec, source, params, trigger, status, created_at)
-        VALUES ($1::text, $2, $3, $4, $5, $6, 'pending', $7)
+        INSERT INTO ${T.runs} (id, workflow, spec, source, params, trigger, status, created_at, event_id, lease_owner, lease_expires_at)
+        VALUES ($1::text, $2, $3, $4, $5, $6, 'pending', $7, $9, $10, $11)
         RETURNING *
       ), s AS (
         INSERT INTO ${T.steps} (run_id, name, idx, status)
         SELECT $1::text, t.name, (t.i - 1)::int, 'pending' FROM unnest($8::text[]) WITH ORDINALITY AS t(name, i)
       )
-      SELECT * FROM r`),
+      SELECT r.*, CASE WHEN $10::text IS NULL THEN pg_notify('${channel}', '') END AS notified FROM r`),
     getRun: stmt("get_run", `SELECT * FROM ${T.runs} WHERE id = $1`),
     getSteps: stmt("get_steps", `SELECT * FROM ${T.steps} WHERE run_id = $1 ORDER BY idx`),
     getAttempts: stmt("get_attempts", `SELECT * FROM ${T.attempts} WHERE run_id = $1 ORDER BY step, n`),
@@ -85,7 +90,50 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
        WHERE id = $1 AND status IN ('pending', 'running')
          AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < $4)`),
     renew: stmt("renew", `UPDATE ${T.runs} SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 RETURNING cancel_requested`),
-    release: stmt("release", `UPDATE ${T.runs} SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2`),
+    release: stmt("release", `
+      WITH r AS (UPDATE ${T.runs} SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 RETURNING 1)
+      SELECT pg_notify('${channel}', '') FROM r`),
+    // The queue: open runs nobody holds (or whose holder died), oldest first; SKIP LOCKED lets
+    // workers polling at the same moment take different runs instead of waiting on each other.
+    claimRuns: stmt("claim_runs", `
+      WITH c AS (
+        SELECT id FROM ${T.runs}
+         WHERE status IN ('pending', 'running') AND (lease_owner IS NULL OR lease_expires_at < $3)
+         ORDER BY created_at LIMIT $4
+           FOR UPDATE SKIP LOCKED
+      )
+      UPDATE ${T.runs} r SET lease_owner = $1, lease_expires_at = $2 FROM c WHERE r.id = c.id RETURNING r.*`),
+    reopen: stmt("reopen", `
+      WITH r AS (
+        UPDATE ${T.runs} SET status = 'pending', ended_at = NULL, deadline_at = NULL, error_code = NULL, error_message = NULL,
+               cancel_requested = false, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status IN ('failed', 'cancelled')
+        RETURNING id
+      ), s AS (
+        UPDATE ${T.steps} SET status = 'pending', ended_at = NULL, error_code = NULL, error_message = NULL, not_before = NULL,
+               retry_base = attempts
+         WHERE run_id = $1 AND name = ANY($2::text[]) AND EXISTS (SELECT 1 FROM r)
+      )
+      SELECT pg_notify('${channel}', '') FROM r`),
+    countRuns: stmt("count_runs", `SELECT workflow, status, count(*)::int AS count FROM ${T.runs} GROUP BY workflow, status ORDER BY workflow, status`),
+    currentWorkflow: stmt("current_workflow", `SELECT * FROM ${T.workflows} WHERE name = $1 AND current`),
+    workflowVersion: stmt("workflow_version", `SELECT * FROM ${T.workflows} WHERE name = $1 AND version = $2`),
+    listWorkflows: stmt("list_workflows", `SELECT * FROM ${T.workflows} WHERE current ORDER BY name`),
+    history: stmt("workflow_history", `SELECT * FROM ${T.workflows} WHERE name = $1 ORDER BY version`),
+    retire: stmt("retire_workflow", `UPDATE ${T.workflows} SET current = false WHERE name = $1 AND current`),
+    insertEvent: stmt("insert_event", `INSERT INTO ${T.events} (id, name, data, source, created_at) VALUES ($1, $2, $3, $4, $5)`),
+    getEvent: stmt("get_event", `
+      SELECT e.*, (SELECT string_agg(r.id, ',') FROM ${T.runs} r WHERE r.event_id = e.id) AS run_ids FROM ${T.events} e WHERE e.id = $1`),
+    insertFire: stmt("insert_fire", `
+      INSERT INTO ${T.fires} (workflow, trigger_key, fire_at, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`),
+    settleFire: stmt("settle_fire", `UPDATE ${T.fires} SET outcome = $4, run_id = $5 WHERE workflow = $1 AND trigger_key = $2 AND fire_at = $3`),
+    lastFire: stmt("last_fire", `SELECT * FROM ${T.fires} WHERE workflow = $1 AND trigger_key = $2 ORDER BY fire_at DESC LIMIT 1`),
+    unsettled: stmt("unsettled_fires", `SELECT * FROM ${T.fires} WHERE outcome IS NULL ORDER BY fire_at`),
+    acquire: stmt("acquire_lease", `
+      INSERT INTO ${T.leases} AS l (name, owner, expires_at) VALUES ($1, $2, $3)
+      ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE l.owner = excluded.owner OR l.expires_at < $4`),
+    releaseNamed: stmt("release_lease", `DELETE FROM ${T.leases} WHERE name = $1 AND owner = $2`),
     recover: stmt("recover", `
       WITH a AS (
         UPDATE ${T.attempts} SET status = 'interrupted', ended_at = $2, error_code = 'INTERRUPTED',
@@ -147,10 +195,18 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   return {
     dialect: "postgres",
     async createRun(r) {
-      const res = await run(`creating run ${r.id}`, q.createRun, [
-        r.id, r.workflow.metadata.name, JSON.stringify(r.workflow), r.source, JSON.stringify(r.params),
-        r.trigger ? JSON.stringify(r.trigger) : null, r.createdAt, r.workflow.spec.steps.map((s) => s.name),
-      ]);
+      let res: pg.QueryResult<Row>;
+      try {
+        res = await pool.query<Row>({ ...q.createRun, values: [
+          r.id, r.workflow.metadata.name, JSON.stringify(r.workflow), r.source, JSON.stringify(r.params),
+          r.trigger ? JSON.stringify(r.trigger) : null, r.createdAt, r.workflow.spec.steps.map((s) => s.name),
+          r.trigger?.eventId ?? null, r.lease?.owner ?? null, r.lease?.expiresAt ?? null,
+        ] });
+      } catch (err) {
+        if ((err as { code?: string; constraint?: string }).code === "23505" && (err as { constraint?: string }).constraint === "runs_pkey")
+          throw new SluiceError("CONFLICT", `a run with id ${r.id} already exists`, { retryable: false });
+        throw fail(err, `creating run ${r.id}`);
+      }
       return toRun(res.rows[0]!);
     },
     async getRun(id) {
@@ -162,9 +218,11 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       const args: unknown[] = [];
       if (filter.workflow) (args.push(filter.workflow), where.push(`workflow = $${args.length}`));
       if (filter.status) (args.push(filter.status), where.push(`status = $${args.length}`));
-      args.push(filter.limit ?? 50);
+      if (filter.since) (args.push(filter.since), where.push(`created_at >= $${args.length}`));
+      if (filter.until) (args.push(filter.until), where.push(`created_at < $${args.length}`));
+      args.push(filter.limit ?? 50, filter.offset ?? 0);
       const text = `SELECT * FROM ${T.runs} ${where.length ? "WHERE " + where.join(" AND ") : ""}
-                    ORDER BY created_at DESC, id DESC LIMIT $${args.length}`;
+                    ORDER BY created_at DESC, id DESC LIMIT $${args.length - 1} OFFSET $${args.length}`;
       try {
         return (await pool.query<Row>(text, args)).rows.map(toRun);
       } catch (err) {
@@ -225,6 +283,109 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
         scope, files.map((f) => f.checksum), files.map((f) => f.path), files.map((f) => f.size), runId, new Date().toISOString(),
       ]);
     },
+    async claimRuns(owner, ttlMs, now, limit) {
+      return (await run("claiming queued runs", q.claimRuns, [owner, now + ttlMs, now, limit])).rows.map(toRun);
+    },
+    async onRunsQueued(fn) {
+      return listen(ep.client, channel, fn);
+    },
+    async reopenRun(runId, steps) {
+      return (await run(`reopening run ${runId}`, q.reopen, [runId, steps])).rowCount === 1;
+    },
+    async countRuns() {
+      return (await run("counting runs", q.countRuns, [])).rows as unknown as RunCount[];
+    },
+    async saveWorkflow(w) {
+      return transaction(pool, fail, `saving workflow ${w.name}`, async (c) => {
+        // Serialise versions of one name across processes (apply from two places at once).
+        await c.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`sluice.workflow:${schema}:${w.name}`]);
+        const current = (await c.query<Row>(q.currentWorkflow.text, [w.name])).rows[0];
+        if (current && current.yaml === w.yaml) return { version: current.version as number, created: false };
+        const latest = (await c.query<Row>(`SELECT * FROM ${T.workflows} WHERE name = $1 ORDER BY version DESC LIMIT 1`, [w.name])).rows[0];
+        if (!current && latest && latest.yaml === w.yaml) {
+          await c.query(`UPDATE ${T.workflows} SET current = true WHERE name = $1 AND version = $2`, [w.name, latest.version]);
+          return { version: latest.version as number, created: false };
+        }
+        const version = ((latest?.version as number) ?? 0) + 1;
+        await c.query(q.retire.text, [w.name]);
+        await c.query(
+          `INSERT INTO ${T.workflows} (name, version, spec, yaml, source, created_at, current) VALUES ($1, $2, $3, $4, $5, $6, true)`,
+          [w.name, version, JSON.stringify(w.spec), w.yaml, w.source, w.createdAt],
+        );
+        return { version, created: true };
+      });
+    },
+    async getWorkflow(name, version) {
+      const res = version === undefined
+        ? await run(`reading workflow ${name}`, q.currentWorkflow, [name])
+        : await run(`reading workflow ${name}`, q.workflowVersion, [name, version]);
+      return res.rows[0] ? toWorkflowVersion(res.rows[0]) : undefined;
+    },
+    async listWorkflows() {
+      return (await run("listing workflows", q.listWorkflows, [])).rows.map(toWorkflowVersion);
+    },
+    async workflowHistory(name) {
+      return (await run(`reading the history of workflow ${name}`, q.history, [name])).rows.map(toWorkflowVersion);
+    },
+    async setCurrentWorkflow(name, version) {
+      return transaction(pool, fail, `rolling back workflow ${name}`, async (c) => {
+        await c.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`sluice.workflow:${schema}:${name}`]);
+        if (!(await c.query(q.workflowVersion.text, [name, version])).rowCount) return false;
+        await c.query(q.retire.text, [name]);
+        await c.query(`UPDATE ${T.workflows} SET current = true WHERE name = $1 AND version = $2`, [name, version]);
+        return true;
+      });
+    },
+    async retireWorkflow(name) {
+      await run(`retiring workflow ${name}`, q.retire, [name]);
+    },
+    async recordEvent(e) {
+      await run(`recording event ${e.name}`, q.insertEvent, [e.id, e.name, JSON.stringify(e.data ?? null), e.source, e.createdAt]);
+    },
+    async getEvent(id) {
+      const row = (await run(`reading event ${id}`, q.getEvent, [id])).rows[0];
+      return row ? toEvent(row) : undefined;
+    },
+    async listEvents(filter = {}) {
+      const args: unknown[] = filter.name ? [filter.name] : [];
+      args.push(filter.limit ?? 50);
+      const text = `SELECT e.*, (SELECT string_agg(r.id, ',') FROM ${T.runs} r WHERE r.event_id = e.id) AS run_ids FROM ${T.events} e
+                    ${filter.name ? "WHERE e.name = $1" : ""} ORDER BY e.created_at DESC, e.id DESC LIMIT $${args.length}`;
+      try {
+        return (await pool.query<Row>(text, args)).rows.map(toEvent);
+      } catch (err) {
+        throw fail(err, "listing events");
+      }
+    },
+    async recordFire(f) {
+      return (await run("recording a schedule fire", q.insertFire, [f.workflow, f.triggerKey, f.fireAt, f.recordedAt])).rowCount === 1;
+    },
+    async settleFire(workflow, triggerKey, fireAt, outcome, runId) {
+      await run("settling a schedule fire", q.settleFire, [workflow, triggerKey, fireAt, outcome, runId]);
+    },
+    async lastFire(workflow, triggerKey) {
+      const row = (await run("reading schedule fires", q.lastFire, [workflow, triggerKey])).rows[0];
+      return row ? toFire(row) : undefined;
+    },
+    async unsettledFires() {
+      return (await run("reading schedule fires", q.unsettled, [])).rows.map(toFire);
+    },
+    async listFires(filter = {}) {
+      const args: unknown[] = filter.workflow ? [filter.workflow] : [];
+      args.push(filter.limit ?? 50);
+      const text = `SELECT * FROM ${T.fires} ${filter.workflow ? "WHERE workflow = $1" : ""} ORDER BY fire_at DESC LIMIT $${args.length}`;
+      try {
+        return (await pool.query<Row>(text, args)).rows.map(toFire);
+      } catch (err) {
+        throw fail(err, "listing schedule fires");
+      }
+    },
+    async acquireLease(name, owner, ttlMs, now) {
+      return (await run(`taking lease ${name}`, q.acquire, [name, owner, now + ttlMs, now])).rowCount === 1;
+    },
+    async releaseNamedLease(name, owner) {
+      await run(`releasing lease ${name}`, q.releaseNamed, [name, owner]);
+    },
     async close() {
       await pool.end();
     },
@@ -265,6 +426,64 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
   } finally {
     client.release();
   }
+}
+
+async function transaction<T>(
+  pool: pg.Pool,
+  fail: (err: unknown, doing: string) => Error,
+  doing: string,
+  fn: (c: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw fail(err, doing);
+  }
+  try {
+    await client.query("BEGIN");
+    const out = await fn(client);
+    await client.query("COMMIT");
+    return out;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err instanceof SluiceError ? err : fail(err, doing);
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * LISTEN on a dedicated connection (a pooled one would be handed to other queries). A dropped
+ * connection is re-opened after a pause; workers poll too, so a gap only costs latency.
+ */
+async function listen(config: pg.ClientConfig, channel: string, fn: () => void): Promise<() => Promise<void>> {
+  let client: pg.Client | undefined;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client(config);
+    c.on("notification", () => fn());
+    c.on("error", () => {
+      c.end().catch(() => undefined);
+      if (!stopped) retry = setTimeout(() => void connect().catch(() => undefined), 1_000);
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${channel}`);
+      client = c;
+      if (stopped) await c.end();
+    } catch {
+      await c.end().catch(() => undefined);
+      if (!stopped) retry = setTimeout(() => void connect().catch(() => undefined), 1_000);
+    }
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    await client?.end().catch(() => undefined);
+  };
 }
 
 function leaseLost(runId: string): SluiceError {

@@ -4,7 +4,7 @@
  * 0/1, PostgreSQL a BOOLEAN, so both are accepted.
  */
 import type { Workflow } from "../spec/schema.js";
-import type { AttemptRecord, ErrorInfo, RunRecord, RunStatus, StepRecord, StepStatus } from "./types.js";
+import type { AttemptRecord, ErrorInfo, EventRecord, FireRecord, RunRecord, RunStatus, StepRecord, StepStatus, WorkflowVersion } from "./types.js";
 
 export type Row = Record<string, unknown>;
 
@@ -43,6 +43,7 @@ export function toStep(row: Row): StepRecord {
     endedAt: (row.ended_at as string) ?? null,
     outputs: row.outputs ? JSON.parse(row.outputs as string) : null,
     error: error(row),
+    retryBase: (row.retry_base as number) ?? 0,
   };
 }
 
@@ -56,5 +57,40 @@ export function toAttempt(row: Row): AttemptRecord {
     endedAt: (row.ended_at as string) ?? null,
     error: error(row),
     owner: (row.owner as string) ?? null,
+  };
+}
+
+export function toWorkflowVersion(row: Row): WorkflowVersion {
+  return {
+    name: row.name as string,
+    version: row.version as number,
+    spec: JSON.parse(row.spec as string) as Workflow,
+    yaml: row.yaml as string,
+    source: (row.source as string) ?? null,
+    createdAt: row.created_at as string,
+    current: row.current === 1 || row.current === true,
+  };
+}
+
+/** `run_ids` is a comma-joined aggregate of the runs whose event_id is this event. */
+export function toEvent(row: Row): EventRecord {
+  return {
+    id: row.id as string,
+    name: row.name as string,
+    data: JSON.parse(row.data as string),
+    source: row.source as string,
+    createdAt: row.created_at as string,
+    runIds: row.run_ids ? (row.run_ids as string).split(",").sort() : [],
+  };
+}
+
+export function toFire(row: Row): FireRecord {
+  return {
+    workflow: row.workflow as string,
+    triggerKey: row.trigger_key as string,
+    fireAt: row.fire_at as string,
+    runId: (row.run_id as string) ?? null,
+    outcome: (row.outcome as string) ?? null,
+    recordedAt: row.recorded_at as string,
   };
 }

@@ -71,4 +71,51 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    sql: `
+      -- The service: the run queue, the workflow registry, events, cron fires, leader leases.
+      ALTER TABLE runs ADD COLUMN event_id TEXT;
+      CREATE INDEX runs_event ON runs (event_id) WHERE event_id IS NOT NULL;
+      CREATE INDEX runs_open ON runs (created_at) WHERE status IN ('pending', 'running');
+      -- Attempts before a manual retry do not count against the step's retry budget.
+      ALTER TABLE steps ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0;
+
+      CREATE TABLE workflows (
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        spec       TEXT NOT NULL,
+        yaml       TEXT NOT NULL,
+        source     TEXT,
+        created_at TEXT NOT NULL,
+        current    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (name, version)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE events (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX events_name_created ON events (name, created_at);
+
+      CREATE TABLE fires (
+        workflow    TEXT NOT NULL,
+        trigger_key TEXT NOT NULL,
+        fire_at     TEXT NOT NULL,
+        run_id      TEXT,
+        outcome     TEXT,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (workflow, trigger_key, fire_at)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

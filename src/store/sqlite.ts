@@ -11,10 +11,17 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { SluiceError } from "../errors.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
-import { toAttempt, toRun, toStep, type Row } from "./rows.js";
+import { EventEmitter } from "node:events";
+import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
 import type {
-  AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RunFilter, RunStatus, StateStore, StepStatus,
+  AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RunCount, RunFilter, RunStatus, StateStore, StepStatus,
 } from "./types.js";
+
+/**
+ * Wake-ups for workers of this process when a run is queued. SQLite has no LISTEN/NOTIFY; other
+ * processes sharing the file find queued runs by polling.
+ */
+const queued = new EventEmitter().setMaxListeners(0);
 
 
 export function openSqliteStore(file: string): StateStore {
@@ -28,8 +35,8 @@ export function openSqliteStore(file: string): StateStore {
 
   const q = {
     insertRun: db.prepare(
-      `INSERT INTO runs (id, workflow, spec, source, params, trigger, status, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`,
+      `INSERT INTO runs (id, workflow, spec, source, params, trigger, status, created_at, event_id, lease_owner, lease_expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
     ),
     insertStep: db.prepare(`INSERT INTO steps (run_id, name, idx, status) VALUES (?, ?, ?, 'pending')`),
     getRun: db.prepare(`SELECT * FROM runs WHERE id = ?`),
@@ -93,10 +100,87 @@ export function openSqliteStore(file: string): StateStore {
     ),
   };
 
+  const x = {
+    openRuns: db.prepare(
+      `SELECT id FROM runs WHERE status IN ('pending', 'running') AND (lease_owner IS NULL OR lease_expires_at < ?)
+        ORDER BY created_at LIMIT ?`,
+    ),
+    lease: db.prepare(`UPDATE runs SET lease_owner = ?, lease_expires_at = ? WHERE id = ?`),
+    reopenRun: db.prepare(
+      `UPDATE runs SET status = 'pending', ended_at = NULL, deadline_at = NULL, error_code = NULL, error_message = NULL,
+              cancel_requested = 0, lease_owner = NULL, lease_expires_at = NULL
+        WHERE id = ? AND status IN ('failed', 'cancelled')`,
+    ),
+    reopenStep: db.prepare(
+      `UPDATE steps SET status = 'pending', ended_at = NULL, error_code = NULL, error_message = NULL, not_before = NULL,
+              retry_base = attempts
+        WHERE run_id = ? AND name = ?`,
+    ),
+    countRuns: db.prepare(`SELECT workflow, status, count(*) AS count FROM runs GROUP BY workflow, status ORDER BY workflow, status`),
+    currentWorkflow: db.prepare(`SELECT * FROM workflows WHERE name = ? AND current = 1`),
+    latestWorkflow: db.prepare(`SELECT * FROM workflows WHERE name = ? ORDER BY version DESC LIMIT 1`),
+    workflowVersion: db.prepare(`SELECT * FROM workflows WHERE name = ? AND version = ?`),
+    listWorkflows: db.prepare(`SELECT * FROM workflows WHERE current = 1 ORDER BY name`),
+    history: db.prepare(`SELECT * FROM workflows WHERE name = ? ORDER BY version`),
+    insertWorkflow: db.prepare(
+      `INSERT INTO workflows (name, version, spec, yaml, source, created_at, current) VALUES (?, ?, ?, ?, ?, ?, 1)`,
+    ),
+    uncurrent: db.prepare(`UPDATE workflows SET current = 0 WHERE name = ? AND current = 1`),
+    makeCurrent: db.prepare(`UPDATE workflows SET current = 1 WHERE name = ? AND version = ?`),
+    insertEvent: db.prepare(`INSERT INTO events (id, name, data, source, created_at) VALUES (?, ?, ?, ?, ?)`),
+    getEvent: db.prepare(
+      `SELECT e.*, (SELECT group_concat(r.id) FROM runs r WHERE r.event_id = e.id) AS run_ids FROM events e WHERE e.id = ?`,
+    ),
+    insertFire: db.prepare(
+      `INSERT INTO fires (workflow, trigger_key, fire_at, recorded_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    ),
+    settleFire: db.prepare(`UPDATE fires SET outcome = ?, run_id = ? WHERE workflow = ? AND trigger_key = ? AND fire_at = ?`),
+    lastFire: db.prepare(`SELECT * FROM fires WHERE workflow = ? AND trigger_key = ? ORDER BY fire_at DESC LIMIT 1`),
+    unsettled: db.prepare(`SELECT * FROM fires WHERE outcome IS NULL ORDER BY fire_at`),
+    acquire: db.prepare(
+      `INSERT INTO leases (name, owner, expires_at) VALUES (@name, @owner, @expires)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+        WHERE leases.owner = excluded.owner OR leases.expires_at < @now`,
+    ),
+    releaseNamed: db.prepare(`DELETE FROM leases WHERE name = ? AND owner = ?`),
+  };
+  const wake = () => queued.emit(file);
+
+  const claimRuns = db.transaction((owner: string, expires: number, now: number, limit: number) => {
+    const ids = (x.openRuns.all(now, limit) as { id: string }[]).map((r) => r.id);
+    for (const id of ids) x.lease.run(owner, expires, id);
+    return ids;
+  });
+  const reopen = db.transaction((runId: string, steps: string[]) => {
+    if (x.reopenRun.run(runId).changes !== 1) return false;
+    for (const st of steps) x.reopenStep.run(runId, st);
+    return true;
+  });
+  const saveWorkflow = db.transaction((w: { name: string; spec: unknown; yaml: string; source: string | null; createdAt: string }) => {
+    const current = x.currentWorkflow.get(w.name) as Row | undefined;
+    if (current && current.yaml === w.yaml) return { version: current.version as number, created: false };
+    const latest = x.latestWorkflow.get(w.name) as Row | undefined;
+    if (!current && latest && latest.yaml === w.yaml) {
+      x.makeCurrent.run(w.name, latest.version);
+      return { version: latest.version as number, created: false };
+    }
+    const version = ((latest?.version as number) ?? 0) + 1;
+    x.uncurrent.run(w.name);
+    x.insertWorkflow.run(w.name, version, JSON.stringify(w.spec), w.yaml, w.source, w.createdAt);
+    return { version, created: true };
+  });
+  const setCurrent = db.transaction((name: string, version: number) => {
+    if (!x.workflowVersion.get(name, version)) return false;
+    x.uncurrent.run(name);
+    x.makeCurrent.run(name, version);
+    return true;
+  });
+
   const createRun = db.transaction((run: NewRun) => {
     q.insertRun.run(
       run.id, run.workflow.metadata.name, JSON.stringify(run.workflow), run.source, JSON.stringify(run.params),
-      run.trigger ? JSON.stringify(run.trigger) : null, run.createdAt,
+      run.trigger ? JSON.stringify(run.trigger) : null, run.createdAt, run.trigger?.eventId ?? null,
+      run.lease?.owner ?? null, run.lease?.expiresAt ?? null,
     );
     run.workflow.spec.steps.forEach((s, i) => q.insertStep.run(run.id, s.name, i));
   });
@@ -130,7 +214,13 @@ export function openSqliteStore(file: string): StateStore {
   return {
     dialect: "sqlite",
     async createRun(run) {
-      createRun(run);
+      try {
+        createRun(run);
+      } catch (err) {
+        if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") throw duplicateRun(run.id);
+        throw err;
+      }
+      if (!run.lease) wake();
       return toRun(q.getRun.get(run.id) as Row);
     },
     async getRun(id) {
@@ -142,9 +232,11 @@ export function openSqliteStore(file: string): StateStore {
       const args: unknown[] = [];
       if (filter.workflow) (where.push("workflow = ?"), args.push(filter.workflow));
       if (filter.status) (where.push("status = ?"), args.push(filter.status));
+      if (filter.since) (where.push("created_at >= ?"), args.push(filter.since));
+      if (filter.until) (where.push("created_at < ?"), args.push(filter.until));
       const sql = `SELECT * FROM runs ${where.length ? "WHERE " + where.join(" AND ") : ""}
-                   ORDER BY created_at DESC, id DESC LIMIT ?`;
-      return (db.prepare(sql).all(...args, filter.limit ?? 50) as Row[]).map(toRun);
+                   ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`;
+      return (db.prepare(sql).all(...args, filter.limit ?? 50, filter.offset ?? 0) as Row[]).map(toRun);
     },
     async getSteps(runId) {
       return (q.getSteps.all(runId) as Row[]).map(toStep);
@@ -160,7 +252,7 @@ export function openSqliteStore(file: string): StateStore {
       return row ? { held: true, cancelRequested: row.cancel_requested === 1 } : { held: false, cancelRequested: false };
     },
     async releaseLease(runId, owner) {
-      q.release.run(runId, owner);
+      if (q.release.run(runId, owner).changes === 1) wake();
     },
     async recoverInterrupted(runId, _owner, endedAt) {
       return recover(runId, endedAt);
@@ -189,6 +281,77 @@ export function openSqliteStore(file: string): StateStore {
     async recordIngested(scope, files, runId) {
       if (files.length) recordIngested(scope, files, runId);
     },
+    async claimRuns(owner, ttlMs, now, limit) {
+      return claimRuns(owner, now + ttlMs, now, limit).map((id) => toRun(q.getRun.get(id) as Row));
+    },
+    async onRunsQueued(fn) {
+      queued.on(file, fn);
+      return async () => void queued.off(file, fn);
+    },
+    async reopenRun(runId, steps) {
+      const ok = reopen(runId, steps);
+      if (ok) wake();
+      return ok;
+    },
+    async countRuns() {
+      return x.countRuns.all() as RunCount[];
+    },
+    async saveWorkflow(w) {
+      return saveWorkflow(w);
+    },
+    async getWorkflow(name, version) {
+      const row = (version === undefined ? x.currentWorkflow.get(name) : x.workflowVersion.get(name, version)) as Row | undefined;
+      return row ? toWorkflowVersion(row) : undefined;
+    },
+    async listWorkflows() {
+      return (x.listWorkflows.all() as Row[]).map(toWorkflowVersion);
+    },
+    async workflowHistory(name) {
+      return (x.history.all(name) as Row[]).map(toWorkflowVersion);
+    },
+    async setCurrentWorkflow(name, version) {
+      return setCurrent(name, version);
+    },
+    async retireWorkflow(name) {
+      x.uncurrent.run(name);
+    },
+    async recordEvent(e) {
+      x.insertEvent.run(e.id, e.name, JSON.stringify(e.data ?? null), e.source, e.createdAt);
+    },
+    async getEvent(id) {
+      const row = x.getEvent.get(id) as Row | undefined;
+      return row ? toEvent(row) : undefined;
+    },
+    async listEvents(filter = {}) {
+      const sql = `SELECT e.*, (SELECT group_concat(r.id) FROM runs r WHERE r.event_id = e.id) AS run_ids FROM events e
+                   ${filter.name ? "WHERE e.name = ?" : ""} ORDER BY e.created_at DESC, e.id DESC LIMIT ?`;
+      const args: unknown[] = filter.name ? [filter.name] : [];
+      return (db.prepare(sql).all(...args, filter.limit ?? 50) as Row[]).map(toEvent);
+    },
+    async recordFire(f) {
+      return x.insertFire.run(f.workflow, f.triggerKey, f.fireAt, f.recordedAt).changes === 1;
+    },
+    async settleFire(workflow, triggerKey, fireAt, outcome, runId) {
+      x.settleFire.run(outcome, runId, workflow, triggerKey, fireAt);
+    },
+    async lastFire(workflow, triggerKey) {
+      const row = x.lastFire.get(workflow, triggerKey) as Row | undefined;
+      return row ? toFire(row) : undefined;
+    },
+    async unsettledFires() {
+      return (x.unsettled.all() as Row[]).map(toFire);
+    },
+    async listFires(filter = {}) {
+      const sql = `SELECT * FROM fires ${filter.workflow ? "WHERE workflow = ?" : ""} ORDER BY fire_at DESC LIMIT ?`;
+      const args: unknown[] = filter.workflow ? [filter.workflow] : [];
+      return (db.prepare(sql).all(...args, filter.limit ?? 50) as Row[]).map(toFire);
+    },
+    async acquireLease(name, owner, ttlMs, now) {
+      return x.acquire.run({ name, owner, expires: now + ttlMs, now }).changes === 1;
+    },
+    async releaseNamedLease(name, owner) {
+      x.releaseNamed.run(name, owner);
+    },
     async close() {
       db.close();
     },
@@ -209,6 +372,10 @@ function migrate(db: Database.Database): void {
       db.prepare(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`).run(m.version, new Date().toISOString());
     }).immediate();
   }
+}
+
+function duplicateRun(runId: string): SluiceError {
+  return new SluiceError("CONFLICT", `a run with id ${runId} already exists`, { retryable: false });
 }
 
 function leaseLost(runId: string): SluiceError {

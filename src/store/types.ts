@@ -17,9 +17,14 @@ export interface ErrorInfo {
 }
 
 export interface RunTrigger {
-  type: "manual" | "schedule" | "event" | "api";
+  type: "manual" | "schedule" | "event" | "api" | "retry";
+  /** The schedule expression or the event name. */
   name?: string;
   data?: unknown;
+  /** The stored event that started the run (event triggers). */
+  eventId?: string;
+  /** The scheduled time of the cron fire that started the run (schedule triggers). */
+  fireAt?: string;
 }
 
 export interface RunRecord {
@@ -55,6 +60,8 @@ export interface StepRecord {
   endedAt: string | null;
   outputs: Record<string, unknown> | null;
   error: ErrorInfo | null;
+  /** Attempts numbered up to this one came before a manual retry and do not count against the retry budget. */
+  retryBase: number;
 }
 
 export interface AttemptRecord {
@@ -75,12 +82,23 @@ export interface NewRun {
   params: Record<string, unknown>;
   trigger: RunTrigger | null;
   createdAt: string;
+  /**
+   * Created already leased to this owner (for `sluice run`, which executes the run it creates):
+   * a worker polling the same store must not take it first. Without it, the run waits in the
+   * queue for any worker to claim.
+   */
+  lease?: { owner: string; expiresAt: number };
 }
 
 export interface RunFilter {
   workflow?: string;
   status?: RunStatus;
+  /** Runs created at or after this ISO time. */
+  since?: string;
+  /** Runs created before this ISO time. */
+  until?: string;
   limit?: number;
+  offset?: number;
 }
 
 export interface AttemptEnd {
@@ -109,6 +127,51 @@ export interface IngestedFile {
   size: number;
 }
 
+/** One version of a workflow definition kept by the registry (`sluice apply`, `serve --workflows`). */
+export interface WorkflowVersion {
+  name: string;
+  version: number;
+  spec: Workflow;
+  /** The YAML text as applied, so a rollback restores exactly what was there. */
+  yaml: string;
+  /** The file it was loaded from, when it came from one. */
+  source: string | null;
+  createdAt: string;
+  /** True for the version triggers and new runs use; at most one per name. */
+  current: boolean;
+}
+
+export interface EventRecord {
+  id: string;
+  name: string;
+  data: unknown;
+  /** Who emitted it: `api`, `cli`, `file-watcher`, `engine` (platform events), … */
+  source: string;
+  createdAt: string;
+  /** Runs the event started (filled by the store from the runs' trigger). */
+  runIds: string[];
+}
+
+/** A cron fire, recorded before its run starts so a restart never fires twice or drops one. */
+export interface FireRecord {
+  workflow: string;
+  /** Which trigger of the workflow: `schedule:<expr>@<tz>`. */
+  triggerKey: string;
+  /** The scheduled time (ISO, UTC). */
+  fireAt: string;
+  /** The run it started, or null while undecided. */
+  runId: string | null;
+  /** What happened: started, or why not (skipped by Forbid, caught up, …). */
+  outcome: string | null;
+  recordedAt: string;
+}
+
+export interface RunCount {
+  workflow: string;
+  status: RunStatus;
+  count: number;
+}
+
 export interface StateStore {
   readonly dialect: "sqlite" | "postgres";
   createRun(run: NewRun): Promise<RunRecord>;
@@ -135,6 +198,62 @@ export interface StateStore {
   settleSteps(runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null): Promise<void>;
 
   requestCancel(runId: string): Promise<void>;
+
+  // ---- the run queue (workers) ----
+
+  /**
+   * Lease up to `limit` runs that need an owner: pending runs nobody holds, and pending or running
+   * runs whose owner's lease expired (it died). PostgreSQL uses FOR UPDATE SKIP LOCKED, so
+   * workers polling together never take the same run.
+   */
+  claimRuns(owner: string, ttlMs: number, now: number, limit: number): Promise<RunRecord[]>;
+  /**
+   * Call `fn` when runs may have been queued (PostgreSQL LISTEN/NOTIFY; in-process for SQLite).
+   * Workers poll as well, so a missed wake-up only costs latency. Returns an unsubscribe function.
+   */
+  onRunsQueued(fn: () => void): Promise<() => Promise<void>>;
+  /**
+   * Make a failed or cancelled run runnable again from these steps (`retry`): they go back to
+   * pending with a fresh retry budget, attempt numbers continue, and the run returns to the queue.
+   */
+  reopenRun(runId: string, steps: string[]): Promise<boolean>;
+  /** Runs by workflow and status, for metrics. */
+  countRuns(): Promise<RunCount[]>;
+
+  // ---- the workflow registry ----
+
+  /** Store a new version when the YAML differs from the current one; it becomes current. */
+  saveWorkflow(w: { name: string; spec: Workflow; yaml: string; source: string | null; createdAt: string }): Promise<{ version: number; created: boolean }>;
+  /** The current version, or a given one. */
+  getWorkflow(name: string, version?: number): Promise<WorkflowVersion | undefined>;
+  /** Every workflow's current version. */
+  listWorkflows(): Promise<WorkflowVersion[]>;
+  workflowHistory(name: string): Promise<WorkflowVersion[]>;
+  /** Make an older (or newer) version current again; false when there is no such version. */
+  setCurrentWorkflow(name: string, version: number): Promise<boolean>;
+  /** No version is current any more (its file was removed): triggers stop, history stays. */
+  retireWorkflow(name: string): Promise<void>;
+
+  // ---- events and schedules ----
+
+  recordEvent(e: Omit<EventRecord, "runIds">): Promise<void>;
+  getEvent(id: string): Promise<EventRecord | undefined>;
+  listEvents(filter?: { name?: string; limit?: number }): Promise<EventRecord[]>;
+  /** Record a fire; false when this (workflow, trigger, time) was recorded already (by us or another scheduler). */
+  recordFire(f: { workflow: string; triggerKey: string; fireAt: string; recordedAt: string }): Promise<boolean>;
+  settleFire(workflow: string, triggerKey: string, fireAt: string, outcome: string, runId: string | null): Promise<void>;
+  /** The latest recorded fire of a trigger. */
+  lastFire(workflow: string, triggerKey: string): Promise<FireRecord | undefined>;
+  /** Fires recorded but never settled (the scheduler died between recording and starting). */
+  unsettledFires(): Promise<FireRecord[]>;
+  listFires(filter?: { workflow?: string; limit?: number }): Promise<FireRecord[]>;
+
+  /**
+   * A named lease for leader election (one scheduler across the fleet): taken when free, expired
+   * or already ours; renewing is taking again. False when another owner holds it.
+   */
+  acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean>;
+  releaseNamedLease(name: string, owner: string): Promise<void>;
 
   /** Which of these checksums were already ingested in a scope (a workflow and its source). */
   ingestedChecksums(scope: string, checksums: string[]): Promise<Set<string>>;

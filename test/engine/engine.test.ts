@@ -1,39 +1,19 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import pg from "pg";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { defineAction } from "../../src/actions/types.js";
 import { createLimiter, createRun, executeRun, runDetail, type EngineEvent } from "../../src/engine/index.js";
 import { retryDelayMs } from "../../src/engine/backoff.js";
-import { openPostgresStore } from "../../src/store/postgres.js";
 import type { StateStore } from "../../src/store/types.js";
+import { bothStores } from "../stores.js";
 import { concurrencyProbe, runWorkflow, tempDir, testEnv, workflow, type TestEnv } from "../helpers.js";
 
 let env: TestEnv;
 afterEach(async () => env?.cleanup());
 
-/**
- * The same behaviours on both state stores: the embedded SQLite one and PostgreSQL (the real
- * server on this machine, in a schema of its own that is dropped afterwards).
- */
-const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
-const STORES = [
-  { dialect: "sqlite", open: async (): Promise<StateStore | undefined> => undefined, drop: async () => undefined },
-  (() => {
-    const schema = `sluice_engine_${process.pid}_${Date.now().toString(36)}`;
-    return {
-      dialect: "postgres",
-      open: async (): Promise<StateStore | undefined> => openPostgresStore(PG_URL, { schema }),
-      drop: async () => {
-        const c = new pg.Client(PG_URL);
-        await c.connect();
-        await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-        await c.end();
-      },
-    };
-  })(),
-];
+/** The same behaviours on both state stores. */
+const STORES = bothStores("engine");
 /** A workflow validated against this test's action catalogue. */
 const flow = (spec: Record<string, unknown>) => workflow(spec, env.actions);
 

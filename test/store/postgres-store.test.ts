@@ -51,9 +51,11 @@ describe("migrations", () => {
     await again.close();
 
     const versions = await admin.query(`SELECT version FROM "${fresh}".schema_migrations ORDER BY version`);
-    expect(versions.rows.map((r) => r.version)).toEqual([1, 2]);
+    expect(versions.rows.map((r) => r.version)).toEqual([1, 2, 3]);
     const tables = await admin.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [fresh]);
-    expect(tables.rows.map((r) => r.table_name)).toEqual(["attempts", "ingested_files", "runs", "schema_migrations", "steps"]);
+    expect(tables.rows.map((r) => r.table_name)).toEqual([
+      "attempts", "events", "fires", "ingested_files", "leases", "runs", "schema_migrations", "steps", "workflows",
+    ]);
   });
 
   it("refuses a store written by a newer Sluice", async () => {

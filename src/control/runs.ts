@@ -1,0 +1,54 @@
+/**
+ * Starting and reopening runs on behalf of the API, the triggers and the CLI. A run started here
+ * is queued: any worker (this process's or another machine's) claims it from the store.
+ */
+import { SluiceError } from "../errors.js";
+import { createRun } from "../engine/start.js";
+import type { RunRecord, RunTrigger, StateStore } from "../store/types.js";
+
+export interface StartWorkflowRun {
+  /** A workflow in the registry; its current version unless `version` is given. */
+  workflow: string;
+  version?: number;
+  params?: Record<string, unknown>;
+  trigger: RunTrigger;
+  /** A chosen run id: creating a second run with the same id fails with CONFLICT. */
+  id?: string;
+}
+
+export async function startWorkflowRun(store: StateStore, input: StartWorkflowRun): Promise<RunRecord> {
+  const wf = await store.getWorkflow(input.workflow, input.version);
+  if (!wf) {
+    const what = input.version === undefined ? `no current workflow named ${input.workflow}` : `workflow ${input.workflow} has no version ${input.version}`;
+    throw new SluiceError("NOT_FOUND", `${what}; apply it first (sluice apply FILE)`);
+  }
+  return createRun(store, { workflow: wf.spec, params: input.params ?? {}, source: wf.source, trigger: input.trigger, id: input.id });
+}
+
+/**
+ * Retry a failed or cancelled run: its failed, cancelled and skipped steps go back to pending
+ * (succeeded steps keep their outputs and do not run again) and the run is queued again.
+ */
+export async function retryRun(store: StateStore, runId: string): Promise<RunRecord> {
+  const run = await store.getRun(runId);
+  if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
+  if (run.status !== "failed" && run.status !== "cancelled")
+    throw new SluiceError("CONFLICT", `run ${runId} is ${run.status}; only a failed or cancelled run can be retried`);
+  const steps = (await store.getSteps(runId)).filter((s) => s.status !== "succeeded").map((s) => s.name);
+  if (!(await store.reopenRun(runId, steps))) throw new SluiceError("CONFLICT", `run ${runId} changed while being retried; try again`);
+  return (await store.getRun(runId))!;
+}
+
+/**
+ * Put a run whose owner is gone back in the queue at once, instead of waiting for its lease to
+ * expire. A run that is still owned by a live process is refused.
+ */
+export async function resumeRun(store: StateStore, runId: string, now = Date.now()): Promise<RunRecord> {
+  const run = await store.getRun(runId);
+  if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
+  if (run.status !== "pending" && run.status !== "running")
+    throw new SluiceError("CONFLICT", `run ${runId} already ended (${run.status}); retry it instead`);
+  if (run.leaseOwner && run.leaseExpiresAt !== null && run.leaseExpiresAt > now)
+    throw new SluiceError("CONFLICT", `run ${runId} is being executed by ${run.leaseOwner}; nothing to resume`);
+  return run; // Unowned or expired: claimRuns hands it to the next worker that polls.
+}
