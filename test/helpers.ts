@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { SluiceError } from "../src/errors.js";
 import { createRegistry, type ActionRegistry } from "../src/actions/registry.js";
-import { defineAction, type ActionDefinition } from "../src/actions/types.js";
+import { defineAction, type ActionContext, type ActionDefinition } from "../src/actions/types.js";
 import { builtinRegistry } from "../src/actions/builtin.js";
 import { createRun, executeRun, createLimiter, type EngineEvent } from "../src/engine/index.js";
 import { loadWorkflowText } from "../src/spec/load.js";
@@ -153,4 +153,23 @@ export async function failure(p: Promise<unknown>): Promise<SluiceError> {
     return err as SluiceError;
   }
   throw new Error("expected a failure");
+}
+
+/**
+ * A context for calling an action function directly (unit tests of actions): quiet log, no
+ * ledger memory, events refused; `over` replaces any of it.
+ */
+export function actionContext(over: Partial<ActionContext> & { artifactsDir: string }): ActionContext {
+  const noop = () => undefined;
+  return {
+    runId: "r-test", workflow: "test-flow", step: "step", attempt: 1,
+    signal: new AbortController().signal, home: over.artifactsDir, params: {},
+    log: { info: noop, warn: noop, error: noop },
+    ledger: { seen: async () => new Set<string>(), record: async () => undefined },
+    progress: noop,
+    publish: async () => {
+      throw new SluiceError("NOT_IMPLEMENTED", "this test context publishes no events");
+    },
+    ...over,
+  };
 }

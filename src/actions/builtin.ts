@@ -27,6 +27,10 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   // The bulk workflow reuses the same typing and quality code over its consolidated dataset.
   "data-converter/standardize_file_formats": convertToStandardFormat,
   "base-data-quality/validate_bulk_data": validateDataQuality,
+  "base-event-coordinator/publish_event": async (input: { event: string; data?: Record<string, unknown> }, ctx) => {
+    const r = await ctx.publish(input.event, { ...input.data, publishedBy: { runId: ctx.runId, workflow: ctx.workflow, step: ctx.step } }, `run:${ctx.runId}`);
+    return { eventId: r.eventId, runsStarted: r.runIds.length, runIds: r.runIds };
+  },
 };
 
 export function builtinRegistry(): ActionRegistry {

@@ -49,7 +49,12 @@ export interface ActionContext {
   ledger: FileLedger;
   /** Report progress; cheap to call often (the engine throttles what it shows). */
   progress(update: ProgressUpdate): void;
+  /** Publish a platform event: stored, and every workflow triggered by it is queued. */
+  publish: PublishEvent;
 }
+
+/** Emit an event on behalf of a run (`base-event-coordinator/publish_event`, platform events). */
+export type PublishEvent = (name: string, data: Record<string, unknown>, source: string) => Promise<{ eventId: string; runIds: string[] }>;
 
 export interface ActionDefinition<I = any> {
   kind: ActionKind;

@@ -4,6 +4,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { SluiceError } from "../errors.js";
+import { cancelRun } from "../control/runs.js";
 import { withStore } from "./context.js";
 
 export async function cancelCommand(id: string): Promise<number> {
@@ -14,14 +15,8 @@ export async function cancelCommand(id: string): Promise<number> {
       process.stdout.write(`run ${id} already ended (${run.status})\n`);
       return 0;
     }
-    await store.requestCancel(id);
-    const ownerAlive = run.leaseOwner !== null && (run.leaseExpiresAt ?? 0) > Date.now();
-    if (!ownerAlive) {
-      const now = new Date().toISOString();
-      const steps = (await store.getSteps(id)).filter((s) => s.status === "pending" || s.status === "running").map((s) => s.name);
-      const error = { code: "CANCELLED", message: "the run was cancelled" };
-      await store.settleSteps(id, steps, "cancelled", now, error);
-      await store.finishRun(id, null, "cancelled", now, error);
+    const { ended } = await cancelRun(store, id);
+    if (ended) {
       process.stdout.write(`run ${id} cancelled\n`);
       return 0;
     }

@@ -63,6 +63,66 @@ function buildProgram(): Command {
     });
 
   program
+    .command("serve")
+    .description("run the service: workflows from a directory, cron and event triggers, a worker, the HTTP API and /metrics")
+    .option("--port <n>", "HTTP port (default 8080, or server.port in the config)")
+    .option("--host <addr>", "address to listen on (default 127.0.0.1; others only with API tokens configured)")
+    .option("--workflows <dir>", "directory of workflow files, reloaded on change", "workflows")
+    .option("--config <file>", "server config: auth tokens, alert webhooks (also SLUICE_CONFIG)")
+    .option("--no-worker", "API and triggers only; `sluice worker` processes execute the runs")
+    .option("--watch <dir[:event]>", "announce new stable files in a directory (default event bulk_files_available; repeatable)", collect)
+    .option("--grace <seconds>", "on SIGTERM, how long running attempts may take to finish", "30")
+    .option("--max-runs <n>", "runs this process executes at once (default 16)")
+    .addOption(actionsOption())
+    .action(async (o) => {
+      process.exitCode = await (await import("./serve.js")).serveCommand(o);
+    });
+
+  program
+    .command("worker")
+    .description("execute queued runs from the shared store (a fleet member; use with SLUICE_DATABASE_URL)")
+    .option("--config <file>", "alert webhooks (also SLUICE_CONFIG)")
+    .option("--max-runs <n>", "runs this worker executes at once (default 16)")
+    .option("--grace <seconds>", "on SIGTERM, how long running attempts may take to finish", "30")
+    .option("--metrics-port <n>", "serve /metrics and /healthz on 127.0.0.1:<n>")
+    .addOption(actionsOption())
+    .action(async (o) => {
+      process.exitCode = await (await import("./worker.js")).workerCommand(o);
+    });
+
+  const serverOption = () => new Option("--server <url>", "the Sluice server (default SLUICE_URL or http://127.0.0.1:8080)");
+
+  program
+    .command("apply")
+    .description("add or update a workflow in the registry (refused with validate's messages when invalid)")
+    .argument("<file>", "workflow file")
+    .addOption(serverOption())
+    .addOption(actionsOption())
+    .action(async (file: string, o) => {
+      process.exitCode = await (await import("./remote.js")).applyCommand(file, o);
+    });
+
+  program
+    .command("rollback")
+    .description("make an earlier version of a workflow current again")
+    .argument("<workflow>", "workflow name")
+    .option("--to <version>", "the version (default: the one before the current)")
+    .addOption(serverOption())
+    .action(async (name: string, o) => {
+      process.exitCode = await (await import("./remote.js")).rollbackCommand(name, o);
+    });
+
+  program
+    .command("emit")
+    .description("emit an event: every workflow with a trigger naming it starts")
+    .argument("<event>", "event name")
+    .option("--data <json>", "payload, available to runs as ${{ event.data.* }}")
+    .addOption(serverOption())
+    .action(async (event: string, o) => {
+      process.exitCode = await (await import("./remote.js")).emitCommand(event, o);
+    });
+
+  program
     .command("runs")
     .description("list recent runs")
     .option("-w, --workflow <name>", "only runs of this workflow")

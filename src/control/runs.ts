@@ -52,3 +52,24 @@ export async function resumeRun(store: StateStore, runId: string, now = Date.now
     throw new SluiceError("CONFLICT", `run ${runId} is being executed by ${run.leaseOwner}; nothing to resume`);
   return run; // Unowned or expired: claimRuns hands it to the next worker that polls.
 }
+
+/**
+ * Cancel a run. A live owner is asked (it stops at its next heartbeat and records the outcome);
+ * a run nobody owns (queued, or its process died) is marked cancelled here and now.
+ * Returns the run as it is after the request, and whether it ended already.
+ */
+export async function cancelRun(store: StateStore, runId: string, now = Date.now()): Promise<{ run: RunRecord; ended: boolean }> {
+  const run = await store.getRun(runId);
+  if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
+  if (run.status !== "pending" && run.status !== "running") throw new SluiceError("CONFLICT", `run ${runId} already ended (${run.status})`);
+  await store.requestCancel(runId);
+  const ownerAlive = run.leaseOwner !== null && (run.leaseExpiresAt ?? 0) > now;
+  if (!ownerAlive) {
+    const at = new Date(now).toISOString();
+    const open = (await store.getSteps(runId)).filter((s) => s.status === "pending" || s.status === "running").map((s) => s.name);
+    const error = { code: "CANCELLED", message: "the run was cancelled" };
+    await store.settleSteps(runId, open, "cancelled", at, error);
+    await store.finishRun(runId, null, "cancelled", at, error);
+  }
+  return { run: (await store.getRun(runId))!, ended: !ownerAlive };
+}

@@ -9,7 +9,7 @@ import { parseDuration } from "../spec/duration.js";
 import type { ExecSpec, Step } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
 import { attemptLogFile, runExec } from "../actions/exec.js";
-import type { ActionLog, Outputs, ProgressUpdate } from "../actions/types.js";
+import type { ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
 import type { ErrorInfo, RunRecord, StateStore } from "../store/types.js";
 
 export interface AttemptInput {
@@ -23,6 +23,7 @@ export interface AttemptInput {
   home: string;
   outputsOf(step: string): Record<string, unknown> | undefined;
   onProgress?: (update: ProgressUpdate) => void;
+  publish: PublishEvent;
 }
 
 export type AttemptResult =
@@ -108,6 +109,7 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
     params: run.params,
     log,
     progress: input.onProgress ?? (() => undefined),
+    publish: input.publish,
     ledger: {
       seen: (scope, checksums) => input.store.ingestedChecksums(scope, checksums),
       record: (scope, files) => input.store.recordIngested(scope, files, run.id),

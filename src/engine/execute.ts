@@ -12,7 +12,7 @@ import { SluiceError } from "../errors.js";
 import { parseDuration } from "../spec/duration.js";
 import type { Step, Workflow } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
-import type { ProgressUpdate } from "../actions/types.js";
+import type { ProgressUpdate, PublishEvent } from "../actions/types.js";
 import type { AttemptRecord, ErrorInfo, RunRecord, StateStore, StepRecord, StepStatus } from "../store/types.js";
 import { effectiveRetry, retryDelayMs, type EffectiveRetry } from "./backoff.js";
 import type { EventSink } from "./events.js";
@@ -38,6 +38,17 @@ export interface EngineOptions {
    * recorded, then the process lets go of the run so another worker goes on with it at once.
    */
   drain?: AbortSignal;
+  /** How runs publish events (default: store them and queue the workflows they trigger). */
+  publishEvent?: PublishEvent;
+}
+
+/** Events go through the control plane (stored, triggered workflows queued); loaded on first use. */
+function storePublisher(store: StateStore): PublishEvent {
+  return async (name, data, source) => {
+    const { emitEvent } = await import("../control/events.js");
+    const r = await emitEvent(store, { name, data, source });
+    return { eventId: r.event.id, runIds: r.runs.map((x) => x.id) };
+  };
 }
 
 const DEFAULT_PARALLELISM = 32;
@@ -248,6 +259,7 @@ class RunDriver {
         home: this.opts.home,
         outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
         onProgress: this.opts.onEvent ? throttledProgress(this.opts.onEvent, id, name, n, started) : undefined,
+        publish: this.opts.publishEvent ?? storePublisher(store),
       });
 
       if (result.status === "interrupted") {

@@ -11,6 +11,7 @@
  * Workers find queued runs by polling and, on PostgreSQL, by LISTEN/NOTIFY for low latency.
  */
 import type { ActionRegistry } from "../actions/registry.js";
+import type { PublishEvent } from "../actions/types.js";
 import type { StateStore } from "../store/types.js";
 import type { EventSink } from "./events.js";
 import { executeRun, leaseTtl } from "./execute.js";
@@ -29,6 +30,7 @@ export interface WorkerOptions {
   leaseTtlMs?: number;
   limiter?: Limiter;
   onEvent?: EventSink;
+  publishEvent?: PublishEvent;
   log?: { info(o: object, msg?: string): void; warn(o: object, msg?: string): void; error(o: object, msg?: string): void };
 }
 
@@ -60,7 +62,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   const execute = (runId: string) => {
     const done = executeRun(runId, {
       store, actions: opts.actions, home: opts.home, owner, leaseTtlMs: ttl, limiter: opts.limiter,
-      onEvent: opts.onEvent, signal: detach.signal, drain: drain.signal,
+      onEvent: opts.onEvent, publishEvent: opts.publishEvent, signal: detach.signal, drain: drain.signal,
     }).then(
       () => undefined,
       (err: unknown) => opts.log?.error({ runId, err: (err as Error).message }, "run failed inside the worker"),

@@ -26,8 +26,8 @@ export const TimeZone = z.string().refine(isTimeZone, { message: "is not a known
 
 export const CronExpression = z
   .string()
-  .refine(isCron, { message: "is not a valid cron expression (five fields: minute hour day-of-month month day-of-week)" })
-  .describe("A five-field cron expression, e.g. 0 */6 * * *.");
+  .refine(isCron, { message: "is not a valid cron expression (five fields: minute hour day-of-month month day-of-week; or six with seconds first)" })
+  .describe("A cron expression, e.g. 0 */6 * * *; a sixth leading field gives seconds.");
 
 export const Backoff = z
   .object({
@@ -157,8 +157,9 @@ function isTimeZone(tz: string): boolean {
 }
 
 function isCron(expr: string): boolean {
-  // Five fields only: seconds-precision schedules are not what the seed's users write.
-  if (expr.trim().split(/\s+/).length !== 5) return false;
+  // Five fields, or six with seconds first (as Temporal and croner allow) for sub-minute schedules.
+  const fields = expr.trim().split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) return false;
   try {
     new Cron(expr, { paused: true });
     return true;

@@ -15,7 +15,7 @@ import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
 import { defineAction, type ActionContext, type ActionDefinition, type FileLedger } from "../../src/actions/types.js";
 import { runDetail } from "../../src/engine/index.js";
 import { writeTradesCsv, writeTradesFile } from "../../src/samples/trades.js";
-import { runWorkflow, scratch, testEnv, workflow, type TestEnv } from "../helpers.js";
+import { actionContext, runWorkflow, scratch, testEnv, workflow, type TestEnv } from "../helpers.js";
 
 const fresh = scratch();
 
@@ -39,14 +39,8 @@ function memoryLedger(): FileLedger & { scopes: Map<string, Set<string>>; asked:
   };
 }
 
-function actionContext(over: Partial<ActionContext> & { artifactsDir: string }): ActionContext {
-  return {
-    runId: "r-test", workflow: "bulk-test", step: "file-discovery", attempt: 1,
-    signal: new AbortController().signal, home: over.artifactsDir, params: {},
-    log: { info: () => undefined, warn: () => undefined, error: () => undefined },
-    ledger: memoryLedger(), progress: () => undefined,
-    ...over,
-  };
+function context(over: Partial<ActionContext> & { artifactsDir: string }): ActionContext {
+  return actionContext({ workflow: "bulk-test", step: "file-discovery", ledger: memoryLedger(), ...over });
 }
 
 const sha = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
@@ -68,7 +62,7 @@ describe("discover_files_in_directory", () => {
   it("inventories every supported file with size, checksum, mtime and status, and writes a manifest of the originals", async () => {
     const art = fresh("sluice-disc-art-");
     const progress: unknown[] = [];
-    const out = await discoverFilesInDirectory({ directory: data }, actionContext({ artifactsDir: art, progress: (p) => progress.push(p) }));
+    const out = await discoverFilesInDirectory({ directory: data }, context({ artifactsDir: art, progress: (p) => progress.push(p) }));
     expect(out).toMatchObject({ found: 4, new: 3, alreadyIngested: 0, unstable: 0, unsupported: 1, empty: false });
     const ds = await readDataset(out.files as string);
     expect(out.dataset).toBe(out.files);
@@ -104,13 +98,13 @@ describe("discover_files_in_directory", () => {
 
   it("matches a pattern relative to the directory, recursively when asked", async () => {
     const art = fresh("sluice-disc-art-");
-    const top = await discoverFilesInDirectory({ directory: data, pattern: "*.csv" }, actionContext({ artifactsDir: art }));
+    const top = await discoverFilesInDirectory({ directory: data, pattern: "*.csv" }, context({ artifactsDir: art }));
     expect((await readDataset(top.files as string)).parts.map((p) => p.path)).toEqual([join(data, "a.csv")]);
-    const deep = await discoverFilesInDirectory({ directory: data, pattern: "*.csv", recursive: true }, actionContext({ artifactsDir: art }));
+    const deep = await discoverFilesInDirectory({ directory: data, pattern: "*.csv", recursive: true }, context({ artifactsDir: art }));
     expect((await readDataset(deep.files as string)).parts.map((p) => p.path)).toEqual([join(data, "a.csv"), join(data, "sub", "e.csv")]);
-    const sub = await discoverFilesInDirectory({ directory: data, pattern: "sub/*.csv" }, actionContext({ artifactsDir: art }));
+    const sub = await discoverFilesInDirectory({ directory: data, pattern: "sub/*.csv" }, context({ artifactsDir: art }));
     expect((await readDataset(sub.files as string)).parts.map((p) => p.path)).toEqual([join(data, "sub", "e.csv")]);
-    const all = await discoverFilesInDirectory({ directory: data, recursive: true }, actionContext({ artifactsDir: art }));
+    const all = await discoverFilesInDirectory({ directory: data, recursive: true }, context({ artifactsDir: art }));
     expect(all).toMatchObject({ found: 5, new: 4 });
   });
 
@@ -123,7 +117,7 @@ describe("discover_files_in_directory", () => {
     const timer = setInterval(() => appendFileSync(growing, `T-${n++},AAPL\n`), 20);
     try {
       const art = fresh("sluice-disc-art-");
-      const out = await discoverFilesInDirectory({ directory: dir }, actionContext({ artifactsDir: art }));
+      const out = await discoverFilesInDirectory({ directory: dir }, context({ artifactsDir: art }));
       expect(out).toMatchObject({ found: 2, new: 1, unstable: 1 });
       const ds = await readDataset(out.files as string);
       expect(ds.parts.map((p) => p.path)).toEqual([join(dir, "done.csv")]);
@@ -138,14 +132,14 @@ describe("discover_files_in_directory", () => {
   it("skips files the ledger has seen in this workflow's scope, and reports them", async () => {
     const ledger = memoryLedger();
     const art = fresh("sluice-disc-art-");
-    const first = await discoverFilesInDirectory({ directory: data }, actionContext({ artifactsDir: art, ledger }));
+    const first = await discoverFilesInDirectory({ directory: data }, context({ artifactsDir: art, ledger }));
     const ds1 = await readDataset(first.files as string);
     const ingest = ds1.meta!.ingest as IngestMeta;
     // Record only a.csv and b.ndjson, as a storage step would after committing their rows.
     await ledger.record(ingest.scope, ingest.files.slice(0, 2));
     expect(ledger.asked).toEqual([`bulk-test:${data}`]);
 
-    const second = await discoverFilesInDirectory({ directory: data }, actionContext({ artifactsDir: art, ledger }));
+    const second = await discoverFilesInDirectory({ directory: data }, context({ artifactsDir: art, ledger }));
     expect(second).toMatchObject({ found: 4, new: 1, alreadyIngested: 2 });
     const ds2 = await readDataset(second.files as string);
     expect(ds2.parts.map((p) => p.path)).toEqual([join(data, "c.json")]);
@@ -154,20 +148,20 @@ describe("discover_files_in_directory", () => {
     expect(inv.find((e) => e.status === "skipped")!.checksum).toBe(sha(join(data, "a.csv")));
 
     // Another workflow has its own scope; skipIngested: false takes everything.
-    expect(await discoverFilesInDirectory({ directory: data }, actionContext({ artifactsDir: art, ledger, workflow: "other" }))).toMatchObject({ new: 3 });
-    expect(await discoverFilesInDirectory({ directory: data, skipIngested: false }, actionContext({ artifactsDir: art, ledger }))).toMatchObject({ new: 3, alreadyIngested: 0 });
+    expect(await discoverFilesInDirectory({ directory: data }, context({ artifactsDir: art, ledger, workflow: "other" }))).toMatchObject({ new: 3 });
+    expect(await discoverFilesInDirectory({ directory: data, skipIngested: false }, context({ artifactsDir: art, ledger }))).toMatchObject({ new: 3, alreadyIngested: 0 });
   });
 
   it("an empty directory gives an empty dataset, not an error; a missing one is an error", async () => {
     const empty = fresh("sluice-disc-empty-");
     const art = fresh("sluice-disc-art-");
-    const out = await discoverFilesInDirectory({ directory: empty }, actionContext({ artifactsDir: art }));
+    const out = await discoverFilesInDirectory({ directory: empty }, context({ artifactsDir: art }));
     expect(out).toMatchObject({ found: 0, new: 0, alreadyIngested: 0, unstable: 0, bytes: 0, empty: true });
     expect(String(out.note)).toMatch(/no new files/);
     const ds = await readDataset(out.files as string);
     expect(ds.parts).toEqual([]);
     expect(ds.meta!.ingest).toEqual({ scope: `bulk-test:${empty}`, files: [] });
-    await expect(discoverFilesInDirectory({ directory: join(empty, "nope") }, actionContext({ artifactsDir: art }))).rejects.toMatchObject({ code: "FILE_NOT_FOUND" });
+    await expect(discoverFilesInDirectory({ directory: join(empty, "nope") }, context({ artifactsDir: art }))).rejects.toMatchObject({ code: "FILE_NOT_FOUND" });
   });
 });
 

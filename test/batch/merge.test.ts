@@ -10,7 +10,7 @@ import { readDataset, writeDataset, type Accounting, type Dataset } from "../../
 import type { Column, QuarantinedRecord } from "../../src/actions/batch/model.js";
 import type { ActionContext } from "../../src/actions/types.js";
 import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
-import { tempDir } from "../helpers.js";
+import { actionContext, tempDir } from "../helpers.js";
 import { readStage } from "../../src/actions/batch/stage.js";
 
 const COLUMNS: Column[] = [
@@ -54,15 +54,13 @@ async function dataset(files: { source: string; rows: Row[] }[], opts: { columns
 
 function context(root: string, over: Partial<ActionContext> = {}): ActionContext & { progressRows: number[] } {
   const progressRows: number[] = [];
-  const noop = () => undefined;
   return {
-    runId: "r-test", workflow: "bulk-file-ingestion", step: "data-consolidation", attempt: 1,
-    signal: new AbortController().signal, artifactsDir: join(root, "artifacts"), home: root, params: {},
-    log: { info: noop, warn: noop, error: noop },
-    ledger: { seen: async () => new Set<string>(), record: async () => undefined },
-    progress: (u) => void (u.rows !== undefined && progressRows.push(u.rows)),
+    ...actionContext({
+      workflow: "bulk-file-ingestion", step: "data-consolidation", artifactsDir: join(root, "artifacts"), home: root,
+      progress: (u) => void (u.rows !== undefined && progressRows.push(u.rows)),
+      ...over,
+    }),
     progressRows,
-    ...over,
   };
 }
 

@@ -19,20 +19,14 @@ import { writeTradesCsv, writeTradesFile } from "../../src/samples/trades.js";
 
 /** The pool never has more threads than cores. */
 const CORES = availableParallelism();
-import { scratch } from "../helpers.js";
+import { actionContext, scratch } from "../helpers.js";
 
 const fresh = scratch();
 
 const noLedger: FileLedger = { seen: async () => new Set(), record: async () => undefined };
 
 function ctx(artifactsDir: string, over: Partial<ActionContext> = {}): ActionContext {
-  return {
-    runId: "r-test", workflow: "bulk-test", step: "parallel", attempt: 1,
-    signal: new AbortController().signal, artifactsDir, home: artifactsDir, params: {},
-    log: { info: () => undefined, warn: () => undefined, error: () => undefined },
-    ledger: noLedger, progress: () => undefined,
-    ...over,
-  };
+  return actionContext({ workflow: "bulk-test", step: "parallel", artifactsDir, ledger: noLedger, ...over });
 }
 
 /** Discover a folder the way the bulk workflow does; returns the manifest path. */

@@ -56,7 +56,7 @@ describe("workflow validation", () => {
     expect(problems(text)).toEqual([
       'w.yaml:6:12: spec.timeout: "soon" is not a duration: use a number and a unit, like 500ms, 30s, 5m, 2h or 1h30m',
       'w.yaml:7:16: spec.parallelism: must be a number, not the text "4"',
-      'w.yaml:9:17: spec.triggers[0].schedule: "61 * * * *" is not a valid cron expression (five fields: minute hour day-of-month month day-of-week)',
+      'w.yaml:9:17: spec.triggers[0].schedule: "61 * * * *" is not a valid cron expression (five fields: minute hour day-of-month month day-of-week; or six with seconds first)',
       'w.yaml:10:17: spec.triggers[0].timezone: "Nowhere/City" is not a known IANA time zone, like UTC or Europe/London',
       'w.yaml:13:24: spec.steps[0].exec.command: must be a list, not the text "true"',
       'w.yaml:14:46: spec.steps[0].retry.backoff.initial: "1x" is not a duration: use a number and a unit, like 500ms, 30s, 5m, 2h or 1h30m',
