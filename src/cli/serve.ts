@@ -10,6 +10,7 @@ import { resolve } from "node:path";
 import { formatProblem } from "../spec/load.js";
 import { syncWorkflowDirectory } from "../control/workflows.js";
 import { startWorker, type Worker } from "../engine/worker.js";
+import { leaseTtl } from "../engine/execute.js";
 import { newOwnerId } from "../engine/ids.js";
 import { createApp } from "../server/app.js";
 import { resolveAuth } from "../server/auth.js";
@@ -47,7 +48,8 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
   const store = await openStore();
   const home = sluiceHome();
   let ready = false;
-  const observers = await createObservers({ store, config, configFile, log, role: "serve", baseUrl: `http://${host ?? "127.0.0.1"}:${port}` });
+  let apiUrl: string | undefined; // known once the server listens: with --port 0 the port is chosen then
+  const observers = await createObservers({ store, config, configFile, log, role: "serve", baseUrl: () => apiUrl ?? `http://${host ?? "127.0.0.1"}:${port}` });
 
   // The registry follows the directory: every change re-applies it; a bad file is refused and
   // the version before it keeps running.
@@ -72,12 +74,21 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
   }
 
   const scheduler = startScheduler({
-    store, owner, log: messageFirst(log),
+    // One lease TTL for runs and leadership: a dead leader is replaced as fast as a dead worker.
+    store, owner, log: messageFirst(log), leaseTtlMs: leaseTtl(),
     onFire: (f) => observers.metrics.observeTriggerLag(f.workflow, f.trigger, f.lagMs),
   });
+  // SLUICE_WATCH_INTERVAL_MS (time between scans, default 5000) and SLUICE_WATCH_STABLE_MS (how
+  // long a file must stay unchanged before it is announced, default 2000) tune every --watch;
+  // tests set them low, an operator can for a directory where files arrive fast or slowly.
+  const watchIntervalMs = msFromEnv("SLUICE_WATCH_INTERVAL_MS");
+  const watchStableMs = msFromEnv("SLUICE_WATCH_STABLE_MS");
   const watchers: FileWatcher[] = (o.watch ?? []).map((spec) => {
     const [wdir, event] = spec.split(":");
-    return startFileWatcher({ store, dir: wdir!, event: event || undefined, isLeader: () => scheduler.isLeader(), log: messageFirst(log) });
+    return startFileWatcher({
+      store, dir: wdir!, event: event || undefined, intervalMs: watchIntervalMs, stableMs: watchStableMs,
+      isLeader: () => scheduler.isLeader(), log: messageFirst(log),
+    });
   });
   // SLA checks scan the store: one process (the leader) does it for the fleet.
   const slaTimer = setInterval(() => {
@@ -95,6 +106,7 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
 
   const app = createApp({ store, home, actions, metrics: observers.metrics, auth, ready: () => ready, log });
   const http = await startHttpServer({ app, port, host, auth, log });
+  apiUrl = http.url;
   ready = true;
   log.info(
     { url: http.url, workflows: dir, worker: o.worker, store: store.dialect, watch: o.watch ?? [] },
@@ -121,6 +133,15 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
   log.info({}, "stopped");
   log.flush();
   return 0;
+}
+
+/** A non-negative millisecond count from the environment; undefined (the default) when unset. */
+function msFromEnv(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === "") return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new SluiceError("USAGE", `${name} takes a number of milliseconds, not "${v}"`);
+  return n;
 }
 
 function parsePort(v: string): number {

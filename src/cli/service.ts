@@ -3,7 +3,7 @@
  * fan-out of engine events to metrics, alerts, platform events and the log.
  */
 import { pino, type Logger } from "pino";
-import { resolveSecret } from "../connectors/secrets.js";
+import { isSecretRef, resolveSecret } from "../connectors/secrets.js";
 import type { EngineEvent } from "../engine/events.js";
 import { createAlerter, type Alerter } from "../observe/alerts.js";
 import { createMetrics, type Metrics } from "../observe/metrics.js";
@@ -38,15 +38,24 @@ export async function createObservers(opts: {
   log: Logger;
   /** `serve` or `worker`: the metrics' process label (Prometheus adds the instance itself). */
   role: string;
-  baseUrl?: string;
+  /** The API's URL for links in alerts; a function when it is known only once the server listens (`--port 0`). */
+  baseUrl?: string | (() => string | undefined);
 }): Promise<Observers> {
   const { store, log } = opts;
   const metrics = createMetrics({ store, process: opts.role });
   const baseDir = opts.configFile ? dirname(opts.configFile) : undefined;
   const targets = await Promise.all(
-    opts.config.alerts.map(async (t, i) => ({ ...t, url: await resolveSecret(t.url, `alerts[${i}].url (${t.name})`, { baseDir }) })),
+    // config.ts accepts a plain http(s) URL or a secret reference holding one; only references are resolved.
+    opts.config.alerts.map(async (t, i) => ({ ...t, url: isSecretRef(t.url) ? await resolveSecret(t.url, `alerts[${i}].url (${t.name})`, { baseDir }) : t.url })),
   );
-  const alerter = createAlerter({ targets, store, log: messageFirst(log), baseUrl: opts.baseUrl });
+  const baseUrl = opts.baseUrl;
+  const alerter = createAlerter({
+    targets, store, log: messageFirst(log),
+    // Read at each alert (alerts.ts link()), so a port chosen at listen time is the one linked.
+    get baseUrl() {
+      return typeof baseUrl === "function" ? baseUrl() : baseUrl;
+    },
+  });
   const publish: PublishEvent = async (name, data, source) => {
     metrics.observeEvent(name);
     const r = await emitEvent(store, { name, data, source });

@@ -19,6 +19,7 @@ import type { EventSink } from "./events.js";
 import { newOwnerId } from "./ids.js";
 import { createLimiter, type Limiter } from "./limiter.js";
 import { runStepAttempt } from "./attempt.js";
+import { writerFor, type TransitionWriter } from "./writer.js";
 
 export interface EngineOptions {
   store: StateStore;
@@ -123,6 +124,7 @@ class RunDriver {
   private finished!: () => void;
   private readonly done = new Promise<void>((r) => (this.finished = r));
   private fatal: unknown;
+  private readonly writer: TransitionWriter;
 
   constructor(
     private readonly run: RunRecord,
@@ -133,6 +135,7 @@ class RunDriver {
     this.wf = run.spec;
     this.parallelism = this.wf.spec.parallelism ?? DEFAULT_PARALLELISM;
     this.limiter = opts.limiter ?? defaultLimiter();
+    this.writer = writerFor(opts.store);
     // Every running attempt listens on the run's signal; a wide fan-out is not a leak.
     setMaxListeners(0, this.runAbort.signal);
   }
@@ -244,7 +247,9 @@ class RunDriver {
       }
       const n = s.attempts + 1;
       const started = Date.now();
-      await store.beginAttempt(id, name, n, this.owner, new Date(started).toISOString());
+      // The attempt runs only once its start is committed (possibly in one batch with the end of
+      // the step that released it).
+      await this.writer.write({ kind: "begin", runId: id, step: name, n, owner: this.owner, startedAt: new Date(started).toISOString() });
       s.attempts = n;
       s.status = "running";
       this.opts.onEvent?.({ type: "step-started", runId: id, workflow: this.wf.metadata.name, step: name, attempt: n, at: started });
@@ -277,10 +282,12 @@ class RunDriver {
           stepStatus = "pending";
         }
       }
-      await store.endAttempt({
-        runId: id, step: name, n, owner: this.owner, status: result.status, endedAt: new Date(ended).toISOString(),
+      // Queued, not awaited: the dependents released below queue their starts behind this end
+      // and commit with it. finish() waits for the queue before recording the run's outcome.
+      this.writer.write({
+        kind: "end", runId: id, step: name, n, owner: this.owner, status: result.status, endedAt: new Date(ended).toISOString(),
         error: result.error, outputs: result.outputs, stepStatus, notBefore: retryInMs === null ? null : ended + retryInMs,
-      });
+      }).catch((err: unknown) => this.writeFailed(err));
       s.status = stepStatus;
       s.error = result.error;
       if (result.outputs) s.outputs = result.outputs;
@@ -293,15 +300,20 @@ class RunDriver {
         this.ready.push(name);
       } else this.settled(s);
     } catch (err) {
-      if (err instanceof SluiceError && err.code === "LEASE_LOST") this.requestStop({ kind: "leaseLost" });
-      else {
-        this.fatal ??= err;
-        this.requestStop({ kind: "detach", reason: "an internal error" });
-      }
+      this.writeFailed(err);
     } finally {
       this.limiter.release();
       this.running--;
       this.pump();
+    }
+  }
+
+  /** A transition could not be recorded: another owner took the run, or the store failed. */
+  private writeFailed(err: unknown): void {
+    if (err instanceof SluiceError && err.code === "LEASE_LOST") this.requestStop({ kind: "leaseLost" });
+    else {
+      this.fatal ??= err;
+      this.requestStop({ kind: "detach", reason: "an internal error" });
     }
   }
 
@@ -355,6 +367,8 @@ class RunDriver {
   /** Record the final state of steps that never ran and of the run itself. */
   private async finish(): Promise<RunRecord> {
     const { store } = this.opts;
+    await this.writer.idle();
+    if (this.fatal) throw this.fatal; // A queued transition failed after the last step ended.
     const id = this.run.id;
     const endedAt = new Date().toISOString();
     const stop = this.stop;

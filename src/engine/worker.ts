@@ -10,6 +10,7 @@
  *
  * Workers find queued runs by polling and, on PostgreSQL, by LISTEN/NOTIFY for low latency.
  */
+import { setMaxListeners } from "node:events";
 import type { ActionRegistry } from "../actions/registry.js";
 import type { PublishEvent } from "../actions/types.js";
 import type { StateStore } from "../store/types.js";
@@ -53,6 +54,8 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   const ttl = opts.leaseTtlMs ?? leaseTtl();
   const drain = new AbortController();
   const detach = new AbortController();
+  // Every run this worker executes listens on both: many runs at once are not a leak.
+  setMaxListeners(0, drain.signal, detach.signal);
   const running = new Map<string, Promise<void>>();
   let stopping = false;
   let polling = false;

@@ -17,12 +17,13 @@ export function sluiceHome(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * The state store this environment asks for: PostgreSQL when SLUICE_DATABASE_URL is a postgres://
- * URL (tables in the `sluice` schema, migrated on open), otherwise SQLite under SLUICE_HOME.
+ * URL (tables in the `sluice` schema, or SLUICE_PG_SCHEMA, migrated on open), otherwise SQLite
+ * under SLUICE_HOME.
  * A server that cannot be reached fails with NETWORK_ERROR naming host:port, never the password.
  */
 export async function openStore(env: NodeJS.ProcessEnv = process.env): Promise<StateStore> {
   const url = env.SLUICE_DATABASE_URL;
-  if (url && /^postgres(ql)?:\/\//.test(url)) return openPostgresStore(url);
+  if (url && /^postgres(ql)?:\/\//.test(url)) return openPostgresStore(url, { schema: env.SLUICE_PG_SCHEMA || undefined });
   if (url) throw new SluiceError("BAD_CONFIG", "SLUICE_DATABASE_URL must be a postgres:// URL");
   return openSqliteStore(join(sluiceHome(env), "sluice.db"));
 }

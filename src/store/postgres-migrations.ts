@@ -133,4 +133,50 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 4,
+    sql: `
+      -- Step transitions applied in order in one call: one round trip and one commit for a
+      -- step's end and the next step's start, or for the ends of many parallel steps. The
+      -- engine batches what it has to write while the previous batch commits (group commit).
+      -- A begin is fenced on the run's lease (the run row is locked FOR SHARE, see postgres.ts);
+      -- an end only lands on an attempt still running under the same owner. Either failing
+      -- raises SQLSTATE SL001 with the run id, which rolls the whole batch back.
+      CREATE FUNCTION apply_transitions(ops jsonb) RETURNS void
+      LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+      DECLARE
+        op jsonb;
+        changed int;
+      BEGIN
+        FOR op IN SELECT value FROM jsonb_array_elements(ops) LOOP
+          IF op->>'kind' = 'begin' THEN
+            PERFORM 1 FROM runs WHERE id = op->>'runId' AND lease_owner = op->>'owner' FOR SHARE;
+            IF NOT FOUND THEN
+              RAISE EXCEPTION USING ERRCODE = 'SL001', MESSAGE = op->>'runId';
+            END IF;
+            INSERT INTO attempts (run_id, step, n, status, started_at, owner)
+            VALUES (op->>'runId', op->>'step', (op->>'n')::int, 'running', op->>'startedAt', op->>'owner');
+            UPDATE steps SET status = 'running', attempts = (op->>'n')::int,
+                   started_at = COALESCE(started_at, op->>'startedAt'), not_before = NULL
+             WHERE run_id = op->>'runId' AND name = op->>'step';
+          ELSE
+            UPDATE attempts SET status = op->>'status', ended_at = op->>'endedAt',
+                   error_code = op->>'errorCode', error_message = op->>'errorMessage'
+             WHERE run_id = op->>'runId' AND step = op->>'step' AND n = (op->>'n')::int
+               AND status = 'running' AND owner = op->>'owner';
+            GET DIAGNOSTICS changed = ROW_COUNT;
+            IF changed <> 1 THEN
+              RAISE EXCEPTION USING ERRCODE = 'SL001', MESSAGE = op->>'runId';
+            END IF;
+            UPDATE steps SET status = op->>'stepStatus', not_before = (op->>'notBefore')::bigint,
+                   outputs = COALESCE(op->>'outputs', outputs),
+                   ended_at = CASE WHEN op->>'stepStatus' = 'pending' THEN NULL ELSE op->>'endedAt' END,
+                   error_code = op->>'errorCode', error_message = op->>'errorMessage'
+             WHERE run_id = op->>'runId' AND name = op->>'step';
+          END IF;
+        END LOOP;
+      END
+      $fn$;
+    `,
+  },
 ];

@@ -14,7 +14,7 @@ import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { EventEmitter } from "node:events";
 import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
 import type {
-  AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RunCount, RunFilter, RunStatus, StateStore, StepStatus,
+  AttemptBegin, AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RunCount, RunFilter, RunStatus, StateStore, StepStatus, Transition,
 } from "./types.js";
 
 /**
@@ -184,12 +184,12 @@ export function openSqliteStore(file: string): StateStore {
     );
     run.workflow.spec.steps.forEach((s, i) => q.insertStep.run(run.id, s.name, i));
   });
-  const begin = db.transaction((runId: string, step: string, n: number, owner: string, startedAt: string) => {
-    const r = q.beginAttempt.run({ runId, step, n, owner, startedAt });
-    if (r.changes !== 1) throw leaseLost(runId);
-    q.stepRunning.run({ runId, step, n, startedAt });
-  });
-  const end = db.transaction((e: AttemptEnd) => {
+  const begin = (b: AttemptBegin) => {
+    const r = q.beginAttempt.run({ runId: b.runId, step: b.step, n: b.n, owner: b.owner, startedAt: b.startedAt });
+    if (r.changes !== 1) throw leaseLost(b.runId);
+    q.stepRunning.run({ runId: b.runId, step: b.step, n: b.n, startedAt: b.startedAt });
+  };
+  const end = (e: AttemptEnd) => {
     const common = { runId: e.runId, step: e.step, code: e.error?.code ?? null, message: e.error?.message ?? null };
     const r = q.endAttempt.run({ ...common, n: e.n, owner: e.owner, status: e.status, endedAt: e.endedAt });
     if (r.changes !== 1) throw leaseLost(e.runId);
@@ -197,6 +197,9 @@ export function openSqliteStore(file: string): StateStore {
       ...common, stepStatus: e.stepStatus, notBefore: e.notBefore, endedAt: e.endedAt,
       outputs: e.outputs ? JSON.stringify(e.outputs) : null,
     });
+  };
+  const apply = db.transaction((ops: Transition[]) => {
+    for (const op of ops) if (op.kind === "begin") begin(op); else end(op);
   });
   const settle = db.transaction((runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null) => {
     for (const step of steps) q.settleStep.run({ runId, step, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
@@ -264,10 +267,13 @@ export function openSqliteStore(file: string): StateStore {
       q.finishRun.run({ id: runId, owner, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
     },
     async beginAttempt(runId, step, n, owner, startedAt) {
-      begin(runId, step, n, owner, startedAt);
+      apply([{ kind: "begin", runId, step, n, owner, startedAt }]);
     },
     async endAttempt(e) {
-      end(e);
+      apply([{ kind: "end", ...e }]);
+    },
+    async applyTransitions(ops) {
+      if (ops.length) apply(ops);
     },
     async settleSteps(runId, steps, status, endedAt, error) {
       if (steps.length) settle(runId, steps, status, endedAt, error);

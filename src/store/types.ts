@@ -115,6 +115,21 @@ export interface AttemptEnd {
   notBefore: number | null;
 }
 
+/** The start of an attempt (fenced on the run's lease). */
+export interface AttemptBegin {
+  runId: string;
+  step: string;
+  n: number;
+  owner: string;
+  startedAt: string;
+}
+
+/**
+ * A step transition, for `applyTransitions`: several of them (one step's end and the next
+ * step's start, or the ends of many parallel steps) commit together in one transaction.
+ */
+export type Transition = ({ kind: "begin" } & AttemptBegin) | ({ kind: "end" } & AttemptEnd);
+
 export interface LeaseState {
   /** False when another owner holds the run now: the caller must stop at once. */
   held: boolean;
@@ -194,6 +209,11 @@ export interface StateStore {
   /** Record an attempt as started. Fenced: fails with LEASE_LOST unless `owner` holds the run. */
   beginAttempt(runId: string, step: string, n: number, owner: string, startedAt: string): Promise<void>;
   endAttempt(end: AttemptEnd): Promise<void>;
+  /**
+   * Apply transitions in order, atomically, in one transaction (one round trip on PostgreSQL).
+   * Fails with LEASE_LOST, applying none, when any of them is fenced off.
+   */
+  applyTransitions(ops: Transition[]): Promise<void>;
   /** Set several steps to a final status at once (skipped after a failure, cancelled on cancel). */
   settleSteps(runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null): Promise<void>;
 

@@ -43,21 +43,29 @@ export async function startApi(opts: { auth?: AuthConfig; metrics?: ServerDeps["
     env,
     server,
     state,
-    async call(method, path, o = {}) {
-      const headers: Record<string, string> = {};
-      let body: string | undefined;
-      if (o.json !== undefined) (headers["content-type"] = "application/json"), (body = JSON.stringify(o.json));
-      if (o.body !== undefined) (headers["content-type"] = o.type ?? "application/yaml"), (body = o.body);
-      if (o.token) headers.authorization = `Bearer ${o.token}`;
-      const res = await fetch(server.url + path, { method, headers, body });
-      const text = await res.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      return { status: res.status, headers: res.headers, text, json };
-    },
+    call: (method, path, o = {}) => request(server.url, method, path, o),
   };
+}
+
+/** One HTTP request to a Sluice server: a JSON body, or a raw one (YAML by default); bearer token. */
+export async function request(
+  base: string,
+  method: string,
+  path: string,
+  o: { json?: unknown; body?: string; type?: string; token?: string } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = {};
+  let body: string | undefined;
+  if (o.json !== undefined) (headers["content-type"] = "application/json"), (body = JSON.stringify(o.json));
+  if (o.body !== undefined) (headers["content-type"] = o.type ?? "application/yaml"), (body = o.body);
+  if (o.token) headers.authorization = `Bearer ${o.token}`;
+  const res = await fetch(base + path, { method, headers, body });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
 }
