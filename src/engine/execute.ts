@@ -41,6 +41,8 @@ export interface EngineOptions {
   drain?: AbortSignal;
   /** How runs publish events (default: store them and queue the workflows they trigger). */
   publishEvent?: PublishEvent;
+  /** The run as claimed from the queue by `owner` (a worker): saves reading and claiming it again. */
+  claimed?: RunRecord;
 }
 
 /** Events go through the control plane (stored, triggered workflows queued); loaded on first use. */
@@ -91,12 +93,13 @@ type StopReason =
 /** Execute (or resume) a run until it ends or this process detaches from it. Returns the run as stored. */
 export async function executeRun(runId: string, opts: EngineOptions): Promise<RunRecord> {
   const { store } = opts;
+  const owner = opts.owner ?? newOwnerId();
+  const ttl = opts.leaseTtlMs ?? leaseTtl();
+  if (opts.claimed?.id === runId && opts.claimed.leaseOwner === owner) return new RunDriver(opts.claimed, owner, ttl, opts).drive();
   const run = await store.getRun(runId);
   if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
   if (run.status !== "pending" && run.status !== "running") return run;
 
-  const owner = opts.owner ?? newOwnerId();
-  const ttl = opts.leaseTtlMs ?? leaseTtl();
   if (!(await store.claimRun(runId, owner, ttl, Date.now()))) {
     const secs = run.leaseExpiresAt ? Math.max(0, Math.ceil((run.leaseExpiresAt - Date.now()) / 1000)) : 0;
     throw new SluiceError(
@@ -145,11 +148,16 @@ class RunDriver {
     const id = this.run.id;
     const resumed = this.run.status === "running";
     const now = new Date();
-    await store.recoverInterrupted(id, this.owner, now.toISOString());
+    // Only a run that was running can have attempts left running by a dead owner.
+    if (resumed) await store.recoverInterrupted(id, this.owner, now.toISOString());
     const timeoutMs = this.wf.spec.timeout ? parseDuration(this.wf.spec.timeout)! : null;
-    await store.markRunStarted(id, this.owner, now.toISOString(), timeoutMs ? new Date(now.getTime() + timeoutMs).toISOString() : null);
-    const fresh = (await store.getRun(id))!;
-    this.load(await store.getSteps(id), await store.getAttempts(id));
+    const fresh = await store.markRunStarted(id, this.owner, now.toISOString(), timeoutMs ? new Date(now.getTime() + timeoutMs).toISOString() : null);
+    // A run that never started has every step pending and no attempts: nothing to read back.
+    if (this.run.startedAt === null) this.load([], []);
+    else {
+      const [steps, attempts] = await Promise.all([store.getSteps(id), store.getAttempts(id)]);
+      this.load(steps, attempts);
+    }
     this.opts.onEvent?.({ type: "run-started", runId: id, workflow: this.wf.metadata.name, steps: [...this.states.keys()], resumed });
 
     this.startHeartbeat();
@@ -399,8 +407,7 @@ class RunDriver {
         error = { code: first.error?.code ?? "STEP_FAILED", message: `step ${first.def.name} ${first.status}: ${first.error?.message ?? "no reason recorded"}` };
       } else status = "succeeded";
     }
-    await store.finishRun(id, this.owner, status, endedAt, error);
-    const final = (await store.getRun(id))!;
+    const final = (await store.finishRun(id, this.owner, status, endedAt, error)) ?? (await store.getRun(id))!;
     this.opts.onEvent?.({
       type: "run-ended", runId: id, workflow: this.wf.metadata.name, status, error, trigger: final.trigger,
       startedAt: final.startedAt, endedAt,

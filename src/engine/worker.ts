@@ -13,7 +13,7 @@
 import { setMaxListeners } from "node:events";
 import type { ActionRegistry } from "../actions/registry.js";
 import type { PublishEvent } from "../actions/types.js";
-import type { StateStore } from "../store/types.js";
+import type { RunRecord, StateStore } from "../store/types.js";
 import type { EventSink } from "./events.js";
 import { executeRun, leaseTtl } from "./execute.js";
 import { newOwnerId } from "./ids.js";
@@ -62,8 +62,10 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   let again = false;
   let timer: NodeJS.Timeout | undefined;
 
-  const execute = (runId: string) => {
+  const execute = (claimed: RunRecord) => {
+    const runId = claimed.id;
     const done = executeRun(runId, {
+      claimed,
       store, actions: opts.actions, home: opts.home, owner, leaseTtlMs: ttl, limiter: opts.limiter,
       onEvent: opts.onEvent, publishEvent: opts.publishEvent, signal: detach.signal, drain: drain.signal,
     }).then(
@@ -90,7 +92,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
       async (runs) => {
         for (const r of runs) {
           if (stopping) await store.releaseLease(r.id, owner); // Claimed as we stopped: hand it back.
-          else if (!running.has(r.id)) execute(r.id);
+          else if (!running.has(r.id)) execute(r);
         }
       },
       (err: unknown) => opts.log?.warn({ err: (err as Error).message }, "could not poll the run queue; retrying"),

@@ -159,13 +159,11 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       SELECT count(*)::int AS n FROM a`),
     startRun: stmt("start_run", `
       UPDATE ${T.runs} SET status = 'running', started_at = COALESCE(started_at, $3), deadline_at = COALESCE(deadline_at, $4)
-       WHERE id = $1 AND lease_owner = $2`),
+       WHERE id = $1 AND lease_owner = $2 RETURNING *`),
     finishRun: stmt("finish_run", `
       UPDATE ${T.runs} SET status = $3, ended_at = $4, error_code = $5, error_message = $6,
              lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2)`),
-    // Fenced on the lease (see the header and migration 4); all transitions go through here.
-    apply: stmt("apply_transitions", `SELECT ${S}.apply_transitions($1::jsonb)`),
+       WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) RETURNING *`),
     settle: stmt("settle", `
       UPDATE ${T.steps} SET status = $3, ended_at = $4,
              error_code = COALESCE($5, error_code), error_message = COALESCE($6, error_message)
@@ -190,7 +188,11 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
           },
     );
     try {
-      await pool.query({ ...q.apply, values: [JSON.stringify(payload)] });
+      // The simple query protocol: one message, one write, where a prepared statement's
+      // Bind/Describe/Execute/Sync are four (node-postgres sends each on its own), and on the
+      // hot path the syscalls cost more than the server's parse. The JSON goes in as an escaped
+      // literal (pg.escapeLiteral), never concatenated raw.
+      await pool.query(`SELECT ${S}.apply_transitions(${pg.escapeLiteral(JSON.stringify(payload))}::jsonb)`);
     } catch (err) {
       if ((err as { code?: string }).code === "SL001") throw leaseLost((err as Error).message);
       const first = ops[0]!;
@@ -263,10 +265,13 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       return (await run(`recovering run ${runId}`, q.recover, [runId, endedAt])).rows[0]!.n as number;
     },
     async markRunStarted(runId, owner, startedAt, deadlineAt) {
-      if ((await run(`starting run ${runId}`, q.startRun, [runId, owner, startedAt, deadlineAt])).rowCount !== 1) throw leaseLost(runId);
+      const row = (await run(`starting run ${runId}`, q.startRun, [runId, owner, startedAt, deadlineAt])).rows[0];
+      if (!row) throw leaseLost(runId);
+      return toRun(row);
     },
     async finishRun(runId, owner, status: RunStatus, endedAt, error) {
-      await run(`finishing run ${runId}`, q.finishRun, [runId, owner, status, endedAt, error?.code ?? null, error?.message ?? null]);
+      const row = (await run(`finishing run ${runId}`, q.finishRun, [runId, owner, status, endedAt, error?.code ?? null, error?.message ?? null])).rows[0];
+      return row ? toRun(row) : undefined;
     },
     async beginAttempt(runId, step, n, owner, startedAt) {
       await apply([{ kind: "begin", runId, step, n, owner, startedAt }]);

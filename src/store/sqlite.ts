@@ -262,9 +262,11 @@ export function openSqliteStore(file: string): StateStore {
     },
     async markRunStarted(runId, owner, startedAt, deadlineAt) {
       if (q.startRun.run({ id: runId, owner, startedAt, deadlineAt }).changes !== 1) throw leaseLost(runId);
+      return toRun(q.getRun.get(runId) as Row);
     },
     async finishRun(runId, owner, status: RunStatus, endedAt, error) {
-      q.finishRun.run({ id: runId, owner, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
+      const r = q.finishRun.run({ id: runId, owner, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
+      return r.changes === 1 ? toRun(q.getRun.get(runId) as Row) : undefined;
     },
     async beginAttempt(runId, step, n, owner, startedAt) {
       apply([{ kind: "begin", runId, step, n, owner, startedAt }]);

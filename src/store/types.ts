@@ -203,8 +203,10 @@ export interface StateStore {
 
   /** Mark attempts left `running` by a dead owner as interrupted and their steps pending again. */
   recoverInterrupted(runId: string, owner: string, endedAt: string): Promise<number>;
-  markRunStarted(runId: string, owner: string, startedAt: string, deadlineAt: string | null): Promise<void>;
-  finishRun(runId: string, owner: string | null, status: RunStatus, endedAt: string, error: ErrorInfo | null): Promise<void>;
+  /** Mark the run running (first start keeps its time and deadline); returns it as stored. Fenced. */
+  markRunStarted(runId: string, owner: string, startedAt: string, deadlineAt: string | null): Promise<RunRecord>;
+  /** Record the run's outcome and drop its lease; returns it as stored (undefined when fenced off). */
+  finishRun(runId: string, owner: string | null, status: RunStatus, endedAt: string, error: ErrorInfo | null): Promise<RunRecord | undefined>;
 
   /** Record an attempt as started. Fenced: fails with LEASE_LOST unless `owner` holds the run. */
   beginAttempt(runId: string, step: string, n: number, owner: string, startedAt: string): Promise<void>;

@@ -51,7 +51,7 @@ describe("migrations", () => {
     await again.close();
 
     const versions = await admin.query(`SELECT version FROM "${fresh}".schema_migrations ORDER BY version`);
-    expect(versions.rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
+    expect(versions.rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
     const tables = await admin.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [fresh]);
     expect(tables.rows.map((r) => r.table_name)).toEqual([
       "attempts", "events", "fires", "ingested_files", "leases", "runs", "schema_migrations", "steps", "workflows",
