@@ -84,7 +84,8 @@ function buildProgram(): Command {
     .option("--config <file>", "alert webhooks (also SLUICE_CONFIG)")
     .option("--max-runs <n>", "runs this worker executes at once (default 16)")
     .option("--grace <seconds>", "on SIGTERM, how long running attempts may take to finish", "30")
-    .option("--metrics-port <n>", "serve /metrics and /healthz on 127.0.0.1:<n>")
+    .option("--metrics-port <n>", "serve /metrics and /healthz on port <n>")
+    .option("--metrics-host <addr>", "address for --metrics-port (default 127.0.0.1)")
     .addOption(actionsOption())
     .action(async (o) => {
       process.exitCode = await (await import("./worker.js")).workerCommand(o);

@@ -104,7 +104,7 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
     });
   }
 
-  const app = createApp({ store, home, actions, metrics: observers.metrics, auth, ready: () => ready, log });
+  const app = createApp({ store, home, actions, metrics: observers.metrics, auth, ready: () => ready, log, onEventReceived: (name) => observers.metrics.observeEvent(name) });
   const http = await startHttpServer({ app, port, host, auth, log });
   apiUrl = http.url;
   ready = true;

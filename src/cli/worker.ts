@@ -18,6 +18,7 @@ export interface WorkerFlags {
   maxRuns?: string;
   grace: string;
   metricsPort?: string;
+  metricsHost?: string;
   actions?: string[];
 }
 
@@ -38,7 +39,9 @@ export async function workerCommand(o: WorkerFlags): Promise<number> {
     const app = new Hono()
       .get("/healthz", (c) => c.json({ status: "ok", owner, activeRuns: worker.active() }))
       .get("/metrics", async () => new Response(await observers.metrics.render(), { headers: { "content-type": observers.metrics.contentType } }));
-    metricsServer = serve({ fetch: app.fetch, port: Number(o.metricsPort), hostname: "127.0.0.1" });
+    // Loopback by default: the endpoints carry no authentication. Prometheus on another host
+    // needs --metrics-host 0.0.0.0 (inside a pod network, say).
+    metricsServer = serve({ fetch: app.fetch, port: Number(o.metricsPort), hostname: o.metricsHost ?? "127.0.0.1" });
   }
   log.info({ store: store.dialect, owner }, "worker started");
   process.stderr.write(`sluice: worker ${owner} started on the ${store.dialect} store\n`);

@@ -36,6 +36,8 @@ export interface ServerDeps {
   /** /readyz answers 200 while this is true. */
   ready: () => boolean;
   log?: ServerLog;
+  /** Told of every event received through the API (the events metric). */
+  onEventReceived?: (name: string) => void;
 }
 
 export const API_PREFIX = "/api/v1";

@@ -72,6 +72,7 @@ export function eventRoutes(deps: ServerDeps) {
   r.openapi(emit, async (c) => {
     const { name, data } = c.req.valid("json");
     const result = await emitEvent(deps.store, { name, data, source: "api" });
+    deps.onEventReceived?.(name);
     deps.log?.info({ event: result.event.id, name, runs: result.event.runIds, by: c.get("principal").name }, "event emitted");
     return c.json({ event: toEventView(result.event), runs: result.runs.map((run) => run.id), refused: result.refused }, 202);
   });
