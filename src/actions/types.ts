@@ -4,6 +4,7 @@
  */
 import type { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
+import type { OpenStage } from "./stream-types.js";
 
 export type Outputs = Record<string, unknown>;
 
@@ -63,6 +64,8 @@ export interface ActionDefinition<I = any> {
   description: string;
   input: z.ZodType<I>;
   run(input: I, ctx: ActionContext): Promise<Outputs>;
+  /** Present when the action can run as a stage of a continuous pipeline (see stream-types.ts). */
+  stream?: OpenStage<I>;
 }
 
 /** A helper that keeps the input type of an action definition. */

@@ -5,6 +5,7 @@
 import { logUpdateStderr } from "log-update";
 import pc from "picocolors";
 import { pino } from "pino";
+import type { PipelineStats } from "../engine/pipeline.js";
 import type { EngineEvent } from "../engine/events.js";
 import type { ProgressUpdate } from "../actions/types.js";
 import { formatDuration } from "../spec/duration.js";
@@ -58,6 +59,13 @@ export function describeProgress(p: ProgressUpdate, elapsedMs: number): string {
   return parts.join(" · ");
 }
 
+/** A continuous pipeline in one line: records, rate, lag, latency. */
+function describeStream(s: PipelineStats): string {
+  const lat = s.endToEndMs ? `, end-to-end p50 ${s.endToEndMs.p50} ms p99 ${s.endToEndMs.p99} ms` : "";
+  const lag = s.lag !== null ? `, lag ${s.lag}` : "";
+  return `${s.records.toLocaleString("en-US")} records (${s.stored} stored, ${s.deadLettered} dead-lettered), ${s.ratePerSec}/s${lag}${lat}`;
+}
+
 function plainProgress(): Progress {
   const line = (text: string) => process.stderr.write(`${new Date().toISOString().slice(11, 23)} ${text}\n`);
   const lastShown = new Map<string, number>();
@@ -83,6 +91,11 @@ function plainProgress(): Progress {
           return line(`run ${e.runId} ${e.status}${e.error ? `: ${e.error.message}` : ""}`);
         case "run-detached":
           return line(`run ${e.runId} left running because ${e.reason}; continue it with: sluice resume ${e.runId}`);
+        case "stream-stats": {
+          if (Date.now() - (lastShown.get("stream") ?? 0) < 5_000) return;
+          lastShown.set("stream", Date.now());
+          return line(`stream ${e.steps[0]}…${e.steps.at(-1)}: ${describeStream(e.stats)}`);
+        }
       }
     },
     stop() {},
@@ -94,8 +107,8 @@ function jsonProgress(): Progress {
   const lastShown = new Map<string, number>();
   return {
     onEvent(e) {
-      if (e.type === "step-progress") {
-        const key = `${e.step}#${e.attempt}`;
+      if (e.type === "step-progress" || e.type === "stream-stats") {
+        const key = e.type === "stream-stats" ? "stream" : `${e.step}#${e.attempt}`;
         if (Date.now() - (lastShown.get(key) ?? 0) < 5_000) return;
         lastShown.set(key, Date.now());
       }
@@ -169,6 +182,11 @@ function ttyProgress(): Progress {
         case "run-detached":
           footer = pc.yellow(`run left running because ${e.reason}; continue it with: sluice resume ${e.runId}`);
           break;
+        case "stream-stats": {
+          const row = rows.get(e.steps[0]!);
+          if (row) row.note = describeStream(e.stats);
+          return;
+        }
       }
       render();
     },

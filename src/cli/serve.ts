@@ -101,6 +101,7 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
     worker = await startWorker({
       store, actions, home, owner, maxRuns: o.maxRuns ? Number(o.maxRuns) : undefined,
       onEvent: observers.onEvent, publishEvent: observers.publish, log,
+      onStreamLatency: (w, stage, ms) => observers.metrics.observeStreamLatency(w, stage, ms),
     });
   }
 

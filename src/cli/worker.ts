@@ -33,6 +33,7 @@ export async function workerCommand(o: WorkerFlags): Promise<number> {
   const worker = await startWorker({
     store, actions, home: sluiceHome(), owner, maxRuns: o.maxRuns ? Number(o.maxRuns) : undefined,
     onEvent: observers.onEvent, publishEvent: observers.publish, log,
+      onStreamLatency: (w, stage, ms) => observers.metrics.observeStreamLatency(w, stage, ms),
   });
   let metricsServer: ReturnType<typeof serve> | undefined;
   if (o.metricsPort !== undefined) {

@@ -9,7 +9,7 @@ import { parseDuration } from "../spec/duration.js";
 import type { ExecSpec, Step } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
 import { attemptLogFile, runExec } from "../actions/exec.js";
-import type { ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
+import type { ActionContext, ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
 import type { ErrorInfo, RunRecord, StateStore } from "../store/types.js";
 
 export interface AttemptInput {
@@ -67,14 +67,7 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
 
 async function perform(input: AttemptInput, signal: AbortSignal, logFile: string, log: ActionLog & { close(): Promise<void> }): Promise<Outputs> {
   const { run, step } = input;
-  const scope: ExpressionScope = {
-    params: run.params,
-    steps: new Proxy({} as ExpressionScope["steps"], {
-      get: (_t, name: string) => ({ outputs: input.outputsOf(name) }),
-    }),
-    event: run.trigger?.type === "event" ? { data: run.trigger.data } : undefined,
-    run: { id: run.id, workflow: run.workflow },
-  };
+  const scope = expressionScope(input);
 
   if (step.exec) {
     const exec = evaluate(step.exec, scope) as ExecSpec;
@@ -86,25 +79,51 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
     });
   }
 
+  const call = prepareActionCall(input, signal, log, scope);
+  const outputs = await call.def.run(call.input, call.ctx);
+  if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs))
+    throw new SluiceError("ACTION_FAILED", `${call.name} returned ${JSON.stringify(outputs)}, not an outputs object`);
+  return outputs;
+}
+
+/** The scope `${{ }}` expressions of a step see: params, upstream outputs, the event, the run. */
+export function expressionScope(input: Pick<AttemptInput, "run" | "outputsOf">): ExpressionScope {
+  const { run } = input;
+  return {
+    params: run.params,
+    steps: new Proxy({} as ExpressionScope["steps"], {
+      get: (_t, name: string) => ({ outputs: input.outputsOf(name) }),
+    }),
+    event: run.trigger?.type === "event" ? { data: run.trigger.data } : undefined,
+    run: { id: run.id, workflow: run.workflow },
+  };
+}
+
+/**
+ * An agent or service step, ready to call: its action definition, its `with:` inputs evaluated
+ * and validated against the action's schema, and the context the action runs with.
+ */
+export function prepareActionCall(input: AttemptInput, signal: AbortSignal, log: ActionLog, scope = expressionScope(input)) {
+  const { run, step } = input;
   const kind = step.agent !== undefined ? "agent" : "service";
   const owner = (step.agent ?? step.service)!;
+  const name = `${owner}/${step.action}`;
   const def = input.actions.get(kind, owner, step.action!);
-  if (!def) throw new SluiceError("BAD_CONFIG", `no action ${owner}/${step.action} is registered in this process`);
+  if (!def) throw new SluiceError("BAD_CONFIG", `no action ${name} is registered in this process`);
   const raw = evaluate(step.with ?? {}, scope);
   const parsed = def.input.safeParse(raw);
   if (!parsed.success) {
     const first = parsed.error.issues[0]!;
     const where = first.path.length ? `input "${first.path.join(".")}"` : "inputs";
-    throw new SluiceError("BAD_INPUT", `${where} of ${owner}/${step.action}: ${first.message}`);
+    throw new SluiceError("BAD_INPUT", `${where} of ${name}: ${first.message}`);
   }
-  const artifactsDir = join(input.home, "runs", run.id, "artifacts");
-  const outputs = await def.run(parsed.data, {
+  const ctx: ActionContext = {
     runId: run.id,
     workflow: run.workflow,
     step: step.name,
     attempt: input.attempt,
     signal,
-    artifactsDir,
+    artifactsDir: join(input.home, "runs", run.id, "artifacts"),
     home: input.home,
     params: run.params,
     log,
@@ -114,17 +133,15 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
       seen: (scope, checksums) => input.store.ingestedChecksums(scope, checksums),
       record: (scope, files) => input.store.recordIngested(scope, files, run.id),
     },
-  });
-  if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs))
-    throw new SluiceError("ACTION_FAILED", `${owner}/${step.action} returned ${JSON.stringify(outputs)}, not an outputs object`);
-  return outputs;
+  };
+  return { def, name, input: parsed.data as unknown, ctx };
 }
 
 /**
  * Settle as soon as the signal aborts, even if the work ignores it: an in-process action that
  * never checks its signal must not hold the run past its timeout.
  */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
@@ -137,7 +154,7 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 /** Attempt log lines as JSON, in a file opened only when something is logged. */
-function lazyLog(file: string): ActionLog & { close(): Promise<void> } {
+export function lazyLog(file: string): ActionLog & { close(): Promise<void> } {
   let stream: WriteStream | undefined;
   const write = (level: string, message: string, fields?: Record<string, unknown>) => {
     if (!stream) {

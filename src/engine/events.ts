@@ -3,6 +3,7 @@
  */
 import type { ErrorInfo, RunStatus, RunTrigger, StepStatus } from "../store/types.js";
 import type { ProgressUpdate } from "../actions/types.js";
+import type { PipelineStats } from "./pipeline.js";
 
 export type EngineEvent =
   | { type: "run-started"; runId: string; workflow: string; steps: string[]; resumed: boolean }
@@ -23,6 +24,8 @@ export type EngineEvent =
     }
   | { type: "step-progress"; runId: string; step: string; attempt: number; elapsedMs: number; progress: ProgressUpdate }
   | { type: "steps-settled"; runId: string; steps: string[]; status: StepStatus }
+  /** About once a second while a continuous group runs: throughput, lag, latency. */
+  | { type: "stream-stats"; runId: string; workflow: string; steps: string[]; stats: PipelineStats }
   | {
       type: "run-ended";
       runId: string;

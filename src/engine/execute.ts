@@ -20,6 +20,7 @@ import { newOwnerId } from "./ids.js";
 import { createLimiter, type Limiter } from "./limiter.js";
 import { runStepAttempt } from "./attempt.js";
 import { writerFor, type TransitionWriter } from "./writer.js";
+import { runContinuousGroup } from "./continuous.js";
 
 export interface EngineOptions {
   store: StateStore;
@@ -43,6 +44,8 @@ export interface EngineOptions {
   publishEvent?: PublishEvent;
   /** The run as claimed from the queue by `owner` (a worker): saves reading and claiming it again. */
   claimed?: RunRecord;
+  /** Every latency sample of a continuous pipeline (end-to-end, per stage), for histograms. */
+  onStreamLatency?: (workflow: string, stage: string, ms: number) => void;
 }
 
 /** Events go through the control plane (stored, triggered workflows queued); loaded on first use. */
@@ -128,6 +131,10 @@ class RunDriver {
   private readonly done = new Promise<void>((r) => (this.finished = r));
   private fatal: unknown;
   private readonly writer: TransitionWriter;
+  /** The continuous group's steps in chain order (empty when the workflow has none). */
+  private group: StepState[] = [];
+  /** Stops a running continuous pipeline (with a flush) for any stop, a drain included. */
+  private readonly groupStop = new AbortController();
 
   constructor(
     private readonly run: RunRecord,
@@ -216,6 +223,7 @@ class RunDriver {
       }
       if (isBlocking(s)) this.failFast = true;
     }
+    this.group = [...this.states.values()].filter((s) => s.def.continuous);
     for (const s of this.states.values()) if (s.status === "pending" && s.waitingOn === 0) this.ready.push(s.def.name);
   }
 
@@ -253,6 +261,7 @@ class RunDriver {
         this.ready.unshift(name);
         return;
       }
+      if (s === this.group[0]) return await this.attemptGroup();
       const n = s.attempts + 1;
       const started = Date.now();
       // The attempt runs only once its start is committed (possibly in one batch with the end of
@@ -316,6 +325,81 @@ class RunDriver {
     }
   }
 
+  /**
+   * One attempt of the continuous group: all its steps start together, run as one pipeline until
+   * the run stops, and end together (one batch of transitions, so the store never shows part of
+   * the group ended). The group follows its first step's retry policy.
+   */
+  private async attemptGroup(): Promise<void> {
+    const id = this.run.id;
+    const wfName = this.wf.metadata.name;
+    const members = this.group;
+    const head = members[0]!;
+    const started = Date.now();
+    const numbers = members.map((m) => m.attempts + 1);
+    await Promise.all(members.map((m, k) =>
+      this.writer.write({ kind: "begin", runId: id, step: m.def.name, n: numbers[k]!, owner: this.owner, startedAt: new Date(started).toISOString() }),
+    ));
+    members.forEach((m, k) => {
+      m.attempts = numbers[k]!;
+      m.status = "running";
+      this.opts.onEvent?.({ type: "step-started", runId: id, workflow: wfName, step: m.def.name, attempt: m.attempts, at: started });
+    });
+
+    let lastSaved = 0;
+    const { result } = await runContinuousGroup({
+      run: this.run,
+      members: members.map((m) => ({ step: m.def, attempt: m.attempts })),
+      runSignal: this.runAbort.signal,
+      stopSignal: this.groupStop.signal,
+      actions: this.opts.actions,
+      store: this.opts.store,
+      home: this.opts.home,
+      outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
+      publish: this.opts.publishEvent ?? storePublisher(this.opts.store),
+      onStats: (stats) => {
+        this.opts.onEvent?.({ type: "stream-stats", runId: id, workflow: wfName, steps: members.map((m) => m.def.name), stats });
+        // Live figures for `sluice status` and the API, every few seconds.
+        if (Date.now() - lastSaved >= 5_000) {
+          lastSaved = Date.now();
+          void this.opts.store.recordStepOutputs(id, head.def.name, { ...stats }).catch(() => undefined);
+        }
+      },
+      onLatency: this.opts.onStreamLatency ? (stage, ms) => this.opts.onStreamLatency!(wfName, stage, ms) : undefined,
+    });
+    if (result.status === "interrupted") return; // Left for the next owner, as an ordinary attempt.
+
+    const ended = Date.now();
+    let stepStatus: StepStatus = result.status === "succeeded" ? "succeeded" : result.status === "cancelled" ? "cancelled" : "failed";
+    let retryInMs: number | null = null;
+    if (result.status === "failed" || result.status === "timedOut") {
+      head.failures++;
+      if (result.retryable && head.failures <= head.retry.limit && this.mayRetry() && !this.failFast) {
+        retryInMs = retryDelayMs(head.retry, head.failures);
+        stepStatus = "pending";
+      }
+    }
+    for (const m of members) {
+      this.writer.write({
+        kind: "end", runId: id, step: m.def.name, n: m.attempts, owner: this.owner, status: result.status,
+        endedAt: new Date(ended).toISOString(), error: result.error, outputs: result.outputs, stepStatus,
+        notBefore: retryInMs === null ? null : ended + retryInMs,
+      }).catch((err: unknown) => this.writeFailed(err));
+      m.status = stepStatus;
+      m.error = result.error;
+      if (result.outputs) m.outputs = result.outputs;
+      this.opts.onEvent?.({
+        type: "step-ended", runId: id, workflow: wfName, step: m.def.name, attempt: m.attempts, status: result.status,
+        error: result.error, retryInMs, durationMs: ended - started, outputs: result.outputs,
+      });
+    }
+    if (retryInMs !== null) {
+      head.notBefore = ended + retryInMs;
+      this.ready.push(head.def.name);
+    } else if (stepStatus === "succeeded") this.settled(members.at(-1)!);
+    else this.settled(head);
+  }
+
   /** A transition could not be recorded: another owner took the run, or the store failed. */
   private writeFailed(err: unknown): void {
     if (err instanceof SluiceError && err.code === "LEASE_LOST") this.requestStop({ kind: "leaseLost" });
@@ -347,6 +431,8 @@ class RunDriver {
     if (this.stop && !(this.stop.kind === "drain" && reason.kind !== "drain")) return;
     this.stop = reason;
     if (reason.kind !== "drain") this.runAbort.abort(stopError(reason));
+    // A continuous pipeline never ends by itself: every stop, a drain too, flushes and ends it.
+    this.groupStop.abort(stopError(reason));
     this.pump();
   }
 

@@ -32,6 +32,7 @@ export interface WorkerOptions {
   limiter?: Limiter;
   onEvent?: EventSink;
   publishEvent?: PublishEvent;
+  onStreamLatency?: (workflow: string, stage: string, ms: number) => void;
   log?: { info(o: object, msg?: string): void; warn(o: object, msg?: string): void; error(o: object, msg?: string): void };
 }
 
@@ -67,7 +68,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     const done = executeRun(runId, {
       claimed,
       store, actions: opts.actions, home: opts.home, owner, leaseTtlMs: ttl, limiter: opts.limiter,
-      onEvent: opts.onEvent, publishEvent: opts.publishEvent, signal: detach.signal, drain: drain.signal,
+      onEvent: opts.onEvent, publishEvent: opts.publishEvent, onStreamLatency: opts.onStreamLatency, signal: detach.signal, drain: drain.signal,
     }).then(
       () => undefined,
       (err: unknown) => opts.log?.error({ runId, err: (err as Error).message }, "run failed inside the worker"),

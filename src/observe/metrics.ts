@@ -22,6 +22,8 @@ export interface Metrics {
   observeTriggerLag(workflow: string, trigger: string, lagMs: number): void;
   /** An event received (API, CLI, watcher, platform events). */
   observeEvent(name: string): void;
+  /** One latency sample of a continuous pipeline: `end-to-end` or a stage (step) name. */
+  observeStreamLatency(workflow: string, stage: string, ms: number): void;
 }
 
 export interface MetricsOptions {
@@ -71,6 +73,32 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const storeErrors = new Counter({
     name: "sluice_metrics_store_errors_total",
     help: "Scrapes whose run counts could not be read from the state store.",
+    registers,
+  });
+  // Continuous pipelines: figures from the pipeline's once-a-second report, latencies per sample.
+  const streamLatency = new Histogram({
+    name: "sluice_stream_latency_seconds",
+    help: "Continuous pipelines: broker publish to storage commit (stage=end-to-end), or a batch's time in one stage.",
+    labelNames: ["workflow", "stage"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+  const streamRate = new Gauge({
+    name: "sluice_stream_records_per_second",
+    help: "Continuous pipelines: records per second over the last report window.",
+    labelNames: ["workflow"] as const,
+    registers,
+  });
+  const streamLag = new Gauge({
+    name: "sluice_stream_lag",
+    help: "Continuous pipelines: messages waiting in the broker for the pipeline's consumer.",
+    labelNames: ["workflow"] as const,
+    registers,
+  });
+  const streamRecords = new Gauge({
+    name: "sluice_stream_records",
+    help: "Continuous pipelines: records handled since the pipeline started, by outcome (stored, duplicate, dead_lettered).",
+    labelNames: ["workflow", "outcome"] as const,
     registers,
   });
   const runsFinished = new Counter({
@@ -209,6 +237,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       if (opts.store) await collectStore(opts.store);
       return registry.metrics();
     },
+    observeStreamLatency(workflow, stage, ms) {
+      streamLatency.observe({ workflow, stage }, ms / 1000);
+    },
     onEngineEvent(e) {
       try {
         switch (e.type) {
@@ -218,6 +249,14 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
           case "step-ended":
             onStepEnded(e);
             break;
+          case "stream-stats": {
+            streamRate.set({ workflow: e.workflow }, e.stats.ratePerSec);
+            if (e.stats.lag !== null) streamLag.set({ workflow: e.workflow }, e.stats.lag);
+            streamRecords.set({ workflow: e.workflow, outcome: "stored" }, e.stats.stored);
+            streamRecords.set({ workflow: e.workflow, outcome: "duplicate" }, e.stats.duplicate);
+            streamRecords.set({ workflow: e.workflow, outcome: "dead_lettered" }, e.stats.deadLettered);
+            break;
+          }
           case "run-ended": {
             runsFinished.inc({ workflow: e.workflow, status: e.status });
             if (e.startedAt) {

@@ -12,6 +12,8 @@ export interface ActionSignature {
   owner: string;
   action: string;
   input: z.ZodType;
+  /** Present when the action can run as a continuous (streaming) stage. */
+  stream?: unknown;
 }
 
 export interface ActionLookup {

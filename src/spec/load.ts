@@ -158,6 +158,8 @@ function checkReferences(wf: Workflow, doc: Document, at: At, opts: LoadOptions)
     problems.push(at(nodeAt(doc, stepPath(i, "dependsOn"))?.range?.[0], `dependency cycle: ${[...cycle, cycle[0]].join(" → ")}`));
   }
 
+  problems.push(...checkContinuous(steps, doc, at, opts));
+
   const params = new Set(Object.keys(wf.spec.params ?? {}));
   const upstream = upstreamSets(steps);
   steps.forEach((s, i) => {
@@ -171,6 +173,48 @@ function checkReferences(wf: Workflow, doc: Document, at: At, opts: LoadOptions)
     }
     if (opts.actions && s.action && (s.agent || s.service)) problems.push(...checkAction(s, i, doc, at, opts.actions));
   });
+  return problems;
+}
+
+/**
+ * Continuous steps form one chain in file order (each depends on the one before it and on no
+ * other step), run together as a pipeline; only the group's first step may wait for ordinary
+ * steps, and only its last step may be waited for.
+ */
+function checkContinuous(steps: Step[], doc: Document, at: At, opts: LoadOptions): Problem[] {
+  const problems: Problem[] = [];
+  const group = steps.map((s, i) => ({ s, i })).filter(({ s }) => s.continuous);
+  if (group.length === 0) return problems;
+  const pos = (i: number, ...rest: (string | number)[]) => nodeAt(doc, ["spec", "steps", i, ...rest])?.range?.[0];
+  if (group.length === 1) {
+    problems.push(at(pos(group[0]!.i, "continuous"), `step "${group[0]!.s.name}" is the only continuous step; a continuous pipeline needs a source step and a sink step`));
+    return problems;
+  }
+  const names = new Set(group.map(({ s }) => s.name));
+  group.forEach(({ s, i }, k) => {
+    if (k === 0) {
+      const inner = (s.dependsOn ?? []).filter((d) => names.has(d));
+      if (inner.length) problems.push(at(pos(i, "dependsOn"), `step "${s.name}" starts the continuous group (the first continuous step in the file) and cannot depend on "${inner[0]}"`));
+      return;
+    }
+    const prev = group[k - 1]!.s.name;
+    const deps = s.dependsOn ?? [];
+    if (deps.length !== 1 || deps[0] !== prev)
+      problems.push(at(pos(i, "dependsOn") ?? pos(i, "name"), `continuous step "${s.name}" must depend on "${prev}" and nothing else: continuous steps form one chain, in file order`));
+  });
+  const last = group.at(-1)!.s.name;
+  steps.forEach((s, i) => {
+    if (s.continuous) return;
+    for (const d of s.dependsOn ?? [])
+      if (names.has(d) && d !== last)
+        problems.push(at(pos(i, "dependsOn"), `step "${s.name}" depends on "${d}" inside the continuous group; depend on its last step "${last}", which ends when the pipeline stops`));
+  });
+  if (opts.actions)
+    for (const { s, i } of group) {
+      if (!s.action || !(s.agent || s.service)) continue;
+      const sig = opts.actions.find(s.agent !== undefined ? "agent" : "service", (s.agent ?? s.service)!, s.action);
+      if (sig && !sig.stream) problems.push(at(pos(i, "continuous"), `${s.agent ?? s.service}/${s.action} cannot run continuously: it has no streaming stage`));
+    }
   return problems;
 }
 

@@ -95,6 +95,10 @@ export const Step = z
     retry: RetryPolicy.optional(),
     continueOnError: z.boolean().optional(),
     parallelizable: z.boolean().optional().describe("The action may split its work across parallel workers."),
+    continuous: z
+      .boolean()
+      .optional()
+      .describe("Run as a stage of a continuous pipeline with the other continuous steps (a chain: source first, sink last) instead of once."),
   })
   .strict()
   .superRefine((s, ctx) => {
@@ -106,6 +110,8 @@ export const Step = z
       ctx.addIssue({ code: "custom", message: "an exec step takes no action" });
     if (s.exec !== undefined && s.with !== undefined)
       ctx.addIssue({ code: "custom", message: "an exec step takes no with: block; put values in exec.args or exec.env" });
+    if (s.exec !== undefined && s.continuous)
+      ctx.addIssue({ code: "custom", message: "an exec step cannot be continuous; continuous steps are streaming actions" });
   });
 
 export const WorkflowSpec = z

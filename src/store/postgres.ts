@@ -147,6 +147,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
        WHERE l.owner = excluded.owner OR l.expires_at < $4`),
     releaseNamed: stmt("release_lease", `DELETE FROM ${T.leases} WHERE name = $1 AND owner = $2`),
+    stepOutputs: stmt("step_outputs", `UPDATE ${T.steps} SET outputs = $3 WHERE run_id = $1 AND name = $2 AND status = 'running'`),
     recover: stmt("recover", `
       WITH a AS (
         UPDATE ${T.attempts} SET status = 'interrupted', ended_at = $2, error_code = 'INTERRUPTED',
@@ -298,6 +299,9 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     },
     async applyTransitions(ops) {
       if (ops.length) await apply(ops);
+    },
+    async recordStepOutputs(runId, step, outputs) {
+      await run(`recording the figures of step ${step}`, q.stepOutputs, [runId, step, JSON.stringify(outputs)]);
     },
     async settleSteps(runId, steps, status: StepStatus, endedAt, error: ErrorInfo | null) {
       if (!steps.length) return;

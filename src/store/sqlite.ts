@@ -143,6 +143,7 @@ export function openSqliteStore(file: string): StateStore {
         WHERE leases.owner = excluded.owner OR leases.expires_at < @now`,
     ),
     releaseNamed: db.prepare(`DELETE FROM leases WHERE name = ? AND owner = ?`),
+    stepOutputs: db.prepare(`UPDATE steps SET outputs = ? WHERE run_id = ? AND name = ? AND status = 'running'`),
   };
   const wake = () => queued.emit(file);
 
@@ -276,6 +277,9 @@ export function openSqliteStore(file: string): StateStore {
     },
     async applyTransitions(ops) {
       if (ops.length) apply(ops);
+    },
+    async recordStepOutputs(runId, step, outputs) {
+      x.stepOutputs.run(JSON.stringify(outputs), runId, step);
     },
     async settleSteps(runId, steps, status, endedAt, error) {
       if (steps.length) settle(runId, steps, status, endedAt, error);

@@ -216,6 +216,8 @@ export interface StateStore {
    * Fails with LEASE_LOST, applying none, when any of them is fenced off.
    */
   applyTransitions(ops: Transition[]): Promise<void>;
+  /** Live figures of a running step (a continuous pipeline's throughput and latency), shown as its outputs. */
+  recordStepOutputs(runId: string, step: string, outputs: Record<string, unknown>): Promise<void>;
   /** Set several steps to a final status at once (skipped after a failure, cancelled on cancel). */
   settleSteps(runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null): Promise<void>;
 

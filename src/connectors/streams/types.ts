@@ -1,0 +1,70 @@
+/**
+ * Stream sources and publishers: one interface over the brokers (NATS JetStream, Redis Streams,
+ * MQTT, RabbitMQ, Kafka, HTTP push).
+ *
+ * Delivery is at least once and acknowledgement is explicit: the pipeline acknowledges a batch
+ * only after the storage transaction holding its records has committed, so a crash before the
+ * commit redelivers the batch (and the idempotent storage absorbs the repeat). Sources reconnect
+ * by themselves with backoff when the broker restarts or the network drops; `next` then waits,
+ * it does not throw, unless the failure is permanent (bad credentials, no such stream).
+ */
+
+export type BrokerKind = "nats" | "redis" | "mqtt" | "rabbitmq" | "kafka" | "http";
+
+export interface StreamMessage {
+  /** The payload as received. */
+  data: Uint8Array;
+  /** The broker's position or id of the message (stream sequence, entry id, offset, delivery tag). */
+  id: string;
+  /** When the broker received it (epoch ms), when the broker says; for latency figures. */
+  publishedAt?: number;
+  headers?: Record<string, string>;
+  /** How many times the broker has delivered it (1 on first delivery), when the broker says. */
+  deliveries?: number;
+}
+
+export interface StreamSourceConfig {
+  broker: BrokerKind;
+  /** nats://host:port, redis://host:port/db, mqtt://host:port, amqp://user:pass@host:port/vhost, kafka://host:port[,host:port], http://host:port/path */
+  url: string;
+  /** NATS subject, MQTT topic filter, Kafka topic, Redis stream key, RabbitMQ routing key (one of these names it). */
+  subject?: string;
+  /** NATS JetStream stream name (created when missing, covering `subject`). */
+  stream?: string;
+  topic?: string;
+  /** RabbitMQ queue (declared durable when missing). */
+  queue?: string;
+  /** Durable consumer / consumer group / client id: the name the broker remembers our position under. */
+  consumer?: string;
+}
+
+export interface StreamSource {
+  /** `nats://127.0.0.1:4222 stream TRADES subject market.trades consumer sluice`: for logs and status. */
+  readonly description: string;
+  /**
+   * The next messages: waits until at least one is available, then returns up to `max` of those
+   * that are available now, or after `maxWaitMs` returns what there is (possibly none). Rejects
+   * only when `signal` aborts or the source failed for good.
+   */
+  next(max: number, maxWaitMs: number, signal: AbortSignal): Promise<StreamMessage[]>;
+  /** Acknowledge (commit) these messages: the broker will not deliver them again. */
+  ack(messages: StreamMessage[]): Promise<void>;
+  /** Messages waiting in the broker for this consumer, when the broker can say (for the lag figure). */
+  lag?(): Promise<number | undefined>;
+  /** Stop fetching; messages delivered but not acknowledged are redelivered later. */
+  close(): Promise<void>;
+}
+
+/** Publishing, for tests, benchmarks and `sluice` tools that feed a stream. */
+export interface StreamPublisher {
+  publish(data: Uint8Array | string, headers?: Record<string, string>): Promise<void>;
+  /** Wait until everything published so far is confirmed by the broker. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StreamLog {
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
