@@ -5,9 +5,10 @@
 //
 // Workloads: a 1,000-step chain, a 1,000-wide fan-out and a 10,000-step chain of no-op
 // in-process steps. Each step makes two durable transitions (attempt started, attempt ended),
-// each its own committed transaction, as in a real run. The baseline, in the same process and
-// on the same disk, is a bare better-sqlite3 loop committing the same number of single-row
-// transactions, so the ratio says what the engine costs on top of the writes themselves.
+// committed as a real run commits them: a step's end together with the start of the step it
+// releases, parallel ends in shared commits (see src/engine/writer.ts). The baseline, in the
+// same process and on the same disk, is a bare better-sqlite3 loop committing one single-row
+// transaction per transition, so the ratio says what the engine costs on top of the writes.
 // Prints one JSON line.
 import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";

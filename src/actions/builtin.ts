@@ -12,6 +12,10 @@ import { storeValidatedData } from "./batch/store.js";
 import { discoverFilesInDirectory } from "./batch/discover.js";
 import { processFilesInParallel } from "./batch/parallel.js";
 import { mergeProcessedFiles } from "./batch/merge.js";
+import { establishStreamConnection, openConnectionStage } from "./stream/source.js";
+import { openProcessStage, processStreamingData } from "./stream/decode.js";
+import { openValidateStage, validateStreamingData } from "./stream/validate.js";
+import { openStoreStage, storeStreamingData } from "./stream/store.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -31,6 +35,19 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
     const r = await ctx.publish(input.event, { ...input.data, publishedBy: { runId: ctx.runId, workflow: ctx.workflow, step: ctx.step } }, `run:${ctx.runId}`);
     return { eventId: r.eventId, runsStarted: r.runIds.length, runIds: r.runIds };
   },
+  // Real-time stream, as ordinary steps (check and report); their stages are in STREAMS.
+  "stream-manager/establish_stream_connection": establishStreamConnection,
+  "data-collector/process_streaming_data": processStreamingData,
+  "base-data-quality/validate_streaming_data": validateStreamingData,
+  "base-data-storage/store_streaming_data": storeStreamingData,
+};
+
+/** Stages for continuous groups (see stream-types.ts), by `owner/action`. */
+const STREAMS: Record<string, NonNullable<ActionDefinition["stream"]>> = {
+  "stream-manager/establish_stream_connection": openConnectionStage,
+  "data-collector/process_streaming_data": openProcessStage,
+  "base-data-quality/validate_streaming_data": openValidateStage,
+  "base-data-storage/store_streaming_data": openStoreStage,
 };
 
 export function builtinRegistry(): ActionRegistry {
@@ -42,6 +59,7 @@ export function builtinRegistry(): ActionRegistry {
       description: s.description,
       input: s.input,
       run: IMPLEMENTATIONS[`${s.owner}/${s.action}`] ?? awaitingCapability(s),
+      ...(STREAMS[`${s.owner}/${s.action}`] ? { stream: STREAMS[`${s.owner}/${s.action}`] } : {}),
     })),
   );
 }

@@ -9,6 +9,8 @@ import type { ActionKind } from "../spec/catalogue.js";
 import {
   Auth, CsvOptions, Pagination, DatasetRef, Destination, Format, QualityInput, QualityRule, SecretRef, Source, TargetSchema,
 } from "./inputs.js";
+import { parseDuration } from "../spec/duration.js";
+import { streamRuleProblem } from "./stream/rules.js";
 
 export interface SeedSignature {
   kind: ActionKind;
@@ -99,18 +101,38 @@ export const SEED_SIGNATURES: SeedSignature[] = [
   sig("service", "base-data-quality", "validate_bulk_data", BATCH, "The quality rules over the consolidated dataset.",
     obj(QualityInput)),
 
-  // Real-time stream
+  // Real-time stream (src/actions/stream/): each is also a stage of a continuous group.
   sig("agent", "stream-manager", "establish_stream_connection", STREAM, "Connect to the broker and resume from the last committed position.",
-    obj({ broker: z.enum(["nats", "redis", "mqtt", "rabbitmq", "kafka", "http"]), url: Source, subject: z.string().optional(),
-      stream: z.string().optional(), topic: z.string().optional(), queue: z.string().optional(), consumer: z.string().optional(),
-      auth: Auth.optional() })),
+    obj({
+      broker: z.enum(["nats", "redis", "mqtt", "rabbitmq", "kafka", "http"]),
+      url: z.string().min(1).describe("nats://host:port, redis://host:port/db, mqtt://host:port, amqp://host:port/vhost, kafka://host:port[,host:port], http://host:port/path."),
+      subject: z.string().min(1).optional().describe("NATS subject, MQTT topic filter, Redis stream key or RabbitMQ routing key."),
+      stream: z.string().min(1).optional().describe("NATS JetStream stream name (created when missing)."),
+      topic: z.string().min(1).optional().describe("Kafka topic."),
+      queue: z.string().min(1).optional().describe("RabbitMQ queue."),
+      consumer: z.string().min(1).optional().describe("Durable consumer / group / client id the broker keeps the position under (default sluice)."),
+      auth: Auth.optional().describe("basic (username, password) or bearer (token), from secret references; put into the URL for the connector."),
+    })),
   sig("agent", "data-collector", "process_streaming_data", STREAM, "Decode and convert records as they arrive.",
-    obj({ decode: z.enum(["json", "csv"]).default("json"), schema: TargetSchema.optional(),
-      maxBatch: z.number().int().min(1).optional(), maxLatency: z.string().optional() })),
+    obj({
+      decode: z.enum(["json", "csv"]).default("json").describe("json: one JSON object per message; csv: one CSV record per message."),
+      schema: TargetSchema.optional().describe("The target schema, as for convert_to_standard_format; default the standard trade schema."),
+      csv: obj({ delimiter: z.string().length(1).optional(), quote: z.string().length(1).optional(), columns: z.array(z.string().min(1)).min(1).optional() })
+        .optional().describe("decode: csv only: delimiter, quote, and the field names (default the schema's column order)."),
+      maxBatch: z.number().int().min(1).max(100_000).optional().describe("Most records per batch (default 500)."),
+      maxLatency: z.string().refine((s) => parseDuration(s) !== undefined, "must be a duration such as 20ms, 1s").optional()
+        .describe("Longest wait to fill a batch (default 20ms)."),
+    })),
   sig("service", "base-data-quality", "validate_streaming_data", STREAM, "Per-record quality rules; failures to a dead-letter destination.",
-    obj({ rules: z.array(QualityRule).default([]), deadLetter: Destination.optional() })),
+    obj({
+      rules: z.array(QualityRule.superRefine((r, c) => {
+        const problem = streamRuleProblem(r);
+        if (problem) c.addIssue({ code: "custom", message: problem });
+      })).default([]),
+      deadLetter: Destination.optional().describe("Where rejected records go instead of <table>_quarantine next to the stored rows (a database)."),
+    })),
   sig("service", "base-data-storage", "store_streaming_data", STREAM, "Idempotent writes; acknowledge the source only after commit.",
-    obj({ destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string()).optional() })),
+    obj({ destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string().min(1)).min(1).optional() })),
 
   // Resilient fetch recovery
   sig("agent", "data-fetch-retry", "analyze_failure_patterns", RECOVERY, "Classify recent failures of a workflow or run.",

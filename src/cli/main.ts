@@ -124,6 +124,21 @@ function buildProgram(): Command {
     });
 
   program
+    .command("publish")
+    .description("feed a stream with the trades sample (one JSON record per message), at a steady rate")
+    .argument("<broker>", "nats, redis, mqtt, rabbitmq, kafka or http")
+    .argument("<url>", "the broker, e.g. nats://127.0.0.1:4222")
+    .option("--subject <name>", "subject, stream key, topic or routing key (default: the broker's own default)")
+    .option("--count <n>", "records to send", "10000")
+    .option("--rate <n>", "records per second", "1000")
+    .option("--bad-share <f>", "fraction of defective records (default 0.01)")
+    .option("--seed <n>", "PRNG seed (default 42)")
+    .option("--id-prefix <p>", "trade_id prefix (default T-)")
+    .action(async (broker: string, url: string, o) => {
+      process.exitCode = await (await import("./publish.js")).publishCommand(broker, url, o);
+    });
+
+  program
     .command("runs")
     .description("list recent runs")
     .option("-w, --workflow <name>", "only runs of this workflow")

@@ -20,7 +20,7 @@ import { newOwnerId } from "./ids.js";
 import { createLimiter, type Limiter } from "./limiter.js";
 import { runStepAttempt } from "./attempt.js";
 import { writerFor, type TransitionWriter } from "./writer.js";
-import { runContinuousGroup } from "./continuous.js";
+import { outputsOf, runContinuousGroup } from "./continuous.js";
 
 export interface EngineOptions {
   store: StateStore;
@@ -347,7 +347,7 @@ class RunDriver {
     });
 
     let lastSaved = 0;
-    const { result } = await runContinuousGroup({
+    const { result, stats } = await runContinuousGroup({
       run: this.run,
       members: members.map((m) => ({ step: m.def, attempt: m.attempts })),
       runSignal: this.runAbort.signal,
@@ -379,18 +379,20 @@ class RunDriver {
         stepStatus = "pending";
       }
     }
+    // A stopped pipeline's steps keep its final figures as their outputs, whatever the outcome.
+    const outputs = result.outputs ?? (stats ? outputsOf(stats) : null);
     for (const m of members) {
       this.writer.write({
         kind: "end", runId: id, step: m.def.name, n: m.attempts, owner: this.owner, status: result.status,
-        endedAt: new Date(ended).toISOString(), error: result.error, outputs: result.outputs, stepStatus,
+        endedAt: new Date(ended).toISOString(), error: result.error, outputs, stepStatus,
         notBefore: retryInMs === null ? null : ended + retryInMs,
       }).catch((err: unknown) => this.writeFailed(err));
       m.status = stepStatus;
       m.error = result.error;
-      if (result.outputs) m.outputs = result.outputs;
+      if (outputs) m.outputs = outputs;
       this.opts.onEvent?.({
         type: "step-ended", runId: id, workflow: wfName, step: m.def.name, attempt: m.attempts, status: result.status,
-        error: result.error, retryInMs, durationMs: ended - started, outputs: result.outputs,
+        error: result.error, retryInMs, durationMs: ended - started, outputs,
       });
     }
     if (retryInMs !== null) {

@@ -43,6 +43,8 @@ export interface PipelineStats {
   endToEndMs: LatencySummary | null;
   /** Per stage (transform and sink), time a batch spent in it, ms, over the last window. */
   stageMs: Record<string, LatencySummary>;
+  /** Publish → commit since the pipeline started (a uniform sample of at most 20,000). */
+  endToEndMsOverall: LatencySummary | null;
   uptimeMs: number;
 }
 
@@ -81,11 +83,12 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
   const totals = { batches: 0, records: 0, stored: 0, duplicate: 0, deadLettered: 0 };
   let window = newWindow();
   let lag: number | null = null;
+  const overall: number[] = [];
+  let overallSeen = 0;
   const sample = (key: string, ms: number) => {
     opts.onLatency?.(key, ms);
-    const arr = (window.samples[key] ??= []);
-    if (arr.length < WINDOW_SAMPLES) arr.push(ms);
-    else arr[Math.floor(Math.random() * WINDOW_SAMPLES)] = ms; // reservoir: keep the window unbiased
+    keep((window.samples[key] ??= []), ms, (window.seen[key] = (window.seen[key] ?? 0) + 1));
+    if (key === "end-to-end") keep(overall, ms, ++overallSeen);
   };
   const snapshot = (): PipelineStats => {
     const now = performance.now();
@@ -95,6 +98,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
       source: source.description, ...totals, ratePerSec: Math.round(window.records / secs), lag,
       endToEndMs: e2e?.length ? summarize(e2e) : null,
       stageMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, summarize(v)])),
+      endToEndMsOverall: overall.length ? summarize(overall) : null,
       uptimeMs: Math.round(now - started),
     };
   };
@@ -111,9 +115,10 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
   const write = (batch: StreamBatch, sinkName: string) => {
     const t0 = performance.now();
     const p = sink.write(batch).then(async (counts) => {
-      await batch.ack();
+      // End-to-end is publish → commit: the acknowledgement that follows is the broker's business.
       const committed = Date.now();
       sample(sinkName, performance.now() - t0);
+      await batch.ack();
       totals.stored += counts.stored;
       totals.duplicate += counts.duplicate;
       totals.deadLettered += counts.deadLettered;
@@ -160,7 +165,16 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
 }
 
 function newWindow() {
-  return { startedAt: performance.now(), records: 0, samples: {} as Record<string, number[]> };
+  return { startedAt: performance.now(), records: 0, samples: {} as Record<string, number[]>, seen: {} as Record<string, number> };
+}
+
+/** Reservoir sampling (Algorithm R): every sample seen so far is kept with the same chance. */
+function keep(arr: number[], ms: number, seen: number): void {
+  if (arr.length < WINDOW_SAMPLES) arr.push(ms);
+  else {
+    const j = Math.floor(Math.random() * seen);
+    if (j < WINDOW_SAMPLES) arr[j] = ms;
+  }
 }
 
 function summarize(xs: number[]): LatencySummary {

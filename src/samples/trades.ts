@@ -204,6 +204,22 @@ export async function writeTradesFile(path: string, opts: TradeSampleOptions, fo
   return summary;
 }
 
+/**
+ * The sample's records as objects (values as text, as in the NDJSON sample), for feeding a
+ * stream: the same records, defects and counts as the files. Malformed-CSV defects are left out
+ * (a stream message is already one record). `summary` is filled in as records are produced.
+ */
+export async function* tradeRecords(opts: TradeSampleOptions, summary: TradeSampleSummary = emptySummary()): AsyncGenerator<Record<string, string>> {
+  const o = resolveTradeSampleOptions(opts);
+  const kinds = DEFECT_KINDS.filter((k) => !MALFORMED_CSV_DEFECTS.includes(k));
+  for await (const batch of parseCsvStream(toAsync(generate(o, kinds, summary)), "trades sample")) {
+    if (batch.errors.length > 0) throw new SluiceError("INTERNAL", `the trades generator produced a malformed record: ${batch.errors[0]!.reason}`);
+    for (const row of batch.rows) yield row as Record<string, string>;
+  }
+}
+
+export { emptySummary as emptyTradeSummary };
+
 function formatOf(path: string): TradeSampleFormat {
   const p = path.toLowerCase();
   if (p.endsWith(".ndjson") || p.endsWith(".jsonl")) return "ndjson";
