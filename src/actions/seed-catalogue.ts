@@ -111,6 +111,8 @@ export const SEED_SIGNATURES: SeedSignature[] = [
       topic: z.string().min(1).optional().describe("Kafka topic."),
       queue: z.string().min(1).optional().describe("RabbitMQ queue."),
       consumer: z.string().min(1).optional().describe("Durable consumer / group / client id the broker keeps the position under (default sluice)."),
+      redeliverAfter: z.string().refine((s) => parseDuration(s) !== undefined, "must be a duration such as 30s").optional()
+        .describe("How long a delivered but unacknowledged message waits before it is delivered again after a crash (NATS ack wait, Redis claim idle time; default 30s)."),
       auth: Auth.optional().describe("basic (username, password) or bearer (token), from secret references; put into the URL for the connector."),
     })),
   sig("agent", "data-collector", "process_streaming_data", STREAM, "Decode and convert records as they arrive.",

@@ -13,6 +13,7 @@
 import { SluiceError } from "../../errors.js";
 import { resolveSecret } from "../../connectors/secrets.js";
 import { openStreamSource } from "../../connectors/streams/index.js";
+import { parseDuration } from "../../spec/duration.js";
 import type { BrokerKind, StreamMessage, StreamSource, StreamSourceConfig } from "../../connectors/streams/types.js";
 import type { RejectedRecord, SourceStage, Stage, StreamRecord } from "../stream-types.js";
 import type { ActionContext, Outputs } from "../types.js";
@@ -25,6 +26,7 @@ export interface StreamConnectionInput {
   topic?: string;
   queue?: string;
   consumer?: string;
+  redeliverAfter?: string;
   auth?: { type: "bearer" | "basic" | "apiKey"; token?: string; username?: string; password?: string; header?: string; value?: string };
 }
 
@@ -81,12 +83,18 @@ export function sourceStage(src: StreamSource, origin: string, step: string): So
  * commits after the stop. The pipeline closes the source itself once the flush is done.
  */
 export async function openConnectionStage(input: StreamConnectionInput, ctx: ActionContext): Promise<Stage> {
-  const src = await openStreamSource(await sourceConfig(input), { log: ctx.log });
+  const src = await openStreamSource(await sourceConfig(input), { log: ctx.log, ...redelivery(input) });
   return { kind: "source", stage: sourceStage(src, originOf(input), ctx.step) };
 }
 
+/** `redeliverAfter` as the connectors' options (the brokers that redeliver on a timer read them). */
+function redelivery(input: StreamConnectionInput): { ackWaitMs?: number; claimIdleMs?: number } {
+  const ms = input.redeliverAfter === undefined ? undefined : parseDuration(input.redeliverAfter);
+  return ms === undefined ? {} : { ackWaitMs: ms, claimIdleMs: ms };
+}
+
 export async function establishStreamConnection(input: StreamConnectionInput, ctx: ActionContext): Promise<Outputs> {
-  const src = await openStreamSource(await sourceConfig(input), { log: ctx.log, signal: ctx.signal });
+  const src = await openStreamSource(await sourceConfig(input), { log: ctx.log, signal: ctx.signal, ...redelivery(input) });
   try {
     const lag = src.lag ? await src.lag() : undefined;
     ctx.log.info("stream connection checked", { source: src.description, lag });

@@ -23,6 +23,10 @@ export interface OpenSourceOptions {
   log?: StreamLog;
   /** Aborting closes the source (do not pass a signal that fires before the pipeline's flush has acknowledged). */
   signal?: AbortSignal;
+  /** NATS: how long a delivered, unacknowledged message waits before redelivery (the consumer's ack wait). */
+  ackWaitMs?: number;
+  /** Redis: how long an entry of another (dead) consumer stays pending before it is claimed. */
+  claimIdleMs?: number;
 }
 
 export const BROKERS: readonly BrokerKind[] = ["nats", "redis", "mqtt", "rabbitmq", "kafka", "http"];
