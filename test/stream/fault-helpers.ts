@@ -2,30 +2,27 @@
  * Scaffolding for the stream fault tests (faults.test.ts):
  *
  * - brokers the test may restart: a NATS server, a Mosquitto and a RabbitMQ node of our own (own
- *   port, own data folder, same binaries as the CI servers), so restarting one never breaks the
- *   other test files sharing the CI servers (rabbitmq.test.ts, nats.test.ts, ...) and every
- *   process the test stops is one it started. Redis is the shared CI server, never restarted.
+ *   port, own data folder, same binaries as the CI servers; NATS and RabbitMQ are those of
+ *   test/connectors/streams/private-brokers.ts), so restarting one never breaks the other test
+ *   files sharing the CI servers (rabbitmq.test.ts, nats.test.ts, ...) and every process the
+ *   test stops is one it started. Redis is the shared CI server, never restarted.
  * - a publisher that keeps a steady rate, can pause (confirmed and disconnected) around a broker
  *   restart, and re-opens and publishes a chunk again when the broker fails under it;
  * - the `sluice` CLI as real processes (bin/sluice.js, which runs dist/);
  * - the SQLite warehouse the pipeline writes, read while it runs.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { userInfo } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { Redis } from "ioredis";
-import { connect as amqpConnect } from "amqplib";
-import { connect as natsConnect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { openStreamPublisher, type BrokerKind, type StreamPublisher, type StreamSourceConfig } from "../../src/connectors/streams/index.js";
 import { sluiceAsync } from "../cli/cli-helpers.js";
+import { freePort, startPrivateNats, startPrivateRabbit, type PrivateBroker } from "../connectors/streams/private-brokers.js";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const run = promisify(execFile);
 
 /** Resolve once `cond` holds (polled every `every` ms); throw naming `what` after `ms`. */
 export async function until(cond: () => boolean | Promise<boolean>, ms: number, what: () => string, every = 100): Promise<void> {
@@ -68,17 +65,6 @@ async function stopChild(p: ChildProcess | undefined, signal: NodeJS.Signals = "
   clearTimeout(timer);
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createConnection({ host: "127.0.0.1", port }, () => {
@@ -119,51 +105,45 @@ export interface FaultBroker {
   stop(): Promise<void>;
 }
 
-/** A NATS server with JetStream on its own port and store folder. SIGTERM stops it cleanly; JetStream keeps its data on disk. */
-export async function privateNats(dir: string): Promise<FaultBroker> {
-  const port = await freePort();
-  const url = `nats://127.0.0.1:${port}`;
-  const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", join(dir, "jetstream"), "-l", join(dir, "nats-server.log")];
-  let child: ChildProcess | undefined;
-  const ready = () =>
-    answers(async () => {
-      const nc = await natsConnect({ servers: `127.0.0.1:${port}`, timeout: 1000, reconnect: false });
-      try {
-        await (await jetstreamManager(nc)).getAccountInfo();
-      } finally {
-        await nc.close();
-      }
-    }, 20_000, `nats-server on ${port}`);
-  const start = async () => {
-    child = track(spawn("nats-server", args, { stdio: "ignore" }));
-    await ready();
-  };
-  await start();
+/** Restart = a clean stop (SIGTERM: the broker saves what it persists) and a start on the same port and data folder. */
+function ownBroker(kind: BrokerKind, broker: PrivateBroker, subject: (tag: string) => string): FaultBroker {
   return {
-    kind: "nats",
-    url,
-    subject: (tag) => `sluice.fault.${tag}`,
+    kind,
+    url: broker.url,
+    subject,
     async restart() {
-      await stopChild(child);
-      await start();
+      await broker.stop();
+      await broker.start();
     },
     async cleanup() {},
-    async stop() {
-      await stopChild(child);
-    },
+    stop: () => broker.dispose(),
   };
+}
+
+/** A NATS server with JetStream of our own (private-brokers.ts): JetStream keeps its streams on disk across the restart. */
+export async function privateNats(): Promise<FaultBroker> {
+  return ownBroker("nats", await startPrivateNats(), (tag) => `sluice.fault.${tag}`);
+}
+
+/**
+ * A RabbitMQ node of our own (private-brokers.ts). Its restart is a full one: the node stops
+ * cleanly (every connection closed) and boots again, reloading durable queues and persistent
+ * messages from disk (a few seconds).
+ */
+export async function privateRabbit(): Promise<FaultBroker> {
+  return ownBroker("rabbitmq", await startPrivateRabbit(), (tag) => `sluice.fault.${tag}`);
 }
 
 /**
  * A Mosquitto configured as /etc/mosquitto/mosquitto.conf (persistence on, anonymous listener on
- * 127.0.0.1) on its own port and persistence folder. Two differences: it runs as the current user
- * (as root Mosquitto would switch to user mosquitto, who cannot write our folder), and
- * `max_queued_messages` is raised from its default of 1,000: Mosquitto drops QoS 1 messages
+ * 127.0.0.1) on its own port and persistence folder. Not the one of private-brokers.ts, which
+ * cannot raise `max_queued_messages` from its default of 1,000: Mosquitto drops QoS 1 messages
  * beyond that for an offline client, and at 10,000/s the seconds between the kill -9 and the
- * resume queue far more (the connector documents raising it for outages).
+ * resume queue far more (the connector documents raising it for outages). As there, it runs as
+ * the current user (as root Mosquitto would switch to user mosquitto, who cannot write our folder).
  *
  * On SIGTERM Mosquitto saves its persistence file (sessions, subscriptions, queued and in-flight
- * QoS 1 messages) and loads it on start: queued messages survive a restart.
+ * QoS 1 messages, with their properties) and loads it on start: queued messages survive a restart.
  */
 export async function privateMosquitto(dir: string): Promise<FaultBroker> {
   const port = await freePort();
@@ -196,69 +176,6 @@ export async function privateMosquitto(dir: string): Promise<FaultBroker> {
     async cleanup() {},
     async stop() {
       await stopChild(child);
-    },
-  };
-}
-
-const RABBIT_BIN = "/usr/lib/rabbitmq/bin";
-
-/**
- * A RabbitMQ node of our own (own node name, AMQP and distribution ports, data folder, cookie).
- * Restarted the way the brief asks for the CI node, `rabbitmqctl stop_app` + `start_app`: every
- * connection is closed, durable queues and persistent messages are reloaded from disk (~1 s here).
- */
-export async function privateRabbit(dir: string): Promise<FaultBroker> {
-  const port = await freePort();
-  const distPort = await freePort();
-  const node = `sluicefault${process.pid}x${port}@localhost`;
-  mkdirSync(join(dir, "log"), { recursive: true });
-  const env = {
-    ...process.env,
-    HOME: dir, // the Erlang cookie, shared by the node and our rabbitmqctl
-    RABBITMQ_NODENAME: node,
-    RABBITMQ_NODE_PORT: String(port),
-    RABBITMQ_DIST_PORT: String(distPort),
-    RABBITMQ_MNESIA_BASE: join(dir, "mnesia"),
-    RABBITMQ_LOG_BASE: join(dir, "log"),
-    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, "enabled_plugins"),
-    RABBITMQ_CONFIG_FILE: join(dir, "none"),
-    RABBITMQ_PID_FILE: join(dir, "rabbit.pid"),
-    ERL_EPMD_ADDRESS: "127.0.0.1",
-  };
-  const url = `amqp://guest:guest@127.0.0.1:${port}`;
-  const ctl = (...args: string[]) => run(join(RABBIT_BIN, "rabbitmqctl"), ["-n", node, ...args], { env, timeout: 30_000 });
-  const ready = () =>
-    answers(async () => {
-      const c = await amqpConnect(url, { timeout: 1000 });
-      await c.close();
-    }, 45_000, `rabbitmq node ${node}`);
-  // Its own session (detached), so a forced stop can take the whole process group.
-  const child = track(spawn(join(RABBIT_BIN, "rabbitmq-server"), [], { env, cwd: dir, detached: true, stdio: "ignore" }));
-  try {
-    await ready();
-  } catch (err) {
-    if (child.pid) process.kill(-child.pid, "SIGKILL");
-    throw err;
-  }
-  return {
-    kind: "rabbitmq",
-    url,
-    subject: (tag) => `sluice.fault.${tag}`,
-    async restart() {
-      await ctl("stop_app");
-      await ctl("start_app");
-      await ready();
-    },
-    async cleanup() {},
-    async stop() {
-      if (!alive(child)) return;
-      const done = exited(child);
-      await ctl("stop").catch(() => undefined);
-      const timer = setTimeout(() => {
-        if (alive(child) && child.pid) process.kill(-child.pid, "SIGKILL");
-      }, 15_000);
-      await done;
-      clearTimeout(timer);
     },
   };
 }

@@ -20,6 +20,7 @@
  * Records are passed on as received (NDJSON lines are not parsed here); a line that is not JSON
  * is the conversion step's to quarantine, with the others stored.
  */
+import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
@@ -81,11 +82,10 @@ export async function openHttpPushSource(config: StreamSourceConfig, opts: HttpP
   const log = opts.log;
 
   const buffer: StreamMessage[] = [];
-  /** Every accepted record not yet acknowledged (in `buffer` or handed out), by id. */
-  const unacked = new Map<string, Owner>();
+  /** Every accepted record not yet acknowledged (in `buffer` or handed out), by delivery. */
+  const unacked = new Map<StreamMessage, Owner>();
   const owners = new Set<Owner>();
   const arrived = new Notifier();
-  let seq = 0;
   let closed = false;
   let shown = `http://${host}:${port}${path}`;
 
@@ -97,9 +97,11 @@ export async function openHttpPushSource(config: StreamSourceConfig, opts: HttpP
     owners.add(o);
     const now = Date.now();
     for (const data of records) {
-      const id = String(++seq);
-      unacked.set(id, o);
-      buffer.push({ data, id, publishedAt: now, deliveries: 1 });
+      // The id is the record's content: a sender that sends a record again (its request failed)
+      // sends the same id, as the dead letters need. The delivery is the message object itself.
+      const m: StreamMessage = { data, id: `sha256:${createHash("sha256").update(data).digest("hex")}`, publishedAt: now, deliveries: 1 };
+      unacked.set(m, o);
+      buffer.push(m);
     }
     arrived.notify();
     return true;
@@ -225,9 +227,9 @@ export async function openHttpPushSource(config: StreamSourceConfig, opts: HttpP
     },
     async ack(messages: StreamMessage[]): Promise<void> {
       for (const m of messages) {
-        const o = unacked.get(m.id);
+        const o = unacked.get(m);
         if (!o) continue; // acknowledged already, or the source was closed
-        unacked.delete(m.id);
+        unacked.delete(m);
         if (--o.remaining === 0) {
           owners.delete(o);
           o.done();

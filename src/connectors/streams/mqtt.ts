@@ -34,8 +34,14 @@
  * - Our sockets send at once (TCP_NODELAY). Mosquitto's do not unless `set_tcp_nodelay true`:
  *   without it a message that follows another packet within ~40 ms can wait for the delayed TCP
  *   ACK (measured: the first message after subscribing, 40 ms instead of 1 ms).
+ * - Message ids are the same on every delivery of a message (dead letters are keyed on them): the
+ *   MQTT 5 user property `message-id` when the publisher set one (ours sets a random UUID on each
+ *   message), else `sha256:` + the hex SHA-256 of the topic, a NUL byte and the payload (so two
+ *   publications of the same payload to the same topic share an id). The packet id is no id: it
+ *   is reused as soon as the message is acknowledged, and numbering restarts with every
+ *   connection. What acknowledging needs (packet id, connection) is kept per delivery instead.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { connect, type IClientOptions, type MqttClient } from "mqtt";
 import { SluiceError } from "../../errors.js";
 import { safeUrl } from "../secrets.js";
@@ -70,9 +76,14 @@ const PERMANENT_CONNACK = new Map<number, string>([
   [0x95, "packet too large"],
 ]);
 
+/** The user property (MQTT 5) holding a message's id, set by our publisher. */
+export const MESSAGE_ID_PROPERTY = "message-id";
+
+/** A QoS 1 delivery awaiting its PUBACK: what acknowledging it needs (never parsed out of the message id). */
 interface Pending {
-  id: string;
-  messageId: number;
+  /** The packet id of this delivery (the broker's, per connection). */
+  packetId: number;
+  /** The connection it came on. */
   generation: number;
   acked: boolean;
 }
@@ -88,7 +99,6 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
   const inbox = new Inbox<StreamMessage>();
 
   let generation = 0;
-  let counter = 0;
   let closing = false;
   let everConnected = false;
   let period = RECONNECT_PERIOD.initialMs;
@@ -96,9 +106,8 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
   // PUBACKs still owed to the broker, in the order the PUBLISHes arrived (current connection only).
   let owed: Pending[] = [];
   let owedHead = 0;
-  const owedById = new Map<string, Pending>();
-  const generationOf = new WeakMap<StreamMessage, number>();
-  const redeliverable = new WeakSet<StreamMessage>();
+  // The delivery behind each QoS 1 message handed out (a message id may repeat; a delivery does not).
+  const deliveryOf = new WeakMap<StreamMessage, Pending>();
 
   const options: IClientOptions = {
     protocolVersion: 5,
@@ -118,17 +127,14 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
   }
 
   client.handleMessage = (packet: PublishPacket, done: (err?: Error) => void) => {
-    const seq = ++counter;
-    const id = `${packet.topic}:${packet.messageId ?? 0}:${seq}`;
-    const message: StreamMessage = { data: toBytes(packet.payload), id, deliveries: packet.dup ? 2 : 1 };
+    const data = toBytes(packet.payload);
     const headers = userProperties(packet);
+    const message: StreamMessage = { data, id: messageIdOf(packet.topic, data, headers), deliveries: packet.dup ? 2 : 1 };
     if (headers) message.headers = headers;
-    generationOf.set(message, generation);
     if (packet.qos === 1 && packet.messageId !== undefined) {
-      const pending: Pending = { id, messageId: packet.messageId, generation, acked: false };
+      const pending: Pending = { packetId: packet.messageId, generation, acked: false };
       owed.push(pending);
-      owedById.set(id, pending);
-      redeliverable.add(message);
+      deliveryOf.set(message, pending);
       inbox.push(message);
       // "Not handled": mqtt.js then sends no PUBACK and goes on with the next packet; `ack` sends it.
       done(DEFERRED);
@@ -151,10 +157,12 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
     const unacknowledged = owed.length - owedHead;
     owed = [];
     owedHead = 0;
-    owedById.clear();
     if (packet.sessionPresent) {
       // The broker resends every message still awaiting its PUBACK: drop the buffered copies.
-      const dropped = inbox.remove((m) => redeliverable.has(m) && generationOf.get(m) !== generation);
+      const dropped = inbox.remove((m) => {
+        const d = deliveryOf.get(m);
+        return d !== undefined && d.generation !== generation;
+      });
       log.info("mqtt reconnected; session resumed", { source: description, unacknowledged, bufferedDropped: dropped });
     } else {
       log.warn("mqtt reconnected but the broker had no session: messages published while disconnected may be lost", { source: description });
@@ -230,9 +238,9 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
   log.info("mqtt source open", { source: description });
 
   const writer = client as unknown as PacketWriter;
-  function sendPuback(messageId: number): Promise<void> {
+  function sendPuback(packetId: number): Promise<void> {
     return new Promise((resolve) => {
-      writer._sendPacket({ cmd: "puback", messageId, reasonCode: 0 }, (err?: Error) => {
+      writer._sendPacket({ cmd: "puback", messageId: packetId, reasonCode: 0 }, (err?: Error) => {
         // A PUBACK lost with its connection is harmless: the broker resends the message.
         if (err) log.warn("mqtt acknowledgement not sent; the broker will redeliver", { source: description, error: err.message });
         resolve();
@@ -244,15 +252,15 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
     description,
     next: (max, maxWaitMs, signal) => inbox.next(max, maxWaitMs, signal, description),
     async ack(messages) {
+      // A delivery of an earlier connection is no longer in `owed`: marking it changes nothing.
       for (const m of messages) {
-        const pending = owedById.get(m.id);
+        const pending = deliveryOf.get(m);
         if (pending) pending.acked = true;
       }
       const sends: Promise<void>[] = [];
       while (owedHead < owed.length && owed[owedHead]!.acked) {
         const pending = owed[owedHead++]!;
-        owedById.delete(pending.id);
-        if (pending.generation === generation && client.connected) sends.push(sendPuback(pending.messageId));
+        if (pending.generation === generation && client.connected) sends.push(sendPuback(pending.packetId));
       }
       if (owedHead > 1024 && owedHead * 2 > owed.length) {
         owed = owed.slice(owedHead);
@@ -302,9 +310,10 @@ export async function openMqttPublisher(config: StreamSourceConfig, opts: MqttOp
     async publish(data, headers) {
       if (failure) throw failure;
       while (unconfirmed.size >= MAX_UNCONFIRMED) await Promise.race(unconfirmed);
-      const properties = headers && Object.keys(headers).length > 0 ? { userProperties: headers } : undefined;
+      // Every message carries an id of its own (unless the caller gave one), the same on each delivery.
+      const userProperties = { [MESSAGE_ID_PROPERTY]: randomUUID(), ...headers };
       const p = client
-        .publishAsync(topic, typeof data === "string" ? data : toBuffer(data), { qos: 1, ...(properties ? { properties } : {}) })
+        .publishAsync(topic, typeof data === "string" ? data : toBuffer(data), { qos: 1, properties: { userProperties } })
         .catch((err: unknown) => {
           failure ??= new SluiceError("NETWORK_ERROR", `MQTT broker ${target.shown} did not accept a message for ${topic}: ${errorMessage(err)}`, { cause: err });
         })
@@ -389,6 +398,16 @@ function connectError(err: Error & { code?: unknown }, shown: string): SluiceErr
 function noDelay(client: MqttClient): void {
   const stream = client.stream as { setNoDelay?: (on: boolean) => void } | undefined;
   stream?.setNoDelay?.(true);
+}
+
+/**
+ * The id of a message, the same on every delivery of it: its `message-id` user property, else
+ * `sha256:` + the hex SHA-256 of topic, NUL (never part of a topic name) and payload.
+ */
+export function messageIdOf(topic: string, data: Uint8Array, headers: Record<string, string> | undefined): string {
+  const given = headers?.[MESSAGE_ID_PROPERTY];
+  if (given) return given;
+  return `sha256:${createHash("sha256").update(topic).update("\0").update(data).digest("hex")}`;
 }
 
 function userProperties(packet: PublishPacket): Record<string, string> | undefined {

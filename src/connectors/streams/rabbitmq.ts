@@ -24,9 +24,16 @@
  *   with other arguments, no permission) raise BAD_CONFIG; while running they fail the source.
  * - `lag()` is the queue's ready message count (checkQueue); messages delivered to us and not yet
  *   acknowledged are not in it.
+ * - Message ids are the same on every delivery of a message (dead letters are keyed on them): the
+ *   `message-id` property when the publisher set one (ours sets a random UUID on each message),
+ *   else `sha256:` + the hex SHA-256 of the body (so two publications of the same body share an
+ *   id). Delivery tags are no ids: they number the deliveries of one channel, restart with each
+ *   channel, and a redelivered message gets a new one. What acknowledging needs (the channel's
+ *   generation and the delivery tag) is kept per delivery instead.
  * - The publisher uses a confirm channel: `flush` waits until the broker confirmed every message,
  *   and fails when one was refused or, published to `amq.topic` with `mandatory`, unroutable.
  */
+import { createHash, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from "amqplib";
 import { SluiceError } from "../../errors.js";
@@ -61,6 +68,14 @@ interface Session {
   dead: boolean;
 }
 
+/** One delivery of a message: what acknowledging it needs (never parsed out of the message id). */
+interface Delivery {
+  /** The session (connection and channel) it came on. */
+  generation: number;
+  /** Its delivery tag on that session's channel. */
+  tag: number;
+}
+
 /** Open a RabbitMQ source: connected, queue declared (and bound), consuming. */
 export async function openRabbitMqSource(config: StreamSourceConfig, opts: RabbitMqOpenOptions = {}): Promise<StreamSource> {
   const target = parseRabbitConfig(config, "source");
@@ -71,6 +86,7 @@ export async function openRabbitMqSource(config: StreamSourceConfig, opts: Rabbi
   let session: Session | undefined;
   let closing = false;
   let reconnecting: Promise<void> | undefined;
+  const deliveryOf = new WeakMap<StreamMessage, Delivery>();
 
   async function establish(): Promise<Session> {
     const gen = ++generation;
@@ -110,7 +126,8 @@ export async function openRabbitMqSource(config: StreamSourceConfig, opts: Rabbi
     const tag = msg.fields.deliveryTag;
     s.tracker.delivered(tag);
     s.delivered.set(tag, msg);
-    const message: StreamMessage = { data: msg.content, id: `${target.queue}:${s.generation}:${tag}`, deliveries: deliveriesOf(msg) };
+    const message: StreamMessage = { data: msg.content, id: messageIdOf(msg), deliveries: deliveriesOf(msg) };
+    deliveryOf.set(message, { generation: s.generation, tag });
     const headers = headersOf(msg);
     if (headers) message.headers = headers;
     const at = publishedAtOf(msg);
@@ -125,7 +142,7 @@ export async function openRabbitMqSource(config: StreamSourceConfig, opts: Rabbi
     session = undefined;
     void old.model.close().catch(() => {});
     // The broker requeues everything that was unacknowledged on the lost channel.
-    const dropped = inbox.remove((m) => parseId(m.id)?.generation === gen);
+    const dropped = inbox.remove((m) => deliveryOf.get(m)?.generation === gen);
     log.warn("rabbitmq connection lost; reconnecting", { source: description, reason: why, bufferedDropped: dropped });
     reconnecting ??= reconnect().finally(() => {
       reconnecting = undefined;
@@ -177,8 +194,8 @@ export async function openRabbitMqSource(config: StreamSourceConfig, opts: Rabbi
       if (!s) return; // the lost channel's messages come back anyway
       const tags: number[] = [];
       for (const m of messages) {
-        const id = parseId(m.id);
-        if (id?.generation === s.generation) tags.push(id.tag);
+        const d = deliveryOf.get(m);
+        if (d?.generation === s.generation) tags.push(d.tag);
       }
       const plan = s.tracker.ack(tags);
       try {
@@ -272,7 +289,8 @@ export async function openRabbitMqPublisher(config: StreamSourceConfig, opts: Ra
       const body = toBuffer(data);
       let ok: boolean;
       try {
-        ok = channel.publish(exchange, routingKey, body, { persistent: true, mandatory: viaExchange, timestamp: Math.floor(Date.now() / 1000), ...(headers ? { headers } : {}) }, (err) => {
+        const options = { persistent: true, mandatory: viaExchange, messageId: randomUUID(), timestamp: Math.floor(Date.now() / 1000), ...(headers ? { headers } : {}) };
+        ok = channel.publish(exchange, routingKey, body, options, (err) => {
           if (err) failure ??= new SluiceError("NETWORK_ERROR", `RabbitMQ broker ${target.shown} refused a message for ${routingKey}.`, { retryable: true });
         });
       } catch (err) {
@@ -409,8 +427,9 @@ function publishedAtOf(msg: Message): number | undefined {
   return typeof s === "number" ? s * 1000 : undefined;
 }
 
-/** `queue:generation:deliveryTag` (the queue name may hold colons; the numbers never do). */
-function parseId(id: string): { generation: number; tag: number } | undefined {
-  const m = /:(\d+):(\d+)$/.exec(id);
-  return m ? { generation: Number(m[1]), tag: Number(m[2]) } : undefined;
+/** The id of a message, the same on every delivery of it: its `message-id` property, else `sha256:` + the hex SHA-256 of the body. */
+export function messageIdOf(msg: Message): string {
+  const given: unknown = msg.properties.messageId;
+  if (typeof given === "string" && given !== "") return given;
+  return `sha256:${createHash("sha256").update(msg.content).digest("hex")}`;
 }

@@ -14,7 +14,24 @@ export type BrokerKind = "nats" | "redis" | "mqtt" | "rabbitmq" | "kafka" | "htt
 export interface StreamMessage {
   /** The payload as received. */
   data: Uint8Array;
-  /** The broker's position or id of the message (stream sequence, entry id, offset, delivery tag). */
+  /**
+   * The id of the message within its stream: the SAME on every delivery of it (after a reconnect,
+   * a broker restart, in a new process), and never the id of another message. Dead letters are
+   * keyed on it (`<origin>#<id>`), so an id that changed would dead-letter a redelivery twice, and
+   * one that was reused would drop another message's dead letter as already written.
+   *
+   * NATS: the stream sequence. Redis: the entry id. Kafka: `topic:partition:offset`. RabbitMQ: the
+   * `message-id` property when the publisher set one (ours sets a UUID on each message), else
+   * `sha256:` + the hex SHA-256 of the body. MQTT: the MQTT 5 user property `message-id` when the
+   * publisher set one (ours sets a UUID), else `sha256:` + the hex SHA-256 of topic, NUL and
+   * payload. A content hash is the same for two publications of the same payload: those count as
+   * one message for dead letters. HTTP push: `sha256:` + the SHA-256 of the record (a sender that
+   * sends a record again sends the same id).
+   *
+   * What numbers deliveries rather than messages (RabbitMQ delivery tags, MQTT packet ids, which
+   * connection a delivery came on) is never part of the id: a source keeps it per delivery, beside
+   * the message object it handed out, for acknowledging.
+   */
   id: string;
   /** When the broker received it (epoch ms), when the broker says; for latency figures. */
   publishedAt?: number;

@@ -3,10 +3,13 @@
  * and authentication tests run a Mosquitto of their own (own ports, own persistence folder:
  * private-brokers.ts), so the shared broker is never stopped.
  */
-import { connect } from "mqtt";
+import { createHash } from "node:crypto";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { openMqttPublisher, openMqttSource } from "../../../src/connectors/streams/mqtt.js";
-import type { StreamSourceConfig } from "../../../src/connectors/streams/types.js";
+import type { StreamMessage, StreamSource, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateMosquitto } from "./private-brokers.js";
 import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, recordingLog, runId, text } from "./stream-helpers.js";
@@ -69,7 +72,6 @@ describe("MQTT source (Mosquitto 127.0.0.1:1883)", () => {
     await publish(config, range(10, "r"));
     const got = await collect(source, 10);
     expect(got).toHaveLength(10);
-    expect(got[0]!.id.startsWith(`${config.topic}:`)).toBe(true);
     await source.ack(got.slice(0, 4));
     await source.close();
 
@@ -77,6 +79,7 @@ describe("MQTT source (Mosquitto 127.0.0.1:1883)", () => {
     const redelivered = await collect(again, 6);
     expect(redelivered.map(text)).toEqual(range(10, "r").slice(4));
     expect(redelivered.every((m) => m.deliveries === 2)).toBe(true);
+    expect(redelivered.map((m) => m.id)).toEqual(got.slice(4).map((m) => m.id));
     await again.ack(redelivered);
     await again.close();
 
@@ -117,6 +120,74 @@ describe("MQTT source (Mosquitto 127.0.0.1:1883)", () => {
     await source.close();
   });
 
+  it("gives a message the same id on every delivery (after a reconnect, in a new source) and two messages never one", async () => {
+    const proxy = await tcpProxy(1883);
+    try {
+      const config = names("ids");
+      const viaProxy = { ...config, url: `mqtt://127.0.0.1:${proxy.port}` };
+      const source = await openMqttSource(viaProxy, { log: quiet });
+      // Equal payloads are still two messages: our publisher gives each its own id.
+      const payloads = ["same", "same", "other", "x", "y"];
+      await publish(config, payloads);
+      const first = await collect(source, 5);
+      expect(first.map(text)).toEqual(payloads);
+      expect(new Set(first.map((m) => m.id)).size).toBe(5);
+      expect(first.every((m) => /^[0-9a-f-]{36}$/.test(m.id))).toBe(true);
+
+      // A reconnect (the connection drops, the session is resumed): the broker resends all five.
+      // (Nothing is acknowledged before the cut: a PUBACK still in the proxy would be lost with it.)
+      proxy.cut();
+      await sleep(300);
+      proxy.restore();
+      const again = await collect(source, 5, 10_000);
+      expect(again.map(text)).toEqual(payloads);
+      expect(again.every((m) => m.deliveries === 2)).toBe(true);
+      expect(again.map((m) => m.id)).toEqual(first.map((m) => m.id));
+      // Acknowledging the old copies does nothing; the new ones (by their deliveries, not their ids) go out right.
+      await source.ack(first);
+      await source.ack(again.slice(0, 3));
+      await source.close();
+
+      // A new source (as in a new process: packet ids and counters start over): same ids again.
+      const reopened = await openMqttSource(config, { log: quiet });
+      const third = await collect(reopened, 2);
+      expect(third.map(text)).toEqual(payloads.slice(3));
+      expect(third.map((m) => m.id)).toEqual(first.slice(3).map((m) => m.id));
+      // New messages get new ids, never one handed out before.
+      await publish(config, ["x", "z"]);
+      const fresh = await collect(reopened, 2);
+      expect(fresh.map(text)).toEqual(["x", "z"]);
+      expect(new Set([...first, ...fresh].map((m) => m.id)).size).toBe(7);
+      await reopened.ack([...third, ...fresh]);
+      await reopened.close();
+
+      const last = await openMqttSource(config, { log: quiet });
+      expect(await last.next(100, 300, never)).toEqual([]);
+      await last.close();
+    } finally {
+      proxy.restore();
+      await proxy.close();
+    }
+  });
+
+  it("without a message-id property, ids are a hash of topic and payload: stable across deliveries, distinct for distinct payloads", async () => {
+    const config = names("hash-ids");
+    const source = await openMqttSource(config, { log: quiet });
+    await publishRaw(config.topic!, ["p", "q"]);
+    const first = await collect(source, 2);
+    expect(first.map(text)).toEqual(["p", "q"]);
+    const expected = (payload: string) => `sha256:${createHash("sha256").update(`${config.topic}\0${payload}`).digest("hex")}`;
+    expect(first.map((m) => m.id)).toEqual([expected("p"), expected("q")]);
+    await source.close();
+
+    const again = await openMqttSource(config, { log: quiet });
+    const redelivered = await collect(again, 2);
+    expect(redelivered.every((m) => m.deliveries === 2)).toBe(true);
+    expect(redelivered.map((m) => m.id)).toEqual(first.map((m) => m.id));
+    await again.ack(redelivered);
+    await again.close();
+  });
+
   it("refuses a missing topic, a publisher to a wildcard filter and an invalid filter", async () => {
     const noTopic = await failure(openMqttSource({ broker: "mqtt", url: URL_ }));
     expect(noTopic.code).toBe("BAD_CONFIG");
@@ -135,8 +206,11 @@ describe.skipIf(noMosquitto)("MQTT source across a broker restart (a Mosquitto o
       const log = recordingLog();
       const source = await openMqttSource(config, { log });
       // SIGTERM: Mosquitto saves its sessions on the way out; the source notices the outage first.
-      const got = await expectRedeliveryAcrossRestart({ broker, source, publish: (p) => publish(config, p), downMs: 400 });
+      const seen: StreamMessage[] = [];
+      const got = await expectRedeliveryAcrossRestart({ broker, source: recording(source, seen), publish: (p) => publish(config, p), downMs: 400 });
       expect(got.map(text)).toEqual(["b", "c"]);
+      // "b" came twice (before and after the restart, from the broker's persistence file), with one id.
+      expectStableIds(seen, { a: 1, b: 2, c: 1 });
       expect(log.lines).toContain("mqtt connection lost; reconnecting");
       await source.close();
     } finally {
@@ -144,3 +218,74 @@ describe.skipIf(noMosquitto)("MQTT source across a broker restart (a Mosquitto o
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+
+/** `source`, keeping in `seen` every message its `next` hands over. */
+function recording(source: StreamSource, seen: StreamMessage[]): StreamSource {
+  return {
+    description: source.description,
+    async next(max, maxWaitMs, signal) {
+      const got = await source.next(max, maxWaitMs, signal);
+      seen.push(...got);
+      return got;
+    },
+    ack: (messages) => source.ack(messages),
+    close: () => source.close(),
+  };
+}
+
+/** `seen` holds each payload of `deliveries` that many times, each time under one id, and no two payloads share an id. */
+function expectStableIds(seen: StreamMessage[], deliveries: Record<string, number>): void {
+  const ids = new Map<string, Set<string>>();
+  for (const m of seen) ids.set(text(m), (ids.get(text(m)) ?? new Set()).add(m.id));
+  expect(Object.fromEntries([...ids].map(([t]) => [t, seen.filter((m) => text(m) === t).length]))).toEqual(deliveries);
+  expect([...ids.values()].every((set) => set.size === 1)).toBe(true);
+  expect(new Set(seen.map((m) => m.id)).size).toBe(ids.size);
+}
+
+/** Publish at QoS 1 with a plain client: no message-id user property. */
+async function publishRaw(topic: string, payloads: string[]): Promise<void> {
+  const c = await connectAsync(URL_, { protocolVersion: 5, clean: true, reconnectPeriod: 0 });
+  try {
+    for (const p of payloads) await c.publishAsync(topic, p, { qos: 1 });
+  } finally {
+    await c.endAsync();
+  }
+}
+
+/** A TCP proxy to 127.0.0.1:`targetPort`; `cut` drops every connection and refuses new ones until `restore`. */
+async function tcpProxy(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
+  let down = false;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      down = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      down = false;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -7,13 +7,14 @@
  * shutdown sends). The full restart runs against a RabbitMQ node of its own (private-brokers.ts).
  */
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { connect } from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryTagTracker, openRabbitMqPublisher, openRabbitMqSource } from "../../../src/connectors/streams/rabbitmq.js";
-import type { StreamSourceConfig } from "../../../src/connectors/streams/types.js";
+import type { StreamMessage, StreamSource, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateRabbit, type PrivateBroker } from "./private-brokers.js";
 import { sourceContract } from "./source-contract.js";
@@ -127,12 +128,87 @@ describe("RabbitMQ source (127.0.0.1:5672)", () => {
     const redelivered = await collect(again, 6);
     expect(redelivered.map(text)).toEqual(range(10, "r").slice(4));
     expect(redelivered.every((m) => m.deliveries === 2)).toBe(true);
+    expect(redelivered.map((m) => m.id)).toEqual(got.slice(4).map((m) => m.id));
     await again.ack(redelivered);
     await again.close();
 
     const third = await openRabbitMqSource(config, { log: quiet });
     expect(await third.next(100, 300, never)).toEqual([]);
     await third.close();
+  });
+
+  it("gives a message the same id on every delivery (after a reconnect, in a new source) and two messages never one", async () => {
+    const proxy = await tcpProxy(5672);
+    try {
+      const config = names("ids");
+      const source = await openRabbitMqSource({ ...config, url: `amqp://guest:guest@127.0.0.1:${proxy.port}` }, { log: quiet });
+      // Equal payloads are still two messages: our publisher gives each its own id.
+      const payloads = ["same", "same", "other", "x", "y"];
+      await publish(config, payloads);
+      const first = await collect(source, 5);
+      expect(first.map(text)).toEqual(payloads);
+      expect(new Set(first.map((m) => m.id)).size).toBe(5);
+      expect(first.every((m) => /^[0-9a-f-]{36}$/.test(m.id))).toBe(true);
+
+      // A reconnect (new connection and channel: delivery tags start over at 1): the broker
+      // requeues all five and delivers them again, under the same ids.
+      proxy.cut();
+      await sleep(300);
+      proxy.restore();
+      const again = await collect(source, 5, 10_000);
+      expect(again.map(text)).toEqual(payloads);
+      expect(again.every((m) => m.deliveries === 2)).toBe(true);
+      expect(again.map((m) => m.id)).toEqual(first.map((m) => m.id));
+      // Acknowledging the old copies does nothing; the new ones (by their deliveries, not their ids) go out right.
+      await source.ack(first);
+      await source.ack(again.slice(0, 3));
+      expect(await source.lag!()).toBe(0);
+      await source.close();
+
+      // A new source (as in a new process: generations and delivery tags start over): same ids again.
+      const reopened = await openRabbitMqSource(config, { log: quiet });
+      const third = await collect(reopened, 2);
+      expect(third.map(text)).toEqual(payloads.slice(3));
+      expect(third.map((m) => m.id)).toEqual(first.slice(3).map((m) => m.id));
+      // New messages get new ids, never one handed out before (their delivery tags were 1 and 2 before).
+      await publish(config, ["x", "z"]);
+      const fresh = await collect(reopened, 2);
+      expect(fresh.map(text)).toEqual(["x", "z"]);
+      expect(new Set([...first, ...fresh].map((m) => m.id)).size).toBe(7);
+      await reopened.ack([...fresh, ...third]); // out of order: one multiple ack cannot cover it wrongly
+      await reopened.close();
+
+      const last = await openRabbitMqSource(config, { log: quiet });
+      expect(await last.next(100, 300, never)).toEqual([]);
+      await last.close();
+    } finally {
+      proxy.restore();
+      await proxy.close();
+    }
+  });
+
+  it("without a message-id property, ids are a hash of the body: stable across deliveries, distinct for distinct bodies", async () => {
+    const config = names("hash-ids");
+    await (await openRabbitMqSource(config, { log: quiet })).close(); // declares the queue
+    const model = await connect(URL_);
+    const ch = await model.createConfirmChannel();
+    for (const body of ["p", "q"]) ch.sendToQueue(config.queue!, Buffer.from(body), { persistent: true });
+    await ch.waitForConfirms();
+    await model.close();
+
+    const source = await openRabbitMqSource(config, { log: quiet });
+    const first = await collect(source, 2);
+    expect(first.map(text)).toEqual(["p", "q"]);
+    const expected = (body: string) => `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    expect(first.map((m) => m.id)).toEqual([expected("p"), expected("q")]);
+    await source.close();
+
+    const again = await openRabbitMqSource(config, { log: quiet });
+    const redelivered = await collect(again, 2);
+    expect(redelivered.every((m) => m.deliveries === 2)).toBe(true);
+    expect(redelivered.map((m) => m.id)).toEqual(first.map((m) => m.id));
+    await again.ack(redelivered);
+    await again.close();
   });
 
   it("delivers messages published while the source was closed (durable queue)", async () => {
@@ -242,8 +318,11 @@ describe("RabbitMQ source (127.0.0.1:5672)", () => {
     const log = recordingLog();
     const source = await openRabbitMqSource(config, { log });
     try {
-      const got = await expectRedeliveryAcrossRestart({ broker, source, publish: (p) => publish(config, p), waitMs: 25_000 });
+      const seen: StreamMessage[] = [];
+      const got = await expectRedeliveryAcrossRestart({ broker, source: recording(source, seen), publish: (p) => publish(config, p), waitMs: 25_000 });
       expect(got.map(text)).toEqual(["b", "c"]);
+      // "b" came twice (before and after the restart, from the durable queue), with one id.
+      expectStableIds(seen, { a: 1, b: 2, c: 1 });
       expect(log.lines).toContain("rabbitmq connection lost; reconnecting");
     } finally {
       await source.close();
@@ -270,6 +349,29 @@ describe("RabbitMQ source (127.0.0.1:5672)", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+
+/** `source`, keeping in `seen` every message its `next` hands over. */
+function recording(source: StreamSource, seen: StreamMessage[]): StreamSource {
+  return {
+    description: source.description,
+    async next(max, maxWaitMs, signal) {
+      const got = await source.next(max, maxWaitMs, signal);
+      seen.push(...got);
+      return got;
+    },
+    ack: (messages) => source.ack(messages),
+    close: () => source.close(),
+  };
+}
+
+/** `seen` holds each payload of `deliveries` that many times, each time under one id, and no two payloads share an id. */
+function expectStableIds(seen: StreamMessage[], deliveries: Record<string, number>): void {
+  const ids = new Map<string, Set<string>>();
+  for (const m of seen) ids.set(text(m), (ids.get(text(m)) ?? new Set()).add(m.id));
+  expect(Object.fromEntries([...ids].map(([t]) => [t, seen.filter((m) => text(m) === t).length]))).toEqual(deliveries);
+  expect([...ids.values()].every((set) => set.size === 1)).toBe(true);
+  expect(new Set(seen.map((m) => m.id)).size).toBe(ids.size);
+}
 
 /** A TCP proxy to 127.0.0.1:`targetPort`; `cut` drops every connection and refuses new ones until `restore`. */
 async function tcpProxy(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
