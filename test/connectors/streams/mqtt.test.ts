@@ -4,7 +4,6 @@
  * private-brokers.ts), so the shared broker is never stopped.
  */
 import { createHash } from "node:crypto";
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
@@ -12,7 +11,7 @@ import { openMqttPublisher, openMqttSource } from "../../../src/connectors/strea
 import type { StreamMessage, StreamSource, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateMosquitto } from "./private-brokers.js";
-import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, recordingLog, runId, text } from "./stream-helpers.js";
+import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
 import { sourceContract } from "./source-contract.js";
 
 const URL_ = "mqtt://127.0.0.1:1883";
@@ -254,38 +253,3 @@ async function publishRaw(topic: string, payloads: string[]): Promise<void> {
   }
 }
 
-/** A TCP proxy to 127.0.0.1:`targetPort`; `cut` drops every connection and refuses new ones until `restore`. */
-async function tcpProxy(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
-  let down = false;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    if (down) return void client.destroy();
-    const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("error", () => {});
-      s.on("close", () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut() {
-      down = true;
-      for (const s of sockets) s.destroy();
-    },
-    restore() {
-      down = false;
-    },
-    close() {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}

@@ -8,7 +8,6 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { connect } from "amqplib";
@@ -18,7 +17,7 @@ import type { StreamMessage, StreamSource, StreamSourceConfig } from "../../../s
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateRabbit, type PrivateBroker } from "./private-brokers.js";
 import { sourceContract } from "./source-contract.js";
-import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, recordingLog, runId, text } from "./stream-helpers.js";
+import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
 
 const URL_ = "amqp://guest:guest@127.0.0.1:5672";
 const run = runId();
@@ -373,41 +372,6 @@ function expectStableIds(seen: StreamMessage[], deliveries: Record<string, numbe
   expect(new Set(seen.map((m) => m.id)).size).toBe(ids.size);
 }
 
-/** A TCP proxy to 127.0.0.1:`targetPort`; `cut` drops every connection and refuses new ones until `restore`. */
-async function tcpProxy(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
-  let down = false;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    if (down) return void client.destroy();
-    const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("error", () => {});
-      s.on("close", () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut() {
-      down = true;
-      for (const s of sockets) s.destroy();
-    },
-    restore() {
-      down = false;
-    },
-    close() {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 /** Have the broker close the connection whose client-given name is `name` (CONNECTION_FORCED). */
 async function closeConnectionNamed(name: string): Promise<void> {

@@ -2,6 +2,7 @@
  * What the stream connector tests share: run-unique names, reading from a source and publishing
  * to a broker, a log that records, hand-over latency, and the broker-restart scenarios.
  */
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { expect } from "vitest";
@@ -148,4 +149,40 @@ export async function expectDeliveryAfterRestart(o: { broker: PrivateBroker; sou
   expect(after.map(text).sort()).toEqual(["after0", "after1", "after2", "after3", "after4"]);
   await o.source.ack(after);
   expect(await o.source.lag!()).toBe(0);
+}
+
+/** A TCP proxy to 127.0.0.1:`targetPort`; `cut` drops every connection and refuses new ones until `restore`. */
+export async function tcpProxy(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
+  let down = false;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      down = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      down = false;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
