@@ -53,6 +53,9 @@ async function pgStore(tag, sync) {
 
 /** One chain run executed in this process: steps/s and the run's latency. */
 async function sequential(store) {
+  // Warm up first (the server's plan caches, the store's connections), as a long-lived worker is.
+  const warm = await createRun(store, { workflow: wf("bench-warm", 100, true) });
+  await executeRun(warm.id, { store, actions, home });
   const run = await createRun(store, { workflow: wf("bench-seq", SEQ, true) });
   const t0 = performance.now();
   const done = await executeRun(run.id, { store, actions, home });
