@@ -5,8 +5,8 @@
  * the transforms, and hands it to the sink; up to `inFlight` sink writes overlap, so the next
  * batch is read and converted while the previous one commits. When that many writes are pending
  * the loop waits: the source is not read faster than the sink commits (backpressure), and memory
- * holds at most `inFlight + 1` batches. A batch is acknowledged to the broker only after its
- * write committed.
+ * holds at most `inFlight + 1` batches (plus those committed and waiting for their ack). A batch
+ * is acknowledged to the broker only after its write committed, in commit order.
  *
  * Stopping (the signal aborts) ends the loop at the next batch boundary; batches already read are
  * still written and acknowledged (the flush) before the pipeline returns. A failing stage stops
@@ -63,6 +63,9 @@ export interface PipelineOptions {
   statsEveryMs?: number;
 }
 
+/** Committed batches whose acknowledgement may still be on its way before reading pauses. */
+const MAX_AWAITING_ACK = 64;
+
 /** Samples kept per window for percentiles: enough for p99 at any rate, bounded in memory. */
 const WINDOW_SAMPLES = 20_000;
 
@@ -112,18 +115,23 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
 
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
+  // Acknowledgements go out in commit order, one batch after another, off the write slots: a
+  // slot is free again once its batch committed, not once the broker confirmed the ack.
+  let acking: Promise<void> = Promise.resolve();
+  let awaitingAck = 0;
   const write = (batch: StreamBatch, sinkName: string) => {
     const t0 = performance.now();
-    const p = sink.write(batch).then(async (counts) => {
+    const p = sink.write(batch).then((counts) => {
       // End-to-end is publish → commit: the acknowledgement that follows is the broker's business.
       const committed = Date.now();
       sample(sinkName, performance.now() - t0);
-      await batch.ack();
       totals.stored += counts.stored;
       totals.duplicate += counts.duplicate;
       totals.deadLettered += counts.deadLettered;
       for (const r of batch.records) if (r.publishedAt !== undefined) sample("end-to-end", Math.max(0, committed - r.publishedAt));
       for (const r of batch.rejected) if (r.record.publishedAt !== undefined) sample("end-to-end", Math.max(0, committed - r.record.publishedAt));
+      awaitingAck++;
+      acking = acking.then(() => batch.ack()).catch((err: unknown) => void (failure ??= err)).finally(() => void awaitingAck--);
     });
     const tracked = p.catch((err: unknown) => void (failure ??= err)).finally(() => inflight.delete(tracked));
     inflight.add(tracked);
@@ -149,16 +157,20 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
         sample(t.name, performance.now() - t0);
       }
       while (inflight.size >= inFlightMax && failure === undefined) await Promise.race(inflight);
+      // A broker slow to confirm acks slows the reading too, instead of queueing batches without end.
+      while (awaitingAck > MAX_AWAITING_ACK && failure === undefined) await acking;
       if (failure !== undefined) break;
       write(batch, last.name);
     }
     // The flush: what was read is written and acknowledged before the pipeline stops.
     while (inflight.size) await Promise.race(inflight);
+    await acking;
     if (failure !== undefined) throw failure;
     return snapshot();
   } finally {
     clearInterval(timer);
     while (inflight.size) await Promise.race(inflight).catch(() => undefined);
+    await acking;
     opts.onStats?.(snapshot());
     await Promise.allSettled([source.close(), ...transforms.map((t) => t.stage.close?.()), sink.close?.()]);
   }

@@ -152,6 +152,10 @@ export async function openNatsSource(config: StreamSourceConfig, opts: NatsSourc
     async next(max: number, maxWaitMs: number, signal: AbortSignal): Promise<StreamMessage[]> {
       if (closed) throw closedError(`NATS source ${description}`);
       await arrived.until(() => buffer.length > 0 || closed, maxWaitMs, signal, description);
+      // One event-loop turn for the messages that arrived with the first one: at a steady rate
+      // a batch then holds what came in together instead of a single message, which costs a
+      // few microseconds of latency and saves a transaction and an ack round trip per message.
+      if (buffer.length < max) await new Promise((r) => setImmediate(r));
       const batch = buffer.splice(0, Math.max(1, max));
       if (batch.length > 0) drained.notify();
       return batch.map((m) => {
@@ -296,6 +300,8 @@ async function connectNats(target: Target, log: StreamLog | undefined): Promise<
       reconnectTimeWait: 500,
       reconnectJitter: 250,
       timeout: 5000,
+      // No stack-trace objects per request (acks, pulls): a measurable share of the CPU at 5k msg/s.
+      noAsyncTraces: true,
       ...(target.tls ? { tls: {} } : {}),
       ...(target.user ? { user: target.user, pass: target.pass } : {}),
       ...(target.token ? { token: target.token } : {}),
