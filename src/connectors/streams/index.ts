@@ -4,16 +4,8 @@
  *
  * Each broker lives in its own module (nats.ts, redis.ts, mqtt.ts, rabbitmq.ts, kafka.ts,
  * http-push.ts) and is imported only when a workflow names it, so a NATS pipeline never loads
- * kafkajs, ioredis, mqtt or amqplib. The module specifier is a variable on purpose: a broker
- * module that is not there (yet) is a clear NOT_IMPLEMENTED when it is asked for, not a
- * compile error for every other broker.
- *
- * Each module exports `open<Name>Source(config, { log, signal })` and `open<Name>Publisher(config)`;
- * the export is found by that name, case-insensitively (`openRabbitMqSource` and
- * `openRabbitmqSource` both do).
+ * kafkajs, ioredis, mqtt or amqplib.
  */
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { SluiceError } from "../../errors.js";
 import type { BrokerKind, StreamLog, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
 
@@ -29,50 +21,36 @@ export interface OpenSourceOptions {
   claimIdleMs?: number;
 }
 
-export const BROKERS: readonly BrokerKind[] = ["nats", "redis", "mqtt", "rabbitmq", "kafka", "http"];
+interface Broker {
+  source(config: StreamSourceConfig, opts: OpenSourceOptions): Promise<StreamSource>;
+  publisher(config: StreamSourceConfig): Promise<StreamPublisher>;
+}
 
-/** The module of each broker and the name in its exports (`open${name}Source`). */
-const MODULES: Record<BrokerKind, { file: string; name: string }> = {
-  nats: { file: "./nats.js", name: "Nats" },
-  redis: { file: "./redis.js", name: "Redis" },
-  mqtt: { file: "./mqtt.js", name: "Mqtt" },
-  rabbitmq: { file: "./rabbitmq.js", name: "RabbitMq" },
-  kafka: { file: "./kafka.js", name: "Kafka" },
-  http: { file: "./http-push.js", name: "HttpPush" },
+/** Each broker's module, loaded on first use. */
+const BROKER_MODULES: Record<BrokerKind, () => Promise<Broker>> = {
+  nats: async () => import("./nats.js").then((m) => ({ source: m.openNatsSource, publisher: m.openNatsPublisher })),
+  redis: async () => import("./redis.js").then((m) => ({ source: m.openRedisSource, publisher: m.openRedisPublisher })),
+  mqtt: async () => import("./mqtt.js").then((m) => ({ source: m.openMqttSource, publisher: m.openMqttPublisher })),
+  rabbitmq: async () => import("./rabbitmq.js").then((m) => ({ source: m.openRabbitMqSource, publisher: m.openRabbitMqPublisher })),
+  kafka: async () => import("./kafka.js").then((m) => ({ source: m.openKafkaSource, publisher: m.openKafkaPublisher })),
+  http: async () => import("./http-push.js").then((m) => ({ source: m.openHttpPushSource, publisher: m.openHttpPushPublisher })),
 };
 
-type OpenSource = (config: StreamSourceConfig, opts: OpenSourceOptions) => Promise<StreamSource>;
-type OpenPublisher = (config: StreamSourceConfig) => Promise<StreamPublisher>;
+export const BROKERS = Object.keys(BROKER_MODULES) as readonly BrokerKind[];
 
 /** Open the source the config names (connect, check or create the stream, resume the durable consumer). */
 export async function openStreamSource(config: StreamSourceConfig, opts: OpenSourceOptions = {}): Promise<StreamSource> {
-  const open = await brokerExport<OpenSource>(config, "Source");
-  return open(config, opts);
+  return (await broker(config)).source(config, opts);
 }
 
 /** Open a publisher on the config's subject / topic / stream key (tests, benchmarks, feeding tools). */
 export async function openStreamPublisher(config: StreamSourceConfig): Promise<StreamPublisher> {
-  const open = await brokerExport<OpenPublisher>(config, "Publisher");
-  return open(config);
+  return (await broker(config)).publisher(config);
 }
 
-async function brokerExport<F>(config: StreamSourceConfig, what: "Source" | "Publisher"): Promise<F> {
-  const broker = config?.broker;
-  const entry = (MODULES as Partial<Record<string, { file: string; name: string }>>)[broker];
-  if (!entry) {
-    throw new SluiceError("BAD_CONFIG", `Unknown stream broker ${JSON.stringify(broker)}: expected one of ${BROKERS.join(", ")}.`, { retryable: false });
-  }
-  // A broker whose module is not in this build (neither compiled nor, under a TS runner, source).
-  const url = new URL(entry.file, import.meta.url);
-  if (url.protocol === "file:" && !existsSync(fileURLToPath(url)) && !existsSync(fileURLToPath(url).replace(/\.js$/, ".ts"))) {
-    throw new SluiceError("NOT_IMPLEMENTED", `Stream broker ${broker} is not available yet in this build (no ${entry.file.slice(2)} connector).`, { retryable: false });
-  }
-  const file = entry.file;
-  const mod = (await import(file)) as Record<string, unknown>;
-  const wanted = `open${entry.name}${what}`.toLowerCase();
-  const fn = Object.entries(mod).find(([k, v]) => k.toLowerCase() === wanted && typeof v === "function")?.[1];
-  if (typeof fn !== "function") {
-    throw new SluiceError("NOT_IMPLEMENTED", `Stream broker ${broker}: its connector has no open${entry.name}${what}.`, { retryable: false });
-  }
-  return fn as F;
+function broker(config: StreamSourceConfig): Promise<Broker> {
+  const load = (BROKER_MODULES as Partial<Record<string, () => Promise<Broker>>>)[config?.broker];
+  if (!load)
+    throw new SluiceError("BAD_CONFIG", `Unknown stream broker ${JSON.stringify(config?.broker)}: expected one of ${BROKERS.join(", ")}.`, { retryable: false });
+  return load();
 }
