@@ -5,7 +5,7 @@
 import { logUpdateStderr } from "log-update";
 import pc from "picocolors";
 import { pino } from "pino";
-import type { PipelineStats } from "../engine/pipeline.js";
+import { describeStream } from "./stream-figures.js";
 import type { EngineEvent } from "../engine/events.js";
 import type { ProgressUpdate } from "../actions/types.js";
 import { formatDuration } from "../spec/duration.js";
@@ -57,13 +57,6 @@ export function describeProgress(p: ProgressUpdate, elapsedMs: number): string {
     if (p.totalBytes && rate > 0 && p.bytes < p.totalBytes) parts.push(`ETA ${formatDuration(((p.totalBytes - p.bytes) / rate) * 1000)}`);
   }
   return parts.join(" · ");
-}
-
-/** A continuous pipeline in one line: records, rate, lag, latency. */
-function describeStream(s: PipelineStats): string {
-  const lat = s.endToEndMs ? `, end-to-end p50 ${s.endToEndMs.p50} ms p99 ${s.endToEndMs.p99} ms` : "";
-  const lag = s.lag !== null ? `, lag ${s.lag}` : "";
-  return `${s.records.toLocaleString("en-US")} records (${s.stored} stored, ${s.deadLettered} dead-lettered), ${s.ratePerSec}/s${lag}${lat}`;
 }
 
 function plainProgress(): Progress {

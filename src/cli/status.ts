@@ -1,4 +1,6 @@
 import pc from "picocolors";
+import type { PipelineStats } from "../engine/pipeline.js";
+import { describeStream } from "./stream-figures.js";
 import { SluiceError } from "../errors.js";
 import { runDetail } from "../engine/index.js";
 import { formatDuration } from "../spec/duration.js";
@@ -48,6 +50,9 @@ export async function statusCommand(id: string, o: { json?: boolean }): Promise<
         last?.error ? `${last.error.code}: ${last.error.message}`.slice(0, 120) : ""]);
     }
     printTable(["STEP", "STATUS", "ATTEMPTS", "LAST", "ERROR"], rows);
+    // A continuous group keeps its live figures in its first step's outputs.
+    const stream = d.steps.find((s) => s.outputs && "ratePerSec" in s.outputs && "endToEndMs" in s.outputs);
+    if (stream) process.stdout.write(`stream: ${describeStream(stream.outputs as unknown as PipelineStats)}\n`);
     return 0;
   });
 }
