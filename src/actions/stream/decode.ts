@@ -71,15 +71,27 @@ export function compileDecoder(input: ProcessStreamInput, step: string) {
   }
   if (input.decode !== "csv" && input.csv !== undefined) throw new SluiceError("BAD_CONFIG", "csv options apply to decode: csv only", { retryable: false });
   const parse = input.decode === "csv" ? csvDecoder(input, spec) : jsonDecoder;
+  // Messages of a batch mostly share their receive millisecond: the ISO text of the last one is
+  // kept rather than a Date and a string made per record.
+  let isoMs = NaN;
+  let isoText = "";
+  const isoOf = (ms: number): string => {
+    if (ms !== isoMs) {
+      isoText = new Date(ms).toISOString();
+      isoMs = ms;
+    }
+    return isoText;
+  };
+  // Only a rejected record needs this (a closure made per record would be garbage for every good one).
+  const reject = (record: StreamRecord, raw: string, reasons: string[]) => ({ ok: false as const, rejected: { record: { ...record }, raw, reasons, step } });
   const convert = (record: StreamRecord, now: number): { ok: true; record: StreamRecord } | { ok: false; rejected: RejectedRecord } => {
     const raw = typeof record.value === "string" ? record.value : jsonOrString(record.value);
-    const reject = (reasons: string[]) => ({ ok: false as const, rejected: { record: { ...record }, raw, reasons, step } });
     const decoded = parse(record.value, record.id);
-    if (typeof decoded === "string") return reject([decoded]);
+    if (typeof decoded === "string") return reject(record, raw, [decoded]);
     const r = schema.convert(decoded);
-    if (!r.ok) return reject(r.reasons);
+    if (!r.ok) return reject(record, raw, r.reasons);
     const row = r.row as TypedRow;
-    row[INGESTED_AT] = new Date(record.publishedAt ?? now).toISOString();
+    row[INGESTED_AT] = isoOf(record.publishedAt ?? now);
     const out: StreamRecord = { value: row, id: record.id, raw };
     if (record.publishedAt !== undefined) out.publishedAt = record.publishedAt;
     return { ok: true, record: out };
