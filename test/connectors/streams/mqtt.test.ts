@@ -8,10 +8,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect, connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { openMqttPublisher, openMqttSource } from "../../../src/connectors/streams/mqtt.js";
-import type { StreamMessage, StreamSource, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
+import type { StreamMessage, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateMosquitto } from "./private-brokers.js";
-import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
+import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, expectStableIds, recording, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
 import { sourceContract } from "./source-contract.js";
 
 const URL_ = "mqtt://127.0.0.1:1883";
@@ -220,28 +220,6 @@ describe.skipIf(noMosquitto)("MQTT source across a broker restart (a Mosquitto o
 
 // ---------------------------------------------------------------------------------------------
 
-/** `source`, keeping in `seen` every message its `next` hands over. */
-function recording(source: StreamSource, seen: StreamMessage[]): StreamSource {
-  return {
-    description: source.description,
-    async next(max, maxWaitMs, signal) {
-      const got = await source.next(max, maxWaitMs, signal);
-      seen.push(...got);
-      return got;
-    },
-    ack: (messages) => source.ack(messages),
-    close: () => source.close(),
-  };
-}
-
-/** `seen` holds each payload of `deliveries` that many times, each time under one id, and no two payloads share an id. */
-function expectStableIds(seen: StreamMessage[], deliveries: Record<string, number>): void {
-  const ids = new Map<string, Set<string>>();
-  for (const m of seen) ids.set(text(m), (ids.get(text(m)) ?? new Set()).add(m.id));
-  expect(Object.fromEntries([...ids].map(([t]) => [t, seen.filter((m) => text(m) === t).length]))).toEqual(deliveries);
-  expect([...ids.values()].every((set) => set.size === 1)).toBe(true);
-  expect(new Set(seen.map((m) => m.id)).size).toBe(ids.size);
-}
 
 /** Publish at QoS 1 with a plain client: no message-id user property. */
 async function publishRaw(topic: string, payloads: string[]): Promise<void> {

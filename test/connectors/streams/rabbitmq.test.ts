@@ -13,11 +13,11 @@ import { promisify } from "node:util";
 import { connect } from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeliveryTagTracker, openRabbitMqPublisher, openRabbitMqSource } from "../../../src/connectors/streams/rabbitmq.js";
-import type { StreamMessage, StreamSource, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
+import type { StreamMessage, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateRabbit, type PrivateBroker } from "./private-brokers.js";
 import { sourceContract } from "./source-contract.js";
-import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
+import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, expectStableIds, recording, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
 
 const URL_ = "amqp://guest:guest@127.0.0.1:5672";
 const run = runId();
@@ -349,28 +349,6 @@ describe("RabbitMQ source (127.0.0.1:5672)", () => {
 
 // ---------------------------------------------------------------------------------------------
 
-/** `source`, keeping in `seen` every message its `next` hands over. */
-function recording(source: StreamSource, seen: StreamMessage[]): StreamSource {
-  return {
-    description: source.description,
-    async next(max, maxWaitMs, signal) {
-      const got = await source.next(max, maxWaitMs, signal);
-      seen.push(...got);
-      return got;
-    },
-    ack: (messages) => source.ack(messages),
-    close: () => source.close(),
-  };
-}
-
-/** `seen` holds each payload of `deliveries` that many times, each time under one id, and no two payloads share an id. */
-function expectStableIds(seen: StreamMessage[], deliveries: Record<string, number>): void {
-  const ids = new Map<string, Set<string>>();
-  for (const m of seen) ids.set(text(m), (ids.get(text(m)) ?? new Set()).add(m.id));
-  expect(Object.fromEntries([...ids].map(([t]) => [t, seen.filter((m) => text(m) === t).length]))).toEqual(deliveries);
-  expect([...ids.values()].every((set) => set.size === 1)).toBe(true);
-  expect(new Set(seen.map((m) => m.id)).size).toBe(ids.size);
-}
 
 
 /** Have the broker close the connection whose client-given name is `name` (CONNECTION_FORCED). */

@@ -186,3 +186,26 @@ export async function tcpProxy(targetPort: number): Promise<{ port: number; cut(
     },
   };
 }
+
+/** `source`, keeping in `seen` every message its `next` hands over. */
+export function recording(source: StreamSource, seen: StreamMessage[]): StreamSource {
+  return {
+    description: source.description,
+    async next(max, maxWaitMs, signal) {
+      const got = await source.next(max, maxWaitMs, signal);
+      seen.push(...got);
+      return got;
+    },
+    ack: (messages) => source.ack(messages),
+    close: () => source.close(),
+  };
+}
+
+/** `seen` holds each payload of `deliveries` that many times, each time under one id, and no two payloads share an id. */
+export function expectStableIds(seen: StreamMessage[], deliveries: Record<string, number>): void {
+  const ids = new Map<string, Set<string>>();
+  for (const m of seen) ids.set(text(m), (ids.get(text(m)) ?? new Set()).add(m.id));
+  expect(Object.fromEntries([...ids].map(([t]) => [t, seen.filter((m) => text(m) === t).length]))).toEqual(deliveries);
+  expect([...ids.values()].every((set) => set.size === 1)).toBe(true);
+  expect(new Set(seen.map((m) => m.id)).size).toBe(ids.size);
+}
