@@ -3,6 +3,7 @@
  * fan-out of engine events to metrics, alerts, platform events and the log.
  */
 import { pino, type Logger } from "pino";
+import { jsonLogger } from "./json-log.js";
 import { isSecretRef, resolveSecret } from "../connectors/secrets.js";
 import type { EngineEvent } from "../engine/events.js";
 import { createAlerter, type Alerter } from "../observe/alerts.js";
@@ -14,12 +15,13 @@ import { emitEvent } from "../control/events.js";
 import type { ActionLog, PublishEvent } from "../actions/types.js";
 import { dirname } from "node:path";
 
-/** JSON lines on stderr with run, step and attempt ids as fields; level from SLUICE_LOG_LEVEL. */
+/**
+ * JSON lines on stderr with run, step and attempt ids as fields; level from SLUICE_LOG_LEVEL.
+ * Every line names this process (`service`, `role`, `owner`) once: a call's own `owner` (the
+ * worker's start line, the scheduler's leadership lines) replaces it rather than repeating the key.
+ */
 export function serviceLogger(role: string, owner: string): Logger {
-  return pino(
-    { base: { service: "sluice", role, owner }, level: process.env.SLUICE_LOG_LEVEL ?? "info", timestamp: pino.stdTimeFunctions.isoTime },
-    pino.destination({ fd: 2, sync: true }),
-  );
+  return jsonLogger({ service: "sluice", role, owner }, { level: process.env.SLUICE_LOG_LEVEL ?? "info", destination: pino.destination({ fd: 2, sync: true }) });
 }
 
 export interface Observers {

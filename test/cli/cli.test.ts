@@ -2,12 +2,16 @@
  * The CLI as a user meets it: real processes, a real SQLite store, exit codes and output text.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { tempDir, workflow } from "../helpers.js";
 import { openSqliteStore } from "../../src/store/sqlite.js";
 import { createRun } from "../../src/engine/index.js";
-import { FIXTURE_ACTIONS, ROOT, sluice, sluiceAsync, waitForStderr } from "./cli-helpers.js";
+import { BIN, FIXTURE_ACTIONS, ROOT, sluice, sluiceAsync, waitForStderr } from "./cli-helpers.js";
+import { call, killAll, spawnSluice, startServe, waitFor } from "./serve-helpers.js";
+import { jsonLinesOf } from "./json-lines.js";
 
 let cwd: string;
 beforeAll(() => {
@@ -208,5 +212,172 @@ describe("sluice cancel", () => {
     expect(r.stdout.trim()).toBe(`run ${run.id} cancelled`);
     const doc = JSON.parse(sluice(["status", run.id, "--json"], { cwd }).stdout);
     expect(doc).toMatchObject({ status: "cancelled", steps: [{ name: "never", status: "cancelled", attempts: [] }] });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// What `sluice run` shows: on a real pseudo-terminal (util-linux `script`), with and without a
+// size, in plain lines and in JSON lines.
+
+/**
+ * A user's actions module: a conversion of `rows` rows that reports progress as the built-in ones
+ * do, per batch. The engine lets one progress event through per 200 ms, so the last one anybody
+ * sees says 220,000 while the step goes on to convert all 300,000.
+ */
+const progressActions = (dir: string) => {
+  const file = join(dir, "progress-actions.mjs");
+  writeFileSync(file, `import { z } from ${JSON.stringify(pathToFileURL(join(ROOT, "node_modules", "zod", "index.js")).href)};
+export const actions = [{
+  kind: "agent", owner: "fixture", action: "convert", description: "Convert rows, reporting progress per batch.",
+  input: z.object({ rows: z.number().int() }).strict(),
+  async run({ rows }, ctx) {
+    for (let n = 220_000; n <= rows; n += 20_000) ctx.progress({ rows: n });
+    await new Promise((r) => setTimeout(r, 300));
+    return { rowsIn: rows, rowsOut: rows - 7, rowsQuarantined: 7, columns: 9 };
+  },
+}];
+`);
+  return file;
+};
+
+const hasScript = spawnSync("script", ["--version"], { encoding: "utf8" }).status === 0;
+
+/** `node bin/sluice.js ARGS` on a pseudo-terminal of the given size (none: 0 × 0, as `script` without one). */
+function onTerminal(args: string[], o: { cwd: string; size?: { cols: number; rows: number }; env?: Record<string, string> }): { code: number; out: string } {
+  const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const stty = o.size ? `stty cols ${o.size.cols} rows ${o.size.rows}; ` : "";
+  const env: Record<string, string | undefined> = { ...process.env, SLUICE_HOME: join(o.cwd, ".sluice"), ...o.env };
+  delete env.CI; // a terminal, not a CI log
+  delete env.SLUICE_LOG_FORMAT;
+  const r = spawnSync("script", ["-qfec", `${stty}exec ${quote(process.execPath)} ${quote(BIN)} ${args.map(quote).join(" ")}`, "/dev/null"], {
+    cwd: o.cwd, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000,
+  });
+  return { code: r.status ?? -1, out: r.stdout.replace(/\r/g, "") };
+}
+
+// eslint-disable-next-line no-control-regex
+const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
+/** What stays on screen of the live table: the text after log-update's last erase. */
+const lastFrame = (out: string) => stripAnsi(out.slice(out.lastIndexOf("\x1b[2K\x1b[G")));
+const TIME = String.raw`\d\d:\d\d:\d\d\.\d{3}`;
+
+describe.skipIf(!hasScript)("sluice run on a terminal", () => {
+  // The README's example as a new user runs it: its relative paths resolve in a folder of its own.
+  let hello: string;
+  beforeAll(() => {
+    hello = tempDir("sluice-hello-");
+    symlinkSync(join(ROOT, "bin"), join(hello, "bin"));
+    symlinkSync(join(ROOT, "examples"), join(hello, "examples"));
+  });
+  afterAll(() => rmSync(hello, { recursive: true, force: true }));
+  const STEPS = ["check-source", "to-parquet", "to-ndjson", "checksum", "summary"];
+
+  it("of unknown size (0 × 0) shows plain timestamped lines instead of nothing", () => {
+    const r = onTerminal(["run", "examples/hello-pipeline.yaml"], { cwd: hello });
+    expect(r.code, r.out).toBe(0);
+    const out = stripAnsi(r.out);
+    expect(out).toMatch(new RegExp(`^${TIME} run r-[a-z0-9]+-[0-9a-f]+ started: hello-pipeline, 5 steps$`, "m"));
+    for (const s of STEPS) expect(out).toMatch(new RegExp(`^${TIME} step ${s} succeeded \\(attempt 1, [^)]+\\)$`, "m"));
+    expect(out).toMatch(new RegExp(`^${TIME} run r-\\S+ succeeded$`, "m"));
+  });
+
+  it("too small for the table (5 rows for 7 lines) shows plain lines too", () => {
+    const r = onTerminal(["run", "examples/hello-pipeline.yaml"], { cwd: hello, size: { cols: 100, rows: 5 } });
+    expect(r.code, r.out).toBe(0);
+    for (const s of STEPS) expect(stripAnsi(r.out)).toMatch(new RegExp(`^${TIME} step ${s} succeeded `, "m"));
+  });
+
+  it("with room shows the live table, and leaves its final frame on screen", () => {
+    const r = onTerminal(["run", "examples/hello-pipeline.yaml"], { cwd: hello, size: { cols: 100, rows: 30 } });
+    expect(r.code, r.out).toBe(0);
+    const frame = lastFrame(r.out);
+    expect(frame).toMatch(/^hello-pipeline r-\S+ {2}\S+$/m);
+    for (const s of STEPS) expect(frame).toMatch(new RegExp(`^  ✔ ${s} +succeeded +\\S+$`, "m"));
+    expect(frame).toMatch(/^run succeeded$/m);
+    expect(stripAnsi(r.out)).not.toMatch(new RegExp(`^${TIME} step `, "m"));
+  });
+
+  it("a finished step keeps its final figures, not the last throttled progress", () => {
+    const dir = tempDir("sluice-figures-");
+    const wf = join(dir, "convert.yaml");
+    writeFileSync(wf, `${header("convert-300k")}  steps:\n    - name: convert\n      agent: fixture\n      action: convert\n      with: { rows: 300000 }\n`);
+    const env = { SLUICE_ACTIONS: progressActions(dir) };
+    const tty = onTerminal(["run", wf], { cwd: dir, size: { cols: 120, rows: 30 }, env });
+    expect(tty.code, tty.out).toBe(0);
+    // While it ran, the table showed the last progress event the engine let through …
+    expect(stripAnsi(tty.out)).toContain("220,000 rows");
+    // … and the frame that stays shows what the step did.
+    const row = lastFrame(tty.out).split("\n").find((l) => l.includes(" convert "));
+    expect(row).toMatch(/^  ✔ convert +succeeded +\S+ {2}299,993 rows · 7 quarantined$/);
+
+    const plain = sluice(["run", wf], { cwd: dir, env });
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stderr).toMatch(new RegExp(`^${TIME} step convert succeeded \\(attempt 1, [^)]+\\): 299,993 rows · 7 quarantined$`, "m"));
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe("JSON lines carry each key once", () => {
+  afterAll(() => killAll());
+
+  it("SLUICE_LOG_FORMAT=json sluice run: every event's line", () => {
+    const dir = tempDir("sluice-json-run-");
+    const wf = join(dir, "json.yaml");
+    writeFileSync(wf, `${header("json-lines")}  steps:
+    - name: convert
+      agent: fixture
+      action: convert
+      with: { rows: 300000 }
+    - name: flaky
+      exec: { command: ["false"] }
+      retry: { limit: 1, backoff: { initial: 10ms, factor: 1, max: 10ms } }
+    - name: after
+      dependsOn: [convert, flaky]
+      exec: { command: ["true"] }
+`);
+    const r = sluice(["run", wf], { cwd: dir, env: { SLUICE_ACTIONS: progressActions(dir), SLUICE_LOG_FORMAT: "json" } });
+    expect(r.code).toBe(1);
+    const lines = jsonLinesOf(r.stderr);
+    for (const l of lines) expect(l.dups, l.line).toEqual([]);
+    expect(lines.map((l) => l.doc.event)).toEqual(expect.arrayContaining(["run-started", "step-started", "step-progress", "step-ended", "steps-settled", "run-ended"]));
+    expect(lines.find((l) => l.doc.event === "step-progress")!.doc).toMatchObject({ service: "sluice", step: "convert", progress: { rows: 220_000 } });
+    expect(lines.find((l) => l.doc.event === "run-ended")!.doc).toMatchObject({ level: 50, status: "failed", msg: "run-ended" });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("sluice worker: its own lines and those of the runs it executes; owner is the worker's", async () => {
+    const home = join(tempDir("sluice-json-worker-"), ".sluice");
+    mkdirSync(home, { recursive: true });
+    const store = openSqliteStore(join(home, "sluice.db"));
+    const run = await createRun(store, { workflow: workflow({ steps: [{ name: "boom", exec: { command: ["false"] } }] }, undefined, "json-worker") });
+    await store.close();
+    const worker = spawnSluice(["worker", "--grace", "2"], { cwd: ROOT, env: { SLUICE_HOME: home } });
+    await waitFor("the run's end to be logged", () => jsonLinesOf(worker.stderr()).some((l) => l.doc.msg === "run ended"), 20_000);
+    expect(await worker.stop("SIGTERM")).toBe(0);
+    const owner = /sluice: worker (\S+) started/.exec(worker.stderr())![1];
+    const lines = jsonLinesOf(worker.stderr());
+    for (const l of lines) expect(l.dups, l.line).toEqual([]);
+    expect(lines.map((l) => l.doc.msg)).toEqual(expect.arrayContaining(["worker started", "run started", "step attempt did not succeed", "run ended", "stopped"]));
+    for (const l of lines) expect(l.doc).toMatchObject({ service: "sluice", role: "worker", owner });
+    expect(lines.find((l) => l.doc.msg === "run ended")!.doc).toMatchObject({ runId: run.id, status: "failed" });
+    rmSync(join(home, ".."), { recursive: true, force: true });
+  });
+
+  it("sluice serve: the scheduler's, the API's and its own lines", async () => {
+    const root = tempDir("sluice-json-serve-");
+    const wfDir = join(root, "workflows");
+    mkdirSync(wfDir);
+    writeFileSync(join(wfDir, "hi.yaml"), `${header("hi")}  triggers:\n    - manual: {}\n  steps:\n    - name: say\n      exec: { command: ["true"] }\n`);
+    const srv = await startServe(["--workflows", wfDir], { cwd: root, env: { SLUICE_HOME: join(root, ".sluice") } });
+    await waitFor("the scheduler to lead", () => jsonLinesOf(srv.stderr()).some((l) => l.doc.msg === "scheduler: leading"), 20_000);
+    expect((await call(srv.url, "GET", "/api/v1/workflows")).status).toBe(200);
+    await waitFor("the request line", () => jsonLinesOf(srv.stderr()).some((l) => l.doc.msg === "request"));
+    expect(await srv.stop("SIGTERM")).toBe(0);
+    const lines = jsonLinesOf(srv.stderr());
+    for (const l of lines) expect(l.dups, l.line).toEqual([]);
+    const owner = lines.find((l) => l.doc.msg === "scheduler: leading")!.doc.owner;
+    expect(owner).toMatch(/\S+:\d+:/);
+    for (const l of lines) expect(l.doc).toMatchObject({ service: "sluice", role: "serve", owner });
+    rmSync(root, { recursive: true, force: true });
   });
 });
