@@ -23,6 +23,7 @@ export type ErrorCode =
   | "NOT_IMPLEMENTED"
   | "IO_ERROR"
   | "NETWORK_ERROR"
+  | "INCOMPLETE_SOURCE"
   | "INTERNAL";
 
 export class SluiceError extends Error {
@@ -44,7 +45,7 @@ export class SluiceError extends Error {
 }
 
 /** Errors that describe the caller's input or configuration cannot be fixed by retrying. */
-const PERMANENT = new Set<string>(["USAGE", "SPEC_INVALID", "BAD_INPUT", "BAD_CONFIG", "NOT_FOUND", "NOT_IMPLEMENTED", "FILE_NOT_FOUND"]);
+const PERMANENT = new Set<string>(["USAGE", "SPEC_INVALID", "BAD_INPUT", "BAD_CONFIG", "NOT_FOUND", "NOT_IMPLEMENTED", "FILE_NOT_FOUND", "INCOMPLETE_SOURCE"]);
 
 function defaultRetryable(code: string): boolean {
   return !PERMANENT.has(code);

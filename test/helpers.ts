@@ -165,7 +165,7 @@ export function actionContext(over: Partial<ActionContext> & { artifactsDir: str
     runId: "r-test", workflow: "test-flow", step: "step", attempt: 1,
     signal: new AbortController().signal, home: over.artifactsDir, params: {},
     log: { info: noop, warn: noop, error: noop },
-    ledger: { seen: async () => new Set<string>(), record: async () => undefined },
+    ledger: { seen: async () => new Set<string>(), record: async () => undefined, rejected: async () => new Map(), reject: async () => undefined },
     progress: noop,
     publish: async () => {
       throw new SluiceError("NOT_IMPLEMENTED", "this test context publishes no events");

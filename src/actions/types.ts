@@ -24,13 +24,31 @@ export interface ProgressUpdate {
 }
 
 /**
- * Which files a workflow has already ingested. A scope names a workflow and its source
- * (`bulk-file-ingestion:/data/in`); files are recorded only after their rows are stored,
- * so a run that fails half-way leaves them to be taken again.
+ * Which files a workflow has already ingested, and which it found unreadable. A scope names a
+ * workflow and its source (`bulk-file-ingestion:/data/in`). Files are recorded as ingested only
+ * after their rows are stored, so a run that fails half-way leaves them to be taken again.
+ * A file whose CONTENT cannot be read (corrupt Parquet, a JSON file that is not an array) is
+ * recorded as rejected, by checksum with its reason, so later runs leave it out until its
+ * content changes; a transient failure (an I/O error, a file that vanished) is never recorded.
  */
 export interface FileLedger {
+  /** The checksums among these that were ingested in the scope. */
   seen(scope: string, checksums: string[]): Promise<Set<string>>;
   record(scope: string, files: { checksum: string; path: string; size: number }[]): Promise<void>;
+  /** The checksums among these that were rejected in the scope, with why and since when. */
+  rejected(scope: string, checksums: string[]): Promise<Map<string, KnownBadFile>>;
+  /** Remember files as unreadable; an ingested checksum stays ingested, a rejected one keeps its first date. */
+  reject(scope: string, files: { checksum: string; path: string; size: number; reason: string }[]): Promise<void>;
+}
+
+/** A file the ledger knows as unreadable. */
+export interface KnownBadFile {
+  checksum: string;
+  /** The path it had when it was rejected. */
+  path: string;
+  reason: string;
+  /** When it was first rejected (UTC ISO-8601). */
+  since: string;
 }
 
 export interface ActionContext {

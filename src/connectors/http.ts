@@ -7,7 +7,14 @@
  *
  * - Credentials go only to the origin of the configured URL. Redirects are followed by hand and
  *   next-page links are checked, so an API key header never follows a link to another host, and
- *   an https → http redirect is refused.
+ *   an https → http redirect is refused. A next link to another origin is refused outright.
+ * - No page is left behind quietly. Without `pagination:`, a `Link: <…>; rel="next"` header
+ *   (RFC 8288) is followed, since that is what the header means. When the walk stops, the last
+ *   answer is read once more for a sign of more pages (a Link next not followed; without
+ *   `pagination:`, a body field such as `has_more: true`, `next_page_url` or a `total` above the
+ *   records read) and the walk fails with INCOMPLETE_SOURCE naming it: a first user once read
+ *   page 1 of 10 and saw success. `onMaxPages: stop` is the explicit way to stop early; the
+ *   last page then carries `pagesLeft: true`.
  * - 429 and 503 are waited out here (Retry-After, bounded); every other failure is raised at once
  *   with `retryable` set, and the engine's step retry policy decides what happens next.
  * - TLS verification is always on. `caFile` adds a private CA to the trusted roots.
@@ -44,7 +51,7 @@ export interface HttpSourceConfig {
   recordsPath?: string;
   /** Safety bound on the number of pages (default 1000). */
   maxPages?: number;
-  /** What to do when `maxPages` is reached and the API still has more: fail (default) or stop quietly. */
+  /** When `maxPages` is reached and the API still has more: fail (default), or stop and mark the last page `pagesLeft`. */
   onMaxPages?: "error" | "stop";
   /** Per-request timeout, including reading the body (default 30 s). */
   timeoutMs?: number;
@@ -69,6 +76,11 @@ export interface HttpPage {
   records?: Record<string, unknown>[];
   /** Body of a CSV or other text page, for the caller's parser. */
   text?: string;
+  /**
+   * True on the last page when the walk stopped at `maxPages` (with `onMaxPages: stop`) while
+   * the API still had a next page: the caller must report that pages were left unread.
+   */
+  pagesLeft?: boolean;
 }
 
 export interface HttpProbeResult {
@@ -95,7 +107,11 @@ interface Session {
   signal: AbortSignal | undefined;
 }
 
-/** Walk every page of the source. Breaking out of the loop early is fine: nothing stays open. */
+/**
+ * Walk every page of the source. Breaking out of the loop early is fine: nothing stays open.
+ * Without `pagination`, `Link: <…>; rel="next"` headers are followed. A walk that ends while the
+ * last answer still announces more fails with INCOMPLETE_SOURCE (see `announcedMore`).
+ */
 export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOptions = {}): AsyncGenerator<HttpPage, void, undefined> {
   const session = await openSession(config, opts);
   try {
@@ -105,34 +121,46 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
     let url = firstUrl(config);
     if (pagination?.type === "page") url = withPageParams(url, pagination, pageNumber);
     const seen = new Set<string>();
+    let recordsRead = 0;
     for (let count = 1; ; count++) {
       seen.add(url.href);
       const { response, finalUrl } = await request(session, url);
       const page = await readPage(session, response, finalUrl);
-      yield page;
+      if (page.records !== undefined) recordsRead += page.records.length;
 
       let next: URL | undefined;
-      if (pagination?.type === "nextLink") {
+      if (pagination === undefined) {
+        // RFC 8288: a server that says rel="next" has another page, configured or not.
+        next = nextLinkOf(page, response, undefined, finalUrl, session);
+      } else if (pagination.type === "nextLink") {
         next = nextLinkOf(page, response, pagination.path, finalUrl, session);
-      } else if (pagination?.type === "cursor") {
+      } else if (pagination.type === "cursor") {
         const cursor = page.records === undefined ? undefined : getPath(parsedBody.get(page), pagination.cursorPath);
         if (cursor !== undefined && cursor !== null && cursor !== "" && cursor !== false) {
           next = new URL(url);
           next.searchParams.set(pagination.cursorParam, String(cursor));
         }
-      } else if (pagination?.type === "page") {
+      } else if (pagination.type === "page") {
         if (!isEmptyPage(page)) {
           pageNumber++;
           next = withPageParams(url, pagination, pageNumber);
         }
       }
-      if (!next) return;
+      const stopEarly = next !== undefined && !seen.has(next.href) && count >= maxPages && config.onMaxPages === "stop";
+      if (stopEarly) page.pagesLeft = true;
+      yield page;
+
+      if (!next) {
+        const more = announcedMore(page, response, config, recordsRead, count);
+        if (more) throw more;
+        return;
+      }
       if (seen.has(next.href)) {
         // A server that hands back a link (or cursor) already visited would loop forever.
         throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(config.url)} returned a next page that was already fetched (${safeUrl(next)}); stopping to avoid an endless loop.`);
       }
+      if (stopEarly) return;
       if (count >= maxPages) {
-        if (config.onMaxPages === "stop") return;
         throw new SluiceError(
           "BAD_CONFIG",
           `HTTP source ${safeUrl(config.url)} still had more pages after maxPages=${maxPages}; raise maxPages or set onMaxPages: stop.`,
@@ -246,6 +274,9 @@ async function closeSession(session: Session): Promise<void> {
 }
 
 function validatePagination(config: HttpSourceConfig): void {
+  if (config.maxPages !== undefined && !(Number.isInteger(config.maxPages) && config.maxPages > 0)) {
+    throw new SluiceError("BAD_CONFIG", `maxPages must be a positive integer, got ${config.maxPages}.`);
+  }
   const p = config.pagination;
   if (!p) return;
   const missing = (field: string) =>
@@ -258,9 +289,6 @@ function validatePagination(config: HttpSourceConfig): void {
     if (p.pageSize !== undefined && !p.pageSizeParam) throw missing("pageSizeParam");
   } else if (p.type !== "nextLink") {
     throw new SluiceError("BAD_CONFIG", `pagination.type ${JSON.stringify((p as { type?: unknown }).type)} is not one of nextLink, cursor, page.`);
-  }
-  if (config.maxPages !== undefined && !(Number.isInteger(config.maxPages) && config.maxPages > 0)) {
-    throw new SluiceError("BAD_CONFIG", `maxPages must be a positive integer, got ${config.maxPages}.`);
   }
 }
 
@@ -289,16 +317,141 @@ function withPageParams(url: URL, p: Extract<HttpPagination, { type: "page" }>, 
   return next;
 }
 
+/**
+ * The next page's URL from a body path, else from the Link header, resolved against the answering
+ * URL. A link to another origin is refused: the walk would carry on at a server nobody configured.
+ */
 function nextLinkOf(page: HttpPage, response: Response, path: string | undefined, base: URL, session: Session): URL | undefined {
   let target: unknown;
   if (path && page.records !== undefined) target = getPath(parsedBody.get(page), path);
   if (typeof target !== "string" || target === "") target = parseLinkHeader(response.headers.get("link"))["next"];
   if (typeof target !== "string" || target === "") return undefined;
+  let next: URL;
   try {
-    return new URL(target, base);
+    next = new URL(target, base);
   } catch {
     throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(session.config.url)} returned a next link that is not a valid URL.`);
   }
+  if (next.origin !== session.origin) {
+    throw new SluiceError(
+      "BAD_INPUT",
+      `${session.config.method ?? "GET"} ${page.url} announced its next page on another origin (${safeUrl(next)}); next links are followed only on ${session.origin}, so point url at that server if it is the API's own.`,
+      { details: { url: page.url, nextUrl: safeUrl(next) } },
+    );
+  }
+  return next;
+}
+
+/** Containers that APIs put their paging fields in, besides the top level of the body. */
+const PAGING_CONTAINERS = ["meta", "links", "pagination", "paging"] as const;
+/** Fields whose non-empty value is the next page (a URL, a cursor or a page number). */
+const NEXT_FIELDS = ["next", "next_page", "next_page_url", "nextPageToken", "next_cursor"] as const;
+/**
+ * At the top level of a body that IS the record (no recordsPath), only names that a record
+ * hardly ever has: an invoice's `total` or a node's `next` is data, not paging.
+ */
+const UNAMBIGUOUS_TOP = new Set(["next_page", "next_page_url", "nextPageToken", "next_cursor", "has_more", "hasMore"]);
+
+/**
+ * Why the walk must not end here: the last answer says there is more than was read. Checked once
+ * per walk, on the last page only. Returns the INCOMPLETE_SOURCE error to throw, or undefined.
+ */
+function announcedMore(page: HttpPage, response: Response, config: HttpSourceConfig, recordsRead: number, pages: number): SluiceError | undefined {
+  const method = config.method ?? "GET";
+  const read = page.records !== undefined ? `${recordsRead} read` : `${pages} page${pages === 1 ? "" : "s"} read`;
+  const fail = (what: string, why: string, details: Record<string, unknown>) =>
+    new SluiceError("INCOMPLETE_SOURCE", `${method} ${page.url} announced more records (${what}, ${read}) but ${why}.`, {
+      retryable: false,
+      details: { url: page.url, announced: what, ...(page.records !== undefined ? { recordsRead } : { pagesRead: pages }), ...details },
+    });
+  const pagination = config.pagination;
+  const link = parseLinkHeader(response.headers.get("link"))["next"];
+  if (link) {
+    // Only reachable with a cursor or page pagination: without one (or with nextLink) it was followed.
+    const how = pagination ? `the configured ${pagination.type} pagination stopped there` : "it was not followed";
+    return fail(`Link rel="next"`, `${how}; set pagination: { type: nextLink } to follow the Link header`, { nextUrl: safeUrl(link) });
+  }
+  if (pagination || page.records === undefined) return undefined;
+  const body = parsedBody.get(page);
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return undefined;
+  const envelope = config.recordsPath !== undefined && config.recordsPath.replace(/^\$\.?/, "") !== "";
+  const places: [string, Record<string, unknown>][] = [["", body as Record<string, unknown>]];
+  for (const c of PAGING_CONTAINERS) {
+    const v = (body as Record<string, unknown>)[c];
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) places.push([`${c}.`, v as Record<string, unknown>]);
+  }
+  const found = (prefix: string, name: string) => prefix !== "" || envelope || UNAMBIGUOUS_TOP.has(name);
+  const none = "no pagination is configured";
+  // 1. A next link, cursor or page number.
+  for (const [prefix, o] of places) {
+    const candidates: [string, unknown][] = NEXT_FIELDS.filter((f) => found(prefix, f)).map((f) => [f, o[f]]);
+    const cursor = o["cursor"];
+    if (found(prefix, "cursor") && cursor !== null && typeof cursor === "object" && !Array.isArray(cursor)) candidates.push(["cursor.next", (cursor as Record<string, unknown>)["next"]]);
+    for (const [name, value] of candidates) {
+      if (!announces(value)) continue;
+      // JSON:API and HAL write a link as an object: `links.next.href`.
+      const href = value !== null && typeof value === "object" ? (value as Record<string, unknown>)["href"] : undefined;
+      const v = typeof href === "string" && href !== "" ? href : value;
+      const path = `${prefix}${name}${v === href ? ".href" : ""}`;
+      const what = `${path}: ${shown(v)}`;
+      if (typeof v === "number" || (name === "next_page" && typeof v === "string" && /^\d+$/.test(v)))
+        return fail(what, `${none}; add pagination: { type: page, pageParam: … }`, { field: path });
+      if (typeof v === "string" && name !== "nextPageToken" && name !== "next_cursor" && name !== "cursor.next" && looksLikeUrl(v))
+        return fail(what, `${none}; add pagination: { type: nextLink, path: ${path} }`, { field: path });
+      return fail(what, `${none}; add pagination: { type: cursor, cursorParam: …, cursorPath: ${path} }`, { field: path });
+    }
+  }
+  // 2. A flag that says more.
+  for (const [prefix, o] of places) {
+    for (const name of ["has_more", "hasMore", "more"]) {
+      if (found(prefix, name) && o[name] === true)
+        return fail(`${prefix}${name}: true`, `${none}; add pagination: { type: cursor, cursorParam: …, cursorPath: … }`, { field: `${prefix}${name}` });
+    }
+  }
+  // 3. A page number below the last page, or a total above what was read.
+  for (const [prefix, o] of places) {
+    if (!found(prefix, "page")) continue;
+    const pageField = ["page", "current_page"].find((f) => integer(o[f]) !== undefined);
+    const lastField = ["total_pages", "totalPages", "last_page"].find((f) => integer(o[f]) !== undefined);
+    if (pageField && lastField && integer(o[pageField])! < integer(o[lastField])!)
+      return fail(`${prefix}${pageField}: ${integer(o[pageField])} of ${prefix}${lastField}: ${integer(o[lastField])}`, `${none}; add pagination: { type: page, pageParam: … }`, { field: `${prefix}${lastField}` });
+  }
+  for (const [prefix, o] of places) {
+    for (const name of ["total", "total_count", "totalCount", "count"]) {
+      const n = found(prefix, name) ? integer(o[name]) : undefined;
+      if (n !== undefined && n > recordsRead)
+        return fail(`${prefix}${name}: ${n}`, `${none}; add pagination: { type: page, pageParam: … } or { type: cursor, cursorParam: …, cursorPath: … }`, { field: `${prefix}${name}`, total: n });
+    }
+  }
+  return undefined;
+}
+
+/** A value that names a next page: a non-empty string, a number, true, or a non-empty object (`{ href }`). */
+function announces(v: unknown): boolean {
+  if (typeof v === "string") return v.trim() !== "";
+  if (typeof v === "number") return Number.isFinite(v);
+  if (v === true) return true;
+  return v !== null && typeof v === "object" && Object.keys(v).length > 0;
+}
+
+function integer(v: unknown): number | undefined {
+  if (typeof v === "number") return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+  if (typeof v === "string" && /^\d{1,15}$/.test(v)) return Number(v);
+  return undefined;
+}
+
+function looksLikeUrl(v: string): boolean {
+  return /^(https?:\/\/|\/|\?)/i.test(v.trim());
+}
+
+/** A field's value as shown in a sentence: URLs masked, long tokens cut. */
+function shown(v: unknown): string {
+  if (typeof v === "string") {
+    const text = looksLikeUrl(v) ? safeUrl(v) : v;
+    return JSON.stringify(text.length > 80 ? `${text.slice(0, 77)}...` : text);
+  }
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 function isEmptyPage(page: HttpPage): boolean {

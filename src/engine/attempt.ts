@@ -132,6 +132,9 @@ export function prepareActionCall(input: AttemptInput, signal: AbortSignal, log:
     ledger: {
       seen: (scope, checksums) => input.store.ingestedChecksums(scope, checksums),
       record: (scope, files) => input.store.recordIngested(scope, files, run.id),
+      rejected: async (scope, checksums) =>
+        new Map((await input.store.rejectedFiles(scope, checksums)).map((r) => [r.checksum, { checksum: r.checksum, path: r.path, reason: r.reason, since: r.rejectedAt }])),
+      reject: (scope, files) => input.store.recordRejected(scope, files, run.id),
     },
   };
   return { def, name, input: parsed.data as unknown, ctx };

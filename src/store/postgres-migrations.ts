@@ -225,4 +225,15 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       $fn$;
     `,
   },
+  {
+    version: 6,
+    sql: `
+      -- The file ledger also remembers files whose content cannot be read (corrupt Parquet, a
+      -- JSON file that is not an array), by checksum with the reason, so later runs leave them
+      -- out until the content changes. For such a row, run_id and ingested_at are the run and
+      -- time of the first rejection. (A constant default: no table rewrite.)
+      ALTER TABLE ingested_files ADD COLUMN status TEXT COLLATE "C" NOT NULL DEFAULT 'ingested';
+      ALTER TABLE ingested_files ADD COLUMN reason TEXT;
+    `,
+  },
 ];

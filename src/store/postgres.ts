@@ -170,11 +170,23 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
              error_code = COALESCE($5, error_code), error_message = COALESCE($6, error_message)
        WHERE run_id = $1 AND name = ANY($2::text[]) AND status IN ('pending', 'running')`),
     cancel: stmt("cancel", `UPDATE ${T.runs} SET cancel_requested = true WHERE id = $1`),
-    ingested: stmt("ingested", `SELECT checksum FROM ${T.ingested} WHERE scope = $1 AND checksum = ANY($2::text[])`),
+    ingested: stmt("ingested", `SELECT checksum FROM ${T.ingested} WHERE scope = $1 AND checksum = ANY($2::text[]) AND status = 'ingested'`),
+    // Inputs are distinct by checksum (see uniqueFiles): DO UPDATE may touch a row once per statement.
     recordIngested: stmt("record_ingested", `
-      INSERT INTO ${T.ingested} (scope, checksum, path, size, run_id, ingested_at)
+      INSERT INTO ${T.ingested} AS f (scope, checksum, path, size, run_id, ingested_at)
       SELECT $1::text, t.checksum, t.path, t.size, $5::text, $6::text FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(checksum, path, size)
-      ON CONFLICT (scope, checksum) DO NOTHING`),
+      ON CONFLICT (scope, checksum) DO UPDATE SET status = 'ingested', reason = NULL, path = excluded.path, size = excluded.size,
+             run_id = excluded.run_id, ingested_at = excluded.ingested_at
+       WHERE f.status = 'rejected'`),
+    rejected: stmt("rejected_files", `
+      SELECT checksum, path, size, reason, run_id, ingested_at FROM ${T.ingested}
+       WHERE scope = $1 AND checksum = ANY($2::text[]) AND status = 'rejected'`),
+    recordRejected: stmt("record_rejected", `
+      INSERT INTO ${T.ingested} AS f (scope, checksum, path, size, run_id, ingested_at, status, reason)
+      SELECT $1::text, t.checksum, t.path, t.size, $6::text, $7::text, 'rejected', t.reason
+        FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) AS t(checksum, path, size, reason)
+      ON CONFLICT (scope, checksum) DO UPDATE SET path = excluded.path, size = excluded.size, reason = excluded.reason
+       WHERE f.status = 'rejected'`),
   };
 
   /** Transitions as the JSON the SQL function reads; outputs stay JSON text, stored byte for byte. */
@@ -317,8 +329,25 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     },
     async recordIngested(scope, files, runId) {
       if (!files.length) return;
+      files = uniqueFiles(files);
       await run("recording ingested files", q.recordIngested, [
         scope, files.map((f) => f.checksum), files.map((f) => f.path), files.map((f) => f.size), runId, new Date().toISOString(),
+      ]);
+    },
+    async rejectedFiles(scope, checksums) {
+      if (!checksums.length) return [];
+      const res = await run("reading the rejected files of the ledger", q.rejected, [scope, [...new Set(checksums)]]);
+      return res.rows.map((r) => ({
+        checksum: r.checksum as string, path: r.path as string, size: r.size as number, reason: (r.reason as string) ?? "",
+        runId: r.run_id as string, rejectedAt: r.ingested_at as string,
+      }));
+    },
+    async recordRejected(scope, files, runId) {
+      if (!files.length) return;
+      files = uniqueFiles(files);
+      await run("recording rejected files", q.recordRejected, [
+        scope, files.map((f) => f.checksum), files.map((f) => f.path), files.map((f) => f.size), files.map((f) => f.reason), runId,
+        new Date().toISOString(),
       ]);
     },
     async claimRuns(owner, ttlMs, now, limit) {
@@ -532,6 +561,12 @@ async function listen(config: pg.ClientConfig, channel: string, fn: () => void):
     clearTimeout(retry);
     await client?.end().catch(() => undefined);
   };
+}
+
+/** The first file of each checksum (the same content found under two names is one ledger row). */
+function uniqueFiles<F extends { checksum: string }>(files: F[]): F[] {
+  const seen = new Set<string>();
+  return files.filter((f) => !seen.has(f.checksum) && (seen.add(f.checksum), true));
 }
 
 function leaseLost(runId: string): SluiceError {

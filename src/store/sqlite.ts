@@ -14,7 +14,8 @@ import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { EventEmitter } from "node:events";
 import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
 import type {
-  AttemptBegin, AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RunCount, RunFilter, RunStatus, StateStore, StepStatus, Transition,
+  AttemptBegin, AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RejectedFile, RejectedFileRecord, RunCount, RunFilter, RunStatus,
+  StateStore, StepStatus, Transition,
 } from "./types.js";
 
 /**
@@ -93,10 +94,20 @@ export function openSqliteStore(file: string): StateStore {
         WHERE run_id = @runId AND name = @step AND status IN ('pending', 'running')`,
     ),
     cancel: db.prepare(`UPDATE runs SET cancel_requested = 1 WHERE id = ?`),
-    isIngested: db.prepare(`SELECT 1 FROM ingested_files WHERE scope = ? AND checksum = ?`),
+    isIngested: db.prepare(`SELECT 1 FROM ingested_files WHERE scope = ? AND checksum = ? AND status = 'ingested'`),
     recordIngested: db.prepare(
       `INSERT INTO ingested_files (scope, checksum, path, size, run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (scope, checksum) DO NOTHING`,
+       ON CONFLICT (scope, checksum) DO UPDATE SET status = 'ingested', reason = NULL, path = excluded.path, size = excluded.size,
+              run_id = excluded.run_id, ingested_at = excluded.ingested_at
+        WHERE ingested_files.status = 'rejected'`,
+    ),
+    rejected: db.prepare(
+      `SELECT checksum, path, size, reason, run_id, ingested_at FROM ingested_files WHERE scope = ? AND checksum = ? AND status = 'rejected'`,
+    ),
+    recordRejected: db.prepare(
+      `INSERT INTO ingested_files (scope, checksum, path, size, run_id, ingested_at, status, reason) VALUES (?, ?, ?, ?, ?, ?, 'rejected', ?)
+       ON CONFLICT (scope, checksum) DO UPDATE SET path = excluded.path, size = excluded.size, reason = excluded.reason
+        WHERE ingested_files.status = 'rejected'`,
     ),
   };
 
@@ -207,7 +218,22 @@ export function openSqliteStore(file: string): StateStore {
   });
   const recordIngested = db.transaction((scope: string, files: IngestedFile[], runId: string) => {
     const at = new Date().toISOString();
-    for (const f of files) q.recordIngested.run(scope, f.checksum, f.path, f.size, runId, at);
+    const done = new Set<string>();
+    for (const f of files) {
+      if (done.has(f.checksum)) continue;
+      done.add(f.checksum);
+      q.recordIngested.run(scope, f.checksum, f.path, f.size, runId, at);
+    }
+  });
+  const recordRejected = db.transaction((scope: string, files: RejectedFile[], runId: string) => {
+    const at = new Date().toISOString();
+    // The first file of each checksum, as on PostgreSQL (the same content under two names is one row).
+    const done = new Set<string>();
+    for (const f of files) {
+      if (done.has(f.checksum)) continue;
+      done.add(f.checksum);
+      q.recordRejected.run(scope, f.checksum, f.path, f.size, runId, at, f.reason);
+    }
   });
   const recover = db.transaction((runId: string, endedAt: string) => {
     const n = q.interruptAttempts.run({ runId, endedAt }).changes;
@@ -292,6 +318,17 @@ export function openSqliteStore(file: string): StateStore {
     },
     async recordIngested(scope, files, runId) {
       if (files.length) recordIngested(scope, files, runId);
+    },
+    async rejectedFiles(scope, checksums) {
+      const out: RejectedFileRecord[] = [];
+      for (const c of new Set(checksums)) {
+        const r = q.rejected.get(scope, c) as Row | undefined;
+        if (r) out.push({ checksum: c, path: r.path as string, size: r.size as number, reason: (r.reason as string) ?? "", runId: r.run_id as string, rejectedAt: r.ingested_at as string });
+      }
+      return out;
+    },
+    async recordRejected(scope, files, runId) {
+      if (files.length) recordRejected(scope, files, runId);
     },
     async claimRuns(owner, ttlMs, now, limit) {
       return claimRuns(owner, now + ttlMs, now, limit).map((id) => toRun(q.getRun.get(id) as Row));

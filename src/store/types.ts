@@ -142,6 +142,18 @@ export interface IngestedFile {
   size: number;
 }
 
+/** A file whose content could not be read, for the ledger (see FileLedger in actions/types.ts). */
+export interface RejectedFile extends IngestedFile {
+  reason: string;
+}
+
+export interface RejectedFileRecord extends RejectedFile {
+  /** The run that first rejected it. */
+  runId: string;
+  /** When it was first rejected (ISO). */
+  rejectedAt: string;
+}
+
 /** One version of a workflow definition kept by the registry (`sluice apply`, `serve --workflows`). */
 export interface WorkflowVersion {
   name: string;
@@ -279,9 +291,21 @@ export interface StateStore {
   acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean>;
   releaseNamedLease(name: string, owner: string): Promise<void>;
 
+  // ---- the file ledger: one row per (scope, checksum), ingested or rejected ----
+
   /** Which of these checksums were already ingested in a scope (a workflow and its source). */
   ingestedChecksums(scope: string, checksums: string[]): Promise<Set<string>>;
-  /** Remember files as ingested once their rows are stored; recording again is harmless. */
+  /**
+   * Remember files as ingested once their rows are stored; recording again is harmless. A file
+   * rejected before (and now read after all) becomes ingested.
+   */
   recordIngested(scope: string, files: IngestedFile[], runId: string): Promise<void>;
+  /** The rejected files among these checksums in a scope. */
+  rejectedFiles(scope: string, checksums: string[]): Promise<RejectedFileRecord[]>;
+  /**
+   * Remember files whose content cannot be read. An ingested checksum stays ingested; a rejected
+   * one takes the new path and reason but keeps its run and date (the first rejection).
+   */
+  recordRejected(scope: string, files: RejectedFile[], runId: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -5,14 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { discoverFilesInDirectory, type InventoryEntry } from "../../src/actions/batch/discover.js";
 import { processFilesInParallel } from "../../src/actions/batch/parallel.js";
 import { readDataset, type Dataset, type IngestMeta } from "../../src/actions/batch/dataset.js";
 import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
-import { defineAction, type ActionContext, type ActionDefinition, type FileLedger } from "../../src/actions/types.js";
+import { defineAction, type ActionContext, type ActionDefinition, type FileLedger, type KnownBadFile } from "../../src/actions/types.js";
 import { runDetail } from "../../src/engine/index.js";
 import { writeTradesCsv, writeTradesFile } from "../../src/samples/trades.js";
 import { actionContext, runWorkflow, scratch, testEnv, workflow, type TestEnv } from "../helpers.js";
@@ -20,11 +20,13 @@ import { actionContext, runWorkflow, scratch, testEnv, workflow, type TestEnv } 
 const fresh = scratch();
 
 /** A ledger kept in memory, as a FileLedger implementation. */
-function memoryLedger(): FileLedger & { scopes: Map<string, Set<string>>; asked: string[] } {
+function memoryLedger(): FileLedger & { scopes: Map<string, Set<string>>; bad: Map<string, Map<string, KnownBadFile>>; asked: string[] } {
   const scopes = new Map<string, Set<string>>();
+  const bad = new Map<string, Map<string, KnownBadFile>>();
   const asked: string[] = [];
   return {
     scopes,
+    bad,
     asked,
     async seen(scope, checksums) {
       asked.push(scope);
@@ -33,8 +35,17 @@ function memoryLedger(): FileLedger & { scopes: Map<string, Set<string>>; asked:
     },
     async record(scope, files) {
       const s = scopes.get(scope) ?? new Set<string>();
-      for (const f of files) s.add(f.checksum);
+      for (const f of files) (s.add(f.checksum), bad.get(scope)?.delete(f.checksum));
       scopes.set(scope, s);
+    },
+    async rejected(scope, checksums) {
+      const b = bad.get(scope) ?? new Map<string, KnownBadFile>();
+      return new Map(checksums.filter((c) => b.has(c)).map((c) => [c, b.get(c)!]));
+    },
+    async reject(scope, files) {
+      const b = bad.get(scope) ?? new Map<string, KnownBadFile>();
+      for (const f of files) if (!scopes.get(scope)?.has(f.checksum) && !b.has(f.checksum)) b.set(f.checksum, { checksum: f.checksum, path: f.path, reason: f.reason, since: new Date().toISOString() });
+      bad.set(scope, b);
     },
   };
 }
@@ -43,7 +54,8 @@ function context(over: Partial<ActionContext> & { artifactsDir: string }): Actio
   return actionContext({ workflow: "bulk-test", step: "file-discovery", ledger: memoryLedger(), ...over });
 }
 
-const sha = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
+const sha = (path: string) => sha256(readFileSync(path));
 
 describe("discover_files_in_directory", () => {
   let data: string;
@@ -152,6 +164,43 @@ describe("discover_files_in_directory", () => {
     expect(await discoverFilesInDirectory({ directory: data, skipIngested: false }, context({ artifactsDir: art, ledger }))).toMatchObject({ new: 3, alreadyIngested: 0 });
   });
 
+  it("leaves out a known-bad file with its reason until its content changes; skipIngested: false takes it", async () => {
+    const dir = fresh("sluice-disc-bad-");
+    await writeTradesCsv(join(dir, "a.csv"), { rows: 30, seed: 31, badShare: 0 });
+    writeFileSync(join(dir, "x.parquet"), "PAR1 not really parquet");
+    const ledger = memoryLedger();
+    const art = fresh("sluice-disc-art-");
+    const scope = `bulk-test:${dir}`;
+    const reason = `${join(dir, "x.parquet")}: not a readable Parquet file: parquet file invalid`;
+    await ledger.reject(scope, [{ checksum: sha(join(dir, "x.parquet")), path: join(dir, "x.parquet"), size: 23, reason }]);
+    const since = ledger.bad.get(scope)!.get(sha(join(dir, "x.parquet")))!.since;
+
+    const out = await discoverFilesInDirectory({ directory: dir }, context({ artifactsDir: art, ledger }));
+    expect(out).toMatchObject({ found: 2, new: 1, alreadyIngested: 0, knownBad: [{ path: join(dir, "x.parquet"), reason, since }] });
+    expect(out.note).toBe(`1 new file, ${statSync(join(dir, "a.csv")).size} bytes; 1 known-bad file left out until its content changes`);
+    const ds = await readDataset(out.files as string);
+    expect(ds.parts.map((p) => p.path)).toEqual([join(dir, "a.csv")]);
+    expect((ds.meta!.ingest as IngestMeta).files.map((f) => f.path)).toEqual([join(dir, "a.csv")]);
+    expect((ds.meta!.inventory as InventoryEntry[]).find((e) => e.path.endsWith("x.parquet"))).toEqual({
+      path: join(dir, "x.parquet"), size: 23, checksum: sha(join(dir, "x.parquet")), mtime: expect.any(String), status: "rejected", reason, since,
+    });
+
+    // Everything ingested or known bad: an empty dataset, and the note says why.
+    await ledger.record(scope, (ds.meta!.ingest as IngestMeta).files);
+    const none = await discoverFilesInDirectory({ directory: dir }, context({ artifactsDir: art, ledger }));
+    expect(none).toMatchObject({ new: 0, alreadyIngested: 1, empty: true, knownBad: [{ path: join(dir, "x.parquet") }] });
+    expect(none.note).toBe(`no new files in ${dir} (1 already ingested, 1 known bad): the dataset is empty and the run will store nothing`);
+
+    // skipIngested: false takes every file again, the known-bad one included.
+    expect(await discoverFilesInDirectory({ directory: dir, skipIngested: false }, context({ artifactsDir: art, ledger }))).toMatchObject({ new: 2, knownBad: [] });
+
+    // New content under the same name is a new file.
+    writeFileSync(join(dir, "x.parquet"), "PAR1 different bytes now");
+    const changed = await discoverFilesInDirectory({ directory: dir }, context({ artifactsDir: art, ledger }));
+    expect(changed).toMatchObject({ new: 1, alreadyIngested: 1, knownBad: [] });
+    expect((await readDataset(changed.files as string)).parts.map((p) => p.path)).toEqual([join(dir, "x.parquet")]);
+  });
+
   it("an empty directory gives an empty dataset, not an error; a missing one is an error", async () => {
     const empty = fresh("sluice-disc-empty-");
     const art = fresh("sluice-disc-art-");
@@ -186,6 +235,12 @@ describe("discovery through the engine and the SQLite ledger", () => {
           await ctx.ledger.record(ingest.scope, ingest.files);
           return { recorded: ingest.files.length, rows: ds.rows ?? 0 };
         },
+      }),
+      // A file that vanishes between discovery and processing (moved away by another job).
+      defineAction({
+        kind: "agent", owner: "test", action: "remove_file", description: "remove a file",
+        input: z.object({ path: z.string() }).strict(),
+        run: async ({ path }) => (rmSync(path, { force: true }), { removed: path }),
       }),
     ]);
   });
@@ -226,5 +281,40 @@ describe("discovery through the engine and the SQLite ledger", () => {
     const three = await outputs();
     expect(three["file-discovery"]).toMatchObject({ found: 3, new: 1, alreadyIngested: 2 });
     expect(three["parallel"]).toMatchObject({ files: 1, rowsIn: 60 });
+  });
+
+  it("a file that vanished between discovery and processing is not remembered as bad: the next run takes it", async () => {
+    const dir = fresh("sluice-disc-vanish-");
+    await writeTradesCsv(join(dir, "stays.csv"), { rows: 30, seed: 14, badShare: 0 });
+    await writeTradesCsv(join(dir, "moved.csv"), { rows: 20, seed: 15, badShare: 0, idPrefix: "M-" });
+    const moved = join(dir, "moved.csv");
+    const content = readFileSync(moved);
+    const wf = workflow({
+      params: { directory: { type: "string" }, remove: { type: "string" } },
+      steps: [
+        { name: "file-discovery", agent: "file-manager", action: "discover_files_in_directory", with: { directory: "${{ params.directory }}" } },
+        { name: "mover", agent: "test", action: "remove_file", dependsOn: ["file-discovery"], with: { path: "${{ params.remove }}" } },
+        { name: "parallel", agent: "data-collector", action: "process_files_in_parallel", dependsOn: ["mover"],
+          with: { files: "${{ steps.file-discovery.outputs.files }}", workers: 2 } },
+        { name: "store", agent: "test", action: "record_ingested", dependsOn: ["parallel"], with: { dataset: "${{ steps.parallel.outputs.dataset }}" } },
+      ],
+    }, env.actions, "bulk-vanish");
+    const outputs = async (remove: string) => {
+      const r = await runWorkflow(env, wf, { params: { directory: dir, remove } });
+      expect(r.status, JSON.stringify(r.error)).toBe("succeeded");
+      const d = await runDetail(env.store, r.id);
+      return Object.fromEntries(d.steps.map((s) => [s.name, s.outputs!]));
+    };
+
+    const one = await outputs(moved);
+    expect(one["parallel"]).toMatchObject({ files: 1, filesFailed: 1, filesKnownBad: 0, rowsIn: 30 });
+    expect(one["parallel"]!.failedFiles).toEqual([{ path: moved, code: "FILE_NOT_FOUND", knownBad: false, reason: `${moved} no longer exists` }]);
+    expect(await env.store.rejectedFiles(`bulk-vanish:${dir}`, [sha256(content)])).toEqual([]);
+
+    // It comes back unchanged: a new file to the next run, which reads it.
+    writeFileSync(moved, content);
+    const two = await outputs(join(dir, "nothing-to-move"));
+    expect(two["file-discovery"]).toMatchObject({ found: 2, new: 1, alreadyIngested: 1, knownBad: [] });
+    expect(two["parallel"]).toMatchObject({ files: 1, filesFailed: 0, rowsIn: 20 });
   });
 });

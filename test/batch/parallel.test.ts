@@ -6,11 +6,12 @@
  * so `npm run build` must run first, as `npm test` does.
  */
 import { describe, expect, it } from "vitest";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { availableParallelism } from "node:os";
 import { discoverFilesInDirectory } from "../../src/actions/batch/discover.js";
-import { parseByteSize, processFilesInParallel } from "../../src/actions/batch/parallel.js";
+import { parseByteSize, processFilesInParallel, type FailedFile } from "../../src/actions/batch/parallel.js";
 import { readDataset, stepFolder, writeDataset, type IngestMeta } from "../../src/actions/batch/dataset.js";
 import type { QuarantinedRecord } from "../../src/actions/batch/model.js";
 import type { ActionContext, FileLedger, ProgressUpdate } from "../../src/actions/types.js";
@@ -23,7 +24,13 @@ import { actionContext, scratch } from "../helpers.js";
 
 const fresh = scratch();
 
-const noLedger: FileLedger = { seen: async () => new Set(), record: async () => undefined };
+const noLedger: FileLedger = { seen: async () => new Set(), record: async () => undefined, rejected: async () => new Map(), reject: async () => undefined };
+
+/** A ledger that keeps what is rejected, for the known-bad cases. */
+function rejectingLedger(): FileLedger & { rejects: { scope: string; checksum: string; path: string; size: number; reason: string }[] } {
+  const rejects: { scope: string; checksum: string; path: string; size: number; reason: string }[] = [];
+  return { ...noLedger, rejects, reject: async (scope, files) => void rejects.push(...files.map((f) => ({ scope, ...f }))) };
+}
 
 function ctx(artifactsDir: string, over: Partial<ActionContext> = {}): ActionContext {
   return actionContext({ workflow: "bulk-test", step: "parallel", artifactsDir, ledger: noLedger, ...over });
@@ -162,10 +169,11 @@ describe("process_files_in_parallel", () => {
     const art = fresh("sluice-par-art-");
     const out = await processFilesInParallel({ files: await discover(dir, art), workers: 4, chunkSize: "4KB" }, ctx(art));
     expect(out).toMatchObject({ files: 2, filesFailed: 2, rowsIn: 240 });
-    const failed = out.failedFiles as { path: string; reason: string }[];
+    const failed = out.failedFiles as FailedFile[];
     expect(failed.map((f) => f.path)).toEqual([join(dir, "broken.parquet"), join(dir, "object.json")]);
     expect(failed[0]!.reason).toMatch(/Parquet/i);
     expect(failed[1]!.reason).toMatch(/array/i);
+    expect(failed.map((f) => [f.code, f.knownBad])).toEqual([["BAD_INPUT", true], ["BAD_INPUT", true]]);
 
     const ds = await readDataset(out.dataset as string);
     expect(new Set(ds.parts.map((p) => p.source))).toEqual(new Set([join(dir, "a.csv"), join(dir, "b.ndjson")]));
@@ -193,6 +201,56 @@ describe("process_files_in_parallel", () => {
     writeFileSync(join(onlyBad, "x.parquet"), "garbage");
     writeFileSync(join(onlyBad, "y.json"), "42");
     await expect(processFilesInParallel({ files: await discover(onlyBad, art), workers: 2 }, ctx(art))).rejects.toMatchObject({ code: "TOO_MANY_FAILED_FILES" });
+  });
+
+  it("records files with unreadable content as known bad, by the discovered checksum, with the reason", async () => {
+    const dir = fresh("sluice-par-known-");
+    await writeTradesCsv(join(dir, "a.csv"), { rows: 80, seed: 9, badShare: 0 });
+    writeFileSync(join(dir, "broken.parquet"), "PAR1 this is not a parquet file at all");
+    writeFileSync(join(dir, "bad-header.csv"), 'id,"name,qty\n1,ann,2\n');
+    const art = fresh("sluice-par-art-");
+    const manifest = await discover(dir, art);
+    const scope = (((await readDataset(manifest)).meta!.ingest) as IngestMeta).scope;
+    const ledger = rejectingLedger();
+    const out = await processFilesInParallel({ files: manifest, workers: 2 }, ctx(art, { ledger }));
+    expect(out).toMatchObject({ files: 1, filesFailed: 2, filesKnownBad: 2, rowsIn: 80 });
+    const failed = out.failedFiles as FailedFile[];
+    expect(failed.map((f) => [f.path, f.code, f.knownBad])).toEqual([
+      [join(dir, "bad-header.csv"), "BAD_INPUT", true],
+      [join(dir, "broken.parquet"), "BAD_INPUT", true],
+    ]);
+    const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
+    expect(ledger.rejects).toEqual(failed.map((f) => ({ scope, checksum: sha(f.path), path: f.path, size: statSync(f.path).size, reason: f.reason })));
+    expect(ledger.rejects[0]!.reason).toMatch(/header/);
+
+    // Every file failing still records them: the content is what cannot be read.
+    const onlyBad = fresh("sluice-par-known-allbad-");
+    writeFileSync(join(onlyBad, "y.json"), '{"not": "an array"}');
+    const all = rejectingLedger();
+    await expect(processFilesInParallel({ files: await discover(onlyBad, art), workers: 1 }, ctx(art, { ledger: all }))).rejects.toMatchObject({ code: "TOO_MANY_FAILED_FILES" });
+    expect(all.rejects.map((r) => r.path)).toEqual([join(onlyBad, "y.json")]);
+  });
+
+  it("never records a transient failure: a file removed, or replaced, between discovery and processing", async () => {
+    const dir = fresh("sluice-par-transient-");
+    await writeTradesCsv(join(dir, "a.csv"), { rows: 40, seed: 10, badShare: 0 });
+    writeFileSync(join(dir, "gone.ndjson"), '{"id":1}\n');
+    writeFileSync(join(dir, "swapped.json"), '[{"id": 1}]');
+    const art = fresh("sluice-par-art-");
+    const manifest = await discover(dir, art);
+    rmSync(join(dir, "gone.ndjson"));
+    // Same size, new (unreadable) bytes: it fails on content, but not on the content discovery checksummed.
+    writeFileSync(join(dir, "swapped.json"), '{"id": "x"}');
+    const ledger = rejectingLedger();
+    const out = await processFilesInParallel({ files: manifest, workers: 2 }, ctx(art, { ledger }));
+    const failed = out.failedFiles as FailedFile[];
+    expect(failed.map((f) => [f.path, f.code, f.knownBad])).toEqual([
+      [join(dir, "gone.ndjson"), "FILE_NOT_FOUND", false],
+      [join(dir, "swapped.json"), "BAD_INPUT", false],
+    ]);
+    expect(failed[0]!.reason).toBe(`${join(dir, "gone.ndjson")} no longer exists`);
+    expect(out.filesKnownBad).toBe(0);
+    expect(ledger.rejects).toEqual([]);
   });
 
   it("an empty file set gives an empty dataset without starting workers", async () => {

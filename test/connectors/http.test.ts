@@ -26,6 +26,18 @@ const otherHeaders: Record<string, string | string[] | undefined>[] = [];
 const env = { API_TOKEN: TOKEN, API_PASSWORD: PASSWORD };
 
 const items = [1, 2, 3, 4, 5].map((id) => ({ id, name: `item-${id}` }));
+/** 1,000 trades, served 100 a page by the routes that page. */
+const SYMBOLS = ["AAPL", "MSFT", "NVDA", "SAP", "ASML"];
+const trades = Array.from({ length: 1000 }, (_, i) => ({
+  id: i + 1,
+  trade_id: `T-${String(i + 1).padStart(5, "0")}`,
+  symbol: SYMBOLS[i % SYMBOLS.length],
+  price: `${100 + (i % 37)}.${String(i % 10_000).padStart(4, "0")}`,
+  executed_at: new Date(Date.UTC(2026, 0, 2, 9, 30) + i * 1000).toISOString(),
+}));
+const PER_PAGE = 100;
+const LAST_PAGE = trades.length / PER_PAGE;
+const tradePage = (p: number) => trades.slice((p - 1) * PER_PAGE, p * PER_PAGE);
 
 function json(res: ServerResponse, body: unknown, status = 200, headers: Record<string, string> = {}) {
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", ...headers });
@@ -59,6 +71,51 @@ function handler(req: IncomingMessage, res: ServerResponse) {
       if (p < 3) links.unshift(`<${base}/link?p=${p + 1}>; rel="next"`);
       return json(res, items.slice((p - 1) * 2, p * 2), 200, { link: links.join(", ") });
     }
+    case "/trades/linked": {
+      // GitHub style: a bare array, absolute Link headers with next, prev, last.
+      const p = Number(q("page") ?? 1);
+      const links = [`<${base}/trades/linked?page=${LAST_PAGE}>; rel="last"`];
+      if (p < LAST_PAGE) links.unshift(`<${base}/trades/linked?page=${p + 1}>; rel="next"`);
+      if (p > 1) links.push(`<${base}/trades/linked?page=${p - 1}>; rel="prev"`);
+      return json(res, tradePage(p), 200, { link: links.join(", ") });
+    }
+    case "/trades/relative": {
+      // Relative targets, resolved against the answering URL; an envelope with a total.
+      const p = Number(q("page") ?? 1);
+      const headers: Record<string, string> = p < 3 ? { link: `<relative?page=${p + 1}>; rel="next"` } : {};
+      return json(res, { data: tradePage(p), meta: { total: 3 * PER_PAGE } }, 200, headers);
+    }
+    case "/trades/cursor-and-link": {
+      // Cursor pagination in the body, and a Link header pointing somewhere else on every page but the last.
+      const after = Number(q("after") ?? 0);
+      const page = trades.slice(after, after + 250);
+      const nextCursor = after + 250 < trades.length ? String(after + 250) : null;
+      const headers: Record<string, string> = nextCursor ? { link: `<${base}/trades/cursor-and-link?via=link&p=${after / 250 + 2}>; rel="next"` } : {};
+      return json(res, { data: page, next_cursor: nextCursor }, 200, headers);
+    }
+    case "/trades/cursor-stale-link":
+      // The cursor says this is the end, the Link header says there is more.
+      return json(res, { data: tradePage(1), next_cursor: null }, 200, { link: `<${base}/trades/cursor-stale-link?page=2>; rel="next"` });
+    case "/trades/has-more":
+      return json(res, { object: "list", data: tradePage(1), has_more: true, url: "/v1/trades" });
+    case "/trades/total":
+      return json(res, { results: tradePage(1), total: 1000, page: 1, per_page: PER_PAGE });
+    case "/trades/laravel": {
+      const p = Number(q("page") ?? 1);
+      return json(res, {
+        current_page: p,
+        data: tradePage(p),
+        last_page: LAST_PAGE,
+        next_page_url: p < LAST_PAGE ? `${base}/trades/laravel?page=${p + 1}` : null,
+        per_page: PER_PAGE,
+        total: trades.length,
+      });
+    }
+    case "/invoice":
+      // One object that is the record: its total and next are data, not paging.
+      return json(res, { id: 7, total: 250, count: 12, next: "2026-02-01", page: 1, total_pages: 4 });
+    case "/trades/link-away":
+      return json(res, tradePage(1), 200, { link: `<${otherBase}/trades?page=2>; rel="next"` });
     case "/csv":
       res.writeHead(200, { "content-type": "text/csv; charset=utf-8" });
       return res.end("id,amount\n1,10.50\n2,0.10\n");
@@ -193,6 +250,88 @@ describe("pagination", () => {
     const err = await failure(collect({ url: `${base}/loop`, recordsPath: "items", pagination: { type: "nextLink", path: "links.next" } }));
     expect(err.code).toBe("BAD_INPUT");
     expect(err.message).toContain("already fetched");
+  });
+});
+
+describe("pages announced by the server", () => {
+  it("follows Link rel=\"next\" without any pagination configured: all 1,000 records", async () => {
+    const pages = await collect({ url: `${base}/trades/linked` });
+    expect(pages).toHaveLength(10);
+    expect(pages.map((p) => p.records!.length)).toEqual(Array(10).fill(100));
+    expect(pages.flatMap((p) => p.records!).map((r) => r["trade_id"])).toEqual(trades.map((t) => t.trade_id));
+    expect(pages[9]!.url).toBe(`${base}/trades/linked?page=10`);
+    expect(pages.some((p) => p.pagesLeft)).toBe(false);
+  });
+
+  it("resolves a relative Link against the answering URL, and a total reached is no alarm", async () => {
+    const pages = await collect({ url: `${base}/trades/relative`, recordsPath: "data" });
+    expect(pages.map((p) => p.url)).toEqual([`${base}/trades/relative`, `${base}/trades/relative?page=2`, `${base}/trades/relative?page=3`]);
+    expect(ids(pages)).toEqual(trades.slice(0, 300).map((t) => t.id));
+  });
+
+  it("a configured cursor pagination wins over the Link header", async () => {
+    const pages = await collect({ url: `${base}/trades/cursor-and-link`, recordsPath: "data", pagination: { type: "cursor", cursorParam: "after", cursorPath: "next_cursor" } });
+    expect(pages.map((p) => p.url)).toEqual([0, 250, 500, 750].map((a) => `${base}/trades/cursor-and-link${a ? `?after=${a}` : ""}`));
+    expect(ids(pages)).toEqual(trades.map((t) => t.id));
+  });
+
+  it("fails when a Link next is left unfollowed by the configured pagination", async () => {
+    const err = await failure(collect({ url: `${base}/trades/cursor-stale-link`, recordsPath: "data", pagination: { type: "cursor", cursorParam: "after", cursorPath: "next_cursor" } }));
+    expect(err).toMatchObject({ code: "INCOMPLETE_SOURCE", retryable: false });
+    expect(err.message).toBe(
+      `GET ${base}/trades/cursor-stale-link announced more records (Link rel="next", 100 read) but the configured cursor pagination stopped there; set pagination: { type: nextLink } to follow the Link header.`,
+    );
+  });
+
+  it("has_more: true with no pagination fails with INCOMPLETE_SOURCE, never a quiet success", async () => {
+    const err = await failure(collect({ url: `${base}/trades/has-more`, recordsPath: "data" }));
+    expect(err).toMatchObject({ code: "INCOMPLETE_SOURCE", retryable: false });
+    expect(err.message).toBe(
+      `GET ${base}/trades/has-more announced more records (has_more: true, 100 read) but no pagination is configured; add pagination: { type: cursor, cursorParam: …, cursorPath: … }.`,
+    );
+  });
+
+  it("a total above the records read fails with INCOMPLETE_SOURCE", async () => {
+    const err = await failure(collect({ url: `${base}/trades/total`, recordsPath: "results" }));
+    expect(err).toMatchObject({ code: "INCOMPLETE_SOURCE", details: { total: 1000, recordsRead: 100 } });
+    expect(err.message).toBe(
+      `GET ${base}/trades/total announced more records (total: 1000, 100 read) but no pagination is configured; add pagination: { type: page, pageParam: … } or { type: cursor, cursorParam: …, cursorPath: … }.`,
+    );
+  });
+
+  it("next_page_url with no pagination fails naming the path to configure, which then reads everything", async () => {
+    const err = await failure(collect({ url: `${base}/trades/laravel`, recordsPath: "data" }));
+    expect(err.code).toBe("INCOMPLETE_SOURCE");
+    expect(err.message).toBe(
+      `GET ${base}/trades/laravel announced more records (next_page_url: "${base}/trades/laravel?page=2", 100 read) but no pagination is configured; add pagination: { type: nextLink, path: next_page_url }.`,
+    );
+    const pages = await collect({ url: `${base}/trades/laravel`, recordsPath: "data", pagination: { type: "nextLink", path: "next_page_url" } });
+    expect(ids(pages)).toEqual(trades.map((t) => t.id));
+  });
+
+  it("a body that is the record itself is not read as paging (an invoice's total, next and page)", async () => {
+    const pages = await collect({ url: `${base}/invoice` });
+    expect(pages.map((p) => p.records)).toEqual([[{ id: 7, total: 250, count: 12, next: "2026-02-01", page: 1, total_pages: 4 }]]);
+  });
+
+  it("maxPages with onMaxPages: stop reads that many pages and marks the last one pagesLeft", async () => {
+    const pages = await collect({ url: `${base}/trades/linked`, maxPages: 3, onMaxPages: "stop" });
+    expect(pages.map((p) => p.pagesLeft ?? false)).toEqual([false, false, true]);
+    expect(ids(pages)).toEqual(trades.slice(0, 300).map((t) => t.id));
+    const err = await failure(collect({ url: `${base}/trades/linked`, maxPages: 3 }));
+    expect(err).toMatchObject({ code: "BAD_CONFIG", message: `HTTP source ${base}/trades/linked still had more pages after maxPages=3; raise maxPages or set onMaxPages: stop.` });
+    // Stopping exactly at the last page leaves nothing unread.
+    expect((await collect({ url: `${base}/trades/linked`, maxPages: 10, onMaxPages: "stop" })).some((p) => p.pagesLeft)).toBe(false);
+  });
+
+  it("refuses a Link next on another origin, without sending it a request", async () => {
+    const before = otherHeaders.length;
+    const err = await failure(collect({ url: `${base}/trades/link-away`, auth: { type: "bearer", token: "env:API_TOKEN" } }, { env }));
+    expect(err).toMatchObject({ code: "BAD_INPUT", retryable: false });
+    expect(err.message).toBe(
+      `GET ${base}/trades/link-away announced its next page on another origin (${otherBase}/trades?page=2); next links are followed only on ${base}, so point url at that server if it is the API's own.`,
+    );
+    expect(otherHeaders.length).toBe(before);
   });
 });
 

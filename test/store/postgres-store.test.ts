@@ -1,13 +1,18 @@
 /**
- * The PostgreSQL state store against a real server: migrations, leases and fencing, recovery and
- * the ingested-files ledger. (The engine's behaviours run on it in test/engine/engine.test.ts.)
+ * The PostgreSQL state store against a real server: migrations (and the upgrade of an older
+ * store, on both dialects), leases and fencing, recovery and the ingested-files ledger. (The engine's behaviours run on it in test/engine/engine.test.ts.)
  * Each test run uses its own schema, dropped at the end.
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "../../src/store/index.js";
+import Database from "better-sqlite3";
+import { join } from "node:path";
 import { openPostgresStore } from "../../src/store/postgres.js";
+import { POSTGRES_MIGRATIONS } from "../../src/store/postgres-migrations.js";
+import { openSqliteStore } from "../../src/store/sqlite.js";
+import { SQLITE_MIGRATIONS } from "../../src/store/sqlite-migrations.js";
 import type { StateStore } from "../../src/store/types.js";
 import { tempDir, workflow } from "../helpers.js";
 
@@ -51,11 +56,47 @@ describe("migrations", () => {
     await again.close();
 
     const versions = await admin.query(`SELECT version FROM "${fresh}".schema_migrations ORDER BY version`);
-    expect(versions.rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
+    expect(versions.rows.map((r) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
+    expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6]);
     const tables = await admin.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [fresh]);
     expect(tables.rows.map((r) => r.table_name)).toEqual([
       "attempts", "events", "fires", "ingested_files", "leases", "runs", "schema_migrations", "steps", "workflows",
     ]);
+  });
+
+  it("an older store's ingested files stay ingested after the file-ledger migration (SQLite and PostgreSQL)", async () => {
+    // PostgreSQL: a schema at version 5 with one ingested file, then opened by this Sluice.
+    const old = `sluice_o_${suffix}`;
+    extraSchemas.push(old);
+    await admin.query(`CREATE SCHEMA "${old}"`);
+    await admin.query("BEGIN");
+    await admin.query(`SET LOCAL search_path TO "${old}"`);
+    await admin.query(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
+    for (const m of POSTGRES_MIGRATIONS.filter((m) => m.version <= 5)) {
+      await admin.query(m.sql);
+      await admin.query(`INSERT INTO schema_migrations VALUES ($1, 'then')`, [m.version]);
+    }
+    await admin.query(`INSERT INTO ingested_files VALUES ('wf:/in', 'c-old', '/in/a.csv', 10, 'r-old', '2025-01-01T00:00:00.000Z')`);
+    await admin.query("COMMIT");
+    const pgStore = await openPostgresStore(URL_, { schema: old });
+    expect(await pgStore.ingestedChecksums("wf:/in", ["c-old"])).toEqual(new Set(["c-old"]));
+    expect(await pgStore.rejectedFiles("wf:/in", ["c-old"])).toEqual([]);
+    await pgStore.close();
+
+    // SQLite: a file at version 3, the same.
+    const file = join(tempDir(), "state.db");
+    const db = new Database(file);
+    db.exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
+    for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 3)) {
+      db.exec(m.sql);
+      db.prepare(`INSERT INTO schema_migrations VALUES (?, 'then')`).run(m.version);
+    }
+    db.prepare(`INSERT INTO ingested_files VALUES ('wf:/in', 'c-old', '/in/a.csv', 10, 'r-old', '2025-01-01T00:00:00.000Z')`).run();
+    db.close();
+    const sqlite = openSqliteStore(file);
+    expect(await sqlite.ingestedChecksums("wf:/in", ["c-old"])).toEqual(new Set(["c-old"]));
+    expect(await sqlite.rejectedFiles("wf:/in", ["c-old"])).toEqual([]);
+    await sqlite.close();
   });
 
   it("refuses a store written by a newer Sluice", async () => {

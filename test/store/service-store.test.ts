@@ -1,6 +1,6 @@
 /**
- * The store methods behind the service (queue, registry, events, fires, leases), the same
- * contract on SQLite and PostgreSQL.
+ * The store methods behind the service (queue, registry, events, fires, leases) and the file
+ * ledger (ingested and rejected files), the same contract on SQLite and PostgreSQL.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createRun } from "../../src/engine/index.js";
@@ -111,6 +111,39 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     await store.settleFire(f.workflow, f.triggerKey, f.fireAt, "started", "r-1");
     expect((await store.unsettledFires()).some((u) => u.workflow === f.workflow)).toBe(false);
     expect((await store.lastFire(f.workflow, f.triggerKey))!.runId).toBe("r-1");
+  });
+
+  it("file ledger: a rejected file is remembered by checksum with its reason until its content is read after all", async () => {
+    const { store } = makeEnv();
+    const scope = `bulk:/data/in-${backend.dialect}-${Date.now()}`;
+    const r1 = await createRun(store, { workflow: wf("ledger-flow") });
+    const r2 = await createRun(store, { workflow: wf("ledger-flow") });
+    await store.recordIngested(scope, [{ checksum: "good", path: "/data/in/a.csv", size: 5_000_000_000 }], r1.id);
+    const reason = "/data/in/x.parquet: not a readable Parquet file: parquet file invalid (footer != PAR1)";
+    // The same content under two names is one entry; an ingested checksum is never turned rejected.
+    await store.recordRejected(scope, [
+      { checksum: "bad", path: "/data/in/x.parquet", size: 7, reason },
+      { checksum: "bad", path: "/data/in/x-copy.parquet", size: 7, reason },
+      { checksum: "good", path: "/data/in/a.csv", size: 5_000_000_000, reason: "should not stick" },
+    ], r1.id);
+    await store.recordRejected(scope, [], r1.id);
+
+    expect(await store.ingestedChecksums(scope, ["good", "bad", "new"])).toEqual(new Set(["good"]));
+    const [bad, ...more] = await store.rejectedFiles(scope, ["good", "bad", "bad", "new"]);
+    expect(more).toEqual([]);
+    expect(bad).toMatchObject({ checksum: "bad", path: "/data/in/x.parquet", size: 7, reason, runId: r1.id });
+    expect(Date.parse(bad!.rejectedAt)).toBeGreaterThan(Date.now() - 60_000);
+    expect(await store.rejectedFiles(scope, [])).toEqual([]);
+    expect(await store.rejectedFiles("other-scope", ["bad"])).toEqual([]);
+
+    // Rejected again by a later run: the new reason, the first run and date.
+    await store.recordRejected(scope, [{ checksum: "bad", path: "/data/in/x.parquet", size: 7, reason: "still unreadable" }], r2.id);
+    expect(await store.rejectedFiles(scope, ["bad"])).toEqual([{ ...bad, reason: "still unreadable" }]);
+
+    // Read after all (skipIngested: false, a newer reader): ingested, no longer rejected.
+    await store.recordIngested(scope, [{ checksum: "bad", path: "/data/in/x.parquet", size: 7 }, { checksum: "bad", path: "/data/in/x-copy.parquet", size: 7 }], r2.id);
+    expect(await store.ingestedChecksums(scope, ["good", "bad"])).toEqual(new Set(["good", "bad"]));
+    expect(await store.rejectedFiles(scope, ["bad"])).toEqual([]);
   });
 
   it("gives a named lease to one owner until it expires or is released", async () => {

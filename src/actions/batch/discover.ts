@@ -9,8 +9,14 @@
  *
  * `meta.ingest` names the files the run is about to take; the storage step records them in the
  * ledger only once their rows are committed. `meta.inventory` lists every file seen, with its
- * status (new, skipped: already ingested, unstable: still being written, unsupported: an
- * extension no reader knows).
+ * status (new, skipped: already ingested, rejected: known bad, unstable: still being written,
+ * unsupported: an extension no reader knows).
+ *
+ * Known-bad files: a file whose content an earlier run could not read (the processing step
+ * records it in the ledger, by checksum, with the reason) is left out with status `rejected`
+ * and listed in `knownBad` until its content changes; without that, every later run took it
+ * again and a run with nothing new failed with "every file failed". `skipIngested: false`
+ * takes every file again, known-bad ones included.
  *
  * No new files is not an error: the manifest then has zero parts, later steps pass through an
  * empty dataset, and the run succeeds storing nothing (`empty: true` in the outputs).
@@ -21,7 +27,7 @@ import { basename, extname, relative, resolve, sep } from "node:path";
 import { SluiceError } from "../../errors.js";
 import { globToRegExp, listFiles, sha256File, waitForStable, type FileEntry } from "../../connectors/files.js";
 import { detectFormat } from "../../formats/index.js";
-import type { ActionContext, Outputs } from "../types.js";
+import type { ActionContext, KnownBadFile, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart, type IngestMeta } from "./dataset.js";
 
 export interface DiscoverInput {
@@ -30,11 +36,11 @@ export interface DiscoverInput {
   pattern?: string;
   /** Descend into subdirectories (default false). A pattern without `/` then matches names at any depth. */
   recursive?: boolean;
-  /** Leave out files this workflow already ingested from this directory (default true). */
+  /** Leave out files this workflow already ingested, or found unreadable, from this directory (default true). */
   skipIngested?: boolean;
 }
 
-export type InventoryStatus = "new" | "skipped" | "unstable" | "unsupported";
+export type InventoryStatus = "new" | "skipped" | "rejected" | "unstable" | "unsupported";
 
 export interface InventoryEntry {
   path: string;
@@ -46,6 +52,15 @@ export interface InventoryEntry {
   status: InventoryStatus;
   /** Why a file is not taken, in words. */
   reason?: string;
+  /** For a rejected file: when its content was first found unreadable. */
+  since?: string;
+}
+
+/** A file left out because an earlier run could not read this very content. */
+export interface KnownBadEntry {
+  path: string;
+  reason: string;
+  since: string;
 }
 
 /** Extensions the readers know (see formats/dispatch.ts). */
@@ -103,10 +118,17 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
     else complete.push({ f: h.f, checksum: h.checksum });
   }
 
-  const seen = skipIngested && complete.length > 0 ? await ctx.ledger.seen(scope, [...new Set(complete.map((c) => c.checksum))]) : new Set<string>();
+  const checksums = [...new Set(complete.map((c) => c.checksum))];
+  const ask = skipIngested && checksums.length > 0;
+  const [seen, rejected] = await Promise.all([
+    ask ? ctx.ledger.seen(scope, checksums) : new Set<string>(),
+    ask ? ctx.ledger.rejected(scope, checksums) : new Map<string, KnownBadFile>(),
+  ]);
   const taken: { f: FileEntry; checksum: string }[] = [];
   for (const c of complete) {
+    const bad = rejected.get(c.checksum);
     if (seen.has(c.checksum)) inventory.set(c.f.path, entry(c.f, "skipped", c.checksum, "already ingested by this workflow from this directory"));
+    else if (bad) inventory.set(c.f.path, { ...entry(c.f, "rejected", c.checksum, bad.reason), since: bad.since });
     else {
       inventory.set(c.f.path, entry(c.f, "new", c.checksum));
       taken.push(c);
@@ -121,11 +143,17 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
   const count = (s: InventoryStatus) => sortedInventory.filter((e) => e.status === s).length;
 
   for (const e of sortedInventory) if (e.status === "unstable" || e.status === "unsupported") ctx.log.warn("file left out", { path: e.path, reason: e.reason });
+  const knownBad: KnownBadEntry[] = sortedInventory
+    .filter((e) => e.status === "rejected")
+    .map((e) => ({ path: e.path, reason: e.reason!, since: e.since! }));
+  for (const k of knownBad) ctx.log.warn("known-bad file left out until its content changes", { ...k });
   const bytes = parts.reduce((n, p) => n + (p.bytes ?? 0), 0);
   const empty = parts.length === 0;
+  const bad = knownBad.length;
   const note = empty
     ? `no new files in ${directory}${listed.length ? ` (${describeCounts(count)})` : ""}: the dataset is empty and the run will store nothing`
-    : `${parts.length} new file${parts.length === 1 ? "" : "s"}, ${bytes} bytes`;
+    : `${parts.length} new file${parts.length === 1 ? "" : "s"}, ${bytes} bytes` +
+      (bad ? `; ${bad} known-bad file${bad === 1 ? "" : "s"} left out until ${bad === 1 ? "its" : "their"} content changes` : "");
   if (empty) ctx.log.info(note, { directory });
 
   const dir = await stepFolder(ctx);
@@ -142,6 +170,7 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
     found: listed.length,
     new: parts.length,
     alreadyIngested: count("skipped"),
+    knownBad,
     unstable: count("unstable"),
     unsupported: count("unsupported"),
     bytes,
@@ -153,6 +182,7 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
 function describeCounts(count: (s: InventoryStatus) => number): string {
   const bits = [
     [count("skipped"), "already ingested"],
+    [count("rejected"), "known bad"],
     [count("unstable"), "still being written"],
     [count("unsupported"), "of an unsupported type"],
   ] as const;

@@ -15,9 +15,18 @@
  * Isolation: a unit that fails (unreadable file, corrupt Parquet, JSON that is not an array, a
  * crashed worker) fails its whole FILE: the file's remaining units are not started, its parts
  * and quarantine are dropped, it is removed from `meta.ingest` (so it is not recorded as
- * ingested and the next run takes it again) and it is listed with its reason in `failedFiles`.
- * Other files go on. The step fails (TOO_MANY_FAILED_FILES, not retryable) when the failed
- * share exceeds `failureThreshold`, or, by default, when every file failed.
+ * ingested) and it is listed with its reason in `failedFiles`. Other files go on. The step
+ * fails (TOO_MANY_FAILED_FILES, not retryable) when the failed share exceeds
+ * `failureThreshold`, or, by default, when every file failed.
+ *
+ * Known-bad files: a file that failed because its CONTENT cannot be read (BAD_INPUT: corrupt
+ * Parquet, a JSON file that is not an array, a malformed CSV header) is recorded in the file
+ * ledger as rejected, by the checksum discovery computed, here and now: a later step may still
+ * fail the run, and this step may fail for too many failed files, but the file stays bad.
+ * Discovery leaves it out of later runs until its content changes. Before recording, the file
+ * is hashed again: one that changed or vanished since discovery failed for a passing reason.
+ * Transient failures (I/O errors, a vanished or changed file, a crashed worker) are never
+ * recorded: the next run tries the file again.
  *
  * Abort: on `ctx.signal`, every worker is terminated and the step rejects with the signal's reason.
  */
@@ -28,6 +37,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { SluiceError } from "../../errors.js";
+import { sha256File } from "../../connectors/files.js";
 import { splitCsv, type CsvRange } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
@@ -53,7 +63,16 @@ export interface ParallelInput {
 export interface FailedFile {
   path: string;
   reason: string;
+  /** The error code behind the reason (BAD_INPUT for unreadable content; FILE_NOT_FOUND, IO_ERROR, CONFLICT … for passing trouble). */
+  code: string;
+  /** True when the file was recorded in the ledger as known bad: later runs leave it out until its content changes. */
+  knownBad: boolean;
 }
+
+/** Failures that say the file's content cannot be read: retrying the same bytes cannot help. */
+const UNREADABLE_CONTENT = new Set(["BAD_INPUT"]);
+/** The reason kept in the ledger is one sentence; a runaway message is cut. */
+const MAX_REASON_CHARS = 2_000;
 
 const DEFAULT_WORKERS = 10;
 const DEFAULT_CHUNK = "100MB";
@@ -118,6 +137,7 @@ interface FileState {
   part: DatasetPart;
   units: WorkUnit[];
   failed?: string;
+  failedCode?: string;
 }
 
 interface UnitResult {
@@ -145,6 +165,7 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
       f.units = await planFile(f, chunkBytes, input.csv, dir, ctx.step);
     } catch (err) {
       f.failed = reasonOf(err);
+      f.failedCode = codeOf(err);
     }
   });
   const units: WorkUnit[] = [];
@@ -189,10 +210,11 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
         if (f.units.every((x) => results[x.id] !== undefined)) filesDone.add(f.index);
         set(u.id, r.rows + r.malformed, u.bytes);
       },
-      failed: (u, reason) => {
+      failed: (u, reason, code) => {
         const f = fileOfUnit[u.id]!;
         if (f.failed !== undefined) return; // another unit of the same file failed first
         f.failed = reason;
+        f.failedCode = code;
         ctx.log.warn("file failed; its other units are skipped", { path: f.part.source, reason });
       },
     });
@@ -206,9 +228,11 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
   let rowsOut = 0;
   let bytes = 0;
   const drop: string[] = [];
+  const ingest = ds.meta?.ingest as IngestMeta | undefined;
+  const knownBad = await recordUnreadable(files.filter((f) => f.failed !== undefined), ingest, ctx);
   for (const f of files) {
     if (f.failed !== undefined) {
-      failedFiles.push({ path: f.part.source, reason: f.failed });
+      failedFiles.push({ path: f.part.source, reason: f.failed, code: f.failedCode ?? "ACTION_FAILED", knownBad: knownBad.has(f) });
       for (const u of f.units) drop.push(u.out, u.quarantine);
       continue;
     }
@@ -241,7 +265,6 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
 
   // Ingest entries name the file read (the part's path; the same as its source for discovered files).
   const failedPaths = new Set(files.filter((f) => f.failed !== undefined).flatMap((f) => [f.part.path, f.part.source]));
-  const ingest = ds.meta?.ingest as IngestMeta | undefined;
   const meta: Record<string, unknown> = {
     ...(ds.meta ?? {}),
     ...(ingest ? { ingest: { scope: ingest.scope, files: ingest.files.filter((f) => !failedPaths.has(f.path)) } satisfies IngestMeta } : {}),
@@ -256,6 +279,7 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
     files: total - failedFiles.length,
     filesFailed: failedFiles.length,
     failedFiles,
+    filesKnownBad: knownBad.size,
     units: units.length,
     workers,
     workersRequested: maxWorkers,
@@ -305,12 +329,49 @@ function reasonOf(err: unknown): string {
   return String(err);
 }
 
+function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : "ACTION_FAILED";
+}
+
+/**
+ * Record the files that failed on unreadable content as known bad in the ledger, under the
+ * checksum discovery computed. Only files of a discovery (in `meta.ingest`) have one; a file
+ * whose bytes are no longer those checksummed (changed, vanished) is left for the next run.
+ * Returns the files recorded.
+ */
+async function recordUnreadable(failed: FileState[], ingest: IngestMeta | undefined, ctx: ActionContext): Promise<Set<FileState>> {
+  const recorded = new Set<FileState>();
+  if (!ingest || failed.length === 0) return recorded;
+  const byPath = new Map(ingest.files.map((f) => [f.path, f]));
+  const candidates = failed
+    .filter((f) => UNREADABLE_CONTENT.has(f.failedCode ?? ""))
+    .map((f) => ({ f, entry: byPath.get(f.part.path) ?? byPath.get(f.part.source) }))
+    .filter((c): c is { f: FileState; entry: IngestMeta["files"][number] } => c.entry !== undefined);
+  const same = await mapLimit(candidates, SPLIT_CONCURRENCY, async ({ f, entry }) => {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const now = await sha256File(entry.path, ctx.signal).catch(() => undefined);
+    if (now !== entry.checksum) ctx.log.warn("failed file changed since discovery; not recorded as known bad", { path: entry.path });
+    return now === entry.checksum;
+  });
+  const files = candidates.filter((_, i) => same[i]);
+  if (files.length === 0) return recorded;
+  await ctx.ledger.reject(ingest.scope, files.map(({ f, entry }) => ({
+    checksum: entry.checksum, path: entry.path, size: entry.size, reason: f.failed!.slice(0, MAX_REASON_CHARS),
+  })));
+  for (const { f } of files) {
+    recorded.add(f);
+    ctx.log.warn("file recorded as known bad; later runs leave it out until its content changes", { path: f.part.source, reason: f.failed });
+  }
+  return recorded;
+}
+
 interface PoolHandlers {
   /** True for a unit whose file already failed: it is not started. */
   skip(unit: WorkUnit): boolean;
   progress(id: number, rows: number, bytes: number): void;
   done(unit: WorkUnit, result: UnitResult): void;
-  failed(unit: WorkUnit, reason: string): void;
+  failed(unit: WorkUnit, reason: string, code: string): void;
 }
 
 /**
@@ -373,7 +434,7 @@ function runPool(units: readonly WorkUnit[], size: number, entry: URL, signal: A
         running--;
         try {
           if (msg.type === "done") on.done(u, { rows: msg.rows, malformed: msg.malformed, partBytes: msg.partBytes });
-          else on.failed(u, msg.message);
+          else on.failed(u, msg.message, msg.code);
         } catch (err) {
           settle(err);
           return;
@@ -388,7 +449,7 @@ function runPool(units: readonly WorkUnit[], size: number, entry: URL, signal: A
         live.delete(worker);
         if (current) {
           running--;
-          on.failed(current, `the worker reading it crashed: ${crash ?? `exit code ${code}`}`);
+          on.failed(current, `the worker reading it crashed: ${crash ?? `exit code ${code}`}`, "WORKER_CRASHED");
           current = undefined;
         }
         // A replacement takes the remaining units; with none left, the pool may be finished.
