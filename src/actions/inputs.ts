@@ -94,7 +94,37 @@ export const QualityRule = z
 export const QualityInput = {
   dataset: DatasetRef,
   rules: z.array(QualityRule).default([]),
+  schema: z.lazy(() => SchemaRef).optional().describe("A schema (inline or a file) whose rules: are applied as well."),
   threshold: z.number().min(0).max(1).default(0.95).describe("Lowest quality score (0..1) that passes."),
 };
 
 export const Destination = z.string().min(1).describe("sqlite:PATH, postgres:// URL or env:/file: reference to one, or a .parquet/.ndjson path.");
+
+/** How a raw file is read: its format and text encoding and, for CSV, the dialect. */
+export const ReadOptions = z
+  .object({
+    format: Format.optional().describe("The file format; default from the file's extension."),
+    encoding: z.string().min(1).optional().describe("Text encoding (utf-8, utf-16le, latin1, windows-1252, …); default utf-8."),
+    delimiter: z.string().length(1).optional(),
+    quote: z.string().length(1).optional(),
+    header: z.boolean().optional().describe("CSV: the first record names the columns (default true)."),
+    columns: z.array(z.string()).optional().describe("CSV without a header: the column names."),
+  })
+  .strict();
+
+/**
+ * A schema document: the target schema plus how to read the source, what to do with columns the
+ * schema does not declare, and quality rules. Written inline in a step's `with: schema:` or as a
+ * schema file (`sluice infer --print-schema FILE` writes one), named by its path.
+ */
+export const SchemaDocument = TargetSchema.extend({
+  read: ReadOptions.optional(),
+  extraColumns: z
+    .enum(["ignore", "error", "keep"])
+    .optional()
+    .describe("Source columns the schema does not declare: ignore (default; reported), error, or keep as string columns."),
+  rules: z.array(QualityRule).optional().describe("Quality rules, applied by a quality step that names this schema."),
+}).strict();
+
+/** A schema inline, or the path of a schema file. */
+export const SchemaRef = z.union([SchemaDocument, z.string().min(1).describe("The path of a schema file (YAML or JSON).")]);

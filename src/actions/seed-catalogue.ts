@@ -7,7 +7,7 @@
 import { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
 import {
-  Auth, CsvOptions, Pagination, DatasetRef, Destination, Format, QualityInput, QualityRule, SecretRef, Source, TargetSchema,
+  Auth, CsvOptions, Pagination, DatasetRef, Destination, Format, QualityInput, QualityRule, SchemaRef, SecretRef, Source, TargetSchema,
 } from "./inputs.js";
 import { parseDuration } from "../spec/duration.js";
 import { streamRuleProblem } from "./stream/rules.js";
@@ -53,6 +53,16 @@ const MergeConflict = obj({
     ctx.addIssue({ code: "custom", path: ["column"], message: "column applies to policy latest only" });
 });
 
+/** The conversion step's inputs (convert_to_standard_format, standardize_file_formats). */
+const ConvertInput = {
+  dataset: DatasetRef,
+  schema: SchemaRef.describe("The target schema inline, or the path of a schema file."),
+  maxRejectShare: z.number().min(0).max(1).optional().describe("Most rejected records, as a share of the records read, before the step fails (default 0.5; 1 never fails)."),
+  allowEmpty: z.boolean().optional().describe("Whether a source with no records succeeds (default true; reported as empty)."),
+  failureThreshold: z.number().min(0).max(1).optional().describe("Share of files allowed to fail; default: any, as long as one succeeds."),
+  workers: z.number().int().min(1).max(64).optional().describe("Worker threads at most (default: the CPU count)."),
+};
+
 export const SEED_SIGNATURES: SeedSignature[] = [
   // Standard ingestion
   sig("agent", "data-scheduler", "validate_source_availability", BATCH, "Check that the source exists and answers.",
@@ -63,10 +73,12 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     obj({
       source: Source, format: Format.optional(), csv: CsvOptions.optional(), auth: Auth.optional(),
       query: z.string().optional(), table: z.string().optional(), recordsPath: z.string().optional(), pagination: Pagination.optional(),
+      maxPages: z.number().int().min(1).optional().describe("HTTP: most pages to read (default 1000)."),
+      onMaxPages: z.enum(["error", "stop"]).optional().describe("HTTP: past maxPages with pages left, fail (default) or stop (then pagesLeft: true)."),
       batchSize: z.number().int().min(1).optional(), workers: z.number().int().min(1).max(64).optional(),
     })),
   sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.",
-    obj({ dataset: DatasetRef, schema: TargetSchema })),
+    obj(ConvertInput)),
   sig("service", "base-data-quality", "validate_data_quality", BATCH, "Score the dataset against quality rules; quarantine bad rows.",
     obj(QualityInput)),
   sig("service", "base-data-storage", "store_validated_data", BATCH, "Store rows idempotently in the destination.",
@@ -94,7 +106,7 @@ export const SEED_SIGNATURES: SeedSignature[] = [
       csv: CsvOptions.optional(),
     })),
   sig("agent", "data-converter", "standardize_file_formats", BATCH, "Bring mixed CSV, NDJSON, JSON and Parquet into one schema.",
-    obj({ dataset: DatasetRef, schema: TargetSchema })),
+    obj(ConvertInput)),
   sig("agent", "data-merger", "merge_processed_files", BATCH, "Consolidate into one dataset, removing duplicates by key.",
     obj({ dataset: DatasetRef, key: z.array(z.string().min(1)).min(1),
       conflict: MergeConflict.optional() })),

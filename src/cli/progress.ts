@@ -121,7 +121,7 @@ export function describeFinal(last: LastProgress | undefined, outputs: Record<st
 
   const files = num("files");
   if (files !== undefined) {
-    parts.push(`${fmt(files)} files`);
+    parts.push(`${fmt(files)} file${files === 1 ? "" : "s"}`);
     const failed = num("filesFailed");
     if (failed) parts.push(`${fmt(failed)} failed`);
   } else if (p.files !== undefined) parts.push(p.totalFiles ? `${p.files}/${p.totalFiles} files` : `${p.files} files`);

@@ -1,7 +1,7 @@
 /**
  * `sluice quarantine RUN`: every record a run set aside, with where it came from and why.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { SluiceError } from "../errors.js";
 import { readQuarantine } from "../actions/batch/dataset.js";
@@ -13,9 +13,12 @@ export async function quarantineCommand(id: string, o: { json?: boolean; limit: 
   return withStore(async (store, home) => {
     const run = await store.getRun(id);
     if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${id}; list runs with: sluice runs`);
-    const files = run.spec.spec.steps
-      .map((s) => join(home, "runs", id, "artifacts", s.name, "quarantine.ndjson"))
-      .filter((f) => existsSync(f));
+    // Each step keeps its rejects in quarantine*.ndjson (one file per unit when it ran in parallel).
+    const files = run.spec.spec.steps.flatMap((s) => {
+      const dir = join(home, "runs", id, "artifacts", s.name);
+      if (!existsSync(dir)) return [];
+      return readdirSync(dir).filter((f) => /^quarantine.*\.ndjson$/.test(f)).sort().map((f) => join(dir, f));
+    });
     let total = 0;
     const shown: unknown[] = [];
     for (const file of files) {

@@ -46,6 +46,8 @@ export interface RecordBatch {
 
 /** Options understood by every reader. */
 export interface ReadOptions {
+  /** The name used for this input in errors and RecordError.file (the user's path or URL when the file read is a staged copy); default the path. */
+  name?: string;
   /** Maximum rows + errors per batch. Default 1,000. */
   batchSize?: number;
   /** Bytes read from disk at a time. Default 1 MiB. Tests use tiny values to split records. */

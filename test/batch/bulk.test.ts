@@ -177,7 +177,7 @@ describe.each(bothStores("bulk"))("known-bad files in the bulk ledger on $dialec
     expect(three.out("bulk-storage")).toMatchObject({ rowsIn: 50, rowsStored: 50 });
     expect(stored()).toBe(550);
     const db = new Database(warehouse, { readonly: true });
-    expect(db.prepare("SELECT trade_id, price, executed_at FROM trades WHERE trade_id = 'P-2'").get()).toEqual({ trade_id: "P-2", price: "102.5000", executed_at: "2026-01-02T09:30:02.000Z" });
+    expect(db.prepare("SELECT trade_id, price, executed_at FROM trades WHERE trade_id = 'P-2'").get()).toEqual({ trade_id: "P-2", price: 102.5, executed_at: "2026-01-02T09:30:02.000Z" });
     db.close();
     expect(await benv.store.ingestedChecksums(scope, [sha(bad)])).toEqual(new Set([sha(bad)]));
   });

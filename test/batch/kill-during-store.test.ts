@@ -34,7 +34,8 @@ describe("kill -9 while storing", () => {
     const warehouse = join(cwd, "warehouse.db");
     const env = { SLUICE_LEASE_TTL_MS: "1500" };
     const args = ["run", join(ROOT, "workflows", "base-data-ingestion-workflow-standard-ingestion.yaml"),
-      "--param", `source=${file}`, "--param", `destination=sqlite:${warehouse}`, "--param", "table=trades"];
+      "--param", `source=${file}`, "--param", `destination=sqlite:${warehouse}`, "--param", "table=trades",
+      "--param", `schema=${join(ROOT, "examples", "schemas", "trades.yaml")}`];
 
     const child = sluiceAsync(args, { cwd, env });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/, 60_000)) as RegExpMatchArray;

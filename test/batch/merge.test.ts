@@ -3,7 +3,7 @@
  * across source files, the three policies, accounting, quarantine, output order and speed.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { mergeProcessedFiles, sourceMatcher, compareTimestampValues, type MergeInput, type MergeReport } from "../../src/actions/batch/merge.js";
 import { readDataset, writeDataset, type Accounting, type Dataset } from "../../src/actions/batch/dataset.js";
@@ -11,7 +11,7 @@ import type { Column, QuarantinedRecord } from "../../src/actions/batch/model.js
 import type { ActionContext } from "../../src/actions/types.js";
 import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
 import { actionContext, tempDir } from "../helpers.js";
-import { readStage } from "../../src/actions/batch/stage.js";
+import { openStageWriter, readStageRows } from "../../src/formats/stage.js";
 
 const COLUMNS: Column[] = [
   { name: "trade_id", type: "string" },
@@ -29,17 +29,19 @@ function trade(id: string | null, over: Row = {}): Row {
   return { trade_id: id, executed_at: "2026-11-02T09:30:00.000Z", symbol: "ACME", quantity: "10", price: "1.0000", ...over };
 }
 
-/** A typed dataset of NDJSON parts, one per source, rows staged with `_line` (2, 3, …). */
+/** A typed dataset of stage parts, one per source, rows at lines 2, 3, … */
 async function dataset(files: { source: string; rows: Row[] }[], opts: { columns?: Column[]; prior?: Partial<Accounting>; quarantine?: string[] } = {}): Promise<{ ref: string; root: string }> {
   const root = tempDir("sluice-merge-");
   dirs.push(root);
   const dir = join(root, "in");
   mkdirSync(dir, { recursive: true });
-  const parts = files.map((f, i) => {
-    const path = join(dir, `part-${i}.ndjson`);
-    writeFileSync(path, f.rows.map((r, j) => JSON.stringify({ ...r, _line: j + 2 }) + "\n").join(""));
-    return { path, format: "ndjson" as const, source: f.source, rows: f.rows.length };
-  });
+  const parts = await Promise.all(files.map(async (f, i) => {
+    const path = join(dir, `part-${i}.stage`);
+    const w = await openStageWriter(path, opts.columns ?? COLUMNS);
+    await w.write(f.rows, f.rows.map((_, j) => j + 2));
+    await w.close();
+    return { path, format: "stage" as const, source: f.source, rows: f.rows.length };
+  }));
   const rows = files.reduce((n, f) => n + f.rows.length, 0);
   const q = opts.prior?.rowsQuarantined ?? 0;
   const d = opts.prior?.rowsDuplicate ?? 0;
@@ -76,8 +78,8 @@ async function merge(input: Omit<MergeInput, "dataset">, ref: string, root: stri
   const ds = await readDataset(out.dataset as string);
   const rows: Result["rows"] = [];
   for (const p of ds.parts)
-    for await (const batch of readStage(p.path, ds.columns ?? [], { numeric: ["_line"] }))
-      for (const r of batch) rows.push({ ...(r as Row), source: p.source });
+    for await (const batch of readStageRows(p.path, ds.columns ?? []))
+      for (const r of batch) rows.push({ ...(r.row as Row), _line: r.line, source: p.source } as Result["rows"][number]);
   return { out, ds, rows, report: ds.meta!.merge as MergeReport };
 }
 
@@ -245,7 +247,7 @@ describe("merge_processed_files", () => {
     const body = (r: Result) => r.ds.parts.map((p) => readFileSync(p.path, "utf8")).join("");
     expect(body(r2)).toBe(body(r1));
     // Rows keep exactly the schema columns plus _line, in schema order.
-    expect(readFileSync(r1.ds.parts[0]!.path, "utf8").split("\n")[0]!.split("\t")).toEqual([...COLUMNS.map((c) => c.name), "_line"]);
+    expect(readFileSync(r1.ds.parts[0]!.path, "utf8").split("\n")[0]!.split("\t")).toEqual(["_line", ...COLUMNS.map((c) => c.name), "_sluice_hash"]);
   });
 
   it("quarantines rows with an empty key column, with the reason and the source position", async () => {

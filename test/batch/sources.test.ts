@@ -61,7 +61,7 @@ describe("a PostgreSQL table as the source", () => {
     const db = new Database(warehouse, { readonly: true });
     const row = db.prepare("SELECT * FROM trades WHERE trade_id = 'P-1'").get() as Record<string, unknown>;
     db.close();
-    expect(row).toMatchObject({ executed_at: "2026-11-02T08:30:01.500Z", price: "100.0001", quantity: 2, notes: 'a, "quoted"\nnote', trader_email: null });
+    expect(row).toMatchObject({ executed_at: "2026-11-02T08:30:01.500Z", price: 100.0001, quantity: 2, notes: 'a, "quoted"\nnote', trader_email: null });
   });
 });
 
@@ -108,7 +108,7 @@ describe("a paginated JSON API as the source", () => {
     expect(r.out("connection-establishment")).toMatchObject({ kind: "http", secure: false });
     expect(r.out("data-storage")).toMatchObject({ rowsIn: 300, rowsStored: 300 });
     const db = new Database(warehouse, { readonly: true });
-    expect(db.prepare("SELECT executed_at, price FROM api WHERE trade_id = 'H-61'").get()).toEqual({ executed_at: "2026-11-02T08:00:01.000Z", price: "61.5000" });
+    expect(db.prepare("SELECT executed_at, price FROM api WHERE trade_id = 'H-61'").get()).toEqual({ executed_at: "2026-11-02T08:00:01.000Z", price: 61.5 });
     db.close();
   });
 

@@ -59,12 +59,26 @@ describe("standard ingestion into the embedded SQLite warehouse", () => {
     expect(stored).toEqual({ n: out.rowsStored, ids: out.rowsStored });
     const q = db.prepare("SELECT source, line, step, reasons FROM trades_quarantine ORDER BY line").all() as { source: string; line: number; step: string; reasons: string }[];
     expect(q.length).toBe(out.rowsQuarantined);
-    // Prices are exact decimals with 4 places; timestamps are UTC ISO-8601.
-    const sample = db.prepare("SELECT price, executed_at FROM trades LIMIT 50").all() as { price: string; executed_at: string }[];
+    // Prices are numbers in SQLite (REAL) that read back to exactly the 4 decimal places of the
+    // source, and compare as numbers; timestamps are UTC ISO-8601.
+    const sample = db.prepare("SELECT trade_id, price, executed_at FROM trades LIMIT 50").all() as { trade_id: string; price: number; executed_at: string }[];
+    // Simple lines of the file (no quoted field): trade_id → price as written.
+    const simple = readFileSync(file, "utf8").split("\n").slice(1).filter((l) => !l.includes('"')).map((l) => l.split(",")).filter((f) => f.length === 9);
+    const ids = new Map<string, number>();
+    for (const f of simple) ids.set(f[0]!, (ids.get(f[0]!) ?? 0) + 1);
+    // Ids the file has once (the sample repeats some ids with other content, on purpose).
+    const source = new Map(simple.filter((f) => ids.get(f[0]!) === 1).map((f) => [f[0], f[5]]));
+    let compared = 0;
     for (const s of sample) {
-      expect(s.price).toMatch(/^\d+\.\d{4}$/);
+      expect(typeof s.price).toBe("number");
+      if (source.has(s.trade_id)) (expect(s.price.toFixed(4)).toBe(source.get(s.trade_id)), compared++);
       expect(s.executed_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     }
+    expect(compared).toBeGreaterThan(30);
+    const { max, typed } = db.prepare("SELECT max(price) AS max, typeof(max(price)) AS typed FROM trades").get() as { max: number; typed: string };
+    expect(typed).toBe("real");
+    const all = (db.prepare("SELECT price FROM trades").all() as { price: number }[]).map((r) => r.price);
+    expect(max).toBe(Math.max(...all));
     db.close();
 
     // Each quarantined record points at the line it starts on in the source file.

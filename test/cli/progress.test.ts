@@ -80,7 +80,7 @@ describe("a finished step's figures", () => {
     expect(describeFinal(undefined, { exitCode: 0, stdout: "done" }, 10)).toBe("");
     expect(describeFinal(undefined, null, 10)).toBe("");
     // A rate only where the step reported that quantity as it went (a source check's size is not a rate).
-    expect(describeFinal(undefined, { files: 1, bytes: 29_630_000 }, 16)).toBe("1 files");
+    expect(describeFinal(undefined, { files: 1, bytes: 29_630_000 }, 16)).toBe("1 file");
   });
 
   it("of a continuous group are its final statistics, shown once for the group", () => {
@@ -173,7 +173,7 @@ describe("the live table", () => {
       for (const e of seen) p.onEvent(e);
       p.stop();
       const conv = outputs["format-conversion"]!;
-      expect(term.text).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} step format-conversion succeeded \\(attempt 1, [^)]+\\): ${fmt(conv.rowsOut)} rows · ${fmt(conv.rowsQuarantined)} quarantined · [\\d,]+ rows/s · 1/1 files$`, "m"));
+      expect(term.text).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} step format-conversion succeeded \\(attempt 1, [^)]+\\): ${fmt(conv.rowsOut)} rows · ${fmt(conv.rowsQuarantined)} quarantined · 1 file · [\\d.]+ MB/s$`, "m"));
       expect(term.text).toMatch(new RegExp(`step data-storage succeeded \\(attempt 1, [^)]+\\): ${fmt(outputs["data-storage"]!.rowsStored)} rows stored`));
     });
   });

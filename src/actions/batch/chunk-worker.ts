@@ -11,11 +11,12 @@
  * (unreadable file, corrupt Parquet, a JSON file that is not an array) is reported as failed and
  * the worker stays alive for the next unit.
  *
- * This module runs only inside a Worker; the main thread never imports it (types only).
+ * The pool's side (worker-pool.ts) throttles progress reports. This module runs only inside a
+ * Worker; the main thread never imports it (types only).
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { openNdjsonWriter, openReader, readCsvRange, type CsvRange, type FileFormat, type RecordBatch, type RecordWriter } from "../../formats/index.js";
 import type { QuarantinedRecord } from "./model.js";
+import { serveUnits } from "./worker-pool.js";
 
 /** One piece of work, planned by the main thread. Plain data (structured-cloned). */
 export interface WorkUnit {
@@ -38,31 +39,28 @@ export interface WorkUnit {
   batchSize: number;
 }
 
-export type ToWorker = { type: "unit"; unit: WorkUnit };
-
-export type FromWorker =
-  | { type: "progress"; id: number; rows: number; bytes: number }
-  | { type: "done"; id: number; rows: number; malformed: number; partBytes: number; quarantineBytes: number }
-  | { type: "failed"; id: number; code: string; message: string };
+/** What a unit reports when done. */
+export interface UnitResult {
+  rows: number;
+  malformed: number;
+  partBytes: number;
+  quarantineBytes: number;
+}
 
 const LINE_FIELD = "_line";
-/** At most this often a worker reports progress for its unit. */
-const PROGRESS_EVERY_MS = 100;
-
-export async function processUnit(unit: WorkUnit, onProgress: (rows: number, bytes: number) => void): Promise<Extract<FromWorker, { type: "done" }>> {
+export async function processUnit(unit: WorkUnit, onProgress: (rows: number, bytes: number) => void): Promise<UnitResult> {
   const textual = unit.format === "csv" || unit.format === "tsv";
   const csv = { ...(unit.csv ?? {}), ...(unit.format === "tsv" ? { delimiter: unit.csv?.delimiter ?? "\t" } : {}) };
   const reader: AsyncIterable<RecordBatch> =
     textual && unit.range
-      ? readCsvRange(unit.path, unit.range, { ...csv, batchSize: unit.batchSize })
-      : openReader(unit.path, { format: unit.format, batchSize: unit.batchSize, ...(textual ? csv : {}) });
+      ? readCsvRange(unit.path, unit.range, { ...csv, batchSize: unit.batchSize, name: unit.source })
+      : openReader(unit.path, { format: unit.format, batchSize: unit.batchSize, name: unit.source, ...(textual ? csv : {}) });
 
   const writer = await openNdjsonWriter(unit.out);
   let quarantine: RecordWriter | undefined;
   let rows = 0;
   let malformed = 0;
   let estimated = 0; // input bytes read so far, estimated from the text of the records (CSV)
-  let lastReport = Date.now();
   try {
     for await (const b of reader) {
       const n = b.rows.length;
@@ -80,11 +78,7 @@ export async function processUnit(unit: WorkUnit, onProgress: (rows: number, byt
         malformed += b.errors.length;
         if (textual) for (const e of b.errors) estimated += e.raw.length + 1;
       }
-      const now = Date.now();
-      if (now - lastReport >= PROGRESS_EVERY_MS) {
-        lastReport = now;
-        onProgress(rows + malformed, Math.min(estimated, unit.bytes));
-      }
+      onProgress(rows + malformed, Math.min(estimated, unit.bytes));
     }
   } catch (err) {
     await writer.close().catch(() => undefined);
@@ -93,7 +87,7 @@ export async function processUnit(unit: WorkUnit, onProgress: (rows: number, byt
   }
   const partBytes = (await writer.close()).bytes;
   const quarantineBytes = quarantine ? (await quarantine.close()).bytes : 0;
-  return { type: "done", id: unit.id, rows, malformed, partBytes, quarantineBytes };
+  return { rows, malformed, partBytes, quarantineBytes };
 }
 
 /** About the bytes a CSV record took in its file: its values plus one separator each. */
@@ -106,23 +100,4 @@ function rowTextLength(row: Record<string, unknown>): number {
   return n;
 }
 
-if (parentPort && (workerData as { sluiceChunkWorker?: unknown } | null)?.sluiceChunkWorker === 1) {
-  const port = parentPort;
-  port.on("message", (msg: ToWorker) => {
-    if (msg.type !== "unit") return;
-    const { unit } = msg;
-    processUnit(unit, (rows, bytes) => port.postMessage({ type: "progress", id: unit.id, rows, bytes } satisfies FromWorker)).then(
-      (done) => port.postMessage(done satisfies FromWorker),
-      (err: unknown) => {
-        const e = err as { code?: unknown; message?: unknown };
-        const failed: FromWorker = {
-          type: "failed",
-          id: unit.id,
-          code: typeof e?.code === "string" ? e.code : "IO_ERROR",
-          message: typeof e?.message === "string" ? e.message : String(err),
-        };
-        port.postMessage(failed);
-      },
-    );
-  });
-}
+serveUnits(processUnit);

@@ -28,6 +28,8 @@ export interface CollectInput {
   table?: string;
   recordsPath?: string;
   pagination?: HttpPagination;
+  maxPages?: number;
+  onMaxPages?: "error" | "stop";
   batchSize?: number;
   workers?: number;
 }
@@ -37,16 +39,32 @@ export async function collectDataFromSource(input: CollectInput, ctx: ActionCont
   const src = parseSourceUrl(input.source);
   let parts: DatasetPart[];
   let skipped: { path: string; reason: string }[] = [];
-  if (src.kind === "file") ({ parts, skipped } = await collectFiles(src.path, input, dir, ctx));
-  else if (src.kind === "http") parts = await collectHttp(src.url, src.display, input, dir, ctx);
+  let failedFiles: { path: string; reason: string; code: string }[] = [];
+  let pagesLeft = false;
+  if (src.kind === "file") ({ parts, skipped, failedFiles } = await collectFiles(src.path, input, dir, ctx));
+  else if (src.kind === "http") ({ parts, pagesLeft } = await collectHttp(src.url, src.display, input, dir, ctx));
   else parts = await collectPostgres(src.url, src.display, input, dir, ctx);
 
   const bytes = parts.reduce((n, p) => n + (p.bytes ?? 0), 0);
   const records = parts.every((p) => p.rows !== undefined) ? parts.reduce((n, p) => n + p.rows!, 0) : undefined;
   const dataset = await writeDataset(dir, {
-    step: ctx.step, typed: false, parts, quarantine: [], meta: { source: src.display, skipped },
+    step: ctx.step, typed: false, parts, quarantine: [],
+    meta: { source: src.display, skipped, ...(failedFiles.length ? { failedFiles } : {}), ...(pagesLeft ? { pagesLeft } : {}) },
   });
-  return { dataset, files: parts.length, bytes, ...(records !== undefined ? { records } : {}), skipped: skipped.length, source: src.display };
+  return {
+    dataset, files: parts.length, bytes, ...(records !== undefined ? { records } : {}), skipped: skipped.length, source: src.display,
+    ...(failedFiles.length ? { filesFailed: failedFiles.length, failedFiles } : {}), ...(pagesLeft ? { pagesLeft: true } : {}),
+  };
+}
+
+/** The format of a collected file: declared, from its extension, or `unknown` for the schema to say. */
+function formatOf(path: string, declared: FileFormat | undefined): DatasetPart["format"] {
+  if (declared) return declared;
+  try {
+    return detectFormat(path);
+  } catch {
+    return "unknown";
+  }
 }
 
 async function collectFiles(path: string, input: CollectInput, dir: string, ctx: ActionContext) {
@@ -62,27 +80,48 @@ async function collectFiles(path: string, input: CollectInput, dir: string, ctx:
   let done = 0;
   let files = 0;
   // Several files are copied and checksummed at once: the disk, not one stream, is the limit.
-  const parts = await mapLimit(stable, COPY_CONCURRENCY, async (f, i): Promise<DatasetPart> => {
+  // A file that cannot be read (permissions, gone since it was listed) fails alone.
+  const failedFiles: { path: string; reason: string; code: string }[] = [];
+  const copied = await mapLimit(stable, COPY_CONCURRENCY, async (f, i): Promise<DatasetPart | undefined> => {
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    const format = input.format ?? detectFormat(f.path);
+    const format = formatOf(f.path, input.format);
     const target = join(dir, `${String(i).padStart(4, "0")}-${basename(f.path)}`);
-    // Copy-on-write clone where the file system allows it; a plain copy elsewhere.
-    await copyFile(f.path, target, fsConstants.COPYFILE_FICLONE);
+    try {
+      // Copy-on-write clone where the file system allows it; a plain copy elsewhere.
+      await copyFile(f.path, target, fsConstants.COPYFILE_FICLONE);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EACCES" && code !== "EPERM" && code !== "ENOENT" && code !== "EISDIR" && code !== "EIO") throw err;
+      const reason = code === "ENOENT" ? "it disappeared before it could be read" : code === "EIO" ? "the disk reported an I/O error" : "it is not readable by this process";
+      failedFiles.push({ path: f.path, reason: `${f.path}: ${reason}`, code: code === "ENOENT" ? "FILE_NOT_FOUND" : code === "EIO" ? "IO_ERROR" : "BAD_CONFIG" });
+      ctx.log.warn("file failed", { path: f.path, reason });
+      return undefined;
+    }
     const [sha256, st] = await Promise.all([sha256File(target, ctx.signal), stat(target)]);
     done += st.size;
     ctx.progress({ files: ++files, totalFiles: stable.length, bytes: done, totalBytes });
     return { path: target, format, source: f.path, bytes: st.size, sha256, ...(input.csv ? { csv: input.csv } : {}) };
   });
-  return { parts, skipped };
+  const parts = copied.filter((p): p is DatasetPart => p !== undefined);
+  if (parts.length === 0 && failedFiles.length > 0)
+    throw new SluiceError(failedFiles.length === 1 ? failedFiles[0]!.code : "TOO_MANY_FAILED_FILES",
+      failedFiles.length === 1 ? `source ${failedFiles[0]!.reason}` : `every file of ${path} failed: ${failedFiles.map((f) => f.reason).join("; ")}`,
+      { retryable: false, details: { failedFiles } });
+  return { parts, skipped, failedFiles };
 }
 
-async function collectHttp(url: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<DatasetPart[]> {
+async function collectHttp(url: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<{ parts: DatasetPart[]; pagesLeft: boolean }> {
   const parts: DatasetPart[] = [];
+  let pagesLeft = false;
   let json: { writer: RecordWriter; part: DatasetPart } | undefined;
   let page = 0;
   let rows = 0;
-  for await (const p of fetchPages({ url, auth: httpAuth(input.auth), recordsPath: input.recordsPath, pagination: input.pagination }, { signal: ctx.signal })) {
+  for await (const p of fetchPages({
+    url, auth: httpAuth(input.auth), recordsPath: input.recordsPath, pagination: input.pagination,
+    ...(input.maxPages !== undefined ? { maxPages: input.maxPages } : {}), ...(input.onMaxPages ? { onMaxPages: input.onMaxPages } : {}),
+  }, { signal: ctx.signal })) {
     page++;
+    if (p.pagesLeft) pagesLeft = true;
     if (p.records) {
       if (!json) {
         const path = join(dir, "records.ndjson");
@@ -103,7 +142,8 @@ async function collectHttp(url: string, display: string, input: CollectInput, di
     const res = await json.writer.close();
     parts.unshift({ ...json.part, bytes: res.bytes });
   }
-  return parts;
+  if (pagesLeft) ctx.log.warn("pages were left unread: the API had more pages after maxPages (onMaxPages: stop)", { source: display, pages: page });
+  return { parts, pagesLeft };
 }
 
 async function collectPostgres(source: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<DatasetPart[]> {

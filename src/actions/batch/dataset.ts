@@ -20,8 +20,11 @@ export const DATASET_KIND = "sluice.dev/dataset-v1";
 export interface DatasetPart {
   /** Absolute path of the data file. */
   path: string;
-  /** A file format, or `stage`: typed rows between steps (see stage.ts). */
-  format: FileFormat | "stage";
+  /**
+   * A file format; `stage`: typed rows between steps (formats/stage.ts); `unknown`: a collected
+   * file whose extension names no format (the schema's `read.format` must say).
+   */
+  format: FileFormat | "stage" | "unknown";
   /** Where these records originally came from (file path, URL without credentials, table). */
   source: string;
   /** Records in this part when known (typed parts always; raw collected files: after parsing). */
@@ -30,6 +33,8 @@ export interface DatasetPart {
   sha256?: string;
   /** CSV reading options for raw parts. */
   csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[] };
+  /** Reading options for raw parts beyond the CSV dialect (the text encoding). */
+  read?: { encoding?: string };
 }
 
 /** Record counts from the source to here; `rowsIn = rowsOut + rowsQuarantined + rowsDuplicate`. */

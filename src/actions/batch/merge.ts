@@ -24,9 +24,9 @@
  * Memory does not grow with the data: rows go into a scratch SQLite database in the step folder
  * (journal and fsync off: a retried attempt starts from a fresh folder), one row per key holding
  * the winner's values, policy value, source and position, upserted in large transactions.
- * Content identity is the canonical JSON of the row's schema columns, compared as text inside
- * SQLite; a content hash is computed only on the conflict path (SHA-1 of every row cost ~2 µs,
- * about half as much as the upsert itself, on the 2-core development machine).
+ * Content identity is the row's staged text (its values in schema order and their content hash,
+ * see formats/stage.ts), compared inside SQLite; only the key and policy columns are decoded.
+ * Variants of a conflicting key are hashed only on the conflict path.
  * Winners are then streamed out grouped by winning source (one part per source, as TypedOutput
  * writes them) and, within a source, in order of the key's first appearance: a stable order.
  *
@@ -40,9 +40,10 @@ import { basename, join } from "node:path";
 import { SluiceError } from "../../errors.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { checkAccounting, quarantineSink, readDataset, requireTyped, stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
-import type { Column, TypedRow } from "./model.js";
+import type { Column } from "./model.js";
 import { compareDecimals } from "./quality.js";
-import { LINE_FIELD, readParts, TypedOutput, withoutLine } from "./transform.js";
+import { readTypedRows, TypedOutput } from "./typed-dataset.js";
+import { decodeStageLine } from "../../formats/stage.js";
 
 export interface MergeInput {
   /** The typed dataset to consolidate (a `dataset` output of standardize/convert). */
@@ -122,7 +123,6 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
     const sampled = new Set<string>();
     let newKeys = 0;
     let exactDuplicates = 0;
-    const vals: TypedRow[keyof TypedRow][] = new Array(columns.length);
     const keyVals: unknown[] = new Array(keyIdx.length);
     /**
      * Key k has two different contents: record both among its versions (by content hash). A new
@@ -134,57 +134,50 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
       else if (samples.length < SAMPLES && !sampled.has(k)) (sampled.add(k), samples.push([...keyVals]));
     };
     db.exec("BEGIN");
-    for await (const b of readParts(ds, ctx.signal)) {
+    const policyColumn = policy.kind === "latest" ? names[policy.index]! : undefined;
+    const only = [...new Set([...input.key, ...(policyColumn ? [policyColumn] : [])])];
+    for await (const b of readTypedRows(ds, columns, ctx.signal, { only, keepText: true })) {
       const src = sourceOf(b.part);
       const srcInfo = sources[src]!;
       const rank = srcInfo.rank ?? 0;
-      rowsRead += b.rows.length + b.errors.length;
-      srcInfo.rowsIn += b.rows.length + b.errors.length;
-      for (const e of b.errors) {
-        quarantine.add({ source: b.part.source, line: e.line, step: ctx.step, reasons: [`staged row cannot be read: ${e.reason}`], record: e.raw });
-        quarantinedHere++;
-      }
-      for (let r = 0; r < b.rows.length; r++) {
-        const row = b.rows[r] as Record<string, unknown>;
-        const staged = row[LINE_FIELD];
-        const line = typeof staged === "number" ? staged : b.lines[r]!;
-        for (let c = 0; c < names.length; c++) {
-          const v = row[names[c]!];
-          vals[c] = v === undefined ? null : (v as TypedRow[string]);
-        }
+      rowsRead += b.rows.length;
+      srcInfo.rowsIn += b.rows.length;
+      for (const r of b.rows) {
+        const line = r.line;
         let empty: string[] | undefined;
         for (let j = 0; j < keyIdx.length; j++) {
-          const v = vals[keyIdx[j]!];
+          const v = r.row[input.key[j]!] ?? null;
           if (v === null || v === "") (empty ??= []).push(`key column ${input.key[j]} is empty`);
           keyVals[j] = v;
         }
         if (empty) {
-          quarantine.add({ source: b.part.source, line, step: ctx.step, reasons: empty, record: withoutLine(row) });
+          quarantine.add({ source: b.part.source, line, step: ctx.step, reasons: empty, record: decodeStageLine(r.text!, columns) });
           quarantinedHere++;
           continue;
         }
         // The key, encoded: the value itself for one string column, JSON for anything else.
         const k0 = keyVals[0];
         const k = keyVals.length === 1 && typeof k0 === "string" ? k0 : JSON.stringify(keyVals);
-        // The content: every schema column, in schema order (canonical JSON, so equal rows are equal text).
-        const json = JSON.stringify(vals);
-        const sortv = policy.kind === "latest" ? vals[policy.index]! : policy.kind === "priority" ? rank : null;
+        // The content: the staged values and their content hash (equal rows are equal text).
+        const text = r.text!;
+        const content = text.slice(text.indexOf("\t") + 1);
+        const sortv = policy.kind === "latest" ? r.row[policyColumn!] ?? null : policy.kind === "priority" ? rank : null;
         const ord = ++ordinal;
-        const res = scratch.upsert.run(ord, k, ord, sortv, src, line, json);
+        const res = scratch.upsert.run(ord, k, ord, sortv, src, line, content);
         if (res.lastInsertRowid === ord) {
           newKeys++; // an upsert's update leaves last_insert_rowid alone
           continue;
         }
         if (res.changes === 0) {
           // The row lost to the stored winner: a conflict unless it has the winner's content.
-          const winner = scratch.markLoser.get(k, json) as string | undefined;
+          const winner = scratch.markLoser.get(k, content) as string | undefined;
           if (winner === undefined) exactDuplicates++;
-          else conflict(k, winner, json);
+          else conflict(k, winner, content);
         } else {
           // The row replaced the winner: a conflict unless it had the same content.
           const replaced = scratch.replaced.get(k) as string;
-          if (replaced === json) exactDuplicates++;
-          else conflict(k, replaced, json);
+          if (replaced === content) exactDuplicates++;
+          else conflict(k, replaced, content);
         }
       }
       inTx += b.rows.length;
@@ -198,26 +191,25 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
 
     // Winners out, one part per winning source, keys in first-seen order within it.
     db.exec("CREATE INDEX winners_by_source ON winners (src, id)");
-    const out = new TypedOutput(dir, names);
-    let batch: TypedRow[] = [];
+    const out = new TypedOutput(dir, columns);
+    let batch = "";
+    let batchRows = 0;
     let batchSrc = -1;
     const flush = async () => {
-      if (batch.length === 0) return;
+      if (batchRows === 0) return;
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      await out.write(partFor(sources[batchSrc]!.source), batch);
-      sources[batchSrc]!.rowsOut += batch.length;
-      batch = [];
+      await out.writeLines(sources[batchSrc]!.source, batch, batchRows);
+      sources[batchSrc]!.rowsOut += batchRows;
+      batch = "";
+      batchRows = 0;
     };
-    for (const [src, line, json] of db.prepare("SELECT src, line, row FROM winners ORDER BY src, id").raw().iterate() as IterableIterator<[number, number | null, string]>) {
-      if (src !== batchSrc || batch.length >= OUT_BATCH) {
+    for (const [src, line, content] of db.prepare("SELECT src, line, row FROM winners ORDER BY src, id").raw().iterate() as IterableIterator<[number, number | null, string]>) {
+      if (src !== batchSrc || batchRows >= OUT_BATCH) {
         await flush();
         batchSrc = src;
       }
-      const v = JSON.parse(json) as TypedRow[string][];
-      const row: TypedRow & { [LINE_FIELD]?: number | null } = {};
-      for (let c = 0; c < names.length; c++) row[names[c]!] = v[c]!;
-      row[LINE_FIELD] = line;
-      batch.push(row);
+      batch += `${line ?? 0}\t${content}\n`;
+      batchRows++;
     }
     await flush();
     await out.close();
@@ -345,10 +337,6 @@ function compareNumbers(column: string): (a: string, b: string) => number {
   };
 }
 
-function partFor(source: string): DatasetPart {
-  return { path: "", format: "ndjson", source };
-}
-
 function badConfig(message: string): SluiceError {
   return new SluiceError("BAD_CONFIG", message, { retryable: false });
 }
@@ -362,13 +350,13 @@ interface Scratch {
 
 /**
  * The scratch tables. `winners` has one row per key: `id` is the input ordinal of the key's first
- * row (output order); `ord`, `sortv`, `src`, `line` and `row` (the content as canonical JSON, which
- * is also what "identical" compares) describe the current winner; `conflict` says whether the key
+ * row (output order); `ord`, `sortv`, `src`, `line` and `row` (the staged content, which is also
+ * what "identical" compares) describe the current winner; `conflict` says whether the key
  * ever had two contents. The upsert replaces the winner only `WHERE` the new row wins; its result
  * says what happened without a RETURNING (which costs ~30% here): `last_insert_rowid` equal to
  * the row's ordinal = a new key (an upsert's update leaves it alone), no change = the new row
  * lost, otherwise it replaced the winner, whose content the update saved in `prev`.
- * `variants` holds the distinct contents (SHA-1 of the JSON) of keys with a conflict, so that
+ * `variants` holds the distinct contents (SHA-1 of the staged text) of keys with a conflict, so that
  * repeated versions are counted once; it is only written on the conflict path.
  */
 function openScratch(db: Database.Database, policy: Policy): Scratch {

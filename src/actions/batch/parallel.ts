@@ -31,21 +31,16 @@
  * Abort: on `ctx.signal`, every worker is terminated and the step rejects with the signal's reason.
  */
 import { availableParallelism } from "node:os";
-import { existsSync, statSync } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
 import { SluiceError } from "../../errors.js";
 import { sha256File } from "../../connectors/files.js";
 import { splitCsv, type CsvRange } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
 import { mapLimit } from "./map-limit.js";
-import type { FromWorker, ToWorker, WorkUnit } from "./chunk-worker.js";
-
-/** Tells chunk-worker.js it was started by this pool (and not merely imported in some thread). */
-const WORKER_MARK = { sluiceChunkWorker: 1 } as const;
+import type { UnitResult, WorkUnit } from "./chunk-worker.js";
+import { compiledWorker, runPool } from "./worker-pool.js";
 
 export interface ParallelInput {
   /** A dataset manifest: the `files` output of discover_files_in_directory (or any raw dataset). */
@@ -108,42 +103,12 @@ export function parseByteSize(value: string | number): number {
   return Math.round(bytes);
 }
 
-/**
- * The compiled worker entry. From `dist/` it sits next to this module. Under vitest this module
- * runs from its TypeScript source, but a worker thread cannot load `.ts` on Node 20 without a
- * loader, so the worker comes from the compiled tree (`npm run build` first).
- */
-export function workerEntry(): URL {
-  const here = import.meta.url;
-  if (!here.endsWith(".ts")) return new URL("./chunk-worker.js", here);
-  const compiled = new URL("../../../dist/actions/batch/chunk-worker.js", here);
-  if (!existsSync(compiled))
-    throw new SluiceError("INTERNAL", `the parallel file worker ${fileURLToPath(compiled)} is missing; run "npm run build" first (worker threads run the compiled JavaScript)`);
-  return compiled;
-}
-
-/** True when the compiled worker is older than its source (a forgotten rebuild in development). */
-function compiledWorkerIsStale(entry: URL): boolean {
-  if (!import.meta.url.endsWith(".ts")) return false;
-  try {
-    return statSync(entry).mtimeMs < statSync(new URL("./chunk-worker.ts", import.meta.url)).mtimeMs;
-  } catch {
-    return false;
-  }
-}
-
 interface FileState {
   index: number;
   part: DatasetPart;
   units: WorkUnit[];
   failed?: string;
   failedCode?: string;
-}
-
-interface UnitResult {
-  rows: number;
-  malformed: number;
-  partBytes: number;
 }
 
 export async function processFilesInParallel(input: ParallelInput, ctx: ActionContext): Promise<Outputs> {
@@ -187,8 +152,7 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
   // 2. Run the units on the pool.
   const results: (UnitResult | undefined)[] = new Array(units.length);
   if (units.length > 0) {
-    const entry = workerEntry();
-    if (compiledWorkerIsStale(entry)) ctx.log.warn("the compiled parallel worker is older than its source; run npm run build", { worker: fileURLToPath(entry) });
+    const entry = compiledWorker("chunk-worker.js");
     // Per-unit counts, and their sums kept up to date by differences.
     const unitRows = new Array<number>(units.length).fill(0);
     const unitBytes = new Array<number>(units.length).fill(0);
@@ -201,7 +165,7 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
       unitBytes[id] = bytes;
       ctx.progress({ rows: sums.rows, bytes: sums.bytes, totalBytes, files: filesDone.size, totalFiles: files.length });
     };
-    await runPool(units, workers, entry, ctx.signal, {
+    await runPool<WorkUnit, UnitResult>(units, workers, entry, ctx.signal, {
       skip: (u) => fileOfUnit[u.id]!.failed !== undefined,
       progress: set,
       done: (u, r) => {
@@ -305,8 +269,8 @@ async function planFile(f: FileState, chunkBytes: number, csv: ParallelInput["cs
   if (part.bytes !== undefined && part.bytes !== size)
     throw new SluiceError("CONFLICT", `${part.path} changed since it was discovered (${part.bytes} bytes then, ${size} now)`);
   part.bytes = size;
-  if (part.format === "stage")
-    throw new SluiceError("BAD_INPUT", `${part.path} is a staged dataset, not a source file; process_files_in_parallel takes the files of a discovery step`);
+  if (part.format === "stage" || part.format === "unknown")
+    throw new SluiceError("BAD_INPUT", `${part.path} is ${part.format === "stage" ? "a staged dataset, not a source file; process_files_in_parallel takes the files of a discovery step" : "of no format Sluice can tell from its extension"}`);
   const format = part.format;
   const dialect = { ...(csv ?? {}), ...(part.csv ?? {}) };
   const textual = part.format === "csv" || part.format === "tsv";
@@ -364,103 +328,4 @@ async function recordUnreadable(failed: FileState[], ingest: IngestMeta | undefi
     ctx.log.warn("file recorded as known bad; later runs leave it out until its content changes", { path: f.part.source, reason: f.failed });
   }
   return recorded;
-}
-
-interface PoolHandlers {
-  /** True for a unit whose file already failed: it is not started. */
-  skip(unit: WorkUnit): boolean;
-  progress(id: number, rows: number, bytes: number): void;
-  done(unit: WorkUnit, result: UnitResult): void;
-  failed(unit: WorkUnit, reason: string, code: string): void;
-}
-
-/**
- * Run `units` on `size` worker threads, each fed the next unit as soon as it is free. Resolves
- * when every unit has finished or failed; a crashed worker fails its unit and is replaced.
- * On abort, every worker is terminated and the promise rejects with the signal's reason.
- */
-function runPool(units: readonly WorkUnit[], size: number, entry: URL, signal: AbortSignal, on: PoolHandlers): Promise<void> {
-  return new Promise<void>((resolvePool, rejectPool) => {
-    const live = new Set<Worker>();
-    let next = 0;
-    let running = 0;
-    let settled = false;
-
-    const settle = (err?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-      const all = [...live];
-      live.clear();
-      void Promise.allSettled(all.map((w) => w.terminate())).then(() => (err === undefined ? resolvePool() : rejectPool(err)));
-    };
-    const onAbort = (): void => settle(signal.reason ?? new SluiceError("CANCELLED", "the step was cancelled"));
-    signal.addEventListener("abort", onAbort, { once: true });
-
-    const takeNext = (): WorkUnit | undefined => {
-      while (next < units.length) {
-        const u = units[next++]!;
-        if (!on.skip(u)) return u;
-      }
-      return undefined;
-    };
-
-    const spawn = (): void => {
-      const first = takeNext();
-      if (!first) return;
-      const worker = new Worker(entry, { workerData: WORKER_MARK });
-      live.add(worker);
-      let current: WorkUnit | undefined;
-      let crash: string | undefined;
-      const give = (u: WorkUnit | undefined): void => {
-        current = u;
-        if (!u) {
-          // Nothing left for this worker: let it go.
-          live.delete(worker);
-          void worker.terminate();
-          if (running === 0) settle();
-          return;
-        }
-        running++;
-        worker.postMessage({ type: "unit", unit: u } satisfies ToWorker);
-      };
-      worker.on("message", (msg: FromWorker) => {
-        if (settled || !current || msg.id !== current.id) return;
-        if (msg.type === "progress") {
-          on.progress(msg.id, msg.rows, msg.bytes);
-          return;
-        }
-        const u = current;
-        running--;
-        try {
-          if (msg.type === "done") on.done(u, { rows: msg.rows, malformed: msg.malformed, partBytes: msg.partBytes });
-          else on.failed(u, msg.message, msg.code);
-        } catch (err) {
-          settle(err);
-          return;
-        }
-        give(takeNext());
-      });
-      worker.on("error", (err) => {
-        crash = err.message;
-      });
-      worker.on("exit", (code) => {
-        if (settled || !live.has(worker)) return;
-        live.delete(worker);
-        if (current) {
-          running--;
-          on.failed(current, `the worker reading it crashed: ${crash ?? `exit code ${code}`}`, "WORKER_CRASHED");
-          current = undefined;
-        }
-        // A replacement takes the remaining units; with none left, the pool may be finished.
-        if (next < units.length) spawn();
-        if (running === 0 && live.size === 0) settle();
-      });
-      give(first);
-    };
-
-    if (signal.aborted) return onAbort();
-    for (let i = 0; i < size && next < units.length; i++) spawn();
-    if (running === 0 && live.size === 0) settle();
-  });
 }

@@ -27,16 +27,25 @@ export async function validateSourceAvailability(input: SourceInput, ctx: Action
           // Files may still arrive: a glob or directory that is empty now is worth retrying.
           { retryable: src.glob || files.length > 0 },
         );
+      // One unreadable file among several is left for the collecting step to isolate (it is listed
+      // there as failed, with its reason); only a source with nothing readable fails here.
+      const unreadable: string[] = [];
       for (const f of files) {
         try {
           await access(f.path, constants.R_OK);
         } catch {
-          throw new SluiceError("BAD_CONFIG", `source file ${f.path} exists but is not readable by this process`);
+          unreadable.push(f.path);
         }
       }
+      if (unreadable.length === files.length)
+        throw new SluiceError(
+          "BAD_CONFIG",
+          files.length === 1 ? `source file ${files[0]!.path} exists but is not readable by this process` : `none of the ${files.length} files of ${src.display} is readable by this process`,
+        );
+      for (const path of unreadable) ctx.log.warn("source file not readable by this process", { path });
       const bytes = files.reduce((n, f) => n + f.size, 0);
       ctx.log.info("source available", { kind: "file", files: files.length, bytes });
-      return { kind: "file", available: true, files: files.length, bytes, source: src.display };
+      return { kind: "file", available: true, files: files.length, bytes, source: src.display, ...(unreadable.length ? { unreadable } : {}) };
     }
     case "http": {
       const probe = await probeHttp({ url: src.url, auth: httpAuth(input.auth) }, { signal: ctx.signal });

@@ -5,14 +5,22 @@
  * Storage is idempotent on the key (declared, else a content hash): a retried or resumed store
  * finds the rows an earlier attempt committed unchanged and counts them as duplicates, so every
  * valid row ends up stored exactly once.
+ *
+ * The staged lines go to the destination as they are (`Destination.writeStaged`): no object
+ * per row in this process, and the content hashes computed by the conversion step are reused.
+ * One batch is written while the next is read, so the database works while this process reads.
+ * A row the destination cannot hold exactly (see SqliteDestination on decimals) comes back
+ * rejected and is quarantined here, with its source and line.
  */
 import { join } from "node:path";
 import { openDestination } from "../../connectors/destinations/index.js";
+import type { StageChunk } from "../../formats/stage.js";
 import type { ActionContext, Outputs } from "../types.js";
-import { checkAccounting, readDataset, readQuarantine, requireTyped, type Dataset, type IngestMeta } from "./dataset.js";
-import type { TypedRow } from "./model.js";
-import { readParts } from "./transform.js";
+import { checkAccounting, readDataset, readQuarantine, requireTyped, type Dataset, type DatasetPart, type IngestMeta } from "./dataset.js";
+import type { QuarantinedRecord } from "./model.js";
+import { readTypedChunks } from "./typed-dataset.js";
 
+/** Rows per destination write (one transaction each); see POSTGRES_BATCH_ROWS on the size. */
 const WRITE_BATCH = 50_000;
 
 export interface StoreInput {
@@ -38,37 +46,52 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
     const wctx = { runId: ctx.runId, step: ctx.step };
     let stored = 0;
     let duplicate = 0;
-    let pending: TypedRow[] = [];
-    // One batch is written while the next is read: the database works while this process parses.
+    const rejected: QuarantinedRecord[] = [];
+    let pending: Buffer[] = [];
+    let pendingRows = 0;
+    let pendingPart: DatasetPart | undefined;
+    // One batch is written while the next is read: the database works while this process reads.
     let inflight: Promise<void> = Promise.resolve();
     const flush = async () => {
-      if (pending.length === 0) return;
-      const batch = pending;
+      if (pendingRows === 0) return;
+      const chunk: StageChunk = { data: pending.length === 1 ? pending[0]! : Buffer.concat(pending), rows: pendingRows };
+      const part = pendingPart!;
       pending = [];
+      pendingRows = 0;
       await inflight;
-      inflight = dest.write(batch, wctx).then((r) => {
+      inflight = dest.writeStaged(chunk, wctx).then((r) => {
         stored += r.stored;
         duplicate += r.duplicate;
-        ctx.progress({ rows: stored + duplicate });
+        for (const x of r.rejected ?? []) rejected.push({ source: part.source, line: x.line ?? x.index, step: ctx.step, reasons: x.reasons, record: x.record });
+        ctx.progress({ rows: stored + duplicate + rejected.length });
       });
       // A failed write must surface even if no later flush awaits it.
       inflight.catch(() => undefined);
     };
-    for await (const b of readParts(ds, ctx.signal)) {
-      // Destinations read only the schema's columns, so the staged `_line` needs no stripping.
-      for (const row of b.rows) pending.push(row as TypedRow);
-      if (pending.length >= WRITE_BATCH) await flush();
+    for await (const { part, chunk } of readTypedChunks(ds, ds.columns, ctx.signal)) {
+      // A batch holds rows of one part, so a rejected row's source is known.
+      if (pendingPart !== part) await flush();
+      pendingPart = part;
+      pending.push(chunk.data);
+      pendingRows += chunk.rows;
+      if (pendingRows >= WRITE_BATCH) await flush();
     }
     await flush();
     await inflight;
-    const quarantined = await storeQuarantine(ds, dest, wctx);
+    if (rejected.length > 0) await dest.writeQuarantine(rejected, wctx);
+    const quarantined = (await storeQuarantine(ds, dest, wctx)) + rejected.length;
 
-    const accounting = { ...ds.accounting, rowsDuplicate: ds.accounting.rowsDuplicate + duplicate };
+    const accounting = {
+      ...ds.accounting,
+      rowsQuarantined: ds.accounting.rowsQuarantined + rejected.length,
+      rowsDuplicate: ds.accounting.rowsDuplicate + duplicate,
+    };
     checkAccounting(accounting, stored, `step ${ctx.step}`);
     // Only now, with their rows committed, do the source files count as ingested.
     const ingest = ds.meta?.ingest as IngestMeta | undefined;
     if (ingest?.files.length) await ctx.ledger.record(ingest.scope, ingest.files);
-    ctx.log.info("stored", { destination: dest.display, table: input.table, stored, duplicate, quarantined });
+    const empty = accounting.rowsIn === 0;
+    ctx.log.info("stored", { destination: dest.display, table: input.table, stored, duplicate, quarantined, ...(empty ? { empty } : {}) });
     return {
       destination: dest.display,
       table: input.table,
@@ -77,7 +100,9 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
       rowsStored: stored,
       rowsQuarantined: accounting.rowsQuarantined,
       rowsDuplicate: accounting.rowsDuplicate,
+      ...(rejected.length > 0 ? { rowsRejectedByDestination: rejected.length } : {}),
       balanced: true,
+      ...(empty ? { empty: true } : {}),
     };
   } finally {
     await dest.close();

@@ -28,7 +28,7 @@ export const INGESTED_AT = "_ingested_at";
 
 /**
  * The standard trade schema: what the batch conversion step of the standard ingestion workflow
- * (workflows/base-data-ingestion-workflow-standard-ingestion.yaml, format-conversion) types
+ * (examples/schemas/trades.yaml, the standard workflow's default schema file) types
  * records to. A test keeps the two equal.
  */
 export const DEFAULT_STREAM_SCHEMA: TargetSchemaSpec = {

@@ -151,7 +151,16 @@ export async function openStoreStage(input: StoreStreamInput, ctx: ActionContext
       deadLettered = letters.length;
     }
     let counts = { stored: 0, duplicate: 0 };
-    if (batch.records.length > 0) counts = await dest.write(batch.records.map((r) => r.value as TypedRow), wctx);
+    if (batch.records.length > 0) {
+      const res = await dest.write(batch.records.map((r) => r.value as TypedRow), wctx);
+      counts = { stored: res.stored, duplicate: res.duplicate };
+      // Rows the destination cannot hold exactly (SQLite and a decimal of more than 15 digits).
+      if (res.rejected?.length) {
+        const letters = deadLetters({ ...batch, rejected: res.rejected.map((x) => ({ record: batch.records[x.index]!, reasons: x.reasons, step: ctx.step })) }, ctx);
+        await (batch.deadLetter !== undefined ? await deadLetterDest(batch.deadLetter) : dest).writeQuarantine(letters, dlctx);
+        deadLettered += letters.length;
+      }
+    }
     return { ...counts, deadLettered };
   };
 

@@ -2,8 +2,8 @@
  * What every destination shares: the metadata columns, target validation, the content hash,
  * the row key and in-batch "last wins" deduplication.
  */
-import * as crypto from "node:crypto";
-import type { Column, TypedRow, TypedValue } from "../../actions/batch/model.js";
+import type { Column, TypedRow, TypedValue } from "../../formats/typed.js";
+import { canonicalText, contentHash, compileStageDecoder, type StageChunk } from "../../formats/stage.js";
 import { SluiceError } from "../../errors.js";
 import type { DestinationTarget } from "./types.js";
 
@@ -65,29 +65,7 @@ export function checkTarget(target: DestinationTarget, where: string): CheckedTa
   };
 }
 
-const hashFn: (text: string) => string =
-  typeof (crypto as { hash?: unknown }).hash === "function"
-    ? (text) => crypto.hash("sha1", text, "base64")
-    : (text) => crypto.createHash("sha1").update(text).digest("base64");
-
-/**
- * The canonical text of a row's values in column order: null `~`, true `T`, false `F`, a string
- * as `<length>:<text>`. Each token starts with a distinct character and strings carry their
- * length, so two different rows never have the same text.
- */
-export function canonicalText(values: readonly TypedValue[]): string {
-  let s = "";
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    s += typeof v === "string" ? v.length + ":" + v : v === true ? "T" : v === false ? "F" : "~";
-  }
-  return s;
-}
-
-/** SHA-1 (base64, no padding) of a row's canonical text: the `_sluice_hash` column. */
-export function contentHash(values: readonly TypedValue[]): string {
-  return hashFn(canonicalText(values)).slice(0, 27);
-}
+export { canonicalText, contentHash };
 
 /** A row's values in column order (absent → null). */
 export function rowValues(row: TypedRow, names: readonly string[]): TypedValue[] {
@@ -134,7 +112,8 @@ export interface PreparedBatch {
   keep: number[];
 }
 
-export function prepareBatch(t: CheckedTarget, rows: readonly TypedRow[], where: string): PreparedBatch {
+/** `known` hashes (staged rows carry theirs) are used instead of hashing again. */
+export function prepareBatch(t: CheckedTarget, rows: readonly TypedRow[], where: string, known?: readonly string[]): PreparedBatch {
   const n = rows.length;
   const values = new Array<TypedValue[]>(n);
   const hashes = new Array<string>(n);
@@ -142,7 +121,7 @@ export function prepareBatch(t: CheckedTarget, rows: readonly TypedRow[], where:
   for (let i = 0; i < n; i++) {
     const v = rowValues(rows[i]!, t.names);
     values[i] = v;
-    hashes[i] = contentHash(v);
+    hashes[i] = known ? known[i]! : contentHash(v);
     keys[i] = keyText(t, v, hashes[i]!, i, where);
   }
   // Last wins: walk backwards, keep the first time a key is met.
@@ -173,4 +152,11 @@ export function jsonText(value: unknown): string {
 /** The one quarantine key: a retried step does not add the same record twice. */
 export function quarantineKey(runId: string, step: string, source: string, line: number): string {
   return canonicalText([runId, step, source, String(line)]);
+}
+
+/** Staged rows decoded for destinations that write objects (SQLite, files), with their hashes and positions. */
+export function decodeStaged(t: CheckedTarget, chunk: StageChunk): { rows: TypedRow[]; hashes: string[]; lines: number[] } {
+  const into: { row: TypedRow; line: number; hash: string }[] = [];
+  compileStageDecoder(t.columns)(chunk.data.toString("utf8"), into);
+  return { rows: into.map((r) => r.row), hashes: into.map((r) => r.hash), lines: into.map((r) => r.line) };
 }

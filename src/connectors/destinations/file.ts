@@ -17,11 +17,12 @@ import { randomBytes } from "node:crypto";
 import { rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { mkdirSync } from "node:fs";
-import type { QuarantinedRecord, TypedRow } from "../../actions/batch/model.js";
+import type { QuarantinedRecord, TypedRow } from "../../formats/typed.js";
 import { SluiceError } from "../../errors.js";
 import { openReader, openWriter, type FileFormat, type ParquetColumnType, type RecordWriter } from "../../formats/index.js";
 import { TextFileWriter } from "../../formats/io.js";
-import { HASH_COLUMN, LOADED_AT_COLUMN, RUN_ID_COLUMN, checkTarget, jsonText, prepareBatch, quarantineKey, type CheckedTarget } from "./common.js";
+import { HASH_COLUMN, LOADED_AT_COLUMN, RUN_ID_COLUMN, checkTarget, decodeStaged, jsonText, prepareBatch, quarantineKey, type CheckedTarget } from "./common.js";
+import type { StageChunk } from "../../formats/stage.js";
 import type { Destination, DestinationTarget, WriteContext, WriteCounts } from "./types.js";
 
 export const DEFAULT_MAX_TRACKED_KEYS = 1_000_000;
@@ -106,10 +107,16 @@ export class FileDestination implements Destination {
     return row;
   }
 
-  async write(rows: TypedRow[], ctx: WriteContext): Promise<WriteCounts> {
+  async writeStaged(chunk: StageChunk, ctx: WriteContext): Promise<WriteCounts> {
+    const t = this.requireTarget();
+    const { rows, hashes } = decodeStaged(t, chunk);
+    return this.write(rows, ctx, hashes);
+  }
+
+  async write(rows: TypedRow[], ctx: WriteContext, knownHashes?: readonly string[]): Promise<WriteCounts> {
     const t = this.requireTarget();
     if (rows.length === 0) return { stored: 0, duplicate: 0 };
-    const batch = prepareBatch(t, rows, this.display);
+    const batch = prepareBatch(t, rows, this.display, knownHashes);
     const loadedAt = new Date().toISOString();
     const out: Record<string, unknown>[] = [];
     let stored = 0;

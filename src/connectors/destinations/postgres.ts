@@ -18,7 +18,9 @@
  */
 import pg from "pg";
 import copyStreams from "pg-copy-streams";
-import type { Column, QuarantinedRecord, TypedRow } from "../../actions/batch/model.js";
+import type { Column, QuarantinedRecord, TypedRow } from "../../formats/typed.js";
+import type { StageChunk } from "../../formats/stage.js";
+import { BINARY_HEADER, BINARY_TRAILER, compileBinaryEncoder, type BinaryEncoder } from "./pg-binary.js";
 import { SluiceError } from "../../errors.js";
 import { pgEndpoint, pgError, type SslMode } from "../pg-connection.js";
 import { quoteTableName } from "../postgres.js";
@@ -169,6 +171,9 @@ export class PostgresDestination implements Destination {
   private stagingReady = false;
   private upsertSql = "";
   private directCopySql = "";
+  private directBinarySql = "";
+  private stagingBinarySql = "";
+  private stagingEncoder: BinaryEncoder | undefined;
   /** Whether the next batch tries COPY straight into the target (see write()). */
   private direct = true;
 
@@ -294,6 +299,9 @@ export class PostgresDestination implements Destination {
       ? `on conflict (${q(HASH_COLUMN)}) do nothing`
       : `on conflict (${keyList}) do update set ${setList} where ${qt}.${q(HASH_COLUMN)} is distinct from excluded.${q(HASH_COLUMN)}`;
     this.directCopySql = `copy ${qt} (${[...all, RUN_ID_COLUMN, LOADED_AT_COLUMN].map(q).join(", ")}) from stdin`;
+    this.directBinarySql = `${this.directCopySql} with (format binary)`;
+    this.stagingBinarySql = `copy pg_temp.${q(this.staging)} from stdin with (format binary)`;
+    this.stagingEncoder = compileBinaryEncoder(t.columns, { ordinal: true });
     this.direct = true;
     this.upsertSql =
       `insert into ${qt} (${[...all, RUN_ID_COLUMN, LOADED_AT_COLUMN].map(q).join(", ")}) ` +
@@ -383,6 +391,61 @@ export class PostgresDestination implements Destination {
       if (inTx) await c.query("rollback").catch(() => undefined);
       throw this.fail(err, `writing to table ${t.table}`);
     }
+  }
+
+  /**
+   * Rows staged by a conversion step, encoded as binary COPY (pg-binary.ts). The same two paths
+   * as `write`: straight into the target under a savepoint while every key is new, else through
+   * the staging table and one upsert. The stage's content hashes are used as they are.
+   */
+  async writeStaged(chunk: StageChunk, ctx: WriteContext): Promise<WriteCounts> {
+    const t = this.requireTarget();
+    if (chunk.rows === 0) return { stored: 0, duplicate: 0 };
+    const c = await this.connection();
+    let inTx = false;
+    try {
+      await this.ensureStaging(c, t);
+      await c.query("begin");
+      inTx = true;
+      if (this.direct) {
+        const direct = compileBinaryEncoder(t.columns, { ordinal: false, meta: { runId: ctx.runId, loadedAt: new Date() } })(chunk.data, chunk.rows);
+        await c.query("savepoint sluice_direct");
+        try {
+          await this.copyBuffer(c, this.directBinarySql, direct);
+          await c.query("commit");
+          inTx = false;
+          return { stored: chunk.rows, duplicate: 0 };
+        } catch (err) {
+          if ((err as { code?: string }).code !== "23505") throw err;
+          await c.query("rollback to savepoint sluice_direct");
+          this.direct = false;
+        }
+      }
+      await this.copyBuffer(c, this.stagingBinarySql, this.stagingEncoder!(chunk.data, chunk.rows));
+      const r = await c.query(this.upsertSql, [ctx.runId]);
+      await c.query("commit");
+      inTx = false;
+      const stored = r.rowCount ?? 0;
+      if (stored === chunk.rows) this.direct = true;
+      return { stored, duplicate: chunk.rows - stored };
+    } catch (err) {
+      if (inTx) await c.query("rollback").catch(() => undefined);
+      throw this.fail(err, `writing to table ${t.table}`);
+    }
+  }
+
+  /** One binary COPY of already-encoded tuples. */
+  private async copyBuffer(c: pg.Client, sql: string, tuples: Buffer): Promise<void> {
+    const stream = c.query(copyStreams.from(sql));
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on("finish", resolve);
+      stream.on("error", reject);
+    });
+    done.catch(() => undefined);
+    stream.write(BINARY_HEADER);
+    stream.write(tuples);
+    stream.end(BINARY_TRAILER);
+    await done;
   }
 
   /** Stream the batch with COPY (text format): [ordinal,] values, hash [, run id, loaded at]. */

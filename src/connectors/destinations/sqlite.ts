@@ -2,13 +2,23 @@
  * SQLite destination (better-sqlite3): WAL, synchronous=NORMAL, one transaction per batch.
  *
  * Tables Sluice creates are STRICT, so a value the column cannot hold (text in an INTEGER
- * column) is refused by SQLite instead of stored as something else. Decimals, timestamps and
- * dates are TEXT so they stay exact; booleans are INTEGER 0/1.
+ * column) is refused by SQLite instead of stored as something else. Timestamps and dates are
+ * TEXT (canonical UTC ISO-8601 and YYYY-MM-DD, which sort and compare as time); booleans are
+ * INTEGER 0/1.
+ *
+ * Decimals are REAL, so that they compare, sort and aggregate as numbers (as TEXT, `max(price)`
+ * answered 9.4 where the maximum was 35.6). SQLite has no exact decimal type; a REAL holds every
+ * decimal of at most 15 significant digits exactly — reading it back to the column's scale gives
+ * the very digits that were written (DBL_DIG is 15) — which covers prices, amounts and
+ * measurements. A value with more significant digits is not rounded silently: its row is
+ * rejected (quarantined by the store step, dead-lettered by a stream) with a reason saying so;
+ * such data belongs in PostgreSQL, whose NUMERIC(38, s) holds it exactly.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import type { Column, QuarantinedRecord, TypedRow } from "../../actions/batch/model.js";
+import type { Column, QuarantinedRecord, TypedRow } from "../../formats/typed.js";
+import type { StageChunk } from "../../formats/stage.js";
 import { SluiceError } from "../../errors.js";
 import {
   HASH_COLUMN,
@@ -16,9 +26,11 @@ import {
   QUARANTINE_SUFFIX,
   RUN_ID_COLUMN,
   checkTarget,
+  decodeStaged,
   jsonText,
   prepareBatch,
   type CheckedTarget,
+  type PreparedBatch,
 } from "./common.js";
 import type { Destination, DestinationTarget, WriteContext, WriteCounts } from "./types.js";
 
@@ -34,8 +46,22 @@ export function sqliteAffinity(declared: string): Affinity {
   return "NUMERIC";
 }
 
-export function sqliteType(c: Column): "TEXT" | "INTEGER" {
-  return c.type === "integer" || c.type === "boolean" ? "INTEGER" : "TEXT";
+export function sqliteType(c: Column): "TEXT" | "INTEGER" | "REAL" {
+  return c.type === "integer" || c.type === "boolean" ? "INTEGER" : c.type === "decimal" ? "REAL" : "TEXT";
+}
+
+/** Most significant digits a REAL holds exactly (DBL_DIG). */
+const REAL_DIGITS = 15;
+
+/** Significant digits of canonical decimal text: leading and trailing zeros and the point left out. */
+export function significantDigits(text: string): number {
+  let start = text.charCodeAt(0) === 45 ? 1 : 0;
+  let end = text.length;
+  while (start < end && (text.charCodeAt(start) === 48 || text.charCodeAt(start) === 46)) start++;
+  while (end > start && (text.charCodeAt(end - 1) === 48 || text.charCodeAt(end - 1) === 46)) end--;
+  let n = end - start;
+  if (text.indexOf(".", start) !== -1 && text.indexOf(".", start) < end) n--;
+  return Math.max(0, n);
 }
 
 /** Affinities that keep a value of this type exactly (BLOB = none: stores what it is given). */
@@ -44,8 +70,9 @@ function acceptable(c: Column): Affinity[] {
     case "integer":
     case "boolean":
       return ["INTEGER", "NUMERIC", "BLOB"];
+    case "decimal":
+      return ["REAL"];
     default:
-      // NUMERIC/REAL would turn "189.2500" into 189.25 (or a rounded float): not exact.
       return ["TEXT", "BLOB"];
   }
 }
@@ -158,7 +185,11 @@ export class SqliteDestination implements Destination {
     for (const [name, type, ok] of expect) {
       const found = byName.get(name);
       if (!found) throw fail(`has no column ${name} (expected ${type})`);
-      if (!ok.includes(sqliteAffinity(found.type))) throw fail(`column ${name} has type ${found.type || "(none)"}, expected ${type}`);
+      if (!ok.includes(sqliteAffinity(found.type))) {
+        const col = t.columns.find((c) => c.name === name);
+        const hint = col?.type === "decimal" && sqliteAffinity(found.type) === "TEXT" ? " (decimals are stored as REAL since Sluice 0.2, so that they compare as numbers; rename or drop the old table)" : "";
+        throw fail(`column ${name} has type ${found.type || "(none)"}, expected ${type}${hint}`);
+      }
     }
     const wanted = new Set(expect.map((e) => e[0]));
     for (const c of info) {
@@ -180,30 +211,57 @@ export class SqliteDestination implements Destination {
   async write(rows: TypedRow[], ctx: WriteContext): Promise<WriteCounts> {
     const t = this.requireTarget();
     if (rows.length === 0) return { stored: 0, duplicate: 0 };
-    const batch = prepareBatch(t, rows, this.display);
+    return this.upsert(t, rows, prepareBatch(t, rows, this.display), undefined, ctx);
+  }
+
+  async writeStaged(chunk: StageChunk, ctx: WriteContext): Promise<WriteCounts> {
+    const t = this.requireTarget();
+    if (chunk.rows === 0) return { stored: 0, duplicate: 0 };
+    const { rows, hashes, lines } = decodeStaged(t, chunk);
+    return this.upsert(t, rows, prepareBatch(t, rows, this.display, hashes), lines, ctx);
+  }
+
+  private upsert(t: CheckedTarget, rows: TypedRow[], batch: PreparedBatch, lines: number[] | undefined, ctx: WriteContext): WriteCounts {
     const loadedAt = new Date().toISOString();
     const width = t.columns.length + 3;
     const params = new Array<unknown>(batch.keep.length * width);
     const bool = t.columns.map((c) => c.type === "boolean");
+    const dec = t.columns.map((c) => c.type === "decimal");
+    const rejected: NonNullable<WriteCounts["rejected"]> = [];
     let o = 0;
     for (let k = 0; k < batch.keep.length; k++) {
       const i = batch.keep[k]!;
       const v = batch.values[i]!;
+      const start = o;
+      let why: string | undefined;
       for (let c = 0; c < v.length; c++) {
         const x = v[c];
-        params[o++] = typeof x === "boolean" ? (x ? 1 : 0) : bool[c] && typeof x === "string" ? booleanText(x) : x;
+        if (dec[c] && typeof x === "string") {
+          const digits = significantDigits(x);
+          if (digits > REAL_DIGITS) {
+            why = `${t.names[c]}: ${x} has ${digits} significant digits; SQLite stores decimals as REAL, which holds ${REAL_DIGITS} exactly (store into PostgreSQL, or declare the column a string)`;
+            break;
+          }
+          params[o++] = Number(x);
+        } else params[o++] = typeof x === "boolean" ? (x ? 1 : 0) : bool[c] && typeof x === "string" ? booleanText(x) : x;
+      }
+      if (why !== undefined) {
+        o = start;
+        rejected.push({ index: i, ...(lines ? { line: lines[i]! } : {}), reasons: [why], record: rows[i]! });
+        continue;
       }
       params[o++] = batch.hashes[i];
       params[o++] = ctx.runId;
       params[o++] = loadedAt;
     }
+    params.length = o;
     let stored: number;
     try {
-      stored = this.runBatch!(params);
+      stored = o === 0 ? 0 : this.runBatch!(params);
     } catch (err) {
       throw sqliteError(err, this.display, `writing to table ${t.table}`);
     }
-    return { stored, duplicate: rows.length - stored };
+    return { stored, duplicate: rows.length - stored - rejected.length, ...(rejected.length ? { rejected } : {}) };
   }
 
   async writeQuarantine(records: QuarantinedRecord[], ctx: WriteContext): Promise<void> {

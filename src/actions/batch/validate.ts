@@ -1,0 +1,100 @@
+/**
+ * base-data-quality/validate_data_quality (and validate_bulk_data): score a typed dataset
+ * against quality rules, quarantining the rows that break one.
+ *
+ * The data is not rewritten: rows that break a rule are quarantined and their lines listed in
+ * the output dataset's `exclude` file, the parts themselves are shared with the input dataset.
+ * Only the columns the rules name are decoded from the staged lines.
+ *
+ * The score counts every record that came in, not only the rows that reached this step:
+ *
+ *   score = rows passing every row rule / (rows in − duplicates) × share of dataset rules passing
+ *
+ * so a source whose records were nearly all rejected by the conversion step scores near 0
+ * instead of 1 (an empty dataset, with nothing rejected, scores 1). Under `threshold` the step
+ * fails with QUALITY_BELOW_THRESHOLD (not retried).
+ */
+import { join } from "node:path";
+import { writeFile } from "node:fs/promises";
+import { SluiceError } from "../../errors.js";
+import type { ActionContext, Outputs } from "../types.js";
+import { checkAccounting, quarantineSink, readDataset, readExclusions, requireTyped, stepFolder, writeDataset, type Exclusions } from "./dataset.js";
+import type { QualityRuleSpec } from "./model.js";
+import { createQualityChecker, score, type QualityReport } from "./quality.js";
+import { loadSchemaRef, type SchemaDocument } from "./schema-file.js";
+import { readTypedRows } from "./typed-dataset.js";
+import { decodeStageLine } from "../../formats/stage.js";
+
+export interface ValidateInput {
+  dataset: string;
+  rules: QualityRuleSpec[];
+  /** A schema (inline or a file) whose `rules:` are applied too. */
+  schema?: SchemaDocument | string;
+  threshold: number;
+}
+
+export async function validateDataQuality(input: ValidateInput, ctx: ActionContext): Promise<Outputs> {
+  const ds = await readDataset(input.dataset);
+  requireTyped(ds, input.dataset, "quality validation");
+  const fromSchema = input.schema === undefined ? [] : (await loadSchemaRef(input.schema)).rules ?? [];
+  const rules = [...fromSchema, ...input.rules];
+  const dir = await stepFolder(ctx);
+  const checker = createQualityChecker(rules, ds.columns, { spill: { dir } });
+  const only = [...new Set(rules.flatMap((r) => [r.column, r.freshness?.column]).filter((c): c is string => typeof c === "string"))];
+  const quarantine = quarantineSink(dir);
+  const excluded: Exclusions = Object.fromEntries([...(await readExclusions(ds))].map(([p, set]) => [p, [...set]]));
+  let seen = 0;
+  let kept = 0;
+  for await (const b of readTypedRows(ds, ds.columns, ctx.signal, { only, keepText: true })) {
+    for (const r of b.rows) {
+      const reasons = checker.check(r.row, r.line);
+      if (reasons.length === 0) kept++;
+      else {
+        quarantine.add({ source: b.part.source, line: r.line, step: ctx.step, reasons, record: decodeStageLine(r.text!, ds.columns) });
+        (excluded[b.part.path] ??= []).push(r.line);
+      }
+    }
+    seen += b.rows.length;
+    ctx.progress({ rows: seen });
+  }
+  await quarantine.close();
+  const report = checker.finish();
+  const accounting = { ...ds.accounting, rowsQuarantined: ds.accounting.rowsQuarantined + quarantine.count };
+  // Every record in, less exact duplicates (not a quality failure), is what could have been stored.
+  const candidates = accounting.rowsIn - accounting.rowsDuplicate;
+  const datasetRules = report.rules.filter((r) => r.kind === "dataset");
+  const total = score(candidates, candidates - kept, datasetRules.filter((r) => r.passed).length, datasetRules.length);
+  const full: QualityReport & { rowsIn: number; rowsRejectedUpstream: number } = {
+    ...report,
+    score: total,
+    rowsIn: accounting.rowsIn,
+    rowsRejectedUpstream: ds.accounting.rowsQuarantined,
+  };
+  await writeFile(join(dir, "quality-report.json"), JSON.stringify(full, null, 2));
+
+  if (total < input.threshold)
+    throw new SluiceError(
+      "QUALITY_BELOW_THRESHOLD",
+      `quality score ${total} is under the threshold ${input.threshold}: ${describeFailures(report, ds.accounting.rowsQuarantined, candidates)}`,
+      { retryable: false, details: { report: full } },
+    );
+  checkAccounting(accounting, kept, `step ${ctx.step}`);
+  const exclude = join(dir, "exclude.json");
+  await writeFile(exclude, JSON.stringify(excluded));
+  const dataset = await writeDataset(dir, {
+    step: ctx.step, typed: true, columns: ds.columns, ...(ds.key ? { key: ds.key } : {}), parts: ds.parts, rows: kept, accounting,
+    quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])], exclude, meta: { ...ds.meta, quality: full },
+  });
+  return {
+    dataset, score: total, threshold: input.threshold, rowsChecked: report.rowsChecked, rowsFailed: report.rowsFailed,
+    rowsRejectedUpstream: ds.accounting.rowsQuarantined,
+    rowsIn: accounting.rowsIn, rowsOut: kept, rowsQuarantined: accounting.rowsQuarantined,
+    rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
+  };
+}
+
+function describeFailures(report: QualityReport, upstream: number, candidates: number): string {
+  const failed = report.rules.filter((r) => !r.passed).map((r) => `${r.rule} (${r.failures} failing)`);
+  if (upstream > 0) failed.unshift(`${upstream} of ${candidates} records rejected before this step`);
+  return failed.length ? failed.join(", ") : "no single rule failed";
+}
