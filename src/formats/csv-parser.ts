@@ -17,11 +17,16 @@
  * - A quote inside an unquoted field is literal but makes the record malformed ("stray quote").
  * - A quoted field still open at end of input makes the record malformed ("unterminated").
  * - Empty lines (LF or CRLF alone) between records are skipped.
+ * - A record holding bytes that were not valid in the file's encoding (`append`'s marks, see
+ *   encoding.ts) is malformed, with the byte offset and encoding in its reason; in the header
+ *   it fails the file. Checking costs one comparison per record (the position of the next mark,
+ *   Infinity when there is none).
  *
  * The parser is fed text with `append` and drained with `parse`; it stops when the batch is full
  * or when it needs more text, so the caller controls memory.
  */
 import { SluiceError } from "../errors.js";
+import { addInvalid, nextInvalidAt, pendingInvalid, takeInvalid, type InvalidBytes } from "./encoding.js";
 import { setField } from "./io.js";
 import { MAX_RAW_CHARS, type RecordBatch, truncateRaw } from "./types.js";
 
@@ -62,6 +67,11 @@ export class CsvParser {
   private makeRow: RowFactory | undefined;
   private skipFirst: boolean;
   private readonly scratch: string[] = [];
+  /** Text position (from the first character appended) of buf[0]. */
+  private base = 0;
+  /** Invalid-byte marks not yet attributed to a record, and the buf index of the first (Infinity: none). */
+  private readonly invalid = pendingInvalid();
+  private nextInvalid = Infinity;
 
   constructor(private readonly opts: CsvParserOptions) {
     this.delim = opts.delimiter;
@@ -83,10 +93,13 @@ export class CsvParser {
     return this.buf.length - this.pos;
   }
 
-  append(text: string): void {
+  /** Add text; `invalid` marks its bytes that were not valid in the encoding (positions from the first text appended). */
+  append(text: string, invalid?: readonly InvalidBytes[]): void {
+    this.base += this.pos;
     this.buf = this.pos < this.buf.length ? this.buf.slice(this.pos) + text : text;
     this.pos = 0;
     this.nextQuote = -2;
+    this.nextInvalid = (invalid ? addInvalid(this.invalid, invalid) : nextInvalidAt(this.invalid)) - this.base;
   }
 
   /**
@@ -275,6 +288,11 @@ export class CsvParser {
     end: number,
     error: string | undefined,
   ): void {
+    if (this.nextInvalid < end) {
+      const bad = takeInvalid(this.invalid, this.base + end);
+      this.nextInvalid = nextInvalidAt(this.invalid) - this.base;
+      if (bad !== undefined) return this.emitUndecodable(batch, nf, line, start, end, error, bad);
+    }
     if (error !== undefined) {
       if (!this.cols) {
         throw new SluiceError("BAD_INPUT", `${this.opts.file}: the header (line ${line}) is malformed: ${error}`, {
@@ -305,6 +323,29 @@ export class CsvParser {
     }
     batch.rows.push(this.makeRow!(fields));
     batch.lines.push(line);
+  }
+
+  /** A record with bytes not valid in the encoding: quarantined (the header: the file fails). */
+  private emitUndecodable(
+    batch: RecordBatch,
+    nf: number,
+    line: number,
+    start: number,
+    end: number,
+    error: string | undefined,
+    bad: string,
+  ): void {
+    const file = this.opts.file;
+    if (!this.cols) {
+      throw new SluiceError("BAD_INPUT", `${file}: the header (line ${line}) cannot be read: ${bad}`, { details: { file, line } });
+    }
+    if (this.skipFirst) {
+      this.skipFirst = false; // the file's own header, replaced by the declared columns
+      return;
+    }
+    const count = this.cols.length;
+    const also = error ?? (nf !== count ? `expected ${count} field${count === 1 ? "" : "s"}, found ${nf}` : undefined);
+    batch.errors.push({ file, line, reason: also === undefined ? bad : `${bad}; ${also}`, raw: this.raw(start, end) });
   }
 
   private raw(start: number, end: number): string {

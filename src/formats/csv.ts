@@ -1,10 +1,14 @@
 /**
  * CSV / TSV reading and writing (RFC 4180). Values are read as strings exactly as they appear
  * (typing is a later layer's job); header names are kept exactly, with no trimming or renaming.
+ * Files are decoded in `options.encoding` (encoding.ts); a record holding bytes that are not
+ * valid in it is quarantined with their byte offset, never stored altered. Errors and
+ * `RecordError.file` name the input as `options.name ?? path`.
  */
 import { SluiceError } from "../errors.js";
 import { CsvParser } from "./csv-parser.js";
-import { TextFileWriter, cellText, decodeChunks, fieldOf, keysOf, readTextChunks } from "./io.js";
+import type { InvalidBytes } from "./encoding.js";
+import { TextFileWriter, cellText, decodeChunks, fieldOf, keysOf, readTextChunks, type DecodedChunk } from "./io.js";
 import {
   DEFAULT_BATCH_SIZE,
   DEFAULT_MAX_RECORD_BYTES,
@@ -73,32 +77,32 @@ export async function* readCsvRange(path: string, range: CsvRange, options: CsvR
     yield* readCsvText(path, options, { start: 0, end: range.end, firstLine: 1, columns: undefined });
     return;
   }
-  const columns = options.header === false || options.columns ? declaredColumns(path, options) : await readCsvHeader(path, options);
+  const columns =
+    options.header === false || options.columns ? declaredColumns(options.name ?? path, options) : await readCsvHeader(path, options);
   yield* readCsvText(path, options, { start: range.start, end: range.end, firstLine: range.firstLine, columns });
 }
 
 /** The column names of a CSV file: its first record (which may span lines), read alone. */
 export async function readCsvHeader(path: string, options: CsvReadOptions = {}): Promise<string[]> {
+  const name = options.name ?? path;
   const dialect = resolveDialect(options);
   const parser = new CsvParser({
-    file: path,
+    file: name,
     ...dialect,
     firstLine: 1,
     maxRecordChars: options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
   });
   const batch = emptyBatch();
-  let first = true;
-  for await (let chunk of readTextChunks(path, { highWaterMark: options.highWaterMark ?? 64 * 1024 })) {
-    if (first && chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
-    first = false;
-    parser.append(chunk);
+  const chunks = readTextChunks(path, { highWaterMark: options.highWaterMark ?? 64 * 1024, encoding: options.encoding, name });
+  for await (const chunk of chunks) {
+    parser.append(chunk.text, chunk.invalid);
     // A limit of one record: the parser stops soon after it has taken the header.
     parser.parse(batch, 1, false);
     if (parser.columns) return [...parser.columns];
   }
   parser.parse(batch, 1, true);
   if (parser.columns) return [...parser.columns];
-  throw new SluiceError("BAD_INPUT", `${path}: the file is empty, so it has no header row`, { details: { file: path } });
+  throw new SluiceError("BAD_INPUT", `${name}: the file is empty, so it has no header row`, { details: { file: name } });
 }
 
 function declaredColumns(path: string, options: CsvReadOptions): readonly string[] {
@@ -117,26 +121,34 @@ interface TextSlice {
 }
 
 function readCsvText(path: string, options: CsvReadOptions, slice: TextSlice): AsyncGenerator<RecordBatch> {
-  const chunks = readTextChunks(path, { start: slice.start, end: slice.end, highWaterMark: options.highWaterMark });
-  return parseCsvChunks(chunks, path, options, slice);
+  const name = options.name ?? path;
+  const chunks = readTextChunks(path, {
+    start: slice.start,
+    end: slice.end,
+    highWaterMark: options.highWaterMark,
+    encoding: options.encoding,
+    name,
+  });
+  return parseCsvChunks(chunks, name, options, slice);
 }
 
 /**
- * Parse CSV from any source of text or UTF-8 byte chunks (an HTTP body, a socket, a file):
- * the same parser and malformed-record reporting as `readCsv`. `source` names the input in
- * errors. A BOM at the very start is stripped.
+ * Parse CSV from any source of text or byte chunks (an HTTP body, a socket, a file): the same
+ * parser and malformed-record reporting as `readCsv`, bytes decoded in `options.encoding`.
+ * `options.name ?? source` names the input in errors. A BOM at the very start is dropped.
  */
 export function parseCsvStream(
   chunks: AsyncIterable<string | Uint8Array>,
   source: string,
   options: CsvReadOptions = {},
 ): AsyncGenerator<RecordBatch> {
-  return parseCsvChunks(decodeChunks(chunks), source, options, { start: 0, firstLine: 1, columns: undefined });
+  const name = options.name ?? source;
+  return parseCsvChunks(decodeChunks(chunks, { encoding: options.encoding, name }), name, options, { start: 0, firstLine: 1, columns: undefined });
 }
 
 async function* parseCsvChunks(
-  chunks: AsyncIterable<string>,
-  path: string,
+  chunks: AsyncIterable<DecodedChunk>,
+  name: string,
   options: CsvReadOptions,
   slice: TextSlice,
 ): AsyncGenerator<RecordBatch> {
@@ -146,14 +158,14 @@ async function* parseCsvChunks(
   let columns = slice.columns;
   let skipFirstRecord = false;
   if (!columns) {
-    if (!header) columns = declaredColumns(path, options);
+    if (!header) columns = declaredColumns(name, options);
     else if (options.columns) {
-      columns = declaredColumns(path, options);
+      columns = declaredColumns(name, options);
       skipFirstRecord = true;
     }
   }
   const parser = new CsvParser({
-    file: path,
+    file: name,
     ...dialect,
     columns,
     skipFirstRecord,
@@ -163,21 +175,20 @@ async function* parseCsvChunks(
 
   let batch = emptyBatch(parser.columns);
   let yielded = false;
-  let first = slice.start === 0;
   // Text held back while a record is incomplete: the parser is re-run only once the held text
   // has doubled, so a record spanning many small reads costs linear, not quadratic, time.
+  // (The decoder has already dropped a BOM at the start of the file.)
   let held: string[] = [];
+  let heldInvalid: InvalidBytes[] | undefined;
   let heldChars = 0;
-  for await (let chunk of chunks) {
-    if (first) {
-      if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1); // UTF-8 BOM
-      first = false;
-    }
-    held.push(chunk);
-    heldChars += chunk.length;
+  for await (const chunk of chunks) {
+    held.push(chunk.text);
+    heldChars += chunk.text.length;
+    if (chunk.invalid) heldInvalid = heldInvalid ? heldInvalid.concat(chunk.invalid) : chunk.invalid;
     if (heldChars < parser.pendingChars) continue;
-    parser.append(held.length === 1 ? held[0]! : held.join(""));
+    parser.append(held.length === 1 ? held[0]! : held.join(""), heldInvalid);
     held = [];
+    heldInvalid = undefined;
     heldChars = 0;
     while (parser.parse(batch, batchSize, false) === "full") {
       yield batch;
@@ -185,7 +196,7 @@ async function* parseCsvChunks(
       batch = emptyBatch(parser.columns);
     }
   }
-  if (held.length > 0) parser.append(held.join(""));
+  if (held.length > 0) parser.append(held.join(""), heldInvalid);
   while (parser.parse(batch, batchSize, true) === "full") {
     yield batch;
     yielded = true;

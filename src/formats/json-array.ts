@@ -8,9 +8,12 @@
  * the rest are read. Element boundaries come from brackets and strings only, so an element whose
  * brackets do not balance can swallow what follows it: that is reported as one bad element.
  * Anything other than a top-level array (an object, a scalar, an empty file) is a BAD_INPUT
- * error naming the file.
+ * error naming the file. An element holding bytes that are not valid in `options.encoding` is a
+ * bad element whose reason names their offset (encoding.ts). Errors name the input as
+ * `options.name ?? path`.
  */
 import { SluiceError } from "../errors.js";
+import { addInvalid, nextInvalidAt, pendingInvalid, takeInvalid } from "./encoding.js";
 import { TextFileWriter, readTextChunks, stringifyJson } from "./io.js";
 import { jsonKind, pick } from "./ndjson.js";
 import {
@@ -40,6 +43,7 @@ const CLOSE_BRACKET = 93;
 type Phase = "start" | "array" | "end";
 
 export async function* readJsonArray(path: string, options: JsonArrayReadOptions = {}): AsyncGenerator<RecordBatch> {
+  const name = options.name ?? path;
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
   const maxChars = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   let batch: RecordBatch = { rows: [], lines: [], errors: [] };
@@ -53,6 +57,17 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
   let elemLine = 0;
   let trailing = false; // text after the closing bracket was reported
   let afterComma = false; // a comma was seen and no element has started since
+  let base = 0; // text position of buf[0]
+  // Marks of bytes not valid in the encoding; `bad` is the text position of the next (Infinity: none).
+  const invalid = pendingInvalid();
+  let bad = Infinity;
+  /** The reason for the marks in buf[.., end), consumed; undefined when there are none. */
+  const undecodable = (end: number): string | undefined => {
+    if (bad >= base + end) return undefined;
+    const reason = takeInvalid(invalid, base + end);
+    bad = nextInvalidAt(invalid);
+    return reason;
+  };
   // Lines are counted lazily: `line` is the line number at buf index `linePos`.
   let line = 1;
   let linePos = 0;
@@ -63,35 +78,38 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
   };
   const finishElement = (end: number): void => {
     if (elemStart === -1) {
-      batch.errors.push({ file: path, line: lineAt(end), reason: "empty array element (a stray comma?)", raw: "" });
+      batch.errors.push({ file: name, line: lineAt(end), reason: "empty array element (a stray comma?)", raw: "" });
       return;
     }
     const text = buf.slice(elemStart, end).trimEnd();
+    const undecoded = undecodable(end);
+    if (undecoded !== undefined) {
+      batch.errors.push({ file: name, line: elemLine, reason: undecoded, raw: truncateRaw(text) });
+      return;
+    }
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (err) {
-      batch.errors.push({ file: path, line: elemLine, reason: `invalid JSON: ${(err as Error).message}`, raw: truncateRaw(text) });
+      batch.errors.push({ file: name, line: elemLine, reason: `invalid JSON: ${(err as Error).message}`, raw: truncateRaw(text) });
       return;
     }
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      batch.errors.push({ file: path, line: elemLine, reason: `expected a JSON object, found ${jsonKind(value)}`, raw: truncateRaw(text) });
+      batch.errors.push({ file: name, line: elemLine, reason: `expected a JSON object, found ${jsonKind(value)}`, raw: truncateRaw(text) });
       return;
     }
     batch.rows.push(value as Record<string, unknown>);
     batch.lines.push(elemLine);
   };
 
-  let first = true;
-  for await (let chunk of readTextChunks(path, { highWaterMark: options.highWaterMark })) {
-    if (first) {
-      if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
-      first = false;
-    }
+  // (The decoder has already dropped a BOM at the start of the file.)
+  for await (const chunk of readTextChunks(path, { highWaterMark: options.highWaterMark, encoding: options.encoding, name })) {
+    if (chunk.invalid) bad = addInvalid(invalid, chunk.invalid);
     // Drop what has been consumed, keeping the current element's text.
     const keep = elemStart !== -1 ? elemStart : i;
     lineAt(keep);
-    buf = buf.slice(keep) + chunk;
+    buf = buf.slice(keep) + chunk.text;
+    base += keep;
     i -= keep;
     if (elemStart !== -1) elemStart -= keep;
     linePos = 0;
@@ -160,10 +178,16 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
           continue;
         }
         if (c !== OPEN_BRACKET) {
+          const undecoded = undecodable(i + 1);
+          if (undecoded !== undefined) {
+            throw new SluiceError("BAD_INPUT", `${name}: the file cannot be read as a JSON array: ${undecoded}`, {
+              details: { file: name, line: lineAt(i) },
+            });
+          }
           throw new SluiceError(
             "BAD_INPUT",
-            `${path}: expected a JSON array of objects, but the file starts with ${JSON.stringify(buf.slice(i, i + 20))}`,
-            { details: { file: path, line: lineAt(i) } },
+            `${name}: expected a JSON array of objects, but the file starts with ${JSON.stringify(buf.slice(i, i + 20))}`,
+            { details: { file: name, line: lineAt(i) } },
           );
         }
         phase = "array";
@@ -176,7 +200,7 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
           continue;
         }
         batch.errors.push({
-          file: path,
+          file: name,
           line: lineAt(i),
           reason: "unexpected text after the end of the top-level array",
           raw: truncateRaw(buf.slice(i)),
@@ -187,8 +211,8 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
       }
     }
     if (elemStart !== -1 && len - elemStart > maxChars) {
-      throw new SluiceError("BAD_INPUT", `${path}: the array element starting at line ${elemLine} is longer than ${maxChars} characters`, {
-        details: { file: path, line: elemLine },
+      throw new SluiceError("BAD_INPUT", `${name}: the array element starting at line ${elemLine} is longer than ${maxChars} characters`, {
+        details: { file: name, line: elemLine },
       });
     }
     if (batch.rows.length + batch.errors.length >= batchSize) {
@@ -199,14 +223,16 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
   }
 
   if (phase === "start") {
-    throw new SluiceError("BAD_INPUT", `${path}: expected a JSON array of objects, but the file is empty`, { details: { file: path } });
+    throw new SluiceError("BAD_INPUT", `${name}: expected a JSON array of objects, but the file is empty`, { details: { file: name } });
   }
   if (phase === "array") {
     const at = elemStart !== -1 ? elemLine : lineAt(buf.length);
+    const reason = elemStart !== -1 ? "unterminated array element at end of file" : "the top-level array is not closed at end of file";
+    const undecoded = undecodable(buf.length);
     batch.errors.push({
-      file: path,
+      file: name,
       line: at,
-      reason: elemStart !== -1 ? "unterminated array element at end of file" : "the top-level array is not closed at end of file",
+      reason: undecoded === undefined ? reason : `${undecoded}; ${reason}`,
       raw: elemStart !== -1 ? truncateRaw(buf.slice(elemStart)) : "",
     });
   }

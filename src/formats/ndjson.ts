@@ -3,7 +3,8 @@
  * valid JSON, or is valid JSON but not an object, is a malformed record and the rest go on.
  */
 import { SluiceError } from "../errors.js";
-import { TextFileWriter, decodeChunks, fieldOf, readTextChunks, setField, stringifyJson } from "./io.js";
+import { addInvalid, nextInvalidAt, pendingInvalid, takeInvalid } from "./encoding.js";
+import { TextFileWriter, decodeChunks, fieldOf, readTextChunks, setField, stringifyJson, type DecodedChunk } from "./io.js";
 import {
   DEFAULT_BATCH_SIZE,
   DEFAULT_MAX_RECORD_BYTES,
@@ -20,38 +21,52 @@ export interface NdjsonReadOptions extends ReadOptions {
 }
 
 export function readNdjson(path: string, options: NdjsonReadOptions = {}): AsyncGenerator<RecordBatch> {
-  return parseNdjsonChunks(readTextChunks(path, { highWaterMark: options.highWaterMark }), path, options);
+  const name = options.name ?? path;
+  return parseNdjsonChunks(readTextChunks(path, { highWaterMark: options.highWaterMark, encoding: options.encoding, name }), name, options);
 }
 
 /**
- * Parse NDJSON from any source of text or UTF-8 byte chunks (an HTTP body, a socket): the same
- * rules and malformed-record reporting as `readNdjson`. `source` names the input in errors.
+ * Parse NDJSON from any source of text or byte chunks (an HTTP body, a socket): the same rules
+ * and malformed-record reporting as `readNdjson`, bytes decoded in `options.encoding`.
+ * `options.name ?? source` names the input in errors.
  */
 export function parseNdjsonStream(
   chunks: AsyncIterable<string | Uint8Array>,
   source: string,
   options: NdjsonReadOptions = {},
 ): AsyncGenerator<RecordBatch> {
-  return parseNdjsonChunks(decodeChunks(chunks), source, options);
+  const name = options.name ?? source;
+  return parseNdjsonChunks(decodeChunks(chunks, { encoding: options.encoding, name }), name, options);
 }
 
-async function* parseNdjsonChunks(chunks: AsyncIterable<string>, path: string, options: NdjsonReadOptions): AsyncGenerator<RecordBatch> {
+async function* parseNdjsonChunks(chunks: AsyncIterable<DecodedChunk>, path: string, options: NdjsonReadOptions): AsyncGenerator<RecordBatch> {
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
   const maxChars = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   let batch = emptyBatch();
   let rest = ""; // an incomplete last line, carried to the next chunk
+  let restAt = 0; // text position of rest[0]
   let line = 1;
-  let first = true;
+  // Marks of bytes not valid in the encoding; `bad` is the text index of the next one (Infinity: none).
+  const invalid = pendingInvalid();
+  let bad = Infinity;
+  const undecodable = (text: string, end: number, base: number): void => {
+    const reason = takeInvalid(invalid, base + end)!;
+    batch.errors.push({ file: path, line, reason, raw: truncateRaw(stripCr(text)) });
+  };
 
-  for await (let chunk of chunks) {
-    if (first) {
-      if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
-      first = false;
-    }
-    const text = rest.length > 0 ? rest + chunk : chunk;
+  for await (const chunk of chunks) {
+    const text = rest.length > 0 ? rest + chunk.text : chunk.text;
+    const base = restAt;
+    if (chunk.invalid) bad = addInvalid(invalid, chunk.invalid);
     let p = 0;
     for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", p)) {
-      parseLine(path, text.slice(p, nl), line++, batch);
+      if (bad < base + nl) {
+        undecodable(text.slice(p, nl), nl, base);
+        bad = nextInvalidAt(invalid);
+      } else {
+        parseLine(path, text.slice(p, nl), line, batch);
+      }
+      line++;
       p = nl + 1;
       if (batch.rows.length + batch.errors.length >= batchSize) {
         yield batch;
@@ -59,13 +74,17 @@ async function* parseNdjsonChunks(chunks: AsyncIterable<string>, path: string, o
       }
     }
     rest = text.slice(p);
+    restAt = base + p;
     if (rest.length > maxChars) {
       throw new SluiceError("BAD_INPUT", `${path}: line ${line} is longer than ${maxChars} characters`, {
         details: { file: path, line },
       });
     }
   }
-  if (rest.length > 0) parseLine(path, rest, line, batch);
+  if (rest.length > 0) {
+    if (bad < restAt + rest.length) undecodable(rest, rest.length, restAt);
+    else parseLine(path, rest, line, batch);
+  }
   if (batch.rows.length > 0 || batch.errors.length > 0) yield batch;
 }
 

@@ -52,6 +52,10 @@ export interface ReadOptions {
   batchSize?: number;
   /** Bytes read from disk at a time. Default 1 MiB. Tests use tiny values to split records. */
   highWaterMark?: number;
+  /** The text encoding, default "utf-8"; see encoding.ts. */
+  encoding?: string;
+  /** The name used for this input in errors and RecordError.file (the user's path or URL when the file read is a staged copy); default the path. */
+  name?: string;
 }
 
 /** What a writer reports when it is closed. */

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { openCsvWriter, parseCsvStream, readCsv, readCsvHeader } from "../../src/formats/csv.js";
+import { openCsvWriter, parseCsvStream, readCsv, readCsvHeader, readCsvRange } from "../../src/formats/csv.js";
 import { SluiceError } from "../../src/errors.js";
 import { collect, tempDir } from "./helpers.js";
 
@@ -187,6 +187,38 @@ describe("readCsv", () => {
     ]);
     expect(r.lines).toEqual([2, 3, 6]);
     expect(r.errors.map((e) => [e.line, e.reason])).toEqual([[5, "expected 4 fields, found 3"]]);
+  });
+});
+
+describe("the input's name in errors (options.name)", () => {
+  const user = "/home/ana/exports/orders.csv";
+  it("names the user's file, not the staged copy, in every RecordError and error sentence", async () => {
+    const staged = await tmp.file("0000-data.csv", "a,b\n1,2\n3\n");
+    const r = await collect(readCsv(staged, { name: user }));
+    expect(r.errors).toEqual([{ file: user, line: 3, reason: "expected 2 fields, found 1", raw: "3" }]);
+    const range = await collect(readCsvRange(staged, { start: 4, end: 10, firstLine: 2 }, { name: user }));
+    expect(range.errors).toEqual([{ file: user, line: 3, reason: "expected 2 fields, found 1", raw: "3" }]);
+
+    const cases: [string, string, Record<string, unknown>, string][] = [
+      ["dup.csv", "a,a\n1,2\n", {}, `${user}: column name "a" appears twice in the header`],
+      ["badhead2.csv", 'a,b"c\n1,2\n', {}, `${user}: the header (line 1) is malformed: stray quote in unquoted field 2`],
+      ["open2.csv", 'a,b\n1,"never closed\n' + "x,y\n".repeat(300), { maxRecordBytes: 100, highWaterMark: 64 }, `${user}: the record starting at line 2 is longer than 100 characters; is a quote left open?`],
+      ["nohead2.csv", "1,2\n", { header: false }, `${user}: header: false needs a declared list of columns`],
+    ];
+    for (const [file, content, opts, message] of cases) {
+      const path = await tmp.file(file, content);
+      await expect(collect(readCsv(path, { ...opts, name: user })), file).rejects.toMatchObject({ message });
+    }
+    const empty = await tmp.file("empty2.csv", "");
+    await expect(readCsvHeader(empty, { name: user })).rejects.toMatchObject({ message: `${user}: the file is empty, so it has no header row` });
+  });
+
+  it("parseCsvStream takes options.name over the source label", async () => {
+    async function* body(): AsyncGenerator<string> {
+      yield "a,b\n1\n";
+    }
+    const r = await collect(parseCsvStream(body(), "stream", { name: "https://example.com/export?id=7" }));
+    expect(r.errors.map((e) => e.file)).toEqual(["https://example.com/export?id=7"]);
   });
 });
 

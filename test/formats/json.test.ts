@@ -48,6 +48,20 @@ describe("readNdjson", () => {
     expect(r.errors).toMatchObject([{ file: "nats:orders", line: 3, raw: "nope" }]);
   });
 
+  it("names options.name, not the file read, in errors", async () => {
+    const staged = await tmp.file("0001-data.ndjson", '{"a":1}\nnope\n{"a":"' + "x".repeat(200));
+    const name = "https://api.example.com/v1/orders";
+    await expect(collect(readNdjson(staged, { name, maxRecordBytes: 100, highWaterMark: 16 }))).rejects.toMatchObject({
+      code: "BAD_INPUT",
+      message: `${name}: line 3 is longer than 100 characters`,
+    });
+    const r = await collect(readNdjson(staged, { name }));
+    expect(r.errors.map((e) => [e.file, e.line])).toEqual([
+      [name, 2],
+      [name, 3],
+    ]);
+  });
+
   it("writes NDJSON that reads back the same", async () => {
     const path = await tmp.file("out.ndjson");
     const w = await openNdjsonWriter(path);
@@ -130,6 +144,16 @@ describe("readJsonArray", () => {
       message: expect.stringContaining(`${obj}: expected a JSON array of objects`),
     });
     await expect(collect(readJsonArray(await tmp.file("e.json", "  ")))).rejects.toMatchObject({ code: "BAD_INPUT" });
+  });
+
+  it("names options.name, not the file read, in errors", async () => {
+    const name = "/data/in/customers.json";
+    const obj = await tmp.file("0002-data.json", '{"rows": []}');
+    await expect(collect(readJsonArray(obj, { name }))).rejects.toMatchObject({
+      message: `${name}: expected a JSON array of objects, but the file starts with "{\\"rows\\": []}"`,
+    });
+    const bad = await collect(readJsonArray(await tmp.file("0003-data.json", '[{"a":1}, 7]'), { name }));
+    expect(bad.errors).toMatchObject([{ file: name, line: 1, reason: "expected a JSON object, found a number" }]);
   });
 
   it("writes a streaming array that reads back the same", async () => {
