@@ -14,7 +14,7 @@ export type FileFormat = "csv" | "tsv" | "ndjson" | "json" | "parquet";
 
 /** One record that could not be parsed. Reported, never thrown, so the rest of the file goes on. */
 export interface RecordError {
-  /** The file the record came from (the path as given to the reader). */
+  /** The file the record came from: the reader's `name` option (the user's path or URL), else its path. */
   file: string;
   /**
    * Text formats: the 1-based line where the record STARTS (a CSV record with quoted newlines
@@ -46,8 +46,6 @@ export interface RecordBatch {
 
 /** Options understood by every reader. */
 export interface ReadOptions {
-  /** The name used for this input in errors and RecordError.file (the user's path or URL when the file read is a staged copy); default the path. */
-  name?: string;
   /** Maximum rows + errors per batch. Default 1,000. */
   batchSize?: number;
   /** Bytes read from disk at a time. Default 1 MiB. Tests use tiny values to split records. */
