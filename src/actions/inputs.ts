@@ -48,6 +48,7 @@ export const CsvOptions = z
     quote: z.string().length(1).optional(),
     header: z.boolean().optional(),
     columns: z.array(z.string()).optional(),
+    encoding: z.string().min(1).optional().describe("Text encoding (utf-8, utf-16le, latin1, windows-1252, …); default utf-8."),
   })
   .strict();
 

@@ -13,3 +13,4 @@ export { openNdjsonWriter, parseNdjsonStream, readNdjson, type NdjsonReadOptions
 export { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
 export { openParquetWriter, readParquet, jsonSafe, type ParquetColumnType, type ParquetWriteOptions } from "./parquet.js";
 export { convertFile, type ConvertOptions, type ConvertResult } from "./convert.js";
+export { detectEncoding, detectFileEncoding, normalizeEncoding, SUPPORTED_ENCODINGS } from "./encoding.js";

@@ -29,7 +29,7 @@ export interface WorkUnit {
   step: string;
   /** For CSV/TSV: the byte range to read (file line numbers are kept). Absent: the whole file. */
   range?: CsvRange;
-  csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[] };
+  csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[]; encoding?: string };
   /** Input bytes of the unit (for progress). */
   bytes: number;
   /** Output NDJSON part. */

@@ -32,7 +32,7 @@ export interface DatasetPart {
   bytes?: number;
   sha256?: string;
   /** CSV reading options for raw parts. */
-  csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[] };
+  csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[]; encoding?: string };
   /** Reading options for raw parts beyond the CSV dialect (the text encoding). */
   read?: { encoding?: string };
 }

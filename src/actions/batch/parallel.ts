@@ -282,7 +282,7 @@ async function planFile(f: FileState, chunkBytes: number, csv: ParallelInput["cs
     out: name(chunk, "part"), quarantine: name(chunk, "quarantine"), batchSize: BATCH_SIZE,
   });
   if (!textual || size <= chunkBytes) return [unit(0, size)];
-  const ranges = await splitCsv(part.path, { delimiter: dialect.delimiter, quote: dialect.quote, targetBytes: chunkBytes });
+  const ranges = await splitCsv(part.path, { delimiter: dialect.delimiter, quote: dialect.quote, targetBytes: chunkBytes, name: part.source, ...(dialect.encoding ? { encoding: dialect.encoding } : {}) });
   return ranges.map((r, i) => unit(i, r.end - r.start, r));
 }
 

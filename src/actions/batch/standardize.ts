@@ -272,7 +272,7 @@ async function planFile(part: DatasetPart, index: number, p: PlanContext): Promi
   if (!textual || !p.parallel) return [unit(0)];
   const size = part.bytes ?? (await stat(part.path)).size;
   if (size <= p.chunk * 1.5) return [unit(0)];
-  const ranges = await splitCsv(part.path, { delimiter: read.delimiter, quote: read.quote, targetBytes: p.chunk, ...(read.encoding ? { encoding: read.encoding } : {}) } as Parameters<typeof splitCsv>[1]);
+  const ranges = await splitCsv(part.path, { delimiter: read.delimiter, quote: read.quote, targetBytes: p.chunk, name: part.source, ...(read.encoding ? { encoding: read.encoding } : {}) });
   return ranges.map((r, i) => unit(i, r));
 }
 
@@ -285,7 +285,7 @@ async function scanExtraColumns(files: FileState[], doc: SchemaDocument): Promis
     let have: readonly string[] = [];
     try {
       const { format, read } = readSpecOf(f.part, doc);
-      if (format === "csv" || format === "tsv") have = read.header === false ? read.columns ?? [] : await readCsvHeader(f.part.path, { ...read, name: f.part.source } as Parameters<typeof readCsvHeader>[1]);
+      if (format === "csv" || format === "tsv") have = read.header === false ? read.columns ?? [] : await readCsvHeader(f.part.path, { ...read, name: f.part.source });
       else {
         for await (const b of openReader(f.part.path, { format, batchSize: 1000, name: f.part.source })) {
           have = b.columns ?? [...new Set(b.rows.flatMap((r) => Object.keys(r)))];
