@@ -10,7 +10,7 @@
  */
 
 /** The file formats Sluice reads and writes. `tsv` is CSV with a tab delimiter. */
-export type FileFormat = "csv" | "tsv" | "ndjson" | "json" | "parquet";
+export type FileFormat = "csv" | "tsv" | "ndjson" | "json" | "parquet" | "arrow";
 
 /** One record that could not be parsed. Reported, never thrown, so the rest of the file goes on. */
 export interface RecordError {
@@ -50,6 +50,8 @@ export interface ReadOptions {
   batchSize?: number;
   /** Bytes read from disk at a time. Default 1 MiB. Tests use tiny values to split records. */
   highWaterMark?: number;
+  /** The name used for this input in errors and RecordError.file (the user's path or URL when the file read is a staged copy); default the path. */
+  name?: string;
 }
 
 /** What a writer reports when it is closed. */
