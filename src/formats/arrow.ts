@@ -15,10 +15,9 @@
  * List / Struct / Map as JSON arrays and objects whose leaves follow the same rules.
  *
  * Compressed record batches (IPC body compression, which pyarrow uses for Feather by default)
- * are read: ZSTD through @bokuweb/zstd-wasm, LZ4_FRAME through the small frame decoder below.
+ * are read: ZSTD through @bokuweb/zstd-wasm (zstd.ts), LZ4_FRAME through the small frame decoder below.
  */
 import { open, type FileHandle } from "node:fs/promises";
-import { init as zstdInit, decompress as zstdDecompress } from "@bokuweb/zstd-wasm";
 import {
   CompressionType,
   DataType,
@@ -34,6 +33,7 @@ import {
 import { SluiceError } from "../errors.js";
 import { openError, type DescribedColumn, type FileDescription, type ParquetColumnSpec } from "./parquet.js";
 import { setField } from "./io.js";
+import { loadZstd, zstdDecompress } from "./zstd.js";
 import { DEFAULT_BATCH_SIZE, type ReadOptions, type RecordBatch } from "./types.js";
 import {
   base64,
@@ -47,15 +47,22 @@ import {
   type TimeUnitName,
 } from "./values.js";
 
-let codecsReady: Promise<void> | undefined;
+const zstdDecode = (bytes: Uint8Array): Uint8Array => zstdDecompress(bytes);
 
-/** Register the IPC body decompressors once (zstd-wasm needs its module loaded first). */
-function registerCodecs(): Promise<void> {
-  return (codecsReady ??= (async () => {
-    await zstdInit();
-    compressionRegistry.set(CompressionType.ZSTD, { encode: undefined as never, decode: (bytes: Uint8Array) => zstdDecompress(bytes) });
-    compressionRegistry.set(CompressionType.LZ4_FRAME, { encode: undefined as never, decode: lz4FrameDecode });
-  })());
+/**
+ * Make sure the IPC body decompressors are registered (zstd-wasm needs its module loaded first).
+ * Checked on every open, since apache-arrow's registry is global and a writer in the same
+ * process may replace an entry with an encoder alone; such an encoder is kept.
+ */
+async function registerCodecs(): Promise<void> {
+  await loadZstd();
+  for (const [type, decode] of [
+    [CompressionType.ZSTD, zstdDecode],
+    [CompressionType.LZ4_FRAME, lz4FrameDecode],
+  ] as const) {
+    const current = compressionRegistry.get(type);
+    if (current?.decode !== decode) compressionRegistry.set(type, { ...(current?.encode ? { encode: current.encode } : {}), decode });
+  }
 }
 
 interface OpenedArrow {

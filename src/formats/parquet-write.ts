@@ -25,7 +25,6 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { gzipSync } from "node:zlib";
-import { init as zstdInit, compress as zstdCompress } from "@bokuweb/zstd-wasm";
 import type { ColumnChunk, Encoding, FileMetaData, RowGroup, SchemaElement, Statistics } from "hyparquet";
 import { ByteWriter } from "hyparquet-writer";
 import { writePageHeader } from "hyparquet-writer/src/datapage.js";
@@ -35,6 +34,7 @@ import { SluiceError } from "../errors.js";
 import { cellText, fieldOf, keysOf, stringifyJson } from "./io.js";
 import type { RecordWriter, WriteResult } from "./types.js";
 import { daysFromCivil } from "./values.js";
+import { loadZstd, zstdCompress } from "./zstd.js";
 
 /**
  * A column of a typed Parquet file. Values are Sluice's canonical typed values:
@@ -92,12 +92,10 @@ type Kind = "string" | "integer" | "decimal" | "boolean" | "timestamp" | "date" 
 // ---------------------------------------------------------------------------------------------
 // Compression
 
-let zstdReady: Promise<void> | undefined;
-
 async function compressorFor(codec: ParquetCodec): Promise<(bytes: Uint8Array) => Uint8Array> {
   switch (codec) {
     case "ZSTD":
-      await (zstdReady ??= zstdInit());
+      await loadZstd();
       return (bytes) => zstdCompress(bytes, ZSTD_LEVEL);
     case "SNAPPY":
       return (bytes) => snappyCompress(bytes);
