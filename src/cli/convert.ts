@@ -66,7 +66,7 @@ export async function convertCommand(input: string, output: string, o: ConvertFl
     process.stderr.write(`… and ${more} more rejected record${more === 1 ? "" : "s"} (${where})\n`);
   }
   process.stdout.write(
-    `${output}: ${result.rowsOut} rows written (${result.rowsIn} read, ${result.errorCount} rejected), ${result.columns.length} columns\n`,
+    `${output}: ${result.rowsOut} rows written (${result.rowsIn} read, ${result.errorCount} malformed), ${result.columns.length} columns\n`,
   );
   return result.errorCount > 0 ? 1 : 0;
 }
@@ -90,6 +90,7 @@ function why(err: unknown): string {
     case "EISDIR":
       return "is a directory";
     case "ENOTDIR":
+    case "EEXIST": // mkdir -p over a file
       return "a part of the path is not a directory";
     case "ENOSPC":
       return "no space left on the device";

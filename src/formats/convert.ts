@@ -19,7 +19,7 @@ import { SluiceError } from "../errors.js";
 import { arrowColumnSpecs, detectFormat, openReader, openWriter, type ReaderOptions, type WriterOptions } from "./dispatch.js";
 import { keysOf } from "./io.js";
 import { parquetColumnSpecs, type ParquetColumnSpec } from "./parquet.js";
-import type { FileFormat, RecordWriter } from "./types.js";
+import type { FileFormat, RecordError, RecordWriter } from "./types.js";
 
 /** Applied to every record after reading: the typed record, or the reasons it was rejected. */
 export type RowTransform = (row: Record<string, unknown>) => { ok: true; row: Record<string, unknown> } | { ok: false; reasons: string[] };
@@ -140,6 +140,8 @@ export async function convertFile(opts: ConvertOptions): Promise<ConvertResult> 
     if (opts.onReject) await opts.onReject(r);
   };
 
+  const rejectMalformed = (err: RecordError): Promise<void> => reject({ file: err.file, line: err.line, reason: err.reason, raw: err.raw });
+
   let writer: RecordWriter | undefined;
   let columns: readonly string[] | undefined = opts.schema;
   let known: Set<string> | undefined;
@@ -153,42 +155,49 @@ export async function convertFile(opts: ConvertOptions): Promise<ConvertResult> 
   try {
     for await (const batch of openReader(opts.input, { ...opts.read, format: from })) {
       result.rowsIn += batch.rows.length + batch.errors.length;
-      for (const e of batch.errors) await reject({ file: e.file, line: e.line, reason: e.reason, raw: e.raw });
       if (!columns && batch.columns) columns = batch.columns;
       if (!columns && fixedColumns && batch.rows.length > 0) columns = keysOf(batch.rows);
       if (!writer && (columns || batch.rows.length > 0)) await openOnce(columns);
-      if (batch.rows.length === 0) continue;
-
-      let rows = batch.rows;
-      if (transform) {
-        const kept: Record<string, unknown>[] = [];
-        for (let r = 0; r < rows.length; r++) {
-          const t = transform(rows[r]!);
-          if (t.ok) kept.push(t.row);
-          else await reject({ file: opts.input, line: batch.lines[r]!, reason: t.reasons.join("; "), raw: rows[r] });
-        }
-        rows = kept;
-      }
       // Schemaless input into a fixed-column output: a key the header does not have would be
       // lost, so such a row is reported instead of written.
-      if (fixedColumns && !opts.schema && !batch.columns && columns) {
-        known ??= new Set(columns);
+      const checkKeys = fixedColumns && !opts.schema && !batch.columns && columns !== undefined;
+      if (checkKeys) known ??= new Set(columns);
+      const errors = batch.errors;
+      let e = 0;
+      let rows = batch.rows;
+      if (transform || checkKeys || errors.length > 0) {
+        // One pass in input order: malformed records are reported between the rows around them.
         const kept: Record<string, unknown>[] = [];
-        for (let r = 0; r < rows.length; r++) {
-          const row = rows[r]!;
-          const extra = Object.keys(row).find((k) => !known!.has(k));
-          if (extra === undefined) kept.push(row);
-          else {
-            await reject({
-              file: opts.input,
-              line: batch.lines[r]!,
-              reason: `column ${JSON.stringify(extra)} is not among the output columns (taken from the first rows); pass a schema to choose them`,
-              raw: row,
-            });
+        for (let r = 0; r < batch.rows.length; r++) {
+          const line = batch.lines[r]!;
+          while (e < errors.length && errors[e]!.line < line) await rejectMalformed(errors[e++]!);
+          let row = batch.rows[r]!;
+          if (transform) {
+            const t = transform(row);
+            if (!t.ok) {
+              await reject({ file: opts.input, line, reason: t.reasons.join("; "), raw: row });
+              continue;
+            }
+            row = t.row;
           }
+          if (checkKeys) {
+            const extra = Object.keys(row).find((k) => !known!.has(k));
+            if (extra !== undefined) {
+              await reject({
+                file: opts.input,
+                line,
+                reason: `column ${JSON.stringify(extra)} is not among the output columns (taken from the first rows); pass a schema to choose them`,
+                raw: row,
+              });
+              continue;
+            }
+          }
+          kept.push(row);
         }
+        while (e < errors.length) await rejectMalformed(errors[e++]!);
         rows = kept;
       }
+      if (rows.length === 0) continue;
       if (!columns) for (const k of keysOf(rows)) seen.add(k);
       await writer!.write(rows);
       result.rowsOut += rows.length;
