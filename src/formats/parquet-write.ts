@@ -72,7 +72,7 @@ export interface ParquetWriteOptions {
    * does not name are STRING. Without `schema` (and `columnTypes`) every column is STRING.
    */
   schema?: readonly ParquetColumnSpec[] | "auto";
-  /** Page compression. Default ZSTD (level 3, as DuckDB and Arrow use by default). */
+  /** Page compression. Default ZSTD (level 2, see ZSTD_LEVEL). */
   codec?: ParquetCodec;
   /** The earlier API: physical types for some columns (INT64 ← bigints or integer text…). Prefer `schema`. */
   columnTypes?: Readonly<Record<string, ParquetColumnType>>;
@@ -85,7 +85,11 @@ const PAGE_BYTES = 1 << 20;
 /** Values after which a chunk checks whether its dictionary pays. */
 const DICT_CHECK_AT = 1024;
 const DICT_MAX_BYTES = 1 << 20;
-const ZSTD_LEVEL = 3;
+/**
+ * Level 2: on the trade sample, level 1 writes 3% larger files for ~30 ns less per row, and
+ * level 3 (DuckDB's default) costs ~70 ns more per row for no smaller a file.
+ */
+const ZSTD_LEVEL = 2;
 
 type Kind = "string" | "integer" | "decimal" | "boolean" | "timestamp" | "date" | "double" | "json";
 
@@ -363,12 +367,24 @@ function parseDay(s: string): number {
   return daysFromCivil(y, m, d);
 }
 
+let lastDayText = "\u0000"; // never a prefix of a timestamp
+let lastDays = 0;
+
 /** Microseconds since the epoch of a canonical UTC timestamp (a number, or a BigInt beyond 2^53); undefined when not one. */
 function parseTimestamp(v: unknown): number | bigint | undefined {
   if (typeof v === "string") {
     const len = v.length;
     if (len < 20 || v.charCodeAt(len - 1) !== 90 /* Z */) return undefined;
-    const days = parseDay(v);
+    // Consecutive values mostly share their date: reuse the last one's day count.
+    let days: number;
+    if (v.startsWith(lastDayText)) days = lastDays;
+    else {
+      days = parseDay(v);
+      if (!Number.isNaN(days)) {
+        lastDayText = v.slice(0, 10);
+        lastDays = days;
+      }
+    }
     const t = v.charCodeAt(10);
     if (Number.isNaN(days) || (t !== 84 && t !== 32) || v.charCodeAt(13) !== 58 || v.charCodeAt(16) !== 58) return undefined;
     const h = digit2(v, 11);
@@ -649,12 +665,6 @@ function makeColumn(ctx: Context, name: string, kind: Kind, scale: number | unde
     }
   };
 
-  const putNull = (): void => {
-    defs[n++] = 0;
-  };
-
-  const pageFull = (): boolean => n >= defs.length || (width === 0 && !useDict && vals.pos >= PAGE_BYTES);
-
   const putInt64 = (x: number | bigint): void => {
     const o = vals.pos;
     if (o + 8 > vals.buf.length) vals.ensure(8);
@@ -695,83 +705,130 @@ function makeColumn(ctx: Context, name: string, kind: Kind, scale: number | unde
     present++;
   };
 
-  const append = (rows: readonly Record<string, unknown>[], start: number, end: number, rowBase: number): void => {
+  type Rows = readonly Record<string, unknown>[];
+  // A compiled accessor per column: `row[name]` inside one shared function would see every
+  // column's name and go megamorphic (a generic lookup per value); this load stays monomorphic
+  // (790 → 740 ns per row).
+  const get = read ?? (new Function("row", `return row[${JSON.stringify(name)}];`) as (row: Record<string, unknown>) => unknown);
+  const tooBig = (row: number, v: unknown): never => {
+    throw new SluiceError(
+      "BAD_INPUT",
+      `cannot write ${ctx.name}: column ${JSON.stringify(name)} is DECIMAL(38, ${scale}), and ${show(v)} in row ${row + 1} does not fit it (at most 38 digits)`,
+      { details: { file: ctx.name, column: name, row },
+      },
+    );
+  };
+  // One loop per kind, chosen once: no per-value switch on the hot path (the whole writer on
+  // 300,000 typed trades, 9 columns: 900 → 790 ns per row).
+  const appendString = (rows: Rows, start: number, end: number): void => {
     for (let r = start; r < end; r++) {
-      const v = read ? read(rows[r]!) : rows[r]![name];
-      if (v === null || v === undefined) putNull();
-      else {
-        switch (kind) {
-          case "string":
-            putString(typeof v === "string" ? v : cellText(v));
-            break;
-          case "json":
-            putString(stringifyJson(v));
-            break;
-          case "integer": {
-            const x = parseInteger(v);
-            if (x === undefined) fail(rowBase + r, v);
-            putInt64(x!);
-            break;
-          }
-          case "timestamp": {
-            const x = parseTimestamp(v);
-            if (x === undefined) fail(rowBase + r, v);
-            putInt64(x!);
-            break;
-          }
-          case "decimal": {
-            const u = parseDecimal(v, scale!);
-            if (u === undefined || u === null || u === "big") {
-              if (u === "big") {
-                throw new SluiceError(
-                  "BAD_INPUT",
-                  `cannot write ${ctx.name}: column ${JSON.stringify(name)} is DECIMAL(38, ${scale}), and ${show(v)} in row ${rowBase + r + 1} does not fit it (at most 38 digits)`,
-                  { details: { file: ctx.name, column: name, row: rowBase + r } },
-                );
-              }
-              fail(rowBase + r, v);
-            }
-            putDecimal(u as number | bigint);
-            break;
-          }
-          case "date": {
-            const d = parseDate(v);
-            if (Number.isNaN(d)) fail(rowBase + r, v);
-            if (vals.pos + 4 > vals.buf.length) vals.ensure(4);
-            vals.i32[vals.pos >> 2] = d;
-            vals.pos += 4;
-            if (d < minN) minN = d;
-            if (d > maxN) maxN = d;
-            defs[n++] = 1;
-            present++;
-            break;
-          }
-          case "double": {
-            if (typeof v !== "number") fail(rowBase + r, v);
-            const x = v as number;
-            if (vals.pos + 8 > vals.buf.length) vals.ensure(8);
-            vals.f64[vals.pos >> 3] = x;
-            vals.pos += 8;
-            if (x < minN) minN = x;
-            else if (x !== x) sawNaN = true;
-            if (x > maxN) maxN = x;
-            defs[n++] = 1;
-            present++;
-            break;
-          }
-          case "boolean": {
-            if (typeof v !== "boolean") fail(rowBase + r, v);
-            if (vals.pos + 1 > vals.buf.length) vals.ensure(1);
-            vals.buf[vals.pos++] = v ? 1 : 0;
-            defs[n++] = 1;
-            present++;
-            break;
-          }
-        }
-      }
-      if (pageFull()) closePage();
+      const v = get(rows[r]!);
+      if (v === null || v === undefined) defs[n++] = 0;
+      else putString(typeof v === "string" ? v : cellText(v));
+      if (n >= defs.length || (!useDict && vals.pos >= PAGE_BYTES)) closePage();
     }
   };
+  const appendJson = (rows: Rows, start: number, end: number): void => {
+    for (let r = start; r < end; r++) {
+      const v = get(rows[r]!);
+      if (v === null || v === undefined) defs[n++] = 0;
+      else putString(stringifyJson(v));
+      if (n >= defs.length || (!useDict && vals.pos >= PAGE_BYTES)) closePage();
+    }
+  };
+  const appendInt64 = (parse: (v: unknown) => number | bigint | undefined) => (rows: Rows, start: number, end: number, rowBase: number): void => {
+    for (let r = start; r < end; r++) {
+      const v = get(rows[r]!);
+      if (v === null || v === undefined) defs[n++] = 0;
+      else {
+        const x = parse(v);
+        if (x === undefined) fail(rowBase + r, v);
+        putInt64(x!);
+      }
+      if (n >= defs.length) closePage();
+    }
+  };
+  const appendDecimal = (rows: Rows, start: number, end: number, rowBase: number): void => {
+    const sc = scale!;
+    for (let r = start; r < end; r++) {
+      const v = get(rows[r]!);
+      if (v === null || v === undefined) defs[n++] = 0;
+      else {
+        const u = parseDecimal(v, sc);
+        if (typeof u === "number" || typeof u === "bigint") putDecimal(u);
+        else if (u === "big") tooBig(rowBase + r, v);
+        else fail(rowBase + r, v);
+      }
+      if (n >= defs.length) closePage();
+    }
+  };
+  const appendDate = (rows: Rows, start: number, end: number, rowBase: number): void => {
+    for (let r = start; r < end; r++) {
+      const v = get(rows[r]!);
+      if (v === null || v === undefined) defs[n++] = 0;
+      else {
+        const d = parseDate(v);
+        if (Number.isNaN(d)) fail(rowBase + r, v);
+        if (vals.pos + 4 > vals.buf.length) vals.ensure(4);
+        vals.i32[vals.pos >> 2] = d;
+        vals.pos += 4;
+        if (d < minN) minN = d;
+        if (d > maxN) maxN = d;
+        defs[n++] = 1;
+        present++;
+      }
+      if (n >= defs.length) closePage();
+    }
+  };
+  const appendDouble = (rows: Rows, start: number, end: number, rowBase: number): void => {
+    for (let r = start; r < end; r++) {
+      const v = get(rows[r]!);
+      if (v === null || v === undefined) defs[n++] = 0;
+      else {
+        if (typeof v !== "number") fail(rowBase + r, v);
+        const x = v as number;
+        if (vals.pos + 8 > vals.buf.length) vals.ensure(8);
+        vals.f64[vals.pos >> 3] = x;
+        vals.pos += 8;
+        if (x < minN) minN = x;
+        else if (x !== x) sawNaN = true;
+        if (x > maxN) maxN = x;
+        defs[n++] = 1;
+        present++;
+      }
+      if (n >= defs.length) closePage();
+    }
+  };
+  const appendBoolean = (rows: Rows, start: number, end: number, rowBase: number): void => {
+    for (let r = start; r < end; r++) {
+      const v = get(rows[r]!);
+      if (v === null || v === undefined) defs[n++] = 0;
+      else {
+        if (typeof v !== "boolean") fail(rowBase + r, v);
+        if (vals.pos + 1 > vals.buf.length) vals.ensure(1);
+        vals.buf[vals.pos++] = v ? 1 : 0;
+        defs[n++] = 1;
+        present++;
+      }
+      if (n >= defs.length) closePage();
+    }
+  };
+  const append: Column["append"] =
+    kind === "string"
+      ? appendString
+      : kind === "json"
+        ? appendJson
+        : kind === "integer"
+          ? appendInt64(parseInteger)
+          : kind === "timestamp"
+            ? appendInt64(parseTimestamp)
+            : kind === "decimal"
+              ? appendDecimal
+              : kind === "date"
+                ? appendDate
+                : kind === "double"
+                  ? appendDouble
+                  : appendBoolean;
 
   const finish = (): ChunkOut => {
     closePage();
