@@ -583,7 +583,7 @@ function makeColumn(ctx: Context, name: string, kind: Kind, scale: number | unde
     } else rleHybrid(out, defs, n, 1);
     out.view.setUint32(0, out.pos - 4, true);
     let encoding: Encoding;
-    if (useDict) {
+    if (useDict && present > 0) {
       encoding = "RLE_DICTIONARY";
       const w = bitWidth(dictList.length - 1);
       out.byte(w);
@@ -714,8 +714,7 @@ function makeColumn(ctx: Context, name: string, kind: Kind, scale: number | unde
     throw new SluiceError(
       "BAD_INPUT",
       `cannot write ${ctx.name}: column ${JSON.stringify(name)} is DECIMAL(38, ${scale}), and ${show(v)} in row ${row + 1} does not fit it (at most 38 digits)`,
-      { details: { file: ctx.name, column: name, row },
-      },
+      { details: { file: ctx.name, column: name, row } },
     );
   };
   // One loop per kind, chosen once: no per-value switch on the hot path (the whole writer on

@@ -159,6 +159,20 @@ describe("Arrow IPC reading", () => {
     expect(last).toEqual({ id: "299999", at: "2027-01-15T08:00:00.299999Z" });
   });
 
+  it("yields the record batches of a stream before a damaged end, then names the batch that cannot be read", async () => {
+    const batches = Array.from({ length: 20 }, (_, b) =>
+      new A.RecordBatch({ id: A.makeData({ type: new A.Int64(), length: 5000, data: BigInt64Array.from({ length: 5000 }, (_, i) => BigInt(b * 5000 + i)) }) }),
+    );
+    const bytes = A.tableToIPC(new A.Table(batches), "stream");
+    const path = await tmp.file("cut.arrows", Buffer.from(bytes.subarray(0, Math.floor(bytes.length * 0.55))));
+    const seen: number[] = [];
+    const reading = (async () => {
+      for await (const b of readArrow(path, { name: "feed.arrows", batchSize: 5000 })) seen.push(b.rows.length);
+    })();
+    await expect(reading).rejects.toThrow(/^feed\.arrows: record batch 11 \(after row 50000\) cannot be read: /);
+    expect(seen).toEqual(Array(10).fill(5000));
+  });
+
   it("reads record batches compressed with ZSTD and LZ4 frames (written by apache-arrow with zstd and the reference lz4 tool)", async () => {
     await loadZstd();
     A.compressionRegistry.set(A.CompressionType.ZSTD, { encode: (bytes) => zstdCompress(bytes, 3) });
