@@ -31,7 +31,7 @@ import {
   type Field,
 } from "apache-arrow";
 import { SluiceError } from "../errors.js";
-import { openError, type DescribedColumn, type FileDescription, type ParquetColumnSpec } from "./parquet.js";
+import { compileRowBuilder, openError, type DescribedColumn, type FileDescription, type ParquetColumnSpec } from "./parquet.js";
 import { setField } from "./io.js";
 import { loadZstd, zstdDecompress } from "./zstd.js";
 import { DEFAULT_BATCH_SIZE, type ReadOptions, type RecordBatch } from "./types.js";
@@ -124,6 +124,7 @@ export async function* readArrow(path: string, options: ReadOptions = {}): Async
   try {
     const fields = opened.reader.schema.fields;
     const columns = fields.map((f) => f.name);
+    const build = compileRowBuilder<Getter[]>(columns, (i) => `src[${i}](r)`);
     let rowBase = 0;
     let index = 0;
     let yielded = false;
@@ -147,9 +148,7 @@ export async function* readArrow(path: string, options: ReadOptions = {}): Async
         const end = Math.min(n, s + batchSize);
         const batch: RecordBatch = { rows: new Array(end - s), lines: new Array(end - s), errors: [], columns };
         for (let r = s; r < end; r++) {
-          const out: Record<string, unknown> = {};
-          for (let c = 0; c < columns.length; c++) setField(out, columns[c]!, getters[c]!(r));
-          batch.rows[r - s] = out;
+          batch.rows[r - s] = build(getters, r);
           batch.lines[r - s] = rowBase + r;
         }
         yield batch;

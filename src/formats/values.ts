@@ -184,6 +184,15 @@ export function signedBigEndian(bytes: Uint8Array): bigint | number {
     for (let i = 0; i < n; i++) v = v * 256 + bytes[i]!;
     return bytes[0]! & 0x80 ? v - 2 ** (8 * n) : v;
   }
+  // Common case: the upper bytes are sign extension and the value fits 48 bits — numbers only.
+  const ext = bytes[0]! & 0x80 ? 0xff : 0;
+  let small = (bytes[n - 6]! & 0x80) === (ext & 0x80);
+  for (let i = 0; small && i < n - 6; i++) if (bytes[i] !== ext) small = false;
+  if (small) {
+    let v = 0;
+    for (let i = n - 6; i < n; i++) v = v * 256 + bytes[i]!;
+    return ext ? v - 281_474_976_710_656 : v;
+  }
   let v = 0n;
   let i = 0;
   const view = new DataView(bytes.buffer, bytes.byteOffset, n);

@@ -504,6 +504,18 @@ describe("parquet writing", () => {
     await w2.close().catch(() => undefined);
   });
 
+  it("keeps columns named __proto__ or constructor as plain fields", async () => {
+    const path = await tmp.file("proto.parquet");
+    const w = await openParquetWriter(path, ["__proto__", "constructor", "n"], { schema: [{ name: "n", type: "integer" }] });
+    const row: Record<string, unknown> = { constructor: "c", n: "1" };
+    Object.defineProperty(row, "__proto__", { value: "p", enumerable: true });
+    await w.write([row]);
+    await w.close();
+    const [back] = (await collect(readParquet(path))).rows;
+    expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
+    expect(Object.entries(back!)).toEqual([["__proto__", "p"], ["constructor", "c"], ["n", "1"]]);
+  });
+
   it("writes a valid file with no rows", async () => {
     const path = await tmp.file("empty.parquet");
     const w = await openParquetWriter(path, ["a", "b"]);
