@@ -403,6 +403,49 @@ describe("parquet writing", () => {
     expect(back.rows).toEqual(rows);
   });
 
+  it("encodes random integers, decimals, timestamps and dates across their whole ranges exactly", async () => {
+    // A seeded generator: every digit count, sign and year, so both the number and the BigInt paths run.
+    let seed = 12345;
+    const rand = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const digits = (n: number): string => Array.from({ length: n }, (_, i) => String(Math.floor(rand() * 10) || (i === 0 ? 1 : 0))).join("");
+    const MIN_US = -62_135_596_800_000_000n; // 0001-01-01
+    const SPAN_US = 315_537_897_600_000_000n; // to 10000-01-01
+    const rows = Array.from({ length: 3000 }, () => {
+      const neg = rand() < 0.5 ? "-" : "";
+      const intLen = 1 + Math.floor(rand() * 18);
+      const id = intLen === 19 ? "0" : `${neg}${digits(intLen)}`;
+      const decInt = Math.floor(rand() * 34);
+      const price = `${neg}${decInt === 0 ? "0" : digits(decInt)}.${digits(4)}`;
+      const us = MIN_US + (BigInt(Math.floor(rand() * 2 ** 30)) * SPAN_US) / 2n ** 30n;
+      const micros = rand() < 0.3 ? us - (us % 1000n) : us; // a share at whole milliseconds
+      const days = Math.floor(rand() * 3_652_059) - 719_162;
+      return { id, price, micros, days };
+    });
+    const text = (us: bigint): string => {
+      const ms = Number(us / 1000n - (us % 1000n < 0n ? 1n : 0n));
+      const sub = Number(((us % 1000n) + 1000n) % 1000n);
+      const iso = new Date(ms).toISOString();
+      return sub === 0 ? iso : `${iso.slice(0, 23)}${String(sub).padStart(3, "0")}Z`;
+    };
+    const path = await tmp.file("random.parquet");
+    const w = await openParquetWriter(path, undefined, {
+      rowGroupSize: 1000,
+      schema: [{ name: "id", type: "integer" }, { name: "price", type: "decimal", scale: 4 }, { name: "at", type: "timestamp" }, { name: "day", type: "date" }],
+    });
+    const dayText = (d: number): string => new Date(d * 86_400_000).toISOString().slice(0, 10);
+    const written = rows.map((r) => ({ id: r.id, price: r.price, at: text(r.micros), day: dayText(r.days) }));
+    await w.write(written);
+    await w.close();
+    const duckRows = await rowsOf(`SELECT id::VARCHAR AS id, price::VARCHAR AS price, epoch_us("at")::VARCHAR AS us, (day - DATE '1970-01-01')::INT AS days FROM '${path}'`);
+    expect(duckRows).toEqual(
+      rows.map((r) => ({ id: r.id.replace(/^-0$/, "0"), price: r.price.replace(/^-(0\.0000)$/, "$1"), us: String(r.micros), days: r.days })),
+    );
+    expect((await collect(readParquet(path))).rows).toEqual(written.map((r) => ({ ...r, id: r.id.replace(/^-0$/, "0"), price: r.price.replace(/^-(0\.0000)$/, "$1") })));
+  });
+
   it("falls back from dictionary to PLAIN pages inside a chunk and still reads back exactly", async () => {
     const path = await tmp.file("dict-fallback.parquet");
     const w = await openParquetWriter(path, undefined, { schema: [{ name: "s", type: "string" }, { name: "u", type: "string" }], rowGroupSize: 20_000 });
