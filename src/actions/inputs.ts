@@ -52,7 +52,7 @@ export const CsvOptions = z
   })
   .strict();
 
-export const Format = z.enum(["csv", "tsv", "ndjson", "json", "parquet"]);
+export const Format = z.enum(["csv", "tsv", "ndjson", "json", "parquet", "arrow"]);
 
 export const ColumnType = z.enum(["string", "integer", "decimal", "boolean", "timestamp", "date"]);
 

@@ -178,13 +178,14 @@ function buildProgram(): Command {
 
   program
     .command("convert")
-    .description("convert a data file between CSV, TSV, NDJSON, JSON and Parquet")
+    .description("convert a data file between CSV, TSV, NDJSON, JSON and Parquet (Arrow IPC / Feather as input)")
     .argument("<input>", "input file")
     .argument("<output>", "output file")
-    .option("--from <format>", "input format (default: from the extension)")
-    .option("--to <format>", "output format (default: from the extension)")
-    .option("--schema <file>", "type values to a target schema (YAML/JSON with columns:), as a conversion step does")
-    .action(async (input: string, output: string, o: { from?: string; to?: string; schema?: string }) => {
+    .option("--from <format>", "input format: csv, tsv, ndjson, json, parquet, arrow (default: from the extension)")
+    .option("--to <format>", "output format: csv, tsv, ndjson, json, parquet (default: from the extension)")
+    .option("--schema <file>", "type values to a target schema (YAML/JSON with columns:), as a conversion step does; Parquet output gets typed columns")
+    .option("--rejects <file>", "write every rejected record to FILE as NDJSON { file, line, reason, raw }")
+    .action(async (input: string, output: string, o: { from?: string; to?: string; schema?: string; rejects?: string }) => {
       process.exitCode = await (await import("./convert.js")).convertCommand(input, output, o);
     });
 

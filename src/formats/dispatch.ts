@@ -1,13 +1,16 @@
 /**
  * Pick a format from a file name, open a reader or a writer for it.
+ *
+ * The Arrow reader is loaded on first use: apache-arrow is a large module that only Arrow input
+ * needs. Arrow is read-only here (Parquet is the columnar format Sluice writes).
  */
 import { extname } from "node:path";
 import { SluiceError } from "../errors.js";
 import { openCsvWriter, readCsv, type CsvReadOptions, type CsvWriteOptions } from "./csv.js";
 import { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
 import { openNdjsonWriter, readNdjson, type NdjsonReadOptions } from "./ndjson.js";
-import { openParquetWriter, readParquet, type ParquetWriteOptions } from "./parquet.js";
-import type { FileFormat, RecordBatch, RecordWriter } from "./types.js";
+import { openParquetWriter, readParquet, type FileDescription, type ParquetColumnSpec, type ParquetWriteOptions } from "./parquet.js";
+import type { FileFormat, ReadOptions, RecordBatch, RecordWriter } from "./types.js";
 
 const BY_EXTENSION: Readonly<Record<string, FileFormat>> = {
   ".csv": "csv",
@@ -16,9 +19,13 @@ const BY_EXTENSION: Readonly<Record<string, FileFormat>> = {
   ".jsonl": "ndjson",
   ".json": "json",
   ".parquet": "parquet",
+  ".arrow": "arrow",
+  ".feather": "arrow",
+  ".arrows": "arrow",
+  ".ipc": "arrow",
 };
 
-export const FILE_FORMATS: readonly FileFormat[] = ["csv", "tsv", "ndjson", "json", "parquet"];
+export const FILE_FORMATS: readonly FileFormat[] = ["csv", "tsv", "ndjson", "json", "parquet", "arrow"];
 
 /** The format of a file, from its extension (case-insensitive). */
 export function detectFormat(path: string): FileFormat {
@@ -39,6 +46,7 @@ export function detectFormat(path: string): FileFormat {
 export function parseFormat(name: string): FileFormat {
   const f = name.toLowerCase();
   if (f === "jsonl") return "ndjson";
+  if (f === "feather" || f === "ipc" || f === "arrows") return "arrow";
   if ((FILE_FORMATS as readonly string[]).includes(f)) return f as FileFormat;
   throw new SluiceError("USAGE", `unknown file format ${JSON.stringify(name)}; expected one of ${FILE_FORMATS.join(", ")}`);
 }
@@ -60,7 +68,27 @@ export function openReader(path: string, options: ReaderOptions = {}): AsyncIter
       return readJsonArray(path, options);
     case "parquet":
       return readParquet(path, options);
+    case "arrow":
+      return readArrow(path, options);
   }
+}
+
+/** `arrow.ts`'s readArrow, loading apache-arrow on first use. */
+export async function* readArrow(path: string, options: ReadOptions = {}): AsyncGenerator<RecordBatch> {
+  const arrow = await import("./arrow.js");
+  yield* arrow.readArrow(path, options);
+}
+
+/** `arrow.ts`'s arrowColumnSpecs, loading apache-arrow on first use. */
+export async function arrowColumnSpecs(path: string, options: { name?: string } = {}): Promise<ParquetColumnSpec[]> {
+  const arrow = await import("./arrow.js");
+  return arrow.arrowColumnSpecs(path, options);
+}
+
+/** `arrow.ts`'s describeArrow, loading apache-arrow on first use. */
+export async function describeArrow(path: string, options: { name?: string } = {}): Promise<FileDescription> {
+  const arrow = await import("./arrow.js");
+  return arrow.describeArrow(path, options);
 }
 
 /** Writer options for any format; each writer uses the fields that apply to it. */
@@ -80,5 +108,7 @@ export function openWriter(path: string, format: FileFormat, options: WriterOpti
       return openJsonArrayWriter(path, columns);
     case "parquet":
       return openParquetWriter(path, columns, options);
+    case "arrow":
+      return Promise.reject(new SluiceError("USAGE", "writing Arrow files is not supported; write parquet"));
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The formats layer's front door: readers and writers for CSV/TSV, NDJSON, JSON arrays and
- * Parquet, a dispatcher by file extension, and a streaming converter. Callers above (actions,
- * the CLI) should need nothing else from this folder.
+ * Parquet, an Arrow IPC reader, a dispatcher by file extension, and a streaming converter.
+ * Callers above (actions, the CLI) should need nothing else from this folder.
  */
 export * from "./types.js";
 export { detectFormat, parseFormat, openReader, openWriter, FILE_FORMATS } from "./dispatch.js";
@@ -11,6 +11,18 @@ export type { CsvDialect, CsvRange, CsvReadOptions, CsvWriteOptions } from "./cs
 export { splitCsv, type SplitCsvOptions } from "./csv-ranges.js";
 export { openNdjsonWriter, parseNdjsonStream, readNdjson, type NdjsonReadOptions } from "./ndjson.js";
 export { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
-export { openParquetWriter, readParquet, jsonSafe, type ParquetColumnType, type ParquetWriteOptions } from "./parquet.js";
+export {
+  describeParquet,
+  openParquetWriter,
+  readParquet,
+  jsonSafe,
+  type DescribedColumn,
+  type FileDescription,
+  type ParquetCodec,
+  type ParquetColumnSpec,
+  type ParquetColumnType,
+  type ParquetWriteOptions,
+} from "./parquet.js";
+export { describeArrow, readArrow } from "./dispatch.js";
 export { convertFile, type ConvertOptions, type ConvertResult } from "./convert.js";
 export { detectEncoding, detectFileEncoding, normalizeEncoding, SUPPORTED_ENCODINGS } from "./encoding.js";

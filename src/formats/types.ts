@@ -10,7 +10,7 @@
  */
 
 /** The file formats Sluice reads and writes. `tsv` is CSV with a tab delimiter. */
-export type FileFormat = "csv" | "tsv" | "ndjson" | "json" | "parquet";
+export type FileFormat = "csv" | "tsv" | "ndjson" | "json" | "parquet" | "arrow";
 
 /** One record that could not be parsed. Reported, never thrown, so the rest of the file goes on. */
 export interface RecordError {
