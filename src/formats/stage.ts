@@ -29,7 +29,7 @@ export const HASH_FIELD = "_sluice_hash";
 /** Characters of a content hash (SHA-1 in base64 without padding). */
 export const HASH_CHARS = 27;
 
-const FLUSH_CHARS = 1 << 20;
+const FLUSH_BYTES = 1 << 20;
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 const ESCAPES = /[\\\t\n\r]/g;
 
@@ -144,29 +144,42 @@ export async function openStageWriter(path: string, columns: readonly Column[]):
   const failure: { err?: Error } = {};
   out.on("error", (err) => (failure.err = err));
   const lineOf = compileStageLineWriter(columns);
-  let buf = stageHeader(columns);
+  // Each line is encoded into the buffer as soon as it is made, so the strings it was built
+  // from die young: gathering a megabyte of lines as one string first kept ~400k rope nodes
+  // alive across scavenges and the garbage collector took a third of the conversion's time.
+  let buf = Buffer.allocUnsafe(FLUSH_BYTES);
+  let pos = buf.write(stageHeader(columns));
   let rows = 0;
   let bytes = 0;
   const flush = async () => {
     if (failure.err) throw ioError(path, failure.err);
-    if (!buf) return;
-    const chunk = Buffer.from(buf);
-    bytes += chunk.length;
-    buf = "";
+    if (pos === 0) return;
+    const chunk = buf.subarray(0, pos);
+    bytes += pos;
+    buf = Buffer.allocUnsafe(FLUSH_BYTES);
+    pos = 0;
     if (!out.write(chunk)) await once(out, "drain");
+  };
+  const put = async (text: string) => {
+    // A UTF-16 unit takes at most 3 bytes in UTF-8.
+    if (pos + text.length * 3 > buf.length) {
+      await flush();
+      if (text.length * 3 > buf.length) buf = Buffer.allocUnsafe(text.length * 3);
+    }
+    pos += buf.write(text, pos);
   };
   return {
     async write(batch, lines) {
       for (let i = 0; i < batch.length; i++) {
-        buf += lineOf(batch[i]!, lines[i]!);
-        if (buf.length >= FLUSH_CHARS) await flush();
+        const line = lineOf(batch[i]!, lines[i]!);
+        if (pos + line.length * 3 > buf.length) await put(line);
+        else pos += buf.write(line, pos);
       }
       rows += batch.length;
     },
     async writeLines(text, n) {
-      buf += text;
+      await put(text);
       rows += n;
-      if (buf.length >= FLUSH_CHARS) await flush();
     },
     async close() {
       await flush();
@@ -284,25 +297,52 @@ export interface StagedRow {
  */
 export function compileStageDecoder(columns: readonly Column[], only?: readonly string[], keepText = false): (text: string, into: StagedRow[]) => void {
   const want = only ? new Set(only) : undefined;
-  const picks = columns.map((c, i) => ({ c, i })).filter(({ c }) => !want || want.has(c.name));
-  const width = columns.length + 2;
+  const picked = columns.map((c) => !want || want.has(c.name));
+  const kinds = columns.map((c) => (c.type === "boolean" ? 1 : c.type === "string" ? 2 : 0));
+  const names = columns.map((c) => c.name);
+  // Fields are cut with indexOf up to the last one asked for: a quality step with rules on two
+  // columns of forty reads two (splitting every line whole cost a quarter of that step).
+  let last = -1;
+  picked.forEach((p, i) => (p ? (last = i) : undefined));
+  const whole = want === undefined;
   return (text, into) => {
     let p = 0;
     while (p < text.length) {
       let nl = text.indexOf("\n", p);
       if (nl === -1) nl = text.length;
-      const lineText = text.slice(p, nl);
-      const f = lineText.split("\t");
-      if (f.length !== width) throw new SluiceError("INTERNAL", `a staged line has ${f.length} fields, the header ${width}`, { retryable: false });
+      let tab = text.indexOf("\t", p);
+      if (tab === -1 || tab > nl) throw damagedLine(text, p, nl);
+      const line = Number(text.slice(p, tab));
       const row: TypedRow = {};
-      for (const { c, i } of picks) {
-        const v = f[i + 1]!;
-        row[c.name] = v === "\\N" ? null : c.type === "boolean" ? v === "t" : c.type === "string" ? unescapeCopy(v) : v;
+      let start = tab + 1;
+      for (let c = 0; c <= last; c++) {
+        tab = text.indexOf("\t", start);
+        if (tab === -1 || tab > nl) throw damagedLine(text, p, nl);
+        if (picked[c]) {
+          const k = kinds[c];
+          if (tab - start === 2 && text.charCodeAt(start) === 92 && text.charCodeAt(start + 1) === 78) row[names[c]!] = null;
+          else if (k === 1) row[names[c]!] = text.charCodeAt(start) === 116;
+          else {
+            const v = text.slice(start, tab);
+            row[names[c]!] = k === 2 ? unescapeCopy(v) : v;
+          }
+        }
+        start = tab + 1;
       }
-      into.push(keepText ? { row, line: Number(f[0]), hash: f[width - 1]!, text: lineText } : { row, line: Number(f[0]), hash: f[width - 1]! });
+      let hash = "";
+      if (whole) {
+        // After the values, exactly the hash.
+        if (text.indexOf("\t", start) !== -1 && text.indexOf("\t", start) < nl) throw damagedLine(text, p, nl);
+        hash = text.slice(start, nl);
+      }
+      into.push(keepText ? { row, line, hash, text: text.slice(p, nl) } : { row, line, hash });
       p = nl + 1;
     }
   };
+}
+
+function damagedLine(text: string, from: number, to: number): SluiceError {
+  return new SluiceError("INTERNAL", `a staged line does not have the header's fields: ${JSON.stringify(text.slice(from, Math.min(to, from + 200)))}`, { retryable: false });
 }
 
 /** A stage file as batches of typed rows (with positions and hashes). */

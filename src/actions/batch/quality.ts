@@ -311,15 +311,82 @@ export interface SpillOptions {
 const RECENT_MAX = 100_000;
 
 /**
- * Remembers the first line of each value. In memory: null-prototype dictionary objects, about
- * 1.5× faster than a Map for millions of fresh string keys here. Past `maxInMemory` values (when
- * a spill folder is given) everything moves to an on-disk SQLite table, and new values gather in
- * a small in-memory batch written in one transaction, so memory stays bounded whatever the
- * number of rows.
+ * Values and the line each was first seen at, in an open-addressing hash table over typed arrays
+ * (FNV-1a of the string, linear probing, the strings kept to compare on a hash match). A
+ * null-prototype dictionary object, used before, cost 0.86 µs per new value at a million values
+ * (the step's largest cost on 1M trade rows); this table costs a tenth of that.
+ */
+class ValueTable {
+  private slots = new Int32Array(1 << 16);
+  private hashes = new Uint32Array(1 << 15);
+  private lineOf = new Float64Array(1 << 15);
+  keys: string[] = [];
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  /** The stored line of `key`, or -1; `h` is hashOf(key). */
+  find(key: string, h: number): number {
+    const mask = this.slots.length - 1;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const s = this.slots[i]!;
+      if (s === 0) return -1;
+      if (this.hashes[s - 1] === h && this.keys[s - 1] === key) return this.lineOf[s - 1]!;
+    }
+  }
+
+  /** Adds a key known to be absent. */
+  add(key: string, h: number, line: number): void {
+    const n = this.keys.length;
+    if (n >= this.hashes.length) {
+      const hashes = new Uint32Array(this.hashes.length * 2);
+      hashes.set(this.hashes);
+      this.hashes = hashes;
+      const lines = new Float64Array(this.lineOf.length * 2);
+      lines.set(this.lineOf);
+      this.lineOf = lines;
+    }
+    if ((n + 1) * 2 > this.slots.length) this.grow();
+    this.keys.push(key);
+    this.hashes[n] = h;
+    this.lineOf[n] = line;
+    const mask = this.slots.length - 1;
+    let i = h & mask;
+    while (this.slots[i] !== 0) i = (i + 1) & mask;
+    this.slots[i] = n + 1;
+  }
+
+  entries(): [string, number][] {
+    return this.keys.map((k, i) => [k, this.lineOf[i]!]);
+  }
+
+  private grow(): void {
+    const slots = new Int32Array(this.slots.length * 2);
+    const mask = slots.length - 1;
+    for (let n = 0; n < this.keys.length; n++) {
+      let i = this.hashes[n]! & mask;
+      while (slots[i] !== 0) i = (i + 1) & mask;
+      slots[i] = n + 1;
+    }
+    this.slots = slots;
+  }
+}
+
+function hashOf(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Remembers the first line of each value, in memory (ValueTable). Past `maxInMemory` values
+ * (when a spill folder is given) everything moves to an on-disk SQLite table, and new values
+ * gather in a small in-memory batch written in one transaction, so memory stays bounded whatever
+ * the number of rows.
  */
 class FirstSeen {
-  private table: Record<string, number> = Object.create(null) as Record<string, number>;
-  private size = 0;
+  private table = new ValueTable();
   private disk?: { db: Database.Database; get: Database.Statement; put: (entries: [string, number][]) => void; file: string; filter: BloomFilter };
 
   constructor(private readonly spill?: SpillOptions) {}
@@ -327,8 +394,9 @@ class FirstSeen {
   /** The first line of `key`, recording `line` when it is new. */
   seen(value: Value, line: number): number | undefined {
     const key = typeof value === "string" ? value : String(value);
-    const first = this.table[key];
-    if (first !== undefined) return first;
+    const h = hashOf(key);
+    const first = this.table.find(key, h);
+    if (first !== -1) return first;
     if (this.disk) {
       // Most values are new: the filter answers "never seen" without touching the disk.
       if (this.disk.filter.mayHave(key)) {
@@ -337,10 +405,9 @@ class FirstSeen {
       }
       this.disk.filter.add(key);
     }
-    this.table[key] = line;
-    this.size++;
-    if (this.disk && this.size >= RECENT_MAX) this.flush();
-    else if (!this.disk && this.spill && this.size > (this.spill.maxInMemory ?? 1_000_000)) this.moveToDisk(this.spill.dir);
+    this.table.add(key, h, line);
+    if (this.disk && this.table.size >= RECENT_MAX) this.flush();
+    else if (!this.disk && this.spill && this.table.size > (this.spill.maxInMemory ?? 1_000_000)) this.moveToDisk(this.spill.dir);
     return undefined;
   }
 
@@ -362,15 +429,14 @@ class FirstSeen {
       for (const [k, l] of entries) insert.run(k, l);
     });
     const filter = new BloomFilter();
-    for (const k in this.table) filter.add(k);
+    for (const k of this.table.keys) filter.add(k);
     this.disk = { db, get: db.prepare("SELECT line FROM seen WHERE k = ?"), put, file, filter };
     this.flush();
   }
 
   private flush(): void {
-    this.disk!.put(Object.entries(this.table));
-    this.table = Object.create(null) as Record<string, number>;
-    this.size = 0;
+    this.disk!.put(this.table.entries());
+    this.table = new ValueTable();
   }
 }
 

@@ -8,7 +8,7 @@
  *
  * The staged lines go to the destination as they are (`Destination.writeStaged`): no object
  * per row in this process, and the content hashes computed by the conversion step are reused.
- * One batch is written while the next is read, so the database works while this process reads.
+ * Two batches are in flight, so the database stores while this process reads and encodes.
  * A row the destination cannot hold exactly (see SqliteDestination on decimals) comes back
  * rejected and is quarantined here, with its source and line.
  */
@@ -22,6 +22,7 @@ import { readTypedChunks } from "./typed-dataset.js";
 
 /** Rows per destination write (one transaction each); see POSTGRES_BATCH_ROWS on the size. */
 const WRITE_BATCH = 50_000;
+const IN_FLIGHT = 2;
 
 export interface StoreInput {
   dataset: string;
@@ -50,23 +51,25 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
     let pending: Buffer[] = [];
     let pendingRows = 0;
     let pendingPart: DatasetPart | undefined;
-    // One batch is written while the next is read: the database works while this process reads.
-    let inflight: Promise<void> = Promise.resolve();
+    // Two batches in flight: the database stores one while this process reads and encodes the
+    // next (a destination writes them in order).
+    const inflight: Promise<void>[] = [];
     const flush = async () => {
       if (pendingRows === 0) return;
       const chunk: StageChunk = { data: pending.length === 1 ? pending[0]! : Buffer.concat(pending), rows: pendingRows };
       const part = pendingPart!;
       pending = [];
       pendingRows = 0;
-      await inflight;
-      inflight = dest.writeStaged(chunk, wctx).then((r) => {
+      if (inflight.length >= IN_FLIGHT) await inflight.shift();
+      const write = dest.writeStaged(chunk, wctx).then((r) => {
         stored += r.stored;
         duplicate += r.duplicate;
         for (const x of r.rejected ?? []) rejected.push({ source: part.source, line: x.line ?? x.index, step: ctx.step, reasons: x.reasons, record: x.record });
         ctx.progress({ rows: stored + duplicate + rejected.length });
       });
       // A failed write must surface even if no later flush awaits it.
-      inflight.catch(() => undefined);
+      write.catch(() => undefined);
+      inflight.push(write);
     };
     for await (const { part, chunk } of readTypedChunks(ds, ds.columns, ctx.signal)) {
       // A batch holds rows of one part, so a rejected row's source is known.
@@ -77,7 +80,7 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
       if (pendingRows >= WRITE_BATCH) await flush();
     }
     await flush();
-    await inflight;
+    for (const w of inflight.splice(0)) await w;
     if (rejected.length > 0) await dest.writeQuarantine(rejected, wctx);
     const quarantined = (await storeQuarantine(ds, dest, wctx)) + rejected.length;
 

@@ -41,13 +41,21 @@ class Out {
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
   }
+  // Byte stores by hand: Buffer#writeInt32BE's checks cost more than the store on this path.
   int16(v: number): void {
-    this.buf.writeInt16BE(v, this.pos);
+    const b = this.buf;
+    b[this.pos] = v >>> 8;
+    b[this.pos + 1] = v;
     this.pos += 2;
   }
   int32(v: number): void {
-    this.buf.writeInt32BE(v, this.pos);
-    this.pos += 4;
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = v >>> 24;
+    b[p + 1] = v >>> 16;
+    b[p + 2] = v >>> 8;
+    b[p + 3] = v;
+    this.pos = p + 4;
   }
   /** A whole number within ±2^53 as int64. */
   int64(v: number): void {
@@ -61,8 +69,13 @@ class Out {
     this.pos += 8;
   }
   bytes(src: Buffer, start: number, end: number): void {
-    src.copy(this.buf, this.pos, start, end);
-    this.pos += end - start;
+    const n = end - start;
+    if (n < 32) {
+      const b = this.buf;
+      let o = this.pos;
+      for (let i = start; i < end; i++) b[o++] = src[i]!;
+    } else src.copy(this.buf, this.pos, start, end);
+    this.pos += n;
   }
 }
 
@@ -73,8 +86,11 @@ export interface BinaryEncoderOptions {
   meta?: { runId: string; loadedAt: Date };
 }
 
-/** Encodes stage lines (whole lines, bytes) as binary COPY tuples (no header or trailer). */
-export type BinaryEncoder = (lines: Buffer, rows: number) => Buffer;
+/**
+ * Encodes stage lines (whole lines, bytes) as binary COPY tuples (no header or trailer): all of
+ * them, or only the `rows` lines starting at the offsets in `starts`.
+ */
+export type BinaryEncoder = (lines: Buffer, rows: number, starts?: Int32Array) => Buffer;
 
 type FieldKind = 0 | 1 | 2 | 3 | 4 | 5 | 6;
 const K_TEXT = 0;
@@ -104,12 +120,14 @@ export function compileBinaryEncoder(columns: readonly Column[], opts: BinaryEnc
   const dayCache = new Map<number, number>();
   const scratch = Buffer.allocUnsafe(1 << 16);
 
-  return (lines, rows) => {
-    const out = new Out(lines.length + rows * (fieldCount * 4 + 16) + 64);
+  return (lines, rows, starts) => {
+    const out = new Out((starts ? Math.ceil((lines.length / Math.max(1, countLinesIn(lines))) * rows * 1.2) : lines.length) + rows * (fieldCount * 4 + 16) + 64);
     let p = 0;
     let ordinal = 0;
+    let k = 0;
     const n = lines.length;
-    while (p < n) {
+    while (starts ? k < rows : p < n) {
+      if (starts) p = starts[k++]!;
       const lineStart = p;
       // Skip `_line`.
       while (lines[p] !== TAB) p++;
@@ -304,4 +322,10 @@ function writeTimestamp(out: Out, b: Buffer, start: number, end: number, cache: 
   // Within ±2^53 µs (about the years 1715–2285) a double is exact; beyond, BigInt.
   if (seconds > -9e9 && seconds < 9e9) out.int64(seconds * 1_000_000 + micros);
   else out.bigint64(BigInt(seconds) * 1_000_000n + BigInt(micros));
+}
+
+function countLinesIn(b: Buffer): number {
+  let n = 0;
+  for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
+  return n;
 }

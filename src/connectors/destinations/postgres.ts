@@ -106,12 +106,13 @@ export interface PostgresConnectOptions {
 const DEFAULT_CONNECTIONS = Math.min(2, availableParallelism());
 
 /**
- * Stage lines split into `n` parts by a hash of their key fields (FNV-1a over the bytes), so
- * that rows with one key always land in the same part, in their order.
+ * The lines of a chunk split into `n` parts by a hash of their key fields (FNV-1a over the
+ * bytes), so that rows with one key always land in the same part, in their order. A part is the
+ * offsets of its lines: the encoder reads them where they are, nothing is copied.
  */
-export function partitionLines(chunk: StageChunk, keyFields: readonly number[], n: number): StageChunk[] {
+export function partitionLines(chunk: StageChunk, keyFields: readonly number[], n: number): { starts: Int32Array; rows: number }[] {
   const data = chunk.data;
-  const out = Array.from({ length: n }, () => ({ pieces: [] as Buffer[], rows: 0, runStart: -1, runEnd: -1 }));
+  const out = Array.from({ length: n }, () => ({ starts: new Int32Array(chunk.rows), rows: 0 }));
   const last = keyFields[keyFields.length - 1]!;
   let p = 0;
   while (p < data.length) {
@@ -137,19 +138,9 @@ export function partitionLines(chunk: StageChunk, keyFields: readonly number[], 
     const nl = data[i] === 10 ? i : data.indexOf(10, i);
     p = nl + 1;
     const o = out[(h >>> 0) % n]!;
-    // Consecutive lines of one part stay one slice.
-    if (o.runEnd === start) o.runEnd = p;
-    else {
-      if (o.runStart >= 0) o.pieces.push(data.subarray(o.runStart, o.runEnd));
-      o.runStart = start;
-      o.runEnd = p;
-    }
-    o.rows++;
+    o.starts[o.rows++] = start;
   }
-  return out.map((o) => {
-    if (o.runStart >= 0) o.pieces.push(data.subarray(o.runStart, o.runEnd));
-    return { data: o.pieces.length === 1 ? o.pieces[0]! : Buffer.concat(o.pieces), rows: o.rows };
-  });
+  return out;
 }
 
 
@@ -221,6 +212,8 @@ interface Lane {
   client: pg.Client | undefined;
   stagingReady: boolean;
   direct: boolean;
+  /** The lane's last write: the next one starts after it (one transaction at a time per session). */
+  tail: Promise<unknown>;
 }
 
 /** Staged batches smaller than this go over one connection: splitting them costs more than it saves. */
@@ -252,7 +245,7 @@ export class PostgresDestination implements Destination {
     connections: number,
   ) {
     this.display = display;
-    this.lanes = Array.from({ length: Math.max(1, connections) }, () => ({ client: undefined, stagingReady: false, direct: true }));
+    this.lanes = Array.from({ length: Math.max(1, connections) }, () => ({ client: undefined, stagingReady: false, direct: true, tail: Promise.resolve() }));
   }
 
   static async open(url: string, opts: PostgresConnectOptions = {}): Promise<PostgresDestination> {
@@ -478,9 +471,19 @@ export class PostgresDestination implements Destination {
   async writeStaged(chunk: StageChunk, ctx: WriteContext): Promise<WriteCounts> {
     const t = this.requireTarget();
     if (chunk.rows === 0) return { stored: 0, duplicate: 0 };
-    if (this.lanes.length === 1 || chunk.rows < PARALLEL_MIN_ROWS) return this.writeLane(this.lanes[0]!, t, chunk, ctx);
-    const parts = partitionLines(chunk, this.keyFields, this.lanes.length);
-    const results = await Promise.allSettled(parts.map((p, i) => (p.rows === 0 ? Promise.resolve({ stored: 0, duplicate: 0 }) : this.writeLane(this.lanes[i]!, t, p, ctx))));
+    const parts = this.lanes.length === 1 || chunk.rows < PARALLEL_MIN_ROWS ? [{ starts: undefined, rows: chunk.rows }] : partitionLines(chunk, this.keyFields, this.lanes.length);
+    // Encoded now, written when the lane is free: a caller may hand over the next batch while
+    // this one is in the database, so this process encodes while the server stores.
+    const loadedAt = new Date();
+    const results = await Promise.allSettled(parts.map((p, i) => {
+      if (p.rows === 0) return Promise.resolve({ stored: 0, duplicate: 0 });
+      const lane = this.lanes[i]!;
+      const part = { data: chunk.data, rows: p.rows, starts: p.starts };
+      const direct = lane.direct ? this.encodeDirect(t, part, ctx, loadedAt) : undefined;
+      const run = lane.tail.then(() => this.writeLane(lane, t, part, ctx, direct, loadedAt));
+      lane.tail = run.catch(() => undefined);
+      return run;
+    }));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     // Parts that committed stay committed: a retry finds their rows unchanged (duplicates).
     if (failed) throw failed.reason;
@@ -490,7 +493,14 @@ export class PostgresDestination implements Destination {
     }, { stored: 0, duplicate: 0 });
   }
 
-  private async writeLane(lane: Lane, t: CheckedTarget, chunk: StageChunk, ctx: WriteContext): Promise<WriteCounts> {
+  private encodeDirect(t: CheckedTarget, part: { data: Buffer; rows: number; starts: Int32Array | undefined }, ctx: WriteContext, loadedAt: Date): Buffer {
+    return compileBinaryEncoder(t.columns, { ordinal: false, meta: { runId: ctx.runId, loadedAt } })(part.data, part.rows, part.starts);
+  }
+
+  /** One part on one lane, in one transaction; lanes run their parts one at a time (Lane.tail). */
+  private async writeLane(
+    lane: Lane, t: CheckedTarget, part: { data: Buffer; rows: number; starts: Int32Array | undefined }, ctx: WriteContext, direct: Buffer | undefined, loadedAt: Date,
+  ): Promise<WriteCounts> {
     const c = await this.connection(lane);
     let inTx = false;
     try {
@@ -498,26 +508,25 @@ export class PostgresDestination implements Destination {
       await c.query("begin");
       inTx = true;
       if (lane.direct) {
-        const direct = compileBinaryEncoder(t.columns, { ordinal: false, meta: { runId: ctx.runId, loadedAt: new Date() } })(chunk.data, chunk.rows);
         await c.query("savepoint sluice_direct");
         try {
-          await this.copyBuffer(c, this.directBinarySql, direct);
+          await this.copyBuffer(c, this.directBinarySql, direct ?? this.encodeDirect(t, part, ctx, loadedAt));
           await c.query("commit");
           inTx = false;
-          return { stored: chunk.rows, duplicate: 0 };
+          return { stored: part.rows, duplicate: 0 };
         } catch (err) {
           if ((err as { code?: string }).code !== "23505") throw err;
           await c.query("rollback to savepoint sluice_direct");
           lane.direct = false;
         }
       }
-      await this.copyBuffer(c, this.stagingBinarySql, this.stagingEncoder!(chunk.data, chunk.rows));
+      await this.copyBuffer(c, this.stagingBinarySql, this.stagingEncoder!(part.data, part.rows, part.starts));
       const r = await c.query(this.upsertSql, [ctx.runId]);
       await c.query("commit");
       inTx = false;
       const stored = r.rowCount ?? 0;
-      if (stored === chunk.rows) lane.direct = true;
-      return { stored, duplicate: chunk.rows - stored };
+      if (stored === part.rows) lane.direct = true;
+      return { stored, duplicate: part.rows - stored };
     } catch (err) {
       if (inTx) await c.query("rollback").catch(() => undefined);
       throw this.fail(err, `writing to table ${t.table}`, lane);
