@@ -176,6 +176,44 @@ function buildProgram(): Command {
       process.exitCode = await (await import("./quarantine.js")).quarantineCommand(id, o);
     });
 
+  const inferOptions = (c: Command) =>
+    c
+      .option("--format <format>", "the source's format when its extension does not say (csv, tsv, ndjson, json, parquet, arrow)")
+      .option("--encoding <name>", "the text encoding instead of detecting it (utf-8, utf-16le, latin1, windows-1252, …)")
+      .option("--delimiter <char>", "the CSV delimiter instead of detecting it")
+      .option("--header", "the first CSV record names the columns")
+      .option("--no-header", "the CSV file has no header row (columns are column1, column2, …)")
+      .option("--key <columns>", "key columns, comma-separated: rows are upserted on them")
+      .option("--sample <rows>", "records sampled from the start of each file (default 20000)")
+      .option("--print-schema <file>", "also write the schema as an editable file");
+
+  inferOptions(
+    program
+      .command("ingest")
+      .description("ingest a file, directory, glob, URL or table with the standard workflow, inferring the schema when none is given")
+      .argument("<source>", "a file, directory, glob, http(s):// URL or postgres:// URL (?table=NAME)"),
+  )
+    .option("--to <destination>", "sqlite:PATH, a postgres:// URL, env:NAME, or a .parquet/.ndjson file (default the embedded warehouse)")
+    .option("--table <name>", "the table (default: from the source's name)")
+    .option("--schema <file>", "a schema file instead of inferring one")
+    .option("--infer", "infer the schema from the source (the default without --schema)")
+    .option("--json", "print the finished run as one JSON document on stdout")
+    .addOption(actionsOption())
+    .action(async (source: string, o) => {
+      process.exitCode = await (await import("./ingest.js")).ingestCommand(source, o);
+    });
+
+  inferOptions(
+    program
+      .command("infer")
+      .description("print the schema Sluice infers for a source: columns, types, formats, null markers, encoding, delimiter")
+      .argument("<source>", "a file, directory, glob, http(s):// URL or postgres:// URL (?table=NAME)"),
+  )
+    .option("--json", "print the inference (schema and what was seen per column) as JSON")
+    .action(async (source: string, o) => {
+      process.exitCode = await (await import("./ingest.js")).inferCommand(source, o);
+    });
+
   program
     .command("convert")
     .description("convert a data file between CSV, TSV, NDJSON, JSON and Parquet (Arrow IPC / Feather as input)")

@@ -15,6 +15,11 @@ import { chooseProgressMode, createProgress } from "./progress.js";
 import { resolve } from "node:path";
 
 export async function runCommand(file: string, o: { param?: string[]; json?: boolean; actions?: string[] }): Promise<number> {
+  return runWorkflowFile(file, parseParams(o.param ?? []), o);
+}
+
+/** Creates a run of the workflow in `file` with `params` and drives it in the foreground. */
+export async function runWorkflowFile(file: string, params: Record<string, string>, o: { json?: boolean; actions?: string[] }): Promise<number> {
   const actions = await loadActions(o.actions);
   const loaded = await loadWorkflowFile(file, { actions });
   if (loaded.problems.length > 0) {
@@ -23,7 +28,6 @@ export async function runCommand(file: string, o: { param?: string[]; json?: boo
   }
   if (loaded.workflows.length !== 1)
     throw new SluiceError("USAGE", `${file} holds ${loaded.workflows.length} workflows; sluice run takes a file with exactly one`);
-  const params = parseParams(o.param ?? []);
   return withStore(async (store, home) => {
     // Created already leased to this process: a worker sharing the store must not take it first.
     const owner = newOwnerId();

@@ -220,7 +220,21 @@ export function suggest(name: string, have: readonly string[]): string | undefin
   if (same !== undefined) return same;
   const best = closest(name, [...have]);
   const d = distance(name.toLowerCase(), best.toLowerCase());
-  return d <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+  if (d <= Math.max(2, Math.floor(name.length / 3))) return best;
+  // An abbreviation ("tmax" for temp_max): the letters of one, in order, in the other.
+  const n = norm(name);
+  const abbreviated = have.filter((h) => {
+    const m = norm(h);
+    const [short, long] = n.length <= m.length ? [n, m] : [m, n];
+    return short.length >= 2 && long.length <= short.length * 3 && isSubsequence(short, long);
+  });
+  return abbreviated.sort((a, b) => a.length - b.length)[0];
+}
+
+function isSubsequence(short: string, long: string): boolean {
+  let i = 0;
+  for (let j = 0; j < long.length && i < short.length; j++) if (long[j] === short[i]) i++;
+  return i === short.length;
 }
 
 /** NDJSON lines appended to a file opened on the first record. */

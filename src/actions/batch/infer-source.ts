@@ -18,6 +18,7 @@ import { detectFormat, openReader, readCsv, readCsvRange, splitCsv, type FileFor
 import { describeParquet } from "../../formats/parquet.js";
 import { readTextChunks } from "../../formats/io.js";
 import { inferColumns, type InferredColumn } from "./infer.js";
+import { compileValueParser, Invalid } from "./typing.js";
 import type { SchemaDocument } from "./schema-file.js";
 import { splitPostgresSource } from "./source-checks.js";
 
@@ -243,8 +244,9 @@ async function widthOf(path: string, dialect: { delimiter: string; encoding: str
 }
 
 /**
- * Whether the first record names the columns: no, when some column's values are all of one
- * non-string type and the first record's value has that type too (a data row); yes otherwise.
+ * Whether the first record names the columns: no when, in a column the other records type as a
+ * number, date or boolean, the first record's value has that type too (it is data); yes
+ * otherwise, and when no column is typed (a file of text only).
  */
 async function detectHeader(path: string, dialect: { delimiter: string; encoding: string }): Promise<boolean> {
   const names = await widthOf(path, dialect);
@@ -252,8 +254,14 @@ async function detectHeader(path: string, dialect: { delimiter: string; encoding
   if (rows.length < 2) return true;
   const first = rows[0]!;
   const rest = inferColumns(names, rows.slice(1));
-  const firstTyped = inferColumns(names, rows);
-  return !rest.some((c, i) => c.type !== "string" && firstTyped[i]!.type === c.type && first[names[i]!] !== "" && first[names[i]!] !== undefined);
+  const typed = rest.filter((c) => c.type !== "string");
+  if (typed.length === 0) return true;
+  return !typed.some((c) => {
+    const v = first[c.name];
+    if (typeof v !== "string" || v.trim() === "") return false;
+    const parse = compileValueParser({ type: c.type, ...(c.scale !== undefined ? { scale: c.scale } : {}), ...(c.format ? { format: c.format } : {}) });
+    return !(parse(v) instanceof Invalid);
+  });
 }
 
 async function sampleCsv(path: string, read: { delimiter: string; encoding: string; header?: boolean; columns?: string[] }, n: number): Promise<{ rows: Record<string, unknown>[]; columns: readonly string[] | undefined }> {

@@ -158,73 +158,123 @@ export function inferColumn(name: string, values: readonly unknown[]): InferredC
   return { ...base, ...typed, ...withMarkers, nulls: nulls + (strings.length - candidates.length), nonNull: candidates.length + numbers };
 }
 
-/** The narrowest type (and scale or format) every string fits. */
+/**
+ * Up to this share of a column's sampled values may not fit its type (the rest deciding it):
+ * their rows are then quarantined, with the reason, rather than the whole column read as text.
+ * Real exports carry a few broken values; a type that fits every value always wins over one
+ * that fits most.
+ */
+export const MISFIT_SHARE = 0.01;
+
+interface Candidate {
+  type: ColumnTypeName;
+  scale?: number;
+  format?: string;
+  misfits: string[];
+}
+
+/** The narrowest type (and scale or format) the strings fit. */
 function decideStrings(values: readonly string[], notes: string[]): { type: ColumnTypeName; scale?: number; format?: string } {
-  const trimmed = values.map((v) => v.trim());
-  if (trimmed.every((v) => BOOLEAN_WORDS.has(v.toLowerCase()))) return { type: "boolean" };
-  const int = integerShape(trimmed);
-  if (int === "integer") return { type: "integer" };
-  if (int === "leading-zero") {
+  const v = values.map((x) => x.trim());
+  const allowed = Math.floor(v.length * MISFIT_SHARE);
+  const fitting = (ok: (x: string) => boolean): string[] | undefined => {
+    const bad: string[] = [];
+    for (const x of v) if (!ok(x) && bad.push(x) > allowed) return undefined;
+    return bad;
+  };
+  const found: Candidate[] = [];
+  const consider = (c: Candidate | undefined): boolean => {
+    if (c) found.push(c);
+    return c !== undefined && c.misfits.length === 0;
+  };
+  const pick = (): { type: ColumnTypeName; scale?: number; format?: string } => {
+    const best = found.find((c) => c.misfits.length === 0) ?? found[0];
+    if (!best) return { type: "string" };
+    if (best.misfits.length > 0) {
+      const shown = [...new Set(best.misfits)].slice(0, 3).map((x) => JSON.stringify(x.length > 30 ? `${x.slice(0, 30)}…` : x)).join(", ");
+      notes.push(`${best.misfits.length} of ${v.length} sampled values are not ${best.type === "integer" ? "an integer" : `a ${best.type}`} (${shown}): their rows will be quarantined`);
+    }
+    const { misfits: _m, ...t } = best;
+    return t;
+  };
+
+  const boolean = fitting((x) => BOOLEAN_WORDS.has(x.toLowerCase()));
+  if (consider(boolean && { type: "boolean", misfits: boolean })) return pick();
+  const ints = fitting(isIntegerText);
+  if (ints && v.some((x) => /^[+-]?0\d/.test(x))) {
     notes.push("digits with leading zeros (such as ids or codes): kept as text so the zeros stay");
     return { type: "string" };
   }
-  const dec = decimalShape(trimmed);
-  if (dec !== undefined) {
-    if (dec.exponent) notes.push("numbers written with exponents: a decimal without a fixed scale");
-    if (dec.tooLong) notes.push("more than 18 fraction digits: a decimal without a fixed scale");
-    return dec.exponent || dec.tooLong ? { type: "decimal" } : { type: "decimal", scale: dec.scale };
-  }
-  const date = firstFormat("date", trimmed, ["iso", ...DATE_FORMATS]);
-  if (date !== undefined) {
-    if (date === "%m/%d/%Y" || date === "%m/%d/%y" || date === "%m-%d-%Y") {
-      if (fitsAll("date", trimmed, date.replace("%m", "%X").replace("%d", "%m").replace("%X", "%d")))
-        notes.push(`every day and month is 12 or less: read as month first (${date}); change format if the file is day first`);
+  if (consider(ints && { type: "integer", misfits: ints })) return pick();
+  const decs = fitting(isDecimalText);
+  if (decs && !v.some((x) => /^[+-]?0\d/.test(x))) {
+    const bad = new Set(decs);
+    const ok = v.filter((x) => !bad.has(x));
+    if (ok.some((x) => /[eE]/.test(x))) {
+      notes.push("numbers written with exponents: a decimal without a fixed scale");
+      if (consider({ type: "decimal", misfits: decs })) return pick();
+    } else {
+      // The scale that covers the values, less the few the tolerance still allows (a stray long fraction).
+      const fractions = ok.map((x) => (x.indexOf(".") < 0 ? 0 : x.length - x.indexOf(".") - 1)).sort((a, b) => b - a);
+      const spare = allowed - decs.length;
+      const scale = fractions[Math.min(spare, fractions.length - 1)] ?? 0;
+      const tooFine = ok.filter((x) => x.indexOf(".") >= 0 && x.length - x.indexOf(".") - 1 > scale);
+      if (scale > 18) notes.push("more than 18 fraction digits: a decimal without a fixed scale");
+      if (consider(scale > 18 ? { type: "decimal", misfits: decs } : { type: "decimal", scale, misfits: [...decs, ...tooFine] })) return pick();
     }
-    return date === "iso" ? { type: "date" } : { type: "date", format: date };
   }
-  const ts = firstFormat("timestamp", trimmed, ["iso", ...TIMESTAMP_FORMATS]);
-  if (ts !== undefined) {
-    const zoned = ts === "iso" ? trimmed.every(hasIsoZone) : /%[zZ]/.test(ts);
-    if (!zoned) notes.push("no time zone in the values: read as UTC (set timezone: to the zone they were written in)");
-    return ts === "iso" ? { type: "timestamp" } : { type: "timestamp", format: ts };
+  if (shapedLikeTime(v)) {
+    for (const f of ["iso", ...DATE_FORMATS]) {
+      const p = parserFor("date", f);
+      const bad = p ? fitting((x) => !(p(x) instanceof Invalid)) : undefined;
+      if (!bad) continue;
+      const monthFirst = f === "%m/%d/%Y" || f === "%m/%d/%y" || f === "%m-%d-%Y";
+      if (monthFirst && fitsAll("date", v, f.replace("%m", "%X").replace("%d", "%m").replace("%X", "%d")))
+        notes.push(`every day and month is 12 or less: read as month first (${f}); change format if the file is day first`);
+      if (consider(f === "iso" ? { type: "date", misfits: bad } : { type: "date", format: f, misfits: bad })) return pick();
+      break;
+    }
+    if (found.length === 0)
+      for (const f of ["iso", ...TIMESTAMP_FORMATS]) {
+        const p = parserFor("timestamp", f);
+        const bad = p ? fitting((x) => !(p(x) instanceof Invalid)) : undefined;
+        if (!bad) continue;
+        const badSet = new Set(bad);
+        const zoned = f === "iso" ? v.filter((x) => !badSet.has(x)).every(hasIsoZone) : /%[zZ]/.test(f);
+        if (!zoned) notes.push("no time zone in the values: read as UTC (set timezone: to the zone they were written in)");
+        if (consider(f === "iso" ? { type: "timestamp", misfits: bad } : { type: "timestamp", format: f, misfits: bad })) return pick();
+        break;
+      }
   }
-  return { type: "string" };
+  return pick();
 }
 
-function integerShape(values: readonly string[]): "integer" | "leading-zero" | undefined {
-  let leadingZero = false;
-  for (const v of values) {
-    let i = v.charCodeAt(0) === 45 || v.charCodeAt(0) === 43 ? 1 : 0;
-    if (i >= v.length) return undefined;
-    const start = i;
-    for (; i < v.length; i++) {
-      const c = v.charCodeAt(i);
-      if (c < 48 || c > 57) return undefined;
-    }
-    const digits = v.length - start;
-    if (digits > 1 && v.charCodeAt(start) === 48) leadingZero = true;
-    if (digits > 18 && compileValueParser({ type: "integer" })(v) instanceof Invalid) return undefined;
+function isIntegerText(x: string): boolean {
+  let i = x.charCodeAt(0) === 45 || x.charCodeAt(0) === 43 ? 1 : 0;
+  if (i >= x.length) return false;
+  for (; i < x.length; i++) {
+    const c = x.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
   }
-  return leadingZero ? "leading-zero" : "integer";
+  return x.length < 19 || !(compileValueParser({ type: "integer" })(x) instanceof Invalid);
 }
 
-function decimalShape(values: readonly string[]): { scale: number; exponent: boolean; tooLong: boolean } | undefined {
-  const parse = compileValueParser({ type: "decimal" });
-  let scale = 0;
-  let exponent = false;
-  let leadingZero = false;
-  for (const v of values) {
-    // A plain decimal: digits, one point, digits; an exponent form; nothing else (no thousands separators).
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(v)) return undefined;
-    if (parse(v) instanceof Invalid) return undefined;
-    if (/[eE]/.test(v)) exponent = true;
-    const dot = v.indexOf(".");
-    if (dot >= 0 && !/[eE]/.test(v)) scale = Math.max(scale, v.length - dot - 1);
-    if (/^[+-]?0\d/.test(v)) leadingZero = true;
-  }
-  if (leadingZero) return undefined;
-  return { scale, exponent, tooLong: scale > 18 };
+const DECIMAL_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+const decimalParser = compileValueParser({ type: "decimal" });
+
+/** A plain decimal: digits, one point, digits, or an exponent form; no thousands separators. */
+function isDecimalText(x: string): boolean {
+  return DECIMAL_TEXT.test(x) && !(decimalParser(x) instanceof Invalid);
 }
+
+/** Nearly every value could be a date or time: it has digits and a sensible length. */
+function shapedLikeTime(values: readonly string[]): boolean {
+  let ok = 0;
+  for (const x of values) if (/\d/.test(x) && x.length >= 6 && x.length <= 40) ok++;
+  return ok >= values.length * (1 - MISFIT_SHARE);
+}
+
+
 
 const parsers = new Map<string, ValueParser | null>();
 
@@ -249,11 +299,6 @@ function fitsAll(type: "date" | "timestamp", values: readonly string[], format: 
   return true;
 }
 
-function firstFormat(type: "date" | "timestamp", values: readonly string[], formats: readonly string[]): string | undefined {
-  // Cheap shape test before trying formats: a date or time has digits and some separator.
-  if (!values.every((v) => /\d/.test(v) && v.length >= 6 && v.length <= 40)) return undefined;
-  return formats.find((f) => fitsAll(type, values, f));
-}
 
 function hasIsoZone(v: string): boolean {
   return /(?:Z|[+-]\d\d(?::?\d\d)?)$/i.test(v) && v.length > 10;

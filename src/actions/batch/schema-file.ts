@@ -8,7 +8,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
-import { isMap, isSeq, LineCounter, parseDocument, stringify, type Document, type Node as YamlNode } from "yaml";
+import { Document, isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from "yaml";
 import type { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { SchemaDocument as SchemaDocumentZ } from "../inputs.js";
@@ -72,8 +72,29 @@ function nodeAt(doc: Document, path: (string | number)[]): YamlNode | undefined 
   return found;
 }
 
-/** A schema document as YAML, with a comment header saying where it came from. */
-export function schemaToYaml(doc: SchemaDocument, header: string[] = []): string {
-  const body = stringify(doc, { lineWidth: 0, flowCollectionPadding: false, collectionStyle: "block" });
-  return [...header.map((h) => `# ${h}`), body].join("\n");
+/**
+ * A schema document as YAML for a person to read and edit: a comment header, one line per
+ * column (`- { name: price, type: decimal, scale: 4 }`) with what inference noticed about it as
+ * a comment above it.
+ */
+export function schemaToYaml(schema: SchemaDocument, header: string[] = [], notes: Record<string, string[]> = {}): string {
+  const doc = new Document(schema);
+  const columns = doc.get("columns", true);
+  if (isSeq(columns)) {
+    for (const item of columns.items) {
+      if (!isMap(item)) continue;
+      item.flow = true;
+      const name = String(item.get("name"));
+      const n = notes[name];
+      if (n?.length) item.commentBefore = n.map((x) => ` ${name}: ${x}`).join("\n");
+    }
+  }
+  for (const k of ["key", "nullValues"]) {
+    const node = doc.get(k, true);
+    if (isSeq(node)) node.flow = true;
+  }
+  const rules = doc.get("rules", true);
+  if (isSeq(rules)) for (const r of rules.items) if (isMap(r)) r.flow = true;
+  if (header.length) doc.commentBefore = header.map((h) => ` ${h}`).join("\n");
+  return doc.toString({ lineWidth: 0, flowCollectionPadding: true });
 }
