@@ -8,11 +8,11 @@
  * NDJSON with `--rejects FILE`) and make the exit code 1. A missing or unreadable input or an
  * unwritable output is one sentence and exit 1, like `sluice run`.
  */
-import { access, constants, mkdir, readFile, stat } from "node:fs/promises";
+import { access, constants, mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { parse } from "yaml";
-import { TargetSchema } from "../actions/inputs.js";
-import { compileSchema, type CompiledSchema } from "../actions/batch/typing.js";
+import { compileSchema } from "../actions/batch/typing.js";
+import { loadSchemaFile, type SchemaDocument } from "../actions/batch/schema-file.js";
+import type { TargetSchemaSpec } from "../actions/batch/model.js";
 import { SluiceError } from "../errors.js";
 import { convertFile, type RejectedRecord } from "../formats/convert.js";
 import { parseFormat } from "../formats/dispatch.js";
@@ -36,10 +36,20 @@ export async function convertCommand(input: string, output: string, o: ConvertFl
   if (to === "arrow" || (to === undefined && /\.(arrow|arrows|feather|ipc)$/i.test(output))) {
     throw new SluiceError("USAGE", "writing Arrow files is not supported; write parquet");
   }
-  const schema = o.schema ? await loadSchema(o.schema) : undefined;
   await checkReadable(input);
   await prepareOutput(output);
   if (o.rejects) await prepareOutput(o.rejects);
+  // The schema: given, or for CSV/TSV (whose values are all text) inferred as `sluice infer` does.
+  const inputFormat = from ?? (await import("../formats/dispatch.js")).detectFormat(input);
+  let doc: SchemaDocument | undefined;
+  if (o.schema) doc = await loadSchemaFile(o.schema);
+  else if (inputFormat === "csv" || inputFormat === "tsv") {
+    const { inferSource } = await import("../actions/batch/infer-source.js");
+    doc = (await inferSource(input, { format: inputFormat })).schema;
+    process.stderr.write(`sluice: no --schema: column types inferred from ${input} (sluice infer ${input} shows them)\n`);
+  }
+  const schema = doc ? compileSchema(targetOf(doc)) : undefined;
+  const { format: _format, ...read } = doc?.read ?? {};
 
   const rejects = o.rejects ? new TextFileWriter(o.rejects) : undefined;
   const specs: ParquetColumnSpec[] | undefined = schema?.columns.map((c) => ({ name: c.name, type: c.type, ...(c.scale !== undefined ? { scale: c.scale } : {}) }));
@@ -51,6 +61,7 @@ export async function convertCommand(input: string, output: string, o: ConvertFl
       from,
       to,
       maxErrors: SHOWN_REJECTS,
+      ...(Object.keys(read).length ? { read } : {}),
       ...(schema ? { schema: schema.columns.map((c) => c.name), transform: (row) => schema.convert(row), write: { schema: specs } } : {}),
       ...(rejects ? { onReject: (r: RejectedRecord) => rejects.write(`${stringifyJson({ file: r.file, line: r.line, reason: r.reason, raw: r.raw })}\n`) } : {}),
     });
@@ -137,27 +148,8 @@ function fileError(err: unknown, input: string, output: string): unknown {
   return new SluiceError("IO_ERROR", `cannot ${writing ? "write" : "read"} ${writing ? (path.startsWith(output) ? output : path) : input}: ${why(err)}`, { cause: err });
 }
 
-/**
- * A target schema file: YAML or JSON holding `columns:` (and optionally `key:`), the same shape
- * as a conversion step's `schema:` block.
- */
-async function loadSchema(file: string): Promise<CompiledSchema> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    throw new SluiceError((err as NodeJS.ErrnoException).code === "ENOENT" ? "FILE_NOT_FOUND" : "BAD_CONFIG", `cannot read --schema ${file}: ${why(err)}`, { cause: err });
-  }
-  let data: unknown;
-  try {
-    data = parse(text);
-  } catch (err) {
-    throw new SluiceError("BAD_CONFIG", `${file}: not valid YAML or JSON: ${(err as Error).message.split("\n")[0]}`);
-  }
-  const parsed = TargetSchema.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new SluiceError("BAD_CONFIG", `${file}: ${issue.path.join(".") || "schema"}: ${issue.message}`);
-  }
-  return compileSchema(parsed.data);
+/** The TargetSchema part of a schema document (what typing compiles). */
+function targetOf(doc: SchemaDocument): TargetSchemaSpec {
+  const { read: _read, rules: _rules, extraColumns: _extra, ...target } = doc;
+  return target as TargetSchemaSpec;
 }

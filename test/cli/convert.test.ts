@@ -42,7 +42,7 @@ describe("sluice convert (a real process)", () => {
       [["convert", "data", "out.parquet"], 1, "sluice: cannot read data: is a directory\n"],
       [["convert", "in.csv", "file.txt/out.parquet"], 1, "sluice: cannot write file.txt/out.parquet: a part of the path is not a directory\n"],
       [["convert", "in.csv", "taken.parquet"], 1, "sluice: cannot write taken.parquet: is a directory\n"],
-      [["convert", "in.csv", "out.parquet", "--schema", "schema.yaml"], 1, "sluice: cannot read --schema schema.yaml: no such file\n"],
+      [["convert", "in.csv", "out.parquet", "--schema", "schema.yaml"], 1, `sluice: schema file schema.yaml cannot be read: no such file (a relative path is read from the working directory, ${cwd})\n`],
       [["convert", "in.csv", "out.feather"], 2, "sluice: writing Arrow files is not supported; write parquet\n"],
       [["convert", "in.csv", "out.bin", "--to", "xlsx"], 2, 'sluice: --to must be one of csv, tsv, ndjson, json, parquet, arrow, not "xlsx"\n'],
     ];
