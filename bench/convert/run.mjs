@@ -14,8 +14,8 @@
 //   sluiceConvert    the whole `sluice convert` command, process start to exit, with its peak RSS.
 // Each contender runs `--runs` times and its fastest run counts (a shared, noisy 2-core machine).
 //
-// The schema is the trade schema of workflows/base-data-ingestion-workflow-standard-ingestion.yaml
-// (its format-conversion step), written to schema.yaml. DuckDB reads the CSV with the same types
+// The schema is the trade schema of examples/schemas/trades.yaml (the standard workflow's default
+// schema file), its columns written to schema.yaml. DuckDB reads the CSV with the same types
 // (timestamp → TIMESTAMPTZ, integer → BIGINT, decimal(4) → DECIMAL(38,4), the rest VARCHAR).
 // Checks, from DuckDB: Sluice's file has the same row count, the typed columns, and exactly the
 // same rows as DuckDB's own output (EXCEPT both ways is empty).
@@ -33,7 +33,7 @@ import { writeTradesCsv } from "../../dist/samples/trades.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const SLUICE = join(root, "bin/sluice.js");
-const WORKFLOW = join(root, "workflows/base-data-ingestion-workflow-standard-ingestion.yaml");
+const SCHEMA = join(root, "examples/schemas/trades.yaml");
 const TARGET = 0.3;
 
 function parseArgs(argv) {
@@ -70,12 +70,10 @@ const note = (s) => process.stderr.write(`bench:convert: ${s}\n`);
 const round = (x, d = 3) => Number(x.toFixed(d));
 const mb = (bytes) => round(bytes / 1e6, 1);
 
-/** The trade schema of the standard workflow's format-conversion step. */
+/** The trade schema of the standard workflow's default schema file (key and columns). */
 function tradeSchema() {
-  const wf = parse(readFileSync(WORKFLOW, "utf8"));
-  const step = wf.spec.steps.find((s) => s.name === "format-conversion");
-  if (!step?.with?.schema) throw new Error(`${WORKFLOW}: no format-conversion step with a schema`);
-  return step.with.schema;
+  const { key, columns } = parse(readFileSync(SCHEMA, "utf8"));
+  return { key, columns };
 }
 
 /** DuckDB's read_csv column types for the same schema. */

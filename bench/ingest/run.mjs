@@ -1,32 +1,37 @@
 #!/usr/bin/env node
-// Ingestion benchmark: CSV into PostgreSQL through the standard ingestion workflow, against
-// `psql \copy` of the same file into a table of text columns, in the same run on the same machine.
+// Ingestion benchmark: CSV into PostgreSQL through Sluice, against PostgreSQL's own COPY and
+// pgloader, in the same run on the same machine.
 //
 //   npm run bench:ingest                      # 1,000,000 trade rows (~100 MB)
 //   npm run bench:ingest -- --rows 100000     # quick run
+//   npm run bench:ingest -- --gb 1            # also one 1 GB file through the bulk workflow (peak RSS)
+//   npm run bench:ingest -- --no-convert      # leave out the sluice convert / DuckDB comparison
 //
 // Needs `psql` and PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth, database `test`).
 //
 // Scenarios (one function each):
-//   psqlCopy     `psql \copy` of the clean file into bench_bare (9 text columns): the baseline.
-//   sluiceClean  `sluice run workflows/base-data-ingestion-workflow-standard-ingestion.yaml` on the
-//                same clean file into bench_sluice (collect, type, validate, quarantine, upsert),
-//                timed as a whole command, with each step's time from its attempts and the
-//                process's peak RSS.
-//   sluiceDefects the same workflow on a file with 1% defective records (badShare 0.01) into
-//                bench_sluice_defects; checks rowsIn = rowsStored + rowsQuarantined + rowsDuplicate.
-// Target: Sluice rows/s >= 0.7 x psql \copy rows/s on the clean file.
+//   copyText     `psql \copy` of the clean file into a table of 9 text columns.
+//   copyTyped    `psql \copy` of the same file into the typed table with its primary key
+//                (timestamptz, bigint, numeric(38,4), text; key trade_id): the baseline of the
+//                targets, since Sluice loads typed, keyed tables.
+//   pgloader     Debian's pgloader into the same typed, keyed table (skipped when not installed:
+//                apt-get install pgloader).
+//   sluiceClean  `sluice run` of the standard workflow on the clean file (collect, type, validate,
+//                quarantine, upsert), timed as a whole command, each step's time from its
+//                attempts, and the process's peak RSS.
+//   sluiceDefects the same on a file with 1% defective records; checks the accounting.
+//   sluiceIngest `sluice ingest FILE --key trade_id`: the schema inferred, then the same pipeline.
+//   sluiceBulk   the bulk file workflow over 20 CSV files (the same number of rows, 1% defects).
+//   convert      bench/convert/run.mjs (sluice convert CSV → typed Parquet against DuckDB's COPY
+//                TO parquet), run as a child and its JSON line embedded (skipped without DuckDB).
+//   --gb N       (opt-in) the bulk workflow over one N GB file, for its peak RSS.
 //
-//   sluiceBulk   the bulk file workflow over 20 CSV files (the same number of rows in all, 1%
-//                defects) into bench_bulk: discovery, parallel chunked parsing in worker threads,
-//                standardisation, merge by key, validation, storage; rows/s and peak RSS.
-//   --gb N       (opt-in) the bulk workflow over one N GB file with 100MB chunks, for the peak RSS
-//                that chunked processing keeps bounded; slow (minutes per GB).
-//
+// Targets (ratios of rows/s in this run): standard workflow ≥ 0.5 × copyTyped (stretch 0.8),
+// bulk workflow ≥ 0.4 × copyTyped, convert ≥ 0.3 × DuckDB, peak RSS ≤ 300 MB for 1M rows.
 // Prints one JSON line on stdout; progress goes to stderr. Tables are dropped before (reruns are
 // safe) and after; the temporary folder is removed at the end.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,11 +43,16 @@ const BULK_WORKFLOW = join(root, "workflows/base-data-ingestion-workflow-bulk-fi
 const SLUICE = join(root, "bin/sluice.js");
 const PG = { host: "127.0.0.1", port: 5432, user: "postgres", db: "test" };
 const PG_URL = `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.db}`;
-const TABLES = { bare: "bench_bare", clean: "bench_sluice", defects: "bench_sluice_defects", bulk: "bench_bulk", big: "bench_big" };
-const TARGET = 0.7;
+const TABLES = {
+  bare: "bench_bare", typed: "bench_typed", pgloader: "bench_pgloader", clean: "bench_sluice", defects: "bench_sluice_defects",
+  ingest: "bench_ingest", bulk: "bench_bulk", big: "bench_big",
+};
+const TARGETS = { standard: 0.5, bulk: 0.4, convert: 0.3, peakRssMb: 300 };
+const TYPED_COLUMNS = "trade_id text primary key, executed_at timestamptz, symbol text, side text, quantity bigint, price numeric(38,4), account text, trader_email text, notes text";
+const SCHEMA = join(root, "examples/schemas/trades.yaml");
 
 function parseArgs(argv) {
-  const o = { rows: 1_000_000 };
+  const o = { rows: 1_000_000, convert: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--rows" || a.startsWith("--rows=")) {
@@ -55,6 +65,8 @@ function parseArgs(argv) {
       const n = Number(v);
       if (!(n > 0)) usage(`--gb needs a positive number, got ${v}`);
       o.gb = n;
+    } else if (a === "--no-convert") {
+      o.convert = false;
     } else if (a === "--help" || a === "-h") {
       usage();
     } else {
@@ -66,7 +78,7 @@ function parseArgs(argv) {
 
 function usage(msg) {
   if (msg) process.stderr.write(`bench:ingest: ${msg}\n`);
-  process.stderr.write("usage: node bench/ingest/run.mjs [--rows N] [--gb N]   (rows default 1000000; --gb adds the big-file RSS run)\n");
+  process.stderr.write("usage: node bench/ingest/run.mjs [--rows N] [--gb N] [--no-convert]   (rows default 1000000; --gb adds the big-file RSS run)\n");
   process.exit(msg ? 2 : 0);
 }
 
@@ -125,10 +137,48 @@ async function psqlCopy(file, rows, bytes) {
   return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1) };
 }
 
+/** (a2) Baseline of the targets: psql \copy into the typed table with its primary key. */
+async function psqlCopyTyped(file, rows, bytes) {
+  psql(`CREATE TABLE ${TABLES.typed} (${TYPED_COLUMNS})`);
+  note(`psql \\copy ${rows} rows into the typed, keyed ${TABLES.typed}…`);
+  const r = await timed("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-v", "ON_ERROR_STOP=1",
+    "-c", `\\copy ${TABLES.typed} FROM '${file}' WITH (FORMAT csv, HEADER true)`]);
+  if (r.code !== 0) throw new Error(`psql \\copy (typed) exited ${r.code}: ${r.stderr.trim()}`);
+  note(`psql \\copy typed: ${r.s.toFixed(2)} s`);
+  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1) };
+}
+
+/** (a3) pgloader into the same typed, keyed table; undefined when pgloader is not installed. */
+async function pgloader(file, rows, bytes) {
+  try {
+    execFileSync("sh", ["-c", "command -v pgloader"], { stdio: "ignore" });
+  } catch {
+    note("pgloader is not installed (apt-get install pgloader): skipped");
+    return { skipped: "pgloader not installed (apt-get install pgloader)" };
+  }
+  psql(`CREATE TABLE ${TABLES.pgloader} (${TYPED_COLUMNS})`);
+  const cols = "trade_id, executed_at, symbol, side, quantity, price, account, trader_email, notes";
+  const load = join(dir, "bench.load");
+  writeFileSync(load, `LOAD CSV FROM '${file}' (${cols})
+  INTO ${PG_URL}?tablename=${TABLES.pgloader} (${cols})
+  WITH skip header = 1, fields terminated by ',', fields optionally enclosed by '"', fields escaped by double-quote, workers = 2, concurrency = 1
+  SET work_mem to '64MB';
+`);
+  note(`pgloader ${rows} rows into ${TABLES.pgloader}…`);
+  const r = await timed("pgloader", ["--quiet", load]);
+  if (r.code !== 0) throw new Error(`pgloader exited ${r.code}: ${r.stderr.trim().slice(-500)}`);
+  const n = Number(execFileSync("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-Atc", `SELECT count(*) FROM ${TABLES.pgloader}`], { encoding: "utf8" }).trim());
+  note(`pgloader: ${r.s.toFixed(2)} s, ${n} rows`);
+  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1), rowsLoaded: n };
+}
+
 /** Run the standard ingestion workflow as a user would; return the run document, wall time, peak RSS. */
-async function sluiceRun(file, table, home, { workflow = WORKFLOW, sourceParam = "source", storeStep = "data-storage" } = {}) {
+async function sluiceRun(file, table, home, { workflow = WORKFLOW, sourceParam = "source", storeStep = "data-storage", command } = {}) {
   mkdirSync(home, { recursive: true });
-  const args = [SLUICE, "run", workflow, "--param", `${sourceParam}=${file}`, "--param", `destination=${PG_URL}`, "--param", `table=${table}`, "--json"];
+  const args = command
+    ? [SLUICE, ...command, "--json"]
+    : [SLUICE, "run", workflow, "--param", `${sourceParam}=${file}`, "--param", `destination=${PG_URL}`, "--param", `table=${table}`,
+        ...(workflow === WORKFLOW ? ["--param", `schema=${SCHEMA}`] : []), "--json"];
   const env = { SLUICE_HOME: home, CI: "true" };
   const timeBin = "/usr/bin/time";
   const hasTime = (() => {
@@ -205,6 +255,26 @@ async function sluiceDefects(file, rows, home) {
   return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate, balanced };
 }
 
+/** (c2) `sluice ingest` with the schema inferred from the file, upserting on trade_id. */
+async function sluiceIngest(file, rows, bytes, home) {
+  note(`sluice ingest ${rows} rows (schema inferred) into ${TABLES.ingest}…`);
+  const r = await sluiceRun(file, TABLES.ingest, home, { command: ["ingest", file, "--to", PG_URL, "--table", TABLES.ingest, "--key", "trade_id"] });
+  note(`sluice ingest: ${r.s.toFixed(2)} s, steps ${JSON.stringify(r.steps)}`);
+  const { rowsIn, rowsStored, rowsQuarantined, rowsDuplicate } = r.store;
+  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate };
+}
+
+/** (e) sluice convert → typed Parquet against DuckDB: bench/convert/run.mjs as a child. */
+async function convertBench(rows) {
+  note("bench:convert (sluice convert vs DuckDB COPY TO parquet)…");
+  const r = await timed(process.execPath, [join(root, "bench/convert/run.mjs"), "--rows", String(rows), "--runs", "1"]);
+  if (r.code !== 0) {
+    note(`bench:convert failed or was skipped: ${r.stderr.trim().split("\n").pop()}`);
+    return { skipped: r.stderr.trim().split("\n").pop() };
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop());
+}
+
 /** (d) The bulk workflow over 20 files with 1% defects. */
 async function sluiceBulk(rows, home) {
   const input = join(dir, "bulk");
@@ -251,25 +321,47 @@ try {
   note(`clean file ${mbOf(clean.bytes).toFixed(1)} MB; defect file ${defects.bad} bad records`);
 
   const copy = await psqlCopy(cleanFile, clean.rows, clean.bytes);
+  const typed = await psqlCopyTyped(cleanFile, clean.rows, clean.bytes);
+  const loader = await pgloader(cleanFile, clean.rows, clean.bytes);
   const sluice = await sluiceClean(cleanFile, clean.rows, clean.bytes, join(dir, "home-clean"));
   const withDefects = await sluiceDefects(defectFile, defects.rows, join(dir, "home-defects"));
-  const ratio = round(sluice.rowsPerSec / copy.rowsPerSec);
+  const ingest = await sluiceIngest(cleanFile, clean.rows, clean.bytes, join(dir, "home-ingest"));
   const bulk = await sluiceBulk(opts.rows, join(dir, "home-bulk"));
   const big = opts.gb ? await sluiceBig(opts.gb, join(dir, "home-big")) : undefined;
+  const convert = opts.convert ? await convertBench(opts.rows) : { skipped: "--no-convert" };
+  const ratio = (x) => round(x.rowsPerSec / typed.rowsPerSec);
+  const ratios = {
+    standardVsTypedCopy: ratio(sluice),
+    standardDefectsVsTypedCopy: ratio(withDefects),
+    ingestVsTypedCopy: ratio(ingest),
+    bulkVsTypedCopy: ratio(bulk),
+    standardVsTextCopy: round(sluice.rowsPerSec / copy.rowsPerSec),
+    ...(loader.rowsPerSec ? { standardVsPgloader: round(sluice.rowsPerSec / loader.rowsPerSec) } : {}),
+    ...(convert.ratio !== undefined ? { convertVsDuckdb: convert.ratio } : {}),
+  };
 
   console.log(JSON.stringify({
     bench: "ingest",
     node: process.version,
     rows: clean.rows,
     mb: round(mbOf(clean.bytes), 1),
-    psqlCopy: copy,
+    copyText: copy,
+    copyTyped: typed,
+    pgloader: loader,
     sluice,
-    ratio,
-    target: TARGET,
-    meetsTarget: ratio >= TARGET,
     withDefects,
+    ingest,
     bulk,
     ...(big ? { big } : {}),
+    convert,
+    ratios,
+    targets: TARGETS,
+    meets: {
+      standard: ratios.standardVsTypedCopy >= TARGETS.standard,
+      bulk: ratios.bulkVsTypedCopy >= TARGETS.bulk,
+      convert: convert.ratio === undefined ? null : convert.ratio >= TARGETS.convert,
+      peakRss: sluice.peakRssMb === null ? null : sluice.peakRssMb <= TARGETS.peakRssMb,
+    },
   }));
 } catch (e) {
   note(`failed: ${e.message}`);

@@ -117,8 +117,16 @@ export async function inferSource(source: string, opts: InferOptions = {}): Prom
       records.push(...got.rows);
     }
     if (encoding.confidence === "guess") notes.push(`the encoding ${encoding.encoding} is a guess from the bytes (not valid UTF-8, no BOM): check accented letters`);
+    // The format is written down when the extension would not say it.
+    const byExtension = (() => {
+      try {
+        return detectFormat(files[0]!);
+      } catch {
+        return undefined;
+      }
+    })();
     const readSpec: SchemaDocument["read"] = {
-      ...(format === "tsv" ? { format } : {}), encoding: encoding.encoding,
+      ...(format !== byExtension || format === "tsv" ? { format } : {}), encoding: encoding.encoding,
       ...(delimiter !== "," && format !== "tsv" ? { delimiter } : {}), ...(header ? {} : { header: false, columns: [...names!] }),
     };
     return finish(records, columns ?? [], what, opts, { read: readSpec, encoding, delimiter, header });
@@ -158,10 +166,14 @@ function toSpec(c: InferredColumn): SchemaDocument["columns"][number] {
   } as SchemaDocument["columns"][number];
 }
 
+/** Text files of other extensions (.txt, .dat, none: Excel's "Unicode text", exports) are read as delimited text. */
+const DELIMITED_TEXT = new Set([".txt", ".dat", ".psv", ".tab", ".asc", ""]);
+
 function formatOf(path: string): FileFormat {
   try {
     return detectFormat(path);
   } catch {
+    if (DELIMITED_TEXT.has(extname(path).toLowerCase())) return "csv";
     throw new SluiceError("USAGE", `cannot tell the format of ${path} from its extension ${JSON.stringify(extname(path) || basename(path))}; pass --format csv|tsv|ndjson|json|parquet|arrow`);
   }
 }

@@ -35,6 +35,13 @@ export interface PoolHandlers<U extends PoolUnit, R> {
   failed(unit: U, reason: string, code: string): void;
 }
 
+/**
+ * Heap limits of a worker. A unit holds one read batch and a 1 MB write buffer at a time, but
+ * V8 lets an old generation grow to hundreds of MB before collecting it: capping it keeps the
+ * process's peak RSS near what the work needs (env SLUICE_WORKER_HEAP_MB to change).
+ */
+const LIMITS = { maxOldGenerationSizeMb: Number(process.env.SLUICE_WORKER_HEAP_MB ?? 128) };
+
 /** Marks a worker started by this pool (and not a module merely imported in some thread). */
 const WORKER_MARK = "sluicePoolWorker";
 
@@ -81,7 +88,7 @@ export function runPool<U extends PoolUnit, R>(units: readonly U[], size: number
     const spawn = (): void => {
       const first = takeNext();
       if (!first) return;
-      const worker = new Worker(entry, { workerData: { [WORKER_MARK]: 1 } });
+      const worker = new Worker(entry, { workerData: { [WORKER_MARK]: 1 }, resourceLimits: LIMITS });
       live.add(worker);
       let current: U | undefined;
       let crash: string | undefined;

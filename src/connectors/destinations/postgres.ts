@@ -103,7 +103,7 @@ export interface PostgresConnectOptions {
   connections?: number;
 }
 
-const DEFAULT_CONNECTIONS = Math.min(2, availableParallelism());
+const DEFAULT_CONNECTIONS = Number(process.env.SLUICE_PG_CONNECTIONS ?? Math.min(2, availableParallelism()));
 
 /**
  * The lines of a chunk split into `n` parts by a hash of their key fields (FNV-1a over the
