@@ -19,7 +19,7 @@ import { basename, dirname, join } from "node:path";
 import { mkdirSync } from "node:fs";
 import type { QuarantinedRecord, TypedRow } from "../../formats/typed.js";
 import { SluiceError } from "../../errors.js";
-import { openReader, openWriter, type FileFormat, type ParquetColumnType, type RecordWriter } from "../../formats/index.js";
+import { openReader, openWriter, type FileFormat, type ParquetColumnSpec, type RecordWriter } from "../../formats/index.js";
 import { TextFileWriter } from "../../formats/io.js";
 import { HASH_COLUMN, LOADED_AT_COLUMN, RUN_ID_COLUMN, checkTarget, decodeStaged, jsonText, prepareBatch, quarantineKey, type CheckedTarget } from "./common.js";
 import type { StageChunk } from "../../formats/stage.js";
@@ -53,7 +53,6 @@ export class FileDestination implements Destination {
   private superseded = new Set<number>();
   private written = 0;
   private outNames: string[] = [];
-  private intColumns: string[] = [];
   private closed = false;
 
   constructor(readonly path: string, opts: FileDestinationOptions = {}) {
@@ -72,39 +71,14 @@ export class FileDestination implements Destination {
     if (this.closed) throw new SluiceError("INTERNAL", `Destination ${this.display} is closed.`, { retryable: false });
     await this.discardData();
     this.outNames = [...t.names, HASH_COLUMN, RUN_ID_COLUMN, LOADED_AT_COLUMN];
-    this.intColumns = this.format === "parquet" ? t.columns.filter((c) => c.type === "integer").map((c) => c.name) : [];
     try {
       mkdirSync(dirname(this.path), { recursive: true });
       this.tmp = this.tempName();
-      this.writer = await openWriter(this.tmp, this.format, { columns: this.outNames, columnTypes: this.columnTypes(t) });
+      this.writer = await openWriter(this.tmp, this.format, { columns: this.outNames, ...(this.format === "parquet" ? { schema: parquetSchema(t) } : {}) });
     } catch (err) {
       throw ioError(err, this.display, "creating the file");
     }
     this.target = t;
-  }
-
-  private columnTypes(t: CheckedTarget): Record<string, ParquetColumnType> {
-    const types: Record<string, ParquetColumnType> = {};
-    for (const c of t.columns) {
-      if (c.type === "integer") types[c.name] = "INT64";
-      else if (c.type === "boolean") types[c.name] = "BOOLEAN";
-    }
-    return types;
-  }
-
-  /** A row as the file holds it: Parquet INT64 columns as BigInt. */
-  private fileRow(row: Record<string, unknown>): Record<string, unknown> {
-    for (const name of this.intColumns) {
-      const v = row[name];
-      if (typeof v === "string") {
-        try {
-          row[name] = BigInt(v);
-        } catch {
-          throw new SluiceError("BAD_INPUT", `Destination ${this.display}: column ${name} holds ${JSON.stringify(v.slice(0, 40))}, which is not an integer.`);
-        }
-      }
-    }
-    return row;
   }
 
   async writeStaged(chunk: StageChunk, ctx: WriteContext): Promise<WriteCounts> {
@@ -138,7 +112,7 @@ export class FileDestination implements Destination {
       row[HASH_COLUMN] = hash;
       row[RUN_ID_COLUMN] = ctx.runId;
       row[LOADED_AT_COLUMN] = loadedAt;
-      out.push(this.fileRow(row));
+      out.push(row);
       stored++;
     }
     try {
@@ -214,13 +188,13 @@ export class FileDestination implements Destination {
 
   private async compact(src: string): Promise<string> {
     const dst = this.tempName();
-    const w = await openWriter(dst, this.format, { columns: this.outNames, columnTypes: this.columnTypes(this.target!) });
+    const w = await openWriter(dst, this.format, { columns: this.outNames, ...(this.format === "parquet" ? { schema: parquetSchema(this.target!) } : {}) });
     let index = 0;
     try {
       for await (const batch of openReader(src, { format: this.format, batchSize: 10_000 })) {
         const keep: Record<string, unknown>[] = [];
         for (const row of batch.rows) {
-          if (!this.superseded.has(index++)) keep.push(this.fileRow(row));
+          if (!this.superseded.has(index++)) keep.push(row);
         }
         if (keep.length > 0) await w.write(keep);
       }
@@ -265,4 +239,18 @@ export class FileDestination implements Destination {
 function ioError(err: unknown, where: string, doing: string): SluiceError {
   if (err instanceof SluiceError) return err;
   return new SluiceError("IO_ERROR", `Destination ${where} failed while ${doing}: ${(err as Error).message}`, { retryable: true, cause: err });
+}
+
+/**
+ * The typed Parquet columns of a target (formats/parquet-write.ts): INT64, DECIMAL(38, s),
+ * TIMESTAMP (UTC, µs), DATE, BOOLEAN and strings, plus the metadata columns; values are the
+ * canonical typed text the batch plane carries.
+ */
+function parquetSchema(t: CheckedTarget): ParquetColumnSpec[] {
+  return [
+    ...t.columns.map((c): ParquetColumnSpec => ({ name: c.name, type: c.type, ...(c.scale !== undefined ? { scale: c.scale } : {}) })),
+    { name: HASH_COLUMN, type: "string" },
+    { name: RUN_ID_COLUMN, type: "string" },
+    { name: LOADED_AT_COLUMN, type: "timestamp" },
+  ];
 }
