@@ -162,10 +162,12 @@ export interface RunView {
   footer?: { ok: boolean; text: string; detached?: boolean };
   /** The outputs object a continuous group's members share: its figures go on one row only. */
   streamShown: WeakSet<object>;
+  /** Warnings of the steps, shown under the table (the first 20). */
+  warnings: string[];
 }
 
 export function newRunView(t0 = Date.now()): RunView {
-  return { resumed: false, t0, steps: new Map(), streamShown: new WeakSet() };
+  return { resumed: false, t0, steps: new Map(), streamShown: new WeakSet(), warnings: [] };
 }
 
 /** Fold one event into the picture. */
@@ -213,6 +215,9 @@ export function applyEvent(v: RunView, e: EngineEvent): void {
     case "run-detached":
       v.footer = { ok: false, detached: true, text: `run left running because ${e.reason}; continue it with: sluice resume ${e.runId}` };
       return;
+    case "step-warning":
+      if (v.warnings.length < 20) v.warnings.push(`${e.step}: ${describeWarning(e)}`);
+      return;
   }
 }
 
@@ -251,6 +256,8 @@ function plainPrinter(v: RunView, out: Terminal): (e: EngineEvent) => void {
         return void line(`run ${e.runId} ${e.status}${e.error ? `: ${e.error.message}` : ""}`);
       case "run-detached":
         return void line(`run ${e.runId} left running because ${e.reason}; continue it with: sluice resume ${e.runId}`);
+      case "step-warning":
+        return void line(`step ${e.step}: warning: ${describeWarning(e)}`);
       case "stream-stats": {
         if (Date.now() - (lastShown.get("stream") ?? 0) < 5_000) return;
         lastShown.set("stream", Date.now());
@@ -287,7 +294,7 @@ function jsonProgress(out: Terminal): Progress {
         if (Date.now() - (lastShown.get(key) ?? 0) < 5_000) return;
         lastShown.set(key, Date.now());
       }
-      const level = e.type === "step-ended" && e.status !== "succeeded" ? "warn" : e.type === "run-ended" && e.status !== "succeeded" ? "error" : "info";
+      const level = (e.type === "step-ended" && e.status !== "succeeded") || e.type === "step-warning" ? "warn" : e.type === "run-ended" && e.status !== "succeeded" ? "error" : "info";
       const { type, ...fields } = e;
       log[level]({ event: type, ...fields }, type);
     },
@@ -319,7 +326,7 @@ export function renderTable(v: RunView, now: number): string[] {
   });
   const f = v.footer;
   const footer = f ? (f.ok ? pc.green(f.text) : f.detached ? pc.yellow(f.text) : pc.red(f.text)) : undefined;
-  return [header, ...lines, ...(footer ? [footer] : [])];
+  return [header, ...lines, ...v.warnings.map((w) => pc.yellow(`! ${w}`)), ...(footer ? [footer] : [])];
 }
 
 // eslint-disable-next-line no-control-regex
@@ -336,6 +343,13 @@ export function fitsTerminal(lines: string[], size: { columns?: number; rows?: n
   let used = 0;
   for (const l of lines) used += Math.max(1, Math.ceil(l.replace(ANSI, "").length / columns));
   return used + 1 <= rows;
+}
+
+/** "file failed (path: /in/c.csv, reason: …)": a warning and its fields, short. */
+export function describeWarning(e: Extract<EngineEvent, { type: "step-warning" }>): string {
+  const fields = Object.entries(e.fields ?? {}).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
+  const text = fields.length ? `${e.message} (${fields.join(", ")})` : e.message;
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
 function ttyProgress(out: Terminal): Progress {

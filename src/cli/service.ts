@@ -106,6 +106,9 @@ function logEngineEvent(log: Logger, e: EngineEvent): void {
     case "run-detached":
       log.info({ runId: e.runId, reason: e.reason }, "run handed back");
       break;
+    case "step-warning":
+      log.warn({ ...e.fields, runId: e.runId, step: e.step, attempt: e.attempt }, e.message);
+      break;
     default:
       break;
   }

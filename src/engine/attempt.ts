@@ -23,6 +23,8 @@ export interface AttemptInput {
   home: string;
   outputsOf(step: string): Record<string, unknown> | undefined;
   onProgress?: (update: ProgressUpdate) => void;
+  /** Warnings the action logs, besides the attempt log (shown by `sluice run`, logged by services). */
+  onWarning?: (message: string, fields?: Record<string, unknown>) => void;
   publish: PublishEvent;
 }
 
@@ -43,7 +45,8 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
     timeoutMs,
   );
   const logFile = attemptLogFile(input.home, run.id, step.name, input.attempt);
-  const log = lazyLog(logFile);
+  const file = lazyLog(logFile);
+  const log = input.onWarning ? { ...file, warn: (m: string, f?: Record<string, unknown>) => (file.warn(m, f), input.onWarning!(m, f)) } : file;
 
   try {
     const outputs = await untilAborted(perform(input, controller.signal, logFile, log), controller.signal);

@@ -23,6 +23,8 @@ export type EngineEvent =
       outputs: Record<string, unknown> | null;
     }
   | { type: "step-progress"; runId: string; step: string; attempt: number; elapsedMs: number; progress: ProgressUpdate }
+  /** An action logged a warning (a file left out, an empty source, pages left unread): worth a user's eye. */
+  | { type: "step-warning"; runId: string; step: string; attempt: number; message: string; fields?: Record<string, unknown> }
   | { type: "steps-settled"; runId: string; steps: string[]; status: StepStatus }
   /** About once a second while a continuous group runs: throughput, lag, latency. */
   | { type: "stream-stats"; runId: string; workflow: string; steps: string[]; stats: PipelineStats }

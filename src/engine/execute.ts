@@ -281,6 +281,7 @@ class RunDriver {
         home: this.opts.home,
         outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
         onProgress: this.opts.onEvent ? throttledProgress(this.opts.onEvent, id, name, n, started) : undefined,
+        onWarning: this.opts.onEvent ? (message, fields) => this.opts.onEvent!({ type: "step-warning", runId: id, step: name, attempt: n, message, ...(fields ? { fields } : {}) }) : undefined,
         publish: this.opts.publishEvent ?? storePublisher(store),
       });
 

@@ -278,3 +278,20 @@ describe("JSON lines", () => {
     expect(docs[5]).toMatchObject({ msg: "only" });
   });
 });
+
+describe("warnings of the steps", () => {
+  const warning: EngineEvent = { type: "step-warning", runId: "r-1", step: "format-conversion", attempt: 1, message: "file failed; its other units are skipped", fields: { path: "/in/c.csv", reason: "the header is malformed" } };
+  it("are a line of their own in plain mode, with their fields", () => {
+    const term = terminal(undefined, undefined, false);
+    const p = createProgress("plain", term);
+    p.onEvent(warning);
+    p.stop();
+    expect(term.text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} step format-conversion: warning: file failed; its other units are skipped \(path: \/in\/c\.csv, reason: the header is malformed\)\n$/);
+  });
+  it("are listed under the live table", () => {
+    const v = newRunView(T0);
+    for (const e of events.slice(0, 2)) applyEvent(v, e);
+    applyEvent(v, warning);
+    expect(strip(renderTable(v, T0 + 100).join("\n"))).toContain("! format-conversion: file failed; its other units are skipped (path: /in/c.csv, reason: the header is malformed)");
+  });
+});
