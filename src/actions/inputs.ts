@@ -3,6 +3,7 @@
  * quality rule is written the same way in every workflow.
  */
 import { z } from "zod";
+import { Invalid, formatProblem, showValue, timezoneProblem, typeDefault } from "./batch/typing.js";
 
 const SECRET_REF = /^(env|file):.+/;
 
@@ -56,26 +57,78 @@ export const Format = z.enum(["csv", "tsv", "ndjson", "json", "parquet", "arrow"
 
 export const ColumnType = z.enum(["string", "integer", "decimal", "boolean", "timestamp", "date"]);
 
+const NullValues = z.array(z.string());
+
 export const TargetColumn = z
   .object({
     name: z.string().min(1),
     from: z.string().optional().describe("Source column name when it differs (a rename)."),
     type: ColumnType.default("string"),
     scale: z.number().int().min(0).max(18).optional().describe("Digits after the point, for decimals."),
-    format: z.string().optional().describe("Input format of timestamps and dates when not ISO-8601."),
-    timezone: z.string().optional().describe("Time zone of timestamps that carry none (default UTC)."),
+    format: z
+      .string()
+      .optional()
+      .describe(
+        "Input format of timestamps and dates when not ISO-8601: epoch_s, epoch_ms, or strftime tokens such as %d/%m/%Y %H:%M, %b %e %Y, %m/%d/%Y %I:%M %p, %Y-%m-%dT%H:%M:%S%z.",
+      ),
+    timezone: z.string().optional().describe("Time zone of timestamps that carry no offset (%z) or zone (%Z): an IANA name, a fixed offset such as +05:30, or UTC (the default)."),
     trim: z.boolean().optional(),
     required: z.boolean().optional(),
     default: z.union([z.string(), z.number(), z.boolean()]).optional(),
+    nullValues: NullValues.optional().describe(
+      "Strings that mean \"no value\" in this column, replacing the schema's nullValues, e.g. [\"\", NA, N/A].",
+    ),
   })
-  .strict();
+  .strict()
+  // What compileSchema would refuse at run time, refused by `sluice validate` at the field.
+  .superRefine((c, ctx) => {
+    let clean = true;
+    const problem = (path: string, message: string): void => {
+      clean = false;
+      ctx.addIssue({ code: "custom", path: [path], message });
+    };
+    if (c.format !== undefined) {
+      if (c.type !== "timestamp" && c.type !== "date") problem("format", `cannot apply: this column is ${c.type}, and a format is only for timestamp and date columns`);
+      else {
+        const why = formatProblem(c.format, c.type);
+        if (why !== undefined) problem("format", why);
+      }
+    }
+    if (c.timezone !== undefined) {
+      const why = timezoneProblem(c.timezone);
+      if (why !== undefined) problem("timezone", why);
+    }
+    if (c.scale !== undefined && c.type !== "decimal") problem("scale", `applies only to decimal columns, not ${c.type}`);
+    if (clean && c.default !== undefined) {
+      const typed = typeDefault(c);
+      if (typed instanceof Invalid) problem("default", typeof c.default === "string" ? typed.why : `${showValue(c.default, typed.quoted)} ${typed.why}`);
+    }
+  });
 
 export const TargetSchema = z
   .object({
     columns: z.array(TargetColumn).min(1),
-    key: z.array(z.string()).optional().describe("Columns that identify a record, for idempotent storage."),
+    key: z
+      .array(z.string())
+      .optional()
+      .describe("Columns that identify a record, for idempotent storage; a record whose key column is empty is rejected."),
+    nullValues: NullValues.optional().describe(
+      "Strings that mean \"no value\" (null, then the column's default or a required reason); default [\"\"]. Compared after trimming, except in string columns without trim: true; a string column whose list leaves \"\" out keeps \"\" as an empty string.",
+    ),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    const names = new Map<string, number>();
+    s.columns.forEach((c, i) => {
+      const first = names.get(c.name);
+      if (first !== undefined) ctx.addIssue({ code: "custom", path: ["columns", i, "name"], message: `is declared twice (also columns[${first}])` });
+      else names.set(c.name, i);
+      if (c.name === "__proto__") ctx.addIssue({ code: "custom", path: ["columns", i, "name"], message: "is not allowed as a column name" });
+    });
+    (s.key ?? []).forEach((k, i) => {
+      if (!names.has(k)) ctx.addIssue({ code: "custom", path: ["key", i], message: `is not a column of the target schema (columns: ${[...names.keys()].join(", ")})` });
+    });
+  });
 
 export const QualityRule = z
   .object({

@@ -1,8 +1,13 @@
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DuckDBInstance } from "@duckdb/node-api";
+import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { TargetColumn, TargetSchema } from "../../src/actions/inputs.js";
-import type { TypedValue } from "../../src/actions/batch/model.js";
-import { compileSchema, compileValueParser, Invalid } from "../../src/actions/batch/typing.js";
+import type { TargetSchemaSpec, TypedValue } from "../../src/actions/batch/model.js";
+import { compileSchema, compileValueParser, formatProblem, Invalid } from "../../src/actions/batch/typing.js";
+import { readCsv } from "../../src/formats/csv.js";
 
 type ColumnInput = Omit<z.input<typeof TargetColumn>, "name">;
 
@@ -444,7 +449,7 @@ describe("schema: renames, defaults, required, several reasons", () => {
     expect(trades.convert({ trade_id: "T-3", executed_at: "2026-02-30T00:00:00Z", quantity: "1.5", price: "1.23456", settled: "maybe" })).toEqual({
       ok: false,
       reasons: [
-        "trade_id: required but empty",
+        "trade_id: required (key column) but empty",
         'executed_at: "2026-02-30T00:00:00Z" is not a valid timestamp (2026-02 has no day 30)',
         'quantity: "1.5" is not a valid integer (a fraction)',
         "price: 1.23456 has more than 4 decimal places",
@@ -453,7 +458,7 @@ describe("schema: renames, defaults, required, several reasons", () => {
     });
     expect(trades.convert({})).toEqual({
       ok: false,
-      reasons: ["trade_id: required but empty", "executed_at: required but empty", "quantity: required but empty", "price: required but empty"],
+      reasons: ["trade_id: required (key column) but empty", "executed_at: required but empty", "quantity: required but empty", "price: required but empty"],
     });
   });
 
@@ -476,20 +481,493 @@ describe("schema: renames, defaults, required, several reasons", () => {
   });
 });
 
-describe("configuration errors (BAD_CONFIG)", () => {
-  const bad = (columns: unknown[], key?: string[]) => () => compileSchema(TargetSchema.parse({ columns, ...(key ? { key } : {}) }));
-  const config = (message: RegExp) => expect.objectContaining({ code: "BAD_CONFIG", message: expect.stringMatching(message) });
 
-  it("names the column and the problem", () => {
-    expect(bad([{ name: "t", type: "timestamp", timezone: "Mars/Olympus" }])).toThrow(config(/column t: time zone "Mars\/Olympus" does not exist/));
-    expect(bad([{ name: "t", type: "timestamp", format: "%d %b %Y" }])).toThrow(config(/%b, which is not supported \(supported: %Y %m %d %H %M %S %f %z %%\)/));
-    expect(bad([{ name: "t", type: "timestamp", format: "%H:%M" }])).toThrow(config(/must contain %Y, %m and %d/));
-    expect(bad([{ name: "d", type: "date", format: "%Y-%m-%d %H" }])).toThrow(config(/column d: .*time of day/));
-    expect(bad([{ name: "p", type: "decimal", scale: 2, default: "abc" }])).toThrow(config(/column p: default "abc" is not a valid decimal/));
-    expect(bad([{ name: "q", type: "integer", scale: 2 }])).toThrow(config(/scale applies only to decimal/));
-    expect(bad([{ name: "q", type: "integer", format: "%Y" }])).toThrow(config(/format applies only to timestamp and date/));
-    expect(bad([{ name: "a" }, { name: "a" }])).toThrow(config(/column a is declared twice/));
-    expect(bad([{ name: "a" }], ["id"])).toThrow(config(/key column id is not in the target schema \(columns: a\)/));
+describe("strftime formats: every token, good and bad values", () => {
+  it("%b %h %e: month abbreviations (any case, and Sept), a space-padded day, spaces matching runs of whitespace", () => {
+    expect(table({ type: "date", format: "%b %e %Y" }, ["Jan 1 2000", "Jun 12 1998", "Jun  2 1998", "jun 2 1998", "JUN 2 1998", "Sept 30 1998", "Sep 30 1998", "June 2 1998", "Jun 31 1998", "Jun2 1998", "Foo 2 1998"])).toEqual([
+      ["Jan 1 2000", "2000-01-01"],
+      ["Jun 12 1998", "1998-06-12"],
+      ["Jun  2 1998", "1998-06-02"],
+      ["jun 2 1998", "1998-06-02"],
+      ["JUN 2 1998", "1998-06-02"],
+      ["Sept 30 1998", "1998-09-30"],
+      ["Sep 30 1998", "1998-09-30"],
+      ["June 2 1998", ['c: "June 2 1998" is not a valid date (expected format %b %e %Y)']],
+      ["Jun 31 1998", ['c: "Jun 31 1998" is not a valid date (1998-06 has no day 31)']],
+      ["Jun2 1998", ['c: "Jun2 1998" is not a valid date (expected format %b %e %Y)']],
+      ["Foo 2 1998", ['c: "Foo 2 1998" is not a valid date (expected format %b %e %Y)']],
+    ]);
+    // %e right after a name takes its padding space itself; %h is %b.
+    expect(table({ type: "date", format: "%b%e %Y" }, ["Jun 2 1998", "Jun12 1998"])).toEqual([
+      ["Jun 2 1998", "1998-06-02"],
+      ["Jun12 1998", "1998-06-12"],
+    ]);
+    expect(typed({ type: "date", format: "%d %h %Y" }, "05 Mar 2024")).toBe("2024-03-05");
+    expect(typed({ type: "date", format: "%e.%m.%Y" }, " 5.03.2024")).toBe("2024-03-05");
+  });
+
+  it("%B: full month names only", () => {
+    expect(table({ type: "date", format: "%B %-d, %Y" }, ["February 29, 2024", "february 29, 2024", "MAY 1, 2024", "Feb 29, 2024", "February 29, 2023", "Mayo 1, 2024"])).toEqual([
+      ["February 29, 2024", "2024-02-29"],
+      ["february 29, 2024", "2024-02-29"],
+      ["MAY 1, 2024", "2024-05-01"],
+      ["Feb 29, 2024", ['c: "Feb 29, 2024" is not a valid date (expected format %B %-d, %Y)']],
+      ["February 29, 2023", ['c: "February 29, 2023" is not a valid date (2023-02 has no day 29)']],
+      ["Mayo 1, 2024", ['c: "Mayo 1, 2024" is not a valid date (expected format %B %-d, %Y)']],
+    ]);
+  });
+
+  it("%I with %p: a 12-hour clock, 12 AM is midnight and 12 PM noon", () => {
+    expect(
+      table({ type: "timestamp", format: "%m/%d/%Y %I:%M %p" }, [
+        "03/04/2021 2:05 PM",
+        "03/04/2021 12:00 AM",
+        "03/04/2021 12:30 PM",
+        "03/04/2021 12:30 am",
+        "03/04/2021 11:59 p.m.",
+        "03/04/2021 1:00 A.M.",
+        "03/04/2021 13:05 PM",
+        "03/04/2021 0:05 AM",
+        "03/04/2021 2:05",
+        "03/04/2021 2:05 XM",
+        "03/04/2021 2:05 p.m",
+      ]),
+    ).toEqual([
+      ["03/04/2021 2:05 PM", "2021-03-04T14:05:00.000Z"],
+      ["03/04/2021 12:00 AM", "2021-03-04T00:00:00.000Z"],
+      ["03/04/2021 12:30 PM", "2021-03-04T12:30:00.000Z"],
+      ["03/04/2021 12:30 am", "2021-03-04T00:30:00.000Z"],
+      ["03/04/2021 11:59 p.m.", "2021-03-04T23:59:00.000Z"],
+      ["03/04/2021 1:00 A.M.", "2021-03-04T01:00:00.000Z"],
+      ["03/04/2021 13:05 PM", ['c: "03/04/2021 13:05 PM" is not a valid timestamp (hour 13 on a 12-hour clock)']],
+      ["03/04/2021 0:05 AM", ['c: "03/04/2021 0:05 AM" is not a valid timestamp (hour 0 on a 12-hour clock)']],
+      ["03/04/2021 2:05", ['c: "03/04/2021 2:05" is not a valid timestamp (expected format %m/%d/%Y %I:%M %p)']],
+      ["03/04/2021 2:05 XM", ['c: "03/04/2021 2:05 XM" is not a valid timestamp (expected format %m/%d/%Y %I:%M %p)']],
+      ["03/04/2021 2:05 p.m", ['c: "03/04/2021 2:05 p.m" is not a valid timestamp (expected format %m/%d/%Y %I:%M %p)']],
+    ]);
+    expect(typed({ type: "timestamp", format: "%F %-I%p" }, "2024-01-02 3PM")).toBe("2024-01-02T15:00:00.000Z");
+  });
+
+  it("%A %a: weekdays are checked against the date, never ignored", () => {
+    expect(
+      table({ type: "timestamp", format: "%A, %d-%b-%y %T" }, ["Tuesday, 05-Mar-24 14:05:09", "TUESDAY, 05-mar-24 14:05:09", "Monday, 05-Mar-24 14:05:09", "Tue, 05-Mar-24 14:05:09"]),
+    ).toEqual([
+      ["Tuesday, 05-Mar-24 14:05:09", "2024-03-05T14:05:09.000Z"],
+      ["TUESDAY, 05-mar-24 14:05:09", "2024-03-05T14:05:09.000Z"],
+      ["Monday, 05-Mar-24 14:05:09", ['c: "Monday, 05-Mar-24 14:05:09" is not a valid timestamp (2024-03-05 is a Tuesday, not a Monday)']],
+      ["Tue, 05-Mar-24 14:05:09", ['c: "Tue, 05-Mar-24 14:05:09" is not a valid timestamp (expected format %A, %d-%b-%y %T)']],
+    ]);
+    // RFC 2822 (e-mail and HTTP dates).
+    expect(table({ type: "timestamp", format: "%a, %d %b %Y %T %z" }, ["Tue, 05 Mar 2024 14:05:09 +0100", "Wed, 05 Mar 2024 14:05:09 +0100", "Tues, 05 Mar 2024 14:05:09 +0100"])).toEqual([
+      ["Tue, 05 Mar 2024 14:05:09 +0100", "2024-03-05T13:05:09.000Z"],
+      ["Wed, 05 Mar 2024 14:05:09 +0100", ['c: "Wed, 05 Mar 2024 14:05:09 +0100" is not a valid timestamp (2024-03-05 is a Tuesday, not a Wednesday)']],
+      ["Tues, 05 Mar 2024 14:05:09 +0100", ['c: "Tues, 05 Mar 2024 14:05:09 +0100" is not a valid timestamp (expected format %a, %d %b %Y %T %z)']],
+    ]);
+    expect(typed({ type: "date", format: "%a %F" }, "Wed 1969-03-05")).toBe("1969-03-05");
+  });
+
+  it("%y: the POSIX pivot (69–99 → 19xx, 00–68 → 20xx)", () => {
+    expect(table({ type: "date", format: "%d/%m/%y" }, ["01/01/68", "31/12/69", "15/06/99", "29/02/00", "1/1/5", "01/01/2024"])).toEqual([
+      ["01/01/68", "2068-01-01"],
+      ["31/12/69", "1969-12-31"],
+      ["15/06/99", "1999-06-15"],
+      ["29/02/00", "2000-02-29"],
+      ["1/1/5", "2005-01-01"],
+      ["01/01/2024", ['c: "01/01/2024" is not a valid date (expected format %d/%m/%y)']],
+    ]);
+  });
+
+  it("%j: the day of the year", () => {
+    expect(table({ type: "date", format: "%Y-%j" }, ["2024-060", "2023-060", "2024-366", "2024-1", "2023-366", "2024-000", "2024-0600"])).toEqual([
+      ["2024-060", "2024-02-29"],
+      ["2023-060", "2023-03-01"],
+      ["2024-366", "2024-12-31"],
+      ["2024-1", "2024-01-01"],
+      ["2023-366", ['c: "2023-366" is not a valid date (2023 has no day 366)']],
+      ["2024-000", ['c: "2024-000" is not a valid date (2024 has no day 0)']],
+      ["2024-0600", ['c: "2024-0600" is not a valid date (expected format %Y-%j)']],
+    ]);
+    expect(table({ type: "date", format: "%Y%j" }, ["2024060", "202460"])).toEqual([
+      ["2024060", "2024-02-29"],
+      ["202460", ['c: "202460" is not a valid date (expected format %Y%j)']],
+    ]);
+    expect(typed({ type: "timestamp", format: "%Y-%jT%R" }, "2024-060T12:00")).toBe("2024-02-29T12:00:00.000Z");
+  });
+
+  it("%-m %-d %-H %-M %-S, %T %R %D %F, %n %t", () => {
+    expect(table({ type: "date", format: "%-m/%-d/%Y" }, ["3/4/2021", "03/04/2021"])).toEqual([
+      ["3/4/2021", "2021-03-04"],
+      ["03/04/2021", "2021-03-04"],
+    ]);
+    expect(typed({ type: "timestamp", format: "%Y-%m-%d %-H:%-M:%-S" }, "2024-01-02 3:4:5")).toBe("2024-01-02T03:04:05.000Z");
+    expect(typed({ type: "timestamp", format: "%D %R" }, "03/04/21 14:05")).toBe("2021-03-04T14:05:00.000Z");
+    expect(typed({ type: "timestamp", format: "%F %T.%f" }, "2024-02-29 23:59:59.1234567")).toBe("2024-02-29T23:59:59.123456Z");
+    expect(table({ type: "date", format: "%d%n%b%t%Y" }, ["5 Mar\t2024", "5\n\nMar  2024", "5Mar 2024"])).toEqual([
+      ["5 Mar\t2024", "2024-03-05"],
+      ["5\n\nMar  2024", "2024-03-05"],
+      ["5Mar 2024", ['c: "5Mar 2024" is not a valid date (expected format %d%n%b%t%Y)']],
+    ]);
+  });
+
+  it("%Z: UTC, the North-American abbreviations, IANA names across DST; other abbreviations refused", () => {
+    expect(
+      table({ type: "timestamp", format: "%F %T %Z", timezone: "Asia/Tokyo" }, [
+        "2024-07-01 12:00:00 EST",
+        "2024-07-01 12:00:00 EDT",
+        "2024-01-15 12:00:00 CST",
+        "2024-01-15 12:00:00 MDT",
+        "2024-01-15 12:00:00 PST",
+        "2024-01-15 12:00:00 pdt",
+        "2024-01-15 12:00:00 AKST",
+        "2024-01-15 12:00:00 HST",
+        "2024-01-15 12:00:00 UTC",
+        "2024-01-15 12:00:00 GMT",
+        "2024-01-15 12:00:00 Z",
+        "2024-07-01 12:00:00 Europe/Berlin",
+        "2024-03-10 01:59:59 America/New_York", // last second of EST
+        "2024-03-10 02:30:00 America/New_York", // does not exist: moved forward by the gap
+        "2024-03-10 03:00:00 America/New_York", // first second of EDT
+        "2024-11-03 01:30:00 America/New_York", // happens twice: the earlier (EDT) instant
+        "2024-11-03 02:30:00 America/New_York", // EST
+        "2024-01-15 12:00:00 IST",
+        "2024-01-15 12:00:00 Mars/Olympus",
+        "2024-01-15 12:00:00",
+      ]),
+    ).toEqual([
+      ["2024-07-01 12:00:00 EST", "2024-07-01T17:00:00.000Z"],
+      ["2024-07-01 12:00:00 EDT", "2024-07-01T16:00:00.000Z"],
+      ["2024-01-15 12:00:00 CST", "2024-01-15T18:00:00.000Z"],
+      ["2024-01-15 12:00:00 MDT", "2024-01-15T18:00:00.000Z"],
+      ["2024-01-15 12:00:00 PST", "2024-01-15T20:00:00.000Z"],
+      ["2024-01-15 12:00:00 pdt", "2024-01-15T19:00:00.000Z"],
+      ["2024-01-15 12:00:00 AKST", "2024-01-15T21:00:00.000Z"],
+      ["2024-01-15 12:00:00 HST", "2024-01-15T22:00:00.000Z"],
+      ["2024-01-15 12:00:00 UTC", "2024-01-15T12:00:00.000Z"],
+      ["2024-01-15 12:00:00 GMT", "2024-01-15T12:00:00.000Z"],
+      ["2024-01-15 12:00:00 Z", "2024-01-15T12:00:00.000Z"],
+      ["2024-07-01 12:00:00 Europe/Berlin", "2024-07-01T10:00:00.000Z"],
+      ["2024-03-10 01:59:59 America/New_York", "2024-03-10T06:59:59.000Z"],
+      ["2024-03-10 02:30:00 America/New_York", "2024-03-10T07:30:00.000Z"],
+      ["2024-03-10 03:00:00 America/New_York", "2024-03-10T07:00:00.000Z"],
+      ["2024-11-03 01:30:00 America/New_York", "2024-11-03T05:30:00.000Z"],
+      ["2024-11-03 02:30:00 America/New_York", "2024-11-03T07:30:00.000Z"],
+      [
+        "2024-01-15 12:00:00 IST",
+        [
+          'c: "2024-01-15 12:00:00 IST" is not a valid timestamp (time zone "IST" is ambiguous or unknown: only UTC, GMT, the North-American EST EDT CST CDT MST MDT PST PDT AKST AKDT HST and IANA names such as Europe/Paris are read)',
+        ],
+      ],
+      ["2024-01-15 12:00:00 Mars/Olympus", ['c: "2024-01-15 12:00:00 Mars/Olympus" is not a valid timestamp (time zone "Mars/Olympus" does not exist)']],
+      ["2024-01-15 12:00:00", ['c: "2024-01-15 12:00:00" is not a valid timestamp (expected format %F %T %Z)']],
+    ]);
+    // An offset in the value wins over a zone in it.
+    expect(typed({ type: "timestamp", format: "%F %T%z %Z" }, "2024-01-15 12:00:00+01:00 America/New_York")).toBe("2024-01-15T11:00:00.000Z");
+  });
+
+  it("%s: seconds since the epoch, alone or with %f", () => {
+    expect(table({ type: "timestamp", format: "%s" }, ["1700000000", 1700000000, 1700000000n, "-1", "0", "1.5", "abc", "999999999999"])).toEqual([
+      ["1700000000", "2023-11-14T22:13:20.000Z"],
+      [1700000000, "2023-11-14T22:13:20.000Z"],
+      [1700000000n, "2023-11-14T22:13:20.000Z"],
+      ["-1", "1969-12-31T23:59:59.000Z"],
+      ["0", "1970-01-01T00:00:00.000Z"],
+      ["1.5", ['c: "1.5" is not a valid timestamp (expected format %s)']],
+      ["abc", ['c: "abc" is not a valid timestamp (expected format %s)']],
+      ["999999999999", ['c: "999999999999" is not a valid timestamp (outside the years 0000–9999)']],
+    ]);
+    expect(table({ type: "timestamp", format: "%s.%f" }, ["1700000000.123456", "-1.5", 1700000000.5])).toEqual([
+      ["1700000000.123456", "2023-11-14T22:13:20.123456Z"],
+      ["-1.5", "1969-12-31T23:59:58.500Z"],
+      [1700000000.5, "2023-11-14T22:13:20.500Z"],
+    ]);
+  });
+
+  it("reads real-world shapes: web server logs, Excel exports, e-mail dates", () => {
+    expect(typed({ type: "timestamp", format: "[%d/%b/%Y:%H:%M:%S %z]" }, "[10/Oct/2000:13:55:36 -0700]")).toBe("2000-10-10T20:55:36.000Z");
+    expect(typed({ type: "timestamp", format: "%-m/%-d/%Y %-I:%M:%S %p", timezone: "America/Chicago" }, "3/4/2021 2:05:00 PM")).toBe("2021-03-04T20:05:00.000Z");
+    expect(typed({ type: "timestamp", format: "%a, %e %b %Y %T %z" }, "Tue, 5 Mar 2024 14:05:09 -0500")).toBe("2024-03-05T19:05:09.000Z");
+  });
+});
+
+describe("strftime formats written by DuckDB, read back", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-typing-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("agrees with DuckDB's strftime on 3,034 instants across 25 years, leap days and DST changes", async () => {
+    const file = join(dir, "duck.csv");
+    const db = await DuckDBInstance.create(":memory:");
+    const con = await db.connect();
+    await con.run("SET TimeZone = 'America/New_York'");
+    // Every 2 days 7 h 13 min 17.123 s from 1999-12-25: wall times of every hour, both halves of the day.
+    await con.run(`COPY (
+      SELECT i,
+        epoch_ms(ts) AS ms,
+        strftime(ts, '%b %-d %Y %I:%M:%S %p') AS us12,
+        strftime(ts, '%A, %d-%b-%y %H:%M:%S.%f') AS weekday,
+        strftime(ts, '%Y-%j %H:%M:%S.%f') AS doy,
+        strftime(ts, '%B %d, %Y') AS long_date,
+        strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S.%f %Z') AS zoned,
+        strftime(ts AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S.%f%z') AS offset
+      FROM (
+        SELECT i, TIMESTAMP '1999-12-25 00:00:00' + INTERVAL (i * 198797123) MILLISECOND AS ts FROM range(3000) t(i)
+        UNION ALL -- both 2024 DST changes in New York, every 15 minutes
+        SELECT 3000 + j, TIMESTAMP '2024-03-10 05:00:00' + INTERVAL (j * 15) MINUTE FROM range(17) t(j)
+        UNION ALL
+        SELECT 4000 + j, TIMESTAMP '2024-11-03 04:00:00' + INTERVAL (j * 15) MINUTE FROM range(17) t(j)
+      )
+      ORDER BY i
+    ) TO '${file}' (HEADER, DELIMITER ',')`);
+    con.closeSync();
+
+    const schema = compileSchema(
+      TargetSchema.parse({
+        key: ["i"],
+        columns: [
+          { name: "i", type: "integer" },
+          { name: "us12", type: "timestamp", format: "%b %-d %Y %I:%M:%S %p" },
+          { name: "weekday", type: "timestamp", format: "%A, %d-%b-%y %H:%M:%S.%f" },
+          { name: "doy", type: "timestamp", format: "%Y-%j %H:%M:%S.%f" },
+          { name: "long_date", type: "date", format: "%B %d, %Y" },
+          { name: "zoned", type: "timestamp", format: "%Y-%m-%d %H:%M:%S.%f %Z" },
+          { name: "offset", type: "timestamp", format: "%Y-%m-%d %H:%M:%S.%f%z" },
+          { name: "ms", type: "timestamp", format: "epoch_ms" },
+        ],
+      }),
+    );
+    let rows = 0;
+    let repeatedHour = 0;
+    for await (const batch of readCsv(file)) {
+      expect(batch.errors).toEqual([]);
+      for (const raw of batch.rows) {
+        const r = schema.convert(raw);
+        if (!r.ok) throw new Error(`${JSON.stringify(raw)}: ${r.reasons.join("; ")}`);
+        const utc = new Date(Number(raw.ms)).toISOString();
+        // The wall-clock columns were written from a TIMESTAMP (no zone), read here as UTC.
+        expect([r.row.us12, r.row.weekday, r.row.doy, r.row.offset, r.row.ms]).toEqual([utc.slice(0, 19) + ".000Z", utc, utc, utc, utc]);
+        expect(r.row.long_date).toBe(utc.slice(0, 10));
+        // A zone name alone cannot tell the two 01:30s of a November night apart: the earlier wins.
+        if (r.row.zoned !== utc) {
+          repeatedHour++;
+          expect(Date.parse(r.row.zoned as string)).toBe(Date.parse(utc) - 3_600_000);
+          expect(raw.offset).toMatch(/ 01:\d\d:\d\d\.\d{6}-05$/);
+        }
+        rows++;
+      }
+    }
+    expect(rows).toBe(3034);
+    // 06:00–06:45 UTC on 2024-11-03 is the second 01:00–01:45 in New York (and perhaps some of the 3,000).
+    expect(repeatedHour).toBeGreaterThanOrEqual(4);
+    expect(repeatedHour).toBeLessThan(10);
+  });
+});
+
+describe("null markers and key columns in a CSV written by DuckDB", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-typing-nulls-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reads NULLSTR 'N/A' as null, keeps an empty string as empty, rejects the record without its key", async () => {
+    const file = join(dir, "nulls.csv");
+    const db = await DuckDBInstance.create(":memory:");
+    const con = await db.connect();
+    await con.run(`COPY (SELECT * FROM (VALUES
+        ('T-1', 100, 1.5::DECIMAL(10, 2), DATE '2024-02-29', 'note'),
+        ('T-2', NULL, NULL, NULL, NULL),
+        (NULL, 7, 2.25::DECIMAL(10, 2), DATE '2024-03-01', ''),
+        ('T-4', 8, 3.00::DECIMAL(10, 2), DATE '2024-03-02', '')
+      ) t(id, qty, price, day, note)) TO '${file}' (HEADER, NULLSTR 'N/A')`);
+    con.closeSync();
+    const schema = compileSchema(
+      TargetSchema.parse({
+        key: ["id"],
+        nullValues: ["N/A"],
+        columns: [{ name: "id" }, { name: "qty", type: "integer" }, { name: "price", type: "decimal", scale: 2 }, { name: "day", type: "date" }, { name: "note" }],
+      }),
+    );
+    const out: unknown[] = [];
+    for await (const batch of readCsv(file)) {
+      expect(batch.errors).toEqual([]);
+      for (const raw of batch.rows) {
+        const r = schema.convert(raw);
+        out.push(r.ok ? r.row : r.reasons);
+      }
+    }
+    expect(out).toEqual([
+      { id: "T-1", qty: "100", price: "1.50", day: "2024-02-29", note: "note" },
+      { id: "T-2", qty: null, price: null, day: null, note: null },
+      ["id: required (key column) but empty"],
+      { id: "T-4", qty: "8", price: "3.00", day: "2024-03-02", note: "" },
+    ]);
+  });
+});
+
+describe("null markers (nullValues)", () => {
+  const schema = compileSchema(
+    TargetSchema.parse({
+      nullValues: ["", "NA", "N/A", "null", "-"],
+      columns: [
+        { name: "id", type: "integer" },
+        { name: "price", type: "decimal", scale: 2, default: "0" },
+        { name: "at", type: "timestamp", required: true },
+        { name: "note" }, // untrimmed string: compared exactly
+        { name: "sym", trim: true },
+        { name: "qty", type: "integer", nullValues: ["-"] }, // replaces the schema's list
+        { name: "code", nullValues: [] }, // no markers: "" stays an empty string
+        { name: "flag", type: "boolean", nullValues: ["?"] },
+      ],
+    }),
+  );
+
+  it("turns markers into null, the default or a required reason, after trimming where the column trims", () => {
+    expect(schema.convert({ id: " NA ", price: "N/A", at: "2024-01-01", note: "NA", sym: " N/A ", qty: " - ", code: "", flag: "?" })).toEqual({
+      ok: true,
+      row: { id: null, price: "0.00", at: "2024-01-01T00:00:00.000Z", note: null, sym: null, qty: null, code: "", flag: null },
+    });
+    expect(schema.convert({ id: "7", price: "null", at: "2024-01-01", note: " NA", sym: "-", qty: "3", code: "NA", flag: "" })).toEqual({
+      ok: true,
+      row: { id: "7", price: "0.00", at: "2024-01-01T00:00:00.000Z", note: " NA", sym: null, qty: "3", code: "NA", flag: null },
+    });
+    expect(schema.convert({ at: "N/A", qty: "NA" })).toEqual({ ok: false, reasons: ["at: required but empty", 'qty: "NA" is not a valid integer'] });
+  });
+
+  it("never takes a JSON number or boolean for a marker", () => {
+    const s = compileSchema(TargetSchema.parse({ nullValues: ["", "0", "false"], columns: [{ name: "n", type: "integer" }, { name: "b", type: "boolean" }] }));
+    expect(s.convert({ n: 0, b: false })).toEqual({ ok: true, row: { n: "0", b: false } });
+    expect(s.convert({ n: "0", b: "false" })).toEqual({ ok: true, row: { n: null, b: null } });
+  });
+
+  it("keeps today's behaviour without nullValues: only empty cells are empty", () => {
+    expect(table({ type: "integer" }, ["", "  ", "NA"])).toEqual([
+      ["", null],
+      ["  ", null],
+      ["NA", ['c: "NA" is not a valid integer']],
+    ]);
+    expect(table({ type: "string" }, ["", "NA"])).toEqual([
+      ["", null],
+      ["NA", "NA"],
+    ]);
+  });
+
+  it("compares many markers through a set", () => {
+    const markers = ["", "NA", "N/A", "n/a", "null", "NULL", "None", "-", "--", "?", "#N/A"];
+    const s = compileSchema(TargetSchema.parse({ nullValues: markers, columns: [{ name: "x", type: "decimal" }] }));
+    expect(markers.map((m) => s.convert({ x: m }))).toEqual(markers.map(() => ({ ok: true, row: { x: null } })));
+    expect(s.convert({ x: "#N/B" })).toEqual({ ok: false, reasons: ['x: "#N/B" is not a valid decimal'] });
+  });
+});
+
+describe("key columns and NUL characters", () => {
+  const keyed = compileSchema(
+    TargetSchema.parse({
+      key: ["id", "day"],
+      nullValues: ["", "NA"],
+      columns: [{ name: "id" }, { name: "day", type: "date", default: "1970-01-01" }, { name: "v", type: "integer" }],
+    }),
+  );
+
+  it("rejects a record whose key column is empty or a null marker, unless the column has a default", () => {
+    expect(keyed.convert({ id: "", day: "2024-01-01" })).toEqual({ ok: false, reasons: ["id: required (key column) but empty"] });
+    expect(keyed.convert({ id: "NA", v: "1" })).toEqual({ ok: false, reasons: ["id: required (key column) but empty"] });
+    expect(keyed.convert({})).toEqual({ ok: false, reasons: ["id: required (key column) but empty"] });
+    expect(keyed.convert({ id: "A", day: "NA" })).toEqual({ ok: true, row: { id: "A", day: "1970-01-01", v: null } });
+  });
+
+  it('treats "" in a key column as empty even when the markers leave "" out', () => {
+    const s = compileSchema(TargetSchema.parse({ key: ["id"], nullValues: [], columns: [{ name: "id" }, { name: "note" }] }));
+    expect(s.convert({ id: "", note: "" })).toEqual({ ok: false, reasons: ["id: required (key column) but empty"] });
+    expect(s.convert({ id: "NA", note: "" })).toEqual({ ok: true, row: { id: "NA", note: "" } });
+  });
+
+  it("rejects strings holding U+0000, which PostgreSQL cannot store", () => {
+    const s = compileSchema(TargetSchema.parse({ columns: [{ name: "notes" }, { name: "sym", trim: true }, { name: "n", type: "integer" }] }));
+    expect(s.convert({ notes: "abc\u0000def", sym: " \u0000 ", n: "1\u0000" })).toEqual({
+      ok: false,
+      reasons: [
+        "notes: contains a NUL character (U+0000), which databases cannot store",
+        "sym: contains a NUL character (U+0000), which databases cannot store",
+        'n: "1\\u0000" is not a valid integer',
+      ],
+    });
+    expect(s.convert({ notes: "abc", sym: "X", n: "1" })).toEqual({ ok: true, row: { notes: "abc", sym: "X", n: "1" } });
+  });
+});
+
+describe("configuration errors (BAD_CONFIG at run time, the same sentence at validation)", () => {
+  /** compileSchema on a schema that skipped validation (as a TypeScript caller may hand it). */
+  const compileRaw = (columns: unknown[], key?: string[]) => () => compileSchema({ columns, ...(key ? { key } : {}) } as TargetSchemaSpec);
+  const config = (message: string) => expect.objectContaining({ code: "BAD_CONFIG", message });
+  const SUPPORTED = "%Y %y %m %-m %d %-d %e %j %H %-H %I %-I %M %-M %S %-S %p %b %h %B %a %A %f %z %Z %s %T %R %D %F %n %t %%";
+
+  it("says what is wrong with a format, naming the token and its character position", () => {
+    const cases: [string, "timestamp" | "date", string | undefined][] = [
+      ["%Y-%Q", "timestamp", `uses %Q at character 4, which is not supported (supported: ${SUPPORTED})`],
+      ["%Y-%m-%d %", "timestamp", "ends with a lone % at character 10 (write %% for a literal %)"],
+      ["%-y/%m/%d", "date", `uses %-y at character 1, which is not supported (supported: ${SUPPORTED})`],
+      ["%Y-%m-%d %H:%M", "date", "uses %H at character 10, a time field, but the column is a date (use a timestamp column, or date fields only)"],
+      ["%F %T", "date", "uses %T at character 4, a time field, but the column is a date (use a timestamp column, or date fields only)"],
+      ["%Y-%m-%d %b", "date", "sets the month twice (%m at character 4 and %b at character 10)"],
+      ["%F %m", "timestamp", "sets the month twice (%F at character 1 and %m at character 4)"],
+      ["%Y-%m-%d %I:%M", "timestamp", "uses %I at character 10 (hour 1–12) without %p (AM or PM)"],
+      ["%Y-%m-%d %H:%M %p", "timestamp", "uses %p at character 16 with %H at character 10 (a 24-hour clock); use %I for hours 1–12"],
+      ["%Y-%m-%d %p", "timestamp", "uses %p at character 10 without %I (hour 1–12)"],
+      ["%Y-%m-%j", "date", "uses %j at character 7 (day of the year) together with %m at character 4"],
+      ["%s %Y", "timestamp", "uses %s at character 1 together with %Y at character 4; %s (seconds since the epoch) stands alone (with %f at most)"],
+      ["%H:%M", "timestamp", "must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j), or else %s alone"],
+      ["%Y-%m", "date", "must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j)"],
+      ["YYYY-MM-DD", "date", "has no % fields (write strftime tokens such as %d/%m/%Y or iso); it must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j)"],
+      ["epoch_s", "date", "is for timestamps (numbers since the epoch); a date column takes iso or a pattern of date fields such as %d/%m/%Y"],
+      ["%b %e %Y", "date", undefined],
+      ["ISO", "timestamp", undefined],
+      ["epoch_ms", "timestamp", undefined],
+      ["%s.%f", "timestamp", undefined],
+      ["%D %I:%M %p %Z", "timestamp", undefined],
+    ];
+    expect(cases.map(([format, type]) => [format, type, formatProblem(format, type)])).toEqual(cases);
+  });
+
+  it("throws the same sentences from compileSchema, naming the column", () => {
+    expect(compileRaw([{ name: "t", type: "timestamp", format: "%Y-%Q" }])).toThrow(config(`column t: format "%Y-%Q" uses %Q at character 4, which is not supported (supported: ${SUPPORTED})`));
+    expect(compileRaw([{ name: "t", type: "timestamp", format: "%I:%M %F" }])).toThrow(config('column t: format "%I:%M %F" uses %I at character 1 (hour 1–12) without %p (AM or PM)'));
+    expect(compileRaw([{ name: "d", type: "date", format: "%Y-%m-%d %H" }])).toThrow(config('column d: format "%Y-%m-%d %H" uses %H at character 10, a time field, but the column is a date (use a timestamp column, or date fields only)'));
+    expect(compileRaw([{ name: "t", type: "timestamp", timezone: "Mars/Olympus" }])).toThrow(
+      config('column t: time zone "Mars/Olympus" does not exist (use an IANA name such as America/New_York, a fixed offset such as +05:30, or UTC)'),
+    );
+    expect(compileRaw([{ name: "t", type: "timestamp", timezone: "+25:00" }])).toThrow(config('column t: time zone "+25:00" is not a valid offset (hours 00–23, minutes 00–59)'));
+    expect(compileRaw([{ name: "p", type: "decimal", scale: 2, default: "abc" }])).toThrow(config('column p: default "abc" is not a valid decimal'));
+    expect(compileRaw([{ name: "s", default: "a\u0000" }])).toThrow(config('column s: default "a\\u0000" contains a NUL character (U+0000), which databases cannot store'));
+    expect(compileRaw([{ name: "q", type: "integer", scale: 2 }])).toThrow(config("column q: scale applies only to decimal columns, not integer"));
+    expect(compileRaw([{ name: "q", type: "integer", format: "%Y" }])).toThrow(config("column q: format applies only to timestamp and date columns, not integer"));
+    expect(compileRaw([{ name: "a" }, { name: "a" }])).toThrow(config("column a is declared twice in the target schema"));
+    expect(compileRaw([{ name: "a" }], ["id"])).toThrow(config("key column id is not in the target schema (columns: a)"));
+  });
+
+  it("refuses them already in the TargetSchema (what `sluice validate` checks), at the field", () => {
+    const issues = (schema: unknown) => {
+      const r = TargetSchema.safeParse(schema);
+      return r.success ? [] : r.error.issues.map((i) => [i.path.join("."), i.message]);
+    };
+    expect(
+      issues({
+        key: ["id"],
+        columns: [
+          { name: "a", type: "timestamp", format: "%Y-%Q" },
+          { name: "b", type: "integer", format: "%Y" },
+          { name: "c", type: "timestamp", timezone: "Mars/Olympus" },
+          { name: "d", scale: 2 },
+          { name: "e", type: "decimal", scale: 2, default: "abc" },
+          { name: "f", type: "integer", default: 1.5 },
+          { name: "a" },
+        ],
+      }),
+    ).toEqual([
+      ["columns.0.format", `uses %Q at character 4, which is not supported (supported: ${SUPPORTED})`],
+      ["columns.1.format", "cannot apply: this column is integer, and a format is only for timestamp and date columns"],
+      ["columns.2.timezone", "does not exist (use an IANA name such as America/New_York, a fixed offset such as +05:30, or UTC)"],
+      ["columns.3.scale", "applies only to decimal columns, not string"],
+      ["columns.4.default", "is not a valid decimal"],
+      ["columns.5.default", "1.5 is not an integer"],
+      ["columns.6.name", "is declared twice (also columns[0])"],
+      ["key.0", "is not a column of the target schema (columns: a, b, c, d, e, f)"],
+    ]);
   });
 
   it("the value parsers are reusable on their own", () => {

@@ -87,6 +87,35 @@ describe("workflow validation", () => {
     ]);
   });
 
+  it("refuses a target schema's bad format, time zone and key at the field, before anything runs", () => {
+    const text = `${HEAD}  steps:
+    - name: format-conversion
+      agent: data-converter
+      action: convert_to_standard_format
+      with:
+        dataset: x
+        schema:
+          key: [trade_id, venue]
+          nullValues: ["", NA]
+          columns:
+            - { name: trade_id, required: true }
+            - { name: executed_at, type: timestamp, format: "%Y-%Q" }
+            - name: settled_on
+              type: date
+              format: "%d/%m/%Y %H:%M"
+            - { name: booked_at, type: timestamp, format: "%m/%d/%Y %I:%M", timezone: Mars/Olympus }
+            - { name: quantity, type: integer, format: "%Y" }
+`;
+    expect(problems(text)).toEqual([
+      'w.yaml:13:27: input "schema.key.1" of data-converter/convert_to_standard_format: "venue" is not a column of the target schema (columns: trade_id, executed_at, settled_on, booked_at, quantity)',
+      'w.yaml:17:61: input "schema.columns.1.format" of data-converter/convert_to_standard_format: "%Y-%Q" uses %Q at character 4, which is not supported (supported: %Y %y %m %-m %d %-d %e %j %H %-H %I %-I %M %-M %S %-S %p %b %h %B %a %A %f %z %Z %s %T %R %D %F %n %t %%)',
+      'w.yaml:20:23: input "schema.columns.2.format" of data-converter/convert_to_standard_format: "%d/%m/%Y %H:%M" uses %H at character 10, a time field, but the column is a date (use a timestamp column, or date fields only)',
+      'w.yaml:21:59: input "schema.columns.3.format" of data-converter/convert_to_standard_format: "%m/%d/%Y %I:%M" uses %I at character 10 (hour 1–12) without %p (AM or PM)',
+      'w.yaml:21:87: input "schema.columns.3.timezone" of data-converter/convert_to_standard_format: "Mars/Olympus" does not exist (use an IANA name such as America/New_York, a fixed offset such as +05:30, or UTC)',
+      'w.yaml:22:56: input "schema.columns.4.format" of data-converter/convert_to_standard_format: "%Y" cannot apply: this column is integer, and a format is only for timestamp and date columns',
+    ]);
+  });
+
   it("does not type-check inputs computed by expressions until run time", () => {
     const text = `${HEAD}  params:\n    t: { type: number, default: 0.5 }\n  steps:
     - name: c
