@@ -113,7 +113,8 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
     sums.bytes += bytes - seenBytes[id]!;
     seen[id] = rows;
     seenBytes[id] = bytes;
-    ctx.progress({ rows: sums.rows, bytes: Math.min(sums.bytes, totalBytes), totalBytes, files: files.filter((f) => f.units.length > 0 && f.units.every((u) => results[u.id])).length, totalFiles: files.length });
+    const done = files.length > 1 ? files.filter((f) => f.units.length > 0 && f.units.every((u) => results[u.id])).length : undefined;
+    ctx.progress({ rows: sums.rows, bytes: Math.min(sums.bytes, totalBytes), totalBytes, ...(done !== undefined ? { files: done, totalFiles: files.length } : {}) });
   };
   const onDone = (u: ConvertUnitSpec, r: ConvertUnitResult): void => {
     results[u.id] = r;
