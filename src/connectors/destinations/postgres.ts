@@ -214,6 +214,13 @@ interface Lane {
   direct: boolean;
   /** The lane's last write: the next one starts after it (one transaction at a time per session). */
   tail: Promise<unknown>;
+  /**
+   * Batches to send through the staging table before trying the direct COPY again. A failed
+   * direct COPY is work thrown away (up to a whole batch), so after each failure in a row the
+   * wait doubles (1, 2, 4 … 32 batches): data with repeated keys stops paying for it.
+   */
+  skip: number;
+  misses: number;
 }
 
 /** Staged batches smaller than this go over one connection: splitting them costs more than it saves. */
@@ -245,7 +252,7 @@ export class PostgresDestination implements Destination {
     connections: number,
   ) {
     this.display = display;
-    this.lanes = Array.from({ length: Math.max(1, connections) }, () => ({ client: undefined, stagingReady: false, direct: true, tail: Promise.resolve() }));
+    this.lanes = Array.from({ length: Math.max(1, connections) }, () => ({ client: undefined, stagingReady: false, direct: true, tail: Promise.resolve(), skip: 0, misses: 0 }));
   }
 
   static async open(url: string, opts: PostgresConnectOptions = {}): Promise<PostgresDestination> {
@@ -352,6 +359,8 @@ export class PostgresDestination implements Destination {
     for (const lane of this.lanes) {
       lane.stagingReady = false;
       lane.direct = true;
+      lane.skip = 0;
+      lane.misses = 0;
     }
     // Stage lines are `_line`, the values, the hash: a key column's field is its index + 1.
     this.keyFields = t.hashKey ? [t.columns.length + 1] : t.keyIndexes.map((i) => i + 1);
@@ -513,11 +522,14 @@ export class PostgresDestination implements Destination {
           await this.copyBuffer(c, this.directBinarySql, direct ?? this.encodeDirect(t, part, ctx, loadedAt));
           await c.query("commit");
           inTx = false;
+          lane.misses = 0;
           return { stored: part.rows, duplicate: 0 };
         } catch (err) {
           if ((err as { code?: string }).code !== "23505") throw err;
           await c.query("rollback to savepoint sluice_direct");
           lane.direct = false;
+          lane.skip = Math.min(32, 2 ** lane.misses);
+          lane.misses++;
         }
       }
       await this.copyBuffer(c, this.stagingBinarySql, this.stagingEncoder!(part.data, part.rows, part.starts));
@@ -525,7 +537,7 @@ export class PostgresDestination implements Destination {
       await c.query("commit");
       inTx = false;
       const stored = r.rowCount ?? 0;
-      if (stored === part.rows) lane.direct = true;
+      if (stored === part.rows && --lane.skip <= 0) lane.direct = true;
       return { stored, duplicate: part.rows - stored };
     } catch (err) {
       if (inTx) await c.query("rollback").catch(() => undefined);
