@@ -301,9 +301,13 @@ async function sluiceBig(gb, home) {
   mkdirSync(input);
   const rows = Math.round((gb * 1e9) / 99);
   const s = await writeTradesCsv(join(input, "big.csv"), { rows, seed: 7, badShare: 0.001 });
+  note(`sluice run standard-ingestion, one ${mbOf(s.bytes).toFixed(0)} MB file into ${TABLES.big}…`);
+  const std = await sluiceRun(join(input, "big.csv"), TABLES.big, `${home}-standard`);
+  psql(`DROP TABLE IF EXISTS ${TABLES.big}; DROP TABLE IF EXISTS ${TABLES.big}_quarantine;`);
   note(`sluice run bulk-file-ingestion, one ${mbOf(s.bytes).toFixed(0)} MB file into ${TABLES.big}…`);
   const r = await sluiceRun(input, TABLES.big, home, { workflow: BULK_WORKFLOW, sourceParam: "directory", storeStep: "bulk-storage" });
-  return { mb: round(mbOf(s.bytes), 0), rows, s: round(r.s), rowsPerSec: Math.round(rows / r.s), peakRssMb: r.peakRssMb, steps: r.steps };
+  const figures = (x) => ({ s: round(x.s), rowsPerSec: Math.round(rows / x.s), peakRssMb: x.peakRssMb, steps: x.steps });
+  return { mb: round(mbOf(s.bytes), 0), rows, standard: figures(std), bulk: figures(r) };
 }
 
 // --- main --------------------------------------------------------------------------------------

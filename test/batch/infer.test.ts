@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 import { inferSource } from "../../src/actions/batch/infer-source.js";
@@ -183,6 +183,32 @@ describe("sluice ingest of each file, end to end", () => {
       db.close();
     }
   }, 120_000);
+
+  it("ingests Parquet (written by DuckDB) and Arrow (written by apache-arrow) with the files' own types", async () => {
+    const parquet = join(work, "typed.parquet");
+    await duck.run(`COPY (SELECT i::BIGINT AS id, (i * 1.25)::DECIMAL(10,2) AS amount, TIMESTAMPTZ '2024-01-02 03:04:05+00' + i * INTERVAL 1 SECOND AS at, i % 2 = 0 AS ok FROM range(500) t(i)) TO '${parquet}' (FORMAT parquet, COMPRESSION zstd)`);
+    const { tableFromArrays, tableToIPC } = await import("apache-arrow");
+    const arrow = join(work, "typed.arrow");
+    writeFileSync(arrow, tableToIPC(tableFromArrays({ id: BigInt64Array.from({ length: 300 }, (_, i) => BigInt(i)), name: Array.from({ length: 300 }, (_, i) => `n${i}`) }), "file"));
+    const warehouse = join(work, "typed.db");
+    for (const [file, table, n] of [[parquet, "pq", 500], [arrow, "ar", 300]] as const) {
+      const r = sluice(["ingest", file, "--to", `sqlite:${warehouse}`, "--table", table], { cwd: work, env: { SLUICE_HOME: join(work, "home") } });
+      expect(r.code, r.stderr).toBe(0);
+      const db = new Database(warehouse, { readonly: true });
+      try {
+        expect((db.prepare(`select count(*) as n from ${table}`).get() as { n: number }).n).toBe(n);
+      } finally {
+        db.close();
+      }
+    }
+    const db = new Database(warehouse, { readonly: true });
+    try {
+      expect(db.prepare("select id, amount, at, ok from pq where id = 3").get()).toEqual({ id: 3, amount: 3.75, at: "2024-01-02T03:04:08.000Z", ok: 0 });
+      expect(db.prepare("select id, name from ar where id = 7").get()).toEqual({ id: 7, name: "n7" });
+    } finally {
+      db.close();
+    }
+  }, 60_000);
 
   it("stores files into PostgreSQL with the inferred types", async () => {
     for (const file of ["airports.csv", "orders_us.csv", "movies.csv"]) {

@@ -92,6 +92,27 @@ describe("the standard workflow on real-world files", () => {
     expect(a.error?.message).not.toMatch(/artifacts/);
   });
 
+  it("fails the trade schema over a file that is not trades, instead of quarantining every row and succeeding", async () => {
+    const dir = join(data, "not-trades");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "weather.csv"), WEATHER);
+    const created = await createRun(env.store, { workflow: wf, params: { source: join(dir, "weather.csv"), destination: `sqlite:${join(dir, "w.db")}`, table: "t", schema: join(ROOT, "examples", "schemas", "trades.yaml") } });
+    const run = await executeRun(created.id, { store: env.store, actions: env.actions, home: env.home });
+    expect(run.status).toBe("failed");
+    const d = await runDetail(env.store, created.id);
+    const err = d.steps.find((x) => x.name === "format-conversion")!.attempts.at(-1)!.error!;
+    expect(err.code).toBe("BAD_INPUT");
+    expect(err.message).toMatch(/^.*weather\.csv: the schema's columns trade_id, executed_at, symbol, side, quantity, price, account, trader_email, notes are not in the file \(its header has: date, city, temp_max, temp_min\)/);
+  });
+
+  it("fails with TOO_MANY_REJECTS when every record is rejected", async () => {
+    const all = `date,city,temp_max,temp_min\n${Array.from({ length: 10 }, (_, i) => `someday-${i},X,1.0,0.0`).join("\n")}\n`;
+    const r = await ingest({ "all-bad.csv": all }, WEATHER_SCHEMA);
+    expect(r.run.status).toBe("failed");
+    expect(r.attempt("format-conversion")!.error).toMatchObject({ code: "TOO_MANY_REJECTS", message: expect.stringMatching(/^10 of 10 records \(100%\)/) });
+    expect(r.quarantined("format-conversion")).toHaveLength(10);
+  });
+
   it("reports extra columns (ignore), refuses them (error), or keeps them as strings (keep)", async () => {
     const extra = WEATHER.replace("temp_min\n", "temp_min,station\n").replace(/\n(2024[^\n]+)/g, "\n$1,S1");
     const ignored = await ingest({ "w.csv": extra }, WEATHER_SCHEMA);
