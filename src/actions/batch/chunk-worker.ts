@@ -17,6 +17,7 @@
 import { openNdjsonWriter, openReader, readCsvRange, type CsvRange, type FileFormat, type RecordBatch, type RecordWriter } from "../../formats/index.js";
 import type { QuarantinedRecord } from "./model.js";
 import { serveUnits } from "./worker-pool.js";
+import { rowText } from "./convert-unit.js";
 
 /** One piece of work, planned by the main thread. Plain data (structured-cloned). */
 export interface WorkUnit {
@@ -66,7 +67,7 @@ export async function processUnit(unit: WorkUnit, onProgress: (rows: number, byt
       const n = b.rows.length;
       for (let i = 0; i < n; i++) {
         const row = b.rows[i]!;
-        if (textual) estimated += rowTextLength(row);
+        if (textual) estimated += rowText(row);
         row[LINE_FIELD] = b.lines[i]!;
       }
       if (n > 0) await writer.write(b.rows);
@@ -90,14 +91,5 @@ export async function processUnit(unit: WorkUnit, onProgress: (rows: number, byt
   return { rows, malformed, partBytes, quarantineBytes };
 }
 
-/** About the bytes a CSV record took in its file: its values plus one separator each. */
-function rowTextLength(row: Record<string, unknown>): number {
-  let n = 0;
-  for (const k in row) {
-    const v = row[k];
-    n += (typeof v === "string" ? v.length : 0) + 1;
-  }
-  return n;
-}
 
 serveUnits(processUnit);

@@ -139,7 +139,7 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
 }
 
 /** About the bytes a CSV record took in its file: its values plus one separator each. */
-function rowText(row: Record<string, unknown>): number {
+export function rowText(row: Record<string, unknown>): number {
   let n = 0;
   for (const k in row) {
     const v = row[k];

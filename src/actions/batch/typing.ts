@@ -88,6 +88,7 @@
  */
 import { SluiceError } from "../../errors.js";
 import type { Column, ColumnTypeName, TargetSchemaSpec, TypedRow, TypedValue } from "./model.js";
+import { daysFromCivil } from "../../formats/values.js";
 
 type ColumnSpec = TargetSchemaSpec["columns"][number];
 
@@ -421,14 +422,6 @@ function parseBooleanValue(v: unknown): TypedValue | Invalid {
 // ---------------------------------------------------------------------------------------------
 // Calendar arithmetic (proleptic Gregorian, days since 1970-01-01; H. Hinnant's algorithms)
 
-function daysFromCivil(y: number, m: number, d: number): number {
-  if (m <= 2) y -= 1;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146097 + doe - 719468;
-}
 
 // civilFromDays writes here (no allocation).
 let cy = 0;

@@ -16,6 +16,7 @@
  */
 import { SluiceError } from "../../errors.js";
 import type { Column } from "../../formats/typed.js";
+import { daysFromCivil } from "../../formats/values.js";
 
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 /** The file header: signature, flags (0), header extension length (0). */
@@ -296,15 +297,6 @@ function daysOf(b: Buffer, start: number, cache: Map<number, number>): number {
   return days;
 }
 
-/** H. Hinnant's days_from_civil (proleptic Gregorian). */
-function daysFromCivil(y: number, m: number, d: number): number {
-  if (m <= 2) y -= 1;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146097 + doe - 719468;
-}
 
 const two = (b: Buffer, i: number): number => (b[i]! - 48) * 10 + (b[i + 1]! - 48);
 
