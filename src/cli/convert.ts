@@ -11,8 +11,7 @@
 import { access, constants, mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { compileSchema } from "../actions/batch/typing.js";
-import { loadSchemaFile, type SchemaDocument } from "../actions/batch/schema-file.js";
-import type { TargetSchemaSpec } from "../actions/batch/model.js";
+import { loadSchemaFile, targetSchemaOf, type SchemaDocument } from "../actions/batch/schema-file.js";
 import { SluiceError } from "../errors.js";
 import { convertFile, type RejectedRecord } from "../formats/convert.js";
 import { parseFormat } from "../formats/dispatch.js";
@@ -48,7 +47,7 @@ export async function convertCommand(input: string, output: string, o: ConvertFl
     doc = (await inferSource(input, { format: inputFormat })).schema;
     process.stderr.write(`sluice: no --schema: column types inferred from ${input} (sluice infer ${input} shows them)\n`);
   }
-  const schema = doc ? compileSchema(targetOf(doc)) : undefined;
+  const schema = doc ? compileSchema(targetSchemaOf(doc)) : undefined;
   const { format: _format, ...read } = doc?.read ?? {};
 
   const rejects = o.rejects ? new TextFileWriter(o.rejects) : undefined;
@@ -148,8 +147,3 @@ function fileError(err: unknown, input: string, output: string): unknown {
   return new SluiceError("IO_ERROR", `cannot ${writing ? "write" : "read"} ${writing ? (path.startsWith(output) ? output : path) : input}: ${why(err)}`, { cause: err });
 }
 
-/** The TargetSchema part of a schema document (what typing compiles). */
-function targetOf(doc: SchemaDocument): TargetSchemaSpec {
-  const { read: _read, rules: _rules, extraColumns: _extra, ...target } = doc;
-  return target as TargetSchemaSpec;
-}

@@ -16,7 +16,7 @@ import { describeArrow } from "../../formats/arrow.js";
 import { detectFileEncoding, type DetectedEncoding } from "../../formats/encoding.js";
 import { detectFormat, openReader, readCsv, readCsvRange, splitCsv, type FileFormat, type RecordBatch } from "../../formats/index.js";
 import { describeParquet } from "../../formats/parquet.js";
-import { readTextChunks } from "../../formats/io.js";
+import { keysOf, readTextChunks } from "../../formats/io.js";
 import { inferColumns, type InferredColumn } from "./infer.js";
 import { compileValueParser, Invalid } from "./typing.js";
 import type { SchemaDocument } from "./schema-file.js";
@@ -176,12 +176,6 @@ function formatOf(path: string): FileFormat {
     if (DELIMITED_TEXT.has(extname(path).toLowerCase())) return "csv";
     throw new SluiceError("USAGE", `cannot tell the format of ${path} from its extension ${JSON.stringify(extname(path) || basename(path))}; pass --format csv|tsv|ndjson|json|parquet|arrow`);
   }
-}
-
-function keysOf(records: readonly Record<string, unknown>[]): string[] {
-  const seen = new Set<string>();
-  for (const r of records) for (const k of Object.keys(r)) seen.add(k);
-  return [...seen];
 }
 
 function quoteIdent(table: string): string {

@@ -12,12 +12,19 @@ import { Document, isMap, isSeq, LineCounter, parseDocument, type Node as YamlNo
 import type { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { SchemaDocument as SchemaDocumentZ } from "../inputs.js";
+import type { TargetSchemaSpec } from "./model.js";
 
 export type SchemaDocument = z.infer<typeof SchemaDocumentZ>;
 
 /** A schema given inline, or the path of a schema file (relative to the working directory). */
-export async function loadSchemaRef(ref: SchemaDocument | string, _ctx?: unknown): Promise<SchemaDocument> {
+export async function loadSchemaRef(ref: SchemaDocument | string): Promise<SchemaDocument> {
   return typeof ref === "string" ? loadSchemaFile(ref) : ref;
+}
+
+/** The target-schema part of a schema document: what the typing layer compiles. */
+export function targetSchemaOf(doc: SchemaDocument): TargetSchemaSpec {
+  const { read: _read, rules: _rules, extraColumns: _extra, ...target } = doc;
+  return target;
 }
 
 export async function loadSchemaFile(file: string): Promise<SchemaDocument> {

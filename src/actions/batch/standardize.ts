@@ -31,7 +31,7 @@ import type { ActionContext, Outputs } from "../types.js";
 import { checkAccounting, readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
 import { convertUnit, type ConvertUnitResult, type ConvertUnitSpec, type ExtraColumns, type ReadSpec } from "./convert-unit.js";
 import type { TargetSchemaSpec } from "./model.js";
-import { loadSchemaRef, type SchemaDocument } from "./schema-file.js";
+import { loadSchemaRef, targetSchemaOf, type SchemaDocument } from "./schema-file.js";
 import { compileSchema } from "./typing.js";
 import { compiledWorker, runPool } from "./worker-pool.js";
 import { mapLimit } from "./map-limit.js";
@@ -67,7 +67,7 @@ interface FileState {
 
 export async function convertToStandardFormat(input: ConvertInput, ctx: ActionContext): Promise<Outputs> {
   const ds = await readDataset(input.dataset);
-  const doc = await loadSchemaRef(input.schema, ctx);
+  const doc = await loadSchemaRef(input.schema);
   const maxRejectShare = input.maxRejectShare ?? DEFAULT_MAX_REJECT_SHARE;
   if (!(maxRejectShare >= 0 && maxRejectShare <= 1)) throw new SluiceError("BAD_CONFIG", `maxRejectShare must be a share from 0 to 1, not ${maxRejectShare}`);
   const extraMode: ExtraColumns = doc.extraColumns ?? "ignore";
@@ -78,7 +78,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
   // 1. The effective schema: with extraColumns: keep, the files' other columns as strings.
   const files: FileState[] = ds.parts.map((part) => ({ part, units: [] }));
   const extras = extraMode === "keep" ? await scanExtraColumns(files, doc) : [];
-  const schema: TargetSchemaSpec = { ...targetOf(doc), columns: [...doc.columns, ...extras.map((name) => ({ name, type: "string" as const }))] };
+  const schema: TargetSchemaSpec = { ...targetSchemaOf(doc), columns: [...doc.columns, ...extras.map((name) => ({ name, type: "string" as const }))] };
   const compiled = compileSchema(schema); // configuration errors surface here, once, before any worker starts
 
   // 2. The plan: units per file, in file order.
@@ -232,12 +232,6 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
     units: units.length,
     workers: parallel && units.length > 1 ? Math.min(cores, units.length) : 1,
   };
-}
-
-/** The TargetSchema part of a schema document (what typing compiles). */
-function targetOf(doc: SchemaDocument): TargetSchemaSpec {
-  const { read: _read, rules: _rules, extraColumns: _extra, ...target } = doc;
-  return target as TargetSchemaSpec;
 }
 
 interface PlanContext {
