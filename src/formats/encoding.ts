@@ -409,8 +409,7 @@ function utf8Decoder(offset: number, atStart: boolean, name: string): Inner {
         return { text: head.length > 0 ? head + text : text, invalid };
       }
       // Slow path: find each invalid sequence, decode the valid runs between them.
-      const parts: string[] = head.length > 0 ? [head] : [];
-      let textLen = head.length;
+      const out = replacedText(head, invalid);
       let run = 0;
       let i = 0;
       const n = body.length;
@@ -426,19 +425,13 @@ function utf8Decoder(offset: number, atStart: boolean, name: string): Inner {
           continue;
         }
         const len = r < 0 ? -r : n - i;
-        if (i > run) {
-          const s = td.decode(body.subarray(run, i));
-          parts.push(s);
-          textLen += s.length;
-        }
-        (invalid ??= []).push(mark(textLen, base + i, body.subarray(i, i + len)));
-        parts.push("\uFFFD");
-        textLen++;
+        out.valid(td, body.subarray(run, i));
+        out.invalid((at) => mark(at, base + i, body.subarray(i, i + len)));
         i += len;
         run = i;
       }
-      if (run < n) parts.push(td.decode(body.subarray(run)));
-      return { text: parts.join(""), invalid };
+      out.valid(td, body.subarray(run));
+      return out.done();
     },
     end() {
       if (!carry) return NONE;
@@ -742,9 +735,7 @@ function legacyDecoder(kind: LegacyKind, offset: number): Inner {
       const text = td.decode(body);
       if (text.indexOf("\uFFFD") === -1) return { text, invalid: undefined };
       // Slow path: check character by character.
-      const parts: string[] = [];
-      let textLen = 0;
-      let invalid: InvalidBytes[] | undefined;
+      const out = replacedText("", undefined);
       let run = 0;
       let i = 0;
       const n = body.length;
@@ -766,19 +757,13 @@ function legacyDecoder(kind: LegacyKind, offset: number): Inner {
         }
         // As WHATWG: an ASCII byte after a bad lead byte is not part of the error.
         const errLen = len > 1 && body[i + 1]! < 0x80 ? 1 : len;
-        if (i > run) {
-          const t = td.decode(body.subarray(run, i));
-          parts.push(t);
-          textLen += t.length;
-        }
-        (invalid ??= []).push(invalidAt(body.subarray(i, i + errLen), chunkOffset + i, textLen));
-        parts.push("\uFFFD");
-        textLen++;
+        out.valid(td, body.subarray(run, i));
+        out.invalid((at) => invalidAt(body.subarray(i, i + errLen), chunkOffset + i, at));
         i += errLen;
         run = i;
       }
-      if (run < n) parts.push(td.decode(body.subarray(run)));
-      return { text: parts.join(""), invalid };
+      out.valid(td, body.subarray(run));
+      return out.done();
     },
     end() {
       if (!carry) return NONE;
@@ -948,4 +933,31 @@ function utf16FromZeros(s: Uint8Array): "utf-16le" | "utf-16be" | undefined {
   else if (even >= units / 5 && odd <= units / 50) guess = "utf-16be";
   if (guess === undefined) return undefined;
   return decodesCleanly(guess, s.subarray(0, units * 2)) ? guess : undefined;
+}
+
+/**
+ * The text of a chunk's slow path: its valid runs decoded, one U+FFFD for each invalid sequence,
+ * and the mark of each at its place in the text (the UTF-8 and the legacy multi-byte decoders
+ * both find their invalid sequences their own way, then build the chunk alike).
+ */
+function replacedText(head: string, marks: InvalidBytes[] | undefined) {
+  const parts: string[] = head.length > 0 ? [head] : [];
+  let textLen = head.length;
+  let invalid = marks;
+  return {
+    valid(td: { decode(b: Uint8Array): string }, bytes: Uint8Array): void {
+      if (bytes.length === 0) return;
+      const t = td.decode(bytes);
+      parts.push(t);
+      textLen += t.length;
+    },
+    invalid(make: (textPos: number) => InvalidBytes): void {
+      (invalid ??= []).push(make(textLen));
+      parts.push("\uFFFD");
+      textLen++;
+    },
+    done(): DecodedChunk {
+      return { text: parts.join(""), invalid };
+    },
+  };
 }
