@@ -4,37 +4,20 @@
  * rejected, an empty file, a directory with an unreadable file, bytes not valid in the declared
  * encoding, errors naming the user's file, and decimals that sort as numbers in SQLite.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import Database from "better-sqlite3";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRun, executeRun, runDetail } from "../../src/engine/index.js";
-import { loadWorkflowFile } from "../../src/spec/load.js";
-import type { Workflow } from "../../src/spec/schema.js";
-import { testEnv, tempDir, type TestEnv } from "../helpers.js";
 import { ROOT } from "../cli/cli-helpers.js";
+import { standardWorkflow } from "./standard-workflow.js";
 
-const WORKFLOW = join(ROOT, "workflows", "base-data-ingestion-workflow-standard-ingestion.yaml");
-
-let env: TestEnv;
-let wf: Workflow;
-let data: string;
-beforeAll(async () => {
-  env = testEnv();
-  const loaded = await loadWorkflowFile(WORKFLOW, { actions: env.actions });
-  expect(loaded.problems).toEqual([]);
-  wf = loaded.workflows[0]!.workflow;
-  data = tempDir("sluice-real-");
-});
-afterAll(async () => {
-  await env.cleanup();
-  rmSync(data, { recursive: true, force: true });
-});
+const std = standardWorkflow("sluice-real-");
 
 let n = 0;
 /** Writes `files` and a schema file, runs the standard workflow; returns the run and its outputs. */
 async function ingest(files: Record<string, string | Buffer>, schema: string, source?: string) {
-  const dir = join(data, `case-${++n}`);
+  const dir = join(std.data, `case-${++n}`);
   mkdirSync(dir, { recursive: true });
   for (const [name, content] of Object.entries(files)) {
     mkdirSync(join(dir, name, ".."), { recursive: true });
@@ -42,12 +25,12 @@ async function ingest(files: Record<string, string | Buffer>, schema: string, so
   }
   writeFileSync(join(dir, "schema.yaml"), schema);
   const warehouse = join(dir, "w.db");
-  const created = await createRun(env.store, {
-    workflow: wf,
+  const created = await createRun(std.env.store, {
+    workflow: std.wf,
     params: { source: source ? join(dir, source) : join(dir, Object.keys(files)[0]!), destination: `sqlite:${warehouse}`, table: "t", schema: join(dir, "schema.yaml") },
   });
-  const run = await executeRun(created.id, { store: env.store, actions: env.actions, home: env.home });
-  const detail = await runDetail(env.store, created.id);
+  const run = await executeRun(created.id, { store: std.env.store, actions: std.env.actions, home: std.env.home });
+  const detail = await runDetail(std.env.store, created.id);
   const out = (step: string) => detail.steps.find((s) => s.name === step)?.outputs ?? {};
   const attempt = (step: string) => detail.steps.find((s) => s.name === step)?.attempts.at(-1);
   const rows = (sql: string) => {
@@ -59,7 +42,7 @@ async function ingest(files: Record<string, string | Buffer>, schema: string, so
     }
   };
   const quarantined = (step: string) => {
-    const folder = join(env.home, "runs", created.id, "artifacts", step);
+    const folder = join(std.env.home, "runs", created.id, "artifacts", step);
     return readdirSync(folder).filter((f) => /^quarantine.*\.ndjson$/.test(f)).flatMap((f) =>
       readFileSync(join(folder, f), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as { source: string; line: number; reasons: string[] }));
   };
@@ -93,13 +76,13 @@ describe("the standard workflow on real-world files", () => {
   });
 
   it("fails the trade schema over a file that is not trades, instead of quarantining every row and succeeding", async () => {
-    const dir = join(data, "not-trades");
+    const dir = join(std.data, "not-trades");
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "weather.csv"), WEATHER);
-    const created = await createRun(env.store, { workflow: wf, params: { source: join(dir, "weather.csv"), destination: `sqlite:${join(dir, "w.db")}`, table: "t", schema: join(ROOT, "examples", "schemas", "trades.yaml") } });
-    const run = await executeRun(created.id, { store: env.store, actions: env.actions, home: env.home });
+    const created = await createRun(std.env.store, { workflow: std.wf, params: { source: join(dir, "weather.csv"), destination: `sqlite:${join(dir, "w.db")}`, table: "t", schema: join(ROOT, "examples", "schemas", "trades.yaml") } });
+    const run = await executeRun(created.id, { store: std.env.store, actions: std.env.actions, home: std.env.home });
     expect(run.status).toBe("failed");
-    const d = await runDetail(env.store, created.id);
+    const d = await runDetail(std.env.store, created.id);
     const err = d.steps.find((x) => x.name === "format-conversion")!.attempts.at(-1)!.error!;
     expect(err.code).toBe("BAD_INPUT");
     expect(err.message).toMatch(/^.*weather\.csv: the schema's columns trade_id, executed_at, symbol, side, quantity, price, account, trader_email, notes are not in the file \(its header has: date, city, temp_max, temp_min\)/);
@@ -162,7 +145,7 @@ describe("the standard workflow on real-world files", () => {
   it("isolates an unreadable file of a directory: the others are stored, the bad one listed with its reason", async () => {
     // A file that cannot be read as CSV (its header's quote never closes); the same isolation
     // holds for a file this process may not read (not testable as root, who reads anything).
-    const dir = join(data, "dir");
+    const dir = join(std.data, "dir");
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "a.csv"), WEATHER);
     writeFileSync(join(dir, "b.csv"), WEATHER.replace(/2024-01/g, "2024-02"));

@@ -3,49 +3,26 @@
  * real PostgreSQL server: every input record is stored, quarantined with its reasons, or a
  * duplicate, and the numbers add up.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { join } from "node:path";
-import { readFileSync, rmSync } from "node:fs";
-import { createRun, executeRun, runDetail } from "../../src/engine/index.js";
-import { loadWorkflowFile } from "../../src/spec/load.js";
+import { readFileSync } from "node:fs";
+import type { runDetail } from "../../src/engine/index.js";
 import { writeTradesCsv } from "../../src/samples/trades.js";
-import type { Workflow } from "../../src/spec/schema.js";
-import { testEnv, tempDir, type TestEnv } from "../helpers.js";
-import { ROOT } from "../cli/cli-helpers.js";
+import { standardWorkflow } from "./standard-workflow.js";
 
 const PG_URL = "postgres://postgres@127.0.0.1:5432/test";
-const WORKFLOW = join(ROOT, "workflows", "base-data-ingestion-workflow-standard-ingestion.yaml");
-
-let env: TestEnv;
-let wf: Workflow;
-let data: string;
-beforeAll(async () => {
-  env = testEnv();
-  const loaded = await loadWorkflowFile(WORKFLOW, { actions: env.actions });
-  expect(loaded.problems).toEqual([]);
-  wf = loaded.workflows[0]!.workflow;
-  data = tempDir("sluice-std-data-");
-});
-afterAll(async () => {
-  await env.cleanup();
-  rmSync(data, { recursive: true, force: true });
-});
-
-async function run(params: Record<string, string>) {
-  const created = await createRun(env.store, { workflow: wf, params });
-  const done = await executeRun(created.id, { store: env.store, actions: env.actions, home: env.home });
-  return { run: done, detail: await runDetail(env.store, created.id) };
-}
+const std = standardWorkflow("sluice-std-data-");
+const run = std.run;
 
 const outputsOf = (d: Awaited<ReturnType<typeof runDetail>>, step: string) => d.steps.find((s) => s.name === step)!.outputs!;
 
 describe("standard ingestion into the embedded SQLite warehouse", () => {
   it("stores valid rows, quarantines every defect with its reason, and balances the books", async () => {
-    const file = join(data, "trades.csv");
+    const file = join(std.data, "trades.csv");
     const summary = await writeTradesCsv(file, { rows: 3_000, seed: 7, badShare: 0.05 });
-    const warehouse = join(data, "w1.db");
+    const warehouse = join(std.data, "w1.db");
     const { run: r, detail } = await run({ source: file, destination: `sqlite:${warehouse}`, table: "trades" });
     expect(r.status, JSON.stringify(r.error)).toBe("succeeded");
 
@@ -95,9 +72,9 @@ describe("standard ingestion into the embedded SQLite warehouse", () => {
   });
 
   it("is idempotent: ingesting the same file again stores nothing new", async () => {
-    const file = join(data, "again.csv");
+    const file = join(std.data, "again.csv");
     await writeTradesCsv(file, { rows: 500, seed: 8, badShare: 0 });
-    const dest = `sqlite:${join(data, "w2.db")}`;
+    const dest = `sqlite:${join(std.data, "w2.db")}`;
     const first = outputsOf((await run({ source: file, destination: dest, table: "t" })).detail, "data-storage");
     const second = outputsOf((await run({ source: file, destination: dest, table: "t" })).detail, "data-storage");
     expect(first).toMatchObject({ rowsIn: 500, rowsStored: 500, rowsDuplicate: 0 });
@@ -105,7 +82,7 @@ describe("standard ingestion into the embedded SQLite warehouse", () => {
   });
 
   it("fails fast, without retries, when the source does not exist", async () => {
-    const { run: r, detail } = await run({ source: join(data, "nope.csv"), table: "t" });
+    const { run: r, detail } = await run({ source: join(std.data, "nope.csv"), table: "t" });
     expect(r.status).toBe("failed");
     const step = detail.steps.find((s) => s.name === "source-validation")!;
     expect(step.attempts).toHaveLength(1);
@@ -114,9 +91,9 @@ describe("standard ingestion into the embedded SQLite warehouse", () => {
   });
 
   it("fails the quality step when the score is under the threshold", async () => {
-    const file = join(data, "bad.csv");
+    const file = join(std.data, "bad.csv");
     await writeTradesCsv(file, { rows: 400, seed: 9, badShare: 0.5 });
-    const { run: r, detail } = await run({ source: file, destination: `sqlite:${join(data, "w3.db")}`, table: "t" });
+    const { run: r, detail } = await run({ source: file, destination: `sqlite:${join(std.data, "w3.db")}`, table: "t" });
     expect(r.status).toBe("failed");
     const q = detail.steps.find((s) => s.name === "quality-validation")!;
     expect(q.attempts).toHaveLength(1);
@@ -134,7 +111,7 @@ describe("standard ingestion into PostgreSQL", () => {
   });
 
   it("loads typed rows with exact decimals and UTC timestamps", async () => {
-    const file = join(data, "pg.csv");
+    const file = join(std.data, "pg.csv");
     const summary = await writeTradesCsv(file, { rows: 2_000, seed: 11, badShare: 0.02 });
     const { run: r, detail } = await run({ source: file, destination: PG_URL, table });
     expect(r.status, JSON.stringify(r.error)).toBe("succeeded");
