@@ -152,9 +152,14 @@ describe("the live table", () => {
     const fmt = (n: unknown) => Number(n).toLocaleString("en-US");
 
     it("the final frame shows what each step did, whatever the last progress event said", () => {
+      // The engine throttles progress events, so the last one a step sends is often short of its
+      // end (the defect was a final frame showing it). Whether it is depends on timing: keep only
+      // the events of the first 200,000 rows so the last one is stale in every run.
+      const stale = seen.filter((e) => e.type !== "step-progress" || (e.progress.rows ?? 0) < 200_000);
+      expect(stale.some((e) => e.type === "step-progress" && e.step === "format-conversion")).toBe(true);
       const term = terminal(160, 30);
       const p = createProgress("tty", term);
-      for (const e of seen) p.onEvent(e);
+      for (const e of stale) p.onEvent(e);
       p.stop();
       const frame = term.lastFrame();
       const conv = outputs["format-conversion"]!;
@@ -162,9 +167,6 @@ describe("the live table", () => {
       expect(Number(conv.rowsOut) + Number(conv.rowsQuarantined)).toBe(300_000);
       expect(lineOf(frame, "format-conversion")).toContain(`${fmt(conv.rowsOut)} rows · ${fmt(conv.rowsQuarantined)} quarantined`);
       expect(lineOf(frame, "data-storage")).toContain(`${fmt(store.rowsStored)} rows stored · ${fmt(store.rowsQuarantined)} quarantined`);
-      // The engine's throttle kept the last progress events short of the end: that is the defect shown.
-      const lastRows = seen.filter((e) => e.type === "step-progress" && e.step === "format-conversion").at(-1);
-      if (lastRows?.type === "step-progress") expect(lastRows.progress.rows).toBeLessThan(300_000);
     });
 
     it("plain lines end each step with the same figures", () => {

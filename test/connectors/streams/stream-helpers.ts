@@ -158,13 +158,16 @@ export async function tcpProxy(targetPort: number): Promise<{ port: number; cut(
   const server: Server = createServer((client) => {
     if (down) return void client.destroy();
     const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
-    for (const s of [client, upstream]) {
+    for (const [s, other] of [[client, upstream], [upstream, client]] as const) {
       sockets.add(s);
       s.on("error", () => {});
-      s.on("close", () => {
+      // A side that closed normally lets the other flush what it still has to write (the pipe
+      // ends it): destroying it at once could drop the last packets sent before a clean
+      // disconnect (a source's final acknowledgements). Only `cut` and errors tear both down.
+      s.on("close", (hadError) => {
         sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
+        if (hadError) other.destroy();
+        else other.end();
       });
     }
     client.pipe(upstream);
