@@ -26,6 +26,12 @@ export interface AttemptInput {
   /** Warnings the action logs, besides the attempt log (shown by `sluice run`, logged by services). */
   onWarning?: (message: string, fields?: Record<string, unknown>) => void;
   publish: PublishEvent;
+  /** The item of a fan-out this attempt runs (`${{ item }}`, `${{ index }}`). */
+  item?: { value: unknown; index: number };
+  /** The run's outcome, for finally steps (`${{ run.status }}`). */
+  runStatus?: string;
+  /** Runs a `workflow:` step (a child run); given by the engine, which owns run execution. */
+  runChild?: (signal: AbortSignal, scope: ExpressionScope) => Promise<Outputs>;
 }
 
 export type AttemptResult =
@@ -72,6 +78,11 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
   const { run, step } = input;
   const scope = expressionScope(input);
 
+  if (step.workflow !== undefined) {
+    if (!input.runChild) throw new SluiceError("INTERNAL", `step ${step.name} calls a workflow, but this engine cannot start child runs`);
+    return input.runChild(signal, scope);
+  }
+
   if (step.exec) {
     const exec = evaluate(step.exec, scope) as ExecSpec;
     return runExec(exec, {
@@ -90,7 +101,7 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
 }
 
 /** The scope `${{ }}` expressions of a step see: params, upstream outputs, the event, the run. */
-export function expressionScope(input: Pick<AttemptInput, "run" | "outputsOf">): ExpressionScope {
+export function expressionScope(input: Pick<AttemptInput, "run" | "outputsOf" | "item" | "runStatus">): ExpressionScope {
   const { run } = input;
   return {
     params: run.params,
@@ -98,7 +109,8 @@ export function expressionScope(input: Pick<AttemptInput, "run" | "outputsOf">):
       get: (_t, name: string) => ({ outputs: input.outputsOf(name) }),
     }),
     event: run.trigger?.type === "event" ? { data: run.trigger.data } : undefined,
-    run: { id: run.id, workflow: run.workflow },
+    run: { id: run.id, workflow: run.workflow, ...(input.runStatus !== undefined ? { status: input.runStatus } : {}) },
+    ...(input.item ? { item: input.item.value, index: input.item.index } : {}),
   };
 }
 

@@ -37,3 +37,19 @@ export function retryDelayMs(policy: EffectiveRetry, retry: number, random = Mat
   const spread = base * policy.jitter * (random() * 2 - 1);
   return Math.max(0, Math.min(policy.maxMs, Math.round(base + spread)));
 }
+
+/**
+ * The one retry decision every execution path makes after a failed or timed-out attempt: retry
+ * (after how long) or give up. Pure, so the rule is tested once: a retry needs an error that
+ * retrying can fix, budget left (`failures` counts this failure too), and a run that is not
+ * stopping (a draining worker still retries: the wait is stored and the next owner honours it).
+ */
+export function retryDecision(
+  policy: EffectiveRetry,
+  failures: number,
+  o: { retryable: boolean; stopping: boolean },
+  random = Math.random,
+): { retry: true; delayMs: number } | { retry: false } {
+  if (!o.retryable || o.stopping || failures > policy.limit) return { retry: false };
+  return { retry: true, delayMs: retryDelayMs(policy, failures, random) };
+}

@@ -25,7 +25,8 @@ export type EngineEvent =
   | { type: "step-progress"; runId: string; step: string; attempt: number; elapsedMs: number; progress: ProgressUpdate }
   /** An action logged a warning (a file left out, an empty source, pages left unread): worth a user's eye. */
   | { type: "step-warning"; runId: string; step: string; attempt: number; message: string; fields?: Record<string, unknown> }
-  | { type: "steps-settled"; runId: string; steps: string[]; status: StepStatus }
+  /** Steps that ended without an attempt of their own: skipped (with the reason), a fan-out's parent, never-started steps at the end. */
+  | { type: "steps-settled"; runId: string; steps: string[]; status: StepStatus; reason?: string }
   /** About once a second while a continuous group runs: throughput, lag, latency. */
   | { type: "stream-stats"; runId: string; workflow: string; steps: string[]; stats: PipelineStats }
   | {

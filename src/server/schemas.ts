@@ -29,11 +29,12 @@ const Params = z.record(z.string(), z.unknown());
 
 export const TriggerSchema = z
   .object({
-    type: z.enum(["manual", "schedule", "event", "api", "retry"]),
+    type: z.enum(["manual", "schedule", "event", "api", "retry", "workflow"]),
     name: z.string().optional(),
     data: z.unknown().optional(),
     eventId: z.string().optional(),
     fireAt: z.string().optional(),
+    parent: z.object({ runId: z.string(), step: z.string(), depth: z.number().int() }).optional(),
   })
   .openapi("RunTrigger");
 

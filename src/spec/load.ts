@@ -8,7 +8,9 @@ import { readFile } from "node:fs/promises";
 import { LineCounter, parseAllDocuments, isMap, isSeq, isScalar, isPair, type Document, type Node as YamlNode } from "yaml";
 import { z } from "zod";
 import { Workflow, type Step } from "./schema.js";
-import { findExpressions, parseReference } from "./expressions.js";
+import { existsSync } from "node:fs";
+import { dirname, resolve as resolvePath } from "node:path";
+import { conditionBody, findExpressions, parseExpression, referencesOf, type Reference } from "./expressions.js";
 import { hint } from "./suggest.js";
 import type { ActionLookup } from "./catalogue.js";
 
@@ -34,6 +36,16 @@ export interface LoadResult {
 export interface LoadOptions {
   /** Checks agent/service actions and their `with:` inputs when given. */
   actions?: ActionLookup;
+  /**
+   * Names of the workflows a `workflow:` step may call besides those of the same file (the
+   * registry, the files beside it). When given, an unknown name is an error at load time.
+   */
+  workflows?: ReadonlySet<string>;
+}
+
+/** True when a `workflow:` value names a file rather than a registered workflow. */
+export function isWorkflowPath(ref: string): boolean {
+  return ref.includes("/") || /\.ya?ml$/i.test(ref);
 }
 
 export function formatProblem(p: Problem): string {
@@ -65,13 +77,14 @@ export function loadWorkflowText(text: string, file: string, opts: LoadOptions =
   const list = Array.isArray(docs) ? docs : [docs];
   const nonEmpty = list.filter((d) => d.contents !== null || d.errors.length > 0);
   if (nonEmpty.length === 0) return { workflows, problems: [at(0, "the file holds no workflow (it is empty)")] };
+  const ctx = fileContext(nonEmpty, file);
 
   nonEmpty.forEach((doc, index) => {
     if (doc.errors.length > 0) {
       for (const e of doc.errors) problems.push(at(e.pos[0], `YAML syntax error: ${firstSentence(e.message)}`));
       return;
     }
-    const docProblems = checkDocument(doc, at, opts);
+    const docProblems = checkDocument(doc, at, opts, ctx);
     problems.push(...docProblems.problems);
     if (docProblems.workflow && docProblems.problems.length === 0)
       workflows.push({ file, document: index, workflow: docProblems.workflow });
@@ -82,7 +95,7 @@ export function loadWorkflowText(text: string, file: string, opts: LoadOptions =
 
 type At = (offset: number | undefined, message: string) => Problem;
 
-function checkDocument(doc: Document, at: At, opts: LoadOptions): { workflow?: Workflow; problems: Problem[] } {
+function checkDocument(doc: Document, at: At, opts: LoadOptions, ctx: FileContext): { workflow?: Workflow; problems: Problem[] } {
   const data: unknown = doc.toJS({ maxAliasCount: 100 });
   const parsed = Workflow.safeParse(data);
   const problems: Problem[] = [];
@@ -91,10 +104,10 @@ function checkDocument(doc: Document, at: At, opts: LoadOptions): { workflow?: W
     // Cross-references are still worth checking when the step list itself is readable.
     const steps = (data as { spec?: { steps?: unknown } } | null)?.spec?.steps;
     if (Array.isArray(steps) && steps.every((s) => s && typeof s === "object" && typeof (s as Step).name === "string"))
-      problems.push(...checkReferences(data as Workflow, doc, at, opts));
+      problems.push(...checkReferences(data as Workflow, doc, at, opts, ctx));
     return { problems };
   }
-  problems.push(...checkReferences(parsed.data, doc, at, opts));
+  problems.push(...checkReferences(parsed.data, doc, at, opts, ctx));
   return { workflow: parsed.data, problems };
 }
 
@@ -132,48 +145,133 @@ function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
   return issue.message.replace(/^Invalid string: /, "");
 }
 
-function checkReferences(wf: Workflow, doc: Document, at: At, opts: LoadOptions): Problem[] {
+interface FileContext {
+  file: string;
+  /** Workflow name → the names of the workflows its steps call, for every document of the file. */
+  calls: Map<string, string[]>;
+}
+
+function fileContext(docs: Document[], file: string): FileContext {
+  const calls = new Map<string, string[]>();
+  for (const d of docs) {
+    const w = d.errors.length ? undefined : (d.toJS() as { metadata?: { name?: unknown }; spec?: { steps?: unknown; finally?: unknown } } | null);
+    const name = w?.metadata?.name;
+    if (typeof name !== "string") continue;
+    const steps = [w?.spec?.steps, w?.spec?.finally].flatMap((l) => (Array.isArray(l) ? l : []));
+    calls.set(name, steps.map((st) => (st as { workflow?: unknown })?.workflow).filter((x): x is string => typeof x === "string" && !isWorkflowPath(x)));
+  }
+  return { file, calls };
+}
+
+/** A step with where it sits in the file and which list it belongs to. */
+interface Placed {
+  s: Step;
+  path: (string | number)[];
+  final: boolean;
+}
+
+function checkReferences(wf: Workflow, doc: Document, at: At, opts: LoadOptions, ctx: FileContext): Problem[] {
   const problems: Problem[] = [];
-  const steps = wf.spec.steps;
+  const main = wf.spec.steps;
+  const fin = wf.spec.finally ?? [];
+  const placed: Placed[] = [
+    ...main.map((s, i) => ({ s, path: ["spec", "steps", i], final: false })),
+    ...fin.map((s, i) => ({ s, path: ["spec", "finally", i], final: true })),
+  ];
+  const pos = (p: Placed, ...rest: (string | number)[]) => nodeAt(doc, [...p.path, ...rest])?.range?.[0];
   const stepNames = new Set<string>();
-  const stepPath = (i: number, ...rest: (string | number)[]) => ["spec", "steps", i, ...rest];
+  const finalNames = new Set(fin.map((s) => s.name));
 
-  steps.forEach((s, i) => {
-    if (stepNames.has(s.name))
-      problems.push(at(nodeAt(doc, stepPath(i, "name"))?.range?.[0], `duplicate step name "${s.name}"`));
-    stepNames.add(s.name);
-  });
+  for (const p of placed) {
+    if (stepNames.has(p.s.name)) problems.push(at(pos(p, "name"), `duplicate step name "${p.s.name}"`));
+    stepNames.add(p.s.name);
+  }
 
-  steps.forEach((s, i) => {
+  for (const p of placed) {
+    const s = p.s;
     (s.dependsOn ?? []).forEach((dep, j) => {
-      const off = nodeAt(doc, stepPath(i, "dependsOn", j))?.range?.[0];
+      const off = pos(p, "dependsOn", j);
       if (dep === s.name) problems.push(at(off, `step "${s.name}" depends on itself`));
       else if (!stepNames.has(dep))
         problems.push(at(off, `step "${s.name}" depends on "${dep}", which is not a step of this workflow${hint(dep, stepNames)}`));
+      else if (p.final && !finalNames.has(dep))
+        problems.push(at(off, `finally step "${s.name}" depends on "${dep}", a main step; finally steps run after every main step and may depend on other finally steps only`));
+      else if (!p.final && finalNames.has(dep))
+        problems.push(at(off, `step "${s.name}" depends on "${dep}", a finally step, which runs after every main step`));
     });
-  });
-
-  for (const cycle of findCycles(steps)) {
-    const i = steps.findIndex((s) => s.name === cycle[0]);
-    problems.push(at(nodeAt(doc, stepPath(i, "dependsOn"))?.range?.[0], `dependency cycle: ${[...cycle, cycle[0]].join(" → ")}`));
   }
 
-  problems.push(...checkContinuous(steps, doc, at, opts));
+  for (const cycle of findCycles(placed.map((p) => p.s))) {
+    const p = placed.find((x) => x.s.name === cycle[0])!;
+    problems.push(at(pos(p, "dependsOn"), `dependency cycle: ${[...cycle, cycle[0]].join(" → ")}`));
+  }
 
-  const params = new Set(Object.keys(wf.spec.params ?? {}));
-  const upstream = upstreamSets(steps);
-  steps.forEach((s, i) => {
+  problems.push(...checkContinuous(main, doc, at, opts));
+  for (const p of placed.filter((x) => x.final && x.s.continuous))
+    problems.push(at(pos(p, "continuous"), `finally step "${p.s.name}" cannot be continuous`));
+
+  const params = wf.spec.params ?? {};
+  const upstream = upstreamSets(placed.map((x) => x.s));
+  const mainNames = new Set(main.map((s) => s.name));
+  for (const p of placed) {
+    const s = p.s;
+    // A finally step runs after every main step: it may read any of them.
+    const readable = new Set([...(upstream.get(s.name) ?? []), ...(p.final ? mainNames : [])]);
+    const scope: RefScope = { params, stepNames, readable, step: s.name, final: p.final, fanOut: s.forEach !== undefined };
     for (const field of ["with", "exec"] as const) {
       walkStrings(s[field], [], (text, rel) => {
         for (const expr of findExpressions(text)) {
-          const message = checkExpression(expr, s.name, params, stepNames, upstream.get(s.name) ?? new Set());
-          if (message) problems.push(at(nodeAt(doc, stepPath(i, field, ...rel))?.range?.[0], message));
+          const message = checkExpression(expr, scope);
+          if (message) problems.push(at(pos(p, field, ...rel), message));
         }
       });
     }
-    if (opts.actions && s.action && (s.agent || s.service)) problems.push(...checkAction(s, i, doc, at, opts.actions));
-  });
+    if (s.when !== undefined) {
+      const message = checkExpression(conditionBody(s.when), scope, "when");
+      if (message) problems.push(at(pos(p, "when"), message));
+    }
+    if (typeof s.forEach === "string") {
+      const message = checkExpression(conditionBody(s.forEach), { ...scope, fanOut: false }, "forEach");
+      if (message) problems.push(at(pos(p, "forEach"), message));
+    }
+    if (s.workflow !== undefined) problems.push(...checkWorkflowRef(wf, p, pos(p, "workflow"), at, opts, ctx));
+    if (opts.actions && s.action && (s.agent || s.service)) problems.push(...checkAction(s, p.path, doc, at, opts.actions));
+  }
   return problems;
+}
+
+/** A `workflow:` step names a file that exists, or a workflow that is known; never itself, directly or around a cycle. */
+function checkWorkflowRef(wf: Workflow, p: Placed, off: number | undefined, at: At, opts: LoadOptions, ctx: FileContext): Problem[] {
+  const ref = p.s.workflow!;
+  const self = wf.metadata.name;
+  if (isWorkflowPath(ref)) {
+    const target = resolvePath(dirname(ctx.file), ref);
+    if (!existsSync(target)) return [at(off, `step "${p.s.name}" calls workflow file ${ref}, which does not exist (looked for ${target})`)];
+    if (target === resolvePath(ctx.file) && ctx.calls.size === 1) return [at(off, `step "${p.s.name}" calls the workflow it belongs to (${ref}): a workflow cannot call itself`)];
+    return [];
+  }
+  if (ref === self) return [at(off, `step "${p.s.name}" calls workflow "${ref}", the workflow it belongs to: a workflow cannot call itself`)];
+  const cycle = callCycle(ctx.calls, self, ref);
+  if (cycle) return [at(off, `step "${p.s.name}" calls workflow "${ref}", which calls back: ${[self, ...cycle].join(" → ")}`)];
+  if (ctx.calls.has(ref) || opts.workflows === undefined || opts.workflows.has(ref)) return [];
+  const known = new Set([...ctx.calls.keys(), ...opts.workflows]);
+  return [at(off, `step "${p.s.name}" calls workflow "${ref}", which is neither in this file nor registered${hint(ref, known)}`)];
+}
+
+/** The call path from `from` back to `self` through the workflows of the file, if there is one. */
+function callCycle(calls: Map<string, string[]>, self: string, from: string): string[] | undefined {
+  const seen = new Set<string>();
+  const walk = (n: string, path: string[]): string[] | undefined => {
+    if (n === self) return path;
+    if (seen.has(n)) return undefined;
+    seen.add(n);
+    for (const next of calls.get(n) ?? []) {
+      const found = walk(next, [...path, next]);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return walk(from, [from]);
 }
 
 /**
@@ -218,10 +316,9 @@ function checkContinuous(steps: Step[], doc: Document, at: At, opts: LoadOptions
   return problems;
 }
 
-function checkAction(s: Step, i: number, doc: Document, at: At, actions: ActionLookup): Problem[] {
+function checkAction(s: Step, base: (string | number)[], doc: Document, at: At, actions: ActionLookup): Problem[] {
   const kind = s.agent !== undefined ? "agent" : "service";
   const owner = (s.agent ?? s.service)!;
-  const base = ["spec", "steps", i];
   const owners = actions.names(kind);
   if (!owners.includes(owner))
     return [at(nodeAt(doc, [...base, kind])?.range?.[0], `unknown ${kind} "${owner}"${hint(owner, owners)}`)];
@@ -251,17 +348,56 @@ function checkAction(s: Step, i: number, doc: Document, at: At, actions: ActionL
   return problems;
 }
 
-function checkExpression(expr: string, step: string, params: Set<string>, steps: Set<string>, upstream: Set<string>): string | undefined {
-  const ref = parseReference(expr);
-  if ("error" in ref) return `expression ${ref.error}`;
-  if (ref.root === "params" && !params.has(ref.name))
-    return `expression "${expr}" names an unknown parameter "${ref.name}"${hint(ref.name, params)}`;
-  if (ref.root === "steps") {
-    if (!steps.has(ref.step)) return `expression "${expr}" names an unknown step "${ref.step}"${hint(ref.step, steps)}`;
-    if (!upstream.has(ref.step))
-      return `expression "${expr}" reads step "${ref.step}", which step "${step}" does not depend on; add it to dependsOn`;
+interface RefScope {
+  params: Record<string, { type: string }>;
+  stepNames: Set<string>;
+  /** Steps whose outputs this step may read (its upstream; for finally steps every main step too). */
+  readable: Set<string>;
+  step: string;
+  final: boolean;
+  fanOut: boolean;
+}
+
+/** One sentence on what is wrong with an expression body, or undefined when it is sound. */
+function checkExpression(expr: string, scope: RefScope, field?: "when" | "forEach"): string | undefined {
+  const parsed = parseExpression(expr);
+  const label = field ? `${field} expression` : "expression";
+  if ("error" in parsed) return `${label} ${parsed.error}`;
+  for (const { ref, text } of referencesOf(parsed)) {
+    const message = checkReference(ref, text, scope);
+    if (message) return `${label} ${message}`;
+  }
+  if (field === "forEach") {
+    if (parsed.kind !== "ref") return `forEach of step "${scope.step}" must give a list, and "${expr}" gives ${parsed.kind === "literal" ? `the literal ${JSON.stringify(parsed.value)}` : "true or false"}`;
+    const ref = parsed.ref;
+    if (ref.root === "params" && scope.params[ref.name] && scope.params[ref.name]!.type !== "string")
+      return `forEach of step "${scope.step}" reads params.${ref.name}, ${article(scope.params[ref.name]!.type)}, not a list`;
+    if (ref.root === "run" || ref.root === "index") return `forEach of step "${scope.step}" must give a list, and ${expr} never is one`;
   }
   return undefined;
+}
+
+function checkReference(ref: Reference, text: string, scope: RefScope): string | undefined {
+  switch (ref.root) {
+    case "params":
+      if (!(ref.name in scope.params))
+        return `"${text}" names an unknown parameter "${ref.name}"${hint(ref.name, new Set(Object.keys(scope.params)))}`;
+      return undefined;
+    case "steps":
+      if (!scope.stepNames.has(ref.step)) return `"${text}" names an unknown step "${ref.step}"${hint(ref.step, scope.stepNames)}`;
+      if (!scope.readable.has(ref.step))
+        return `"${text}" reads step "${ref.step}", which step "${scope.step}" does not depend on; add it to dependsOn`;
+      return undefined;
+    case "run":
+      if (ref.field === "status" && !scope.final) return `"${text}": the run's status is known only in spec.finally steps`;
+      return undefined;
+    case "item":
+    case "index":
+      if (!scope.fanOut) return `"${text}": ${ref.root} is known only in a step with forEach`;
+      return undefined;
+    case "event":
+      return undefined;
+  }
 }
 
 /** Step name → its dependencies; the first of duplicate names wins (duplicates are reported separately). */

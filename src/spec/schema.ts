@@ -99,11 +99,33 @@ export const Step = z
       .boolean()
       .optional()
       .describe("Run as a stage of a continuous pipeline with the other continuous steps (a chain: source first, sink last) instead of once."),
+    workflow: z.string().min(1).optional().describe("Run this workflow (a name in the registry, or a file path relative to this file) as a child run and take its outputs."),
+    forEach: z
+      .union([z.array(z.unknown()), z.string().regex(/^\s*\$\{\{[\s\S]*\}\}\s*$/, "must be a list or one ${{ }} expression that gives a list")])
+      .optional()
+      .describe("Run the step once per item (a list, or an expression giving one); ${{ item }} and ${{ index }} name the current one."),
+    parallelism: z.number().int().min(1).max(10_000).optional().describe("With forEach: most items running at once (default: the run's parallelism)."),
+    failureThreshold: z
+      .number()
+      .min(0)
+      .optional()
+      .describe("With forEach: the step fails when more items than this fail (below 1: a share of the items; 1 or more: a count). Default 0, or no limit with continueOnError."),
+    when: z.string().min(1).optional().describe("Run the step only when this condition holds (an expression over params, event data and upstream outputs); otherwise it is skipped."),
+    runIf: z
+      .enum(["allSucceeded", "anyFailed", "always"])
+      .optional()
+      .describe("What the dependencies must have done: allSucceeded (default), anyFailed (a fallback or a notification), always."),
   })
   .strict()
   .superRefine((s, ctx) => {
-    const kinds = [s.agent !== undefined, s.service !== undefined, s.exec !== undefined].filter(Boolean).length;
-    if (kinds !== 1) ctx.addIssue({ code: "custom", message: "a step needs exactly one of agent, service or exec" });
+    const kinds = [s.agent !== undefined, s.service !== undefined, s.exec !== undefined, s.workflow !== undefined].filter(Boolean).length;
+    if (kinds !== 1) ctx.addIssue({ code: "custom", message: "a step needs exactly one of agent, service, exec or workflow" });
+    if (s.workflow !== undefined && s.continuous)
+      ctx.addIssue({ code: "custom", message: "a workflow step cannot be continuous" });
+    if (s.forEach !== undefined && s.continuous)
+      ctx.addIssue({ code: "custom", message: "a continuous step cannot have forEach" });
+    if (s.forEach === undefined && (s.parallelism !== undefined || s.failureThreshold !== undefined))
+      ctx.addIssue({ code: "custom", message: "parallelism and failureThreshold apply only to a step with forEach" });
     if ((s.agent !== undefined || s.service !== undefined) && s.action === undefined)
       ctx.addIssue({ code: "custom", message: `a step with ${s.agent !== undefined ? "agent" : "service"} needs an action` });
     if (s.exec !== undefined && s.action !== undefined)
@@ -124,6 +146,10 @@ export const WorkflowSpec = z
     parallelism: z.number().int().min(1).max(1000).optional().describe("Most steps of one run running at once."),
     retry: RetryPolicy.optional().describe("Default retry policy of every step."),
     steps: z.array(Step).min(1),
+    finally: z
+      .array(Step)
+      .optional()
+      .describe("Steps run after all the others, whatever the outcome (success, failure, cancel, timeout); ${{ run.status }} says which. They may depend on each other only."),
   })
   .strict();
 
@@ -172,4 +198,14 @@ function isCron(expr: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Every step of a workflow, the main ones first and then its `finally` steps, in file order. */
+export function allSteps(wf: Workflow): Step[] {
+  return [...wf.spec.steps, ...(wf.spec.finally ?? [])];
+}
+
+/** The names of every step of a workflow, as the store records them when a run is created. */
+export function stepNamesOf(wf: Workflow): string[] {
+  return allSteps(wf).map((s) => s.name);
 }

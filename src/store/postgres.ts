@@ -16,6 +16,7 @@
  *   exactly once.
  * Commits are durable (the server's synchronous_commit applies, `on` by default).
  */
+import { stepNamesOf } from "../spec/schema.js";
 import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
 import pg from "pg";
 import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
@@ -96,7 +97,28 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       )
       SELECT r.*, CASE WHEN $10::text IS NULL THEN pg_notify('${channel}', '') END AS notified FROM r`),
     getRun: stmt("get_run", `SELECT * FROM ${T.runs} WHERE id = $1`),
-    getSteps: stmt("get_steps", `SELECT * FROM ${T.steps} WHERE run_id = $1 ORDER BY idx`),
+    // Items of a fan-out share their parent's idx: `load[2]` before `load[10]`.
+    getSteps: stmt("get_steps", `SELECT * FROM ${T.steps} WHERE run_id = $1 ORDER BY idx, length(name), name`),
+    expandStep: stmt("expand_step", `
+      WITH l AS (
+        SELECT 1 FROM ${T.runs} WHERE id = $1 AND lease_owner = $2 FOR SHARE
+      ), i AS (
+        INSERT INTO ${T.steps} (run_id, name, idx, status)
+        SELECT $1::text, t.name, t.idx, 'pending' FROM l, unnest($5::text[], $6::int[]) AS t(name, idx)
+        ON CONFLICT DO NOTHING
+      ), u AS (
+        UPDATE ${T.steps} SET status = 'running', started_at = COALESCE(started_at, $4) WHERE run_id = $1 AND name = $3 AND EXISTS (SELECT 1 FROM l)
+      )
+      SELECT count(*)::int AS n FROM l`),
+    completeStep: stmt("complete_step", `
+      WITH l AS (
+        SELECT 1 FROM ${T.runs} WHERE id = $1 AND lease_owner = $2 FOR SHARE
+      ), u AS (
+        UPDATE ${T.steps} SET status = $4, ended_at = $5, outputs = COALESCE($6::text, outputs), not_before = NULL,
+               error_code = $7, error_message = $8
+         WHERE run_id = $1 AND name = $3 AND EXISTS (SELECT 1 FROM l)
+      )
+      SELECT count(*)::int AS n FROM l`),
     getAttempts: stmt("get_attempts", `SELECT * FROM ${T.attempts} WHERE run_id = $1 ORDER BY step, n`),
     claim: stmt("claim", `
       UPDATE ${T.runs} SET lease_owner = $2, lease_expires_at = $3
@@ -245,7 +267,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       try {
         res = await pool.query<Row>({ ...q.createRun, values: [
           r.id, r.workflow.metadata.name, JSON.stringify(r.workflow), r.source, JSON.stringify(r.params),
-          r.trigger ? JSON.stringify(r.trigger) : null, r.createdAt, r.workflow.spec.steps.map((s) => s.name),
+          r.trigger ? JSON.stringify(r.trigger) : null, r.createdAt, stepNamesOf(r.workflow),
           r.trigger?.eventId ?? null, r.lease?.owner ?? null, r.lease?.expiresAt ?? null,
         ] });
       } catch (err) {
@@ -308,6 +330,14 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     },
     async endAttempt(e) {
       await apply([{ kind: "end", ...e }]);
+    },
+    async expandStep(runId, owner, parent, startedAt, items) {
+      const res = await run(`expanding step ${parent}`, q.expandStep, [runId, owner, parent, startedAt, items.map((i) => i.name), items.map((i) => i.idx)]);
+      if (res.rows[0]?.n !== 1) throw leaseLost(runId);
+    },
+    async completeStep(runId, owner, step, status, endedAt, outputs, error) {
+      const res = await run(`recording the end of step ${step}`, q.completeStep, [runId, owner, step, status, endedAt, outputs ? JSON.stringify(outputs) : null, error?.code ?? null, error?.message ?? null]);
+      if (res.rows[0]?.n !== 1) throw leaseLost(runId);
     },
     async applyTransitions(ops) {
       if (ops.length) await apply(ops);

@@ -6,6 +6,7 @@
  * trade the laptop default makes for thousands of durable transitions per second; the fleet
  * runs on PostgreSQL.
  */
+import { stepNamesOf } from "../spec/schema.js";
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -41,7 +42,16 @@ export function openSqliteStore(file: string): StateStore {
     ),
     insertStep: db.prepare(`INSERT INTO steps (run_id, name, idx, status) VALUES (?, ?, ?, 'pending')`),
     getRun: db.prepare(`SELECT * FROM runs WHERE id = ?`),
-    getSteps: db.prepare(`SELECT * FROM steps WHERE run_id = ? ORDER BY idx`),
+    // Items of a fan-out share their parent's idx: `load[2]` before `load[10]`.
+    getSteps: db.prepare(`SELECT * FROM steps WHERE run_id = ? ORDER BY idx, length(name), name`),
+    insertStepIfMissing: db.prepare(`INSERT INTO steps (run_id, name, idx, status) VALUES (?, ?, ?, 'pending') ON CONFLICT DO NOTHING`),
+    leaseHeld: db.prepare(`SELECT 1 FROM runs WHERE id = ? AND lease_owner = ?`),
+    parentRunning: db.prepare(`UPDATE steps SET status = 'running', started_at = COALESCE(started_at, ?) WHERE run_id = ? AND name = ?`),
+    completeStep: db.prepare(
+      `UPDATE steps SET status = @status, ended_at = @endedAt, outputs = COALESCE(@outputs, outputs), not_before = NULL,
+              error_code = @code, error_message = @message
+        WHERE run_id = @runId AND name = @step`,
+    ),
     getAttempts: db.prepare(`SELECT * FROM attempts WHERE run_id = ? ORDER BY step, n`),
     claim: db.prepare(
       `UPDATE runs SET lease_owner = @owner, lease_expires_at = @expires
@@ -194,7 +204,7 @@ export function openSqliteStore(file: string): StateStore {
       run.trigger ? JSON.stringify(run.trigger) : null, run.createdAt, run.trigger?.eventId ?? null,
       run.lease?.owner ?? null, run.lease?.expiresAt ?? null,
     );
-    run.workflow.spec.steps.forEach((s, i) => q.insertStep.run(run.id, s.name, i));
+    stepNamesOf(run.workflow).forEach((name, i) => q.insertStep.run(run.id, name, i));
   });
   const begin = (b: AttemptBegin) => {
     const r = q.beginAttempt.run({ runId: b.runId, step: b.step, n: b.n, owner: b.owner, startedAt: b.startedAt });
@@ -234,6 +244,15 @@ export function openSqliteStore(file: string): StateStore {
       done.add(f.checksum);
       q.recordRejected.run(scope, f.checksum, f.path, f.size, runId, at, f.reason);
     }
+  });
+  const expand = db.transaction((runId: string, owner: string, parent: string, startedAt: string, items: { name: string; idx: number }[]) => {
+    if (!q.leaseHeld.get(runId, owner)) throw leaseLost(runId);
+    for (const it of items) q.insertStepIfMissing.run(runId, it.name, it.idx);
+    q.parentRunning.run(startedAt, runId, parent);
+  });
+  const complete = db.transaction((runId: string, owner: string, step: string, status: string, endedAt: string, outputs: string | null, code: string | null, message: string | null) => {
+    if (!q.leaseHeld.get(runId, owner)) throw leaseLost(runId);
+    q.completeStep.run({ runId, step, status, endedAt, outputs, code, message });
   });
   const recover = db.transaction((runId: string, endedAt: string) => {
     const n = q.interruptAttempts.run({ runId, endedAt }).changes;
@@ -294,6 +313,12 @@ export function openSqliteStore(file: string): StateStore {
     async finishRun(runId, owner, status: RunStatus, endedAt, error) {
       const r = q.finishRun.run({ id: runId, owner, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
       return r.changes === 1 ? toRun(q.getRun.get(runId) as Row) : undefined;
+    },
+    async expandStep(runId, owner, parent, startedAt, items) {
+      expand(runId, owner, parent, startedAt, items);
+    },
+    async completeStep(runId, owner, step, status, endedAt, outputs, error) {
+      complete(runId, owner, step, status, endedAt, outputs ? JSON.stringify(outputs) : null, error?.code ?? null, error?.message ?? null);
     },
     async beginAttempt(runId, step, n, owner, startedAt) {
       apply([{ kind: "begin", runId, step, n, owner, startedAt }]);

@@ -17,7 +17,8 @@ export interface ErrorInfo {
 }
 
 export interface RunTrigger {
-  type: "manual" | "schedule" | "event" | "api" | "retry";
+  /** `workflow`: a child run started by a `workflow:` step of another run. */
+  type: "manual" | "schedule" | "event" | "api" | "retry" | "workflow";
   /** The schedule expression or the event name. */
   name?: string;
   data?: unknown;
@@ -25,6 +26,8 @@ export interface RunTrigger {
   eventId?: string;
   /** The scheduled time of the cron fire that started the run (schedule triggers). */
   fireAt?: string;
+  /** The run and step that started this child run, and how deep in calls it is (workflow triggers). */
+  parent?: { runId: string; step: string; depth: number };
 }
 
 export interface RunRecord {
@@ -228,6 +231,16 @@ export interface StateStore {
    * Fails with LEASE_LOST, applying none, when any of them is fenced off.
    */
   applyTransitions(ops: Transition[]): Promise<void>;
+  /**
+   * A fan-out expands: its item steps are added pending (those already there, after a resume,
+   * are kept as they are) and the parent is marked running. Fenced on the lease.
+   */
+  expandStep(runId: string, owner: string, parent: string, startedAt: string, items: { name: string; idx: number }[]): Promise<void>;
+  /**
+   * A step reaches a final state without an attempt of its own: a fan-out parent once its items
+   * ended, a step skipped by its condition or trigger rule (the reason in `error`). Fenced on the lease.
+   */
+  completeStep(runId: string, owner: string, step: string, status: StepStatus, endedAt: string, outputs: Record<string, unknown> | null, error: ErrorInfo | null): Promise<void>;
   /** Live figures of a running step (a continuous pipeline's throughput and latency), shown as its outputs. */
   recordStepOutputs(runId: string, step: string, outputs: Record<string, unknown>): Promise<void>;
   /** Set several steps to a final status at once (skipped after a failure, cancelled on cancel). */

@@ -153,13 +153,13 @@ describe("workflow validation", () => {
       'w.yaml:10:31: expression "params.sorce" names an unknown parameter "sorce"; did you mean "source"?',
       'w.yaml:12:31: expression "steps.a.outputs.stdout" reads step "a", which step "b" does not depend on; add it to dependsOn',
       'w.yaml:12:64: expression "steps.z.outputs.x" names an unknown step "z"',
-      'w.yaml:12:92: expression "nope.x" starts with an unknown root "nope"; use params, steps, event or run',
+      'w.yaml:12:92: expression "nope.x" starts with an unknown name "nope"; use params, steps, event, run, item or index, a quoted string or a number',
     ]);
   });
 
   it("requires exactly one of agent, service or exec", () => {
     expect(problems(`${HEAD}  steps:\n    - name: a\n      agent: data-collector\n      exec: { command: [x] }\n`)).toEqual([
-      "w.yaml:7:7: spec.steps[0]: a step needs exactly one of agent, service or exec",
+      "w.yaml:7:7: spec.steps[0]: a step needs exactly one of agent, service, exec or workflow",
       "w.yaml:7:7: spec.steps[0]: a step with agent needs an action",
     ]);
   });
