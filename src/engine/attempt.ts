@@ -84,7 +84,7 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
   }
 
   if (step.exec) {
-    const exec = evaluate(step.exec, scope) as ExecSpec;
+    const exec = execText(evaluate(step.exec, scope) as ExecSpec);
     return runExec(exec, {
       signal,
       logFile,
@@ -98,6 +98,17 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
   if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs))
     throw new SluiceError("ACTION_FAILED", `${call.name} returned ${JSON.stringify(outputs)}, not an outputs object`);
   return outputs;
+}
+
+/** Command lines and environments are text: a number or a list from an expression is written out. */
+function execText(exec: ExecSpec): ExecSpec {
+  const text = (v: unknown) => (typeof v === "string" ? v : v === undefined || v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  return {
+    ...exec,
+    command: exec.command.map(text),
+    ...(exec.args ? { args: exec.args.map(text) } : {}),
+    ...(exec.env ? { env: Object.fromEntries(Object.entries(exec.env).map(([k, v]) => [k, text(v)])) } : {}),
+  };
 }
 
 /** The scope `${{ }}` expressions of a step see: params, upstream outputs, the event, the run. */

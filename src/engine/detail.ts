@@ -19,6 +19,8 @@ export interface RunDetail {
     status: StepStatus;
     attempts: { n: number; status: string; startedAt: string; endedAt: string | null; error: { code: string; message: string } | null }[];
     outputs: Record<string, unknown> | null;
+    /** Why the step failed or was skipped (its condition, its dependencies, its items). */
+    error: { code: string; message: string } | null;
   }[];
 }
 
@@ -43,6 +45,7 @@ export async function runDetail(store: StateStore, runId: string): Promise<RunDe
         .filter((a) => a.step === s.name)
         .map((a) => ({ n: a.n, status: a.status, startedAt: a.startedAt, endedAt: a.endedAt, error: a.error })),
       outputs: s.outputs,
+      error: s.error,
     })),
   };
 }

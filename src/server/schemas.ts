@@ -75,6 +75,7 @@ export const RunDetailSchema = z
           z.object({ n: z.number().int(), status: z.string(), startedAt: z.string(), endedAt: z.string().nullable(), error: ErrorInfo }),
         ),
         outputs: Params.nullable(),
+        error: ErrorInfo.optional().describe("Why the step failed or was skipped (a skipped step's reason: its condition, its dependencies)."),
       }),
     ),
   })

@@ -294,7 +294,19 @@ export function evaluate(value: unknown, scope: ExpressionScope): unknown {
 export function evaluateExpression(body: string, scope: ExpressionScope): unknown {
   const e = parseExpression(body);
   if ("error" in e) throw new SluiceError("BAD_INPUT", `expression ${e.error}`);
-  return evalExpr(e, scope);
+  try {
+    return evalExpr(e, scope);
+  } catch (err) {
+    // An operator's complaint names its column; say which expression it is in.
+    if (err instanceof OperandError) throw new SluiceError("BAD_INPUT", `expression "${body}" at column ${err.at + 1}: ${err.message}`);
+    throw err;
+  }
+}
+
+class OperandError extends Error {
+  constructor(message: string, readonly at: number) {
+    super(message);
+  }
 }
 
 /** A `when:` condition's truth (`${{ … }}` or a bare expression); a non-boolean result is an error. */
@@ -346,7 +358,7 @@ function compare(op: BinaryOp, a: unknown, b: unknown, e: Expr): boolean {
   if (op === "==") return equal(x, y);
   if (op === "!=") return !equal(x, y);
   const comparable = (typeof x === "number" && typeof y === "number") || (typeof x === "string" && typeof y === "string");
-  if (!comparable) throw new SluiceError("BAD_INPUT", `expression at column ${e.at + 1}: cannot order ${describe(a)} and ${describe(b)} with ${op}`);
+  if (!comparable) throw new OperandError(`cannot order ${describe(a)} and ${describe(b)} with ${op}`, e.at);
   const xs = x as number | string, ys = y as number | string;
   return op === "<" ? xs < ys : op === "<=" ? xs <= ys : op === ">" ? xs > ys : xs >= ys;
 }
