@@ -101,7 +101,7 @@ export const Step = z
       .describe("Run as a stage of a continuous pipeline with the other continuous steps (a chain: source first, sink last) instead of once."),
     workflow: z.string().min(1).optional().describe("Run this workflow (a name in the registry, or a file path relative to this file) as a child run and take its outputs."),
     forEach: z
-      .union([z.array(z.unknown()), z.string().regex(/^\s*\$\{\{[\s\S]*\}\}\s*$/, "must be a list or one ${{ }} expression that gives a list")])
+      .union([z.array(z.unknown()), z.string().regex(/^\s*\$\{\{[\s\S]*\}\}\s*$/)], { error: "must be a list or one ${{ }} expression that gives a list" })
       .optional()
       .describe("Run the step once per item (a list, or an expression giving one); ${{ item }} and ${{ index }} name the current one."),
     parallelism: z.number().int().min(1).max(10_000).optional().describe("With forEach: most items running at once (default: the run's parallelism)."),

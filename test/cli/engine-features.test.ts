@@ -1,0 +1,122 @@
+/**
+ * Fan-out, conditions and child runs through the real CLI: `sluice validate` refusing bad specs
+ * with positions, a 200-item exec fan-out whose items measure their own concurrency, and a
+ * `kill -9` in the middle of it followed by a resume that runs only the unfinished items.
+ */
+import { describe, expect, it } from "vitest";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { scratch } from "../helpers.js";
+import { sluice, sluiceAsync, waitForStderr } from "./cli-helpers.js";
+
+const dirs = scratch();
+
+const HEAD = `apiVersion: sluice.dev/v1alpha1
+kind: Workflow
+metadata: { name: features }
+spec:
+`;
+
+describe("sluice validate refuses bad engine specs with positions", () => {
+  it("a forEach over a non-list, a condition with a syntax error, a missing child workflow, run.status outside finally", () => {
+    const cwd = dirs("sluice-feat-validate-");
+    writeFileSync(join(cwd, "bad.yaml"), `${HEAD}  params:
+    n: { type: integer, default: 3 }
+  steps:
+    - name: a
+      forEach: "\${{ params.n }}"
+      exec: { command: [echo, "\${{ item }}"] }
+    - name: b
+      when: "params.n >> 2"
+      exec: { command: [echo] }
+    - name: c
+      workflow: ./missing.yaml
+    - name: d
+      forEach: 5
+      exec: { command: [echo] }
+    - name: e
+      exec: { command: [echo, "\${{ run.status }}"] }
+`);
+    const r = sluice(["validate", "bad.yaml"], { cwd });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      "bad.yaml:9:16: forEach of step \"a\" reads params.n, an integer, not a list",
+      'bad.yaml:12:13: when expression "params.n >> 2" at column 11: unexpected ">"',
+      `bad.yaml:15:17: step "c" calls workflow file ./missing.yaml, which does not exist (looked for ${join(cwd, "missing.yaml")})`,
+      "bad.yaml:17:16: spec.steps[3].forEach: must be a list or one ${{ }} expression that gives a list",
+      'bad.yaml:20:31: expression "run.status": the run\'s status is known only in spec.finally steps',
+    ]);
+  });
+});
+
+describe("a 200-item exec fan-out through sluice run", () => {
+  it("never runs more than `parallelism` items at once, isolates failures, and resumes after kill -9 running only unfinished items", async () => {
+    const cwd = dirs("sluice-feat-fanout-");
+    const work = join(cwd, "work");
+    for (const d of ["alive", "ran"]) mkdirSync(join(work, d), { recursive: true });
+    // Each item records how many items are alive when it starts (itself included), appends to
+    // its own file, waits a little (longer before the kill), and fails when its index ends in 7.
+    const script = [
+      `i=$0; touch ${work}/alive/$i; ls ${work}/alive | wc -l >> ${work}/counts`,
+      `echo run >> ${work}/ran/$i`,
+      `if [ -e ${work}/fast ]; then sleep 0.02; else sleep 0.15; fi`,
+      `rm ${work}/alive/$i`,
+      `case $i in *7) exit 1;; esac`,
+    ].join("; ");
+    writeFileSync(join(cwd, "fan.yaml"), `${HEAD}  steps:
+    - name: load
+      forEach: [${Array.from({ length: 200 }, (_, i) => i).join(", ")}]
+      parallelism: 8
+      continueOnError: true
+      failureThreshold: 0.2
+      exec: { command: [sh, -c, '${script}', "\${{ item }}"] }
+    - name: report
+      dependsOn: [load]
+      exec: { command: [echo, "\${{ steps.load.outputs.failed }} of \${{ steps.load.outputs.count }} failed"] }
+`);
+    const env = { SLUICE_LEASE_TTL_MS: "1500" };
+    const child = sluiceAsync(["run", "fan.yaml"], { cwd, env });
+    const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
+    // Kill it once a good part of the items has run.
+    for (let t = Date.now(); readdirSync(join(work, "ran")).length < 60; ) {
+      if (Date.now() - t > 30_000) throw new Error("the fan-out did not get going");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    const ranBefore = readdirSync(join(work, "ran")).length;
+    expect(ranBefore).toBeLessThan(200);
+    writeFileSync(join(work, "fast"), "");
+
+    await new Promise((r) => setTimeout(r, 1_700)); // the dead process's lease expires
+    // Items killed mid-run left their marker: clear them, as their processes are gone.
+    for (const f of readdirSync(join(work, "alive"))) rmSync(join(work, "alive", f));
+    const r = sluice(["resume", runId!, "--json"], { cwd, env });
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { status: string; steps: { name: string; status: string; outputs: Record<string, unknown> | null; attempts: { status: string }[] }[] };
+    expect(doc.status).toBe("succeeded");
+    const load = doc.steps.find((s) => s.name === "load")!;
+    expect(load.outputs).toMatchObject({ count: 200, succeeded: 180, failed: 20 });
+    expect(doc.steps.find((s) => s.name === "report")!.status).toBe("succeeded");
+
+    // The items measured it themselves: never more than 8 alive at once.
+    const counts = readFileSync(join(work, "counts"), "utf8").trim().split("\n").map(Number);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(8);
+    expect(Math.max(...counts)).toBeGreaterThan(1);
+    // Every item ran; an item ran twice only when its first attempt was interrupted by the kill.
+    const items = doc.steps.filter((s) => s.name.startsWith("load["));
+    expect(items).toHaveLength(200);
+    for (const it of items) {
+      const i = Number(/\[(\d+)\]/.exec(it.name)![1]);
+      const runs = readFileSync(join(work, "ran", String(i)), "utf8").trim().split("\n").length;
+      const interrupted = it.attempts.filter((a) => a.status === "interrupted").length;
+      // (An interrupted attempt may have been killed before its command got to run at all.)
+      if (interrupted === 0) expect(runs, it.name).toBe(1);
+      else expect(runs, it.name).toBeLessThanOrEqual(1 + interrupted);
+      expect(it.status).toBe(i % 10 === 7 ? "failed" : "succeeded");
+    }
+    const reRun = items.filter((it) => it.attempts.some((a) => a.status === "interrupted")).length;
+    expect(reRun).toBeGreaterThan(0);
+    expect(reRun).toBeLessThanOrEqual(8);
+  }, 90_000);
+});
