@@ -3,8 +3,8 @@
 //
 //   npm run bench:engine
 //
-// Workloads: a 1,000-step chain, a 1,000-wide fan-out and a 10,000-step chain of no-op
-// in-process steps. Each step makes two durable transitions (attempt started, attempt ended),
+// Workloads: a 1,000-step chain, a 1,000-wide fan-out, a 10,000-step chain of no-op
+// in-process steps, and a `forEach` over 10,000 items (items/s and peak RSS). Each step makes two durable transitions (attempt started, attempt ended),
 // committed as a real run commits them: a step's end together with the start of the step it
 // releases, parallel ends in shared commits (see src/engine/writer.ts). The baseline, in the
 // same process and on the same disk, is a bare better-sqlite3 loop committing one single-row
@@ -55,6 +55,32 @@ async function measure(store, n, shape) {
   };
 }
 
+/**
+ * A `forEach` over `n` items: one step whose items are expanded at run time, recorded in the
+ * store each as its own step (two transitions per item, plus the expansion and the parent's
+ * end), at most 64 at once. Peak RSS is sampled over the run: it must stay bounded.
+ */
+async function measureForEach(store, n) {
+  peakRss = process.memoryUsage().rss;
+  const before = peakRss;
+  const wf = {
+    apiVersion: "sluice.dev/v1alpha1", kind: "Workflow", metadata: { name: `bench-foreach-${n}` },
+    spec: { parallelism: 64, steps: [{ name: "each", forEach: Array.from({ length: n }, (_, i) => ({ i })), agent: "bench", action: "noop" }] },
+  };
+  const run = await createRun(store, { workflow: wf });
+  const t0 = process.hrtime.bigint();
+  const done = await executeRun(run.id, { store, actions, home: dir, limiter: createLimiter(64) });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (done.status !== "succeeded") throw new Error(`bench forEach ended ${done.status}`);
+  return {
+    items: n,
+    ms: Math.round(ms),
+    itemsPerSec: Math.round(n / (ms / 1000)),
+    peakRssMb: Math.round(peakRss / 1e6),
+    rssGrowthMb: Math.round((peakRss - before) / 1e6),
+  };
+}
+
 function bareBaseline(transitions) {
   const db = new Database(join(dir, "bare.db"));
   db.pragma("journal_mode = WAL");
@@ -77,6 +103,7 @@ await measure(store, 200, "chain"); // warm-up: JIT, page cache
 const chain = await measure(store, 1000, "chain");
 const fanout = await measure(store, 1000, "fanout");
 const chain10k = await measure(store, 10000, "chain");
+const forEach10k = await measureForEach(store, 10000);
 const bare = bareBaseline(2000);
 await store.close();
 clearInterval(sampler);
@@ -89,6 +116,7 @@ console.log(JSON.stringify({
   chain1k: chain,
   fanout1k: fanout,
   chain10k,
+  forEach10k,
   bareSqlite: bare,
   ratioChainToBare: Number((chain.transitionsPerSec / bare.transitionsPerSec).toFixed(3)),
   target: { transitionsPerSec: 5000, overheadMsPerStep: 1 },
