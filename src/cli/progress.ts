@@ -207,7 +207,7 @@ export function applyEvent(v: RunView, e: EngineEvent): void {
       return;
     }
     case "steps-settled":
-      for (const s of e.steps) v.steps.set(s, { ...(v.steps.get(s) ?? { attempt: 0 }), status: e.status });
+      for (const s of e.steps) v.steps.set(s, { ...(v.steps.get(s) ?? { attempt: 0 }), status: e.status, ...(e.reason ? { note: e.reason } : {}) });
       return;
     case "run-ended":
       v.footer = { ok: e.status === "succeeded", text: `run ${e.status}${e.status !== "succeeded" && e.error ? `: ${e.error.message}` : ""}` };
@@ -251,7 +251,7 @@ function plainPrinter(v: RunView, out: Terminal): (e: EngineEvent) => void {
       case "step-ended":
         return void line(describeEnd(e, e.error ? undefined : v.steps.get(e.step)?.note));
       case "steps-settled":
-        return void line(`${e.status}: ${e.steps.join(", ")}`);
+        return void line(`${e.status}: ${e.steps.join(", ")}${e.reason ? ` (${e.reason})` : ""}`);
       case "run-ended":
         return void line(`run ${e.runId} ${e.status}${e.error ? `: ${e.error.message}` : ""}`);
       case "run-detached":
