@@ -19,7 +19,7 @@ export async function runsCommand(o: { workflow?: string; status?: string; limit
     if (o.json) {
       const out = runs.map((r) => ({
         id: r.id, workflow: r.workflow, status: r.status, createdAt: r.createdAt, startedAt: r.startedAt, endedAt: r.endedAt,
-        params: r.params, error: r.error,
+        params: r.params, error: r.error, trigger: r.trigger,
       }));
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       return 0;
@@ -28,8 +28,11 @@ export async function runsCommand(o: { workflow?: string; status?: string; limit
       process.stdout.write("no runs yet\n");
       return 0;
     }
-    const rows = runs.map((r) => [r.id, r.workflow, r.status, r.createdAt.replace("T", " ").slice(0, 19), took(r.startedAt, r.endedAt)]);
-    printTable(["RUN", "WORKFLOW", "STATUS", "CREATED (UTC)", "DURATION"], rows);
+    // A child run (started by a `workflow:` step) names its parent run and step.
+    const parentOf = (r: (typeof runs)[number]) => (r.trigger?.parent ? `${r.trigger.parent.runId} ${r.trigger.parent.step}` : "");
+    const withParents = runs.some((r) => r.trigger?.parent);
+    const rows = runs.map((r) => [r.id, r.workflow, r.status, r.createdAt.replace("T", " ").slice(0, 19), took(r.startedAt, r.endedAt), ...(withParents ? [parentOf(r)] : [])]);
+    printTable(["RUN", "WORKFLOW", "STATUS", "CREATED (UTC)", "DURATION", ...(withParents ? ["PARENT"] : [])], rows);
     return 0;
   });
 }

@@ -120,3 +120,101 @@ describe("a 200-item exec fan-out through sluice run", () => {
     expect(reRun).toBeLessThanOrEqual(8);
   }, 90_000);
 });
+
+describe("conditions, trigger rules, finally and child runs through sluice run", () => {
+  it("skips by condition, runs the anyFailed fallback and the finally step, and fails the run", () => {
+    const cwd = dirs("sluice-feat-rules-");
+    writeFileSync(join(cwd, "rules.yaml"), `${HEAD}  params:
+    mode: { type: string, default: full }
+  steps:
+    - name: fetch
+      exec: { command: [sh, -c, "echo primary down >&2; exit 2"] }
+    - name: truncate
+      when: "params.mode == 'full'"
+      exec: { command: [echo, truncated] }
+    - name: incremental
+      when: "params.mode != 'full'"
+      exec: { command: [echo, incremental] }
+    - name: fallback
+      dependsOn: [fetch]
+      runIf: anyFailed
+      exec: { command: [echo, "fallback ran"] }
+  finally:
+    - name: cleanup
+      exec: { command: [echo, "status=\${{ run.status }}"] }
+`);
+    const r = sluice(["run", "rules.yaml", "--json"], { cwd });
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.stdout) as { status: string; error: { message: string }; steps: { name: string; status: string; error: { message: string } | null; outputs: { stdout?: string } | null }[] };
+    expect(doc.status).toBe("failed");
+    expect(doc.error.message).toMatch(/^step fetch failed: command "sh" exited with code 2: primary down/);
+    const by = Object.fromEntries(doc.steps.map((s) => [s.name, s]));
+    expect(Object.fromEntries(doc.steps.map((s) => [s.name, s.status]))).toEqual({
+      fetch: "failed", truncate: "succeeded", incremental: "skipped", fallback: "succeeded", cleanup: "succeeded",
+    });
+    expect(by.incremental!.error?.message).toBe("condition params.mode != 'full' is false");
+    expect(by.fallback!.outputs?.stdout).toBe("fallback ran");
+    expect(by.cleanup!.outputs?.stdout).toBe("status=failed");
+  });
+
+  it("resumes a parent killed while its child run works: the child is started once and the parent takes its outputs", async () => {
+    const cwd = dirs("sluice-feat-child-");
+    const marks = join(cwd, "marks");
+    mkdirSync(marks);
+    writeFileSync(join(cwd, "child-flow.yaml"), `apiVersion: sluice.dev/v1alpha1
+kind: Workflow
+metadata: { name: child-flow }
+spec:
+  params: { label: { type: string } }
+  steps:
+    - name: first
+      exec: { command: [sh, -c, "echo first >> ${marks}/first; echo \${{ params.label }}"] }
+    - name: slow
+      dependsOn: [first]
+      exec: { command: [sh, -c, "echo slow >> ${marks}/slow; [ -e ${marks}/fast ] || sleep 30; echo done"] }
+`);
+    writeFileSync(join(cwd, "parent.yaml"), `${HEAD}  steps:
+    - name: call
+      workflow: child-flow
+      with: { label: from-parent }
+    - name: use
+      dependsOn: [call]
+      exec: { command: [echo, "child said \${{ steps.call.outputs.steps.first.stdout }}"] }
+`);
+    const env = { SLUICE_LEASE_TTL_MS: "1500" };
+    const child = sluiceAsync(["run", "parent.yaml"], { cwd, env });
+    const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
+    for (let t = Date.now(); !existsSafe(join(marks, "slow")); ) {
+      if (Date.now() - t > 20_000) throw new Error("the child run did not reach its slow step");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    writeFileSync(join(marks, "fast"), "");
+    await new Promise((r) => setTimeout(r, 1_700));
+
+    const r = sluice(["resume", runId!, "--json"], { cwd, env });
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { status: string; steps: { name: string; status: string; outputs: { stdout?: string } | null }[] };
+    expect(doc.status).toBe("succeeded");
+    expect(doc.steps.find((s) => s.name === "use")!.outputs?.stdout).toBe("child said from-parent");
+    // One child run, its first step run once, its interrupted step run again.
+    const runs = sluice(["runs", "--json"], { cwd });
+    const list = JSON.parse(runs.stdout) as { id: string; workflow: string; trigger?: { type: string; parent?: { runId: string } } }[];
+    const children = list.filter((x) => x.workflow === "child-flow");
+    expect(children).toHaveLength(1);
+    expect(children[0]!.id).toBe(`${runId}.call.1`);
+    expect(children[0]!.trigger).toMatchObject({ type: "workflow", parent: { runId } });
+    expect(readFileSync(join(marks, "first"), "utf8")).toBe("first\n");
+    expect(readFileSync(join(marks, "slow"), "utf8")).toBe("slow\nslow\n");
+  }, 60_000);
+});
+
+function existsSafe(p: string): boolean {
+  try {
+    readFileSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
