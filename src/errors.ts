@@ -6,6 +6,7 @@
  * bad configuration), so the step fails at once instead of burning its retries.
  */
 export type ErrorCode =
+  // The caller: command line, workflow file, inputs, configuration.
   | "USAGE"
   | "SPEC_INVALID"
   | "FILE_NOT_FOUND"
@@ -13,26 +14,47 @@ export type ErrorCode =
   | "BAD_CONFIG"
   | "NOT_FOUND"
   | "CONFLICT"
+  // Time and stopping.
   | "TIMEOUT"
   | "RUN_TIMEOUT"
   | "CANCELLED"
   | "INTERRUPTED"
+  | "LEASE_LOST"
+  // What a step's work ran into.
   | "EXEC_FAILED"
   | "ACTION_FAILED"
-  | "UPSTREAM_FAILED"
   | "NOT_IMPLEMENTED"
   | "IO_ERROR"
   | "NETWORK_ERROR"
   | "INCOMPLETE_SOURCE"
+  | "TOO_MANY_FAILED_FILES"
+  | "TOO_MANY_REJECTS"
+  | "CHILD_RUN_FAILED"
+  | "ACCOUNTING_MISMATCH"
+  | "QUALITY_BELOW_THRESHOLD"
+  // The engine's verdicts on steps (recorded, never thrown by actions).
+  | "STEP_FAILED"
+  | "UPSTREAM_FAILED"
+  | "SKIPPED"
+  | "ITEMS_FAILED"
   | "INTERNAL";
 
+/** Every code, for checks and documentation; the union above is the one definition. */
+export const ERROR_CODES = [
+  "USAGE", "SPEC_INVALID", "FILE_NOT_FOUND", "BAD_INPUT", "BAD_CONFIG", "NOT_FOUND", "CONFLICT",
+  "TIMEOUT", "RUN_TIMEOUT", "CANCELLED", "INTERRUPTED", "LEASE_LOST",
+  "EXEC_FAILED", "ACTION_FAILED", "NOT_IMPLEMENTED", "IO_ERROR", "NETWORK_ERROR", "INCOMPLETE_SOURCE",
+  "TOO_MANY_FAILED_FILES", "TOO_MANY_REJECTS", "CHILD_RUN_FAILED", "ACCOUNTING_MISMATCH", "QUALITY_BELOW_THRESHOLD",
+  "STEP_FAILED", "UPSTREAM_FAILED", "SKIPPED", "ITEMS_FAILED", "INTERNAL",
+] as const satisfies readonly ErrorCode[];
+
 export class SluiceError extends Error {
-  readonly code: ErrorCode | (string & {});
+  readonly code: ErrorCode;
   readonly retryable: boolean;
   readonly details: Record<string, unknown> | undefined;
 
   constructor(
-    code: ErrorCode | (string & {}),
+    code: ErrorCode,
     message: string,
     opts: { retryable?: boolean; cause?: unknown; details?: Record<string, unknown> } = {},
   ) {
@@ -45,14 +67,14 @@ export class SluiceError extends Error {
 }
 
 /** Errors that describe the caller's input or configuration cannot be fixed by retrying. */
-const PERMANENT = new Set<string>(["USAGE", "SPEC_INVALID", "BAD_INPUT", "BAD_CONFIG", "NOT_FOUND", "NOT_IMPLEMENTED", "FILE_NOT_FOUND", "INCOMPLETE_SOURCE"]);
+const PERMANENT = new Set<ErrorCode>(["USAGE", "SPEC_INVALID", "BAD_INPUT", "BAD_CONFIG", "NOT_FOUND", "NOT_IMPLEMENTED", "FILE_NOT_FOUND", "INCOMPLETE_SOURCE"]);
 
-function defaultRetryable(code: string): boolean {
+function defaultRetryable(code: ErrorCode): boolean {
   return !PERMANENT.has(code);
 }
 
 /** A plain `{ code, message }` view of any thrown value, for the store and for JSON output. */
-export function toErrorInfo(err: unknown): { code: string; message: string; retryable: boolean } {
+export function toErrorInfo(err: unknown): { code: ErrorCode; message: string; retryable: boolean } {
   if (err instanceof SluiceError) return { code: err.code, message: err.message, retryable: err.retryable };
   if (err instanceof Error) {
     const sys = (err as NodeJS.ErrnoException).code;
@@ -63,4 +85,11 @@ export function toErrorInfo(err: unknown): { code: string; message: string; retr
     return { code: "ACTION_FAILED", message: err.message, retryable: true };
   }
   return { code: "ACTION_FAILED", message: String(err), retryable: true };
+}
+
+const KNOWN_CODES = new Set<string>(ERROR_CODES);
+
+/** A code that crossed a boundary as text (a worker thread's message, a stored row) back in the vocabulary. */
+export function asErrorCode(value: unknown, fallback: ErrorCode): ErrorCode {
+  return typeof value === "string" && KNOWN_CODES.has(value) ? (value as ErrorCode) : fallback;
 }

@@ -4,7 +4,7 @@
  */
 import { SluiceError } from "../errors.js";
 import { createRun } from "../engine/start.js";
-import type { RunRecord, RunTrigger, StateStore } from "../store/types.js";
+import type { ErrorInfo, RunRecord, RunTrigger, StateStore } from "../store/types.js";
 
 export interface StartWorkflowRun {
   /** A workflow in the registry; its current version unless `version` is given. */
@@ -67,7 +67,7 @@ export async function cancelRun(store: StateStore, runId: string, now = Date.now
   if (!ownerAlive) {
     const at = new Date(now).toISOString();
     const open = (await store.getSteps(runId)).filter((s) => s.status === "pending" || s.status === "running").map((s) => s.name);
-    const error = { code: "CANCELLED", message: "the run was cancelled" };
+    const error: ErrorInfo = { code: "CANCELLED", message: "the run was cancelled" };
     await store.settleSteps(runId, open, "cancelled", at, error);
     await store.finishRun(runId, null, "cancelled", at, error);
   }

@@ -338,7 +338,7 @@ class RunDriver {
   private async skip(s: StepState, reason: string, upstreamFailed: boolean): Promise<void> {
     s.status = "skipped";
     s.upstreamFailed = upstreamFailed;
-    const error = { code: upstreamFailed ? "UPSTREAM_FAILED" : "SKIPPED", message: reason };
+    const error: ErrorInfo = { code: upstreamFailed ? "UPSTREAM_FAILED" : "SKIPPED", message: reason };
     s.error = error;
     await this.writer.idle();
     await this.opts.store.completeStep(this.run.id, this.owner, s.def.name, "skipped", new Date().toISOString(), null, error);
@@ -451,7 +451,7 @@ class RunDriver {
     const unstarted = fan.items.filter((i) => !isEnded(i.status));
     await this.writer.idle();
     if (unstarted.length) {
-      const why = { code: "UPSTREAM_FAILED", message: `not started: ${fan.halted ?? "the fan-out stopped"}` };
+      const why: ErrorInfo = { code: "UPSTREAM_FAILED", message: `not started: ${fan.halted ?? "the fan-out stopped"}` };
       await this.opts.store.settleSteps(this.run.id, unstarted.map((i) => i.def.name), "skipped", endedAt, why);
       for (const i of unstarted) (i.status = "skipped"), (i.error = why), (i.upstreamFailed = true);
     }

@@ -10,18 +10,25 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
-import { SluiceError } from "../errors.js";
+import { SluiceError, type ErrorCode } from "../errors.js";
 import type { Problem } from "../spec/load.js";
 
+/**
+ * The API's own codes, for what only HTTP can go wrong with (authentication, the request body);
+ * everything the control plane raises keeps its engine code.
+ */
+export type HttpErrorCode = "UNAUTHENTICATED" | "FORBIDDEN" | "TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE";
+export type ApiErrorCode = ErrorCode | HttpErrorCode;
+
 export interface ErrorBody {
-  error: { code: string; message: string; field?: string; problems?: Problem[] };
+  error: { code: ApiErrorCode; message: string; field?: string; problems?: Problem[] };
 }
 
 export interface ErrorLog {
   error(obj: object, msg?: string): void;
 }
 
-const STATUS: Record<string, ContentfulStatusCode> = {
+const STATUS: Partial<Record<ApiErrorCode, ContentfulStatusCode>> = {
   NOT_FOUND: 404,
   CONFLICT: 409,
   SPEC_INVALID: 422,
@@ -29,7 +36,7 @@ const STATUS: Record<string, ContentfulStatusCode> = {
   BAD_INPUT: 400,
 };
 
-export function statusFor(code: string): ContentfulStatusCode {
+export function statusFor(code: ApiErrorCode): ContentfulStatusCode {
   return STATUS[code] ?? 500;
 }
 

@@ -4,12 +4,13 @@
  * 0/1, PostgreSQL a BOOLEAN, so both are accepted.
  */
 import type { Workflow } from "../spec/schema.js";
+import { asErrorCode } from "../errors.js";
 import type { AttemptRecord, ErrorInfo, EventRecord, FireRecord, RunRecord, RunStatus, StepRecord, StepStatus, WorkflowVersion } from "./types.js";
 
 export type Row = Record<string, unknown>;
 
 const error = (row: Row): ErrorInfo | null =>
-  row.error_code ? { code: row.error_code as string, message: (row.error_message as string) ?? "" } : null;
+  row.error_code ? { code: asErrorCode(row.error_code, "INTERNAL"), message: (row.error_message as string) ?? "" } : null;
 
 export function toRun(row: Row): RunRecord {
   return {

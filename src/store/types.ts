@@ -6,13 +6,14 @@
  * Every method is async so that a networked database fits behind the same interface.
  */
 import type { Workflow } from "../spec/schema.js";
+import type { ErrorCode } from "../errors.js";
 
 export type RunStatus = "pending" | "running" | "succeeded" | "failed" | "cancelled";
 export type StepStatus = "pending" | "running" | "succeeded" | "failed" | "skipped" | "cancelled";
 export type AttemptStatus = "running" | "succeeded" | "failed" | "timedOut" | "cancelled" | "interrupted";
 
 export interface ErrorInfo {
-  code: string;
+  code: ErrorCode;
   message: string;
 }
 

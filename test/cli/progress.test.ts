@@ -122,9 +122,9 @@ describe("the live table", () => {
     expect(strip(lineOf(renderTable(v, T0 + 1_700).join("\n"), "format-conversion"))).toMatch(/running\s+1\.70s\s+220,000 rows · 137,500 rows\/s · 1\/1 files$/);
     applyEvent(v, {
       type: "step-ended", runId: "r-1", workflow: "standard-ingestion", step: "format-conversion", attempt: 1, status: "failed",
-      error: { code: "DISK_FULL", message: "no space left writing part-0001.ndjson" }, retryInMs: 1_000, durationMs: 1_800, outputs: null,
+      error: { code: "IO_ERROR", message: "no space left writing part-0001.ndjson" }, retryInMs: 1_000, durationMs: 1_800, outputs: null,
     });
-    expect(strip(lineOf(renderTable(v, T0 + 2_000).join("\n"), "format-conversion"))).toMatch(/↻ format-conversion\s+retrying\s+1\.80s\s+DISK_FULL: no space left writing part-0001\.ndjson$/);
+    expect(strip(lineOf(renderTable(v, T0 + 2_000).join("\n"), "format-conversion"))).toMatch(/↻ format-conversion\s+retrying\s+1\.80s\s+IO_ERROR: no space left writing part-0001\.ndjson$/);
   });
 
   // A real run: the standard workflow on a 300,000-row trades file (1 % bad rows), events from the engine.

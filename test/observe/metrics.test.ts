@@ -66,7 +66,7 @@ describe("metrics from engine events", () => {
         startedAt: "2024-05-01T10:00:00.000Z", endedAt: "2024-05-01T10:00:02.500Z",
       },
       {
-        type: "run-ended", runId: "r-secret-2", workflow: "ingest", status: "failed", error: { code: "X", message: "x" }, trigger: null,
+        type: "run-ended", runId: "r-secret-2", workflow: "ingest", status: "failed", error: { code: "INTERNAL", message: "x" }, trigger: null,
         startedAt: null, endedAt: "2024-05-01T10:00:02.500Z",
       },
     ];

@@ -60,9 +60,9 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     const run = await createRun(store, { workflow: wf(), lease: { owner: "me", expiresAt: Date.now() + 10_000 } });
     await store.markRunStarted(run.id, "me", new Date().toISOString(), new Date(Date.now() + 1000).toISOString());
     await store.beginAttempt(run.id, "a", 1, "me", new Date().toISOString());
-    await store.endAttempt({ runId: run.id, step: "a", n: 1, owner: "me", status: "failed", endedAt: new Date().toISOString(), error: { code: "X", message: "x" }, outputs: null, stepStatus: "failed", notBefore: null });
+    await store.endAttempt({ runId: run.id, step: "a", n: 1, owner: "me", status: "failed", endedAt: new Date().toISOString(), error: { code: "INTERNAL", message: "x" }, outputs: null, stepStatus: "failed", notBefore: null });
     await store.settleSteps(run.id, ["b"], "skipped", new Date().toISOString(), null);
-    await store.finishRun(run.id, "me", "failed", new Date().toISOString(), { code: "X", message: "x" });
+    await store.finishRun(run.id, "me", "failed", new Date().toISOString(), { code: "INTERNAL", message: "x" });
     expect(await store.reopenRun(run.id, ["a", "b"])).toBe(true);
     expect(await store.reopenRun(run.id, ["a", "b"])).toBe(false); // already pending
     const again = (await store.getRun(run.id))!;

@@ -7,7 +7,7 @@
  */
 import { copyFile, constants as fsConstants, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { SluiceError } from "../../errors.js";
+import { SluiceError, type ErrorCode } from "../../errors.js";
 import {
   fetchPages, listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable, type HttpPagination,
 } from "../../connectors/index.js";
@@ -39,7 +39,7 @@ export async function collectDataFromSource(input: CollectInput, ctx: ActionCont
   const src = parseSourceUrl(input.source);
   let parts: DatasetPart[];
   let skipped: { path: string; reason: string }[] = [];
-  let failedFiles: { path: string; reason: string; code: string }[] = [];
+  let failedFiles: { path: string; reason: string; code: ErrorCode }[] = [];
   let pagesLeft = false;
   if (src.kind === "file") ({ parts, skipped, failedFiles } = await collectFiles(src.path, input, dir, ctx));
   else if (src.kind === "http") ({ parts, pagesLeft } = await collectHttp(src.url, src.display, input, dir, ctx));
@@ -81,7 +81,7 @@ async function collectFiles(path: string, input: CollectInput, dir: string, ctx:
   let files = 0;
   // Several files are copied and checksummed at once: the disk, not one stream, is the limit.
   // A file that cannot be read (permissions, gone since it was listed) fails alone.
-  const failedFiles: { path: string; reason: string; code: string }[] = [];
+  const failedFiles: { path: string; reason: string; code: ErrorCode }[] = [];
   const copied = await mapLimit(stable, COPY_CONCURRENCY, async (f, i): Promise<DatasetPart | undefined> => {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const format = formatOf(f.path, input.format);

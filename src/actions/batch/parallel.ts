@@ -33,7 +33,7 @@
 import { availableParallelism } from "node:os";
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { SluiceError } from "../../errors.js";
+import { asErrorCode, SluiceError, type ErrorCode } from "../../errors.js";
 import { sha256File } from "../../connectors/files.js";
 import { splitCsv, type CsvRange } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
@@ -59,7 +59,7 @@ export interface FailedFile {
   path: string;
   reason: string;
   /** The error code behind the reason (BAD_INPUT for unreadable content; FILE_NOT_FOUND, IO_ERROR, CONFLICT … for passing trouble). */
-  code: string;
+  code: ErrorCode;
   /** True when the file was recorded in the ledger as known bad: later runs leave it out until its content changes. */
   knownBad: boolean;
 }
@@ -196,7 +196,7 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
   const knownBad = await recordUnreadable(files.filter((f) => f.failed !== undefined), ingest, ctx);
   for (const f of files) {
     if (f.failed !== undefined) {
-      failedFiles.push({ path: f.part.source, reason: f.failed, code: f.failedCode ?? "ACTION_FAILED", knownBad: knownBad.has(f) });
+      failedFiles.push({ path: f.part.source, reason: f.failed, code: asErrorCode(f.failedCode, "ACTION_FAILED"), knownBad: knownBad.has(f) });
       for (const u of f.units) drop.push(u.out, u.quarantine);
       continue;
     }

@@ -24,7 +24,7 @@
 import { availableParallelism } from "node:os";
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { SluiceError } from "../../errors.js";
+import { asErrorCode, SluiceError, toErrorInfo, type ErrorCode } from "../../errors.js";
 import { readCsvHeader, openReader, splitCsv, type CsvRange, type FileFormat } from "../../formats/index.js";
 import { STAGE_FORMAT } from "../../formats/stage.js";
 import type { ActionContext, Outputs } from "../types.js";
@@ -49,7 +49,7 @@ export interface ConvertInput {
 export interface FailedFile {
   path: string;
   reason: string;
-  code: string;
+  code: ErrorCode;
 }
 
 const DEFAULT_MAX_REJECT_SHARE = 0.5;
@@ -123,7 +123,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
   const onFailed = (u: ConvertUnitSpec, reason: string, code: string): void => {
     const f = fileOf[u.id]!;
     if (code === "CANCELLED") return;
-    f.failed ??= { path: f.part.source, reason, code };
+    f.failed ??= { path: f.part.source, reason, code: asErrorCode(code, "ACTION_FAILED") };
     ctx.log.warn("file failed; its other units are skipped", { path: f.part.source, reason });
   };
   if (parallel && units.length > 1) {
@@ -303,7 +303,7 @@ async function scanExtraColumns(files: FileState[], doc: SchemaDocument): Promis
 
 function failure(part: DatasetPart, err: unknown): FailedFile {
   const e = err as { code?: unknown; message?: unknown };
-  return { path: part.source, reason: typeof e.message === "string" ? e.message : String(err), code: typeof e.code === "string" ? e.code : "IO_ERROR" };
+  return { path: part.source, reason: typeof e.message === "string" ? e.message : String(err), code: e.code === undefined ? "IO_ERROR" : toErrorInfo(err).code };
 }
 
 /** Fails the step when every file failed, or more than `threshold` of them. */
