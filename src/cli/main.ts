@@ -56,9 +56,10 @@ function buildProgram(): Command {
     .command("resume")
     .description("continue a run whose process stopped; completed steps are not run again")
     .argument("<run>", "run id")
+    .option("--wait", "if a live process holds the run, wait for its lease to be released or expire, then resume")
     .option("--json", "print the finished run as one JSON document on stdout")
     .addOption(actionsOption())
-    .action(async (id: string, o: { json?: boolean; actions?: string[] }) => {
+    .action(async (id: string, o: { json?: boolean; wait?: boolean; actions?: string[] }) => {
       process.exitCode = await (await import("./run.js")).resumeCommand(id, o);
     });
 

@@ -157,6 +157,8 @@ export interface RunView {
   workflow?: string;
   runId?: string;
   resumed: boolean;
+  /** The pid of the dead process the run was taken from, when resuming took it over at once. */
+  takenFromPid?: number;
   t0: number;
   steps: Map<string, StepView>;
   footer?: { ok: boolean; text: string; detached?: boolean };
@@ -218,7 +220,15 @@ export function applyEvent(v: RunView, e: EngineEvent): void {
     case "step-warning":
       if (v.warnings.length < 20) v.warnings.push(`${e.step}: ${describeWarning(e)}`);
       return;
+    case "run-taken-over":
+      v.takenFromPid = e.pid;
+      return;
   }
+}
+
+/** "run r-… taken over at once: its previous owner h1:4242:ab12cd (pid 4242) is gone" */
+function describeTakeOver(e: Extract<EngineEvent, { type: "run-taken-over" }>): string {
+  return `run ${e.runId} taken over at once: its previous owner ${e.previousOwner} (pid ${e.pid}) is gone`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,6 +268,8 @@ function plainPrinter(v: RunView, out: Terminal): (e: EngineEvent) => void {
         return void line(`run ${e.runId} left running because ${e.reason}; continue it with: sluice resume ${e.runId}`);
       case "step-warning":
         return void line(`step ${e.step}: warning: ${describeWarning(e)}`);
+      case "run-taken-over":
+        return void line(describeTakeOver(e));
       case "stream-stats": {
         if (Date.now() - (lastShown.get("stream") ?? 0) < 5_000) return;
         lastShown.set("stream", Date.now());
@@ -315,7 +327,7 @@ const ICON: Record<string, string> = {
 /** The table's lines, without a trailing newline: header, one line per step, footer. */
 export function renderTable(v: RunView, now: number): string[] {
   const header = v.workflow !== undefined
-    ? `${pc.bold(v.workflow)} ${pc.dim(v.runId ?? "")}${v.resumed ? pc.yellow(" (resumed)") : ""}${pc.dim(`  ${formatDuration(now - v.t0)}`)}`
+    ? `${pc.bold(v.workflow)} ${pc.dim(v.runId ?? "")}${v.resumed ? pc.yellow(" (resumed)") : ""}${v.takenFromPid !== undefined ? pc.yellow(` (taken over from pid ${v.takenFromPid}, gone)`) : ""}${pc.dim(`  ${formatDuration(now - v.t0)}`)}`
     : pc.dim(`  ${formatDuration(now - v.t0)}`);
   const width = Math.max(8, ...[...v.steps.keys()].map((k) => k.length));
   const lines = [...v.steps].map(([name, r]) => {

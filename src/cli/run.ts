@@ -5,6 +5,7 @@
 import { SluiceError } from "../errors.js";
 import { createRun, executeRun, leaseTtl, runDetail } from "../engine/index.js";
 import { newOwnerId } from "../engine/ids.js";
+import { describeHolder, isLeaseHeld, waitForLease, type LeaseWait } from "../engine/takeover.js";
 import { formatProblem, loadWorkflowFile } from "../spec/load.js";
 import { formatDuration } from "../spec/duration.js";
 import type { StateStore } from "../store/types.js";
@@ -38,14 +39,34 @@ export async function runWorkflowFile(file: string, params: Record<string, strin
   });
 }
 
-export async function resumeCommand(id: string, o: { json?: boolean; actions?: string[] }): Promise<number> {
+/**
+ * A run whose process died is taken over at once when that process was on this host, else once
+ * its lease has expired (the engine decides, see engine/takeover.ts). While a live process holds
+ * it, resume refuses, or with --wait waits for the lease and then resumes.
+ */
+export async function resumeCommand(id: string, o: { json?: boolean; wait?: boolean; actions?: string[] }): Promise<number> {
   const actions = await loadActions(o.actions);
   return withStore(async (store, home) => {
-    const run = await store.getRun(id);
-    if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${id}; list runs with: sluice runs`);
-    if (run.status !== "pending" && run.status !== "running")
-      process.stderr.write(`sluice: run ${id} already ended (${run.status}); nothing to resume\n`);
-    return drive(store, home, actions, id, o.json === true);
+    let told = false;
+    const onWait = (w: LeaseWait) => {
+      if (told) return; // once, even when a lease we waited out went to another process first
+      told = true;
+      process.stderr.write(`sluice: run ${id} is being executed by ${describeHolder(w.owner)}; waiting for its lease to expire at ` +
+        `${new Date(w.expiresAt).toISOString()} (later if that process renews it), then resuming\n`);
+    };
+    for (;;) {
+      if (o.wait) await waitForLease(store, id, onWait);
+      const run = await store.getRun(id);
+      if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${id}; list runs with: sluice runs`);
+      if (run.status !== "pending" && run.status !== "running")
+        process.stderr.write(`sluice: run ${id} ${told ? "ended while we waited" : "already ended"} (${run.status}); nothing to resume\n`);
+      try {
+        return await drive(store, home, actions, id, o.json === true);
+      } catch (err) {
+        // Lost the race for an expired lease to another resumer or worker: wait for that one too.
+        if (!o.wait || !isLeaseHeld(err)) throw err;
+      }
+    }
   });
 }
 

@@ -40,6 +40,8 @@ export type EngineEvent =
       startedAt: string | null;
       endedAt: string;
     }
-  | { type: "run-detached"; runId: string; reason: string };
+  | { type: "run-detached"; runId: string; reason: string }
+  /** Resuming took the run from its previous owner, a process of this host that no longer exists. */
+  | { type: "run-taken-over"; runId: string; previousOwner: string; pid: number };
 
 export type EventSink = (e: EngineEvent) => void;

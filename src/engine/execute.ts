@@ -21,6 +21,7 @@ import { evaluate, evaluateCondition, type ExpressionScope } from "../spec/expre
 import { toErrorInfo } from "../errors.js";
 import type { EventSink } from "./events.js";
 import { newOwnerId } from "./ids.js";
+import { takeOverFromDeadOwner } from "./takeover.js";
 import { createLimiter, type Limiter } from "./limiter.js";
 import { expressionScope, runStepAttempt } from "./attempt.js";
 import { writerFor, type TransitionWriter } from "./writer.js";
@@ -136,12 +137,13 @@ export async function executeRun(runId: string, opts: EngineOptions): Promise<Ru
   if (run.status !== "pending" && run.status !== "running") return run;
 
   if (!(await store.claimRun(runId, owner, ttl, Date.now()))) {
-    const secs = run.leaseExpiresAt ? Math.max(0, Math.ceil((run.leaseExpiresAt - Date.now()) / 1000)) : 0;
-    throw new SluiceError(
-      "CONFLICT",
-      `run ${runId} is being executed by ${run.leaseOwner ?? "another process"}; its lease expires in ${secs}s unless renewed, then it can be resumed`,
-      { retryable: false },
-    );
+    // A live lease. When its holder is a process of this host that has died (kill -9), the lease
+    // is only waiting to run out: take the run over now, a compare-and-set on that very owner so
+    // that two resumers cannot both win (takeover.ts). Any other holder: refuse, saying until when.
+    const t = await takeOverFromDeadOwner(store, runId, owner, ttl);
+    if (!t.taken) throw t.error;
+    opts.onEvent?.({ type: "run-taken-over", runId, previousOwner: t.previousOwner, pid: t.pid });
+    return new RunDriver(t.run, owner, ttl, opts).drive();
   }
   const driver = new RunDriver(run, owner, ttl, opts);
   return driver.drive();

@@ -124,6 +124,10 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       UPDATE ${T.runs} SET lease_owner = $2, lease_expires_at = $3
        WHERE id = $1 AND status IN ('pending', 'running')
          AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < $4)`),
+    // Like claim, the row lock makes it wait for a beginAttempt's FOR SHARE fence (see the top).
+    takeOver: stmt("take_over", `
+      UPDATE ${T.runs} SET lease_owner = $3, lease_expires_at = $4
+       WHERE id = $1 AND status IN ('pending', 'running') AND lease_owner = $2`),
     renew: stmt("renew", `UPDATE ${T.runs} SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 RETURNING cancel_requested`),
     release: stmt("release", `
       WITH r AS (UPDATE ${T.runs} SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 RETURNING 1)
@@ -305,6 +309,9 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     },
     async claimRun(runId, owner, ttlMs, now) {
       return (await run(`claiming run ${runId}`, q.claim, [runId, owner, now + ttlMs, now])).rowCount === 1;
+    },
+    async takeOverRun(runId, deadOwner, owner, ttlMs, now) {
+      return (await run(`taking over run ${runId}`, q.takeOver, [runId, deadOwner, owner, now + ttlMs])).rowCount === 1;
     },
     async renewLease(runId, owner, ttlMs, now): Promise<LeaseState> {
       const row = (await run(`renewing the lease of run ${runId}`, q.renew, [runId, owner, now + ttlMs])).rows[0];

@@ -58,6 +58,10 @@ export function openSqliteStore(file: string): StateStore {
         WHERE id = @id AND status IN ('pending', 'running')
           AND (lease_owner IS NULL OR lease_owner = @owner OR lease_expires_at < @now)`,
     ),
+    takeOver: db.prepare(
+      `UPDATE runs SET lease_owner = @owner, lease_expires_at = @expires
+        WHERE id = @id AND status IN ('pending', 'running') AND lease_owner = @deadOwner`,
+    ),
     renew: db.prepare(
       `UPDATE runs SET lease_expires_at = @expires WHERE id = @id AND lease_owner = @owner RETURNING cancel_requested`,
     ),
@@ -295,6 +299,9 @@ export function openSqliteStore(file: string): StateStore {
     },
     async claimRun(runId, owner, ttlMs, now) {
       return q.claim.run({ id: runId, owner, expires: now + ttlMs, now }).changes === 1;
+    },
+    async takeOverRun(runId, deadOwner, owner, ttlMs, now) {
+      return q.takeOver.run({ id: runId, deadOwner, owner, expires: now + ttlMs }).changes === 1;
     },
     async renewLease(runId, owner, ttlMs, now): Promise<LeaseState> {
       const row = q.renew.get({ id: runId, owner, expires: now + ttlMs }) as { cancel_requested: number } | undefined;

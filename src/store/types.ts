@@ -213,6 +213,12 @@ export interface StateStore {
 
   /** Take the run's lease when nobody holds a live one (or we already do). */
   claimRun(runId: string, owner: string, ttlMs: number, now: number): Promise<boolean>;
+  /**
+   * Take the run's lease from `deadOwner`, a process known to be gone, live lease or not: a
+   * compare-and-set on the owner, so of several callers naming the same dead owner exactly one
+   * wins, and nothing is taken from an owner that has changed since (or from an ended run).
+   */
+  takeOverRun(runId: string, deadOwner: string, owner: string, ttlMs: number, now: number): Promise<boolean>;
   /** Extend our lease; also reports a cancel request made by another process. */
   renewLease(runId: string, owner: string, ttlMs: number, now: number): Promise<LeaseState>;
   releaseLease(runId: string, owner: string): Promise<void>;

@@ -297,3 +297,21 @@ describe("warnings of the steps", () => {
     expect(strip(renderTable(v, T0 + 100).join("\n"))).toContain("! format-conversion: file failed; its other units are skipped (path: /in/c.csv, reason: the header is malformed)");
   });
 });
+
+describe("a run taken over from a dead process", () => {
+  const takeOver: EngineEvent = { type: "run-taken-over", runId: "r-1", previousOwner: "vm:4242:ab12cd", pid: 4242 };
+  const resumed: EngineEvent = { type: "run-started", runId: "r-1", workflow: "standard-ingestion", steps: ["data-storage"], resumed: true };
+  it("is a line of its own in plain mode, naming the previous owner and its pid", () => {
+    const term = terminal(undefined, undefined, false);
+    const p = createProgress("plain", term);
+    p.onEvent(takeOver);
+    p.stop();
+    expect(term.text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} run r-1 taken over at once: its previous owner vm:4242:ab12cd \(pid 4242\) is gone\n$/);
+  });
+  it("is said in the live table's header", () => {
+    const v = newRunView(T0);
+    applyEvent(v, takeOver);
+    applyEvent(v, resumed);
+    expect(strip(renderTable(v, T0 + 100)[0]!)).toBe("standard-ingestion r-1 (resumed) (taken over from pid 4242, gone)  100ms");
+  });
+});
