@@ -5,7 +5,13 @@
  * in memory we keep only what the store already says (and counters derived from it), so a
  * resumed run rebuilds the same picture from the store and goes on. A lease, renewed by a
  * heartbeat, marks the process that owns the run: a process that dies stops renewing it, and
- * `resume` may take over once it has expired.
+ * `resume` may take over once it has expired (at once when the owner was a process on this host
+ * that is gone: takeover.ts).
+ *
+ * Beyond single steps: trigger rules and conditions decide whether a released step runs
+ * (rules.ts), a `forEach` step expands into item steps released under its own parallelism
+ * (fanout.ts), `workflow:` steps run child runs (subworkflow.ts), and `spec.finally` steps run
+ * once every main step has ended, whatever the outcome.
  */
 import { setMaxListeners } from "node:events";
 import { SluiceError } from "../errors.js";
