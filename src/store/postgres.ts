@@ -22,6 +22,7 @@ import pg from "pg";
 import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
 import { SluiceError } from "../errors.js";
 import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
+import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import type { ErrorInfo, LeaseState, RunCount, RunFilter, RunStatus, StateStore, StepStatus, Transition } from "./types.js";
 
 
@@ -513,15 +514,10 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
       if (!(await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount)
         await client.query(`CREATE SCHEMA "${schema}"`);
       await client.query(`SET LOCAL search_path TO "${schema}"`);
-      if (!(await client.query(`SELECT to_regclass('schema_migrations') AS t`)).rows[0]?.t)
-        await client.query(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
-      const applied = new Set((await client.query<{ version: number }>(`SELECT version FROM schema_migrations`)).rows.map((r) => r.version));
-      const latest = Math.max(0, ...applied);
-      const known = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version));
-      if (latest > known)
-        throw new SluiceError("BAD_CONFIG", `the state store was written by a newer Sluice (schema ${latest}, this one knows ${known}); upgrade Sluice`);
-      for (const m of POSTGRES_MIGRATIONS) {
-        if (applied.has(m.version)) continue;
+      // Checked first, not IF NOT EXISTS: a role without CREATE rights can use a prepared store.
+      if (!(await client.query(`SELECT to_regclass('schema_migrations') AS t`)).rows[0]?.t) await client.query(MIGRATIONS_TABLE_SQL);
+      const applied = (await client.query<{ version: number }>(`SELECT version FROM schema_migrations`)).rows.map((r) => r.version);
+      for (const m of migrationPlan(applied, POSTGRES_MIGRATIONS)) {
         await client.query(m.sql);
         await client.query(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, [m.version, new Date().toISOString()]);
       }

@@ -12,6 +12,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { SluiceError } from "../errors.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
+import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import { EventEmitter } from "node:events";
 import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
 import type {
@@ -440,14 +441,9 @@ export function openSqliteStore(file: string): StateStore {
 }
 
 function migrate(db: Database.Database): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
-  const applied = new Set((db.prepare(`SELECT version FROM schema_migrations`).all() as { version: number }[]).map((r) => r.version));
-  const latest = Math.max(0, ...applied);
-  const known = Math.max(...SQLITE_MIGRATIONS.map((m) => m.version));
-  if (latest > known)
-    throw new SluiceError("BAD_CONFIG", `the state store was written by a newer Sluice (schema ${latest}, this one knows ${known}); upgrade Sluice`);
-  for (const m of SQLITE_MIGRATIONS) {
-    if (applied.has(m.version)) continue;
+  db.exec(MIGRATIONS_TABLE_SQL);
+  const applied = (db.prepare(`SELECT version FROM schema_migrations`).all() as { version: number }[]).map((r) => r.version);
+  for (const m of migrationPlan(applied, SQLITE_MIGRATIONS)) {
     db.transaction(() => {
       db.exec(m.sql);
       db.prepare(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`).run(m.version, new Date().toISOString());
