@@ -88,3 +88,13 @@ describe("the error vocabulary", () => {
     expect(new SluiceError("NETWORK_ERROR", "x").retryable).toBe(true);
   });
 });
+
+describe("the migration plan", () => {
+  it("applies what is missing in version order and refuses a store from a newer Sluice", async () => {
+    const { migrationPlan } = await import("../../src/store/migrate.js");
+    const ms = [{ version: 2, sql: "b" }, { version: 1, sql: "a" }, { version: 3, sql: "c" }];
+    expect(migrationPlan([], ms).map((m) => m.version)).toEqual([1, 2, 3]);
+    expect(migrationPlan([1, 2], ms).map((m) => m.version)).toEqual([3]);
+    expect(() => migrationPlan([1, 2, 3, 4], ms)).toThrow("the state store was written by a newer Sluice (schema 4, this one knows 3); upgrade Sluice");
+  });
+});
