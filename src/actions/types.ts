@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
-import type { OpenStage } from "./stream-types.js";
+import type { Stage, StageHints } from "./stream-types.js";
 
 export type Outputs = Record<string, unknown>;
 
@@ -85,6 +85,13 @@ export interface ActionDefinition<I = any> {
   /** Present when the action can run as a stage of a continuous pipeline (see stream-types.ts). */
   stream?: OpenStage<I>;
 }
+
+/**
+ * The streaming face of an action: open its stage for a continuous pipeline. Declared here, beside
+ * ActionDefinition, rather than in stream-types.ts: it takes an ActionContext, and stream-types.ts
+ * importing this file while this file imports it was a cycle.
+ */
+export type OpenStage<I> = (input: I, ctx: ActionContext) => Promise<Stage & { hints?: StageHints }>;
 
 /** A helper that keeps the input type of an action definition. */
 export function defineAction<S extends z.ZodType>(def: Omit<ActionDefinition<z.infer<S>>, "input"> & { input: S }): ActionDefinition<z.infer<S>> {
