@@ -75,6 +75,9 @@ export interface ActionContext {
 /** Emit an event on behalf of a run (`base-event-coordinator/publish_event`, platform events). */
 export type PublishEvent = (name: string, data: Record<string, unknown>, source: string) => Promise<{ eventId: string; runIds: string[] }>;
 
+// `any`, not `unknown`: a catalogue holds definitions of many input types, and run(input: I) is
+// contravariant in I, so an ActionDefinition<X> is not an ActionDefinition<unknown>.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
 export interface ActionDefinition<I = any> {
   kind: ActionKind;
   owner: string;
