@@ -11,7 +11,7 @@ import { SluiceError } from "../src/errors.js";
 import { createRegistry, type ActionRegistry } from "../src/actions/registry.js";
 import { defineAction, type ActionContext, type ActionDefinition } from "../src/actions/types.js";
 import { builtinRegistry } from "../src/actions/builtin.js";
-import { createRun, executeRun, createLimiter, type EngineEvent } from "../src/engine/index.js";
+import { createRun, executeRun, type createLimiter, type EngineEvent } from "../src/engine/index.js";
 import { loadWorkflowText } from "../src/spec/load.js";
 import type { Workflow } from "../src/spec/schema.js";
 import { openSqliteStore } from "../src/store/sqlite.js";

@@ -108,7 +108,9 @@ function timed(cmd, args, { cwd }) {
           try {
             const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
             if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
-          } catch {}
+          } catch {
+            // the child ended between two samples: its last figure stands
+          }
         }, 20);
     child.stdout.on("data", (b) => (out += b));
     child.stderr.on("data", (b) => {

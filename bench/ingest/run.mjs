@@ -205,7 +205,9 @@ async function sluiceRun(file, table, home, { workflow = WORKFLOW, sourceParam =
           try {
             const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
             if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
-          } catch {}
+          } catch {
+            // the child ended between two samples: its last figure stands
+          }
         }, 50);
       },
     });

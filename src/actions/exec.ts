@@ -9,7 +9,7 @@
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { SluiceError } from "../errors.js";
 import type { ExecSpec } from "../spec/schema.js";
 import type { Outputs } from "./types.js";
@@ -110,8 +110,4 @@ async function readOutputs(file: string): Promise<Outputs> {
     if (eq > 0) out[line.slice(0, eq).trim()] = line.slice(eq + 1);
   }
   return out;
-}
-
-export function attemptLogFile(home: string, runId: string, step: string, attempt: number): string {
-  return join(home, "runs", runId, "logs", `${step}.${attempt}.log`);
 }

@@ -8,7 +8,6 @@
  * filling memory. A batch carries its acknowledgement: the sink commits, then the pipeline
  * acknowledges the batch to the broker, so what was acknowledged is stored.
  */
-import type { ActionContext } from "./types.js";
 import type { Column } from "./batch/model.js";
 
 /** A record on its way through the pipeline. */
@@ -80,6 +79,3 @@ export interface StageHints {
   maxBatch?: number;
   maxLatencyMs?: number;
 }
-
-/** The streaming face of an action: open its stage for a continuous pipeline. */
-export type OpenStage<I> = (input: I, ctx: ActionContext) => Promise<Stage & { hints?: StageHints }>;

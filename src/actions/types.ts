@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
-import type { OpenStage } from "./stream-types.js";
+import type { Stage, StageHints } from "./stream-types.js";
 
 export type Outputs = Record<string, unknown>;
 
@@ -75,6 +75,9 @@ export interface ActionContext {
 /** Emit an event on behalf of a run (`base-event-coordinator/publish_event`, platform events). */
 export type PublishEvent = (name: string, data: Record<string, unknown>, source: string) => Promise<{ eventId: string; runIds: string[] }>;
 
+// `any`, not `unknown`: a catalogue holds definitions of many input types, and run(input: I) is
+// contravariant in I, so an ActionDefinition<X> is not an ActionDefinition<unknown>.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
 export interface ActionDefinition<I = any> {
   kind: ActionKind;
   owner: string;
@@ -85,6 +88,13 @@ export interface ActionDefinition<I = any> {
   /** Present when the action can run as a stage of a continuous pipeline (see stream-types.ts). */
   stream?: OpenStage<I>;
 }
+
+/**
+ * The streaming face of an action: open its stage for a continuous pipeline. Declared here, beside
+ * ActionDefinition, rather than in stream-types.ts: it takes an ActionContext, and stream-types.ts
+ * importing this file while this file imports it was a cycle.
+ */
+export type OpenStage<I> = (input: I, ctx: ActionContext) => Promise<Stage & { hints?: StageHints }>;
 
 /** A helper that keeps the input type of an action definition. */
 export function defineAction<S extends z.ZodType>(def: Omit<ActionDefinition<z.infer<S>>, "input"> & { input: S }): ActionDefinition<z.infer<S>> {

@@ -16,7 +16,17 @@ interface RemoteFlags {
   server?: string;
 }
 
-type Answer = { status: number; body: any } | undefined;
+/** What this file reads of the API's JSON answers (the full shapes: src/server/schemas.ts); a plain-text answer has none of it. */
+interface AnswerBody {
+  error?: { code?: string; message?: string; problems?: Problem[] };
+  applied?: Applied[];
+  version?: number;
+  event?: { id: string };
+  runs?: string[];
+  refused?: { workflow: string; message: string }[];
+}
+
+type Answer = { status: number; body: AnswerBody } | undefined;
 
 /** Call the API; undefined when no server listens there (the caller then uses the store). */
 async function callServer(o: RemoteFlags, method: string, path: string, body: unknown, contentType = "application/json"): Promise<Answer> {
@@ -39,11 +49,11 @@ async function callServer(o: RemoteFlags, method: string, path: string, body: un
   } catch {
     /* plain text answer */
   }
-  return { status: res.status, body: parsed };
+  return { status: res.status, body: typeof parsed === "object" && parsed !== null ? (parsed as AnswerBody) : {} };
 }
 
 function serverError(a: NonNullable<Answer>): SluiceError {
-  const e = a.body?.error;
+  const e = a.body.error;
   return new SluiceError(e?.code ?? "INTERNAL", e?.message ?? `the server answered HTTP ${a.status}`);
 }
 
@@ -66,9 +76,9 @@ export async function applyCommand(file: string, o: RemoteFlags & { actions?: st
   }
   const a = await callServer(o, "POST", "/api/v1/workflows", text, "application/yaml");
   if (a) {
-    if (a.status === 422) printProblems((a.body.error.problems as Problem[]).map((p) => ({ ...p, file })), file);
+    if (a.status === 422) printProblems((a.body.error?.problems ?? []).map((p) => ({ ...p, file })), file);
     if (a.status >= 400) throw serverError(a);
-    printApplied(a.body.applied as Applied[], "(through the server)");
+    printApplied(a.body.applied ?? [], "(through the server)");
     return 0;
   }
   const actions = await loadActions(o.actions);
@@ -109,8 +119,9 @@ export async function emitCommand(event: string, o: RemoteFlags & { data?: strin
   let via: string;
   if (a) {
     if (a.status >= 400) throw serverError(a);
-    ({ runs, refused } = a.body);
-    id = a.body.event.id;
+    runs = a.body.runs ?? [];
+    refused = a.body.refused ?? [];
+    id = a.body.event?.id as string;
     via = "";
   } else {
     const r = await withStore((store) => emitEvent(store, { name: event, data, source: "cli" }));

@@ -8,7 +8,8 @@ import { evaluate, type ExpressionScope } from "../spec/expressions.js";
 import { parseDuration } from "../spec/duration.js";
 import type { ExecSpec, Step } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
-import { attemptLogFile, runExec } from "../actions/exec.js";
+import { runExec } from "../actions/exec.js";
+import { attemptLogFile } from "./attempt-log.js";
 import type { ActionContext, ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
 import type { ErrorInfo, RunRecord, StateStore } from "../store/types.js";
 

@@ -12,7 +12,7 @@ import { SluiceError, toErrorInfo } from "../errors.js";
 import { parseDuration } from "../spec/duration.js";
 import type { Step } from "../spec/schema.js";
 import type { Stage, StageHints } from "../actions/stream-types.js";
-import { attemptLogFile } from "../actions/exec.js";
+import { attemptLogFile } from "./attempt-log.js";
 import { lazyLog, prepareActionCall, untilAborted, type AttemptInput, type AttemptResult } from "./attempt.js";
 import { runPipeline, type PipelineStats } from "./pipeline.js";
 

@@ -281,5 +281,5 @@ export async function openCsvWriter(path: string, columns?: readonly string[], o
 
 /** Escape a character for use in a RegExp, inside or outside a character class. */
 function escapeRegex(ch: string): string {
-  return ch.replace(/[.*+?^${}()|[\]\\\/-]/g, "\\$&");
+  return ch.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 }

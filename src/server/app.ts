@@ -7,38 +7,14 @@
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import type { ActionLookup } from "../spec/catalogue.js";
-import type { StateStore } from "../store/types.js";
-import { authenticate, type AppEnv, type AuthConfig } from "./auth.js";
+import { authenticate, type AppEnv } from "./auth.js";
+import type { ServerDeps } from "./deps.js";
 import { errorResponse, handleError, notFound } from "./errors.js";
 import { newRouter } from "./router.js";
 import { eventRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { runRoutes } from "./routes/runs.js";
 import { workflowRoutes } from "./routes/workflows.js";
-
-/** pino-compatible: the fields object first, the message second. */
-export interface ServerLog {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-export interface ServerDeps {
-  store: StateStore;
-  /** Sluice home: attempt logs are read from <home>/runs/<runId>/logs/. */
-  home: string;
-  /** Validates the actions of applied workflows. */
-  actions: ActionLookup;
-  /** Prometheus text exposition, served at /metrics. */
-  metrics: { contentType: string; render(): Promise<string> };
-  auth: AuthConfig;
-  /** /readyz answers 200 while this is true. */
-  ready: () => boolean;
-  log?: ServerLog;
-  /** Told of every event received through the API (the events metric). */
-  onEventReceived?: (name: string) => void;
-}
 
 export const API_PREFIX = "/api/v1";
 const OPENAPI_PATH = `${API_PREFIX}/openapi.json`;

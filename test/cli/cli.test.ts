@@ -305,7 +305,7 @@ describe.skipIf(!hasScript)("sluice run on a terminal", () => {
     expect(stripAnsi(tty.out)).toContain("220,000 rows");
     // … and the frame that stays shows what the step did.
     const row = lastFrame(tty.out).split("\n").find((l) => l.includes(" convert "));
-    expect(row).toMatch(/^  ✔ convert +succeeded +\S+ {2}299,993 rows · 7 quarantined$/);
+    expect(row).toMatch(/^ {2}✔ convert +succeeded +\S+ {2}299,993 rows · 7 quarantined$/);
 
     const plain = sluice(["run", wf], { cwd: dir, env });
     expect(plain.code, plain.stderr).toBe(0);

@@ -3,7 +3,8 @@
  */
 import { afterAll } from "vitest";
 import { testEnv, type TestEnv } from "../helpers.js";
-import { createApp, type ServerDeps } from "../../src/server/app.js";
+import { createApp } from "../../src/server/app.js";
+import type { ServerDeps } from "../../src/server/deps.js";
 import { AUTH_OFF, type AuthConfig } from "../../src/server/auth.js";
 import { startHttpServer, type HttpServer } from "../../src/server/listen.js";
 

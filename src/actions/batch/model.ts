@@ -4,8 +4,8 @@
  * workflow's `with:` blocks live here, next to the actions that take them.
  */
 import type { z } from "zod";
-import type { QualityRule, TargetSchema } from "../inputs.js";
+import type { QualityRule, targetSchemaWith } from "../input-shapes.js";
 
 export type { Column, ColumnTypeName, QuarantinedRecord, TypedRow, TypedValue } from "../../formats/typed.js";
-export type TargetSchemaSpec = z.infer<typeof TargetSchema>;
+export type TargetSchemaSpec = z.infer<ReturnType<typeof targetSchemaWith>>;
 export type QualityRuleSpec = z.infer<typeof QualityRule>;

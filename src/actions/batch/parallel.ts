@@ -312,7 +312,7 @@ async function recordUnreadable(failed: FileState[], ingest: IngestMeta | undefi
     .filter((f) => UNREADABLE_CONTENT.has(f.failedCode ?? ""))
     .map((f) => ({ f, entry: byPath.get(f.part.path) ?? byPath.get(f.part.source) }))
     .filter((c): c is { f: FileState; entry: IngestMeta["files"][number] } => c.entry !== undefined);
-  const same = await mapLimit(candidates, SPLIT_CONCURRENCY, async ({ f, entry }) => {
+  const same = await mapLimit(candidates, SPLIT_CONCURRENCY, async ({ entry }) => {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const now = await sha256File(entry.path, ctx.signal).catch(() => undefined);
     if (now !== entry.checksum) ctx.log.warn("failed file changed since discovery; not recorded as known bad", { path: entry.path });

@@ -365,7 +365,7 @@ export async function openKafkaPublisher(config: StreamSourceConfig, opts: Kafka
     await producer.disconnect().catch(() => {});
     throw kafkaError(err, target.shown, "connect");
   }
-  let queue: { value: Buffer; headers?: IHeaders }[] = [];
+  const queue: { value: Buffer; headers?: IHeaders }[] = [];
   let chain: Promise<void> = Promise.resolve();
   let scheduled = false;
   let failure: SluiceError | undefined;

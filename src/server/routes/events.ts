@@ -5,7 +5,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { SluiceError } from "../../errors.js";
 import { emitEvent } from "../../control/events.js";
-import type { ServerDeps } from "../app.js";
+import type { ServerDeps } from "../deps.js";
 import { requireRole } from "../auth.js";
 import { bearer, newRouter } from "../router.js";
 import { EventSchema, errorResponses, toEventView } from "../schemas.js";

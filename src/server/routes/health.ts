@@ -4,7 +4,7 @@
  * and durations by workflow name and status).
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import type { ServerDeps } from "../app.js";
+import type { ServerDeps } from "../deps.js";
 import { newRouter } from "../router.js";
 
 const Status = z.object({ status: z.enum(["ok", "unavailable"]) });

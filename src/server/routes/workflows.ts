@@ -7,7 +7,7 @@ import { SluiceError } from "../../errors.js";
 import { applyWorkflowText, rollbackWorkflow } from "../../control/workflows.js";
 import { startWorkflowRun } from "../../control/runs.js";
 import { formatProblem } from "../../spec/load.js";
-import type { ServerDeps } from "../app.js";
+import type { ServerDeps } from "../deps.js";
 import { requireRole } from "../auth.js";
 import { bearer, newRouter } from "../router.js";
 import {
