@@ -6,7 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { SluiceError } from "../errors.js";
+import { asErrorCode, SluiceError } from "../errors.js";
 import { formatProblem, type Problem } from "../spec/load.js";
 import { applyWorkflowText, rollbackWorkflow, type Applied } from "../control/workflows.js";
 import { emitEvent } from "../control/events.js";
@@ -54,7 +54,8 @@ async function callServer(o: RemoteFlags, method: string, path: string, body: un
 
 function serverError(a: NonNullable<Answer>): SluiceError {
   const e = a.body.error;
-  return new SluiceError(e?.code ?? "INTERNAL", e?.message ?? `the server answered HTTP ${a.status}`);
+  // The server's code crossed HTTP as text; API-only codes (UNAUTHENTICATED, …) map to BAD_CONFIG.
+  return new SluiceError(asErrorCode(e?.code, e?.code === undefined ? "INTERNAL" : "BAD_CONFIG"), e?.message ?? `the server answered HTTP ${a.status}`);
 }
 
 function printApplied(applied: Applied[], via: string): void {
