@@ -21,7 +21,7 @@ import { safeUrl } from "../secrets.js";
 import { DEFAULT_CONSUMER, InFlight, Notifier, backoffDelay, closedError, type ConnectorOptions, errorMessage, sleepUnlessAborted, toBytes } from "./common.js";
 import type { BrokerDescriptor, StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
 
-/** The nats client libraries, loaded on the first open (the registry imports this module for its descriptor). */
+/** The nats client libraries (one namespace: their exports do not overlap), loaded on the first open (the registry imports this module for its descriptor). */
 const natsLibraries = async () => ({ ...(await import("@nats-io/transport-node")), ...(await import("@nats-io/jetstream")) });
 type Nats = Awaited<ReturnType<typeof natsLibraries>>;
 

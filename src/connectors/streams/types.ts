@@ -42,22 +42,20 @@ export interface StreamMessage {
 
 /**
  * What a workflow's `establish_stream_connection` step (or a test, a bench, `sluice publish`) gives
- * a connector: every name any broker reads. Which of them a broker reads, and what they mean for
- * it, is its descriptor's `config` schema.
+ * a connector: every name any broker reads. Which of them a broker reads, and what each means to
+ * it, is its descriptor's `config` schema (the README's broker table lists them).
  */
 export interface StreamSourceConfig {
   /** A descriptor's `kind` (the registry's BrokerKind); a connector refuses a config of another. */
   broker: string;
-  /** nats://host:port, redis://host:port/db, mqtt://host:port, amqp://user:pass@host:port/vhost, kafka://host:port[,host:port], http://host:port/path */
+  /** Where the broker is (where the source listens, for HTTP push). */
   url: string;
-  /** NATS subject, MQTT topic filter, Kafka topic, Redis stream key, RabbitMQ routing key (one of these names it). */
+  /** What to read, in the broker's terms: a subject, a stream key, a topic (filter), a routing key. */
   subject?: string;
-  /** NATS JetStream stream name (created when missing, covering `subject`). */
   stream?: string;
   topic?: string;
-  /** RabbitMQ queue (declared durable when missing). */
   queue?: string;
-  /** Durable consumer / consumer group / client id: the name the broker remembers our position under. */
+  /** The name the broker remembers our position under: durable consumer, consumer group, client id. */
   consumer?: string;
 }
 
@@ -121,7 +119,7 @@ export interface BrokerDescriptor<K extends string = string> {
   readonly title: string;
   /** The config fields it reads, each with a description; `url`'s is the URL form. */
   readonly config: z.ZodObject<BrokerConfigShape>;
-  /** How the source consumes, in a phrase (the README table's "reads" column). */
+  /** How the source consumes, in a phrase (after the title in the README table's "source" column). */
   readonly description: string;
   /** Delivery semantics: what comes again, when, and to whom. */
   readonly delivery: string;
