@@ -10,6 +10,7 @@ import {
   Auth, CsvOptions, Pagination, DatasetRef, Destination, Format, QualityInput, QualityRule, SchemaRef, SecretRef, Source, TargetSchema,
 } from "./inputs.js";
 import { parseDuration } from "../spec/duration.js";
+import { BROKER_KINDS, connectionShape } from "../connectors/streams/registry.js";
 import { streamRuleProblem } from "./stream/rules.js";
 
 export interface SeedSignature {
@@ -116,13 +117,9 @@ export const SEED_SIGNATURES: SeedSignature[] = [
   // Real-time stream (src/actions/stream/): each is also a stage of a continuous group.
   sig("agent", "stream-manager", "establish_stream_connection", STREAM, "Connect to the broker and resume from the last committed position.",
     obj({
-      broker: z.enum(["nats", "redis", "mqtt", "rabbitmq", "kafka", "http"]),
-      url: z.string().min(1).describe("nats://host:port, redis://host:port/db, mqtt://host:port, amqp://host:port/vhost, kafka://host:port[,host:port], http://host:port/path."),
-      subject: z.string().min(1).optional().describe("NATS subject, MQTT topic filter, Redis stream key or RabbitMQ routing key."),
-      stream: z.string().min(1).optional().describe("NATS JetStream stream name (created when missing)."),
-      topic: z.string().min(1).optional().describe("Kafka topic."),
-      queue: z.string().min(1).optional().describe("RabbitMQ queue."),
-      consumer: z.string().min(1).optional().describe("Durable consumer / group / client id the broker keeps the position under (default sluice)."),
+      // The brokers and their fields are the stream registry's (src/connectors/streams/registry.ts).
+      broker: z.enum(BROKER_KINDS),
+      ...connectionShape(),
       redeliverAfter: z.string().refine((s) => parseDuration(s) !== undefined, "must be a duration such as 30s").optional()
         .describe("How long a delivered but unacknowledged message waits before it is delivered again after a crash (NATS ack wait, Redis claim idle time; default 30s)."),
       auth: Auth.optional().describe("basic (username, password) or bearer (token), from secret references; put into the URL for the connector."),

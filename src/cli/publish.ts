@@ -4,7 +4,7 @@
  * a steady rate, to try the real-time workflow or measure it. Prints what it sent.
  */
 import { SluiceError } from "../errors.js";
-import { BROKERS, openStreamPublisher, type BrokerKind } from "../connectors/streams/index.js";
+import { BROKER_KINDS, openStreamPublisher } from "../connectors/streams/index.js";
 import { emptyTradeSummary, tradeRecords } from "../samples/trades.js";
 
 export interface PublishFlags {
@@ -17,10 +17,10 @@ export interface PublishFlags {
 }
 
 export async function publishCommand(broker: string, url: string, o: PublishFlags): Promise<number> {
-  if (!BROKERS.includes(broker as BrokerKind)) throw new SluiceError("USAGE", `unknown broker "${broker}"; one of ${BROKERS.join(", ")}`);
+  if (!(BROKER_KINDS as readonly string[]).includes(broker)) throw new SluiceError("USAGE", `unknown broker "${broker}"; one of ${BROKER_KINDS.join(", ")}`);
   const count = positive("--count", o.count);
   const rate = positive("--rate", o.rate);
-  const publisher = await openStreamPublisher({ broker: broker as BrokerKind, url, subject: o.subject });
+  const publisher = await openStreamPublisher({ broker, url, subject: o.subject });
   const summary = emptyTradeSummary();
   const started = performance.now();
   let sent = 0;

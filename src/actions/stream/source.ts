@@ -12,9 +12,9 @@
  */
 import { SluiceError } from "../../errors.js";
 import { resolveSecret } from "../../connectors/secrets.js";
-import { openStreamSource } from "../../connectors/streams/index.js";
+import { openStreamSource, type BrokerKind } from "../../connectors/streams/index.js";
 import { parseDuration } from "../../spec/duration.js";
-import type { BrokerKind, StreamMessage, StreamSource, StreamSourceConfig } from "../../connectors/streams/types.js";
+import type { OpenSourceOptions, StreamMessage, StreamSource, StreamSourceConfig } from "../../connectors/streams/types.js";
 import type { RejectedRecord, SourceStage, Stage, StreamRecord } from "../stream-types.js";
 import type { ActionContext, Outputs } from "../types.js";
 
@@ -87,10 +87,10 @@ export async function openConnectionStage(input: StreamConnectionInput, ctx: Act
   return { kind: "source", stage: sourceStage(src, originOf(input), ctx.step) };
 }
 
-/** `redeliverAfter` as the connectors' options (the brokers that redeliver on a timer read them). */
-function redelivery(input: StreamConnectionInput): { ackWaitMs?: number; claimIdleMs?: number } {
+/** `redeliverAfter` as the connectors' option (the brokers that redeliver on a timer read it). */
+function redelivery(input: StreamConnectionInput): Pick<OpenSourceOptions, "redeliverAfterMs"> {
   const ms = input.redeliverAfter === undefined ? undefined : parseDuration(input.redeliverAfter);
-  return ms === undefined ? {} : { ackWaitMs: ms, claimIdleMs: ms };
+  return ms === undefined ? {} : { redeliverAfterMs: ms };
 }
 
 export async function establishStreamConnection(input: StreamConnectionInput, ctx: ActionContext): Promise<Outputs> {

@@ -23,11 +23,15 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import type { RawData, WebSocket } from "ws";
+import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { resolveSecret, safeUrl, type ResolveSecretOptions } from "../secrets.js";
 import { InFlight, Notifier, backoffDelay, closedError, type ConnectorOptions, errorMessage, sleepUnlessAborted } from "./common.js";
-import type { StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+import type { BrokerDescriptor, StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+
+/** ws, loaded on the first open (the registry imports this module for its descriptor). */
+const wsLibrary = () => import("ws");
 
 export interface HttpPushSourceOptions extends ResolveSecretOptions, ConnectorOptions {
   /** Records held unacknowledged before producers get 429 (default 10,000). */
@@ -61,6 +65,19 @@ export interface HttpPushPublisherOptions extends ResolveSecretOptions {
 }
 
 const DEFAULTS = { maxUnacked: 10_000, maxBodyBytes: 16 * 1024 * 1024, retryAfterSeconds: 1, batchSize: 500, maxInFlight: 4, timeoutMs: 120_000, maxAttempts: 10 };
+
+export const httpPushBroker: BrokerDescriptor<"http"> = {
+  kind: "http",
+  title: "HTTP / WebSocket push",
+  config: z.object({
+    url: z.string().min(1).describe("http://host:port/path, the address the source listens on (port 0: any free port)"),
+  }),
+  description: "a server at the URL; producers POST NDJSON or a JSON array to its path, or send it WebSocket frames",
+  delivery: "at least once, by the producer: a request or frame is answered only once its records are stored; closing answers the waiting ones 503 (frames: a nack) and their producers send again; over 10,000 records waiting, 429",
+  ack: "the answer to the producer: 202 `{\"accepted\": n}` for a POST, `{\"ack\": n}` for frame n",
+  openSource: (config, o) => openHttpPushSource(config, o),
+  openPublisher: (config, o) => openHttpPushPublisher(config, o),
+};
 
 /** The records of one request or frame: answered once all of them are acknowledged. */
 interface Owner {
@@ -160,6 +177,7 @@ export async function openHttpPushSource(config: StreamSourceConfig, opts: HttpP
     });
   };
 
+  const { WebSocketServer } = await wsLibrary();
   const server: Server = createServer(onRequest);
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxBodyBytes });
   wss.on("error", (err) => log?.warn("HTTP push WebSocket server error", { source: shown, error: err.message }));

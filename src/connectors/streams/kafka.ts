@@ -22,16 +22,45 @@
  * - kafkajs reconnects by itself; after its retries it "crashes" and restarts the consumer. Only a
  *   crash it will not restart from (authentication, authorization, invalid topic) fails the
  *   source, with BAD_CONFIG.
+ * - The kafkajs client is made by `opts.client` (default `new Kafka(config)`): the tests give an
+ *   in-memory cluster there, as no broker runs where they run.
  */
-import kafkajs from "kafkajs";
-import type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaConfig, KafkaMessage, Producer, SASLOptions } from "kafkajs";
+import type { Admin, Consumer, ConsumerConfig, EachBatchPayload, IHeaders, KafkaConfig, KafkaMessage, Producer, ProducerConfig, SASLOptions } from "kafkajs";
+import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { DEFAULT_CONSUMER, Inbox, NOOP_LOG, errorMessage, toBuffer, type ConnectorOptions } from "./common.js";
-import type { StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+import type { BrokerDescriptor, StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
 
-const { Kafka, logLevel, Partitioners } = kafkajs;
+/** kafkajs, loaded on the first open (the registry imports this module for its descriptor). */
+const kafkajsLibrary = async () => (await import("kafkajs")).default;
 
-export type KafkaOpenOptions = ConnectorOptions;
+/** The part of a kafkajs client (`new Kafka(config)`) the connector uses. */
+export interface KafkaClientLike {
+  consumer(config: ConsumerConfig): KafkaConsumerLike & Pick<Consumer, "connect" | "subscribe">;
+  producer(config?: ProducerConfig): Pick<Producer, "connect" | "send" | "disconnect">;
+  admin(): Pick<Admin, "connect" | "fetchTopicOffsets" | "fetchOffsets" | "disconnect">;
+}
+
+export interface KafkaOpenOptions extends ConnectorOptions {
+  /** Makes the client from the config built out of the URL (default: kafkajs's `new Kafka(config)`). */
+  client?: (config: KafkaConfig) => KafkaClientLike;
+}
+
+export const kafkaBroker: BrokerDescriptor<"kafka"> = {
+  kind: "kafka",
+  title: "Kafka",
+  config: z.object({
+    url: z.string().min(1).describe("kafka://[user:pass@]host:port[,host:port][?mechanism=scram-sha-256] (kafkas:// for TLS)"),
+    topic: z.string().min(1).optional().describe("the topic"),
+    subject: z.string().min(1).optional().describe("the topic, when topic is not given"),
+    consumer: z.string().min(1).optional().describe("the consumer group (default sluice); a new group starts at the beginning of the topic"),
+  }),
+  description: "a member of a consumer group (kafkajs), auto-commit off",
+  delivery: "at least once: after a restart or a rebalance every partition starts again at its committed offset",
+  ack: "an offset commit per partition, up to the first message not yet acknowledged, after the store commit",
+  openSource: (config, o) => openKafkaSource(config, o),
+  openPublisher: (config, o) => openKafkaPublisher(config, o),
+};
 
 const DEFAULT_PORT = 9092;
 const HIGH_WATER = 10_000;
@@ -171,7 +200,7 @@ export class KafkaOffsetTracker {
   }
 }
 
-/** The part of a kafkajs consumer the bridge uses (a fake one in the unit tests). */
+/** The part of a kafkajs consumer the bridge uses (a fake one in the tests). */
 export interface KafkaConsumerLike {
   run: Consumer["run"];
   pause: Consumer["pause"];
@@ -302,7 +331,7 @@ export async function openKafkaSource(config: StreamSourceConfig, opts: KafkaOpe
   const groupId = config.consumer ?? DEFAULT_CONSUMER;
   const description = `${target.shown} topic ${topic} group ${groupId}`;
   const log = opts.log ?? NOOP_LOG;
-  const kafka = new Kafka(clientConfig(target, `sluice-${groupId}`, log, description));
+  const kafka = await kafkaClient(opts, target, `sluice-${groupId}`, log, description);
   const consumer = kafka.consumer({
     groupId,
     retry: { restartOnFailure: async (err) => !isPermanent(err) },
@@ -317,8 +346,8 @@ export async function openKafkaSource(config: StreamSourceConfig, opts: KafkaOpe
     await consumer.disconnect().catch(() => {});
     throw kafkaError(err, target.shown, doing);
   }
-  let admin: Admin | undefined;
-  const source = await bridgeKafkaConsumer(consumer as unknown as KafkaConsumerLike, {
+  let admin: ReturnType<KafkaClientLike["admin"]> | undefined;
+  const source = await bridgeKafkaConsumer(consumer, {
     topic,
     description,
     shown: target.shown,
@@ -357,8 +386,9 @@ export async function openKafkaPublisher(config: StreamSourceConfig, opts: Kafka
   const topic = config.topic ?? config.subject;
   if (!topic) throw new SluiceError("BAD_CONFIG", `Kafka publisher ${target.shown} needs a topic (topic or subject).`, { retryable: false });
   const log = opts.log ?? NOOP_LOG;
-  const kafka = new Kafka(clientConfig(target, "sluice-publisher", log, `${target.shown} topic ${topic}`));
-  const producer: Producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  const { Partitioners } = await kafkajsLibrary();
+  const kafka = await kafkaClient(opts, target, "sluice-publisher", log, `${target.shown} topic ${topic}`);
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   try {
     await producer.connect();
   } catch (err) {
@@ -413,7 +443,9 @@ export async function openKafkaPublisher(config: StreamSourceConfig, opts: Kafka
 
 // ---------------------------------------------------------------------------------------------
 
-function clientConfig(target: KafkaTarget, clientId: string, log: StreamLog, what: string): KafkaConfig {
+/** The client for `target`: `opts.client`'s, else kafkajs's. */
+async function kafkaClient(opts: KafkaOpenOptions, target: KafkaTarget, clientId: string, log: StreamLog, what: string): Promise<KafkaClientLike> {
+  const { Kafka, logLevel } = await kafkajsLibrary();
   const config: KafkaConfig = {
     clientId,
     brokers: target.brokers,
@@ -425,7 +457,8 @@ function clientConfig(target: KafkaTarget, clientId: string, log: StreamLog, wha
     logCreator: () => (entry) => log.warn(`kafkajs: ${entry.log.message}`, { source: what, namespace: entry.namespace }),
   };
   if (target.sasl) config.sasl = target.sasl;
-  return config;
+  // kafkajs's Consumer declares `on` for each of its events; the connector listens to two of them.
+  return opts.client ? opts.client(config) : (new Kafka(config) as unknown as KafkaClientLike);
 }
 
 const PERMANENT_TYPES = new Set([

@@ -42,11 +42,15 @@
  *   connection. What acknowledging needs (packet id, connection) is kept per delivery instead.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { connect, type IClientOptions, type MqttClient } from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
+import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { safeUrl } from "../secrets.js";
 import { DEFAULT_CONSUMER, Inbox, NOOP_LOG, errorMessage, toBuffer, toBytes, RECONNECT_PERIOD, withJitter, type ConnectorOptions } from "./common.js";
-import type { StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+import type { BrokerDescriptor, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+
+/** mqtt.js, loaded on the first open (the registry imports this module for its descriptor). */
+const mqttLibrary = () => import("mqtt");
 
 type PublishPacket = Parameters<MqttClient["handleMessage"]>[0];
 
@@ -78,6 +82,22 @@ const PERMANENT_CONNACK = new Map<number, string>([
 
 /** The user property (MQTT 5) holding a message's id, set by our publisher. */
 export const MESSAGE_ID_PROPERTY = "message-id";
+
+export const mqttBroker: BrokerDescriptor<"mqtt"> = {
+  kind: "mqtt",
+  title: "MQTT 5",
+  config: z.object({
+    url: z.string().min(1).describe("mqtt://[user:pass@]host:port (mqtts://, ws://, wss://)"),
+    topic: z.string().min(1).optional().describe("the topic filter (+ and # allowed) subscribed at QoS 1"),
+    subject: z.string().min(1).optional().describe("the topic filter, when topic is not given"),
+    consumer: z.string().min(1).optional().describe("the client id the persistent session is kept under (default sluice)"),
+  }),
+  description: "a persistent session subscribed at QoS 1; the broker queues messages while the pipeline is away",
+  delivery: "at least once: a message whose PUBACK was not sent is delivered again (DUP) on the session's next connection; the broker keeps a bounded queue per offline session (Mosquitto: max_queued_messages, 1,000)",
+  ack: "the PUBACK, held back until the batch is stored, sent in the order the messages arrived",
+  openSource: (config, o) => openMqttSource(config, o),
+  openPublisher: (config, o) => openMqttPublisher(config, o),
+};
 
 /** A QoS 1 delivery awaiting its PUBACK: what acknowledging it needs (never parsed out of the message id). */
 interface Pending {
@@ -119,6 +139,7 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
     keepalive: 30,
     resubscribe: true,
   };
+  const { connect } = await mqttLibrary();
   const client = connect(target.url, options);
   client.on("error", () => {}); // replaced below; a client never runs without an error listener
   if (typeof (client as unknown as PacketWriter)._sendPacket !== "function") {
@@ -287,6 +308,7 @@ export async function openMqttPublisher(config: StreamSourceConfig, opts: MqttOp
   const topic = config.topic ?? config.subject;
   if (!topic) throw new SluiceError("BAD_CONFIG", `MQTT publisher ${target.shown} needs a topic (topic or subject).`);
   if (/[+#]/.test(topic)) throw new SluiceError("BAD_CONFIG", `MQTT publisher ${target.shown}: cannot publish to ${topic}, a topic filter with wildcards.`);
+  const { connect } = await mqttLibrary();
   const client = connect(target.url, {
     protocolVersion: 5,
     clientId: `sluice-pub-${randomBytes(6).toString("hex")}`,

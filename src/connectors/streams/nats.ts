@@ -13,23 +13,17 @@
  * waiting through a server restart. Messages that were delivered but not acknowledged come back
  * after the consumer's ack wait (default 30 s).
  */
-import {
-  AckPolicy,
-  DeliverPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
-  StorageType,
-  jetstreamManager,
-  type ConsumerMessages,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-} from "@nats-io/jetstream";
-import { AuthorizationError, connect, headers as natsHeaders, nanos, type NatsConnection } from "@nats-io/transport-node";
+import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { safeUrl } from "../secrets.js";
 import { DEFAULT_CONSUMER, InFlight, Notifier, backoffDelay, closedError, type ConnectorOptions, errorMessage, sleepUnlessAborted, toBytes } from "./common.js";
-import type { StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+import type { BrokerDescriptor, StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+
+/** The nats client libraries (one namespace: their exports do not overlap), loaded on the first open (the registry imports this module for its descriptor). */
+const natsLibraries = async () => ({ ...(await import("@nats-io/transport-node")), ...(await import("@nats-io/jetstream")) });
+type Nats = Awaited<ReturnType<typeof natsLibraries>>;
 
 export interface NatsSourceOptions extends ConnectorOptions {
   /** Consumer ack wait: how long a delivered, unacknowledged message waits before redelivery (default 30 s). */
@@ -50,6 +44,23 @@ const ACK_ATTEMPTS = 4;
 const ACK_TIMEOUT_MS = 2000;
 
 const DEFAULTS = { ackWaitMs: 30_000, maxAckPending: 20_000, bufferSize: 1000, maxInFlight: 1000, port: 4222 };
+
+export const natsBroker: BrokerDescriptor<"nats"> = {
+  kind: "nats",
+  title: "NATS JetStream",
+  config: z.object({
+    url: z.string().min(1).describe("nats://host:port (tls:// for TLS; user:pass@ or token@ for credentials)"),
+    subject: z.string().min(1).optional().describe("the subject read (and covered by the stream when Sluice creates it)"),
+    topic: z.string().min(1).optional().describe("the subject, when subject is not given"),
+    stream: z.string().min(1).optional().describe("the JetStream stream, created when missing (default: the subject in capitals, market.trades → MARKET_TRADES)"),
+    consumer: z.string().min(1).optional().describe("the durable consumer (default sluice)"),
+  }),
+  description: "a durable pull consumer of a JetStream stream, explicit acknowledgement",
+  delivery: "at least once: a message delivered and not acknowledged within the consumer's ack wait (`redeliverAfter`, default 30 s) is delivered again, to this or the next pipeline",
+  ack: "a confirmed ack per message, the whole batch in one round trip, after the store commit",
+  openSource: (config, o) => openNatsSource(config, { log: o.log, signal: o.signal, ackWaitMs: o.redeliverAfterMs }),
+  openPublisher: (config, o) => openNatsPublisher(config, o),
+};
 
 /** `market.trades` → `MARKET_TRADES`: the stream name used when none is configured. */
 export function defaultStreamName(subject: string): string {
@@ -81,21 +92,22 @@ export async function openNatsSource(config: StreamSourceConfig, opts: NatsSourc
   const bufferSize = Math.max(1, opts.bufferSize ?? DEFAULTS.bufferSize);
   const log = opts.log;
 
-  const nc = await connectNats(target, log);
+  const lib = await natsLibraries();
+  const nc = await connectNats(lib, target, log);
   let jsm: JetStreamManager;
   let js: JetStreamClient;
   try {
-    jsm = await jetstreamManager(nc);
+    jsm = await lib.jetstreamManager(nc);
     js = jsm.jetstream();
-    await ensureStream(jsm, streamName, subject, target, log);
-    await ensureConsumer(jsm, streamName, durable, subject, { ackWaitMs, maxAckPending }, target, log);
+    await ensureStream(lib, jsm, streamName, subject, target, log);
+    await ensureConsumer(lib, jsm, streamName, durable, subject, { ackWaitMs, maxAckPending }, target, log);
   } catch (err) {
     await nc.close().catch(() => undefined);
-    throw natsError(err, target, `preparing stream ${streamName} consumer ${durable}`);
+    throw natsError(lib, err, target, `preparing stream ${streamName} consumer ${durable}`);
   }
   const consumer = await js.consumers.get(streamName, durable).catch(async (err: unknown) => {
     await nc.close().catch(() => undefined);
-    throw natsError(err, target, `opening consumer ${durable} on stream ${streamName}`);
+    throw natsError(lib, err, target, `opening consumer ${durable} on stream ${streamName}`);
   });
 
   const buffer: JsMsg[] = [];
@@ -217,15 +229,16 @@ export async function openNatsPublisher(config: StreamSourceConfig, opts: NatsPu
   if (!subject) throw new SluiceError("BAD_CONFIG", `NATS publisher ${target.shown}: set subject to publish to.`, { retryable: false });
   const streamName = config.stream ?? defaultStreamName(subject);
   const maxInFlight = Math.max(1, opts.maxInFlight ?? DEFAULTS.maxInFlight);
-  const nc = await connectNats(target, opts.log);
+  const lib = await natsLibraries();
+  const nc = await connectNats(lib, target, opts.log);
   let js: JetStreamClient;
   try {
-    const jsm = await jetstreamManager(nc);
-    await ensureStream(jsm, streamName, subject, target, opts.log);
+    const jsm = await lib.jetstreamManager(nc);
+    await ensureStream(lib, jsm, streamName, subject, target, opts.log);
     js = jsm.jetstream();
   } catch (err) {
     await nc.close().catch(() => undefined);
-    throw natsError(err, target, `preparing stream ${streamName}`);
+    throw natsError(lib, err, target, `preparing stream ${streamName}`);
   }
   const inFlight = new InFlight();
   let closed = false;
@@ -235,12 +248,12 @@ export async function openNatsPublisher(config: StreamSourceConfig, opts: NatsPu
     async publish(data: Uint8Array | string, headers?: Record<string, string>): Promise<void> {
       if (closed) throw closedError(`NATS publisher ${shown}`);
       inFlight.check();
-      let h: ReturnType<typeof natsHeaders> | undefined;
+      let h: ReturnType<Nats["headers"]> | undefined;
       if (headers && Object.keys(headers).length > 0) {
-        h = natsHeaders();
+        h = lib.headers();
         for (const [k, v] of Object.entries(headers)) h.set(k, v);
       }
-      inFlight.track(js.publish(subject, toBytes(data), h ? { headers: h } : undefined), (err) => natsError(err, target, `publishing to ${subject}`));
+      inFlight.track(js.publish(subject, toBytes(data), h ? { headers: h } : undefined), (err) => natsError(lib, err, target, `publishing to ${subject}`));
       // Pipeline: only wait when the window is full, and then only for the oldest to settle.
       await inFlight.below(maxInFlight);
     },
@@ -289,10 +302,10 @@ function parseNatsUrl(config: StreamSourceConfig): Target {
   return target;
 }
 
-async function connectNats(target: Target, log: StreamLog | undefined): Promise<NatsConnection> {
+async function connectNats(lib: Nats, target: Target, log: StreamLog | undefined): Promise<NatsConnection> {
   let nc: NatsConnection;
   try {
-    nc = await connect({
+    nc = await lib.connect({
       servers: target.servers,
       name: "sluice",
       // Reconnect forever; the client backs off (time wait plus jitter) between attempts.
@@ -307,7 +320,7 @@ async function connectNats(target: Target, log: StreamLog | undefined): Promise<
       ...(target.token ? { token: target.token } : {}),
     });
   } catch (err) {
-    throw natsError(err, target, "connecting");
+    throw natsError(lib, err, target, "connecting");
   }
   // Status events are informational: the client reconnects by itself; never let them throw.
   void (async () => {
@@ -348,22 +361,22 @@ const succeeds = (p: Promise<unknown>): Promise<boolean> =>
     () => false,
   );
 
-function apiCode(err: unknown): number | undefined {
-  return err instanceof JetStreamApiError ? err.code : undefined;
+function apiCode(lib: Nats, err: unknown): number | undefined {
+  return err instanceof lib.JetStreamApiError ? err.code : undefined;
 }
 
-async function ensureStream(jsm: JetStreamManager, name: string, subject: string | undefined, target: Target, log: StreamLog | undefined): Promise<void> {
+async function ensureStream(lib: Nats, jsm: JetStreamManager, name: string, subject: string | undefined, target: Target, log: StreamLog | undefined): Promise<void> {
   try {
     await jsm.streams.info(name);
     return;
   } catch (err) {
-    if (apiCode(err) !== JetStreamApiCodes.StreamNotFound) throw err;
+    if (apiCode(lib, err) !== lib.JetStreamApiCodes.StreamNotFound) throw err;
   }
   if (!subject) {
     throw new SluiceError("BAD_CONFIG", `NATS ${target.shown}: stream ${name} does not exist; set subject so it can be created.`, { retryable: false });
   }
   try {
-    await jsm.streams.add({ name, subjects: [subject], storage: StorageType.File });
+    await jsm.streams.add({ name, subjects: [subject], storage: lib.StorageType.File });
     log?.info("NATS stream created", { server: target.shown, stream: name, subject });
   } catch (err) {
     // Another process may have created it between our info and add; anything else is real.
@@ -377,6 +390,7 @@ async function ensureStream(jsm: JetStreamManager, name: string, subject: string
 }
 
 async function ensureConsumer(
+  lib: Nats,
   jsm: JetStreamManager,
   stream: string,
   durable: string,
@@ -385,7 +399,7 @@ async function ensureConsumer(
   target: Target,
   log: StreamLog | undefined,
 ): Promise<void> {
-  const ackWait = nanos(want.ackWaitMs);
+  const ackWait = lib.nanos(want.ackWaitMs);
   try {
     const info = await jsm.consumers.info(stream, durable);
     if (info.config.ack_wait !== ackWait || info.config.max_ack_pending !== want.maxAckPending) {
@@ -394,13 +408,13 @@ async function ensureConsumer(
     }
     return;
   } catch (err) {
-    if (apiCode(err) !== JetStreamApiCodes.ConsumerNotFound) throw err;
+    if (apiCode(lib, err) !== lib.JetStreamApiCodes.ConsumerNotFound) throw err;
   }
   try {
     await jsm.consumers.add(stream, {
       durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      ack_policy: lib.AckPolicy.Explicit,
+      deliver_policy: lib.DeliverPolicy.All,
       ack_wait: ackWait,
       max_ack_pending: want.maxAckPending,
       ...(subject ? { filter_subject: subject } : {}),
@@ -460,10 +474,10 @@ function toStreamMessage(m: JsMsg, id: string): StreamMessage {
 }
 
 /** A SluiceError naming the broker and address; permanent causes are not retryable. */
-function natsError(err: unknown, target: Target, doing: string): SluiceError {
+function natsError(lib: Nats, err: unknown, target: Target, doing: string): SluiceError {
   if (err instanceof SluiceError) return err;
   const message = errorMessage(err);
-  if (err instanceof AuthorizationError || /authoriz|authentic/i.test(message)) {
+  if (err instanceof lib.AuthorizationError || /authoriz|authentic/i.test(message)) {
     return new SluiceError("BAD_CONFIG", `NATS ${target.shown}: ${doing} failed: the server rejected the credentials (${message}).`, { retryable: false, cause: err });
   }
   if (/no responders/i.test(message) && /JS\.API|jetstream/i.test(message + doing)) {

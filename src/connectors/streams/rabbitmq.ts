@@ -35,11 +35,15 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from "amqplib";
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message } from "amqplib";
+import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { safeUrl } from "../secrets.js";
 import { Inbox, NOOP_LOG, errorMessage, sleepUnlessAborted, toBuffer, RECONNECT_PERIOD, withJitter, type ConnectorOptions } from "./common.js";
-import type { StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+import type { BrokerDescriptor, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+
+/** amqplib, loaded on the first open (the registry imports this module for its descriptor). */
+const amqplib = () => import("amqplib");
 
 export type RabbitMqOpenOptions = ConnectorOptions;
 
@@ -47,6 +51,21 @@ const EXCHANGE = "amq.topic";
 const PREFETCH = 2000;
 const HEARTBEAT_S = 15;
 const CONNECT_TIMEOUT_MS = 10_000;
+
+export const rabbitMqBroker: BrokerDescriptor<"rabbitmq"> = {
+  kind: "rabbitmq",
+  title: "RabbitMQ (AMQP 0-9-1)",
+  config: z.object({
+    url: z.string().min(1).describe("amqp://user:pass@host:port/vhost (amqps:// for TLS)"),
+    queue: z.string().min(1).optional().describe("the durable queue consumed, declared when missing (default: subject)"),
+    subject: z.string().min(1).optional().describe("the routing key (a topic pattern) binding the queue to amq.topic"),
+  }),
+  description: "a durable queue, manual acknowledgement, a prefetch of 2,000",
+  delivery: "at least once: what was unacknowledged on a lost connection or channel goes back to the queue and comes again marked redelivered",
+  ack: "basic.ack of the batch's delivery tags (one `multiple` ack for a run of them), confirmed by a round trip, after the store commit",
+  openSource: (config, o) => openRabbitMqSource(config, o),
+  openPublisher: (config, o) => openRabbitMqPublisher(config, o),
+};
 
 interface Target {
   /** The URL to connect with (credentials included). */
@@ -90,6 +109,7 @@ export async function openRabbitMqSource(config: StreamSourceConfig, opts: Rabbi
 
   async function establish(): Promise<Session> {
     const gen = ++generation;
+    const { connect } = await amqplib();
     const model = await connect(target.url, { timeout: CONNECT_TIMEOUT_MS, noDelay: true, clientProperties: { connection_name: `sluice ${target.queue}` } });
     const state = { dead: false };
     const died = (why: string) => {
@@ -252,6 +272,7 @@ export async function openRabbitMqPublisher(config: StreamSourceConfig, opts: Ra
   const viaExchange = config.subject !== undefined;
   let model: ChannelModel;
   let channel: ConfirmChannel;
+  const { connect } = await amqplib();
   try {
     model = await connect(target.url, { timeout: CONNECT_TIMEOUT_MS, noDelay: true, clientProperties: { connection_name: `sluice publisher ${target.routingKey ?? target.queue}` } });
   } catch (err) {

@@ -17,11 +17,15 @@
  * connection is down waits for it to be ready again, so `next` keeps waiting through a restart.
  */
 import { hostname } from "node:os";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
+import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { safeUrl } from "../secrets.js";
 import { DEFAULT_CONSUMER, InFlight, Notifier, backoffDelay, cancelledError, closedError, errorMessage, sleepUnlessAborted, toBytes, type ConnectorOptions } from "./common.js";
-import type { StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+import type { BrokerDescriptor, StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
+
+/** ioredis, loaded on the first open (the registry imports this module for its descriptor). */
+const ioredis = () => import("ioredis");
 
 export interface RedisSourceOptions extends ConnectorOptions {
   /** Entries pending with another consumer for longer than this are claimed (default 30 s). */
@@ -47,6 +51,23 @@ interface Target {
   options: RedisOptions;
 }
 
+export const redisBroker: BrokerDescriptor<"redis"> = {
+  kind: "redis",
+  title: "Redis Streams",
+  config: z.object({
+    url: z.string().min(1).describe("redis://[user:pass@]host:port[/db] (rediss:// for TLS)"),
+    subject: z.string().min(1).optional().describe("the stream key"),
+    topic: z.string().min(1).optional().describe("the stream key, when subject is not given"),
+    stream: z.string().min(1).optional().describe("the stream key, when neither subject nor topic is given"),
+    consumer: z.string().min(1).optional().describe("the consumer group (default sluice), created at the start of the stream"),
+  }),
+  description: "a consumer group of a stream (XREADGROUP), as consumer host:pid",
+  delivery: "at least once: a reopened source first takes back its own pending entries, then claims (XAUTOCLAIM) those other, dead consumers left pending longer than `redeliverAfter` (default 30 s)",
+  ack: "XACK of the batch's entry ids, after the store commit",
+  openSource: (config, o) => openRedisSource(config, { log: o.log, signal: o.signal, claimIdleMs: o.redeliverAfterMs }),
+  openPublisher: (config, o) => openRedisPublisher(config, o),
+};
+
 /** Open a Redis Streams source: create the group when missing, then reclaim, then read new entries. */
 export async function openRedisSource(config: StreamSourceConfig, opts: RedisSourceOptions = {}): Promise<StreamSource> {
   const target = parseRedisUrl(config);
@@ -58,13 +79,14 @@ export async function openRedisSource(config: StreamSourceConfig, opts: RedisSou
   const log = opts.log;
   const description = `${target.shown} stream ${key} group ${group} consumer ${consumerName}`;
 
+  const { Redis } = await ioredis();
   // Commands (XACK, XINFO, XGROUP, XAUTOCLAIM) and blocking reads each on their own connection.
-  const cmd = newClient(target, "cmd", log);
+  const cmd = newClient(Redis, target, "cmd", log);
   // The reader does not queue reads while disconnected (the read loop waits for `ready`
   // itself). A read in flight when the connection drops is sent again after the reconnect
   // (ioredis drops it without settling its promise otherwise), and a client-side timeout of
   // BLOCK + 1 s settles a read whose connection died without a word.
-  const blk = newClient(target, "reader", log, { enableOfflineQueue: false, blockingTimeout: 30_000, blockingTimeoutGrace: 1000 });
+  const blk = newClient(Redis, target, "reader", log, { enableOfflineQueue: false, blockingTimeout: 30_000, blockingTimeoutGrace: 1000 });
   try {
     await Promise.all([cmd.connect(), blk.connect()]);
     await cmd.call("PING");
@@ -274,7 +296,8 @@ export async function openRedisSource(config: StreamSourceConfig, opts: RedisSou
 export async function openRedisPublisher(config: StreamSourceConfig, opts: RedisPublisherOptions = {}): Promise<StreamPublisher> {
   const target = parseRedisUrl(config);
   const key = streamKey(config, target);
-  const client = newClient(target, "publisher", opts.log);
+  const { Redis } = await ioredis();
+  const client = newClient(Redis, target, "publisher", opts.log);
   try {
     await client.connect();
     await client.call("PING");
@@ -348,8 +371,8 @@ function streamKey(config: StreamSourceConfig, target: Target): string {
 /** The last error event of each client: a failed connect() only says "Connection is closed". */
 const lastErrors = new WeakMap<Redis, Error>();
 
-function newClient(target: Target, role: string, log: StreamLog | undefined, extra: RedisOptions = {}): Redis {
-  const client = new Redis({
+function newClient(RedisClient: typeof Redis, target: Target, role: string, log: StreamLog | undefined, extra: RedisOptions = {}): Redis {
+  const client = new RedisClient({
     ...target.options,
     // RESP2 keeps XINFO replies as flat [field, value, ...] lists on every server version.
     protocol: 2,

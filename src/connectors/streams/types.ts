@@ -1,6 +1,6 @@
 /**
  * Stream sources and publishers: one interface over the brokers (NATS JetStream, Redis Streams,
- * MQTT, RabbitMQ, Kafka, HTTP push).
+ * MQTT, RabbitMQ, Kafka, HTTP push), and the descriptor each broker's module exports.
  *
  * Delivery is at least once and acknowledgement is explicit: the pipeline acknowledges a batch
  * only after the storage transaction holding its records has committed, so a crash before the
@@ -9,7 +9,7 @@
  * it does not throw, unless the failure is permanent (bad credentials, no such stream).
  */
 
-export type BrokerKind = "nats" | "redis" | "mqtt" | "rabbitmq" | "kafka" | "http";
+import type { z } from "zod";
 
 export interface StreamMessage {
   /** The payload as received. */
@@ -40,18 +40,22 @@ export interface StreamMessage {
   deliveries?: number;
 }
 
+/**
+ * What a workflow's `establish_stream_connection` step (or a test, a bench, `sluice publish`) gives
+ * a connector: every name any broker reads. Which of them a broker reads, and what each means to
+ * it, is its descriptor's `config` schema (the README's broker table lists them).
+ */
 export interface StreamSourceConfig {
-  broker: BrokerKind;
-  /** nats://host:port, redis://host:port/db, mqtt://host:port, amqp://user:pass@host:port/vhost, kafka://host:port[,host:port], http://host:port/path */
+  /** A descriptor's `kind` (the registry's BrokerKind); a connector refuses a config of another. */
+  broker: string;
+  /** Where the broker is (where the source listens, for HTTP push). */
   url: string;
-  /** NATS subject, MQTT topic filter, Kafka topic, Redis stream key, RabbitMQ routing key (one of these names it). */
+  /** What to read, in the broker's terms: a subject, a stream key, a topic (filter), a routing key. */
   subject?: string;
-  /** NATS JetStream stream name (created when missing, covering `subject`). */
   stream?: string;
   topic?: string;
-  /** RabbitMQ queue (declared durable when missing). */
   queue?: string;
-  /** Durable consumer / consumer group / client id: the name the broker remembers our position under. */
+  /** The name the broker remembers our position under: durable consumer, consumer group, client id. */
   consumer?: string;
 }
 
@@ -84,4 +88,44 @@ export interface StreamLog {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** The options of every source: what the pipeline gives whichever broker it reads. */
+export interface OpenSourceOptions {
+  log?: StreamLog;
+  /** Aborting closes the source (do not pass a signal that fires before the pipeline's flush has acknowledged). */
+  signal?: AbortSignal;
+  /**
+   * How long a delivered, unacknowledged message waits before it is delivered again to another
+   * source, for the brokers that redeliver on a timer (NATS: the consumer's ack wait; Redis: the
+   * idle time after which a dead consumer's entries are claimed). The others redeliver when the
+   * connection or the group membership ends, and ignore it.
+   */
+  redeliverAfterMs?: number;
+}
+
+/** The fields of a descriptor's `config` schema: `url`, and the names of StreamSourceConfig it reads. */
+export type BrokerConfigShape = { url: z.ZodString } & { [K in Exclude<keyof StreamSourceConfig, "broker" | "url">]?: z.ZodOptional<z.ZodString> };
+
+/**
+ * One broker, as its module declares it (the registry collects them; lists, the catalogue's
+ * `broker:` values and the README's broker table derive from them). A module loads its client
+ * library only inside `openSource` / `openPublisher`, so reading the descriptors loads none.
+ */
+export interface BrokerDescriptor<K extends string = string> {
+  /** The `broker:` value of workflows and `sluice publish`. */
+  readonly kind: K;
+  /** The broker's name for people: `NATS JetStream`. */
+  readonly title: string;
+  /** The config fields it reads, each with a description; `url`'s is the URL form. */
+  readonly config: z.ZodObject<BrokerConfigShape>;
+  /** How the source consumes, in a phrase (after the title in the README table's "source" column). */
+  readonly description: string;
+  /** Delivery semantics: what comes again, when, and to whom. */
+  readonly delivery: string;
+  /** The acknowledgement model: what `ack` does at the broker, and when the pipeline calls it. */
+  readonly ack: string;
+  openSource(config: StreamSourceConfig, opts: OpenSourceOptions): Promise<StreamSource>;
+  /** For tests, benchmarks and `sluice publish`; absent when Sluice cannot feed the broker. */
+  openPublisher?(config: StreamSourceConfig, opts: { log?: StreamLog }): Promise<StreamPublisher>;
 }

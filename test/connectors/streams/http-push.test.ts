@@ -1,12 +1,14 @@
 /**
- * HTTP / WebSocket push source: the source listens on 127.0.0.1 (port 0) and the tests are the
- * producers.
+ * HTTP / WebSocket push source: the source listens on 127.0.0.1 (port 0, or a free port for the
+ * shared source contract) and the tests, or the push publisher, are the producers.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { openHttpPushPublisher, openHttpPushSource, type HttpPushSource } from "../../../src/connectors/streams/http-push.js";
 import type { StreamMessage, StreamSource, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
+import { freePort } from "./private-brokers.js";
+import { sourceContract } from "./source-contract.js";
 import { collect, handOverLatency, never, text } from "./stream-helpers.js";
 
 const config: StreamSourceConfig = { broker: "http", url: "http://127.0.0.1:0/ingest" };
@@ -28,6 +30,24 @@ async function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | "pending
 }
 
 describe("HTTP push source", () => {
+  sourceContract({
+    kind: "http",
+    label: "HTTP push",
+    openSource: (config) => openHttpPushSource(config),
+    // One request carries a whole publication: push keeps the order within a request (requests
+    // sent at once race each other), as Kafka keeps it within a partition.
+    openPublisher: (config) => openHttpPushPublisher(config, { batchSize: 10_000 }),
+    config: async (tag) => ({ broker: "http", url: `http://127.0.0.1:${await freePort()}/ingest/${tag}` }),
+    description: (config) => `${config.url} (HTTP/WebSocket push)`,
+    listens: true,
+    noHeaders: true,
+    lagCountsUnacknowledged: true,
+    badUrl: { broker: "http", url: "http://u:hunter2@127.0.0.1:0/x" },
+    unreachable: (port) => ({ broker: "http", url: `http://127.0.0.1:${port}/x` }),
+    shown: (port) => `http://127.0.0.1:${port}`,
+    refusingMissing: "the push source presents no credentials: it checks the producers' bearer token (tested below)",
+  });
+
   it("listens on the bound port and answers a POST only after every record of it is acknowledged", async () => {
     const s = await source();
     expect(s.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/ingest$/);

@@ -1,7 +1,9 @@
 /**
  * Kafka source: the offset bookkeeping and the kafkajs bridge (pause/resume, rebalance, commits)
- * run everywhere, against a fake consumer; the integration tests need a real cluster and run only
- * where SLUICE_KAFKA_BROKERS is set (e.g. `localhost:9092`).
+ * against a consumer the tests drive by hand; the shared source contract, redelivery and
+ * rebalances through the whole connector against an in-memory cluster behind the kafkajs client
+ * API (fake-kafka.ts), since no broker runs here; and the same round-trip tests against a real
+ * cluster where SLUICE_KAFKA_BROKERS is set (e.g. `localhost:9092`).
  */
 import kafkajs from "kafkajs";
 import type { EachBatchPayload, KafkaMessage } from "kafkajs";
@@ -14,10 +16,13 @@ import {
   openKafkaSource,
   parseKafkaUrl,
   type KafkaConsumerLike,
+  type KafkaOpenOptions,
 } from "../../../src/connectors/streams/kafka.js";
-import type { StreamLog, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
+import type { StreamLog, StreamMessage, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
-import { collect, expectQuickHandOver, never, publishAll, quiet, range, recordingLog, runId, text } from "./stream-helpers.js";
+import { fakeKafka, type FakeKafka } from "./fake-kafka.js";
+import { sourceContract } from "./source-contract.js";
+import { collect, expectQuickHandOver, expectStableIds, never, publishAll, quiet, range, recordingLog, runId, text } from "./stream-helpers.js";
 
 describe("parseKafkaUrl", () => {
   it("reads broker lists with and without the scheme, default port, TLS and SASL", () => {
@@ -106,7 +111,7 @@ describe("KafkaOffsetTracker (pure)", () => {
   });
 });
 
-/** A stand-in for a kafkajs consumer: the test calls `deliver` where kafkajs would call eachBatch. */
+/** A consumer driven by hand: the test calls `deliver` where kafkajs would call eachBatch. */
 function fakeConsumer() {
   const listeners = new Map<string, ((e: unknown) => void)[]>();
   let eachBatch: ((p: EachBatchPayload) => Promise<void>) | undefined;
@@ -253,26 +258,189 @@ describe("Kafka source without a cluster (real kafkajs, nothing listening)", () 
 
 // ---------------------------------------------------------------------------------------------
 
-const BROKERS = process.env.SLUICE_KAFKA_BROKERS;
 const run = runId();
+
+/** The in-memory clusters of this file, by address; a URL naming none of them goes to real kafkajs. */
+const fakes: FakeKafka[] = [];
+const cluster = fakeKafka({ address: "127.0.0.1:9092" });
+fakes.push(cluster);
+
+/** The connector's options for `config`: a fake cluster's client when the URL names one (else kafkajs, which finds nothing there). */
+function viaFake(config: StreamSourceConfig): KafkaOpenOptions {
+  let brokers: string[] = [];
+  try {
+    brokers = parseKafkaUrl(config.url).brokers;
+  } catch {
+    /* a bad URL: the connector reports it */
+  }
+  const fake = fakes.find((f) => brokers.includes(f.address));
+  return fake ? { log: quiet, client: (c) => fake.client(c) } : { log: quiet };
+}
+
+const openSource = (config: StreamSourceConfig) => openKafkaSource(config, viaFake(config));
+const openPublisher = (config: StreamSourceConfig) => openKafkaPublisher(config, viaFake(config));
+
+function fakeNames(tag: string): StreamSourceConfig {
+  return { broker: "kafka", url: `kafka://${cluster.address}`, topic: `sluice-test-${run}-${tag}`, consumer: `sluice-test-${run}-${tag}` };
+}
+
+describe("Kafka source on an in-memory cluster (fake-kafka.ts: the kafkajs client API with offsets, groups and redelivery)", () => {
+  sourceContract({
+    kind: "kafka",
+    label: "Kafka (in-memory cluster)",
+    openSource,
+    openPublisher,
+    config: fakeNames,
+    description: (config) => `kafka://${cluster.address} topic ${config.topic} group ${config.consumer}`,
+    lagCountsUnacknowledged: true,
+    uncountedDeliveries: true,
+    badUrl: { broker: "kafka", url: "kafka://u:hunter2@bad host:9092", topic: "x" },
+    // Real kafkajs: nothing listens there.
+    unreachable: (port) => ({ broker: "kafka", url: `kafka://u:hunter2@127.0.0.1:${port}`, topic: "x" }),
+    shown: (port) => `kafka://127.0.0.1:${port}`,
+    async refusing() {
+      const guarded = fakeKafka({ address: "127.0.0.1:9093", sasl: { username: "right", password: "secret" } });
+      fakes.push(guarded);
+      return {
+        config: { broker: "kafka", url: "kafka://right:wrong-pass@127.0.0.1:9093", topic: "x" },
+        port: 9093,
+        dispose: async () => void fakes.splice(fakes.indexOf(guarded), 1),
+      };
+    },
+    refusal: /SASL/,
+  });
+
+  it("splits the partitions between two sources of a group; those of one closed unacknowledged go to the other, which gets their messages again", async () => {
+    const config = fakeNames("rebalance");
+    cluster.createTopic(config.topic!, 4);
+    const payloads = range(40, "r");
+    await publishAll(openPublisher, config, payloads); // round robin: ten a partition
+    const partitionOf = (id: string) => Number(id.split(":").at(-2));
+
+    const a = await openSource(config);
+    const b = await openSource(config); // the rebalance: a keeps partitions 0 and 2, b gets 1 and 3
+    const seen: StreamMessage[] = [];
+    const gotA = await collect(a, 20);
+    const gotB = await collect(b, 20);
+    seen.push(...gotA, ...gotB);
+    expect(new Set(gotA.map((m) => partitionOf(m.id)))).toEqual(new Set([0, 2]));
+    expect(new Set(gotB.map((m) => partitionOf(m.id)))).toEqual(new Set([1, 3]));
+    expect([...gotA, ...gotB].map(text).sort()).toEqual([...payloads].sort());
+    await a.ack(gotA);
+    expect(cluster.committed(config.consumer!, config.topic!)).toEqual({ 0: "10", 2: "10" });
+
+    await b.close(); // nothing acknowledged: its partitions go to a, from their (absent) commits
+    const again = await collect(a, 20);
+    seen.push(...again);
+    expect(again.map(text).sort()).toEqual(gotB.map(text).sort());
+    expect(await a.next(10, 100, never)).toEqual([]); // what a acknowledged does not come again
+    // The same message under the same id on each delivery (the dead letters' key).
+    expectStableIds(seen, Object.fromEntries(payloads.map((p) => [p, gotB.some((m) => text(m) === p) ? 2 : 1])));
+    await a.ack(again);
+    expect(cluster.committed(config.consumer!, config.topic!)).toEqual({ 0: "10", 1: "10", 2: "10", 3: "10" });
+    expect(await a.lag!()).toBe(0);
+    await a.close();
+    expect(cluster.members).toBe(0);
+  });
+
+  it("pauses a topic whose buffer is full and delivers the rest once next drains it", async () => {
+    const config = fakeNames("backpressure");
+    await publishAll(openPublisher, config, range(25_000, "p"));
+    const source = await openSource(config);
+    await new Promise((r) => setTimeout(r, 100)); // no next: the buffer fills to 10,000 and the topic is paused
+    expect(cluster.paused(config.consumer!)).toEqual([config.topic]);
+    const got = await collect(source, 25_000, 20_000);
+    expect(cluster.paused(config.consumer!)).toEqual([]);
+    expect(got.map(text)).toEqual(range(25_000, "p"));
+    await source.ack(got);
+    expect(await source.lag!()).toBe(0);
+    await source.close();
+  });
+});
+
+const BROKERS = process.env.SLUICE_KAFKA_BROKERS;
 const topics: string[] = [];
 
-function names(tag: string): StreamSourceConfig {
-  const topic = `sluice-test-${run}-${tag}`;
-  topics.push(topic);
-  return { broker: "kafka", url: `kafka://${BROKERS}`, topic, consumer: `sluice-test-${run}-${tag}` };
+/** Where the round-trip tests run: the in-memory cluster always, a real one where SLUICE_KAFKA_BROKERS names it. */
+interface Cluster {
+  names(tag: string): StreamSourceConfig;
+  createTopic(config: StreamSourceConfig, partitions?: number): Promise<void>;
 }
 
-async function createTopic(config: StreamSourceConfig, partitions = 1): Promise<void> {
-  const admin = new kafkajs.Kafka({ brokers: parseKafkaUrl(config.url).brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [{ topic: config.topic!, numPartitions: partitions }], waitForLeaders: true });
-  await admin.disconnect();
+const inMemory: Cluster = {
+  names: (tag) => fakeNames(`trip-${tag}`),
+  createTopic: async (config, partitions = 1) => cluster.createTopic(config.topic!, partitions),
+};
+
+const real: Cluster = {
+  names(tag) {
+    const topic = `sluice-test-${run}-${tag}`;
+    topics.push(topic);
+    return { broker: "kafka", url: `kafka://${BROKERS}`, topic, consumer: `sluice-test-${run}-${tag}` };
+  },
+  async createTopic(config, partitions = 1) {
+    const admin = new kafkajs.Kafka({ brokers: parseKafkaUrl(config.url).brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: config.topic!, numPartitions: partitions }], waitForLeaders: true });
+    await admin.disconnect();
+  },
+};
+
+function roundTrips(c: Cluster): void {
+  const publish = (config: StreamSourceConfig, payloads: string[]) => publishAll(openPublisher, config, payloads);
+
+  it("delivers every message, commits on ack, and a reopened group gets nothing again", async () => {
+    const config = c.names("all");
+    await c.createTopic(config);
+    await publish(config, range(200, "m"));
+    const source = await openSource(config);
+    const got = await collect(source, 200, 20_000);
+    expect(got.map(text)).toEqual(range(200, "m"));
+    await source.ack(got);
+    expect(await source.lag!()).toBe(0);
+    await source.close();
+
+    // Reopened: the first message must be one published now, not one of the 200 again.
+    const again = await openSource(config);
+    await publish(config, ["sentinel"]);
+    const next = await collect(again, 1, 20_000);
+    expect(next.map(text)).toEqual(["sentinel"]);
+    await again.ack(next);
+    await again.close();
+  }, 60_000);
+
+  it("redelivers what was not acknowledged, and delivers what was published while closed", async () => {
+    const config = c.names("redeliver");
+    await c.createTopic(config);
+    await publish(config, range(10, "r"));
+    const source = await openSource(config);
+    const got = await collect(source, 10, 20_000);
+    await source.ack(got.slice(0, 4));
+    await source.ack(got.slice(6)); // not contiguous: the commit stays after r-3
+    await source.close();
+
+    await publish(config, ["while-closed"]);
+    const again = await openSource(config);
+    const rest = await collect(again, 7, 20_000);
+    expect(rest.map(text)).toEqual([...range(10, "r").slice(4), "while-closed"]);
+    expect(rest[0]!.id).toBe(`${config.topic}:0:4`);
+    await again.ack(rest);
+    await again.close();
+  }, 60_000);
+
+  it("hands a single message over in well under 50 ms", async () => {
+    const config = c.names("latency");
+    await c.createTopic(config);
+    const source = await openSource(config);
+    await publish(config, ["warm-up"]);
+    await source.ack(await collect(source, 1, 20_000));
+    await expectQuickHandOver("kafka", source, await openPublisher(config));
+  }, 60_000);
 }
 
-const publish = (config: StreamSourceConfig, payloads: string[]) => publishAll(openKafkaPublisher, config, payloads);
+describe("Kafka round trips on the in-memory cluster", () => roundTrips(inMemory));
 
-describe.skipIf(!BROKERS)("Kafka source against a real cluster (needs SLUICE_KAFKA_BROKERS, e.g. localhost:9092; skipped when unset)", () => {
+describe.skipIf(!BROKERS)("Kafka round trips on a real cluster (needs SLUICE_KAFKA_BROKERS, e.g. localhost:9092; skipped when unset)", () => {
   afterAll(async () => {
     if (topics.length === 0) return;
     const admin = new kafkajs.Kafka({ brokers: parseKafkaUrl(`kafka://${BROKERS}`).brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
@@ -282,51 +450,5 @@ describe.skipIf(!BROKERS)("Kafka source against a real cluster (needs SLUICE_KAF
     await admin.disconnect();
   }, 30_000);
 
-  it("delivers every message, commits on ack, and a reopened group gets nothing again", async () => {
-    const config = names("all");
-    await createTopic(config);
-    await publish(config, range(200, "m"));
-    const source = await openKafkaSource(config, { log: quiet });
-    const got = await collect(source, 200, 20_000);
-    expect(got.map(text)).toEqual(range(200, "m"));
-    await source.ack(got);
-    expect(await source.lag!()).toBe(0);
-    await source.close();
-
-    // Reopened: the first message must be one published now, not one of the 200 again.
-    const again = await openKafkaSource(config, { log: quiet });
-    await publish(config, ["sentinel"]);
-    const next = await collect(again, 1, 20_000);
-    expect(next.map(text)).toEqual(["sentinel"]);
-    await again.ack(next);
-    await again.close();
-  }, 60_000);
-
-  it("redelivers what was not acknowledged, and delivers what was published while closed", async () => {
-    const config = names("redeliver");
-    await createTopic(config);
-    await publish(config, range(10, "r"));
-    const source = await openKafkaSource(config, { log: quiet });
-    const got = await collect(source, 10, 20_000);
-    await source.ack(got.slice(0, 4));
-    await source.ack(got.slice(6)); // not contiguous: the commit stays after r-3
-    await source.close();
-
-    await publish(config, ["while-closed"]);
-    const again = await openKafkaSource(config, { log: quiet });
-    const rest = await collect(again, 7, 20_000);
-    expect(rest.map(text)).toEqual([...range(10, "r").slice(4), "while-closed"]);
-    expect(rest[0]!.id).toBe(`${config.topic}:0:4`);
-    await again.ack(rest);
-    await again.close();
-  }, 60_000);
-
-  it("hands a single message over in well under 50 ms", async () => {
-    const config = names("latency");
-    await createTopic(config);
-    const source = await openKafkaSource(config, { log: quiet });
-    await publish(config, ["warm-up"]);
-    await source.ack(await collect(source, 1, 20_000));
-    await expectQuickHandOver("kafka", source, await openKafkaPublisher(config));
-  }, 60_000);
+  roundTrips(real);
 });

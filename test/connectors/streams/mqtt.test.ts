@@ -45,6 +45,7 @@ afterAll(async () => {
 
 describe("MQTT source (Mosquitto 127.0.0.1:1883)", () => {
   sourceContract({
+    kind: "mqtt",
     label: "mqtt",
     openSource: (config) => openMqttSource(config, { log: quiet }),
     openPublisher: (config) => openMqttPublisher(config),

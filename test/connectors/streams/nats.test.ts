@@ -35,6 +35,7 @@ afterAll(async () => {
 
 describe("NATS JetStream source", () => {
   sourceContract({
+    kind: "nats",
     label: "NATS",
     openSource: (config) => openNatsSource(config),
     openPublisher: (config) => openNatsPublisher(config),

@@ -85,6 +85,7 @@ describe("DeliveryTagTracker (pure)", () => {
 
 describe("RabbitMQ source (127.0.0.1:5672)", () => {
   sourceContract({
+    kind: "rabbitmq",
     label: "rabbitmq",
     openSource: (config) => openRabbitMqSource(config, { log: quiet }),
     openPublisher: (config) => openRabbitMqPublisher(config),

@@ -41,6 +41,7 @@ afterAll(async () => {
 
 describe("Redis Streams source", () => {
   sourceContract({
+    kind: "redis",
     label: "Redis",
     openSource: (config) => openRedisSource(config),
     openPublisher: (config) => openRedisPublisher(config),
