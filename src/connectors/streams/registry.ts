@@ -7,7 +7,7 @@
  *
  * Importing this loads no client library: each module imports its own inside its open functions.
  */
-import { z } from "zod";
+import { type z } from "zod";
 import { httpPushBroker } from "./http-push.js";
 import { kafkaBroker } from "./kafka.js";
 import { mqttBroker } from "./mqtt.js";
