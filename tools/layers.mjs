@@ -76,7 +76,9 @@ export const LAYERS = [
       "worker.ts   claim queued runs, drain on stop",
       "attempt.ts  one attempt: inputs, timeout, outcome · attempt-log.ts  where its log goes",
       "continuous.ts + pipeline.ts  a continuous group as one pipeline",
-      "backoff.ts  retry policy · limiter.ts · start.ts · detail.ts",
+      "rules.ts  runIf trigger rules (pure) · fanout.ts  forEach items, thresholds",
+      "subworkflow.ts  workflow: steps as child runs · takeover.ts  dead local owners",
+      "backoff.ts  retry policy + decision · limiter.ts · start.ts · detail.ts",
     ],
   },
   {
@@ -125,6 +127,7 @@ export const LAYERS = [
       "types.ts  StateStore interface (async):",
       "  runs, steps, attempts, file ledger, queue,",
       "  registry, events, fires, leases",
+      "migrate.ts  one migration plan, two dialects",
       "sqlite.ts + migrations",
       "postgres.ts + migrations (SKIP LOCKED,",
       "  LISTEN/NOTIFY, fencing)",
