@@ -72,9 +72,10 @@ export function treeUsageSupported(): boolean {
  * The program's path as execvp would find it: with a slash, relative to the working directory;
  * without, the first executable file of that name on PATH (an empty entry is the working
  * directory). The holder is handed the path so that `sh` runs the file itself, not a builtin of
- * the same name (`echo`, `test`, `printf`). Undefined when there is none.
+ * the same name (`echo`, `test`, `printf`). `missing` when there is none, `not executable` for
+ * a named file without the execute permission.
  */
-export function resolveProgram(cmd: string, cwd: string, path: string | undefined): string | undefined {
+export function resolveProgram(cmd: string, cwd: string, path: string | undefined): { path: string } | { problem: "missing" | "not executable" } {
   const usable = (p: string) => {
     try {
       accessSync(p, constants.X_OK);
@@ -85,13 +86,18 @@ export function resolveProgram(cmd: string, cwd: string, path: string | undefine
   };
   if (cmd.includes("/")) {
     const p = isAbsolute(cmd) ? cmd : resolve(cwd, cmd);
-    return usable(p) ? p : undefined;
+    if (usable(p)) return { path: p };
+    try {
+      return { problem: statSync(p).isFile() ? "not executable" : "missing" };
+    } catch {
+      return { problem: "missing" };
+    }
   }
   for (const dir of (path ?? "/usr/local/bin:/usr/bin:/bin").split(delimiter)) {
     const p = resolve(cwd, dir || ".", cmd);
-    if (usable(p)) return p;
+    if (usable(p)) return { path: p };
   }
-  return undefined;
+  return { problem: "missing" };
 }
 
 interface ProcFigures {

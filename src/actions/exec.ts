@@ -50,8 +50,9 @@ export async function runExec(spec: ExecSpec, opts: ExecOptions): Promise<Output
   if (held) {
     // The holder would report a missing program as sh's exit 127; find it first, as spawn would.
     const found = resolveProgram(cmd!, cwd, env.PATH);
-    if (!found) throw new SluiceError("BAD_CONFIG", `command "${cmd}" was not found (working directory ${cwd})`);
-    program = found;
+    if ("problem" in found)
+      throw new SluiceError("BAD_CONFIG", `command "${cmd}" ${found.problem === "missing" ? "was not found" : "is not executable"} (working directory ${cwd})`);
+    program = found.path;
   }
   await mkdir(dirname(opts.logFile), { recursive: true });
   const log = createWriteStream(opts.logFile, { flags: "a" });
