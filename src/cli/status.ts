@@ -2,12 +2,14 @@ import pc from "picocolors";
 import type { PipelineStats } from "../engine/pipeline.js";
 import { describeStream } from "./stream-figures.js";
 import { SluiceError } from "../errors.js";
-import { runDetail } from "../engine/index.js";
+import { runDetail, type RunDetail } from "../engine/index.js";
+import { PROCESS_NOTE, usageCells } from "./usage-figures.js";
 import { formatDuration } from "../spec/duration.js";
 import type { RunStatus } from "../store/types.js";
 import { withStore } from "./context.js";
 
 const RUN_STATUSES: RunStatus[] = ["pending", "running", "succeeded", "failed", "cancelled"];
+type Attempt = RunDetail["steps"][number]["attempts"][number];
 
 export async function runsCommand(o: { workflow?: string; status?: string; limit: string; json?: boolean }): Promise<number> {
   if (o.status && !RUN_STATUSES.includes(o.status as RunStatus))
@@ -47,12 +49,17 @@ export async function statusCommand(id: string, o: { json?: boolean }): Promise<
     process.stdout.write(`${pc.bold(d.workflow)} ${d.id}  ${colour(d.status)}  ${took(d.startedAt, d.endedAt)}\n`);
     if (d.error) process.stdout.write(`  ${d.error.code}: ${d.error.message}\n`);
     const rows: string[][] = [];
+    const errorOf = (a: Attempt | undefined) => (a?.error ? `${a.error.code}: ${a.error.message}`.slice(0, 120) : "");
     for (const s of d.steps) {
       const last = s.attempts.at(-1);
       rows.push([s.name, colour(s.status), String(s.attempts.length), last ? took(last.startedAt, last.endedAt) : "",
-        last?.error ? `${last.error.code}: ${last.error.message}`.slice(0, 120) : ""]);
+        ...usageCells(last?.usage ?? null), errorOf(last)]);
+      // The attempts before the last one, each with its own figures, under their step.
+      for (const a of s.attempts.slice(0, -1))
+        rows.push([pc.dim(`  #${a.n}`), colour(a.status), "", took(a.startedAt, a.endedAt), ...usageCells(a.usage), errorOf(a)]);
     }
-    printTable(["STEP", "STATUS", "ATTEMPTS", "LAST", "ERROR"], rows);
+    printTable(["STEP", "STATUS", "ATTEMPTS", "LAST", "CPU", "PEAK MEM", "READ", "WRITTEN", "ERROR"], rows);
+    if (d.steps.some((s) => s.attempts.some((a) => a.usage?.scope === "process"))) process.stdout.write(`${pc.dim(PROCESS_NOTE)}\n`);
     // A continuous group keeps its live figures in its first step's outputs.
     const stream = d.steps.find((s) => s.outputs && "ratePerSec" in s.outputs && "endToEndMs" in s.outputs);
     if (stream) process.stdout.write(`stream: ${describeStream(stream.outputs as unknown as PipelineStats)}\n`);

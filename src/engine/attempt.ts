@@ -11,7 +11,9 @@ import type { ActionRegistry } from "../actions/registry.js";
 import { runExec } from "../actions/exec.js";
 import { attemptLogFile } from "./attempt-log.js";
 import type { ActionContext, ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
-import type { ErrorInfo, RunRecord, StateStore } from "../store/types.js";
+import type { AttemptUsage, ErrorInfo, RunRecord, StateStore } from "../store/types.js";
+import type { TreeUsage } from "../actions/exec-usage.js";
+import { trackProcessUsage } from "./usage.js";
 
 export interface AttemptInput {
   run: RunRecord;
@@ -35,10 +37,14 @@ export interface AttemptInput {
   runChild?: (signal: AbortSignal, scope: ExpressionScope) => Promise<Outputs>;
 }
 
-export type AttemptResult =
+export type AttemptResult = (
   | { status: "succeeded"; outputs: Outputs; error: null; retryable: false }
   | { status: "failed" | "timedOut" | "cancelled"; outputs: null; error: ErrorInfo; retryable: boolean }
-  | { status: "interrupted"; outputs: null; error: ErrorInfo; retryable: false };
+  | { status: "interrupted"; outputs: null; error: ErrorInfo; retryable: false }
+) & {
+  /** What the attempt consumed (see usage.ts, actions/exec-usage.ts); null where it cannot be measured. */
+  usage?: AttemptUsage | null;
+};
 
 export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult> {
   const { run, step } = input;
@@ -54,28 +60,38 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
   const logFile = attemptLogFile(input.home, run.id, step.name, input.attempt);
   const file = lazyLog(logFile);
   const log = input.onWarning ? { ...file, warn: (m: string, f?: Record<string, unknown>) => (file.warn(m, f), input.onWarning!(m, f)) } : file;
+  // An exec step's program is measured on its own; an in-process action only as the whole process.
+  let execUsage: (() => TreeUsage) | undefined;
+  const processUsage = step.exec ? undefined : trackProcessUsage();
+  const usage = (): AttemptUsage | null => {
+    if (processUsage) return processUsage();
+    return execUsage ? { ...execUsage(), scope: "process-tree" } : null;
+  };
 
   try {
-    const outputs = await untilAborted(perform(input, controller.signal, logFile, log), controller.signal);
-    return { status: "succeeded", outputs, error: null, retryable: false };
+    const outputs = await untilAborted(perform(input, controller.signal, logFile, log, (read) => (execUsage = read)), controller.signal);
+    return { status: "succeeded", outputs, error: null, retryable: false, usage: usage() };
   } catch (err) {
     const reason = controller.signal.aborted ? controller.signal.reason : err;
     const info = toErrorInfo(reason);
     if (controller.signal.aborted) {
-      if (info.code === "TIMEOUT") return { status: "timedOut", outputs: null, error: info, retryable: true };
-      if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST") return { status: "interrupted", outputs: null, error: info, retryable: false };
-      return { status: "cancelled", outputs: null, error: info, retryable: false };
+      if (info.code === "TIMEOUT") return { status: "timedOut", outputs: null, error: info, retryable: true, usage: usage() };
+      if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST") return { status: "interrupted", outputs: null, error: info, retryable: false, usage: usage() };
+      return { status: "cancelled", outputs: null, error: info, retryable: false, usage: usage() };
     }
     log.error(info.message, { code: info.code });
-    return { status: "failed", outputs: null, error: { code: info.code, message: info.message }, retryable: info.retryable };
+    return { status: "failed", outputs: null, error: { code: info.code, message: info.message }, retryable: info.retryable, usage: usage() };
   } finally {
+    processUsage?.();
     clearTimeout(timer);
     input.runSignal.removeEventListener("abort", onRunAbort);
     await log.close();
   }
 }
 
-async function perform(input: AttemptInput, signal: AbortSignal, logFile: string, log: ActionLog & { close(): Promise<void> }): Promise<Outputs> {
+async function perform(
+  input: AttemptInput, signal: AbortSignal, logFile: string, log: ActionLog & { close(): Promise<void> }, onUsage: (read: () => TreeUsage) => void,
+): Promise<Outputs> {
   const { run, step } = input;
   const scope = expressionScope(input);
 
@@ -91,6 +107,7 @@ async function perform(input: AttemptInput, signal: AbortSignal, logFile: string
       logFile,
       baseDir: process.cwd(),
       extraEnv: { SLUICE_RUN_ID: run.id, SLUICE_STEP: step.name, SLUICE_ATTEMPT: String(input.attempt) },
+      usage: onUsage,
     });
   }
 

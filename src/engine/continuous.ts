@@ -14,6 +14,7 @@ import type { Step } from "../spec/schema.js";
 import type { Stage, StageHints } from "../actions/stream-types.js";
 import { attemptLogFile } from "./attempt-log.js";
 import { lazyLog, prepareActionCall, untilAborted, type AttemptInput, type AttemptResult } from "./attempt.js";
+import { trackProcessUsage } from "./usage.js";
 import { runPipeline, type PipelineStats } from "./pipeline.js";
 
 export interface GroupInput extends Omit<AttemptInput, "step" | "attempt"> {
@@ -27,7 +28,14 @@ export interface GroupInput extends Omit<AttemptInput, "step" | "attempt"> {
 const DEFAULT_BATCH = 500;
 const DEFAULT_LATENCY_MS = 20;
 
+/** The group's steps all record the pipeline's usage: the whole process's, over the group's attempt. */
 export async function runContinuousGroup(input: GroupInput): Promise<{ result: AttemptResult; stats: PipelineStats | null }> {
+  const usage = trackProcessUsage();
+  const out = await runGroup(input);
+  return { ...out, result: { ...out.result, usage: usage() } };
+}
+
+async function runGroup(input: GroupInput): Promise<{ result: AttemptResult; stats: PipelineStats | null }> {
   const head = input.members[0]!.step;
   const logs = input.members.map((m) => lazyLog(attemptLogFile(input.home, input.run.id, m.step.name, m.attempt)));
   const opened: { name: string; stage: Stage; hints?: StageHints }[] = [];

@@ -1,7 +1,7 @@
 /**
  * The public picture of a run: the JSON document `sluice status --json` prints and the API returns.
  */
-import type { RunStatus, StateStore, StepStatus } from "../store/types.js";
+import type { AttemptUsage, RunStatus, StateStore, StepStatus } from "../store/types.js";
 import { SluiceError } from "../errors.js";
 
 export interface RunDetail {
@@ -17,7 +17,15 @@ export interface RunDetail {
   steps: {
     name: string;
     status: StepStatus;
-    attempts: { n: number; status: string; startedAt: string; endedAt: string | null; error: { code: string; message: string } | null }[];
+    attempts: {
+      n: number;
+      status: string;
+      startedAt: string;
+      endedAt: string | null;
+      error: { code: string; message: string } | null;
+      /** What the attempt consumed; null while running, when interrupted, or where not measurable. */
+      usage: AttemptUsage | null;
+    }[];
     outputs: Record<string, unknown> | null;
     /** Why the step failed or was skipped (its condition, its dependencies, its items). */
     error: { code: string; message: string } | null;
@@ -43,7 +51,7 @@ export async function runDetail(store: StateStore, runId: string): Promise<RunDe
       status: s.status,
       attempts: attempts
         .filter((a) => a.step === s.name)
-        .map((a) => ({ n: a.n, status: a.status, startedAt: a.startedAt, endedAt: a.endedAt, error: a.error })),
+        .map((a) => ({ n: a.n, status: a.status, startedAt: a.startedAt, endedAt: a.endedAt, error: a.error, usage: a.usage })),
       outputs: s.outputs,
       error: s.error,
     })),

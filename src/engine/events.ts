@@ -1,7 +1,7 @@
 /**
  * What the engine tells its observers (progress display, logs, later metrics) as a run moves.
  */
-import type { ErrorInfo, RunStatus, RunTrigger, StepStatus } from "../store/types.js";
+import type { AttemptUsage, ErrorInfo, RunStatus, RunTrigger, StepStatus } from "../store/types.js";
 import type { ProgressUpdate } from "../actions/types.js";
 import type { PipelineStats } from "./pipeline.js";
 
@@ -21,6 +21,8 @@ export type EngineEvent =
       durationMs: number;
       /** What the attempt returned (rows counts, quality score, …) when it succeeded. */
       outputs: Record<string, unknown> | null;
+      /** What it consumed (CPU, peak memory, bytes read and written), when measured. */
+      usage?: AttemptUsage | null;
     }
   | { type: "step-progress"; runId: string; step: string; attempt: number; elapsedMs: number; progress: ProgressUpdate }
   /** An action logged a warning (a file left out, an empty source, pages left unread): worth a user's eye. */

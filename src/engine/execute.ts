@@ -567,14 +567,14 @@ class RunDriver {
       // and commit with it. finish() waits for the queue before recording the run's outcome.
       this.writer.write({
         kind: "end", runId: id, step: name, n, owner: this.owner, status: result.status, endedAt: new Date(ended).toISOString(),
-        error: result.error, outputs: result.outputs, stepStatus, notBefore: retryInMs === null ? null : ended + retryInMs,
+        error: result.error, outputs: result.outputs, stepStatus, notBefore: retryInMs === null ? null : ended + retryInMs, usage: result.usage,
       }).catch((err: unknown) => this.writeFailed(err));
       s.status = stepStatus;
       s.error = result.error;
       if (result.outputs) s.outputs = result.outputs;
       this.opts.onEvent?.({
         type: "step-ended", runId: id, workflow: this.wf.metadata.name, step: name, attempt: n, status: result.status,
-        error: result.error, retryInMs, durationMs: ended - started, outputs: result.outputs,
+        error: result.error, retryInMs, durationMs: ended - started, outputs: result.outputs, usage: result.usage ?? null,
       });
       if (retryInMs !== null) {
         s.notBefore = ended + retryInMs;
@@ -674,14 +674,14 @@ class RunDriver {
       this.writer.write({
         kind: "end", runId: id, step: m.def.name, n: m.attempts, owner: this.owner, status: result.status,
         endedAt: new Date(ended).toISOString(), error: result.error, outputs, stepStatus,
-        notBefore: retryInMs === null ? null : ended + retryInMs,
+        notBefore: retryInMs === null ? null : ended + retryInMs, usage: result.usage,
       }).catch((err: unknown) => this.writeFailed(err));
       m.status = stepStatus;
       m.error = result.error;
       if (outputs) m.outputs = outputs;
       this.opts.onEvent?.({
         type: "step-ended", runId: id, workflow: wfName, step: m.def.name, attempt: m.attempts, status: result.status,
-        error: result.error, retryInMs, durationMs: ended - started, outputs,
+        error: result.error, retryInMs, durationMs: ended - started, outputs, usage: result.usage ?? null,
       });
     }
     if (retryInMs !== null) {

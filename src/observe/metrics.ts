@@ -40,6 +40,10 @@ const RUN_STATUSES: RunStatus[] = ["pending", "running", "succeeded", "failed", 
 /** 5 ms to 1 h: in-process no-op steps up to the long storage and collection steps. */
 export const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600];
 const RUN_BUCKETS = [0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400];
+/** 1 MiB to 64 GiB, doubling: a shell one-liner up to a large in-memory job. */
+const MEMORY_BUCKETS = Array.from({ length: 17 }, (_, i) => 2 ** (20 + i));
+/** 1 KiB to 64 GiB, by fours: a config read up to a large file rewritten. */
+const IO_BUCKETS = Array.from({ length: 14 }, (_, i) => 1024 * 4 ** i);
 const LAG_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600];
 
 /** Row counts a step reports in its outputs (see actions/batch: convert, quality, merge, store). */
@@ -119,6 +123,29 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     help: "Duration of step attempts, by outcome of the attempt.",
     labelNames: ["workflow", "step", "status"] as const,
     buckets: STEP_BUCKETS,
+    registers,
+  });
+  // What attempts consumed (see store/types.ts AttemptUsage). `scope` keeps an exec step's own
+  // figures (process-tree) apart from an in-process action's, which are the whole process's.
+  const stepCpu = new Histogram({
+    name: "sluice_step_cpu_seconds",
+    help: "CPU time (user + system) of step attempts; scope=process-tree for an exec step's programs, scope=process for the whole Sluice process during an in-process action.",
+    labelNames: ["workflow", "step", "status", "scope"] as const,
+    buckets: STEP_BUCKETS,
+    registers,
+  });
+  const stepMemory = new Histogram({
+    name: "sluice_step_peak_memory_bytes",
+    help: "Peak resident memory of step attempts, scoped as sluice_step_cpu_seconds.",
+    labelNames: ["workflow", "step", "status", "scope"] as const,
+    buckets: MEMORY_BUCKETS,
+    registers,
+  });
+  const stepIo = new Histogram({
+    name: "sluice_step_io_bytes",
+    help: "Bytes step attempts read or wrote through system calls (direction=read|write), scoped as sluice_step_cpu_seconds.",
+    labelNames: ["workflow", "step", "status", "scope", "direction"] as const,
+    buckets: IO_BUCKETS,
     registers,
   });
   const attempts = new Counter({
@@ -212,6 +239,14 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     const { workflow, step } = e;
     stepDuration.observe({ workflow, step, status: e.status }, Math.max(0, e.durationMs) / 1000);
     if (e.retryInMs !== null) retries.inc({ workflow, step });
+    const u = e.usage;
+    if (u) {
+      const labels = { workflow, step, status: e.status, scope: u.scope };
+      stepCpu.observe(labels, u.cpuMs / 1000);
+      if (u.peakMemoryBytes !== null) stepMemory.observe(labels, u.peakMemoryBytes);
+      if (u.readBytes !== null) stepIo.observe({ ...labels, direction: "read" }, u.readBytes);
+      if (u.writtenBytes !== null) stepIo.observe({ ...labels, direction: "write" }, u.writtenBytes);
+    }
     const out = e.outputs;
     if (out) {
       for (const [key, counter] of Object.entries(ROW_KEYS)) {

@@ -56,6 +56,18 @@ export const RunSchema = z
   .openapi("Run");
 export type RunView = z.infer<typeof RunSchema>;
 
+export const UsageSchema = z
+  .object({
+    cpuMs: z.number().openapi({ description: "CPU time, user + system, in milliseconds." }),
+    peakMemoryBytes: z.number().int().nullable().openapi({ description: "Peak resident memory in bytes." }),
+    readBytes: z.number().int().nullable().openapi({ description: "Bytes read through system calls (files, pipes, sockets)." }),
+    writtenBytes: z.number().int().nullable().openapi({ description: "Bytes written through system calls." }),
+    scope: z.enum(["process-tree", "process"]).openapi({
+      description: "process-tree: an exec step's program and its descendants alone. process: the whole Sluice process while an in-process action ran, shared with the attempts running at the same time.",
+    }),
+  })
+  .openapi("AttemptUsage");
+
 export const RunDetailSchema = z
   .object({
     id: z.string(),
@@ -72,7 +84,14 @@ export const RunDetailSchema = z
         name: z.string(),
         status: z.enum(["pending", "running", "succeeded", "failed", "skipped", "cancelled"]),
         attempts: z.array(
-          z.object({ n: z.number().int(), status: z.string(), startedAt: z.string(), endedAt: z.string().nullable(), error: ErrorInfo }),
+          z.object({
+            n: z.number().int(),
+            status: z.string(),
+            startedAt: z.string(),
+            endedAt: z.string().nullable(),
+            error: ErrorInfo,
+            usage: UsageSchema.nullable().openapi({ description: "What the attempt consumed; null while running, when interrupted, or where it cannot be measured." }),
+          }),
         ),
         outputs: Params.nullable(),
         error: ErrorInfo.optional().describe("Why the step failed or was skipped (a skipped step's reason: its condition, its dependencies)."),

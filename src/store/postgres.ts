@@ -17,7 +17,7 @@
  * Commits are durable (the server's synchronous_commit applies, `on` by default).
  */
 import { stepNamesOf } from "../spec/schema.js";
-import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
+import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
 import pg from "pg";
 import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
 import { SluiceError } from "../errors.js";
@@ -244,7 +244,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
         : {
             kind: "end", runId: op.runId, step: op.step, n: op.n, owner: op.owner, status: op.status, endedAt: op.endedAt,
             errorCode: op.error?.code ?? null, errorMessage: op.error?.message ?? null, stepStatus: op.stepStatus,
-            notBefore: op.notBefore, outputs: op.outputs ? JSON.stringify(op.outputs) : null,
+            notBefore: op.notBefore, outputs: op.outputs ? JSON.stringify(op.outputs) : null, ...usageColumns(op.usage),
           },
     );
     try {

@@ -5,7 +5,7 @@
  */
 import type { Workflow } from "../spec/schema.js";
 import { asErrorCode } from "../errors.js";
-import type { AttemptRecord, ErrorInfo, EventRecord, FireRecord, RunRecord, RunStatus, StepRecord, StepStatus, WorkflowVersion } from "./types.js";
+import type { AttemptRecord, AttemptUsage, ErrorInfo, EventRecord, FireRecord, RunRecord, RunStatus, StepRecord, StepStatus, WorkflowVersion } from "./types.js";
 
 export type Row = Record<string, unknown>;
 
@@ -58,6 +58,30 @@ export function toAttempt(row: Row): AttemptRecord {
     endedAt: (row.ended_at as string) ?? null,
     error: error(row),
     owner: (row.owner as string) ?? null,
+    usage: usage(row),
+  };
+}
+
+/** The usage columns (one attempt's resource figures), null when none were recorded. */
+const usage = (row: Row): AttemptUsage | null =>
+  row.usage_scope
+    ? {
+        cpuMs: row.cpu_ms as number,
+        peakMemoryBytes: (row.peak_memory_bytes as number) ?? null,
+        readBytes: (row.read_bytes as number) ?? null,
+        writtenBytes: (row.written_bytes as number) ?? null,
+        scope: row.usage_scope as AttemptUsage["scope"],
+      }
+    : null;
+
+/** An attempt end's usage as the values of the usage columns (all null when not measured). */
+export function usageColumns(u: AttemptUsage | null | undefined) {
+  return {
+    cpuMs: u?.cpuMs ?? null,
+    peakMemoryBytes: u?.peakMemoryBytes ?? null,
+    readBytes: u?.readBytes ?? null,
+    writtenBytes: u?.writtenBytes ?? null,
+    usageScope: u?.scope ?? null,
   };
 }
 

@@ -129,4 +129,18 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       ALTER TABLE ingested_files ADD COLUMN reason TEXT;
     `,
   },
+  {
+    version: 5,
+    sql: `
+      -- What each attempt consumed (see AttemptUsage in types.ts): CPU ms (fractional for
+      -- in-process actions), peak resident bytes, bytes read and written, and whose figures
+      -- they are ('process-tree' for an exec step's programs, 'process' for the whole Sluice
+      -- process). All null for attempts recorded before this version, running or interrupted.
+      ALTER TABLE attempts ADD COLUMN cpu_ms REAL;
+      ALTER TABLE attempts ADD COLUMN peak_memory_bytes INTEGER;
+      ALTER TABLE attempts ADD COLUMN read_bytes INTEGER;
+      ALTER TABLE attempts ADD COLUMN written_bytes INTEGER;
+      ALTER TABLE attempts ADD COLUMN usage_scope TEXT;
+    `,
+  },
 ];

@@ -14,7 +14,7 @@ import { SluiceError } from "../errors.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import { EventEmitter } from "node:events";
-import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, type Row } from "./rows.js";
+import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
 import type {
   AttemptBegin, AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RejectedFile, RejectedFileRecord, RunCount, RunFilter, RunStatus,
   StateStore, StepStatus, Transition,
@@ -94,7 +94,9 @@ export function openSqliteStore(file: string): StateStore {
         WHERE run_id = @runId AND name = @step`,
     ),
     endAttempt: db.prepare(
-      `UPDATE attempts SET status = @status, ended_at = @endedAt, error_code = @code, error_message = @message
+      `UPDATE attempts SET status = @status, ended_at = @endedAt, error_code = @code, error_message = @message,
+              cpu_ms = @cpuMs, peak_memory_bytes = @peakMemoryBytes, read_bytes = @readBytes, written_bytes = @writtenBytes,
+              usage_scope = @usageScope
         WHERE run_id = @runId AND step = @step AND n = @n AND status = 'running' AND owner = @owner`,
     ),
     stepEnded: db.prepare(
@@ -218,7 +220,7 @@ export function openSqliteStore(file: string): StateStore {
   };
   const end = (e: AttemptEnd) => {
     const common = { runId: e.runId, step: e.step, code: e.error?.code ?? null, message: e.error?.message ?? null };
-    const r = q.endAttempt.run({ ...common, n: e.n, owner: e.owner, status: e.status, endedAt: e.endedAt });
+    const r = q.endAttempt.run({ ...common, n: e.n, owner: e.owner, status: e.status, endedAt: e.endedAt, ...usageColumns(e.usage) });
     if (r.changes !== 1) throw leaseLost(e.runId);
     q.stepEnded.run({
       ...common, stepStatus: e.stepStatus, notBefore: e.notBefore, endedAt: e.endedAt,

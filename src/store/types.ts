@@ -68,6 +68,26 @@ export interface StepRecord {
   retryBase: number;
 }
 
+/**
+ * What an attempt consumed, measured by the engine (see engine/usage.ts and actions/exec-usage.ts).
+ * A figure is null when this platform could not measure it.
+ */
+export interface AttemptUsage {
+  /** CPU time, user + system, in milliseconds. */
+  cpuMs: number;
+  /** Peak resident memory in bytes. */
+  peakMemoryBytes: number | null;
+  /** Bytes read and written through system calls (files, pipes, sockets; /proc/PID/io rchar and wchar). */
+  readBytes: number | null;
+  writtenBytes: number | null;
+  /**
+   * Whose figures these are. `process-tree`: an exec step's program and its descendants, nothing
+   * else. `process`: the whole Sluice process while an in-process action ran, shared with every
+   * attempt running at the same time in it (and with the engine itself).
+   */
+  scope: "process-tree" | "process";
+}
+
 export interface AttemptRecord {
   runId: string;
   step: string;
@@ -77,6 +97,8 @@ export interface AttemptRecord {
   endedAt: string | null;
   error: ErrorInfo | null;
   owner: string | null;
+  /** Null while running, for interrupted attempts, and for attempts recorded before usage was measured. */
+  usage: AttemptUsage | null;
 }
 
 export interface NewRun {
@@ -117,6 +139,8 @@ export interface AttemptEnd {
   /** What the step becomes: done (succeeded/failed/cancelled) or pending again for a retry. */
   stepStatus: StepStatus;
   notBefore: number | null;
+  /** What the attempt consumed, when measured. */
+  usage?: AttemptUsage | null;
 }
 
 /** The start of an attempt (fenced on the run's lease). */

@@ -151,6 +151,14 @@ describe("sluice serve (one server, real processes)", () => {
     });
     expect(run).toMatchObject({ workflow: "greeter", status: "succeeded", trigger: { type: "event", name: "greet", eventId, data: { k: "v-42" } } });
     expect(run.steps[0]).toMatchObject({ name: "say", status: "succeeded", outputs: { exitCode: 0, stdout: "got v-42" } });
+    // What the attempt consumed: in the run, and in the server's histograms.
+    expect(run.steps[0].attempts[0].usage).toMatchObject({ scope: "process-tree", cpuMs: expect.any(Number), writtenBytes: expect.any(Number) });
+    const metrics = (await call(a.url, "GET", "/metrics")).text.split("\n");
+    const series = (name: string, ...labels: string[]) =>
+      metrics.filter((l) => l.startsWith(`${name}{`) && ['workflow="greeter"', 'step="say"', 'scope="process-tree"', ...labels].every((x) => l.includes(x)));
+    expect(series("sluice_step_cpu_seconds_count").map((l) => Number(l.split(" ").at(-1)))).toEqual([1]);
+    expect(series("sluice_step_io_bytes_count", 'direction="write"').map((l) => Number(l.split(" ").at(-1)))).toEqual([1]);
+    expect(series("sluice_step_io_bytes_count", 'direction="read"')).toHaveLength(1);
     const ev = await api("GET", `/api/v1/events/${eventId}`);
     expect(ev.status).toBe(200);
     expect(ev.json).toMatchObject({ id: eventId, name: "greet", data: { k: "v-42" }, source: "api", runIds: [runId] });

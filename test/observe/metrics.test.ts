@@ -130,6 +130,26 @@ describe("metrics from engine events", () => {
     expect(s.some((x) => x.name.startsWith("process_"))).toBe(false);
   });
 
+  it("observes attempts' resource usage by scope, leaving out figures that were not measured", async () => {
+    const m = createMetrics({ defaultMetrics: false });
+    m.onEngineEvent(ended("convert", { usage: { cpuMs: 250, peakMemoryBytes: null, readBytes: 4096, writtenBytes: null, scope: "process" } }));
+    m.onEngineEvent(ended("export", { status: "failed", usage: { cpuMs: 1500, peakMemoryBytes: 300 * 2 ** 20, readBytes: 10, writtenBytes: 2 ** 30, scope: "process-tree" } }));
+    m.onEngineEvent(ended("export", { attempt: 2 })); // no usage (an older engine, or not measurable)
+    const s = parse(await m.render());
+    const convert = { workflow: "ingest", step: "convert", status: "succeeded", scope: "process" };
+    const exp = { workflow: "ingest", step: "export", status: "failed", scope: "process-tree" };
+    expect(value(s, "sluice_step_cpu_seconds_sum", convert)).toBe(0.25);
+    expect(value(s, "sluice_step_cpu_seconds_sum", exp)).toBe(1.5);
+    expect(value(s, "sluice_step_cpu_seconds_count", { step: "export", status: "succeeded" })).toBeUndefined();
+    expect(value(s, "sluice_step_peak_memory_bytes_count", convert)).toBeUndefined();
+    expect(value(s, "sluice_step_peak_memory_bytes_bucket", { ...exp, le: String(2 ** 28) })).toBe(0);
+    expect(value(s, "sluice_step_peak_memory_bytes_bucket", { ...exp, le: String(2 ** 29) })).toBe(1);
+    expect(value(s, "sluice_step_io_bytes_sum", { ...convert, direction: "read" })).toBe(4096);
+    expect(value(s, "sluice_step_io_bytes_count", { ...convert, direction: "write" })).toBeUndefined();
+    expect(value(s, "sluice_step_io_bytes_bucket", { ...exp, direction: "write", le: String(2 ** 30) })).toBe(1);
+    expect(value(s, "sluice_step_io_bytes_bucket", { ...exp, direction: "write", le: String(2 ** 28) })).toBe(0);
+  });
+
   it("records trigger lag and events received; instances do not share series", async () => {
     const m = createMetrics({ defaultMetrics: false });
     const other = createMetrics({ defaultMetrics: false });

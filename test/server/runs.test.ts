@@ -82,6 +82,26 @@ describe("run detail, logs and state changes", () => {
     expect(badN.json.error.field).toBe("path.n");
   });
 
+  test("every ended attempt carries what it consumed, as the OpenAPI document describes it", async () => {
+    const id = (await start("api-greet", { params: { who: "usage" } })).json.id as string;
+    expect((await execute(id)).status).toBe("succeeded");
+    const attempt = (await api.call("GET", `${V1}/runs/${id}`)).json.steps[0].attempts[0];
+    expect(attempt.usage).toEqual({
+      cpuMs: expect.any(Number), peakMemoryBytes: expect.toBeOneOf([null, expect.any(Number)]),
+      readBytes: expect.any(Number), writtenBytes: expect.any(Number), scope: "process-tree",
+    });
+    // `sh -c 'echo "hello usage"'`: 12 bytes to stdout, and the program files read at start.
+    expect(attempt.usage.writtenBytes).toBeGreaterThanOrEqual("hello usage\n".length);
+    expect(attempt.usage.readBytes).toBeGreaterThan(0);
+
+    const doc = (await api.call("GET", `${V1}/openapi.json`)).json;
+    const schema = doc.components.schemas.AttemptUsage;
+    expect(Object.keys(schema.properties).sort()).toEqual(["cpuMs", "peakMemoryBytes", "readBytes", "scope", "writtenBytes"]);
+    expect(schema.properties.scope.enum).toEqual(["process-tree", "process"]);
+    const attemptItems = doc.components.schemas.RunDetail.properties.steps.items.properties.attempts.items;
+    expect(JSON.stringify(attemptItems.properties.usage)).toContain("#/components/schemas/AttemptUsage");
+  });
+
   test("retry: 202 for a failed run (pending again), 409 otherwise", async () => {
     const id = (await start("api-fails")).json.id as string;
     expect((await api.call("POST", `${V1}/runs/${id}/retry`)).status).toBe(409); // still pending

@@ -57,7 +57,7 @@ describe("migrations", () => {
 
     const versions = await admin.query(`SELECT version FROM "${fresh}".schema_migrations ORDER BY version`);
     expect(versions.rows.map((r) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
-    expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     const tables = await admin.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [fresh]);
     expect(tables.rows.map((r) => r.table_name)).toEqual([
       "attempts", "events", "fires", "ingested_files", "leases", "runs", "schema_migrations", "steps", "workflows",
@@ -96,6 +96,57 @@ describe("migrations", () => {
     const sqlite = openSqliteStore(file);
     expect(await sqlite.ingestedChecksums("wf:/in", ["c-old"])).toEqual(new Set(["c-old"]));
     expect(await sqlite.rejectedFiles("wf:/in", ["c-old"])).toEqual([]);
+    await sqlite.close();
+  });
+
+  it("an older store's attempts read without usage after the usage migration, and new ends record it (SQLite and PostgreSQL)", async () => {
+    const usage = { cpuMs: 41.5, peakMemoryBytes: 210 * 1024 * 1024, readBytes: 4096, writtenBytes: 52_428_800, scope: "process-tree" as const };
+    const wf = workflow({ steps: [{ name: "a", agent: "test", action: "echo", with: { value: 1 } }, { name: "b", agent: "test", action: "echo", with: { value: 2 } }] });
+    const at = "2025-01-01T00:00:00.000Z";
+    const end = { owner: "w", status: "succeeded" as const, endedAt: at, error: null, outputs: {}, stepStatus: "succeeded" as const, notBefore: null };
+    const check = async (s: StateStore, runId: string) => {
+      expect((await s.getAttempts(runId)).map((a) => [a.step, a.status, a.usage])).toEqual([["a", "succeeded", null]]);
+      await s.applyTransitions([
+        { kind: "begin", runId, step: "b", n: 1, owner: "w", startedAt: at },
+        { kind: "end", runId, step: "b", n: 1, ...end, usage },
+      ]);
+      expect((await s.getAttempts(runId)).find((a) => a.step === "b")!.usage).toEqual(usage);
+    };
+    const spec = JSON.stringify(wf);
+
+    // PostgreSQL: a schema at version 6 with an ended attempt, then opened by this Sluice.
+    const old = `sluice_u_${suffix}`;
+    extraSchemas.push(old);
+    await admin.query(`CREATE SCHEMA "${old}"`);
+    await admin.query("BEGIN");
+    await admin.query(`SET LOCAL search_path TO "${old}"`);
+    await admin.query(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
+    for (const m of POSTGRES_MIGRATIONS.filter((m) => m.version <= 6)) {
+      await admin.query(m.sql);
+      await admin.query(`INSERT INTO schema_migrations VALUES ($1, 'then')`, [m.version]);
+    }
+    await admin.query(`INSERT INTO runs (id, workflow, spec, params, status, created_at, lease_owner, lease_expires_at) VALUES ('r-u', 'test-flow', $1, '{}', 'running', $2, 'w', $3)`, [spec, at, Date.now() + 60_000]);
+    await admin.query(`INSERT INTO steps (run_id, name, idx, status) VALUES ('r-u', 'a', 0, 'succeeded'), ('r-u', 'b', 1, 'pending')`);
+    await admin.query(`INSERT INTO attempts (run_id, step, n, status, started_at, ended_at, owner) VALUES ('r-u', 'a', 1, 'succeeded', $1, $1, 'w')`, [at]);
+    await admin.query("COMMIT");
+    const pgStore = await openPostgresStore(URL_, { schema: old });
+    await check(pgStore, "r-u");
+    await pgStore.close();
+
+    // SQLite: a file at version 4, the same.
+    const file = join(tempDir(), "state.db");
+    const db = new Database(file);
+    db.exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
+    for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 4)) {
+      db.exec(m.sql);
+      db.prepare(`INSERT INTO schema_migrations VALUES (?, 'then')`).run(m.version);
+    }
+    db.prepare(`INSERT INTO runs (id, workflow, spec, params, status, created_at, lease_owner, lease_expires_at) VALUES ('r-u', 'test-flow', ?, '{}', 'running', ?, 'w', ?)`).run(spec, at, Date.now() + 60_000);
+    db.prepare(`INSERT INTO steps (run_id, name, idx, status) VALUES ('r-u', 'a', 0, 'succeeded'), ('r-u', 'b', 1, 'pending')`).run();
+    db.prepare(`INSERT INTO attempts (run_id, step, n, status, started_at, ended_at, owner) VALUES ('r-u', 'a', 1, 'succeeded', ?, ?, 'w')`).run(at, at);
+    db.close();
+    const sqlite = openSqliteStore(file);
+    await check(sqlite, "r-u");
     await sqlite.close();
   });
 
