@@ -160,3 +160,4 @@ async function readOutputs(file: string): Promise<Outputs> {
   }
   return out;
 }
+export type { TreeUsage } from "./exec-usage.js";

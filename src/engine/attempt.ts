@@ -12,7 +12,7 @@ import { runExec } from "../actions/exec.js";
 import { attemptLogFile } from "./attempt-log.js";
 import type { ActionContext, ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
 import type { AttemptUsage, ErrorInfo, RunRecord, StateStore } from "../store/types.js";
-import type { TreeUsage } from "../actions/exec-usage.js";
+import type { TreeUsage } from "../actions/exec.js";
 import { trackProcessUsage } from "./usage.js";
 
 export interface AttemptInput {

@@ -7,7 +7,7 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { attemptLogFile } from "../../src/actions/exec.js";
+import { attemptLogFile } from "../../src/engine/attempt-log.js";
 import { resolveProgram } from "../../src/actions/exec-usage.js";
 import { runDetail } from "../../src/engine/index.js";
 import { runWorkflow, testEnv, workflow, type TestEnv } from "../helpers.js";
