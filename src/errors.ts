@@ -41,11 +41,34 @@ export type ErrorCode =
 
 /** Every code, for checks and documentation; the union above is the one definition. */
 export const ERROR_CODES = [
-  "USAGE", "SPEC_INVALID", "FILE_NOT_FOUND", "BAD_INPUT", "BAD_CONFIG", "NOT_FOUND", "CONFLICT",
-  "TIMEOUT", "RUN_TIMEOUT", "CANCELLED", "INTERRUPTED", "LEASE_LOST",
-  "EXEC_FAILED", "ACTION_FAILED", "NOT_IMPLEMENTED", "IO_ERROR", "NETWORK_ERROR", "INCOMPLETE_SOURCE",
-  "TOO_MANY_FAILED_FILES", "TOO_MANY_REJECTS", "CHILD_RUN_FAILED", "ACCOUNTING_MISMATCH", "QUALITY_BELOW_THRESHOLD",
-  "STEP_FAILED", "UPSTREAM_FAILED", "SKIPPED", "ITEMS_FAILED", "INTERNAL",
+  "USAGE",
+  "SPEC_INVALID",
+  "FILE_NOT_FOUND",
+  "BAD_INPUT",
+  "BAD_CONFIG",
+  "NOT_FOUND",
+  "CONFLICT",
+  "TIMEOUT",
+  "RUN_TIMEOUT",
+  "CANCELLED",
+  "INTERRUPTED",
+  "LEASE_LOST",
+  "EXEC_FAILED",
+  "ACTION_FAILED",
+  "NOT_IMPLEMENTED",
+  "IO_ERROR",
+  "NETWORK_ERROR",
+  "INCOMPLETE_SOURCE",
+  "TOO_MANY_FAILED_FILES",
+  "TOO_MANY_REJECTS",
+  "CHILD_RUN_FAILED",
+  "ACCOUNTING_MISMATCH",
+  "QUALITY_BELOW_THRESHOLD",
+  "STEP_FAILED",
+  "UPSTREAM_FAILED",
+  "SKIPPED",
+  "ITEMS_FAILED",
+  "INTERNAL",
 ] as const satisfies readonly ErrorCode[];
 
 export class SluiceError extends Error {
@@ -53,11 +76,7 @@ export class SluiceError extends Error {
   readonly retryable: boolean;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    opts: { retryable?: boolean; cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, opts: { retryable?: boolean; cause?: unknown; details?: Record<string, unknown> } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "SluiceError";
     this.code = code;
@@ -67,7 +86,16 @@ export class SluiceError extends Error {
 }
 
 /** Errors that describe the caller's input or configuration cannot be fixed by retrying. */
-const PERMANENT = new Set<ErrorCode>(["USAGE", "SPEC_INVALID", "BAD_INPUT", "BAD_CONFIG", "NOT_FOUND", "NOT_IMPLEMENTED", "FILE_NOT_FOUND", "INCOMPLETE_SOURCE"]);
+const PERMANENT = new Set<ErrorCode>([
+  "USAGE",
+  "SPEC_INVALID",
+  "BAD_INPUT",
+  "BAD_CONFIG",
+  "NOT_FOUND",
+  "NOT_IMPLEMENTED",
+  "FILE_NOT_FOUND",
+  "INCOMPLETE_SOURCE",
+]);
 
 function defaultRetryable(code: ErrorCode): boolean {
   return !PERMANENT.has(code);

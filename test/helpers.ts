@@ -72,17 +72,26 @@ const abortable = (ms: number, signal: AbortSignal) =>
 export function testActions(): ActionDefinition[] {
   return [
     defineAction({
-      kind: "agent", owner: "test", action: "sleep", description: "wait, honouring the abort signal",
+      kind: "agent",
+      owner: "test",
+      action: "sleep",
+      description: "wait, honouring the abort signal",
       input: z.object({ ms: z.number().int().min(0) }).strict(),
       run: async ({ ms }, ctx) => (await abortable(ms, ctx.signal), { slept: ms }),
     }),
     defineAction({
-      kind: "agent", owner: "test", action: "echo", description: "return the value",
+      kind: "agent",
+      owner: "test",
+      action: "echo",
+      description: "return the value",
       input: z.object({ value: z.unknown() }).strict(),
       run: async ({ value }) => ({ value }),
     }),
     defineAction({
-      kind: "agent", owner: "test", action: "flaky", description: "fail the first `failures` attempts",
+      kind: "agent",
+      owner: "test",
+      action: "flaky",
+      description: "fail the first `failures` attempts",
       input: z.object({ failures: z.number().int(), retryable: z.boolean().default(true) }).strict(),
       run: async ({ failures, retryable }, ctx) => {
         if (ctx.attempt <= failures) {
@@ -93,7 +102,10 @@ export function testActions(): ActionDefinition[] {
       },
     }),
     defineAction({
-      kind: "agent", owner: "test", action: "hang", description: "never finish and ignore the signal",
+      kind: "agent",
+      owner: "test",
+      action: "hang",
+      description: "never finish and ignore the signal",
       input: z.object({}).strict(),
       run: () => new Promise(() => undefined),
     }),
@@ -120,7 +132,11 @@ export async function runWorkflow(
 ): Promise<RunRecord> {
   const run = await createRun(env.store, { workflow: wf, params: opts.params ?? {} });
   return executeRun(run.id, {
-    store: env.store, actions: env.actions, home: env.home, limiter: opts.limiter, signal: opts.signal,
+    store: env.store,
+    actions: env.actions,
+    home: env.home,
+    limiter: opts.limiter,
+    signal: opts.signal,
     onEvent: (e) => opts.events?.push(e),
   });
 }
@@ -129,7 +145,10 @@ export async function runWorkflow(
 export function concurrencyProbe() {
   const state = { now: 0, max: 0, order: [] as string[] };
   const def = defineAction({
-    kind: "agent", owner: "probe", action: "work", description: "count concurrent runs",
+    kind: "agent",
+    owner: "probe",
+    action: "work",
+    description: "count concurrent runs",
     input: z.object({ ms: z.number(), tag: z.string().optional() }).strict(),
     run: async ({ ms, tag }, ctx) => {
       state.now++;
@@ -162,8 +181,13 @@ export async function failure(p: Promise<unknown>): Promise<SluiceError> {
 export function actionContext(over: Partial<ActionContext> & { artifactsDir: string }): ActionContext {
   const noop = () => undefined;
   return {
-    runId: "r-test", workflow: "test-flow", step: "step", attempt: 1,
-    signal: new AbortController().signal, home: over.artifactsDir, params: {},
+    runId: "r-test",
+    workflow: "test-flow",
+    step: "step",
+    attempt: 1,
+    signal: new AbortController().signal,
+    home: over.artifactsDir,
+    params: {},
     log: { info: noop, warn: noop, error: noop },
     ledger: { seen: async () => new Set<string>(), record: async () => undefined, rejected: async () => new Map(), reject: async () => undefined },
     progress: noop,

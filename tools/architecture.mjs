@@ -46,7 +46,8 @@ function zonesFor(layer, file) {
   }
   for (const rule of INNER_RULES) {
     const inTarget = file ? file.startsWith(`${rule.target}/`) : layerOf(rule.target) === layer;
-    if (inTarget) zones.push({ target: file ?? rule.target, from: rule.from, message: `${rule.target}/ never imports ${rule.from}/: ${rule.why} (tools/layers.mjs).` });
+    if (inTarget)
+      zones.push({ target: file ?? rule.target, from: rule.from, message: `${rule.target}/ never imports ${rule.from}/: ${rule.why} (tools/layers.mjs).` });
   }
   return zones;
 }
@@ -108,7 +109,12 @@ export function renderPicture() {
 
 export function renderTable() {
   const rows = LAYERS.map((layer) => {
-    const may = layer.may === "*" ? "every layer, internals included" : mayList(layer).map((l) => `\`${label(l)}\``).join(", ") || "nothing";
+    const may =
+      layer.may === "*"
+        ? "every layer, internals included"
+        : mayList(layer)
+            .map((l) => `\`${label(l)}\``)
+            .join(", ") || "nothing";
     const pub = layer.publicFiles ? `only ${layer.publicFiles.map((f) => `\`${f}\``).join(", ")}: ${layer.publicWhy}` : "any file";
     return `| \`${label(layer)}\` | ${may} | ${pub} |`;
   });

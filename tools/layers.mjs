@@ -62,7 +62,11 @@ export const LAYERS = [
     row: 2,
     may: ["engine", "store", "spec", "errors"],
     role: "the operations the CLI, the API and the triggers share",
-    about: ["workflows.ts  apply, sync a directory, roll back", "runs.ts  start, retry, resume, cancel", "events.ts  record an event, start the runs it triggers"],
+    about: [
+      "workflows.ts  apply, sync a directory, roll back",
+      "runs.ts  start, retry, resume, cancel",
+      "events.ts  record an event, start the runs it triggers",
+    ],
   },
   {
     name: "engine",
@@ -164,7 +168,10 @@ export const LAYERS = [
     row: 7,
     may: ["errors"],
     role: "used by all; depends on nothing above",
-    about: ["schema.ts (zod) · load.ts (YAML → positioned problems) · expressions.ts · params.ts", "catalogue.ts (ActionLookup) · generate.ts (JSON Schema, CRD) · duration.ts"],
+    about: [
+      "schema.ts (zod) · load.ts (YAML → positioned problems) · expressions.ts · params.ts",
+      "catalogue.ts (ActionLookup) · generate.ts (JSON Schema, CRD) · duration.ts",
+    ],
   },
   {
     name: "errors",

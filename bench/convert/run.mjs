@@ -78,7 +78,18 @@ function tradeSchema() {
 
 /** DuckDB's read_csv column types for the same schema. */
 function duckColumns(schema) {
-  const type = (c) => (c.type === "timestamp" ? "TIMESTAMPTZ" : c.type === "integer" ? "BIGINT" : c.type === "decimal" ? `DECIMAL(38,${c.scale ?? 0})` : c.type === "date" ? "DATE" : c.type === "boolean" ? "BOOLEAN" : "VARCHAR");
+  const type = (c) =>
+    c.type === "timestamp"
+      ? "TIMESTAMPTZ"
+      : c.type === "integer"
+        ? "BIGINT"
+        : c.type === "decimal"
+          ? `DECIMAL(38,${c.scale ?? 0})`
+          : c.type === "date"
+            ? "DATE"
+            : c.type === "boolean"
+              ? "BOOLEAN"
+              : "VARCHAR";
   return `{${schema.columns.map((c) => `'${c.name}': '${type(c)}'`).join(", ")}}`;
 }
 
@@ -135,9 +146,7 @@ async function duckdb(threads, csv, out, schema) {
   try {
     rmSync(out, { force: true });
     const t0 = process.hrtime.bigint();
-    await con.run(
-      `COPY (SELECT * FROM read_csv('${csv}', header = true, columns = ${duckColumns(schema)})) TO '${out}' (FORMAT parquet, COMPRESSION zstd)`,
-    );
+    await con.run(`COPY (SELECT * FROM read_csv('${csv}', header = true, columns = ${duckColumns(schema)})) TO '${out}' (FORMAT parquet, COMPRESSION zstd)`);
     return { s: Number(process.hrtime.bigint() - t0) / 1e9, bytes: statSync(out).size };
   } finally {
     con.closeSync();
@@ -169,14 +178,17 @@ async function check(sluiceFile, duckFile, rows) {
   try {
     const q = async (sql) => (await con.runAndReadAll(sql)).getRowObjectsJson();
     const [{ n }] = await q(`SELECT count(*)::BIGINT AS n FROM '${sluiceFile}'`);
-    const types = Object.fromEntries((await q(`SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '${sluiceFile}')`)).map((r) => [r.column_name, r.column_type]));
+    const types = Object.fromEntries(
+      (await q(`SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '${sluiceFile}')`)).map((r) => [r.column_name, r.column_type]),
+    );
     const [{ a, b }] = await q(
       `SELECT (SELECT count(*) FROM (SELECT * FROM '${sluiceFile}' EXCEPT ALL SELECT * FROM '${duckFile}'))::BIGINT AS a,
               (SELECT count(*) FROM (SELECT * FROM '${duckFile}' EXCEPT ALL SELECT * FROM '${sluiceFile}'))::BIGINT AS b`,
     );
     const codecs = (await q(`SELECT DISTINCT compression FROM parquet_metadata('${sluiceFile}')`)).map((r) => r.compression);
     const rowCountOk = Number(n) === rows;
-    const typesOk = types.executed_at === "TIMESTAMP WITH TIME ZONE" && types.quantity === "BIGINT" && types.price === "DECIMAL(38,4)" && types.trade_id === "VARCHAR";
+    const typesOk =
+      types.executed_at === "TIMESTAMP WITH TIME ZONE" && types.quantity === "BIGINT" && types.price === "DECIMAL(38,4)" && types.trade_id === "VARCHAR";
     return { rows: Number(n), rowCountOk, types, typesOk, rowsOnlyInSluice: Number(a), rowsOnlyInDuckdb: Number(b), sameRows: a === "0" && b === "0", codecs };
   } finally {
     con.closeSync();

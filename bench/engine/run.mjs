@@ -64,7 +64,9 @@ async function measureForEach(store, n) {
   peakRss = process.memoryUsage().rss;
   const before = peakRss;
   const wf = {
-    apiVersion: "sluice.dev/v1alpha1", kind: "Workflow", metadata: { name: `bench-foreach-${n}` },
+    apiVersion: "sluice.dev/v1alpha1",
+    kind: "Workflow",
+    metadata: { name: `bench-foreach-${n}` },
     spec: { parallelism: 64, steps: [{ name: "each", forEach: Array.from({ length: n }, (_, i) => ({ i })), agent: "bench", action: "noop" }] },
   };
   const run = await createRun(store, { workflow: wf });
@@ -109,16 +111,18 @@ await store.close();
 clearInterval(sampler);
 rmSync(dir, { recursive: true, force: true });
 
-console.log(JSON.stringify({
-  bench: "engine",
-  store: "sqlite",
-  node: process.version,
-  chain1k: chain,
-  fanout1k: fanout,
-  chain10k,
-  forEach10k,
-  bareSqlite: bare,
-  ratioChainToBare: Number((chain.transitionsPerSec / bare.transitionsPerSec).toFixed(3)),
-  target: { transitionsPerSec: 5000, overheadMsPerStep: 1 },
-  meetsTarget: chain.transitionsPerSec >= 5000 && fanout.transitionsPerSec >= 5000 && chain.overheadMsPerStep < 1,
-}));
+console.log(
+  JSON.stringify({
+    bench: "engine",
+    store: "sqlite",
+    node: process.version,
+    chain1k: chain,
+    fanout1k: fanout,
+    chain10k,
+    forEach10k,
+    bareSqlite: bare,
+    ratioChainToBare: Number((chain.transitionsPerSec / bare.transitionsPerSec).toFixed(3)),
+    target: { transitionsPerSec: 5000, overheadMsPerStep: 1 },
+    meetsTarget: chain.transitionsPerSec >= 5000 && fanout.transitionsPerSec >= 5000 && chain.overheadMsPerStep < 1,
+  }),
+);

@@ -36,8 +36,13 @@ const actions = createRegistry(benchActions);
 const schemas = [];
 
 const wf = (name, n, chain) => ({
-  apiVersion: "sluice.dev/v1alpha1", kind: "Workflow", metadata: { name },
-  spec: { parallelism: 64, steps: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, agent: "bench", action: "noop", ...(chain && i ? { dependsOn: [`s${i - 1}`] } : {}) })) },
+  apiVersion: "sluice.dev/v1alpha1",
+  kind: "Workflow",
+  metadata: { name },
+  spec: {
+    parallelism: 64,
+    steps: Array.from({ length: n }, (_, i) => ({ name: `s${i}`, agent: "bench", action: "noop", ...(chain && i ? { dependsOn: [`s${i - 1}`] } : {}) })),
+  },
 });
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -74,34 +79,52 @@ async function independent(store, startWorkers) {
   for (let i = 0; i < RUNS; i += 10)
     runs.push(...(await Promise.all(Array.from({ length: Math.min(10, RUNS - i) }, () => createRun(store, { workflow: spec })))));
   // Poll a cheap aggregate (the bench shares the two cores with the workers), then read the runs once.
-  const open = async () => (await store.countRuns()).filter((c) => c.workflow === "bench-ind" && (c.status === "pending" || c.status === "running")).reduce((a, c) => a + c.count, 0);
+  const open = async () =>
+    (await store.countRuns()).filter((c) => c.workflow === "bench-ind" && (c.status === "pending" || c.status === "running")).reduce((a, c) => a + c.count, 0);
   while ((await open()) > 0) await sleep(20);
   const ms = performance.now() - t0;
   await stop();
   const ended = await Promise.all(runs.map((r) => store.getRun(r.id)));
   if (ended.some((r) => r.status !== "succeeded")) throw new Error("an independent run did not succeed");
   const lat = ended.map((r) => Date.parse(r.endedAt) - Date.parse(r.createdAt));
-  return { steps: RUNS * WIDTH, runs: RUNS, ms: Math.round(ms), stepsPerSec: Math.round((RUNS * WIDTH) / (ms / 1000)), runLatencyMs: { p50: pct(lat, 50), p99: pct(lat, 99) } };
+  return {
+    steps: RUNS * WIDTH,
+    runs: RUNS,
+    ms: Math.round(ms),
+    stepsPerSec: Math.round((RUNS * WIDTH) / (ms / 1000)),
+    runLatencyMs: { p50: pct(lat, 50), p99: pct(lat, 99) },
+  };
 }
 
 /** N real `sluice worker` processes on the store's schema; resolves once each reports started. */
 function processWorkers(n, schema, sync) {
   return async () => {
     const env = {
-      ...process.env, SLUICE_DATABASE_URL: `${PG}`, SLUICE_HOME: home, SLUICE_ACTIONS: join(here, "actions.mjs"),
-      SLUICE_PG_SCHEMA: schema, SLUICE_LOG_LEVEL: "warn", SLUICE_PG_SYNCHRONOUS_COMMIT: sync ?? "",
+      ...process.env,
+      SLUICE_DATABASE_URL: `${PG}`,
+      SLUICE_HOME: home,
+      SLUICE_ACTIONS: join(here, "actions.mjs"),
+      SLUICE_PG_SCHEMA: schema,
+      SLUICE_LOG_LEVEL: "warn",
+      SLUICE_PG_SYNCHRONOUS_COMMIT: sync ?? "",
     };
     const procs = [];
-    await Promise.all(Array.from({ length: n }, () => new Promise((ok, fail) => {
-      const p = spawn(process.execPath, [join(root, "bin/sluice.js"), "worker", "--max-runs", "32"], { env, stdio: ["ignore", "ignore", "pipe"] });
-      procs.push(p);
-      let err = "";
-      p.stderr.on("data", (d) => {
-        err += d;
-        if (err.includes("worker") && err.includes("started")) ok();
-      });
-      p.on("exit", (code) => fail(new Error(`worker exited ${code}: ${err}`)));
-    })));
+    await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise((ok, fail) => {
+            const p = spawn(process.execPath, [join(root, "bin/sluice.js"), "worker", "--max-runs", "32"], { env, stdio: ["ignore", "ignore", "pipe"] });
+            procs.push(p);
+            let err = "";
+            p.stderr.on("data", (d) => {
+              err += d;
+              if (err.includes("worker") && err.includes("started")) ok();
+            });
+            p.on("exit", (code) => fail(new Error(`worker exited ${code}: ${err}`)));
+          }),
+      ),
+    );
     return async () => {
       await Promise.all(procs.map((p) => new Promise((r) => (p.removeAllListeners("exit"), p.on("exit", r), p.kill("SIGTERM")))));
     };
@@ -120,18 +143,24 @@ async function bareBaselines(sync, workers) {
   for (let i = 0; i < SEQ; i++) await c.query(`UPDATE ${t} SET v = v + 1 WHERE id = 1`);
   const seq = { commits: SEQ, perSec: Math.round(SEQ / ((performance.now() - t0) / 1000)) };
   await c.query(`TRUNCATE ${t}; INSERT INTO ${t} (v) SELECT g FROM generate_series(1, ${RUNS * WIDTH}) g`);
-  const clients = await Promise.all(Array.from({ length: workers }, async () => {
-    const w = new pg.Client(opts);
-    await w.connect();
-    return w;
-  }));
+  const clients = await Promise.all(
+    Array.from({ length: workers }, async () => {
+      const w = new pg.Client(opts);
+      await w.connect();
+      return w;
+    }),
+  );
   t0 = performance.now();
-  await Promise.all(clients.map(async (w) => {
-    for (;;) {
-      const r = await w.query(`UPDATE ${t} SET state = 'done' WHERE id = (SELECT id FROM ${t} WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id`);
-      if (!r.rowCount) break;
-    }
-  }));
+  await Promise.all(
+    clients.map(async (w) => {
+      for (;;) {
+        const r = await w.query(
+          `UPDATE ${t} SET state = 'done' WHERE id = (SELECT id FROM ${t} WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id`,
+        );
+        if (!r.rowCount) break;
+      }
+    }),
+  );
   const queue = { jobs: RUNS * WIDTH, workers, perSec: Math.round((RUNS * WIDTH) / ((performance.now() - t0) / 1000)) };
   await Promise.all(clients.map((w) => w.end()));
   await c.query(`DROP TABLE ${t}`);
@@ -167,7 +196,11 @@ try {
   const off = result.postgres.synchronousCommitOff;
   result.targets = {
     sequentialStepsPerSec: { target: 1900, synchronousCommitOn: on.sequential.stepsPerSec, synchronousCommitOff: off.sequential.stepsPerSec },
-    independentStepsPerSec4Workers: { target: 5000, synchronousCommitOn: on.independent.workers4.stepsPerSec, synchronousCommitOff: off.independent.workers4.stepsPerSec },
+    independentStepsPerSec4Workers: {
+      target: 5000,
+      synchronousCommitOn: on.independent.workers4.stepsPerSec,
+      synchronousCommitOff: off.independent.workers4.stepsPerSec,
+    },
   };
 } finally {
   const c = new pg.Client(PG);

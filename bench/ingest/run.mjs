@@ -44,11 +44,18 @@ const SLUICE = join(root, "bin/sluice.js");
 const PG = { host: "127.0.0.1", port: 5432, user: "postgres", db: "test" };
 const PG_URL = `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.db}`;
 const TABLES = {
-  bare: "bench_bare", typed: "bench_typed", pgloader: "bench_pgloader", clean: "bench_sluice", defects: "bench_sluice_defects",
-  ingest: "bench_ingest", bulk: "bench_bulk", big: "bench_big",
+  bare: "bench_bare",
+  typed: "bench_typed",
+  pgloader: "bench_pgloader",
+  clean: "bench_sluice",
+  defects: "bench_sluice_defects",
+  ingest: "bench_ingest",
+  bulk: "bench_bulk",
+  big: "bench_big",
 };
 const TARGETS = { standard: 0.5, bulk: 0.4, convert: 0.3, peakRssMb: 300 };
-const TYPED_COLUMNS = "trade_id text primary key, executed_at timestamptz, symbol text, side text, quantity bigint, price numeric(38,4), account text, trader_email text, notes text";
+const TYPED_COLUMNS =
+  "trade_id text primary key, executed_at timestamptz, symbol text, side text, quantity bigint, price numeric(38,4), account text, trader_email text, notes text";
 const SCHEMA = join(root, "examples/schemas/trades.yaml");
 
 function parseArgs(argv) {
@@ -128,8 +135,20 @@ async function psqlCopy(file, rows, bytes) {
       `price text, account text, trader_email text, notes text)`,
   );
   note(`psql \\copy ${rows} rows into ${TABLES.bare}…`);
-  const r = await timed("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-v", "ON_ERROR_STOP=1",
-    "-c", `\\copy ${TABLES.bare} FROM '${file}' WITH (FORMAT csv, HEADER true)`]);
+  const r = await timed("psql", [
+    "-h",
+    PG.host,
+    "-p",
+    String(PG.port),
+    "-U",
+    PG.user,
+    "-d",
+    PG.db,
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-c",
+    `\\copy ${TABLES.bare} FROM '${file}' WITH (FORMAT csv, HEADER true)`,
+  ]);
   if (r.code !== 0) throw new Error(`psql \\copy exited ${r.code}: ${r.stderr.trim()}`);
   const copied = Number(/COPY (\d+)/.exec(r.stdout)?.[1]);
   if (copied !== rows) throw new Error(`psql \\copy reported ${r.stdout.trim()}, expected ${rows} rows`);
@@ -141,8 +160,20 @@ async function psqlCopy(file, rows, bytes) {
 async function psqlCopyTyped(file, rows, bytes) {
   psql(`CREATE TABLE ${TABLES.typed} (${TYPED_COLUMNS})`);
   note(`psql \\copy ${rows} rows into the typed, keyed ${TABLES.typed}…`);
-  const r = await timed("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-v", "ON_ERROR_STOP=1",
-    "-c", `\\copy ${TABLES.typed} FROM '${file}' WITH (FORMAT csv, HEADER true)`]);
+  const r = await timed("psql", [
+    "-h",
+    PG.host,
+    "-p",
+    String(PG.port),
+    "-U",
+    PG.user,
+    "-d",
+    PG.db,
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-c",
+    `\\copy ${TABLES.typed} FROM '${file}' WITH (FORMAT csv, HEADER true)`,
+  ]);
   if (r.code !== 0) throw new Error(`psql \\copy (typed) exited ${r.code}: ${r.stderr.trim()}`);
   note(`psql \\copy typed: ${r.s.toFixed(2)} s`);
   return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1) };
@@ -159,15 +190,22 @@ async function pgloader(file, rows, bytes) {
   psql(`CREATE TABLE ${TABLES.pgloader} (${TYPED_COLUMNS})`);
   const cols = "trade_id, executed_at, symbol, side, quantity, price, account, trader_email, notes";
   const load = join(dir, "bench.load");
-  writeFileSync(load, `LOAD CSV FROM '${file}' (${cols})
+  writeFileSync(
+    load,
+    `LOAD CSV FROM '${file}' (${cols})
   INTO ${PG_URL}?tablename=${TABLES.pgloader} (${cols})
   WITH skip header = 1, fields terminated by ',', fields optionally enclosed by '"', fields escaped by double-quote, workers = 2, concurrency = 1
   SET work_mem to '64MB';
-`);
+`,
+  );
   note(`pgloader ${rows} rows into ${TABLES.pgloader}…`);
   const r = await timed("pgloader", ["--quiet", load]);
   if (r.code !== 0) throw new Error(`pgloader exited ${r.code}: ${r.stderr.trim().slice(-500)}`);
-  const n = Number(execFileSync("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-Atc", `SELECT count(*) FROM ${TABLES.pgloader}`], { encoding: "utf8" }).trim());
+  const n = Number(
+    execFileSync("psql", ["-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", PG.db, "-Atc", `SELECT count(*) FROM ${TABLES.pgloader}`], {
+      encoding: "utf8",
+    }).trim(),
+  );
   note(`pgloader: ${r.s.toFixed(2)} s, ${n} rows`);
   return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1), rowsLoaded: n };
 }
@@ -177,8 +215,19 @@ async function sluiceRun(file, table, home, { workflow = WORKFLOW, sourceParam =
   mkdirSync(home, { recursive: true });
   const args = command
     ? [SLUICE, ...command, "--json"]
-    : [SLUICE, "run", workflow, "--param", `${sourceParam}=${file}`, "--param", `destination=${PG_URL}`, "--param", `table=${table}`,
-        ...(workflow === WORKFLOW ? ["--param", `schema=${SCHEMA}`] : []), "--json"];
+    : [
+        SLUICE,
+        "run",
+        workflow,
+        "--param",
+        `${sourceParam}=${file}`,
+        "--param",
+        `destination=${PG_URL}`,
+        "--param",
+        `table=${table}`,
+        ...(workflow === WORKFLOW ? ["--param", `schema=${SCHEMA}`] : []),
+        "--json",
+      ];
   const env = { SLUICE_HOME: home, CI: "true" };
   const timeBin = "/usr/bin/time";
   const hasTime = (() => {
@@ -221,10 +270,12 @@ async function sluiceRun(file, table, home, { workflow = WORKFLOW, sourceParam =
     throw new Error(`sluice run exited ${r.code} without a JSON document; stderr:\n${r.stderr.trim()}`);
   }
   if (doc.status !== "succeeded") {
-    const failed = (doc.steps ?? []).filter((s) => s.status === "failed").map((s) => {
-      const last = s.attempts.at(-1);
-      return `step ${s.name} failed after ${s.attempts.length} attempt(s): ${last?.error?.code}: ${last?.error?.message}`;
-    });
+    const failed = (doc.steps ?? [])
+      .filter((s) => s.status === "failed")
+      .map((s) => {
+        const last = s.attempts.at(-1);
+        return `step ${s.name} failed after ${s.attempts.length} attempt(s): ${last?.error?.code}: ${last?.error?.message}`;
+      });
     throw new Error(`sluice run ${doc.id} ended ${doc.status} (exit ${r.code})${doc.error ? `: ${JSON.stringify(doc.error)}` : ""}\n${failed.join("\n")}`);
   }
   const steps = {};
@@ -253,8 +304,20 @@ async function sluiceDefects(file, rows, home) {
   const r = await sluiceRun(file, TABLES.defects, home);
   const { rowsIn, rowsStored, rowsQuarantined, rowsDuplicate } = r.store;
   const balanced = Number.isInteger(rowsIn) && rowsIn === rowsStored + rowsQuarantined + rowsDuplicate;
-  note(`sluice with defects: ${r.s.toFixed(2)} s, in ${rowsIn} = stored ${rowsStored} + quarantined ${rowsQuarantined} + duplicate ${rowsDuplicate}: ${balanced}`);
-  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate, balanced };
+  note(
+    `sluice with defects: ${r.s.toFixed(2)} s, in ${rowsIn} = stored ${rowsStored} + quarantined ${rowsQuarantined} + duplicate ${rowsDuplicate}: ${balanced}`,
+  );
+  return {
+    s: round(r.s),
+    rowsPerSec: Math.round(rows / r.s),
+    peakRssMb: r.peakRssMb,
+    steps: r.steps,
+    rowsIn,
+    rowsStored,
+    rowsQuarantined,
+    rowsDuplicate,
+    balanced,
+  };
 }
 
 /** (c2) `sluice ingest` with the schema inferred from the file, upserting on trade_id. */
@@ -263,7 +326,17 @@ async function sluiceIngest(file, rows, bytes, home) {
   const r = await sluiceRun(file, TABLES.ingest, home, { command: ["ingest", file, "--to", PG_URL, "--table", TABLES.ingest, "--key", "trade_id"] });
   note(`sluice ingest: ${r.s.toFixed(2)} s, steps ${JSON.stringify(r.steps)}`);
   const { rowsIn, rowsStored, rowsQuarantined, rowsDuplicate } = r.store;
-  return { s: round(r.s), rowsPerSec: Math.round(rows / r.s), mbPerSec: round(mbOf(bytes) / r.s, 1), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate };
+  return {
+    s: round(r.s),
+    rowsPerSec: Math.round(rows / r.s),
+    mbPerSec: round(mbOf(bytes) / r.s, 1),
+    peakRssMb: r.peakRssMb,
+    steps: r.steps,
+    rowsIn,
+    rowsStored,
+    rowsQuarantined,
+    rowsDuplicate,
+  };
 }
 
 /** (e) sluice convert → typed Parquet against DuckDB: bench/convert/run.mjs as a child. */
@@ -294,7 +367,20 @@ async function sluiceBulk(rows, home) {
   const { rowsIn, rowsStored, rowsQuarantined, rowsDuplicate } = r.store;
   const balanced = rowsIn === rowsStored + rowsQuarantined + rowsDuplicate;
   note(`bulk: ${r.s.toFixed(2)} s, steps ${JSON.stringify(r.steps)}`);
-  return { files: 20, rows: total, mb: round(mbOf(bytes), 1), s: round(r.s), rowsPerSec: Math.round(total / r.s), peakRssMb: r.peakRssMb, steps: r.steps, rowsIn, rowsStored, rowsQuarantined, rowsDuplicate, balanced };
+  return {
+    files: 20,
+    rows: total,
+    mb: round(mbOf(bytes), 1),
+    s: round(r.s),
+    rowsPerSec: Math.round(total / r.s),
+    peakRssMb: r.peakRssMb,
+    steps: r.steps,
+    rowsIn,
+    rowsStored,
+    rowsQuarantined,
+    rowsDuplicate,
+    balanced,
+  };
 }
 
 /** (e) Opt-in: one big file through the bulk workflow, for peak RSS against input size. */
@@ -346,29 +432,31 @@ try {
     ...(convert.ratio !== undefined ? { convertVsDuckdb: convert.ratio } : {}),
   };
 
-  console.log(JSON.stringify({
-    bench: "ingest",
-    node: process.version,
-    rows: clean.rows,
-    mb: round(mbOf(clean.bytes), 1),
-    copyText: copy,
-    copyTyped: typed,
-    pgloader: loader,
-    sluice,
-    withDefects,
-    ingest,
-    bulk,
-    ...(big ? { big } : {}),
-    convert,
-    ratios,
-    targets: TARGETS,
-    meets: {
-      standard: ratios.standardVsTypedCopy >= TARGETS.standard,
-      bulk: ratios.bulkVsTypedCopy >= TARGETS.bulk,
-      convert: convert.ratio === undefined ? null : convert.ratio >= TARGETS.convert,
-      peakRss: sluice.peakRssMb === null ? null : sluice.peakRssMb <= TARGETS.peakRssMb,
-    },
-  }));
+  console.log(
+    JSON.stringify({
+      bench: "ingest",
+      node: process.version,
+      rows: clean.rows,
+      mb: round(mbOf(clean.bytes), 1),
+      copyText: copy,
+      copyTyped: typed,
+      pgloader: loader,
+      sluice,
+      withDefects,
+      ingest,
+      bulk,
+      ...(big ? { big } : {}),
+      convert,
+      ratios,
+      targets: TARGETS,
+      meets: {
+        standard: ratios.standardVsTypedCopy >= TARGETS.standard,
+        bulk: ratios.bulkVsTypedCopy >= TARGETS.bulk,
+        convert: convert.ratio === undefined ? null : convert.ratio >= TARGETS.convert,
+        peakRss: sluice.peakRssMb === null ? null : sluice.peakRssMb <= TARGETS.peakRssMb,
+      },
+    }),
+  );
 } catch (e) {
   note(`failed: ${e.message}`);
   exitCode = 1;

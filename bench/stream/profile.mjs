@@ -51,7 +51,10 @@ export function instrument(registry) {
         const t = performance.now();
         if (batch.benchPickedAt !== undefined) p.pickupToWriteMs.push(t - batch.benchPickedAt);
         const w = write(batch);
-        w.then(() => p.writeMs.push(performance.now() - t), () => undefined);
+        w.then(
+          () => p.writeMs.push(performance.now() - t),
+          () => undefined,
+        );
         return w;
       };
       return st;

@@ -201,7 +201,10 @@ async function freshSubject(name) {
 
 /** Start the publisher; resolves once it generated its records and connected. */
 async function startPublisher(subject, phases, idPrefix, onPhase) {
-  const child = fork(join(here, "publisher.mjs"), [JSON.stringify({ url: URL_, subject, phases, idPrefix })], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [] });
+  const child = fork(join(here, "publisher.mjs"), [JSON.stringify({ url: URL_, subject, phases, idPrefix })], {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+    execArgv: [],
+  });
   children.add(child);
   const result = { phases: [], published: 0, flushMs: 0, pool: 0, cpuMs: 0 };
   let ready;
@@ -255,7 +258,9 @@ async function startSluice({ subject, stream }, c) {
   const sinkMs = [];
   const transformMs = {};
   const done = executeRun(run.id, {
-    store, actions: registry, home,
+    store,
+    actions: registry,
+    home,
     onStreamLatency: (_wf, stage, ms) => {
       if (stage === "end-to-end") c.add(Date.now() - ms, ms);
       else if (stage === SINK_STEP) sinkMs.push(ms);
@@ -299,7 +304,13 @@ async function startSluice({ subject, stream }, c) {
           transformMs: Object.fromEntries(Object.entries(transformMs).map(([k, v]) => [k, summary(v)])),
           maxLag: stats.reduce((m, s) => Math.max(m, s.lag ?? 0), 0),
           lastWindowStageMs: stats.at(-2)?.stageMs ?? null,
-          ...(prof ? { profiled: Object.fromEntries(Object.entries(prof).map(([k, v]) => [k, { ...summary(v), mean: r1(v.reduce((a, b) => a + b, 0) / Math.max(1, v.length)) }])) } : {}),
+          ...(prof
+            ? {
+                profiled: Object.fromEntries(
+                  Object.entries(prof).map(([k, v]) => [k, { ...summary(v), mean: r1(v.reduce((a, b) => a + b, 0) / Math.max(1, v.length)) }]),
+                ),
+              }
+            : {}),
         },
       };
     },
@@ -360,7 +371,7 @@ async function fixedRate(kind) {
     latencyMs: { p50: lat.p50, p99: lat.p99, max: lat.max },
     samples: lat.n,
     committedPerSec: Math.round(c.committedBetween(steadyFrom, phase.endMs) / steadySecs),
-    cpuMsPer1kRecords: r1((((cpu.user + cpu.system) / 1000) / Math.max(1, c.count)) * 1000),
+    cpuMsPer1kRecords: r1(((cpu.user + cpu.system) / 1000 / Math.max(1, c.count)) * 1000),
     cpuCores,
     disturbed: disturbed(cpuCores),
     eventLoopDelayMs: { p99: r1(eld.percentile(99) / 1e6), max: r1(eld.max / 1e6) },
@@ -397,13 +408,20 @@ async function ramp(kind) {
     const publisherLimited = achieved < KEEP_UP_SHARE * m.rate;
     const keptUp = share >= KEEP_UP_SHARE && s.p99 !== null && s.p99 < KEEP_UP_P99_MS;
     const step = {
-      rate: m.rate, published: m.published, publishedPerSec: Math.round(achieved), committedShare: Number(share.toFixed(3)),
-      latencyMs: { p50: s.p50, p99: s.p99, max: s.max }, sustained: keptUp && !publisherLimited,
+      rate: m.rate,
+      published: m.published,
+      publishedPerSec: Math.round(achieved),
+      committedShare: Number(share.toFixed(3)),
+      latencyMs: { p50: s.p50, p99: s.p99, max: s.max },
+      sustained: keptUp && !publisherLimited,
       ...(publisherLimited ? { publisherLimited: true } : {}),
-      keptUp, cpuCores: stepCpu[m.index],
+      keptUp,
+      cpuCores: stepCpu[m.index],
     };
     steps[m.index - 1] = step;
-    log(`${kind}: ${m.rate}/s → published ${step.publishedPerSec}/s, committed ${(share * 100).toFixed(1)}%, p99 ${s.p99} ms${step.sustained ? "" : " (not sustained)"}`);
+    log(
+      `${kind}: ${m.rate}/s → published ${step.publishedPerSec}/s, committed ${(share * 100).toFixed(1)}%, p99 ${s.p99} ms${step.sustained ? "" : " (not sustained)"}`,
+    );
     if (!step.sustained && !failed) {
       failed = true;
       pub.stop();
@@ -464,7 +482,13 @@ async function drain() {
     for (let i = 0; i < c.count; i++) last = Math.max(last, c.pub[i] + c.lat[i]);
     const end = await consumer.stop();
     const secs = Math.max(0.001, (last - ready) / 1000);
-    out[kind] = { committed: c.count, seconds: Number(secs.toFixed(2)), perSec: Math.round(c.count / secs), meanBatch: end.profile.meanBatch, balanced: end.accounted === published.published };
+    out[kind] = {
+      committed: c.count,
+      seconds: Number(secs.toFixed(2)),
+      perSec: Math.round(c.count / secs),
+      meanBatch: end.profile.meanBatch,
+      balanced: end.accounted === published.published,
+    };
     log(`drain: ${kind} ${out[kind].perSec}/s`);
   }
   if (out.sluice && out.bare) out.ratio = Number((out.sluice.perSec / out.bare.perSec).toFixed(3));
@@ -500,14 +524,30 @@ try {
   result.sustained.ratioKind = ratioKind;
   const b = result.sustained.bare.highestKeptUpPerSec;
   result.sustained.keptUpRatio = b ? Number((result.sustained.sluice.highestKeptUpPerSec / b).toFixed(3)) : null;
-  const ratioMet = ratio === null || ratioKind === "inconclusive" ? null
-    : ratioKind === "measured" ? ratio >= TARGETS.sustainedRatio
-    : ratioKind === "lowerBound" ? (ratio >= TARGETS.sustainedRatio ? true : null)
-    : ratio < TARGETS.sustainedRatio ? false : null;
+  const ratioMet =
+    ratio === null || ratioKind === "inconclusive"
+      ? null
+      : ratioKind === "measured"
+        ? ratio >= TARGETS.sustainedRatio
+        : ratioKind === "lowerBound"
+          ? ratio >= TARGETS.sustainedRatio
+            ? true
+            : null
+          : ratio < TARGETS.sustainedRatio
+            ? false
+            : null;
   result.targets = {
-    p99At5kMs: { target: TARGETS.p99At5kMs, sluice: result.sluice.latencyMs.p99, bare: result.bare.latencyMs.p99, met: result.sluice.latencyMs.p99 !== null && result.sluice.latencyMs.p99 < TARGETS.p99At5kMs },
+    p99At5kMs: {
+      target: TARGETS.p99At5kMs,
+      sluice: result.sluice.latencyMs.p99,
+      bare: result.bare.latencyMs.p99,
+      met: result.sluice.latencyMs.p99 !== null && result.sluice.latencyMs.p99 < TARGETS.p99At5kMs,
+    },
     sustainedRatio: {
-      target: TARGETS.sustainedRatio, value: result.sustained.ratio, kind: ratioKind, met: ratioMet,
+      target: TARGETS.sustainedRatio,
+      value: result.sustained.ratio,
+      kind: ratioKind,
+      met: ratioMet,
       ...(result.drain?.ratio !== undefined ? { drainValue: result.drain.ratio } : {}),
     },
   };

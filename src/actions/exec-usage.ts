@@ -150,8 +150,12 @@ function readProc(pid: number, memory: boolean): ProcFigures | undefined {
     return m ? Number(m[1]) : null;
   };
   return {
-    ticks: utime + stime + cutime + cstime, childTicks: cutime + cstime,
-    rssKb: num(status, VM_RSS), hwmKb: num(status, VM_HWM), rchar: num(io, RCHAR), wchar: num(io, WCHAR),
+    ticks: utime + stime + cutime + cstime,
+    childTicks: cutime + cstime,
+    rssKb: num(status, VM_RSS),
+    hwmKb: num(status, VM_HWM),
+    rchar: num(io, RCHAR),
+    wchar: num(io, WCHAR),
   };
 }
 

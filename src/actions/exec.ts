@@ -92,7 +92,11 @@ export async function runExec(spec: ExecSpec, opts: ExecOptions): Promise<Output
   });
   child.stderr!.on("data", (b: Buffer) => {
     log.write(b);
-    const lines = b.toString("utf8").split("\n").map((l) => l.trim()).filter(Boolean);
+    const lines = b
+      .toString("utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean);
     stderrTail = [...stderrTail, ...lines].slice(-2);
   });
 

@@ -26,13 +26,14 @@ export const TargetColumnShape = z
       .describe(
         "Input format of timestamps and dates when not ISO-8601: epoch_s, epoch_ms, or strftime tokens such as %d/%m/%Y %H:%M, %b %e %Y, %m/%d/%Y %I:%M %p, %Y-%m-%dT%H:%M:%S%z.",
       ),
-    timezone: z.string().optional().describe("Time zone of timestamps that carry no offset (%z) or zone (%Z): an IANA name, a fixed offset such as +05:30, or UTC (the default)."),
+    timezone: z
+      .string()
+      .optional()
+      .describe("Time zone of timestamps that carry no offset (%z) or zone (%Z): an IANA name, a fixed offset such as +05:30, or UTC (the default)."),
     trim: z.boolean().optional(),
     required: z.boolean().optional(),
     default: z.union([z.string(), z.number(), z.boolean()]).optional(),
-    nullValues: NullValues.optional().describe(
-      "Strings that mean \"no value\" in this column, replacing the schema's nullValues, e.g. [\"\", NA, N/A].",
-    ),
+    nullValues: NullValues.optional().describe('Strings that mean "no value" in this column, replacing the schema\'s nullValues, e.g. ["", NA, N/A].'),
   })
   .strict();
 
@@ -41,12 +42,9 @@ export function targetSchemaWith(column: typeof TargetColumnShape) {
   return z
     .object({
       columns: z.array(column).min(1),
-      key: z
-        .array(z.string())
-        .optional()
-        .describe("Columns that identify a record, for idempotent storage; a record whose key column is empty is rejected."),
+      key: z.array(z.string()).optional().describe("Columns that identify a record, for idempotent storage; a record whose key column is empty is rejected."),
       nullValues: NullValues.optional().describe(
-        "Strings that mean \"no value\" (null, then the column's default or a required reason); default [\"\"]. Compared after trimming, except in string columns without trim: true; a string column whose list leaves \"\" out keeps \"\" as an empty string.",
+        'Strings that mean "no value" (null, then the column\'s default or a required reason); default [""]. Compared after trimming, except in string columns without trim: true; a string column whose list leaves "" out keeps "" as an empty string.',
       ),
     })
     .strict()
@@ -59,7 +57,8 @@ export function targetSchemaWith(column: typeof TargetColumnShape) {
         if (c.name === "__proto__") ctx.addIssue({ code: "custom", path: ["columns", i, "name"], message: "is not allowed as a column name" });
       });
       (s.key ?? []).forEach((k, i) => {
-        if (!names.has(k)) ctx.addIssue({ code: "custom", path: ["key", i], message: `is not a column of the target schema (columns: ${[...names.keys()].join(", ")})` });
+        if (!names.has(k))
+          ctx.addIssue({ code: "custom", path: ["key", i], message: `is not a column of the target schema (columns: ${[...names.keys()].join(", ")})` });
       });
     });
 }

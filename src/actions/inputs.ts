@@ -67,7 +67,8 @@ export const TargetColumn = TargetColumnShape
       ctx.addIssue({ code: "custom", path: [path], message });
     };
     if (c.format !== undefined) {
-      if (c.type !== "timestamp" && c.type !== "date") problem("format", `cannot apply: this column is ${c.type}, and a format is only for timestamp and date columns`);
+      if (c.type !== "timestamp" && c.type !== "date")
+        problem("format", `cannot apply: this column is ${c.type}, and a format is only for timestamp and date columns`);
       else {
         const why = formatProblem(c.format, c.type);
         if (why !== undefined) problem("format", why);
@@ -89,7 +90,10 @@ export const TargetSchema = targetSchemaWith(TargetColumn);
 export const QualityInput = {
   dataset: DatasetRef,
   rules: z.array(QualityRule).default([]),
-  schema: z.lazy(() => SchemaRef).optional().describe("A schema (inline or a file) whose rules: are applied as well."),
+  schema: z
+    .lazy(() => SchemaRef)
+    .optional()
+    .describe("A schema (inline or a file) whose rules: are applied as well."),
   threshold: z.number().min(0).max(1).default(0.95).describe("Lowest quality score (0..1) that passes."),
 };
 

@@ -48,8 +48,7 @@ export async function loadActionModules(registry: ActionRegistry, paths: string[
       throw new SluiceError("BAD_CONFIG", `cannot load actions module ${p}: ${(err as Error).message}`);
     }
     const list = (mod.actions ?? mod.default) as unknown;
-    if (!Array.isArray(list))
-      throw new SluiceError("BAD_CONFIG", `actions module ${p} must export "actions", an array of action definitions`);
+    if (!Array.isArray(list)) throw new SluiceError("BAD_CONFIG", `actions module ${p} must export "actions", an array of action definitions`);
     for (const def of list as ActionDefinition[]) {
       if (!def || (def.kind !== "agent" && def.kind !== "service") || !def.owner || !def.action || typeof def.run !== "function" || !def.input)
         throw new SluiceError("BAD_CONFIG", `actions module ${p} exports an entry that is not an action definition (kind, owner, action, input, run)`);

@@ -7,7 +7,18 @@
 import { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
 import {
-  Auth, CsvOptions, Pagination, DatasetRef, Destination, Format, QualityInput, QualityRule, SchemaRef, SecretRef, Source, TargetSchema,
+  Auth,
+  CsvOptions,
+  Pagination,
+  DatasetRef,
+  Destination,
+  Format,
+  QualityInput,
+  QualityRule,
+  SchemaRef,
+  SecretRef,
+  Source,
+  TargetSchema,
 } from "./inputs.js";
 import { parseDuration } from "../spec/duration.js";
 import { BROKER_KINDS, connectionShape } from "../connectors/streams/registry.js";
@@ -30,8 +41,14 @@ const SECURE = "the secure API workflow";
 const SERVICE = "service mode (events and the event coordinator)";
 
 const obj = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
-const sig = (kind: ActionKind, owner: string, action: string, capability: string, description: string, input: z.ZodType): SeedSignature =>
-  ({ kind, owner, action, capability, description, input });
+const sig = (kind: ActionKind, owner: string, action: string, capability: string, description: string, input: z.ZodType): SeedSignature => ({
+  kind,
+  owner,
+  action,
+  capability,
+  description,
+  input,
+});
 
 /**
  * How merge_processed_files picks between rows with the same key and different content.
@@ -50,15 +67,19 @@ const MergeConflict = obj({
     ctx.addIssue({ code: "custom", path: ["priority"], message: "priority applies to policy priority only" });
   if (c.policy === "priority" && c.priority === undefined)
     ctx.addIssue({ code: "custom", path: ["priority"], message: "policy priority needs priority: source patterns, best first" });
-  if (c.policy === "priority" && c.column !== undefined)
-    ctx.addIssue({ code: "custom", path: ["column"], message: "column applies to policy latest only" });
+  if (c.policy === "priority" && c.column !== undefined) ctx.addIssue({ code: "custom", path: ["column"], message: "column applies to policy latest only" });
 });
 
 /** The conversion step's inputs (convert_to_standard_format, standardize_file_formats). */
 const ConvertInput = {
   dataset: DatasetRef,
   schema: SchemaRef.describe("The target schema inline, or the path of a schema file."),
-  maxRejectShare: z.number().min(0).max(1).optional().describe("Most rejected records, as a share of the records read, before the step fails (default 0.5; 1 never fails)."),
+  maxRejectShare: z
+    .number()
+    .min(0)
+    .max(1)
+    .optional()
+    .describe("Most rejected records, as a share of the records read, before the step fails (default 0.5; 1 never fails)."),
   allowEmpty: z.boolean().optional().describe("Whether a source with no records succeeds (default true; reported as empty)."),
   failureThreshold: z.number().min(0).max(1).optional().describe("Share of files allowed to fail; default: any, as long as one succeeds."),
   workers: z.number().int().min(1).max(64).optional().describe("Worker threads at most (default: the CPU count)."),
@@ -66,115 +87,288 @@ const ConvertInput = {
 
 export const SEED_SIGNATURES: SeedSignature[] = [
   // Standard ingestion
-  sig("agent", "data-scheduler", "validate_source_availability", BATCH, "Check that the source exists and answers.",
-    obj({ source: Source, auth: Auth.optional(), minFiles: z.number().int().min(0).optional() })),
-  sig("agent", "data-connector", "establish_secure_connection", BATCH, "Open and check the connection collection will use.",
-    obj({ source: Source, auth: Auth.optional(), sslmode: z.enum(["disable", "require", "verify-full"]).optional() })),
-  sig("agent", "data-collector", "collect_data_from_source", BATCH, "Stream the source into a staged dataset.",
+  sig(
+    "agent",
+    "data-scheduler",
+    "validate_source_availability",
+    BATCH,
+    "Check that the source exists and answers.",
+    obj({ source: Source, auth: Auth.optional(), minFiles: z.number().int().min(0).optional() }),
+  ),
+  sig(
+    "agent",
+    "data-connector",
+    "establish_secure_connection",
+    BATCH,
+    "Open and check the connection collection will use.",
+    obj({ source: Source, auth: Auth.optional(), sslmode: z.enum(["disable", "require", "verify-full"]).optional() }),
+  ),
+  sig(
+    "agent",
+    "data-collector",
+    "collect_data_from_source",
+    BATCH,
+    "Stream the source into a staged dataset.",
     obj({
-      source: Source, format: Format.optional(), csv: CsvOptions.optional(), auth: Auth.optional(),
-      query: z.string().optional(), table: z.string().optional(), recordsPath: z.string().optional(), pagination: Pagination.optional(),
+      source: Source,
+      format: Format.optional(),
+      csv: CsvOptions.optional(),
+      auth: Auth.optional(),
+      query: z.string().optional(),
+      table: z.string().optional(),
+      recordsPath: z.string().optional(),
+      pagination: Pagination.optional(),
       maxPages: z.number().int().min(1).optional().describe("HTTP: most pages to read (default 1000)."),
       onMaxPages: z.enum(["error", "stop"]).optional().describe("HTTP: past maxPages with pages left, fail (default) or stop (then pagesLeft: true)."),
-      batchSize: z.number().int().min(1).optional(), workers: z.number().int().min(1).max(64).optional(),
-    })),
-  sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.",
-    obj(ConvertInput)),
-  sig("service", "base-data-quality", "validate_data_quality", BATCH, "Score the dataset against quality rules; quarantine bad rows.",
-    obj(QualityInput)),
-  sig("service", "base-data-storage", "store_validated_data", BATCH, "Store rows idempotently in the destination.",
-    obj({ dataset: DatasetRef, destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string()).optional(),
-      mode: z.enum(["upsert", "append"]).optional() })),
+      batchSize: z.number().int().min(1).optional(),
+      workers: z.number().int().min(1).max(64).optional(),
+    }),
+  ),
+  sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.", obj(ConvertInput)),
+  sig("service", "base-data-quality", "validate_data_quality", BATCH, "Score the dataset against quality rules; quarantine bad rows.", obj(QualityInput)),
+  sig(
+    "service",
+    "base-data-storage",
+    "store_validated_data",
+    BATCH,
+    "Store rows idempotently in the destination.",
+    obj({
+      dataset: DatasetRef,
+      destination: Destination.optional(),
+      table: z.string().min(1),
+      key: z.array(z.string()).optional(),
+      mode: z.enum(["upsert", "append"]).optional(),
+    }),
+  ),
 
   // Bulk files
-  sig("agent", "file-manager", "discover_files_in_directory", BATCH, "Inventory files with size, checksum and mtime; skip ingested ones.",
+  sig(
+    "agent",
+    "file-manager",
+    "discover_files_in_directory",
+    BATCH,
+    "Inventory files with size, checksum and mtime; skip ingested ones.",
     obj({
       directory: z.string().min(1).describe("The folder holding the files."),
-      pattern: z.string().min(1).optional().describe("A glob relative to the directory, e.g. *.csv; default: every .csv .tsv .ndjson .jsonl .json .parquet file."),
+      pattern: z
+        .string()
+        .min(1)
+        .optional()
+        .describe("A glob relative to the directory, e.g. *.csv; default: every .csv .tsv .ndjson .jsonl .json .parquet file."),
       recursive: z.boolean().optional().describe("Descend into subdirectories (default false)."),
       skipIngested: z.boolean().optional().describe("Leave out files this workflow already ingested from this directory (default true)."),
-    })),
-  sig("agent", "data-collector", "process_files_in_parallel", BATCH, "Parse files in parallel workers, in record-aligned chunks.",
+    }),
+  ),
+  sig(
+    "agent",
+    "data-collector",
+    "process_files_in_parallel",
+    BATCH,
+    "Parse files in parallel workers, in record-aligned chunks.",
     obj({
       files: DatasetRef.describe("The file inventory of an earlier step: ${{ steps.NAME.outputs.files }}."),
       workers: z.number().int().min(1).max(64).default(10).describe("Worker threads (never more than work units)."),
-      chunkSize: z.union([
-        z.string().regex(/^\s*\d+(\.\d+)?\s*([KMGT](iB|B)?|B)?\s*$/i, 'a size such as "100MB", "64MiB", "500KB" or a number of bytes'),
-        z.number().int().min(1024),
-      ]).default("100MB").describe("Target size of a CSV/TSV work unit; other formats are one unit per file."),
-      failureThreshold: z.number().min(0).max(1).optional()
-        .describe("Fraction of files allowed to fail; default: any, as long as one file succeeds."),
+      chunkSize: z
+        .union([
+          z.string().regex(/^\s*\d+(\.\d+)?\s*([KMGT](iB|B)?|B)?\s*$/i, 'a size such as "100MB", "64MiB", "500KB" or a number of bytes'),
+          z.number().int().min(1024),
+        ])
+        .default("100MB")
+        .describe("Target size of a CSV/TSV work unit; other formats are one unit per file."),
+      failureThreshold: z.number().min(0).max(1).optional().describe("Fraction of files allowed to fail; default: any, as long as one file succeeds."),
       csv: CsvOptions.optional(),
-    })),
-  sig("agent", "data-converter", "standardize_file_formats", BATCH, "Bring mixed CSV, NDJSON, JSON and Parquet into one schema.",
-    obj(ConvertInput)),
-  sig("agent", "data-merger", "merge_processed_files", BATCH, "Consolidate into one dataset, removing duplicates by key.",
-    obj({ dataset: DatasetRef, key: z.array(z.string().min(1)).min(1),
-      conflict: MergeConflict.optional() })),
-  sig("service", "base-data-quality", "validate_bulk_data", BATCH, "The quality rules over the consolidated dataset.",
-    obj(QualityInput)),
+    }),
+  ),
+  sig("agent", "data-converter", "standardize_file_formats", BATCH, "Bring mixed CSV, NDJSON, JSON and Parquet into one schema.", obj(ConvertInput)),
+  sig(
+    "agent",
+    "data-merger",
+    "merge_processed_files",
+    BATCH,
+    "Consolidate into one dataset, removing duplicates by key.",
+    obj({ dataset: DatasetRef, key: z.array(z.string().min(1)).min(1), conflict: MergeConflict.optional() }),
+  ),
+  sig("service", "base-data-quality", "validate_bulk_data", BATCH, "The quality rules over the consolidated dataset.", obj(QualityInput)),
 
   // Real-time stream (src/actions/stream/): each is also a stage of a continuous group.
-  sig("agent", "stream-manager", "establish_stream_connection", STREAM, "Connect to the broker and resume from the last committed position.",
+  sig(
+    "agent",
+    "stream-manager",
+    "establish_stream_connection",
+    STREAM,
+    "Connect to the broker and resume from the last committed position.",
     obj({
       // The brokers and their fields are the stream registry's (src/connectors/streams/registry.ts).
       broker: z.enum(BROKER_KINDS),
       ...connectionShape(),
-      redeliverAfter: z.string().refine((s) => parseDuration(s) !== undefined, "must be a duration such as 30s").optional()
-        .describe("How long a delivered but unacknowledged message waits before it is delivered again after a crash (NATS ack wait, Redis claim idle time; default 30s)."),
+      redeliverAfter: z
+        .string()
+        .refine((s) => parseDuration(s) !== undefined, "must be a duration such as 30s")
+        .optional()
+        .describe(
+          "How long a delivered but unacknowledged message waits before it is delivered again after a crash (NATS ack wait, Redis claim idle time; default 30s).",
+        ),
       auth: Auth.optional().describe("basic (username, password) or bearer (token), from secret references; put into the URL for the connector."),
-    })),
-  sig("agent", "data-collector", "process_streaming_data", STREAM, "Decode and convert records as they arrive.",
+    }),
+  ),
+  sig(
+    "agent",
+    "data-collector",
+    "process_streaming_data",
+    STREAM,
+    "Decode and convert records as they arrive.",
     obj({
       decode: z.enum(["json", "csv"]).default("json").describe("json: one JSON object per message; csv: one CSV record per message."),
       schema: TargetSchema.optional().describe("The target schema, as for convert_to_standard_format; default the standard trade schema."),
       csv: obj({ delimiter: z.string().length(1).optional(), quote: z.string().length(1).optional(), columns: z.array(z.string().min(1)).min(1).optional() })
-        .optional().describe("decode: csv only: delimiter, quote, and the field names (default the schema's column order)."),
+        .optional()
+        .describe("decode: csv only: delimiter, quote, and the field names (default the schema's column order)."),
       maxBatch: z.number().int().min(1).max(100_000).optional().describe("Most records per batch (default 500)."),
-      maxLatency: z.string().refine((s) => parseDuration(s) !== undefined, "must be a duration such as 20ms, 1s").optional()
+      maxLatency: z
+        .string()
+        .refine((s) => parseDuration(s) !== undefined, "must be a duration such as 20ms, 1s")
+        .optional()
         .describe("Longest wait to fill a batch (default 20ms)."),
-    })),
-  sig("service", "base-data-quality", "validate_streaming_data", STREAM, "Per-record quality rules; failures to a dead-letter destination.",
+    }),
+  ),
+  sig(
+    "service",
+    "base-data-quality",
+    "validate_streaming_data",
+    STREAM,
+    "Per-record quality rules; failures to a dead-letter destination.",
     obj({
-      rules: z.array(QualityRule.superRefine((r, c) => {
-        const problem = streamRuleProblem(r);
-        if (problem) c.addIssue({ code: "custom", message: problem });
-      })).default([]),
+      rules: z
+        .array(
+          QualityRule.superRefine((r, c) => {
+            const problem = streamRuleProblem(r);
+            if (problem) c.addIssue({ code: "custom", message: problem });
+          }),
+        )
+        .default([]),
       deadLetter: Destination.optional().describe("Where rejected records go instead of <table>_quarantine next to the stored rows (a database)."),
-    })),
-  sig("service", "base-data-storage", "store_streaming_data", STREAM, "Idempotent writes; acknowledge the source only after commit.",
-    obj({ destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string().min(1)).min(1).optional() })),
+    }),
+  ),
+  sig(
+    "service",
+    "base-data-storage",
+    "store_streaming_data",
+    STREAM,
+    "Idempotent writes; acknowledge the source only after commit.",
+    obj({ destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string().min(1)).min(1).optional() }),
+  ),
 
   // Resilient fetch recovery
-  sig("agent", "data-fetch-retry", "analyze_failure_patterns", RECOVERY, "Classify recent failures of a workflow or run.",
-    obj({ workflow: z.string().optional(), runId: z.string().optional(), window: z.string().optional() })),
-  sig("agent", "data-fetch-retry", "select_optimal_retry_strategy", RECOVERY, "Choose a recovery strategy from the failure analysis.",
-    obj({ analysis: DatasetRef.optional(), strategies: z.array(z.string()).optional() })),
-  sig("agent", "data-scheduler", "discover_fallback_sources", RECOVERY, "Find and probe backup sources for a failed primary.",
-    obj({ primary: Source, fallbacks: z.array(Source).default([]) })),
-  sig("agent", "data-collector", "reconstruct_from_multiple_sources", RECOVERY, "Rebuild the missing data from the sources that answer.",
-    obj({ sources: DatasetRef, key: z.array(z.string()).optional(), format: Format.optional() })),
-  sig("agent", "data-merger", "validate_and_store_recovered_data", RECOVERY, "Validate the recovered data and store it.",
-    obj({ dataset: DatasetRef, destination: Destination.optional(), table: z.string().min(1), key: z.array(z.string()).optional(),
-      rules: z.array(QualityRule).optional(), threshold: z.number().min(0).max(1).optional() })),
+  sig(
+    "agent",
+    "data-fetch-retry",
+    "analyze_failure_patterns",
+    RECOVERY,
+    "Classify recent failures of a workflow or run.",
+    obj({ workflow: z.string().optional(), runId: z.string().optional(), window: z.string().optional() }),
+  ),
+  sig(
+    "agent",
+    "data-fetch-retry",
+    "select_optimal_retry_strategy",
+    RECOVERY,
+    "Choose a recovery strategy from the failure analysis.",
+    obj({ analysis: DatasetRef.optional(), strategies: z.array(z.string()).optional() }),
+  ),
+  sig(
+    "agent",
+    "data-scheduler",
+    "discover_fallback_sources",
+    RECOVERY,
+    "Find and probe backup sources for a failed primary.",
+    obj({ primary: Source, fallbacks: z.array(Source).default([]) }),
+  ),
+  sig(
+    "agent",
+    "data-collector",
+    "reconstruct_from_multiple_sources",
+    RECOVERY,
+    "Rebuild the missing data from the sources that answer.",
+    obj({ sources: DatasetRef, key: z.array(z.string()).optional(), format: Format.optional() }),
+  ),
+  sig(
+    "agent",
+    "data-merger",
+    "validate_and_store_recovered_data",
+    RECOVERY,
+    "Validate the recovered data and store it.",
+    obj({
+      dataset: DatasetRef,
+      destination: Destination.optional(),
+      table: z.string().min(1),
+      key: z.array(z.string()).optional(),
+      rules: z.array(QualityRule).optional(),
+      threshold: z.number().min(0).max(1).optional(),
+    }),
+  ),
 
   // Secure API
-  sig("agent", "data-security", "validate_security_requirements", SECURE, "Check TLS, hosts and credentials policy before anything is fetched.",
-    obj({ source: Source, requireTls: z.boolean().default(true), minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional(),
-      allowedHosts: z.array(z.string()).optional() })),
-  sig("agent", "data-connector", "verify_mfa_authentication", SECURE, "Verify a second factor (TOTP) for the source's credentials.",
-    obj({ method: z.enum(["totp"]).default("totp"), secret: SecretRef, code: SecretRef.optional() })),
-  sig("agent", "data-connector", "establish_encrypted_connection", SECURE, "Open a verified TLS connection to the API.",
-    obj({ source: Source, caFile: z.string().optional(), minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional() })),
-  sig("agent", "data-collector", "collect_with_encryption", SECURE, "Collect over TLS and stage the data encrypted at rest.",
-    obj({ source: Source, auth: Auth.optional(), recordsPath: z.string().optional(), key: SecretRef })),
-  sig("agent", "data-security", "classify_sensitive_data", SECURE, "Find PII and sensitive columns and classify them.",
-    obj({ dataset: DatasetRef, sample: z.number().int().min(1).optional() })),
-  sig("agent", "data-security", "store_with_encryption", SECURE, "Store with sensitive columns encrypted (AES-256-GCM) and audited.",
-    obj({ dataset: DatasetRef, destination: Destination.optional(), table: z.string().min(1), key: SecretRef,
-      encryptColumns: z.array(z.string()).optional() })),
+  sig(
+    "agent",
+    "data-security",
+    "validate_security_requirements",
+    SECURE,
+    "Check TLS, hosts and credentials policy before anything is fetched.",
+    obj({
+      source: Source,
+      requireTls: z.boolean().default(true),
+      minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional(),
+      allowedHosts: z.array(z.string()).optional(),
+    }),
+  ),
+  sig(
+    "agent",
+    "data-connector",
+    "verify_mfa_authentication",
+    SECURE,
+    "Verify a second factor (TOTP) for the source's credentials.",
+    obj({ method: z.enum(["totp"]).default("totp"), secret: SecretRef, code: SecretRef.optional() }),
+  ),
+  sig(
+    "agent",
+    "data-connector",
+    "establish_encrypted_connection",
+    SECURE,
+    "Open a verified TLS connection to the API.",
+    obj({ source: Source, caFile: z.string().optional(), minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional() }),
+  ),
+  sig(
+    "agent",
+    "data-collector",
+    "collect_with_encryption",
+    SECURE,
+    "Collect over TLS and stage the data encrypted at rest.",
+    obj({ source: Source, auth: Auth.optional(), recordsPath: z.string().optional(), key: SecretRef }),
+  ),
+  sig(
+    "agent",
+    "data-security",
+    "classify_sensitive_data",
+    SECURE,
+    "Find PII and sensitive columns and classify them.",
+    obj({ dataset: DatasetRef, sample: z.number().int().min(1).optional() }),
+  ),
+  sig(
+    "agent",
+    "data-security",
+    "store_with_encryption",
+    SECURE,
+    "Store with sensitive columns encrypted (AES-256-GCM) and audited.",
+    obj({ dataset: DatasetRef, destination: Destination.optional(), table: z.string().min(1), key: SecretRef, encryptColumns: z.array(z.string()).optional() }),
+  ),
 
   // Event coordination between workflows
-  sig("service", "base-event-coordinator", "publish_event", SERVICE, "Publish a platform event that other workflows may trigger on.",
-    obj({ event: z.string().min(1), data: z.record(z.string(), z.unknown()).optional() })),
+  sig(
+    "service",
+    "base-event-coordinator",
+    "publish_event",
+    SERVICE,
+    "Publish a platform event that other workflows may trigger on.",
+    obj({ event: z.string().min(1), data: z.record(z.string(), z.unknown()).optional() }),
+  ),
 ];

@@ -10,7 +10,10 @@ export async function loadActions(extra: string[] = []): Promise<ActionRegistry>
   const { builtinRegistry } = await import("../actions/builtin.js");
   const { loadActionModules } = await import("../actions/registry.js");
   const registry = builtinRegistry();
-  const fromEnv = (process.env.SLUICE_ACTIONS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const fromEnv = (process.env.SLUICE_ACTIONS ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   await loadActionModules(registry, [...fromEnv, ...extra]);
   return registry;
 }

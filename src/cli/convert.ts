@@ -51,7 +51,11 @@ export async function convertCommand(input: string, output: string, o: ConvertFl
   const { format: _format, ...read } = doc?.read ?? {};
 
   const rejects = o.rejects ? new TextFileWriter(o.rejects) : undefined;
-  const specs: ParquetColumnSpec[] | undefined = schema?.columns.map((c) => ({ name: c.name, type: c.type, ...(c.scale !== undefined ? { scale: c.scale } : {}) }));
+  const specs: ParquetColumnSpec[] | undefined = schema?.columns.map((c) => ({
+    name: c.name,
+    type: c.type,
+    ...(c.scale !== undefined ? { scale: c.scale } : {}),
+  }));
   let result;
   try {
     result = await convertFile({
@@ -62,7 +66,9 @@ export async function convertCommand(input: string, output: string, o: ConvertFl
       maxErrors: SHOWN_REJECTS,
       ...(Object.keys(read).length ? { read } : {}),
       ...(schema ? { schema: schema.columns.map((c) => c.name), transform: (row) => schema.convert(row), write: { schema: specs } } : {}),
-      ...(rejects ? { onReject: (r: RejectedRecord) => rejects.write(`${stringifyJson({ file: r.file, line: r.line, reason: r.reason, raw: r.raw })}\n`) } : {}),
+      ...(rejects
+        ? { onReject: (r: RejectedRecord) => rejects.write(`${stringifyJson({ file: r.file, line: r.line, reason: r.reason, raw: r.raw })}\n`) }
+        : {}),
     });
   } catch (err) {
     throw fileError(err, input, output);
@@ -75,9 +81,7 @@ export async function convertCommand(input: string, output: string, o: ConvertFl
     const where = o.rejects ? `all of them in ${o.rejects}` : "all of them: --rejects FILE";
     process.stderr.write(`… and ${more} more rejected record${more === 1 ? "" : "s"} (${where})\n`);
   }
-  process.stdout.write(
-    `${output}: ${result.rowsOut} rows written (${result.rowsIn} read, ${result.errorCount} malformed), ${result.columns.length} columns\n`,
-  );
+  process.stdout.write(`${output}: ${result.rowsOut} rows written (${result.rowsIn} read, ${result.errorCount} malformed), ${result.columns.length} columns\n`);
   return result.errorCount > 0 ? 1 : 0;
 }
 
@@ -144,6 +148,7 @@ function fileError(err: unknown, input: string, output: string): unknown {
   if (!code || !/^E[A-Z]+$/.test(code)) return err;
   const path = (err as NodeJS.ErrnoException).path ?? "";
   const writing = path !== "" && path !== input;
-  return new SluiceError("IO_ERROR", `cannot ${writing ? "write" : "read"} ${writing ? (path.startsWith(output) ? output : path) : input}: ${why(err)}`, { cause: err });
+  return new SluiceError("IO_ERROR", `cannot ${writing ? "write" : "read"} ${writing ? (path.startsWith(output) ? output : path) : input}: ${why(err)}`, {
+    cause: err,
+  });
 }
-

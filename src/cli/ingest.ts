@@ -62,7 +62,9 @@ export async function ingestCommand(source: string, o: IngestFlags): Promise<num
     process.stderr.write(await schemaText(result));
     if (o.printSchema) await writeSchema(o.printSchema, result);
     if (!schema.key && result.keyCandidates.length > 0)
-      process.stderr.write(`sluice: no key: rows are told apart by their content; ${result.keyCandidates.join(", ")} ${result.keyCandidates.length === 1 ? "is" : "are"} unique in the sample (--key ${result.keyCandidates[0]} upserts on it)\n`);
+      process.stderr.write(
+        `sluice: no key: rows are told apart by their content; ${result.keyCandidates.join(", ")} ${result.keyCandidates.length === 1 ? "is" : "are"} unique in the sample (--key ${result.keyCandidates[0]} upserts on it)\n`,
+      );
   }
   const text = schemaToYaml(schema, [`the schema of sluice ingest ${source}`]);
   const file = join(sluiceHome(), "schemas", `${createHash("sha256").update(text).digest("hex").slice(0, 16)}.yaml`);
@@ -77,13 +79,15 @@ export async function ingestCommand(source: string, o: IngestFlags): Promise<num
 async function infer(source: string, o: InferFlags): Promise<InferResult> {
   const { inferSource } = await import("../actions/batch/infer-source.js");
   const sample = o.sample === undefined ? undefined : Number(o.sample);
-  if (sample !== undefined && !(Number.isInteger(sample) && sample > 0)) throw new SluiceError("USAGE", `--sample must be a positive whole number, not ${o.sample}`);
+  if (sample !== undefined && !(Number.isInteger(sample) && sample > 0))
+    throw new SluiceError("USAGE", `--sample must be a positive whole number, not ${o.sample}`);
   let format: FileFormat | undefined;
   if (o.format) {
     const { parseFormat } = await import("../formats/dispatch.js");
     format = parseFormat(o.format);
   }
-  if (o.delimiter !== undefined && [...o.delimiter.replace("\\t", "\t")].length !== 1) throw new SluiceError("USAGE", `--delimiter must be one character, not ${JSON.stringify(o.delimiter)}`);
+  if (o.delimiter !== undefined && [...o.delimiter.replace("\\t", "\t")].length !== 1)
+    throw new SluiceError("USAGE", `--delimiter must be one character, not ${JSON.stringify(o.delimiter)}`);
   return inferSource(source, {
     ...(format ? { format } : {}),
     ...(o.encoding ? { encoding: o.encoding } : {}),
@@ -95,7 +99,10 @@ async function infer(source: string, o: InferFlags): Promise<InferResult> {
 }
 
 function keyList(key: string): string[] {
-  const cols = key.split(",").map((k) => k.trim()).filter(Boolean);
+  const cols = key
+    .split(",")
+    .map((k) => k.trim())
+    .filter(Boolean);
   if (cols.length === 0) throw new SluiceError("USAGE", "--key takes column names separated by commas");
   return cols;
 }
@@ -106,12 +113,18 @@ async function schemaText(r: InferResult): Promise<string> {
   const what = [
     `inferred by sluice infer from ${r.source}`,
     `${r.sampled.toLocaleString("en-US")} records sampled${r.format === "parquet" || r.format === "arrow" ? " (types from the file's schema)" : ""}`,
-    ...(r.encoding ? [`encoding ${r.encoding.encoding} (${r.encoding.confidence === "bom" ? "from its byte order mark or as given" : r.encoding.confidence === "valid" ? "every byte valid" : "a guess"})`] : []),
+    ...(r.encoding
+      ? [
+          `encoding ${r.encoding.encoding} (${r.encoding.confidence === "bom" ? "from its byte order mark or as given" : r.encoding.confidence === "valid" ? "every byte valid" : "a guess"})`,
+        ]
+      : []),
     ...(r.delimiter !== undefined ? [`delimiter ${JSON.stringify(r.delimiter)}, ${r.header ? "a header row" : "no header row"}`] : []),
     ...r.notes,
     "edit freely: columns (name, type, scale, format, nullValues, from, required, default), key, read, rules",
   ];
-  const notes = Object.fromEntries(r.columns.map((c) => [c.name, [...c.notes, ...(c.nulls > 0 ? [`${c.nulls} empty of ${c.nulls + c.nonNull} sampled`] : [])]]));
+  const notes = Object.fromEntries(
+    r.columns.map((c) => [c.name, [...c.notes, ...(c.nulls > 0 ? [`${c.nulls} empty of ${c.nulls + c.nonNull} sampled`] : [])]]),
+  );
   return schemaToYaml(r.schema, what, notes);
 }
 
@@ -136,7 +149,10 @@ export function tableName(source: string): string {
   name = name.replace(/\*.*$/, "");
   const ext = extname(name);
   if (ext) name = name.slice(0, -ext.length);
-  let t = name.toLowerCase().replace(/[^a-z0-9_]+/g, "_").replace(/^_+|_+$/g, "");
+  let t = name
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, "_")
+    .replace(/^_+|_+$/g, "");
   if (t === "") t = "data";
   if (/^\d/.test(t)) t = `t_${t}`;
   return t.slice(0, 50);

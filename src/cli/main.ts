@@ -29,8 +29,7 @@ function buildProgram(): Command {
     .configureOutput({ outputError: () => undefined });
 
   const actionsOption = () =>
-    new Option("--actions <module>", "load extra actions from a JavaScript module (repeatable; also SLUICE_ACTIONS, comma-separated)")
-      .argParser(collect);
+    new Option("--actions <module>", "load extra actions from a JavaScript module (repeatable; also SLUICE_ACTIONS, comma-separated)").argParser(collect);
 
   program
     .command("validate")

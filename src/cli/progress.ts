@@ -112,10 +112,10 @@ export function describeFinal(last: LastProgress | undefined, outputs: Record<st
   if (duplicate) parts.push(`${fmt(duplicate)} duplicate`);
   // Rates (in the live line's order) only where the step reported that quantity as it went: a
   // source check's `bytes` is the size of what it looked at, not bytes it moved in its 16 ms.
-  const rowsOver = outRows !== undefined ? durationMs : last?.elapsedMs ?? 0;
+  const rowsOver = outRows !== undefined ? durationMs : (last?.elapsedMs ?? 0);
   if (p.rows !== undefined && p.bytes === undefined && rows !== undefined && rowsOver > 1_000) {
     // A store's work is its stored and its duplicate rows (a re-run stores none, quickly).
-    const done = rows + (stored !== undefined ? duplicate ?? 0 : 0);
+    const done = rows + (stored !== undefined ? (duplicate ?? 0) : 0);
     parts.push(`${fmt(Math.round(done / (rowsOver / 1000)))} rows/s`);
   }
 
@@ -306,7 +306,12 @@ function jsonProgress(out: Terminal): Progress {
         if (Date.now() - (lastShown.get(key) ?? 0) < 5_000) return;
         lastShown.set(key, Date.now());
       }
-      const level = (e.type === "step-ended" && e.status !== "succeeded") || e.type === "step-warning" ? "warn" : e.type === "run-ended" && e.status !== "succeeded" ? "error" : "info";
+      const level =
+        (e.type === "step-ended" && e.status !== "succeeded") || e.type === "step-warning"
+          ? "warn"
+          : e.type === "run-ended" && e.status !== "succeeded"
+            ? "error"
+            : "info";
       const { type, ...fields } = e;
       log[level]({ event: type, ...fields }, type);
     },
@@ -320,15 +325,22 @@ function jsonProgress(out: Terminal): Progress {
 // The live table.
 
 const ICON: Record<string, string> = {
-  pending: pc.dim("·"), running: pc.cyan("▶"), succeeded: pc.green("✔"), failed: pc.red("✖"),
-  timedOut: pc.red("⏱"), skipped: pc.dim("↷"), cancelled: pc.yellow("■"), retrying: pc.yellow("↻"),
+  pending: pc.dim("·"),
+  running: pc.cyan("▶"),
+  succeeded: pc.green("✔"),
+  failed: pc.red("✖"),
+  timedOut: pc.red("⏱"),
+  skipped: pc.dim("↷"),
+  cancelled: pc.yellow("■"),
+  retrying: pc.yellow("↻"),
 };
 
 /** The table's lines, without a trailing newline: header, one line per step, footer. */
 export function renderTable(v: RunView, now: number): string[] {
-  const header = v.workflow !== undefined
-    ? `${pc.bold(v.workflow)} ${pc.dim(v.runId ?? "")}${v.resumed ? pc.yellow(" (resumed)") : ""}${v.takenFromPid !== undefined ? pc.yellow(` (taken over from pid ${v.takenFromPid}, gone)`) : ""}${pc.dim(`  ${formatDuration(now - v.t0)}`)}`
-    : pc.dim(`  ${formatDuration(now - v.t0)}`);
+  const header =
+    v.workflow !== undefined
+      ? `${pc.bold(v.workflow)} ${pc.dim(v.runId ?? "")}${v.resumed ? pc.yellow(" (resumed)") : ""}${v.takenFromPid !== undefined ? pc.yellow(` (taken over from pid ${v.takenFromPid}, gone)`) : ""}${pc.dim(`  ${formatDuration(now - v.t0)}`)}`
+      : pc.dim(`  ${formatDuration(now - v.t0)}`);
   const width = Math.max(8, ...[...v.steps.keys()].map((k) => k.length));
   const lines = [...v.steps].map(([name, r]) => {
     const dur = r.startedAt && r.status === "running" ? now - r.startedAt : r.durationMs;

@@ -25,10 +25,15 @@ export async function publishCommand(broker: string, url: string, o: PublishFlag
   const started = performance.now();
   let sent = 0;
   try {
-    for await (const record of tradeRecords({
-      rows: count, badShare: o.badShare === undefined ? undefined : Number(o.badShare),
-      seed: o.seed === undefined ? undefined : Number(o.seed), idPrefix: o.idPrefix,
-    }, summary)) {
+    for await (const record of tradeRecords(
+      {
+        rows: count,
+        badShare: o.badShare === undefined ? undefined : Number(o.badShare),
+        seed: o.seed === undefined ? undefined : Number(o.seed),
+        idPrefix: o.idPrefix,
+      },
+      summary,
+    )) {
       await publisher.publish(JSON.stringify(record));
       sent++;
       // A steady rate: wait until this message is due, in steps of at least a millisecond.

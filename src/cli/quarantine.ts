@@ -17,7 +17,10 @@ export async function quarantineCommand(id: string, o: { json?: boolean; limit: 
     const files = run.spec.spec.steps.flatMap((s) => {
       const dir = join(home, "runs", id, "artifacts", s.name);
       if (!existsSync(dir)) return [];
-      return readdirSync(dir).filter((f) => /^quarantine.*\.ndjson$/.test(f)).sort().map((f) => join(dir, f));
+      return readdirSync(dir)
+        .filter((f) => /^quarantine.*\.ndjson$/.test(f))
+        .sort()
+        .map((f) => join(dir, f));
     });
     let total = 0;
     const shown: unknown[] = [];
@@ -35,7 +38,11 @@ export async function quarantineCommand(id: string, o: { json?: boolean; limit: 
     }
     for (const r of shown as { source: string; line: number; step: string; reasons: string[] }[])
       process.stdout.write(`${r.source}:${r.line}: [${r.step}] ${r.reasons.join("; ")}\n`);
-    process.stdout.write(total === 0 ? `run ${id} quarantined no records\n` : `${total} quarantined record${total === 1 ? "" : "s"}${total > shown.length ? ` (first ${shown.length} shown; --limit N for more)` : ""}\n`);
+    process.stdout.write(
+      total === 0
+        ? `run ${id} quarantined no records\n`
+        : `${total} quarantined record${total === 1 ? "" : "s"}${total > shown.length ? ` (first ${shown.length} shown; --limit N for more)` : ""}\n`,
+    );
     return 0;
   });
 }

@@ -65,7 +65,10 @@ function printApplied(applied: Applied[], via: string): void {
 
 function printProblems(problems: Problem[], file: string): never {
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
-  throw new SluiceError("SPEC_INVALID", `${file} is not a valid workflow (${problems.length} problem${problems.length > 1 ? "s" : ""} above); nothing was applied`);
+  throw new SluiceError(
+    "SPEC_INVALID",
+    `${file} is not a valid workflow (${problems.length} problem${problems.length > 1 ? "s" : ""} above); nothing was applied`,
+  );
 }
 
 export async function applyCommand(file: string, o: RemoteFlags & { actions?: string[] }): Promise<number> {
@@ -73,11 +76,18 @@ export async function applyCommand(file: string, o: RemoteFlags & { actions?: st
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    throw new SluiceError("FILE_NOT_FOUND", `cannot read ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+    throw new SluiceError(
+      "FILE_NOT_FOUND",
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`,
+    );
   }
   const a = await callServer(o, "POST", "/api/v1/workflows", text, "application/yaml");
   if (a) {
-    if (a.status === 422) printProblems((a.body.error?.problems ?? []).map((p) => ({ ...p, file })), file);
+    if (a.status === 422)
+      printProblems(
+        (a.body.error?.problems ?? []).map((p) => ({ ...p, file })),
+        file,
+      );
     if (a.status >= 400) throw serverError(a);
     printApplied(a.body.applied ?? [], "(through the server)");
     return 0;
@@ -131,7 +141,9 @@ export async function emitCommand(event: string, o: RemoteFlags & { data?: strin
     refused = r.refused;
     via = runs.length ? " (queued in the store; no server answered, so they start when a worker runs)" : "";
   }
-  process.stdout.write(`event ${event} recorded as ${id}; ${runs.length ? `started ${runs.length} run${runs.length > 1 ? "s" : ""}: ${runs.join(" ")}${via}` : "no workflow is triggered by it"}\n`);
+  process.stdout.write(
+    `event ${event} recorded as ${id}; ${runs.length ? `started ${runs.length} run${runs.length > 1 ? "s" : ""}: ${runs.join(" ")}${via}` : "no workflow is triggered by it"}\n`,
+  );
   for (const f of refused) process.stderr.write(`sluice: ${f.workflow} not started: ${f.message}\n`);
   return 0;
 }

@@ -51,8 +51,10 @@ export async function resumeCommand(id: string, o: { json?: boolean; wait?: bool
     const onWait = (w: LeaseWait) => {
       if (told) return; // once, even when a lease we waited out went to another process first
       told = true;
-      process.stderr.write(`sluice: run ${id} is being executed by ${describeHolder(w.owner)}; waiting for its lease to expire at ` +
-        `${new Date(w.expiresAt).toISOString()} (later if that process renews it), then resuming\n`);
+      process.stderr.write(
+        `sluice: run ${id} is being executed by ${describeHolder(w.owner)}; waiting for its lease to expire at ` +
+          `${new Date(w.expiresAt).toISOString()} (later if that process renews it), then resuming\n`,
+      );
     };
     for (;;) {
       if (o.wait) await waitForLease(store, id, onWait);
@@ -102,10 +104,18 @@ function printSummary(d: Awaited<ReturnType<typeof runDetail>>, spec: Workflow):
   const upstream = new Set(spec.spec.steps.flatMap((s) => s.dependsOn ?? []));
   for (const s of d.steps) {
     if (upstream.has(s.name) || s.status !== "succeeded" || !s.outputs) continue;
-    const text = typeof s.outputs.stdout === "string" && s.outputs.stdout
-      ? s.outputs.stdout
-      : Object.entries(s.outputs).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join("\n");
-    process.stdout.write(`${s.name}:\n${text.split("\n").map((l) => `  ${l}`).join("\n")}\n`);
+    const text =
+      typeof s.outputs.stdout === "string" && s.outputs.stdout
+        ? s.outputs.stdout
+        : Object.entries(s.outputs)
+            .map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`)
+            .join("\n");
+    process.stdout.write(
+      `${s.name}:\n${text
+        .split("\n")
+        .map((l) => `  ${l}`)
+        .join("\n")}\n`,
+    );
   }
 }
 

@@ -21,8 +21,7 @@ const SAMPLE_KINDS = ["trades"];
 export const DEFAULT_SAMPLE_ROWS = 10_000;
 
 export async function sampleCommand(kind: string, output: string, o: SampleFlags): Promise<number> {
-  if (!SAMPLE_KINDS.includes(kind))
-    throw new SluiceError("USAGE", `unknown sample "${kind}"; the samples are: ${SAMPLE_KINDS.join(", ")}`);
+  if (!SAMPLE_KINDS.includes(kind)) throw new SluiceError("USAGE", `unknown sample "${kind}"; the samples are: ${SAMPLE_KINDS.join(", ")}`);
   const opts: TradeSampleOptions = { rows: DEFAULT_SAMPLE_ROWS };
   if (o.rows !== undefined) opts.rows = wholeNumber("--rows", o.rows, false);
   if (o.seed !== undefined) opts.seed = wholeNumber("--seed", o.seed, true);
@@ -38,9 +37,7 @@ export async function sampleCommand(kind: string, output: string, o: SampleFlags
   }
   await mkdir(dirname(output), { recursive: true });
   const s = await writeTradesFile(output, opts);
-  process.stdout.write(
-    `${output}: ${s.rows} rows (${s.good} good, ${s.bad} bad, ${s.duplicates} duplicates), ${(s.bytes / 1e6).toFixed(2)} MB\n`,
-  );
+  process.stdout.write(`${output}: ${s.rows} rows (${s.good} good, ${s.bad} bad, ${s.duplicates} duplicates), ${(s.bytes / 1e6).toFixed(2)} MB\n`);
   return 0;
 }
 
@@ -53,7 +50,6 @@ function wholeNumber(flag: string, text: string, signed: boolean): number {
 
 function fraction(flag: string, text: string): number {
   const n = Number(text);
-  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || n > 1)
-    throw new SluiceError("USAGE", `${flag} must be a fraction from 0 to 1, e.g. 0.01, not "${text}"`);
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || n > 1) throw new SluiceError("USAGE", `${flag} must be a fraction from 0 to 1, e.g. 0.01, not "${text}"`);
   return n;
 }

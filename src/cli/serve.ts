@@ -41,7 +41,7 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
   const configFile = o.config ?? process.env.SLUICE_CONFIG;
   const config = await loadServerConfig(configFile);
   const auth = await resolveAuth(config.auth, { configFile });
-  const port = o.port !== undefined ? parsePort(o.port) : config.server.port ?? 8080;
+  const port = o.port !== undefined ? parsePort(o.port) : (config.server.port ?? 8080);
   const host = o.host ?? config.server.host;
   const graceMs = Number(o.grace) * 1000;
   const actions = await loadActions(o.actions);
@@ -58,7 +58,10 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
     const r = await syncWorkflowDirectory(store, actions, o.workflows);
     for (const a of r.applied.filter((x) => x.created)) log.info({ workflow: a.name, version: a.version, source: a.source }, "workflow applied");
     for (const f of r.refused)
-      log.error({ file: f.file, problems: f.problems.map(formatProblem) }, `workflow file refused; the previous version stays current: ${f.problems.map(formatProblem).join("; ")}`);
+      log.error(
+        { file: f.file, problems: f.problems.map(formatProblem) },
+        `workflow file refused; the previous version stays current: ${f.problems.map(formatProblem).join("; ")}`,
+      );
     for (const name of r.retired) log.info({ workflow: name }, "workflow retired (its file was removed)");
   };
   await sync();
@@ -75,7 +78,10 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
 
   const scheduler = startScheduler({
     // One lease TTL for runs and leadership: a dead leader is replaced as fast as a dead worker.
-    store, owner, log: messageFirst(log), leaseTtlMs: leaseTtl(),
+    store,
+    owner,
+    log: messageFirst(log),
+    leaseTtlMs: leaseTtl(),
     onFire: (f) => observers.metrics.observeTriggerLag(f.workflow, f.trigger, f.lagMs),
   });
   // SLUICE_WATCH_INTERVAL_MS (time between scans, default 5000) and SLUICE_WATCH_STABLE_MS (how
@@ -86,8 +92,13 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
   const watchers: FileWatcher[] = (o.watch ?? []).map((spec) => {
     const [wdir, event] = spec.split(":");
     return startFileWatcher({
-      store, dir: wdir!, event: event || undefined, intervalMs: watchIntervalMs, stableMs: watchStableMs,
-      isLeader: () => scheduler.isLeader(), log: messageFirst(log),
+      store,
+      dir: wdir!,
+      event: event || undefined,
+      intervalMs: watchIntervalMs,
+      stableMs: watchStableMs,
+      isLeader: () => scheduler.isLeader(),
+      log: messageFirst(log),
     });
   });
   // SLA checks scan the store: one process (the leader) does it for the fleet.
@@ -99,13 +110,28 @@ export async function serveCommand(o: ServeFlags): Promise<number> {
   let worker: Worker | undefined;
   if (o.worker) {
     worker = await startWorker({
-      store, actions, home, owner, maxRuns: o.maxRuns ? Number(o.maxRuns) : undefined,
-      onEvent: observers.onEvent, publishEvent: observers.publish, log,
+      store,
+      actions,
+      home,
+      owner,
+      maxRuns: o.maxRuns ? Number(o.maxRuns) : undefined,
+      onEvent: observers.onEvent,
+      publishEvent: observers.publish,
+      log,
       onStreamLatency: (w, stage, ms) => observers.metrics.observeStreamLatency(w, stage, ms),
     });
   }
 
-  const app = createApp({ store, home, actions, metrics: observers.metrics, auth, ready: () => ready, log, onEventReceived: (name) => observers.metrics.observeEvent(name) });
+  const app = createApp({
+    store,
+    home,
+    actions,
+    metrics: observers.metrics,
+    auth,
+    ready: () => ready,
+    log,
+    onEventReceived: (name) => observers.metrics.observeEvent(name),
+  });
   const http = await startHttpServer({ app, port, host, auth, log });
   apiUrl = http.url;
   ready = true;

@@ -21,7 +21,10 @@ import { dirname } from "node:path";
  * worker's start line, the scheduler's leadership lines) replaces it rather than repeating the key.
  */
 export function serviceLogger(role: string, owner: string): Logger {
-  return jsonLogger({ service: "sluice", role, owner }, { level: process.env.SLUICE_LOG_LEVEL ?? "info", destination: pino.destination({ fd: 2, sync: true }) });
+  return jsonLogger(
+    { service: "sluice", role, owner },
+    { level: process.env.SLUICE_LOG_LEVEL ?? "info", destination: pino.destination({ fd: 2, sync: true }) },
+  );
 }
 
 export interface Observers {
@@ -48,11 +51,16 @@ export async function createObservers(opts: {
   const baseDir = opts.configFile ? dirname(opts.configFile) : undefined;
   const targets = await Promise.all(
     // config.ts accepts a plain http(s) URL or a secret reference holding one; only references are resolved.
-    opts.config.alerts.map(async (t, i) => ({ ...t, url: isSecretRef(t.url) ? await resolveSecret(t.url, `alerts[${i}].url (${t.name})`, { baseDir }) : t.url })),
+    opts.config.alerts.map(async (t, i) => ({
+      ...t,
+      url: isSecretRef(t.url) ? await resolveSecret(t.url, `alerts[${i}].url (${t.name})`, { baseDir }) : t.url,
+    })),
   );
   const baseUrl = opts.baseUrl;
   const alerter = createAlerter({
-    targets, store, log: messageFirst(log),
+    targets,
+    store,
+    log: messageFirst(log),
     // Read at each alert (alerts.ts link()), so a port chosen at listen time is the one linked.
     get baseUrl() {
       return typeof baseUrl === "function" ? baseUrl() : baseUrl;
@@ -73,7 +81,11 @@ export async function createObservers(opts: {
     logEngineEvent(log, e);
   };
   return {
-    metrics, alerter, platform, publish, onEvent,
+    metrics,
+    alerter,
+    platform,
+    publish,
+    onEvent,
     async close() {
       await platform.flush();
       await alerter.flush();
@@ -98,10 +110,17 @@ function logEngineEvent(log: Logger, e: EngineEvent): void {
       break;
     case "step-ended":
       if (e.status === "succeeded") log.debug({ runId: e.runId, step: e.step, attempt: e.attempt, ms: e.durationMs }, "step succeeded");
-      else log.warn({ runId: e.runId, step: e.step, attempt: e.attempt, status: e.status, error: e.error, retryInMs: e.retryInMs }, "step attempt did not succeed");
+      else
+        log.warn(
+          { runId: e.runId, step: e.step, attempt: e.attempt, status: e.status, error: e.error, retryInMs: e.retryInMs },
+          "step attempt did not succeed",
+        );
       break;
     case "run-ended":
-      (e.status === "succeeded" ? log.info.bind(log) : log.warn.bind(log))({ runId: e.runId, workflow: e.workflow, status: e.status, error: e.error }, "run ended");
+      (e.status === "succeeded" ? log.info.bind(log) : log.warn.bind(log))(
+        { runId: e.runId, workflow: e.workflow, status: e.status, error: e.error },
+        "run ended",
+      );
       break;
     case "run-detached":
       log.info({ runId: e.runId, reason: e.reason }, "run handed back");

@@ -12,16 +12,22 @@ const RUN_STATUSES: RunStatus[] = ["pending", "running", "succeeded", "failed", 
 type Attempt = RunDetail["steps"][number]["attempts"][number];
 
 export async function runsCommand(o: { workflow?: string; status?: string; limit: string; json?: boolean }): Promise<number> {
-  if (o.status && !RUN_STATUSES.includes(o.status as RunStatus))
-    throw new SluiceError("USAGE", `--status must be one of ${RUN_STATUSES.join(", ")}`);
+  if (o.status && !RUN_STATUSES.includes(o.status as RunStatus)) throw new SluiceError("USAGE", `--status must be one of ${RUN_STATUSES.join(", ")}`);
   const limit = Number(o.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new SluiceError("USAGE", `--limit must be a positive whole number`);
   return withStore(async (store) => {
     const runs = await store.listRuns({ workflow: o.workflow, status: o.status as RunStatus | undefined, limit });
     if (o.json) {
       const out = runs.map((r) => ({
-        id: r.id, workflow: r.workflow, status: r.status, createdAt: r.createdAt, startedAt: r.startedAt, endedAt: r.endedAt,
-        params: r.params, error: r.error, trigger: r.trigger,
+        id: r.id,
+        workflow: r.workflow,
+        status: r.status,
+        createdAt: r.createdAt,
+        startedAt: r.startedAt,
+        endedAt: r.endedAt,
+        params: r.params,
+        error: r.error,
+        trigger: r.trigger,
       }));
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       return 0;
@@ -33,7 +39,14 @@ export async function runsCommand(o: { workflow?: string; status?: string; limit
     // A child run (started by a `workflow:` step) names its parent run and step.
     const parentOf = (r: (typeof runs)[number]) => (r.trigger?.parent ? `${r.trigger.parent.runId} ${r.trigger.parent.step}` : "");
     const withParents = runs.some((r) => r.trigger?.parent);
-    const rows = runs.map((r) => [r.id, r.workflow, r.status, r.createdAt.replace("T", " ").slice(0, 19), took(r.startedAt, r.endedAt), ...(withParents ? [parentOf(r)] : [])]);
+    const rows = runs.map((r) => [
+      r.id,
+      r.workflow,
+      r.status,
+      r.createdAt.replace("T", " ").slice(0, 19),
+      took(r.startedAt, r.endedAt),
+      ...(withParents ? [parentOf(r)] : []),
+    ]);
     printTable(["RUN", "WORKFLOW", "STATUS", "CREATED (UTC)", "DURATION", ...(withParents ? ["PARENT"] : [])], rows);
     return 0;
   });
@@ -52,8 +65,14 @@ export async function statusCommand(id: string, o: { json?: boolean }): Promise<
     const errorOf = (a: Attempt | undefined) => (a?.error ? `${a.error.code}: ${a.error.message}`.slice(0, 120) : "");
     for (const s of d.steps) {
       const last = s.attempts.at(-1);
-      rows.push([s.name, colour(s.status), String(s.attempts.length), last ? took(last.startedAt, last.endedAt) : "",
-        ...usageCells(last?.usage ?? null), errorOf(last)]);
+      rows.push([
+        s.name,
+        colour(s.status),
+        String(s.attempts.length),
+        last ? took(last.startedAt, last.endedAt) : "",
+        ...usageCells(last?.usage ?? null),
+        errorOf(last),
+      ]);
       // The attempts before the last one, each with its own figures, under their step.
       for (const a of s.attempts.slice(0, -1))
         rows.push([pc.dim(`  #${a.n}`), colour(a.status), "", took(a.startedAt, a.endedAt), ...usageCells(a.usage), errorOf(a)]);
@@ -84,6 +103,10 @@ function printTable(head: string[], rows: string[][]): void {
   // eslint-disable-next-line no-control-regex
   const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "").length;
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => visible(r[i] ?? ""))));
-  const line = (cells: string[]) => cells.map((c, i) => c + " ".repeat(widths[i]! - visible(c))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c + " ".repeat(widths[i]! - visible(c)))
+      .join("  ")
+      .trimEnd();
   process.stdout.write(`${pc.dim(line(head))}\n${rows.map(line).join("\n")}\n`);
 }

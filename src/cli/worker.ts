@@ -31,9 +31,15 @@ export async function workerCommand(o: WorkerFlags): Promise<number> {
   const store = await openStore();
   const observers = await createObservers({ store, config, configFile, log, role: "worker" });
   const worker = await startWorker({
-    store, actions, home: sluiceHome(), owner, maxRuns: o.maxRuns ? Number(o.maxRuns) : undefined,
-    onEvent: observers.onEvent, publishEvent: observers.publish, log,
-      onStreamLatency: (w, stage, ms) => observers.metrics.observeStreamLatency(w, stage, ms),
+    store,
+    actions,
+    home: sluiceHome(),
+    owner,
+    maxRuns: o.maxRuns ? Number(o.maxRuns) : undefined,
+    onEvent: observers.onEvent,
+    publishEvent: observers.publish,
+    log,
+    onStreamLatency: (w, stage, ms) => observers.metrics.observeStreamLatency(w, stage, ms),
   });
   let metricsServer: ReturnType<typeof serve> | undefined;
   if (o.metricsPort !== undefined) {

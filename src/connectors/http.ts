@@ -26,9 +26,7 @@ import { SluiceError } from "../errors.js";
 import { redact, resolveSecret, safeUrl, type ResolveSecretOptions } from "./secrets.js";
 
 export type HttpAuth =
-  | { type: "bearer"; token: string }
-  | { type: "basic"; username: string; password: string }
-  | { type: "apiKey"; header: string; value: string };
+  { type: "bearer"; token: string } | { type: "basic"; username: string; password: string } | { type: "apiKey"; header: string; value: string };
 
 export type HttpPagination =
   /** Next URL from a JSON path in the body (`links.next`), else from the `Link: <…>; rel="next"` header. */
@@ -117,7 +115,7 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
   try {
     const maxPages = config.maxPages ?? DEFAULTS.maxPages;
     const pagination = config.pagination;
-    let pageNumber = pagination?.type === "page" ? pagination.startPage ?? 1 : 0;
+    let pageNumber = pagination?.type === "page" ? (pagination.startPage ?? 1) : 0;
     let url = firstUrl(config);
     if (pagination?.type === "page") url = withPageParams(url, pagination, pageNumber);
     const seen = new Set<string>();
@@ -157,7 +155,10 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
       }
       if (seen.has(next.href)) {
         // A server that hands back a link (or cursor) already visited would loop forever.
-        throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(config.url)} returned a next page that was already fetched (${safeUrl(next)}); stopping to avoid an endless loop.`);
+        throw new SluiceError(
+          "BAD_INPUT",
+          `HTTP source ${safeUrl(config.url)} returned a next page that was already fetched (${safeUrl(next)}); stopping to avoid an endless loop.`,
+        );
       }
       if (stopEarly) return;
       if (count >= maxPages) {
@@ -227,7 +228,11 @@ export function parseLinkHeader(value: string | null | undefined): Record<string
 
 /** Value at a dotted path (`data.items`, `links.next`, `results[0].id`, optional leading `$.`). */
 export function getPath(value: unknown, path: string): unknown {
-  const parts = path.replace(/^\$\.?/, "").replace(/\[(\d+)\]/g, ".$1").split(".").filter(Boolean);
+  const parts = path
+    .replace(/^\$\.?/, "")
+    .replace(/\[(\d+)\]/g, ".$1")
+    .split(".")
+    .filter(Boolean);
   let cur: unknown = value;
   for (const p of parts) {
     if (cur === null || typeof cur !== "object") return undefined;
@@ -304,7 +309,10 @@ function firstUrl(config: HttpSourceConfig): URL {
   }
   if (url.username || url.password) {
     // fetch refuses such URLs anyway; say what to do instead.
-    throw new SluiceError("BAD_CONFIG", `HTTP source URL ${safeUrl(url)} must not contain credentials; use auth: { type: basic, username, password: env:NAME }.`);
+    throw new SluiceError(
+      "BAD_CONFIG",
+      `HTTP source URL ${safeUrl(url)} must not contain credentials; use auth: { type: basic, username, password: env:NAME }.`,
+    );
   }
   for (const [k, v] of Object.entries(config.query ?? {})) url.searchParams.set(k, String(v));
   return url;
@@ -386,7 +394,8 @@ function announcedMore(page: HttpPage, response: Response, config: HttpSourceCon
   for (const [prefix, o] of places) {
     const candidates: [string, unknown][] = NEXT_FIELDS.filter((f) => found(prefix, f)).map((f) => [f, o[f]]);
     const cursor = o["cursor"];
-    if (found(prefix, "cursor") && cursor !== null && typeof cursor === "object" && !Array.isArray(cursor)) candidates.push(["cursor.next", (cursor as Record<string, unknown>)["next"]]);
+    if (found(prefix, "cursor") && cursor !== null && typeof cursor === "object" && !Array.isArray(cursor))
+      candidates.push(["cursor.next", (cursor as Record<string, unknown>)["next"]]);
     for (const [name, value] of candidates) {
       if (!announces(value)) continue;
       // JSON:API and HAL write a link as an object: `links.next.href`.
@@ -414,13 +423,20 @@ function announcedMore(page: HttpPage, response: Response, config: HttpSourceCon
     const pageField = ["page", "current_page"].find((f) => integer(o[f]) !== undefined);
     const lastField = ["total_pages", "totalPages", "last_page"].find((f) => integer(o[f]) !== undefined);
     if (pageField && lastField && integer(o[pageField])! < integer(o[lastField])!)
-      return fail(`${prefix}${pageField}: ${integer(o[pageField])} of ${prefix}${lastField}: ${integer(o[lastField])}`, `${none}; add pagination: { type: page, pageParam: … }`, { field: `${prefix}${lastField}` });
+      return fail(
+        `${prefix}${pageField}: ${integer(o[pageField])} of ${prefix}${lastField}: ${integer(o[lastField])}`,
+        `${none}; add pagination: { type: page, pageParam: … }`,
+        { field: `${prefix}${lastField}` },
+      );
   }
   for (const [prefix, o] of places) {
     for (const name of ["total", "total_count", "totalCount", "count"]) {
       const n = found(prefix, name) ? integer(o[name]) : undefined;
       if (n !== undefined && n > recordsRead)
-        return fail(`${prefix}${name}: ${n}`, `${none}; add pagination: { type: page, pageParam: … } or { type: cursor, cursorParam: …, cursorPath: … }`, { field: `${prefix}${name}`, total: n });
+        return fail(`${prefix}${name}: ${n}`, `${none}; add pagination: { type: page, pageParam: … } or { type: cursor, cursorParam: …, cursorPath: … }`, {
+          field: `${prefix}${name}`,
+          total: n,
+        });
     }
   }
   return undefined;
@@ -571,7 +587,10 @@ async function readPage(session: Session, response: Response, finalUrl: URL): Pr
   let records: unknown;
   try {
     if (isNdjson) {
-      body = text.split(/\r?\n/).filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as unknown);
+      body = text
+        .split(/\r?\n/)
+        .filter((l) => l.trim() !== "")
+        .map((l) => JSON.parse(l) as unknown);
     } else {
       body = text.trim() === "" ? [] : (JSON.parse(text) as unknown);
     }
@@ -592,7 +611,10 @@ async function readPage(session: Session, response: Response, finalUrl: URL): Pr
   const list = records as unknown[];
   list.forEach((r, i) => {
     if (r === null || typeof r !== "object" || Array.isArray(r)) {
-      throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(finalUrl)}: record ${i} is not a JSON object${path ? "" : "; set recordsPath to the records array"}.`);
+      throw new SluiceError(
+        "BAD_INPUT",
+        `HTTP source ${safeUrl(finalUrl)}: record ${i} is not a JSON object${path ? "" : "; set recordsPath to the records array"}.`,
+      );
     }
   });
   const page: HttpPage = { ...base, records: list as Record<string, unknown>[] };
@@ -611,8 +633,13 @@ function statusError(status: number, url: URL, session: Session, body: string): 
     403: "the credentials are not allowed to read it",
     404: "the URL does not exist",
   };
-  if (status === 408) return new SluiceError("NETWORK_ERROR", `${method} ${shown} failed with HTTP 408: the server timed out waiting for the request.`, { retryable: true, details });
-  if (status >= 500) return new SluiceError("NETWORK_ERROR", `${method} ${shown} failed with HTTP ${status}: the server had an error.`, { retryable: true, details });
+  if (status === 408)
+    return new SluiceError("NETWORK_ERROR", `${method} ${shown} failed with HTTP 408: the server timed out waiting for the request.`, {
+      retryable: true,
+      details,
+    });
+  if (status >= 500)
+    return new SluiceError("NETWORK_ERROR", `${method} ${shown} failed with HTTP ${status}: the server had an error.`, { retryable: true, details });
   if (status >= 400) {
     const why = reasons[status] ?? "the server rejected the request";
     return new SluiceError("BAD_CONFIG", `${method} ${shown} failed with HTTP ${status}: ${why}.`, { retryable: false, details });

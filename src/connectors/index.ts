@@ -49,7 +49,10 @@ export function parseSourceUrl(source: string): SourceDescriptor {
   }
   // A one-letter "scheme" is a Windows drive (C:\data); everything else with :// is an unsupported scheme.
   if (scheme && scheme.length > 1 && s.slice(scheme.length + 1).startsWith("//")) {
-    throw new SluiceError("BAD_CONFIG", `Source ${safeUrl(s)} uses the unsupported scheme ${scheme}://; supported are http(s)://, postgres:// and local paths.`);
+    throw new SluiceError(
+      "BAD_CONFIG",
+      `Source ${safeUrl(s)} uses the unsupported scheme ${scheme}://; supported are http(s)://, postgres:// and local paths.`,
+    );
   }
   const path = resolve(s);
   return { kind: "file", path, glob: isGlob(s), display: path };

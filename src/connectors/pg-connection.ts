@@ -52,7 +52,10 @@ async function sslOptions(mode: string, rootCert: string | null, host: string, w
     try {
       ca = await readFile(rootCert, "utf8");
     } catch (err) {
-      throw new SluiceError("BAD_CONFIG", `sslrootcert ${rootCert} for PostgreSQL at ${where} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}).`);
+      throw new SluiceError(
+        "BAD_CONFIG",
+        `sslrootcert ${rootCert} for PostgreSQL at ${where} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}).`,
+      );
     }
   }
   switch (mode) {
@@ -69,7 +72,10 @@ async function sslOptions(mode: string, rootCert: string | null, host: string, w
     case "verify-full":
       return { ...(ca ? { ca } : {}), rejectUnauthorized: true, servername: host };
     default:
-      throw new SluiceError("BAD_CONFIG", `sslmode ${JSON.stringify(mode)} for PostgreSQL at ${where} is not one of disable, allow, prefer, require, verify-ca, verify-full.`);
+      throw new SluiceError(
+        "BAD_CONFIG",
+        `sslmode ${JSON.stringify(mode)} for PostgreSQL at ${where} is not one of disable, allow, prefer, require, verify-ca, verify-full.`,
+      );
   }
 }
 
@@ -96,11 +102,15 @@ export function pgError(err: unknown, where: string, secrets: string[], doing: s
   const base = `PostgreSQL at ${where} failed while ${doing}`;
   const details = { host: where, ...(code ? { code } : {}) };
   if (NETWORK[code]) return new SluiceError("NETWORK_ERROR", `${base}: ${NETWORK[code]}.`, { retryable: true, cause: err, details });
-  if (/does not support SSL/i.test(msg)) return new SluiceError("BAD_CONFIG", `${base}: the server does not support SSL but sslmode requires it.`, { cause: err, details });
+  if (/does not support SSL/i.test(msg))
+    return new SluiceError("BAD_CONFIG", `${base}: the server does not support SSL but sslmode requires it.`, { cause: err, details });
   if (!code && /timeout|terminated|closed|ended unexpectedly|not queryable/i.test(msg))
     return new SluiceError("NETWORK_ERROR", `${base}: ${msg}.`, { retryable: true, cause: err, details });
   const cls = code.slice(0, 2);
-  const extra = [e.detail, e.where].filter(Boolean).map((s) => redact(String(s), secrets)).join("; ");
+  const extra = [e.detail, e.where]
+    .filter(Boolean)
+    .map((s) => redact(String(s), secrets))
+    .join("; ");
   const full = `${base}: ${msg}${extra ? ` (${extra})` : ""} (SQLSTATE ${code}).`;
   if (cls === "22" || cls === "23") return new SluiceError("BAD_INPUT", full, { cause: err, details });
   if (["28", "3D", "42"].includes(cls)) return new SluiceError("BAD_CONFIG", full, { cause: err, details });

@@ -48,7 +48,6 @@ export interface PostgresProbeResult {
 
 export type PgRow = Record<string, unknown>;
 
-
 interface Connection {
   client: pg.Client;
   /** host:port, safe to print. */

@@ -33,11 +33,7 @@ export function isSecretRef(value: unknown): value is SecretRef {
  */
 export async function resolveSecret(ref: string, field: string, opts: ResolveSecretOptions = {}): Promise<string> {
   if (!isSecretRef(ref)) {
-    throw new SluiceError(
-      "BAD_CONFIG",
-      `${field} must be a secret reference (env:NAME or file:PATH), not a literal value`,
-      { details: { field } },
-    );
+    throw new SluiceError("BAD_CONFIG", `${field} must be a secret reference (env:NAME or file:PATH), not a literal value`, { details: { field } });
   }
   if (ref.startsWith("env:")) {
     const name = ref.slice(4);
@@ -57,7 +53,14 @@ export async function resolveSecret(ref: string, field: string, opts: ResolveSec
     text = await readFile(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "does not exist" : code === "EACCES" ? "is not readable" : code === "EISDIR" ? "is a directory" : `cannot be read (${code ?? "unknown error"})`;
+    const why =
+      code === "ENOENT"
+        ? "does not exist"
+        : code === "EACCES"
+          ? "is not readable"
+          : code === "EISDIR"
+            ? "is a directory"
+            : `cannot be read (${code ?? "unknown error"})`;
     throw new SluiceError("BAD_CONFIG", `${field} refers to secret file ${path}, which ${why}.`, { details: { field, path } });
   }
   // Editors and `echo x > file` add a trailing newline that is never part of the secret.

@@ -34,10 +34,14 @@ export async function emitEvent(store: StateStore, input: EmitInput): Promise<Em
     if (!(wf.spec.spec.triggers ?? []).some((t) => t.event === input.name)) continue;
     try {
       const params = paramsFromEvent(wf.spec.spec.params, event.data);
-      runs.push(await startWorkflowRun(store, {
-        workflow: wf.name, version: wf.version, params,
-        trigger: { type: "event", name: input.name, data: event.data, eventId: event.id },
-      }));
+      runs.push(
+        await startWorkflowRun(store, {
+          workflow: wf.name,
+          version: wf.version,
+          params,
+          trigger: { type: "event", name: input.name, data: event.data, eventId: event.id },
+        }),
+      );
     } catch (err) {
       const e = toErrorInfo(err);
       refused.push({ workflow: wf.name, code: e.code, message: e.message });

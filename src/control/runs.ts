@@ -46,8 +46,7 @@ export async function retryRun(store: StateStore, runId: string): Promise<RunRec
 export async function resumeRun(store: StateStore, runId: string, now = Date.now()): Promise<RunRecord> {
   const run = await store.getRun(runId);
   if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
-  if (run.status !== "pending" && run.status !== "running")
-    throw new SluiceError("CONFLICT", `run ${runId} already ended (${run.status}); retry it instead`);
+  if (run.status !== "pending" && run.status !== "running") throw new SluiceError("CONFLICT", `run ${runId} already ended (${run.status}); retry it instead`);
   if (run.leaseOwner && run.leaseExpiresAt !== null && run.leaseExpiresAt > now)
     throw new SluiceError("CONFLICT", `run ${runId} is being executed by ${run.leaseOwner}; nothing to resume`);
   return run; // Unowned or expired: claimRuns hands it to the next worker that polls.

@@ -53,10 +53,10 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
   const onRunAbort = () => controller.abort(input.runSignal.reason);
   if (input.runSignal.aborted) onRunAbort();
   else input.runSignal.addEventListener("abort", onRunAbort, { once: true });
-  const timer = timeoutMs === null ? undefined : setTimeout(
-    () => controller.abort(new SluiceError("TIMEOUT", `step ${step.name} did not finish within its timeout of ${step.timeout}`)),
-    timeoutMs,
-  );
+  const timer =
+    timeoutMs === null
+      ? undefined
+      : setTimeout(() => controller.abort(new SluiceError("TIMEOUT", `step ${step.name} did not finish within its timeout of ${step.timeout}`)), timeoutMs);
   const logFile = attemptLogFile(input.home, run.id, step.name, input.attempt);
   const file = lazyLog(logFile);
   const log = input.onWarning ? { ...file, warn: (m: string, f?: Record<string, unknown>) => (file.warn(m, f), input.onWarning!(m, f)) } : file;
@@ -69,14 +69,18 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
   };
 
   try {
-    const outputs = await untilAborted(perform(input, controller.signal, logFile, log, (read) => (execUsage = read)), controller.signal);
+    const outputs = await untilAborted(
+      perform(input, controller.signal, logFile, log, (read) => (execUsage = read)),
+      controller.signal,
+    );
     return { status: "succeeded", outputs, error: null, retryable: false, usage: usage() };
   } catch (err) {
     const reason = controller.signal.aborted ? controller.signal.reason : err;
     const info = toErrorInfo(reason);
     if (controller.signal.aborted) {
       if (info.code === "TIMEOUT") return { status: "timedOut", outputs: null, error: info, retryable: true, usage: usage() };
-      if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST") return { status: "interrupted", outputs: null, error: info, retryable: false, usage: usage() };
+      if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST")
+        return { status: "interrupted", outputs: null, error: info, retryable: false, usage: usage() };
       return { status: "cancelled", outputs: null, error: info, retryable: false, usage: usage() };
     }
     log.error(info.message, { code: info.code });
@@ -90,7 +94,11 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
 }
 
 async function perform(
-  input: AttemptInput, signal: AbortSignal, logFile: string, log: ActionLog & { close(): Promise<void> }, onUsage: (read: () => TreeUsage) => void,
+  input: AttemptInput,
+  signal: AbortSignal,
+  logFile: string,
+  log: ActionLog & { close(): Promise<void> },
+  onUsage: (read: () => TreeUsage) => void,
 ): Promise<Outputs> {
   const { run, step } = input;
   const scope = expressionScope(input);
@@ -177,7 +185,12 @@ export function prepareActionCall(input: AttemptInput, signal: AbortSignal, log:
       seen: (scope, checksums) => input.store.ingestedChecksums(scope, checksums),
       record: (scope, files) => input.store.recordIngested(scope, files, run.id),
       rejected: async (scope, checksums) =>
-        new Map((await input.store.rejectedFiles(scope, checksums)).map((r) => [r.checksum, { checksum: r.checksum, path: r.path, reason: r.reason, since: r.rejectedAt }])),
+        new Map(
+          (await input.store.rejectedFiles(scope, checksums)).map((r) => [
+            r.checksum,
+            { checksum: r.checksum, path: r.path, reason: r.reason, since: r.rejectedAt },
+          ]),
+        ),
       reject: (scope, files) => input.store.recordRejected(scope, files, run.id),
     },
   };

@@ -43,16 +43,20 @@ async function runGroup(input: GroupInput): Promise<{ result: AttemptResult; sta
   const onStop = () => openAbort.abort(input.stopSignal.reason);
   input.stopSignal.addEventListener("abort", onStop, { once: true });
   const timeoutMs = head.timeout ? parseDuration(head.timeout)! : null;
-  const timer = timeoutMs === null ? undefined : setTimeout(
-    () => openAbort.abort(new SluiceError("TIMEOUT", `step ${head.name} could not open its stream within its timeout of ${head.timeout}`)),
-    timeoutMs,
-  );
+  const timer =
+    timeoutMs === null
+      ? undefined
+      : setTimeout(
+          () => openAbort.abort(new SluiceError("TIMEOUT", `step ${head.name} could not open its stream within its timeout of ${head.timeout}`)),
+          timeoutMs,
+        );
   let stats: PipelineStats | null = null;
   try {
     // Open every stage (source first), under the first step's timeout.
     for (const [i, m] of input.members.entries()) {
       const call = prepareActionCall({ ...input, step: m.step, attempt: m.attempt }, input.stopSignal, logs[i]!);
-      if (!call.def.stream) throw new SluiceError("BAD_CONFIG", `${call.name} cannot run as a continuous step: it has no streaming stage`, { retryable: false });
+      if (!call.def.stream)
+        throw new SluiceError("BAD_CONFIG", `${call.name} cannot run as a continuous step: it has no streaming stage`, { retryable: false });
       const opening = call.def.stream(call.input, call.ctx);
       const stage = await untilAborted(opening, openAbort.signal).catch((err: unknown) => {
         // A stage that finishes opening after we gave up on it is closed, not leaked.

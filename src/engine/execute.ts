@@ -122,12 +122,7 @@ interface FanOut {
 }
 
 /** Why the run stops early, in order of precedence when several happen. */
-type StopReason =
-  | { kind: "cancel" }
-  | { kind: "runTimeout" }
-  | { kind: "leaseLost" }
-  | { kind: "detach"; reason: string }
-  | { kind: "drain" };
+type StopReason = { kind: "cancel" } | { kind: "runTimeout" } | { kind: "leaseLost" } | { kind: "detach"; reason: string } | { kind: "drain" };
 
 /** How deep workflows may call workflows before a run refuses to start another child. */
 const MAX_WORKFLOW_DEPTH = 8;
@@ -375,7 +370,13 @@ class RunDriver {
     const names = values.map((_v, i) => itemName(s.def.name, i));
     await this.writer.idle();
     const startedAt = new Date().toISOString();
-    await this.opts.store.expandStep(this.run.id, this.owner, s.def.name, startedAt, names.map((name) => ({ name, idx: s.idx })));
+    await this.opts.store.expandStep(
+      this.run.id,
+      this.owner,
+      s.def.name,
+      startedAt,
+      names.map((name) => ({ name, idx: s.idx })),
+    );
     s.status = "running";
     const fan: FanOut = {
       state: s,
@@ -460,8 +461,14 @@ class RunDriver {
     await this.writer.idle();
     if (unstarted.length) {
       const why: ErrorInfo = { code: "UPSTREAM_FAILED", message: `not started: ${fan.halted ?? "the fan-out stopped"}` };
-      await this.opts.store.settleSteps(this.run.id, unstarted.map((i) => i.def.name), "skipped", endedAt, why);
-      for (const i of unstarted) (i.status = "skipped"), (i.error = why), (i.upstreamFailed = true);
+      await this.opts.store.settleSteps(
+        this.run.id,
+        unstarted.map((i) => i.def.name),
+        "skipped",
+        endedAt,
+        why,
+      );
+      for (const i of unstarted) ((i.status = "skipped"), (i.error = why), (i.upstreamFailed = true));
     }
     const outputs = fanOutOutputs(fan.items);
     const tooMany = fan.failed > fan.tolerance;
@@ -488,7 +495,7 @@ class RunDriver {
   private pump(): void {
     if (!this.stop) {
       const now = Date.now();
-      for (let i = 0; i < this.ready.length && this.running < this.parallelism; ) {
+      for (let i = 0; i < this.ready.length && this.running < this.parallelism;) {
         const s = this.states.get(this.ready[i]!)!;
         // After a failure that stops the run, a step released before it but not started yet is skipped.
         if (this.failFast && this.phase === "main" && !s.final && !s.parent && (s.def.runIf ?? "allSucceeded") === "allSucceeded") {
@@ -540,7 +547,9 @@ class RunDriver {
         home: this.opts.home,
         outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
         onProgress: this.opts.onEvent ? throttledProgress(this.opts.onEvent, id, name, n, started) : undefined,
-        onWarning: this.opts.onEvent ? (message, fields) => this.opts.onEvent!({ type: "step-warning", runId: id, step: name, attempt: n, message, ...(fields ? { fields } : {}) }) : undefined,
+        onWarning: this.opts.onEvent
+          ? (message, fields) => this.opts.onEvent!({ type: "step-warning", runId: id, step: name, attempt: n, message, ...(fields ? { fields } : {}) })
+          : undefined,
         publish: this.opts.publishEvent ?? storePublisher(store),
         item: s.item,
         runStatus: s.final ? this.outcome?.status : undefined,
@@ -565,16 +574,37 @@ class RunDriver {
       }
       // Queued, not awaited: the dependents released below queue their starts behind this end
       // and commit with it. finish() waits for the queue before recording the run's outcome.
-      this.writer.write({
-        kind: "end", runId: id, step: name, n, owner: this.owner, status: result.status, endedAt: new Date(ended).toISOString(),
-        error: result.error, outputs: result.outputs, stepStatus, notBefore: retryInMs === null ? null : ended + retryInMs, usage: result.usage,
-      }).catch((err: unknown) => this.writeFailed(err));
+      this.writer
+        .write({
+          kind: "end",
+          runId: id,
+          step: name,
+          n,
+          owner: this.owner,
+          status: result.status,
+          endedAt: new Date(ended).toISOString(),
+          error: result.error,
+          outputs: result.outputs,
+          stepStatus,
+          notBefore: retryInMs === null ? null : ended + retryInMs,
+          usage: result.usage,
+        })
+        .catch((err: unknown) => this.writeFailed(err));
       s.status = stepStatus;
       s.error = result.error;
       if (result.outputs) s.outputs = result.outputs;
       this.opts.onEvent?.({
-        type: "step-ended", runId: id, workflow: this.wf.metadata.name, step: name, attempt: n, status: result.status,
-        error: result.error, retryInMs, durationMs: ended - started, outputs: result.outputs, usage: result.usage ?? null,
+        type: "step-ended",
+        runId: id,
+        workflow: this.wf.metadata.name,
+        step: name,
+        attempt: n,
+        status: result.status,
+        error: result.error,
+        retryInMs,
+        durationMs: ended - started,
+        outputs: result.outputs,
+        usage: result.usage ?? null,
       });
       if (retryInMs !== null) {
         s.notBefore = ended + retryInMs;
@@ -625,9 +655,11 @@ class RunDriver {
     const head = members[0]!;
     const started = Date.now();
     const numbers = members.map((m) => m.attempts + 1);
-    await Promise.all(members.map((m, k) =>
-      this.writer.write({ kind: "begin", runId: id, step: m.def.name, n: numbers[k]!, owner: this.owner, startedAt: new Date(started).toISOString() }),
-    ));
+    await Promise.all(
+      members.map((m, k) =>
+        this.writer.write({ kind: "begin", runId: id, step: m.def.name, n: numbers[k]!, owner: this.owner, startedAt: new Date(started).toISOString() }),
+      ),
+    );
     members.forEach((m, k) => {
       m.attempts = numbers[k]!;
       m.status = "running";
@@ -671,17 +703,37 @@ class RunDriver {
     // A stopped pipeline's steps keep its final figures as their outputs, whatever the outcome.
     const outputs = result.outputs ?? (stats ? outputsOf(stats) : null);
     for (const m of members) {
-      this.writer.write({
-        kind: "end", runId: id, step: m.def.name, n: m.attempts, owner: this.owner, status: result.status,
-        endedAt: new Date(ended).toISOString(), error: result.error, outputs, stepStatus,
-        notBefore: retryInMs === null ? null : ended + retryInMs, usage: result.usage,
-      }).catch((err: unknown) => this.writeFailed(err));
+      this.writer
+        .write({
+          kind: "end",
+          runId: id,
+          step: m.def.name,
+          n: m.attempts,
+          owner: this.owner,
+          status: result.status,
+          endedAt: new Date(ended).toISOString(),
+          error: result.error,
+          outputs,
+          stepStatus,
+          notBefore: retryInMs === null ? null : ended + retryInMs,
+          usage: result.usage,
+        })
+        .catch((err: unknown) => this.writeFailed(err));
       m.status = stepStatus;
       m.error = result.error;
       if (outputs) m.outputs = outputs;
       this.opts.onEvent?.({
-        type: "step-ended", runId: id, workflow: wfName, step: m.def.name, attempt: m.attempts, status: result.status,
-        error: result.error, retryInMs, durationMs: ended - started, outputs, usage: result.usage ?? null,
+        type: "step-ended",
+        runId: id,
+        workflow: wfName,
+        step: m.def.name,
+        attempt: m.attempts,
+        status: result.status,
+        error: result.error,
+        retryInMs,
+        durationMs: ended - started,
+        outputs,
+        usage: result.usage ?? null,
       });
     }
     if (retryInMs !== null) {
@@ -787,7 +839,10 @@ class RunDriver {
       } else if (failed.length > 0) {
         status = "failed";
         const first = failed[0]!;
-        error = { code: first.error?.code ?? "STEP_FAILED", message: `step ${first.def.name} ${first.status}: ${first.error?.message ?? "no reason recorded"}` };
+        error = {
+          code: first.error?.code ?? "STEP_FAILED",
+          message: `step ${first.def.name} ${first.status}: ${first.error?.message ?? "no reason recorded"}`,
+        };
       } else status = "succeeded";
       await this.settle(open, "skipped", stop?.kind === "runTimeout" ? { code: "RUN_TIMEOUT", message: "not started: the run timed out" } : null);
     }
@@ -813,8 +868,14 @@ class RunDriver {
     const endedAt = new Date().toISOString();
     const final = (await store.finishRun(id, this.owner, status, endedAt, error)) ?? (await store.getRun(id))!;
     this.opts.onEvent?.({
-      type: "run-ended", runId: id, workflow: this.wf.metadata.name, status, error, trigger: final.trigger,
-      startedAt: final.startedAt, endedAt,
+      type: "run-ended",
+      runId: id,
+      workflow: this.wf.metadata.name,
+      status,
+      error,
+      trigger: final.trigger,
+      startedAt: final.startedAt,
+      endedAt,
     });
     return final;
   }

@@ -24,7 +24,8 @@ export function forEachItems(step: Step, scope: ExpressionScope): unknown[] {
     }
   }
   if (!Array.isArray(value)) {
-    const what = value === null || value === undefined ? "nothing" : typeof value === "object" ? "an object" : `${typeof value} ${JSON.stringify(value).slice(0, 60)}`;
+    const what =
+      value === null || value === undefined ? "nothing" : typeof value === "object" ? "an object" : `${typeof value} ${JSON.stringify(value).slice(0, 60)}`;
     throw new SluiceError("BAD_INPUT", `forEach of step ${step.name} gave ${what}, not a list`);
   }
   return value;
@@ -39,7 +40,9 @@ export function failureTolerance(step: Step, items: number): number {
 
 /** The whole fan-out's outputs: every item's outputs in item order (null for an item that did not succeed) and the tallies. */
 export function fanOutOutputs(items: { status: string; outputs: Record<string, unknown> | null }[]): Record<string, unknown> {
-  let succeeded = 0, failed = 0, skipped = 0;
+  let succeeded = 0,
+    failed = 0,
+    skipped = 0;
   for (const i of items) {
     if (i.status === "succeeded") succeeded++;
     else if (i.status === "failed") failed++;

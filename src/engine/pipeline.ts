@@ -98,7 +98,10 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
     const secs = Math.max(0.001, (now - window.startedAt) / 1000);
     const { "end-to-end": e2e, ...stages } = window.samples;
     return {
-      source: source.description, ...totals, ratePerSec: Math.round(window.records / secs), lag,
+      source: source.description,
+      ...totals,
+      ratePerSec: Math.round(window.records / secs),
+      lag,
       endToEndMs: e2e?.length ? summarize(e2e) : null,
       stageMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, summarize(v)])),
       endToEndMsOverall: overall.length ? summarize(overall) : null,
@@ -108,7 +111,11 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
   const report = () => {
     opts.onStats?.(snapshot());
     window = newWindow();
-    if (source.lag) source.lag().then((l) => void (lag = l ?? null), () => undefined);
+    if (source.lag)
+      source.lag().then(
+        (l) => void (lag = l ?? null),
+        () => undefined,
+      );
   };
   const timer = setInterval(report, opts.statsEveryMs ?? 1_000);
   timer.unref();
@@ -131,7 +138,10 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineStats>
       for (const r of batch.records) if (r.publishedAt !== undefined) sample("end-to-end", Math.max(0, committed - r.publishedAt));
       for (const r of batch.rejected) if (r.record.publishedAt !== undefined) sample("end-to-end", Math.max(0, committed - r.record.publishedAt));
       awaitingAck++;
-      acking = acking.then(() => batch.ack()).catch((err: unknown) => void (failure ??= err)).finally(() => void awaitingAck--);
+      acking = acking
+        .then(() => batch.ack())
+        .catch((err: unknown) => void (failure ??= err))
+        .finally(() => void awaitingAck--);
     });
     const tracked = p.catch((err: unknown) => void (failure ??= err)).finally(() => inflight.delete(tracked));
     inflight.add(tracked);

@@ -26,7 +26,9 @@ export type Decision = { run: true } | { run: false; reason: string; upstreamFai
 
 export function decide(rule: RunIf, deps: DependencyOutcome[], stopping: { by: string } | undefined): Decision {
   const failedDep = deps.find((d) => d.status === "failed" || d.status === "cancelled" || (d.status === "skipped" && d.upstreamFailed));
-  const blocker = deps.find((d) => !(d.status === "succeeded" || (d.status === "skipped" && !d.upstreamFailed) || (d.status === "failed" && d.continueOnError)));
+  const blocker = deps.find(
+    (d) => !(d.status === "succeeded" || (d.status === "skipped" && !d.upstreamFailed) || (d.status === "failed" && d.continueOnError)),
+  );
   if (rule === "always") return { run: true };
   if (rule === "anyFailed") {
     return failedDep ? { run: true } : { run: false, reason: "runIf anyFailed: no dependency failed", upstreamFailed: false };

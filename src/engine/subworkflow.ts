@@ -32,9 +32,13 @@ export interface ChildRunInput {
 /** Run the child to its end and return the step's outputs (the child's id, status and its steps' outputs). */
 export async function startChildRun(input: ChildRunInput): Promise<Record<string, unknown>> {
   const { parent, step, store } = input;
-  const depth = (parent.trigger?.type === "workflow" ? parent.trigger.parent?.depth ?? 0 : 0) + 1;
+  const depth = (parent.trigger?.type === "workflow" ? (parent.trigger.parent?.depth ?? 0) : 0) + 1;
   if (depth > input.maxDepth)
-    throw new SluiceError("BAD_CONFIG", `step ${step.name} would start a child run ${depth} calls deep (at most ${input.maxDepth}): workflows calling each other in a cycle?`, { retryable: false });
+    throw new SluiceError(
+      "BAD_CONFIG",
+      `step ${step.name} would start a child run ${depth} calls deep (at most ${input.maxDepth}): workflows calling each other in a cycle?`,
+      { retryable: false },
+    );
   const childId = `${parent.id}.${step.name}.${input.generation}`;
   if (!(await store.getRun(childId))) {
     const wf = await resolveChildWorkflow(step.workflow!, parent, store);
@@ -103,7 +107,11 @@ async function resolveChildWorkflow(ref: string, parent: RunRecord, store: State
       const found = await fromFile(resolve(base, ref + ext), ref).catch(() => undefined);
       if (found) return found;
     }
-    throw new SluiceError("BAD_CONFIG", `workflow ${ref} is neither registered (sluice apply) nor a file ${ref}.yaml beside ${parent.source ?? "the current folder"}`, { retryable: false });
+    throw new SluiceError(
+      "BAD_CONFIG",
+      `workflow ${ref} is neither registered (sluice apply) nor a file ${ref}.yaml beside ${parent.source ?? "the current folder"}`,
+      { retryable: false },
+    );
   }
   const file = resolve(base, ref);
   const found = await fromFile(file, undefined);
@@ -117,7 +125,7 @@ async function fromFile(file: string, name: string | undefined): Promise<{ spec:
     if (loaded.problems[0]!.message.startsWith("cannot read workflow file")) return undefined;
     throw new SluiceError("BAD_CONFIG", `the child workflow is not valid: ${formatProblem(loaded.problems[0]!)}`, { retryable: false });
   }
-  const w = name === undefined ? loaded.workflows[0] : loaded.workflows.find((x) => x.workflow.metadata.name === name) ?? loaded.workflows[0];
+  const w = name === undefined ? loaded.workflows[0] : (loaded.workflows.find((x) => x.workflow.metadata.name === name) ?? loaded.workflows[0]);
   return w ? { spec: w.workflow, source: file } : undefined;
 }
 

@@ -64,8 +64,7 @@ export function deadLocalOwner(owner: string | null, host = hostname()): number 
 
 export type TakeOver =
   /** `run` as stored after the takeover: read once the dead owner could no longer have changed it. */
-  | { taken: true; run: RunRecord; previousOwner: string; pid: number }
-  | { taken: false; error: SluiceError };
+  { taken: true; run: RunRecord; previousOwner: string; pid: number } | { taken: false; error: SluiceError };
 
 /**
  * After claimRun was refused (a live lease): take the run from its holder if that holder is a

@@ -67,15 +67,26 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     const runId = claimed.id;
     const done = executeRun(runId, {
       claimed,
-      store, actions: opts.actions, home: opts.home, owner, leaseTtlMs: ttl, limiter: opts.limiter,
-      onEvent: opts.onEvent, publishEvent: opts.publishEvent, onStreamLatency: opts.onStreamLatency, signal: detach.signal, drain: drain.signal,
-    }).then(
-      () => undefined,
-      (err: unknown) => opts.log?.error({ runId, err: (err as Error).message }, "run failed inside the worker"),
-    ).finally(() => {
-      running.delete(runId);
-      poll(); // A slot freed: look for more work.
-    });
+      store,
+      actions: opts.actions,
+      home: opts.home,
+      owner,
+      leaseTtlMs: ttl,
+      limiter: opts.limiter,
+      onEvent: opts.onEvent,
+      publishEvent: opts.publishEvent,
+      onStreamLatency: opts.onStreamLatency,
+      signal: detach.signal,
+      drain: drain.signal,
+    })
+      .then(
+        () => undefined,
+        (err: unknown) => opts.log?.error({ runId, err: (err as Error).message }, "run failed inside the worker"),
+      )
+      .finally(() => {
+        running.delete(runId);
+        poll(); // A slot freed: look for more work.
+      });
     running.set(runId, done);
   };
 
@@ -89,21 +100,25 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     const free = maxRuns - running.size;
     if (free <= 0) return;
     polling = true;
-    store.claimRuns(owner, ttl, Date.now(), free).then(
-      async (runs) => {
-        for (const r of runs) {
-          if (stopping) await store.releaseLease(r.id, owner); // Claimed as we stopped: hand it back.
-          else if (!running.has(r.id)) execute(r);
+    store
+      .claimRuns(owner, ttl, Date.now(), free)
+      .then(
+        async (runs) => {
+          for (const r of runs) {
+            if (stopping)
+              await store.releaseLease(r.id, owner); // Claimed as we stopped: hand it back.
+            else if (!running.has(r.id)) execute(r);
+          }
+        },
+        (err: unknown) => opts.log?.warn({ err: (err as Error).message }, "could not poll the run queue; retrying"),
+      )
+      .finally(() => {
+        polling = false;
+        if (again) {
+          again = false;
+          poll();
         }
-      },
-      (err: unknown) => opts.log?.warn({ err: (err as Error).message }, "could not poll the run queue; retrying"),
-    ).finally(() => {
-      polling = false;
-      if (again) {
-        again = false;
-        poll();
-      }
-    });
+      });
   };
 
   const unlisten = await store.onRunsQueued(poll);

@@ -18,18 +18,7 @@
  * are read: ZSTD through @bokuweb/zstd-wasm (zstd.ts), LZ4_FRAME through the small frame decoder below.
  */
 import { open, type FileHandle } from "node:fs/promises";
-import {
-  CompressionType,
-  DataType,
-  DateUnit,
-  RecordBatchReader,
-  TimeUnit,
-  Type,
-  Vector,
-  compressionRegistry,
-  type Data,
-  type Field,
-} from "apache-arrow";
+import { CompressionType, DataType, DateUnit, RecordBatchReader, TimeUnit, Type, Vector, compressionRegistry, type Data, type Field } from "apache-arrow";
 import { SluiceError } from "../errors.js";
 import { compileRowBuilder, openError, type DescribedColumn, type FileDescription, type ParquetColumnSpec } from "./parquet.js";
 import { setField } from "./io.js";
@@ -90,9 +79,13 @@ async function openArrow(path: string, name: string): Promise<OpenedArrow> {
     const head = new Uint8Array(6);
     await fh.read(head, 0, 6, 0);
     if (head[0] === 0x46 && head[1] === 0x45 && head[2] === 0x41 && head[3] === 0x31) {
-      throw new SluiceError("BAD_INPUT", `${name}: a Feather version 1 file, which Sluice cannot read; rewrite it as Feather version 2 (Arrow IPC) or Parquet`, {
-        details: { file: name },
-      });
+      throw new SluiceError(
+        "BAD_INPUT",
+        `${name}: a Feather version 1 file, which Sluice cannot read; rewrite it as Feather version 2 (Arrow IPC) or Parquet`,
+        {
+          details: { file: name },
+        },
+      );
     }
     const reader = await RecordBatchReader.from(fh);
     await reader.open({ autoDestroy: false });
@@ -200,7 +193,8 @@ export async function arrowColumnSpecs(path: string, options: { name?: string } 
       if (DataType.isDictionary(type)) type = type.dictionary;
       if (DataType.isInt(type)) return type.bitWidth === 64 && !type.isSigned ? { name: f.name, type: "decimal", scale: 0 } : { name: f.name, type: "integer" };
       if (DataType.isFloat(type)) return { name: f.name, type: "double" };
-      if (DataType.isDecimal(type)) return type.precision <= 38 && type.scale >= 0 ? { name: f.name, type: "decimal", scale: type.scale } : { name: f.name, type: "string" };
+      if (DataType.isDecimal(type))
+        return type.precision <= 38 && type.scale >= 0 ? { name: f.name, type: "decimal", scale: type.scale } : { name: f.name, type: "string" };
       const d = describeField(f);
       if (d.nested) return { name: f.name, type: "json" };
       return { name: f.name, type: d.type === "decimal" ? "string" : d.type };
@@ -220,7 +214,14 @@ function describeField(field: Field): DescribedColumn {
   if (DataType.isTimestamp(type)) return { ...base, type: "timestamp" };
   if (DataType.isDate(type)) return { ...base, type: "date" };
   if (DataType.isBool(type)) return { ...base, type: "boolean" };
-  if (DataType.isList(type) || DataType.isStruct(type) || DataType.isMap(type) || DataType.isFixedSizeList(type) || DataType.isUnion(type) || type.typeId === Type.LargeList) {
+  if (
+    DataType.isList(type) ||
+    DataType.isStruct(type) ||
+    DataType.isMap(type) ||
+    DataType.isFixedSizeList(type) ||
+    DataType.isUnion(type) ||
+    type.typeId === Type.LargeList
+  ) {
     return { ...base, type: "string", nested: true };
   }
   return { ...base, type: "string" };

@@ -170,8 +170,7 @@ export class CsvParser {
     if (this.buf.length - this.pos > this.opts.maxRecordChars) {
       throw new SluiceError(
         "BAD_INPUT",
-        `${this.opts.file}: the record starting at line ${this.line} is longer than ${this.opts.maxRecordChars} characters; ` +
-          `is a quote left open?`,
+        `${this.opts.file}: the record starting at line ${this.line} is longer than ${this.opts.maxRecordChars} characters; ` + `is a quote left open?`,
         { details: { file: this.opts.file, line: this.line } },
       );
     }
@@ -182,10 +181,7 @@ export class CsvParser {
    * Parse one record field by field from `p`. Returns undefined when the text ends before the
    * record does and more may come.
    */
-  private parseQuotedRecord(
-    p: number,
-    final: boolean,
-  ): { fields: string[]; end: number; next: number; error: string | undefined } | undefined {
+  private parseQuotedRecord(p: number, final: boolean): { fields: string[]; end: number; next: number; error: string | undefined } | undefined {
     const buf = this.buf;
     const len = buf.length;
     const D = this.D;
@@ -279,15 +275,7 @@ export class CsvParser {
   }
 
   /** Turn one parsed record (text `buf[start, end)`) into a row, the header, or an error. */
-  private emit(
-    batch: RecordBatch,
-    fields: string[],
-    nf: number,
-    line: number,
-    start: number,
-    end: number,
-    error: string | undefined,
-  ): void {
+  private emit(batch: RecordBatch, fields: string[], nf: number, line: number, start: number, end: number, error: string | undefined): void {
     if (this.nextInvalid < end) {
       const bad = takeInvalid(this.invalid, this.base + end);
       this.nextInvalid = nextInvalidAt(this.invalid) - this.base;
@@ -326,15 +314,7 @@ export class CsvParser {
   }
 
   /** A record with bytes not valid in the encoding: quarantined (the header: the file fails). */
-  private emitUndecodable(
-    batch: RecordBatch,
-    nf: number,
-    line: number,
-    start: number,
-    end: number,
-    error: string | undefined,
-    bad: string,
-  ): void {
+  private emitUndecodable(batch: RecordBatch, nf: number, line: number, start: number, end: number, error: string | undefined, bad: string): void {
     const file = this.opts.file;
     if (!this.cols) {
       throw new SluiceError("BAD_INPUT", `${file}: the header (line ${line}) cannot be read: ${bad}`, { details: { file, line } });

@@ -9,14 +9,7 @@ import { SluiceError } from "../errors.js";
 import { CsvParser } from "./csv-parser.js";
 import type { InvalidBytes } from "./encoding.js";
 import { TextFileWriter, cellText, decodeChunks, fieldOf, keysOf, readTextChunks, type DecodedChunk } from "./io.js";
-import {
-  DEFAULT_BATCH_SIZE,
-  DEFAULT_MAX_RECORD_BYTES,
-  type ReadOptions,
-  type RecordBatch,
-  type RecordWriter,
-  type WriteResult,
-} from "./types.js";
+import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_RECORD_BYTES, type ReadOptions, type RecordBatch, type RecordWriter, type WriteResult } from "./types.js";
 
 export interface CsvDialect {
   /** One ASCII character. Default `,` (`\t` for .tsv through `openReader`). */
@@ -77,8 +70,7 @@ export async function* readCsvRange(path: string, range: CsvRange, options: CsvR
     yield* readCsvText(path, options, { start: 0, end: range.end, firstLine: 1, columns: undefined });
     return;
   }
-  const columns =
-    options.header === false || options.columns ? declaredColumns(options.name ?? path, options) : await readCsvHeader(path, options);
+  const columns = options.header === false || options.columns ? declaredColumns(options.name ?? path, options) : await readCsvHeader(path, options);
   yield* readCsvText(path, options, { start: range.start, end: range.end, firstLine: range.firstLine, columns });
 }
 
@@ -137,21 +129,12 @@ function readCsvText(path: string, options: CsvReadOptions, slice: TextSlice): A
  * parser and malformed-record reporting as `readCsv`, bytes decoded in `options.encoding`.
  * `options.name ?? source` names the input in errors. A BOM at the very start is dropped.
  */
-export function parseCsvStream(
-  chunks: AsyncIterable<string | Uint8Array>,
-  source: string,
-  options: CsvReadOptions = {},
-): AsyncGenerator<RecordBatch> {
+export function parseCsvStream(chunks: AsyncIterable<string | Uint8Array>, source: string, options: CsvReadOptions = {}): AsyncGenerator<RecordBatch> {
   const name = options.name ?? source;
   return parseCsvChunks(decodeChunks(chunks, { encoding: options.encoding, name }), name, options, { start: 0, firstLine: 1, columns: undefined });
 }
 
-async function* parseCsvChunks(
-  chunks: AsyncIterable<DecodedChunk>,
-  name: string,
-  options: CsvReadOptions,
-  slice: TextSlice,
-): AsyncGenerator<RecordBatch> {
+async function* parseCsvChunks(chunks: AsyncIterable<DecodedChunk>, name: string, options: CsvReadOptions, slice: TextSlice): AsyncGenerator<RecordBatch> {
   const dialect = resolveDialect(options);
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
   const header = options.header ?? true;

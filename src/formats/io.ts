@@ -80,10 +80,7 @@ export async function readHead(path: string, n: number): Promise<Uint8Array> {
  * characters split across chunks kept whole, a leading BOM dropped, invalid bytes marked with
  * their offset in the stream. String chunks are taken as they are.
  */
-export async function* decodeChunks(
-  chunks: AsyncIterable<string | Uint8Array>,
-  opts: { encoding?: string; name?: string } = {},
-): AsyncGenerator<DecodedChunk> {
+export async function* decodeChunks(chunks: AsyncIterable<string | Uint8Array>, opts: { encoding?: string; name?: string } = {}): AsyncGenerator<DecodedChunk> {
   const name = opts.name ?? "input";
   const decoder = createDecoder(resolveEncoding(opts.encoding, name), { name });
   for await (const c of chunks) {

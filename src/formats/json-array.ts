@@ -16,15 +16,7 @@ import { SluiceError } from "../errors.js";
 import { addInvalid, nextInvalidAt, pendingInvalid, takeInvalid } from "./encoding.js";
 import { TextFileWriter, readTextChunks, stringifyJson } from "./io.js";
 import { jsonKind, pick } from "./ndjson.js";
-import {
-  DEFAULT_BATCH_SIZE,
-  DEFAULT_MAX_RECORD_BYTES,
-  type ReadOptions,
-  type RecordBatch,
-  type RecordWriter,
-  type WriteResult,
-  truncateRaw,
-} from "./types.js";
+import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_RECORD_BYTES, type ReadOptions, type RecordBatch, type RecordWriter, type WriteResult, truncateRaw } from "./types.js";
 
 export interface JsonArrayReadOptions extends ReadOptions {
   /** One element longer than this is a broken file (BAD_INPUT). Default 64 MiB. */
@@ -184,11 +176,9 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
               details: { file: name, line: lineAt(i) },
             });
           }
-          throw new SluiceError(
-            "BAD_INPUT",
-            `${name}: expected a JSON array of objects, but the file starts with ${JSON.stringify(buf.slice(i, i + 20))}`,
-            { details: { file: name, line: lineAt(i) } },
-          );
+          throw new SluiceError("BAD_INPUT", `${name}: expected a JSON array of objects, but the file starts with ${JSON.stringify(buf.slice(i, i + 20))}`, {
+            details: { file: name, line: lineAt(i) },
+          });
         }
         phase = "array";
         i++;

@@ -5,15 +5,7 @@
 import { SluiceError } from "../errors.js";
 import { addInvalid, nextInvalidAt, pendingInvalid, takeInvalid } from "./encoding.js";
 import { TextFileWriter, decodeChunks, fieldOf, readTextChunks, setField, stringifyJson, type DecodedChunk } from "./io.js";
-import {
-  DEFAULT_BATCH_SIZE,
-  DEFAULT_MAX_RECORD_BYTES,
-  type ReadOptions,
-  type RecordBatch,
-  type RecordWriter,
-  type WriteResult,
-  truncateRaw,
-} from "./types.js";
+import { DEFAULT_BATCH_SIZE, DEFAULT_MAX_RECORD_BYTES, type ReadOptions, type RecordBatch, type RecordWriter, type WriteResult, truncateRaw } from "./types.js";
 
 export interface NdjsonReadOptions extends ReadOptions {
   /** A single line longer than this is a broken file (BAD_INPUT). Default 64 MiB. */
@@ -30,11 +22,7 @@ export function readNdjson(path: string, options: NdjsonReadOptions = {}): Async
  * and malformed-record reporting as `readNdjson`, bytes decoded in `options.encoding`.
  * `options.name ?? source` names the input in errors.
  */
-export function parseNdjsonStream(
-  chunks: AsyncIterable<string | Uint8Array>,
-  source: string,
-  options: NdjsonReadOptions = {},
-): AsyncGenerator<RecordBatch> {
+export function parseNdjsonStream(chunks: AsyncIterable<string | Uint8Array>, source: string, options: NdjsonReadOptions = {}): AsyncGenerator<RecordBatch> {
   const name = options.name ?? source;
   return parseNdjsonChunks(decodeChunks(chunks, { encoding: options.encoding, name }), name, options);
 }

@@ -528,7 +528,8 @@ function describeKind(kind: Kind, scale: number | undefined): string {
 function makeColumn(ctx: Context, name: string, kind: Kind, scale: number | undefined, groupSize: number): Column {
   const element = schemaElement(name, kind, scale);
   const read = name === "__proto__" ? (row: Record<string, unknown>) => fieldOf(row, name) : undefined;
-  const width = kind === "integer" || kind === "timestamp" || kind === "double" ? 8 : kind === "date" ? 4 : kind === "decimal" ? 16 : kind === "boolean" ? 1 : 0;
+  const width =
+    kind === "integer" || kind === "timestamp" || kind === "double" ? 8 : kind === "date" ? 4 : kind === "decimal" ? 16 : kind === "boolean" ? 1 : 0;
   // Rows per page: about PAGE_BYTES of values for fixed-width types; byte arrays cut on bytes.
   const pageRows = Math.max(1, Math.min(groupSize, width > 0 ? Math.floor(PAGE_BYTES / width) : groupSize));
   const defs = new Uint8Array(Math.min(groupSize, pageRows));
@@ -735,18 +736,20 @@ function makeColumn(ctx: Context, name: string, kind: Kind, scale: number | unde
       if (n >= defs.length || (!useDict && vals.pos >= PAGE_BYTES)) closePage();
     }
   };
-  const appendInt64 = (parse: (v: unknown) => number | bigint | undefined) => (rows: Rows, start: number, end: number, rowBase: number): void => {
-    for (let r = start; r < end; r++) {
-      const v = get(rows[r]!);
-      if (v === null || v === undefined) defs[n++] = 0;
-      else {
-        const x = parse(v);
-        if (x === undefined) fail(rowBase + r, v);
-        putInt64(x!);
+  const appendInt64 =
+    (parse: (v: unknown) => number | bigint | undefined) =>
+    (rows: Rows, start: number, end: number, rowBase: number): void => {
+      for (let r = start; r < end; r++) {
+        const v = get(rows[r]!);
+        if (v === null || v === undefined) defs[n++] = 0;
+        else {
+          const x = parse(v);
+          if (x === undefined) fail(rowBase + r, v);
+          putInt64(x!);
+        }
+        if (n >= defs.length) closePage();
       }
-      if (n >= defs.length) closePage();
-    }
-  };
+    };
   const appendDecimal = (rows: Rows, start: number, end: number, rowBase: number): void => {
     const sc = scale!;
     for (let r = start; r < end; r++) {
@@ -974,11 +977,7 @@ function autoKind(rows: readonly Record<string, unknown>[], name: string): Kind 
  * `options.schema`, or else the keys of the rows buffered for the first row group. `null` and
  * `undefined` are written as nulls.
  */
-export async function openParquetWriter(
-  path: string,
-  columns?: readonly string[],
-  options: ParquetWriteOptions = {},
-): Promise<RecordWriter> {
+export async function openParquetWriter(path: string, columns?: readonly string[], options: ParquetWriteOptions = {}): Promise<RecordWriter> {
   const name = options.name ?? path;
   const groupSize = Math.max(1, options.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE);
   const schema = options.schema;
@@ -1166,6 +1165,14 @@ function writeError(err: unknown, name: string): SluiceError {
   if (err instanceof SluiceError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   const why =
-    code === "ENOENT" ? "no such directory" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "EISDIR" ? "is a directory" : code === "ENOSPC" ? "no space left on the device" : (err as Error).message;
+    code === "ENOENT"
+      ? "no such directory"
+      : code === "EACCES" || code === "EPERM"
+        ? "permission denied"
+        : code === "EISDIR"
+          ? "is a directory"
+          : code === "ENOSPC"
+            ? "no space left on the device"
+            : (err as Error).message;
   return new SluiceError("IO_ERROR", `cannot write ${name}: ${why}`, { cause: err, details: { file: name } });
 }

@@ -35,17 +35,7 @@ import { SluiceError } from "../errors.js";
 import { setField } from "./io.js";
 import { loadZstd, zstdDecompress } from "./zstd.js";
 import { DEFAULT_BATCH_SIZE, type ReadOptions, type RecordBatch } from "./types.js";
-import {
-  base64,
-  dateText,
-  decimalText,
-  doubleValue,
-  signedBigEndian,
-  timeText,
-  timestampText,
-  timestampTextFromMicros,
-  type TimeUnitName,
-} from "./values.js";
+import { base64, dateText, decimalText, doubleValue, signedBigEndian, timeText, timestampText, timestampTextFromMicros, type TimeUnitName } from "./values.js";
 
 import type { ParquetColumnSpec } from "./parquet-write.js";
 export {
@@ -113,11 +103,21 @@ export async function fileAsyncBuffer(path: string, name: string = path): Promis
 export function openError(err: unknown, name: string): SluiceError {
   const code = (err as NodeJS.ErrnoException).code;
   const why =
-    code === "ENOENT" ? "no such file" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "EISDIR" ? "is a directory" : (err as Error).message;
-  return new SluiceError(code === "ENOENT" ? "FILE_NOT_FOUND" : code === "EACCES" || code === "EPERM" || code === "EISDIR" ? "BAD_INPUT" : "IO_ERROR", `cannot read ${name}: ${why}`, {
-    cause: err,
-    details: { file: name },
-  });
+    code === "ENOENT"
+      ? "no such file"
+      : code === "EACCES" || code === "EPERM"
+        ? "permission denied"
+        : code === "EISDIR"
+          ? "is a directory"
+          : (err as Error).message;
+  return new SluiceError(
+    code === "ENOENT" ? "FILE_NOT_FOUND" : code === "EACCES" || code === "EPERM" || code === "EISDIR" ? "BAD_INPUT" : "IO_ERROR",
+    `cannot read ${name}: ${why}`,
+    {
+      cause: err,
+      details: { file: name },
+    },
+  );
 }
 
 /**
@@ -449,7 +449,8 @@ export async function parquetColumnSpecs(path: string, options: { name?: string 
       const el = node.element;
       if (node.children.length > 0 || el.repetition_type === "REPEATED") return { name: el.name, type: "json" };
       const lt = el.logical_type;
-      if (el.converted_type === "UINT_64" || (lt?.type === "INTEGER" && lt.bitWidth === 64 && !lt.isSigned)) return { name: el.name, type: "decimal", scale: 0 };
+      if (el.converted_type === "UINT_64" || (lt?.type === "INTEGER" && lt.bitWidth === 64 && !lt.isSigned))
+        return { name: el.name, type: "decimal", scale: 0 };
       if (el.type === "FLOAT" || el.type === "DOUBLE" || lt?.type === "FLOAT16") return { name: el.name, type: "double" };
       if (el.converted_type === "JSON" || lt?.type === "JSON") return { name: el.name, type: "json" };
       const t = sluiceType(el);

@@ -41,7 +41,9 @@ export function escapeCopy(v: string): string {
 /** The inverse of escapeCopy (also reads the other backslash escapes COPY writes). */
 export function unescapeCopy(v: string): string {
   if (v.indexOf("\\") === -1) return v;
-  return v.replace(/\\(.)/g, (_m, c: string) => (c === "t" ? "\t" : c === "n" ? "\n" : c === "r" ? "\r" : c === "b" ? "\b" : c === "f" ? "\f" : c === "v" ? "\v" : c));
+  return v.replace(/\\(.)/g, (_m, c: string) =>
+    c === "t" ? "\t" : c === "n" ? "\n" : c === "r" ? "\r" : c === "b" ? "\b" : c === "f" ? "\f" : c === "v" ? "\v" : c,
+  );
 }
 
 const hashText: (text: string) => string =
@@ -86,10 +88,14 @@ export function compileStageLineWriter(columns: readonly Column[]): StageLineWri
     body.push(`v = ${get};`);
     const sep = i === 0 ? "" : "\\t";
     if (col.type === "boolean") {
-      body.push(`if (v === true) { t += "${sep}t"; c += "T"; } else if (v === false) { t += "${sep}f"; c += "F"; } else if (typeof v === "string") { const b = bool(v); t += "${sep}" + (b === null ? "\\\\N" : b ? "t" : "f"); c += b === null ? "~" : b ? "T" : "F"; } else { t += "${sep}\\\\N"; c += "~"; }`);
+      body.push(
+        `if (v === true) { t += "${sep}t"; c += "T"; } else if (v === false) { t += "${sep}f"; c += "F"; } else if (typeof v === "string") { const b = bool(v); t += "${sep}" + (b === null ? "\\\\N" : b ? "t" : "f"); c += b === null ? "~" : b ? "T" : "F"; } else { t += "${sep}\\\\N"; c += "~"; }`,
+      );
     } else {
       const text = col.type === "string" ? "(s += v, v)" : "v";
-      body.push(`if (typeof v === "string") { t += "${sep}" + ${text}; c += v.length + ":" + v; } else if (v === null || v === undefined) { t += "${sep}\\\\N"; c += "~"; } else { v = String(v); t += "${sep}" + ${text}; c += v.length + ":" + v; }`);
+      body.push(
+        `if (typeof v === "string") { t += "${sep}" + ${text}; c += v.length + ":" + v; } else if (v === null || v === undefined) { t += "${sep}\\\\N"; c += "~"; } else { v = String(v); t += "${sep}" + ${text}; c += v.length + ":" + v; }`,
+      );
     }
   });
   const strings = columns.filter((c) => c.type === "string");
@@ -342,7 +348,9 @@ export function compileStageDecoder(columns: readonly Column[], only?: readonly 
 }
 
 function damagedLine(text: string, from: number, to: number): SluiceError {
-  return new SluiceError("INTERNAL", `a staged line does not have the header's fields: ${JSON.stringify(text.slice(from, Math.min(to, from + 200)))}`, { retryable: false });
+  return new SluiceError("INTERNAL", `a staged line does not have the header's fields: ${JSON.stringify(text.slice(from, Math.min(to, from + 200)))}`, {
+    retryable: false,
+  });
 }
 
 /** A stage file as batches of typed rows (with positions and hashes). */

@@ -149,8 +149,7 @@ export function timestampText(value: bigint | number, unit: TimeUnitName): strin
 /** Time of day (no date) as `HH:MM:SS[.sss|.ssssss]`; nanoseconds truncated to microseconds. */
 export function timeText(value: bigint | number, unit: TimeUnitName): string {
   const v = typeof value === "bigint" ? value : BigInt(Math.trunc(value));
-  const micros =
-    unit === "NANOS" ? floorDiv(v, 1000n) : unit === "MICROS" ? v : unit === "MILLIS" ? v * 1000n : v * 1_000_000n;
+  const micros = unit === "NANOS" ? floorDiv(v, 1000n) : unit === "MICROS" ? v : unit === "MILLIS" ? v * 1000n : v * 1_000_000n;
   return clockText(Number(micros));
 }
 
@@ -166,7 +165,8 @@ export function dateTextFromMillis(ms: number): string {
 export function decimalText(unscaled: bigint | number, scale: number): string {
   const neg = unscaled < 0;
   let digits: string;
-  if (typeof unscaled === "number") digits = Number.isSafeInteger(unscaled) ? String(Math.abs(unscaled)) : (neg ? -BigInt(unscaled) : BigInt(unscaled)).toString();
+  if (typeof unscaled === "number")
+    digits = Number.isSafeInteger(unscaled) ? String(Math.abs(unscaled)) : (neg ? -BigInt(unscaled) : BigInt(unscaled)).toString();
   else digits = (neg ? -unscaled : unscaled).toString();
   const sign = neg ? "-" : "";
   if (scale <= 0) return digits === "0" ? "0" : sign + digits + "0".repeat(-scale);

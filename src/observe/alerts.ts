@@ -150,9 +150,14 @@ export function createAlerter(opts: AlerterOptions): Alerter {
     const slaMs = sla === undefined ? undefined : parseDuration(sla);
     if (sla === undefined || slaMs === undefined || took <= slaMs) return;
     raise({
-      kind: "sla_breach", workflow: e.workflow, runId: e.runId, status: e.status, error: e.error,
+      kind: "sla_breach",
+      workflow: e.workflow,
+      runId: e.runId,
+      status: e.status,
+      error: e.error,
       message: `run ${e.runId} of ${e.workflow} ${e.status} after ${formatDuration(took)}, over its SLA of ${sla}`,
-      durationMs: took, sla,
+      durationMs: took,
+      sla,
     });
   }
 
@@ -166,7 +171,11 @@ export function createAlerter(opts: AlerterOptions): Alerter {
         if (e.status === "failed") {
           const took = e.startedAt ? Date.parse(e.endedAt) - Date.parse(e.startedAt) : NaN;
           raise({
-            kind: "run_failed", workflow: e.workflow, runId: e.runId, status: e.status, error: e.error,
+            kind: "run_failed",
+            workflow: e.workflow,
+            runId: e.runId,
+            status: e.status,
+            error: e.error,
             message: `run ${e.runId} of ${e.workflow} failed: ${e.error ? `${e.error.message} (${e.error.code})` : "no reason recorded"}`,
             ...(Number.isFinite(took) ? { durationMs: took } : {}),
           });
@@ -193,9 +202,14 @@ export function createAlerter(opts: AlerterOptions): Alerter {
         if (slaMs === undefined || !Number.isFinite(started) || started + slaMs >= now) continue;
         const took = now - started;
         raise({
-          kind: "sla_breach", workflow: run.workflow, runId: run.id, status: run.status, error: null,
+          kind: "sla_breach",
+          workflow: run.workflow,
+          runId: run.id,
+          status: run.status,
+          error: null,
           message: `run ${run.id} of ${run.workflow} has been running for ${formatDuration(took)}, over its SLA of ${sla}`,
-          durationMs: took, sla,
+          durationMs: took,
+          sla,
         });
       }
     } catch (err) {

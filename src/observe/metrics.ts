@@ -230,8 +230,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       if (c.status === "pending") pending += c.count;
     }
     // Every status of a known workflow is present, zero included, so series do not vanish.
-    for (const [workflow, m] of byWorkflow)
-      for (const status of RUN_STATUSES) runs.set({ workflow, status }, m.get(status) ?? 0);
+    for (const [workflow, m] of byWorkflow) for (const status of RUN_STATUSES) runs.set({ workflow, status }, m.get(status) ?? 0);
     queueDepth.set(pending);
   }
 

@@ -77,17 +77,7 @@ export const DEFECT_KINDS: readonly DefectKind[] = [
 /** The defects that make a CSV record malformed: the reader reports them, they never become rows. */
 export const MALFORMED_CSV_DEFECTS: readonly DefectKind[] = ["wrong_field_count", "stray_quote"];
 
-export const TRADE_COLUMNS = [
-  "trade_id",
-  "executed_at",
-  "symbol",
-  "side",
-  "quantity",
-  "price",
-  "account",
-  "trader_email",
-  "notes",
-] as const;
+export const TRADE_COLUMNS = ["trade_id", "executed_at", "symbol", "side", "quantity", "price", "account", "trader_email", "notes"] as const;
 
 export interface TradeSampleOptions {
   /** Records to generate (bad ones and duplicates included). */
@@ -142,15 +132,16 @@ export function resolveTradeSampleOptions(opts: TradeSampleOptions): Required<Tr
   const bad = (msg: string): never => {
     throw new SluiceError("BAD_CONFIG", msg);
   };
-  if (!Number.isSafeInteger(o.rows) || o.rows < 0 || o.rows > MAX_ROWS)
-    bad(`rows must be a whole number from 0 to ${MAX_ROWS}, not ${o.rows}`);
+  if (!Number.isSafeInteger(o.rows) || o.rows < 0 || o.rows > MAX_ROWS) bad(`rows must be a whole number from 0 to ${MAX_ROWS}, not ${o.rows}`);
   if (!Number.isSafeInteger(o.seed)) bad(`seed must be a whole number, not ${o.seed}`);
-  for (const [name, v] of [["badShare", o.badShare], ["duplicateShare", o.duplicateShare]] as const)
+  for (const [name, v] of [
+    ["badShare", o.badShare],
+    ["duplicateShare", o.duplicateShare],
+  ] as const)
     if (!Number.isFinite(v) || v < 0 || v > 1) bad(`${name} must be a fraction from 0 to 1, not ${v}`);
   if (!ISO_INSTANT.test(o.startAt) || Number.isNaN(Date.parse(o.startAt)))
     bad(`startAt must be an ISO-8601 timestamp with a zone, e.g. 2026-11-02T09:30:00Z, not ${JSON.stringify(o.startAt)}`);
-  if (!/^[A-Za-z0-9_.:-]{0,32}$/.test(o.idPrefix))
-    bad(`idPrefix may hold only letters, digits and _ . : - (at most 32), not ${JSON.stringify(o.idPrefix)}`);
+  if (!/^[A-Za-z0-9_.:-]{0,32}$/.test(o.idPrefix)) bad(`idPrefix may hold only letters, digits and _ . : - (at most 32), not ${JSON.stringify(o.idPrefix)}`);
   const { bad: nBad, duplicates: nDup } = counts(o);
   if (nBad + nDup > o.rows) bad(`badShare + duplicateShare must not exceed 1`);
   if (nDup > 0 && nBad + nDup >= o.rows) bad(`duplicates need at least one good record to repeat; lower duplicateShare or badShare`);

@@ -39,7 +39,10 @@ export function createApp(deps: ServerDeps): OpenAPIHono<AppEnv> {
     });
   }
 
-  app.use(`${API_PREFIX}/*`, bodyLimit({ maxSize: MAX_BODY, onError: (c) => errorResponse(c, 413, { code: "TOO_LARGE", message: `the body is larger than ${MAX_BODY} bytes` }) }));
+  app.use(
+    `${API_PREFIX}/*`,
+    bodyLimit({ maxSize: MAX_BODY, onError: (c) => errorResponse(c, 413, { code: "TOO_LARGE", message: `the body is larger than ${MAX_BODY} bytes` }) }),
+  );
   const auth = authenticate(deps.auth);
   app.use(`${API_PREFIX}/*`, async (c, next) => {
     // The API description is public, like the probes: it holds no data and clients need it to start.

@@ -55,10 +55,7 @@ export function hashToken(token: string): Buffer {
  * Resolve the configured token references. Relative `file:` paths are taken from the config
  * file's folder (`configFile`), so a config and its secrets can move together.
  */
-export async function resolveAuth(
-  config: ServerConfig["auth"],
-  opts: { env?: NodeJS.ProcessEnv; configFile?: string } = {},
-): Promise<AuthConfig> {
+export async function resolveAuth(config: ServerConfig["auth"], opts: { env?: NodeJS.ProcessEnv; configFile?: string } = {}): Promise<AuthConfig> {
   const baseDir = opts.configFile ? dirname(opts.configFile) : undefined;
   const tokens: AuthToken[] = [];
   for (const [i, t] of config.tokens.entries()) {
@@ -96,7 +93,13 @@ export function authenticate(auth: AuthConfig): MiddlewareHandler<AppEnv> {
     const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(header);
     if (!m) return errorResponse(c, 401, { code: "UNAUTHENTICATED", message: "this API needs a bearer token: send Authorization: Bearer TOKEN" }, CHALLENGE);
     const token = identify(auth, m[1]!);
-    if (!token) return errorResponse(c, 401, { code: "UNAUTHENTICATED", message: "the bearer token is not valid" }, { "WWW-Authenticate": 'Bearer realm="sluice", error="invalid_token"' });
+    if (!token)
+      return errorResponse(
+        c,
+        401,
+        { code: "UNAUTHENTICATED", message: "the bearer token is not valid" },
+        { "WWW-Authenticate": 'Bearer realm="sluice", error="invalid_token"' },
+      );
     c.set("principal", { name: token.name, role: token.role });
     return next();
   };

@@ -34,7 +34,10 @@ export const AlertTargetConfig = z
     /** An http(s) URL, or a secret reference holding one (Slack webhook URLs are credentials). */
     url: z.string().refine((u) => isSecretRef(u) || /^https?:\/\/./.test(u), "must be an http(s):// URL or a secret reference (env:NAME or file:PATH)"),
     format: z.enum(["json", "slack"]).default("json"),
-    on: z.array(z.enum(ALERT_KINDS)).min(1).default([...ALERT_KINDS]),
+    on: z
+      .array(z.enum(ALERT_KINDS))
+      .min(1)
+      .default([...ALERT_KINDS]),
     /** Only these workflows' alerts; all workflows when absent. */
     workflows: z.array(z.string().min(1)).optional(),
   })
@@ -50,7 +53,10 @@ export const ServerConfig = z
       })
       .strict()
       .default({}),
-    auth: z.object({ tokens: z.array(TokenConfig).default([]) }).strict().default({ tokens: [] }),
+    auth: z
+      .object({ tokens: z.array(TokenConfig).default([]) })
+      .strict()
+      .default({ tokens: [] }),
     alerts: z.array(AlertTargetConfig).default([]),
   })
   .strict()

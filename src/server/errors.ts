@@ -97,12 +97,18 @@ export function describeIssue(issue: z.core.$ZodIssue): string {
         ? `must have at least ${String(issue.minimum)} ${issue.origin === "string" ? "characters" : "items"}`
         : `must be ${issue.inclusive === false ? ">" : "≥"} ${String(issue.minimum)}`;
     case "invalid_value":
-      return issue.values.length === 1 ? `must be ${JSON.stringify(issue.values[0])}` : `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+      return issue.values.length === 1
+        ? `must be ${JSON.stringify(issue.values[0])}`
+        : `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
     case "invalid_type":
       // Issues carry no input (zod drops it); its message ends "received undefined" when absent.
       return /received undefined$/.test(issue.message) ? "is required" : `must be ${issue.expected === "object" ? "an object" : `a ${issue.expected}`}`;
     case "invalid_format":
-      return issue.format === "datetime" ? "must be an ISO 8601 date-time (2024-05-01T00:00:00Z)" : issue.format === "regex" ? issue.message : `must be a valid ${issue.format}`;
+      return issue.format === "datetime"
+        ? "must be an ISO 8601 date-time (2024-05-01T00:00:00Z)"
+        : issue.format === "regex"
+          ? issue.message
+          : `must be a valid ${issue.format}`;
     case "unrecognized_keys":
       return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
     default:

@@ -32,7 +32,10 @@ export async function startHttpServer(opts: StartHttpServer): Promise<HttpServer
   let host = opts.host ?? LOOPBACK;
   if (!authEnabled(opts.auth)) {
     if (host !== LOOPBACK)
-      opts.log?.warn({ asked: host, host: LOOPBACK }, `no API tokens are configured, so authentication is off: listening on ${LOOPBACK} only, not ${host}; add auth.tokens to the server config to listen on ${host}`);
+      opts.log?.warn(
+        { asked: host, host: LOOPBACK },
+        `no API tokens are configured, so authentication is off: listening on ${LOOPBACK} only, not ${host}; add auth.tokens to the server config to listen on ${host}`,
+      );
     else opts.log?.info({ host }, "no API tokens are configured: authentication is off and the API listens on loopback only");
     host = LOOPBACK;
   }

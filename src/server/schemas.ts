@@ -63,7 +63,8 @@ export const UsageSchema = z
     readBytes: z.number().int().nullable().openapi({ description: "Bytes read through system calls (files, pipes, sockets)." }),
     writtenBytes: z.number().int().nullable().openapi({ description: "Bytes written through system calls." }),
     scope: z.enum(["process-tree", "process"]).openapi({
-      description: "process-tree: an exec step's program and its descendants alone. process: the whole Sluice process while an in-process action ran, shared with the attempts running at the same time.",
+      description:
+        "process-tree: an exec step's program and its descendants alone. process: the whole Sluice process while an in-process action ran, shared with the attempts running at the same time.",
     }),
   })
   .openapi("AttemptUsage");
@@ -90,7 +91,9 @@ export const RunDetailSchema = z
             startedAt: z.string(),
             endedAt: z.string().nullable(),
             error: ErrorInfo,
-            usage: UsageSchema.nullable().openapi({ description: "What the attempt consumed; null while running, when interrupted, or where it cannot be measured." }),
+            usage: UsageSchema.nullable().openapi({
+              description: "What the attempt consumed; null while running, when interrupted, or where it cannot be measured.",
+            }),
           }),
         ),
         outputs: Params.nullable(),

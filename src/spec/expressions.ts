@@ -140,8 +140,7 @@ class Parser {
     for (const op of ["==", "!=", "<=", ">=", "<", ">"] as const) {
       if (this.eat(op)) {
         const right = this.unary();
-        if (["==", "!=", "<=", ">=", "<", ">"].some((o) => this.peek(o)))
-          this.fail("comparisons do not chain; combine them with && or ||");
+        if (["==", "!=", "<=", ">=", "<", ">"].some((o) => this.peek(o))) this.fail("comparisons do not chain; combine them with && or ||");
         return { kind: "binary", op, left, right, at };
       }
     }
@@ -253,7 +252,8 @@ function toReference(text: string, parts: (string | number)[]): Reference | { er
       if (rest.length !== 1 || typeof rest[0] !== "string") return { error: `"${text}" should be params.NAME` };
       return { root: "params", name: rest[0] };
     case "steps":
-      if (rest.length < 2 || typeof rest[0] !== "string" || rest[1] !== "outputs") return { error: `"${text}" should be steps.STEP.outputs or steps.STEP.outputs.KEY` };
+      if (rest.length < 2 || typeof rest[0] !== "string" || rest[1] !== "outputs")
+        return { error: `"${text}" should be steps.STEP.outputs or steps.STEP.outputs.KEY` };
       return { root: "steps", step: rest[0], path: rest.slice(2) };
     case "event":
       if (rest[0] !== "data") return { error: `"${text}" should be event.data or event.data.KEY` };
@@ -304,7 +304,10 @@ export function evaluateExpression(body: string, scope: ExpressionScope): unknow
 }
 
 class OperandError extends Error {
-  constructor(message: string, readonly at: number) {
+  constructor(
+    message: string,
+    readonly at: number,
+  ) {
     super(message);
   }
 }
@@ -359,7 +362,8 @@ function compare(op: BinaryOp, a: unknown, b: unknown, e: Expr): boolean {
   if (op === "!=") return !equal(x, y);
   const comparable = (typeof x === "number" && typeof y === "number") || (typeof x === "string" && typeof y === "string");
   if (!comparable) throw new OperandError(`cannot order ${describe(a)} and ${describe(b)} with ${op}`, e.at);
-  const xs = x as number | string, ys = y as number | string;
+  const xs = x as number | string,
+    ys = y as number | string;
   return op === "<" ? xs < ys : op === "<=" ? xs <= ys : op === ">" ? xs > ys : xs >= ys;
 }
 
@@ -417,8 +421,7 @@ function resolve(e: Extract<Expr, { kind: "ref" }>, scope: ExpressionScope): unk
 function dig(value: unknown, path: (string | number)[], label: string): unknown {
   let cur = value;
   for (const key of path) {
-    if (cur === null || typeof cur !== "object" || !(key in (cur as object)))
-      throw new SluiceError("BAD_INPUT", `expression ${label}: no such value`);
+    if (cur === null || typeof cur !== "object" || !(key in (cur as object))) throw new SluiceError("BAD_INPUT", `expression ${label}: no such value`);
     cur = (cur as Record<string | number, unknown>)[key];
   }
   return cur;

@@ -64,7 +64,8 @@ export function crdManifest(): string {
  */
 function toStructural(node: Json): Json {
   const out: Json = {};
-  if (node.anyOf || node.oneOf || Array.isArray(node.type)) return { "x-kubernetes-preserve-unknown-fields": true, ...(node.description ? { description: node.description } : {}) };
+  if (node.anyOf || node.oneOf || Array.isArray(node.type))
+    return { "x-kubernetes-preserve-unknown-fields": true, ...(node.description ? { description: node.description } : {}) };
   for (const [k, v] of Object.entries(node)) {
     if (k === "$schema" || k === "propertyNames" || k === "additionalProperties") continue;
     if (k === "const") out.enum = [v];
@@ -83,7 +84,10 @@ function toStructural(node: Json): Json {
 }
 
 async function writeGenerated(root: string): Promise<void> {
-  for (const [file, text] of [[GENERATED_FILES.jsonSchema, workflowJsonSchema()], [GENERATED_FILES.crd, crdManifest()]] as const) {
+  for (const [file, text] of [
+    [GENERATED_FILES.jsonSchema, workflowJsonSchema()],
+    [GENERATED_FILES.crd, crdManifest()],
+  ] as const) {
     const path = join(root, file);
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, text);

@@ -86,8 +86,7 @@ export function loadWorkflowText(text: string, file: string, opts: LoadOptions =
     }
     const docProblems = checkDocument(doc, at, opts, ctx);
     problems.push(...docProblems.problems);
-    if (docProblems.workflow && docProblems.problems.length === 0)
-      workflows.push({ file, document: index, workflow: docProblems.workflow });
+    if (docProblems.workflow && docProblems.problems.length === 0) workflows.push({ file, document: index, workflow: docProblems.workflow });
   });
   problems.sort((a, b) => a.line - b.line || a.col - b.col);
   return { workflows, problems };
@@ -115,9 +114,7 @@ function issueToProblems(issue: z.core.$ZodIssue, doc: Document, data: unknown, 
   const path = issue.path as (string | number)[];
   if (issue.code === "unrecognized_keys") {
     const known = knownKeysAt(Workflow, path);
-    return issue.keys.map((key) =>
-      at(keyOffset(doc, path, key), `unknown field "${key}" in ${describePath(path)}${hint(key, known)}`),
-    );
+    return issue.keys.map((key) => at(keyOffset(doc, path, key), `unknown field "${key}" in ${describePath(path)}${hint(key, known)}`));
   }
   const node = nodeAt(doc, path);
   const where = path.length ? `${describePath(path)}` : "the document";
@@ -158,7 +155,10 @@ function fileContext(docs: Document[], file: string): FileContext {
     const name = w?.metadata?.name;
     if (typeof name !== "string") continue;
     const steps = [w?.spec?.steps, w?.spec?.finally].flatMap((l) => (Array.isArray(l) ? l : []));
-    calls.set(name, steps.map((st) => (st as { workflow?: unknown })?.workflow).filter((x): x is string => typeof x === "string" && !isWorkflowPath(x)));
+    calls.set(
+      name,
+      steps.map((st) => (st as { workflow?: unknown })?.workflow).filter((x): x is string => typeof x === "string" && !isWorkflowPath(x)),
+    );
   }
   return { file, calls };
 }
@@ -192,10 +192,14 @@ function checkReferences(wf: Workflow, doc: Document, at: At, opts: LoadOptions,
     (s.dependsOn ?? []).forEach((dep, j) => {
       const off = pos(p, "dependsOn", j);
       if (dep === s.name) problems.push(at(off, `step "${s.name}" depends on itself`));
-      else if (!stepNames.has(dep))
-        problems.push(at(off, `step "${s.name}" depends on "${dep}", which is not a step of this workflow${hint(dep, stepNames)}`));
+      else if (!stepNames.has(dep)) problems.push(at(off, `step "${s.name}" depends on "${dep}", which is not a step of this workflow${hint(dep, stepNames)}`));
       else if (p.final && !finalNames.has(dep))
-        problems.push(at(off, `finally step "${s.name}" depends on "${dep}", a main step; finally steps run after every main step and may depend on other finally steps only`));
+        problems.push(
+          at(
+            off,
+            `finally step "${s.name}" depends on "${dep}", a main step; finally steps run after every main step and may depend on other finally steps only`,
+          ),
+        );
       else if (!p.final && finalNames.has(dep))
         problems.push(at(off, `step "${s.name}" depends on "${dep}", a finally step, which runs after every main step`));
     });
@@ -207,8 +211,7 @@ function checkReferences(wf: Workflow, doc: Document, at: At, opts: LoadOptions,
   }
 
   problems.push(...checkContinuous(main, doc, at, opts));
-  for (const p of placed.filter((x) => x.final && x.s.continuous))
-    problems.push(at(pos(p, "continuous"), `finally step "${p.s.name}" cannot be continuous`));
+  for (const p of placed.filter((x) => x.final && x.s.continuous)) problems.push(at(pos(p, "continuous"), `finally step "${p.s.name}" cannot be continuous`));
 
   const params = wf.spec.params ?? {};
   const upstream = upstreamSets(placed.map((x) => x.s));
@@ -247,7 +250,8 @@ function checkWorkflowRef(wf: Workflow, p: Placed, off: number | undefined, at: 
   if (isWorkflowPath(ref)) {
     const target = resolvePath(dirname(ctx.file), ref);
     if (!existsSync(target)) return [at(off, `step "${p.s.name}" calls workflow file ${ref}, which does not exist (looked for ${target})`)];
-    if (target === resolvePath(ctx.file) && ctx.calls.size === 1) return [at(off, `step "${p.s.name}" calls the workflow it belongs to (${ref}): a workflow cannot call itself`)];
+    if (target === resolvePath(ctx.file) && ctx.calls.size === 1)
+      return [at(off, `step "${p.s.name}" calls the workflow it belongs to (${ref}): a workflow cannot call itself`)];
     return [];
   }
   if (ref === self) return [at(off, `step "${p.s.name}" calls workflow "${ref}", the workflow it belongs to: a workflow cannot call itself`)];
@@ -285,27 +289,42 @@ function checkContinuous(steps: Step[], doc: Document, at: At, opts: LoadOptions
   if (group.length === 0) return problems;
   const pos = (i: number, ...rest: (string | number)[]) => nodeAt(doc, ["spec", "steps", i, ...rest])?.range?.[0];
   if (group.length === 1) {
-    problems.push(at(pos(group[0]!.i, "continuous"), `step "${group[0]!.s.name}" is the only continuous step; a continuous pipeline needs a source step and a sink step`));
+    problems.push(
+      at(pos(group[0]!.i, "continuous"), `step "${group[0]!.s.name}" is the only continuous step; a continuous pipeline needs a source step and a sink step`),
+    );
     return problems;
   }
   const names = new Set(group.map(({ s }) => s.name));
   group.forEach(({ s, i }, k) => {
     if (k === 0) {
       const inner = (s.dependsOn ?? []).filter((d) => names.has(d));
-      if (inner.length) problems.push(at(pos(i, "dependsOn"), `step "${s.name}" starts the continuous group (the first continuous step in the file) and cannot depend on "${inner[0]}"`));
+      if (inner.length)
+        problems.push(
+          at(pos(i, "dependsOn"), `step "${s.name}" starts the continuous group (the first continuous step in the file) and cannot depend on "${inner[0]}"`),
+        );
       return;
     }
     const prev = group[k - 1]!.s.name;
     const deps = s.dependsOn ?? [];
     if (deps.length !== 1 || deps[0] !== prev)
-      problems.push(at(pos(i, "dependsOn") ?? pos(i, "name"), `continuous step "${s.name}" must depend on "${prev}" and nothing else: continuous steps form one chain, in file order`));
+      problems.push(
+        at(
+          pos(i, "dependsOn") ?? pos(i, "name"),
+          `continuous step "${s.name}" must depend on "${prev}" and nothing else: continuous steps form one chain, in file order`,
+        ),
+      );
   });
   const last = group.at(-1)!.s.name;
   steps.forEach((s, i) => {
     if (s.continuous) return;
     for (const d of s.dependsOn ?? [])
       if (names.has(d) && d !== last)
-        problems.push(at(pos(i, "dependsOn"), `step "${s.name}" depends on "${d}" inside the continuous group; depend on its last step "${last}", which ends when the pipeline stops`));
+        problems.push(
+          at(
+            pos(i, "dependsOn"),
+            `step "${s.name}" depends on "${d}" inside the continuous group; depend on its last step "${last}", which ends when the pipeline stops`,
+          ),
+        );
   });
   if (opts.actions)
     for (const { s, i } of group) {
@@ -320,8 +339,7 @@ function checkAction(s: Step, base: (string | number)[], doc: Document, at: At, 
   const kind = s.agent !== undefined ? "agent" : "service";
   const owner = (s.agent ?? s.service)!;
   const owners = actions.names(kind);
-  if (!owners.includes(owner))
-    return [at(nodeAt(doc, [...base, kind])?.range?.[0], `unknown ${kind} "${owner}"${hint(owner, owners)}`)];
+  if (!owners.includes(owner)) return [at(nodeAt(doc, [...base, kind])?.range?.[0], `unknown ${kind} "${owner}"${hint(owner, owners)}`)];
   const sig = actions.find(kind, owner, s.action!);
   if (!sig) {
     const known = actions.names(kind, owner);
@@ -337,8 +355,12 @@ function checkAction(s: Step, base: (string | number)[], doc: Document, at: At, 
     if (issue.code === "unrecognized_keys") {
       const known = knownKeysAt(sig.input, rel);
       for (const key of issue.keys)
-        problems.push(at(keyOffset(doc, [...base, "with", ...rel], key) ?? nodeAt(doc, [...base])?.range?.[0],
-          `unknown input "${key}" for ${owner}/${s.action}${hint(key, known)}`));
+        problems.push(
+          at(
+            keyOffset(doc, [...base, "with", ...rel], key) ?? nodeAt(doc, [...base])?.range?.[0],
+            `unknown input "${key}" for ${owner}/${s.action}${hint(key, known)}`,
+          ),
+        );
       continue;
     }
     const node = nodeAt(doc, [...base, "with", ...rel]) ?? nodeAt(doc, [...base, "with"]) ?? nodeAt(doc, base);
@@ -368,7 +390,8 @@ function checkExpression(expr: string, scope: RefScope, field?: "when" | "forEac
     if (message) return `${label} ${message}`;
   }
   if (field === "forEach") {
-    if (parsed.kind !== "ref") return `forEach of step "${scope.step}" must give a list, and "${expr}" gives ${parsed.kind === "literal" ? `the literal ${JSON.stringify(parsed.value)}` : "true or false"}`;
+    if (parsed.kind !== "ref")
+      return `forEach of step "${scope.step}" must give a list, and "${expr}" gives ${parsed.kind === "literal" ? `the literal ${JSON.stringify(parsed.value)}` : "true or false"}`;
     const ref = parsed.ref;
     if (ref.root === "params" && scope.params[ref.name] && scope.params[ref.name]!.type !== "string")
       return `forEach of step "${scope.step}" reads params.${ref.name}, ${article(scope.params[ref.name]!.type)}, not a list`;
@@ -380,13 +403,11 @@ function checkExpression(expr: string, scope: RefScope, field?: "when" | "forEac
 function checkReference(ref: Reference, text: string, scope: RefScope): string | undefined {
   switch (ref.root) {
     case "params":
-      if (!(ref.name in scope.params))
-        return `"${text}" names an unknown parameter "${ref.name}"${hint(ref.name, new Set(Object.keys(scope.params)))}`;
+      if (!(ref.name in scope.params)) return `"${text}" names an unknown parameter "${ref.name}"${hint(ref.name, new Set(Object.keys(scope.params)))}`;
       return undefined;
     case "steps":
       if (!scope.stepNames.has(ref.step)) return `"${text}" names an unknown step "${ref.step}"${hint(ref.step, scope.stepNames)}`;
-      if (!scope.readable.has(ref.step))
-        return `"${text}" reads step "${ref.step}", which step "${scope.step}" does not depend on; add it to dependsOn`;
+      if (!scope.readable.has(ref.step)) return `"${text}" reads step "${ref.step}", which step "${scope.step}" does not depend on; add it to dependsOn`;
       return undefined;
     case "run":
       if (ref.field === "status" && !scope.final) return `"${text}": the run's status is known only in spec.finally steps`;
@@ -507,8 +528,7 @@ function knownKeysAt(schema: z.ZodType, path: (string | number)[]): string[] {
 
 function unwrap(s: z.ZodType | undefined): z.ZodType | undefined {
   let cur = s;
-  while (cur instanceof z.ZodOptional || cur instanceof z.ZodDefault || cur instanceof z.ZodNullable)
-    cur = cur.unwrap() as z.ZodType;
+  while (cur instanceof z.ZodOptional || cur instanceof z.ZodDefault || cur instanceof z.ZodNullable) cur = cur.unwrap() as z.ZodType;
   return cur;
 }
 

@@ -39,8 +39,7 @@ function coerce(name: string, type: "string" | "integer" | "number" | "boolean",
       if (!/^-?\d+$/.test(text)) throw new SluiceError("USAGE", `parameter "${name}" must be an integer, not "${text}"`);
       return Number(text);
     case "number":
-      if (text.trim() === "" || !Number.isFinite(Number(text)))
-        throw new SluiceError("USAGE", `parameter "${name}" must be a number, not "${text}"`);
+      if (text.trim() === "" || !Number.isFinite(Number(text))) throw new SluiceError("USAGE", `parameter "${name}" must be a number, not "${text}"`);
       return Number(text);
     case "boolean":
       if (text === "true" || text === "false") return text === "true";

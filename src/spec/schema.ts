@@ -66,8 +66,7 @@ export const Trigger = z
   .strict()
   .superRefine((t, ctx) => {
     const kinds = ["schedule", "event", "manual"].filter((k) => t[k as keyof typeof t] !== undefined);
-    if (kinds.length !== 1)
-      ctx.addIssue({ code: "custom", message: "a trigger needs exactly one of schedule, event or manual" });
+    if (kinds.length !== 1) ctx.addIssue({ code: "custom", message: "a trigger needs exactly one of schedule, event or manual" });
     if (t.schedule === undefined && (t.timezone || t.catchUp || t.concurrencyPolicy))
       ctx.addIssue({ code: "custom", message: "timezone, catchUp and concurrencyPolicy apply only to a schedule trigger" });
   });
@@ -99,7 +98,11 @@ export const Step = z
       .boolean()
       .optional()
       .describe("Run as a stage of a continuous pipeline with the other continuous steps (a chain: source first, sink last) instead of once."),
-    workflow: z.string().min(1).optional().describe("Run this workflow (a name in the registry, or a file path relative to this file) as a child run and take its outputs."),
+    workflow: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Run this workflow (a name in the registry, or a file path relative to this file) as a child run and take its outputs."),
     forEach: z
       .union([z.array(z.unknown()), z.string().regex(/^\s*\$\{\{[\s\S]*\}\}\s*$/)], { error: "must be a list or one ${{ }} expression that gives a list" })
       .optional()
@@ -109,8 +112,14 @@ export const Step = z
       .number()
       .min(0)
       .optional()
-      .describe("With forEach: the step fails when more items than this fail (below 1: a share of the items; 1 or more: a count). Default 0, or no limit with continueOnError."),
-    when: z.string().min(1).optional().describe("Run the step only when this condition holds (an expression over params, event data and upstream outputs); otherwise it is skipped."),
+      .describe(
+        "With forEach: the step fails when more items than this fail (below 1: a share of the items; 1 or more: a count). Default 0, or no limit with continueOnError.",
+      ),
+    when: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Run the step only when this condition holds (an expression over params, event data and upstream outputs); otherwise it is skipped."),
     runIf: z
       .enum(["allSucceeded", "anyFailed", "always"])
       .optional()
@@ -120,16 +129,13 @@ export const Step = z
   .superRefine((s, ctx) => {
     const kinds = [s.agent !== undefined, s.service !== undefined, s.exec !== undefined, s.workflow !== undefined].filter(Boolean).length;
     if (kinds !== 1) ctx.addIssue({ code: "custom", message: "a step needs exactly one of agent, service, exec or workflow" });
-    if (s.workflow !== undefined && s.continuous)
-      ctx.addIssue({ code: "custom", message: "a workflow step cannot be continuous" });
-    if (s.forEach !== undefined && s.continuous)
-      ctx.addIssue({ code: "custom", message: "a continuous step cannot have forEach" });
+    if (s.workflow !== undefined && s.continuous) ctx.addIssue({ code: "custom", message: "a workflow step cannot be continuous" });
+    if (s.forEach !== undefined && s.continuous) ctx.addIssue({ code: "custom", message: "a continuous step cannot have forEach" });
     if (s.forEach === undefined && (s.parallelism !== undefined || s.failureThreshold !== undefined))
       ctx.addIssue({ code: "custom", message: "parallelism and failureThreshold apply only to a step with forEach" });
     if ((s.agent !== undefined || s.service !== undefined) && s.action === undefined)
       ctx.addIssue({ code: "custom", message: `a step with ${s.agent !== undefined ? "agent" : "service"} needs an action` });
-    if (s.exec !== undefined && s.action !== undefined)
-      ctx.addIssue({ code: "custom", message: "an exec step takes no action" });
+    if (s.exec !== undefined && s.action !== undefined) ctx.addIssue({ code: "custom", message: "an exec step takes no action" });
     if (s.exec !== undefined && s.with !== undefined)
       ctx.addIssue({ code: "custom", message: "an exec step takes no with: block; put values in exec.args or exec.env" });
     if (s.exec !== undefined && s.continuous)
@@ -149,7 +155,9 @@ export const WorkflowSpec = z
     finally: z
       .array(Step)
       .optional()
-      .describe("Steps run after all the others, whatever the outcome (success, failure, cancel, timeout); ${{ run.status }} says which. They may depend on each other only."),
+      .describe(
+        "Steps run after all the others, whatever the outcome (success, failure, cancel, timeout); ${{ run.status }} says which. They may depend on each other only.",
+      ),
   })
   .strict();
 

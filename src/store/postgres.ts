@@ -25,7 +25,6 @@ import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import type { ErrorInfo, LeaseState, RunCount, RunFilter, RunStatus, StateStore, StepStatus, Transition } from "./types.js";
 
-
 export interface PostgresStoreOptions {
   /** Schema holding the store's tables, created when missing (default `sluice`). */
   schema?: string;
@@ -63,7 +62,9 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   const secrets = [password, u.password].filter((s): s is string => !!s);
   const syncCommit = opts.synchronousCommit ?? synchronousCommitFromEnv();
   const ep = await pgEndpoint(u, {
-    password, applicationName: "sluice-state", sessionOptions: syncCommit ? `-c synchronous_commit=${syncCommit}` : undefined,
+    password,
+    applicationName: "sluice-state",
+    sessionOptions: syncCommit ? `-c synchronous_commit=${syncCommit}` : undefined,
   });
   const pool = new pg.Pool({ ...ep.client, types, max: opts.max ?? 10, idleTimeoutMillis: 30_000 });
   // An idle connection dropped by the server must not crash the process; the next query reconnects.
@@ -79,15 +80,23 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
 
   const S = `"${schema}"`;
   const T = {
-    runs: `${S}.runs`, steps: `${S}.steps`, attempts: `${S}.attempts`, ingested: `${S}.ingested_files`,
-    workflows: `${S}.workflows`, events: `${S}.events`, fires: `${S}.fires`, leases: `${S}.leases`,
+    runs: `${S}.runs`,
+    steps: `${S}.steps`,
+    attempts: `${S}.attempts`,
+    ingested: `${S}.ingested_files`,
+    workflows: `${S}.workflows`,
+    events: `${S}.events`,
+    fires: `${S}.fires`,
+    leases: `${S}.leases`,
   };
   /** NOTIFY channel telling workers that runs were queued (one per store schema). */
   const channel = `sluice_runs_${schema}`;
   // Named statements are prepared once per connection and reused.
   const stmt = (name: string, text: string) => ({ name: `sluice_${schema}_${name}`, text });
   const q = {
-    createRun: stmt("create_run", `
+    createRun: stmt(
+      "create_run",
+      `
       WITH r AS (
         INSERT INTO ${T.runs} (id, workflow, spec, source, params, trigger, status, created_at, event_id, lease_owner, lease_expires_at)
         VALUES ($1::text, $2, $3, $4, $5, $6, 'pending', $7, $9, $10, $11)
@@ -96,11 +105,14 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
         INSERT INTO ${T.steps} (run_id, name, idx, status)
         SELECT $1::text, t.name, (t.i - 1)::int, 'pending' FROM unnest($8::text[]) WITH ORDINALITY AS t(name, i)
       )
-      SELECT r.*, CASE WHEN $10::text IS NULL THEN pg_notify('${channel}', '') END AS notified FROM r`),
+      SELECT r.*, CASE WHEN $10::text IS NULL THEN pg_notify('${channel}', '') END AS notified FROM r`,
+    ),
     getRun: stmt("get_run", `SELECT * FROM ${T.runs} WHERE id = $1`),
     // Items of a fan-out share their parent's idx: `load[2]` before `load[10]`.
     getSteps: stmt("get_steps", `SELECT * FROM ${T.steps} WHERE run_id = $1 ORDER BY idx, length(name), name`),
-    expandStep: stmt("expand_step", `
+    expandStep: stmt(
+      "expand_step",
+      `
       WITH l AS (
         SELECT 1 FROM ${T.runs} WHERE id = $1 AND lease_owner = $2 FOR SHARE
       ), i AS (
@@ -110,8 +122,11 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       ), u AS (
         UPDATE ${T.steps} SET status = 'running', started_at = COALESCE(started_at, $4) WHERE run_id = $1 AND name = $3 AND EXISTS (SELECT 1 FROM l)
       )
-      SELECT count(*)::int AS n FROM l`),
-    completeStep: stmt("complete_step", `
+      SELECT count(*)::int AS n FROM l`,
+    ),
+    completeStep: stmt(
+      "complete_step",
+      `
       WITH l AS (
         SELECT 1 FROM ${T.runs} WHERE id = $1 AND lease_owner = $2 FOR SHARE
       ), u AS (
@@ -119,31 +134,46 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
                error_code = $7, error_message = $8
          WHERE run_id = $1 AND name = $3 AND EXISTS (SELECT 1 FROM l)
       )
-      SELECT count(*)::int AS n FROM l`),
+      SELECT count(*)::int AS n FROM l`,
+    ),
     getAttempts: stmt("get_attempts", `SELECT * FROM ${T.attempts} WHERE run_id = $1 ORDER BY step, n`),
-    claim: stmt("claim", `
+    claim: stmt(
+      "claim",
+      `
       UPDATE ${T.runs} SET lease_owner = $2, lease_expires_at = $3
        WHERE id = $1 AND status IN ('pending', 'running')
-         AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < $4)`),
+         AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < $4)`,
+    ),
     // Like claim, the row lock makes it wait for a beginAttempt's FOR SHARE fence (see the top).
-    takeOver: stmt("take_over", `
+    takeOver: stmt(
+      "take_over",
+      `
       UPDATE ${T.runs} SET lease_owner = $3, lease_expires_at = $4
-       WHERE id = $1 AND status IN ('pending', 'running') AND lease_owner = $2`),
+       WHERE id = $1 AND status IN ('pending', 'running') AND lease_owner = $2`,
+    ),
     renew: stmt("renew", `UPDATE ${T.runs} SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 RETURNING cancel_requested`),
-    release: stmt("release", `
+    release: stmt(
+      "release",
+      `
       WITH r AS (UPDATE ${T.runs} SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 RETURNING 1)
-      SELECT pg_notify('${channel}', '') FROM r`),
+      SELECT pg_notify('${channel}', '') FROM r`,
+    ),
     // The queue: open runs nobody holds (or whose holder died), oldest first; SKIP LOCKED lets
     // workers polling at the same moment take different runs instead of waiting on each other.
-    claimRuns: stmt("claim_runs", `
+    claimRuns: stmt(
+      "claim_runs",
+      `
       WITH c AS (
         SELECT id FROM ${T.runs}
          WHERE status IN ('pending', 'running') AND (lease_owner IS NULL OR lease_expires_at < $3)
          ORDER BY created_at LIMIT $4
            FOR UPDATE SKIP LOCKED
       )
-      UPDATE ${T.runs} r SET lease_owner = $1, lease_expires_at = $2 FROM c WHERE r.id = c.id RETURNING r.*`),
-    reopen: stmt("reopen", `
+      UPDATE ${T.runs} r SET lease_owner = $1, lease_expires_at = $2 FROM c WHERE r.id = c.id RETURNING r.*`,
+    ),
+    reopen: stmt(
+      "reopen",
+      `
       WITH r AS (
         UPDATE ${T.runs} SET status = 'pending', ended_at = NULL, deadline_at = NULL, error_code = NULL, error_message = NULL,
                cancel_requested = false, lease_owner = NULL, lease_expires_at = NULL
@@ -154,7 +184,8 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
                retry_base = attempts
          WHERE run_id = $1 AND name = ANY($2::text[]) AND EXISTS (SELECT 1 FROM r)
       )
-      SELECT pg_notify('${channel}', '') FROM r`),
+      SELECT pg_notify('${channel}', '') FROM r`,
+    ),
     countRuns: stmt("count_runs", `SELECT workflow, status, count(*)::int AS count FROM ${T.runs} GROUP BY workflow, status ORDER BY workflow, status`),
     currentWorkflow: stmt("current_workflow", `SELECT * FROM ${T.workflows} WHERE name = $1 AND current`),
     workflowVersion: stmt("workflow_version", `SELECT * FROM ${T.workflows} WHERE name = $1 AND version = $2`),
@@ -162,20 +193,31 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     history: stmt("workflow_history", `SELECT * FROM ${T.workflows} WHERE name = $1 ORDER BY version`),
     retire: stmt("retire_workflow", `UPDATE ${T.workflows} SET current = false WHERE name = $1 AND current`),
     insertEvent: stmt("insert_event", `INSERT INTO ${T.events} (id, name, data, source, created_at) VALUES ($1, $2, $3, $4, $5)`),
-    getEvent: stmt("get_event", `
-      SELECT e.*, (SELECT string_agg(r.id, ',') FROM ${T.runs} r WHERE r.event_id = e.id) AS run_ids FROM ${T.events} e WHERE e.id = $1`),
-    insertFire: stmt("insert_fire", `
-      INSERT INTO ${T.fires} (workflow, trigger_key, fire_at, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`),
+    getEvent: stmt(
+      "get_event",
+      `
+      SELECT e.*, (SELECT string_agg(r.id, ',') FROM ${T.runs} r WHERE r.event_id = e.id) AS run_ids FROM ${T.events} e WHERE e.id = $1`,
+    ),
+    insertFire: stmt(
+      "insert_fire",
+      `
+      INSERT INTO ${T.fires} (workflow, trigger_key, fire_at, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+    ),
     settleFire: stmt("settle_fire", `UPDATE ${T.fires} SET outcome = $4, run_id = $5 WHERE workflow = $1 AND trigger_key = $2 AND fire_at = $3`),
     lastFire: stmt("last_fire", `SELECT * FROM ${T.fires} WHERE workflow = $1 AND trigger_key = $2 ORDER BY fire_at DESC LIMIT 1`),
     unsettled: stmt("unsettled_fires", `SELECT * FROM ${T.fires} WHERE outcome IS NULL ORDER BY fire_at`),
-    acquire: stmt("acquire_lease", `
+    acquire: stmt(
+      "acquire_lease",
+      `
       INSERT INTO ${T.leases} AS l (name, owner, expires_at) VALUES ($1, $2, $3)
       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-       WHERE l.owner = excluded.owner OR l.expires_at < $4`),
+       WHERE l.owner = excluded.owner OR l.expires_at < $4`,
+    ),
     releaseNamed: stmt("release_lease", `DELETE FROM ${T.leases} WHERE name = $1 AND owner = $2`),
     stepOutputs: stmt("step_outputs", `UPDATE ${T.steps} SET outputs = $3 WHERE run_id = $1 AND name = $2 AND status = 'running'`),
-    recover: stmt("recover", `
+    recover: stmt(
+      "recover",
+      `
       WITH a AS (
         UPDATE ${T.attempts} SET status = 'interrupted', ended_at = $2, error_code = 'INTERRUPTED',
                error_message = 'the process running this attempt stopped (its lease expired) before it finished'
@@ -184,36 +226,55 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       ), s AS (
         UPDATE ${T.steps} SET status = 'pending' WHERE run_id = $1 AND status = 'running'
       )
-      SELECT count(*)::int AS n FROM a`),
-    startRun: stmt("start_run", `
+      SELECT count(*)::int AS n FROM a`,
+    ),
+    startRun: stmt(
+      "start_run",
+      `
       UPDATE ${T.runs} SET status = 'running', started_at = COALESCE(started_at, $3), deadline_at = COALESCE(deadline_at, $4)
-       WHERE id = $1 AND lease_owner = $2 RETURNING *`),
-    finishRun: stmt("finish_run", `
+       WHERE id = $1 AND lease_owner = $2 RETURNING *`,
+    ),
+    finishRun: stmt(
+      "finish_run",
+      `
       UPDATE ${T.runs} SET status = $3, ended_at = $4, error_code = $5, error_message = $6,
              lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) RETURNING *`),
-    settle: stmt("settle", `
+       WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) RETURNING *`,
+    ),
+    settle: stmt(
+      "settle",
+      `
       UPDATE ${T.steps} SET status = $3, ended_at = $4,
              error_code = COALESCE($5, error_code), error_message = COALESCE($6, error_message)
-       WHERE run_id = $1 AND name = ANY($2::text[]) AND status IN ('pending', 'running')`),
+       WHERE run_id = $1 AND name = ANY($2::text[]) AND status IN ('pending', 'running')`,
+    ),
     cancel: stmt("cancel", `UPDATE ${T.runs} SET cancel_requested = true WHERE id = $1`),
     ingested: stmt("ingested", `SELECT checksum FROM ${T.ingested} WHERE scope = $1 AND checksum = ANY($2::text[]) AND status = 'ingested'`),
     // Inputs are distinct by checksum (see uniqueFiles): DO UPDATE may touch a row once per statement.
-    recordIngested: stmt("record_ingested", `
+    recordIngested: stmt(
+      "record_ingested",
+      `
       INSERT INTO ${T.ingested} AS f (scope, checksum, path, size, run_id, ingested_at)
       SELECT $1::text, t.checksum, t.path, t.size, $5::text, $6::text FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(checksum, path, size)
       ON CONFLICT (scope, checksum) DO UPDATE SET status = 'ingested', reason = NULL, path = excluded.path, size = excluded.size,
              run_id = excluded.run_id, ingested_at = excluded.ingested_at
-       WHERE f.status = 'rejected'`),
-    rejected: stmt("rejected_files", `
+       WHERE f.status = 'rejected'`,
+    ),
+    rejected: stmt(
+      "rejected_files",
+      `
       SELECT checksum, path, size, reason, run_id, ingested_at FROM ${T.ingested}
-       WHERE scope = $1 AND checksum = ANY($2::text[]) AND status = 'rejected'`),
-    recordRejected: stmt("record_rejected", `
+       WHERE scope = $1 AND checksum = ANY($2::text[]) AND status = 'rejected'`,
+    ),
+    recordRejected: stmt(
+      "record_rejected",
+      `
       INSERT INTO ${T.ingested} AS f (scope, checksum, path, size, run_id, ingested_at, status, reason)
       SELECT $1::text, t.checksum, t.path, t.size, $6::text, $7::text, 'rejected', t.reason
         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) AS t(checksum, path, size, reason)
       ON CONFLICT (scope, checksum) DO UPDATE SET path = excluded.path, size = excluded.size, reason = excluded.reason
-       WHERE f.status = 'rejected'`),
+       WHERE f.status = 'rejected'`,
+    ),
   };
 
   /** Transitions as the JSON the SQL function reads; outputs stay JSON text, stored byte for byte. */
@@ -242,9 +303,19 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       op.kind === "begin"
         ? op
         : {
-            kind: "end", runId: op.runId, step: op.step, n: op.n, owner: op.owner, status: op.status, endedAt: op.endedAt,
-            errorCode: op.error?.code ?? null, errorMessage: op.error?.message ?? null, stepStatus: op.stepStatus,
-            notBefore: op.notBefore, outputs: op.outputs ? JSON.stringify(op.outputs) : null, ...usageColumns(op.usage),
+            kind: "end",
+            runId: op.runId,
+            step: op.step,
+            n: op.n,
+            owner: op.owner,
+            status: op.status,
+            endedAt: op.endedAt,
+            errorCode: op.error?.code ?? null,
+            errorMessage: op.error?.message ?? null,
+            stepStatus: op.stepStatus,
+            notBefore: op.notBefore,
+            outputs: op.outputs ? JSON.stringify(op.outputs) : null,
+            ...usageColumns(op.usage),
           },
     );
     try {
@@ -270,11 +341,22 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     async createRun(r) {
       let res: pg.QueryResult<Row>;
       try {
-        res = await pool.query<Row>({ ...q.createRun, values: [
-          r.id, r.workflow.metadata.name, JSON.stringify(r.workflow), r.source, JSON.stringify(r.params),
-          r.trigger ? JSON.stringify(r.trigger) : null, r.createdAt, stepNamesOf(r.workflow),
-          r.trigger?.eventId ?? null, r.lease?.owner ?? null, r.lease?.expiresAt ?? null,
-        ] });
+        res = await pool.query<Row>({
+          ...q.createRun,
+          values: [
+            r.id,
+            r.workflow.metadata.name,
+            JSON.stringify(r.workflow),
+            r.source,
+            JSON.stringify(r.params),
+            r.trigger ? JSON.stringify(r.trigger) : null,
+            r.createdAt,
+            stepNamesOf(r.workflow),
+            r.trigger?.eventId ?? null,
+            r.lease?.owner ?? null,
+            r.lease?.expiresAt ?? null,
+          ],
+        });
       } catch (err) {
         if ((err as { code?: string; constraint?: string }).code === "23505" && (err as { constraint?: string }).constraint === "runs_pkey")
           throw new SluiceError("CONFLICT", `a run with id ${r.id} already exists`, { retryable: false });
@@ -344,7 +426,16 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       if (res.rows[0]?.n !== 1) throw leaseLost(runId);
     },
     async completeStep(runId, owner, step, status, endedAt, outputs, error) {
-      const res = await run(`recording the end of step ${step}`, q.completeStep, [runId, owner, step, status, endedAt, outputs ? JSON.stringify(outputs) : null, error?.code ?? null, error?.message ?? null]);
+      const res = await run(`recording the end of step ${step}`, q.completeStep, [
+        runId,
+        owner,
+        step,
+        status,
+        endedAt,
+        outputs ? JSON.stringify(outputs) : null,
+        error?.code ?? null,
+        error?.message ?? null,
+      ]);
       if (res.rows[0]?.n !== 1) throw leaseLost(runId);
     },
     async applyTransitions(ops) {
@@ -369,22 +460,36 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       if (!files.length) return;
       files = uniqueFiles(files);
       await run("recording ingested files", q.recordIngested, [
-        scope, files.map((f) => f.checksum), files.map((f) => f.path), files.map((f) => f.size), runId, new Date().toISOString(),
+        scope,
+        files.map((f) => f.checksum),
+        files.map((f) => f.path),
+        files.map((f) => f.size),
+        runId,
+        new Date().toISOString(),
       ]);
     },
     async rejectedFiles(scope, checksums) {
       if (!checksums.length) return [];
       const res = await run("reading the rejected files of the ledger", q.rejected, [scope, [...new Set(checksums)]]);
       return res.rows.map((r) => ({
-        checksum: r.checksum as string, path: r.path as string, size: r.size as number, reason: (r.reason as string) ?? "",
-        runId: r.run_id as string, rejectedAt: r.ingested_at as string,
+        checksum: r.checksum as string,
+        path: r.path as string,
+        size: r.size as number,
+        reason: (r.reason as string) ?? "",
+        runId: r.run_id as string,
+        rejectedAt: r.ingested_at as string,
       }));
     },
     async recordRejected(scope, files, runId) {
       if (!files.length) return;
       files = uniqueFiles(files);
       await run("recording rejected files", q.recordRejected, [
-        scope, files.map((f) => f.checksum), files.map((f) => f.path), files.map((f) => f.size), files.map((f) => f.reason), runId,
+        scope,
+        files.map((f) => f.checksum),
+        files.map((f) => f.path),
+        files.map((f) => f.size),
+        files.map((f) => f.reason),
+        runId,
         new Date().toISOString(),
       ]);
     },
@@ -413,17 +518,22 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
         }
         const version = ((latest?.version as number) ?? 0) + 1;
         await c.query(q.retire.text, [w.name]);
-        await c.query(
-          `INSERT INTO ${T.workflows} (name, version, spec, yaml, source, created_at, current) VALUES ($1, $2, $3, $4, $5, $6, true)`,
-          [w.name, version, JSON.stringify(w.spec), w.yaml, w.source, w.createdAt],
-        );
+        await c.query(`INSERT INTO ${T.workflows} (name, version, spec, yaml, source, created_at, current) VALUES ($1, $2, $3, $4, $5, $6, true)`, [
+          w.name,
+          version,
+          JSON.stringify(w.spec),
+          w.yaml,
+          w.source,
+          w.createdAt,
+        ]);
         return { version, created: true };
       });
     },
     async getWorkflow(name, version) {
-      const res = version === undefined
-        ? await run(`reading workflow ${name}`, q.currentWorkflow, [name])
-        : await run(`reading workflow ${name}`, q.workflowVersion, [name, version]);
+      const res =
+        version === undefined
+          ? await run(`reading workflow ${name}`, q.currentWorkflow, [name])
+          : await run(`reading workflow ${name}`, q.workflowVersion, [name, version]);
       return res.rows[0] ? toWorkflowVersion(res.rows[0]) : undefined;
     },
     async listWorkflows() {
@@ -494,7 +604,12 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     async close() {
       const c = txConn;
       txConn = undefined;
-      await c?.then((x) => x.end(), () => undefined).catch(() => undefined);
+      await c
+        ?.then(
+          (x) => x.end(),
+          () => undefined,
+        )
+        .catch(() => undefined);
       await pool.end();
     },
   };
@@ -511,8 +626,7 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
     try {
       await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`sluice.migrate:${schema}`]);
       // Create only what is missing: a role without CREATE rights can use a store an admin prepared.
-      if (!(await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount)
-        await client.query(`CREATE SCHEMA "${schema}"`);
+      if (!(await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount) await client.query(`CREATE SCHEMA "${schema}"`);
       await client.query(`SET LOCAL search_path TO "${schema}"`);
       // Checked first, not IF NOT EXISTS: a role without CREATE rights can use a prepared store.
       if (!(await client.query(`SELECT to_regclass('schema_migrations') AS t`)).rows[0]?.t) await client.query(MIGRATIONS_TABLE_SQL);
@@ -538,12 +652,7 @@ function synchronousCommitFromEnv(): "on" | "off" | undefined {
   throw new SluiceError("BAD_CONFIG", `SLUICE_PG_SYNCHRONOUS_COMMIT must be on or off, not "${v}"`);
 }
 
-async function transaction<T>(
-  pool: pg.Pool,
-  fail: (err: unknown, doing: string) => Error,
-  doing: string,
-  fn: (c: pg.PoolClient) => Promise<T>,
-): Promise<T> {
+async function transaction<T>(pool: pg.Pool, fail: (err: unknown, doing: string) => Error, doing: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
@@ -605,4 +714,3 @@ function uniqueFiles<F extends { checksum: string }>(files: F[]): F[] {
 function leaseLost(runId: string): SluiceError {
   return new SluiceError("LEASE_LOST", `run ${runId} is now owned by another process; this one stops working on it`, { retryable: false });
 }
-

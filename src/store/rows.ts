@@ -5,7 +5,18 @@
  */
 import type { Workflow } from "../spec/schema.js";
 import { asErrorCode } from "../errors.js";
-import type { AttemptRecord, AttemptUsage, ErrorInfo, EventRecord, FireRecord, RunRecord, RunStatus, StepRecord, StepStatus, WorkflowVersion } from "./types.js";
+import type {
+  AttemptRecord,
+  AttemptUsage,
+  ErrorInfo,
+  EventRecord,
+  FireRecord,
+  RunRecord,
+  RunStatus,
+  StepRecord,
+  StepStatus,
+  WorkflowVersion,
+} from "./types.js";
 
 export type Row = Record<string, unknown>;
 

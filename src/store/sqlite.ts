@@ -16,8 +16,20 @@ import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import { EventEmitter } from "node:events";
 import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
 import type {
-  AttemptBegin, AttemptEnd, ErrorInfo, IngestedFile, LeaseState, NewRun, RejectedFile, RejectedFileRecord, RunCount, RunFilter, RunStatus,
-  StateStore, StepStatus, Transition,
+  AttemptBegin,
+  AttemptEnd,
+  ErrorInfo,
+  IngestedFile,
+  LeaseState,
+  NewRun,
+  RejectedFile,
+  RejectedFileRecord,
+  RunCount,
+  RunFilter,
+  RunStatus,
+  StateStore,
+  StepStatus,
+  Transition,
 } from "./types.js";
 
 /**
@@ -25,7 +37,6 @@ import type {
  * processes sharing the file find queued runs by polling.
  */
 const queued = new EventEmitter().setMaxListeners(0);
-
 
 export function openSqliteStore(file: string): StateStore {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -63,9 +74,7 @@ export function openSqliteStore(file: string): StateStore {
       `UPDATE runs SET lease_owner = @owner, lease_expires_at = @expires
         WHERE id = @id AND status IN ('pending', 'running') AND lease_owner = @deadOwner`,
     ),
-    renew: db.prepare(
-      `UPDATE runs SET lease_expires_at = @expires WHERE id = @id AND lease_owner = @owner RETURNING cancel_requested`,
-    ),
+    renew: db.prepare(`UPDATE runs SET lease_expires_at = @expires WHERE id = @id AND lease_owner = @owner RETURNING cancel_requested`),
     release: db.prepare(`UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?`),
     interruptAttempts: db.prepare(
       `UPDATE attempts SET status = 'interrupted', ended_at = @endedAt, error_code = 'INTERRUPTED',
@@ -150,18 +159,12 @@ export function openSqliteStore(file: string): StateStore {
     workflowVersion: db.prepare(`SELECT * FROM workflows WHERE name = ? AND version = ?`),
     listWorkflows: db.prepare(`SELECT * FROM workflows WHERE current = 1 ORDER BY name`),
     history: db.prepare(`SELECT * FROM workflows WHERE name = ? ORDER BY version`),
-    insertWorkflow: db.prepare(
-      `INSERT INTO workflows (name, version, spec, yaml, source, created_at, current) VALUES (?, ?, ?, ?, ?, ?, 1)`,
-    ),
+    insertWorkflow: db.prepare(`INSERT INTO workflows (name, version, spec, yaml, source, created_at, current) VALUES (?, ?, ?, ?, ?, ?, 1)`),
     uncurrent: db.prepare(`UPDATE workflows SET current = 0 WHERE name = ? AND current = 1`),
     makeCurrent: db.prepare(`UPDATE workflows SET current = 1 WHERE name = ? AND version = ?`),
     insertEvent: db.prepare(`INSERT INTO events (id, name, data, source, created_at) VALUES (?, ?, ?, ?, ?)`),
-    getEvent: db.prepare(
-      `SELECT e.*, (SELECT group_concat(r.id) FROM runs r WHERE r.event_id = e.id) AS run_ids FROM events e WHERE e.id = ?`,
-    ),
-    insertFire: db.prepare(
-      `INSERT INTO fires (workflow, trigger_key, fire_at, recorded_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-    ),
+    getEvent: db.prepare(`SELECT e.*, (SELECT group_concat(r.id) FROM runs r WHERE r.event_id = e.id) AS run_ids FROM events e WHERE e.id = ?`),
+    insertFire: db.prepare(`INSERT INTO fires (workflow, trigger_key, fire_at, recorded_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`),
     settleFire: db.prepare(`UPDATE fires SET outcome = ?, run_id = ? WHERE workflow = ? AND trigger_key = ? AND fire_at = ?`),
     lastFire: db.prepare(`SELECT * FROM fires WHERE workflow = ? AND trigger_key = ? ORDER BY fire_at DESC LIMIT 1`),
     unsettled: db.prepare(`SELECT * FROM fires WHERE outcome IS NULL ORDER BY fire_at`),
@@ -207,9 +210,16 @@ export function openSqliteStore(file: string): StateStore {
 
   const createRun = db.transaction((run: NewRun) => {
     q.insertRun.run(
-      run.id, run.workflow.metadata.name, JSON.stringify(run.workflow), run.source, JSON.stringify(run.params),
-      run.trigger ? JSON.stringify(run.trigger) : null, run.createdAt, run.trigger?.eventId ?? null,
-      run.lease?.owner ?? null, run.lease?.expiresAt ?? null,
+      run.id,
+      run.workflow.metadata.name,
+      JSON.stringify(run.workflow),
+      run.source,
+      JSON.stringify(run.params),
+      run.trigger ? JSON.stringify(run.trigger) : null,
+      run.createdAt,
+      run.trigger?.eventId ?? null,
+      run.lease?.owner ?? null,
+      run.lease?.expiresAt ?? null,
     );
     stepNamesOf(run.workflow).forEach((name, i) => q.insertStep.run(run.id, name, i));
   });
@@ -223,12 +233,17 @@ export function openSqliteStore(file: string): StateStore {
     const r = q.endAttempt.run({ ...common, n: e.n, owner: e.owner, status: e.status, endedAt: e.endedAt, ...usageColumns(e.usage) });
     if (r.changes !== 1) throw leaseLost(e.runId);
     q.stepEnded.run({
-      ...common, stepStatus: e.stepStatus, notBefore: e.notBefore, endedAt: e.endedAt,
+      ...common,
+      stepStatus: e.stepStatus,
+      notBefore: e.notBefore,
+      endedAt: e.endedAt,
       outputs: e.outputs ? JSON.stringify(e.outputs) : null,
     });
   };
   const apply = db.transaction((ops: Transition[]) => {
-    for (const op of ops) if (op.kind === "begin") begin(op); else end(op);
+    for (const op of ops)
+      if (op.kind === "begin") begin(op);
+      else end(op);
   });
   const settle = db.transaction((runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null) => {
     for (const step of steps) q.settleStep.run({ runId, step, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
@@ -257,10 +272,12 @@ export function openSqliteStore(file: string): StateStore {
     for (const it of items) q.insertStepIfMissing.run(runId, it.name, it.idx);
     q.parentRunning.run(startedAt, runId, parent);
   });
-  const complete = db.transaction((runId: string, owner: string, step: string, status: string, endedAt: string, outputs: string | null, code: string | null, message: string | null) => {
-    if (!q.leaseHeld.get(runId, owner)) throw leaseLost(runId);
-    q.completeStep.run({ runId, step, status, endedAt, outputs, code, message });
-  });
+  const complete = db.transaction(
+    (runId: string, owner: string, step: string, status: string, endedAt: string, outputs: string | null, code: string | null, message: string | null) => {
+      if (!q.leaseHeld.get(runId, owner)) throw leaseLost(runId);
+      q.completeStep.run({ runId, step, status, endedAt, outputs, code, message });
+    },
+  );
   const recover = db.transaction((runId: string, endedAt: string) => {
     const n = q.interruptAttempts.run({ runId, endedAt }).changes;
     q.interruptSteps.run(runId);
@@ -358,7 +375,15 @@ export function openSqliteStore(file: string): StateStore {
       const out: RejectedFileRecord[] = [];
       for (const c of new Set(checksums)) {
         const r = q.rejected.get(scope, c) as Row | undefined;
-        if (r) out.push({ checksum: c, path: r.path as string, size: r.size as number, reason: (r.reason as string) ?? "", runId: r.run_id as string, rejectedAt: r.ingested_at as string });
+        if (r)
+          out.push({
+            checksum: c,
+            path: r.path as string,
+            size: r.size as number,
+            reason: (r.reason as string) ?? "",
+            runId: r.run_id as string,
+            rejectedAt: r.ingested_at as string,
+          });
       }
       return out;
     },

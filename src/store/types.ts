@@ -271,7 +271,15 @@ export interface StateStore {
    * A step reaches a final state without an attempt of its own: a fan-out parent once its items
    * ended, a step skipped by its condition or trigger rule (the reason in `error`). Fenced on the lease.
    */
-  completeStep(runId: string, owner: string, step: string, status: StepStatus, endedAt: string, outputs: Record<string, unknown> | null, error: ErrorInfo | null): Promise<void>;
+  completeStep(
+    runId: string,
+    owner: string,
+    step: string,
+    status: StepStatus,
+    endedAt: string,
+    outputs: Record<string, unknown> | null,
+    error: ErrorInfo | null,
+  ): Promise<void>;
   /** Live figures of a running step (a continuous pipeline's throughput and latency), shown as its outputs. */
   recordStepOutputs(runId: string, step: string, outputs: Record<string, unknown>): Promise<void>;
   /** Set several steps to a final status at once (skipped after a failure, cancelled on cancel). */

@@ -182,12 +182,14 @@ export function startFileWatcher(opts: FileWatcherOptions): FileWatcher {
 
   function loop(): void {
     timer = undefined;
-    void scan().catch(() => undefined).finally(() => {
-      if (!stopped) {
-        timer = setTimeout(loop, intervalMs);
-        timer.unref();
-      }
-    });
+    void scan()
+      .catch(() => undefined)
+      .finally(() => {
+        if (!stopped) {
+          timer = setTimeout(loop, intervalMs);
+          timer.unref();
+        }
+      });
   }
 
   if (opts.autoStart ?? true) {

@@ -30,11 +30,7 @@ export interface PlatformPublisher {
   flush(): Promise<void>;
 }
 
-export function createPlatformPublisher(opts: {
-  store: StateStore;
-  publish: PublishEvent;
-  log?: { warn(o: object, msg?: string): void };
-}): PlatformPublisher {
+export function createPlatformPublisher(opts: { store: StateStore; publish: PublishEvent; log?: { warn(o: object, msg?: string): void } }): PlatformPublisher {
   const inFlight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
     inFlight.add(p);

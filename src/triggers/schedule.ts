@@ -62,9 +62,7 @@ export function toScheduleTrigger(t: Trigger): ScheduleTrigger | undefined {
  * and croner's zone path costs about 0.3 ms per step against 10 µs.
  */
 export function cronFor(expr: string, timezone = "UTC"): Cron {
-  return timezone === "UTC" || timezone === "Etc/UTC"
-    ? new Cron(expr, { utcOffset: 0, paused: true })
-    : new Cron(expr, { timezone, paused: true });
+  return timezone === "UTC" || timezone === "Etc/UTC" ? new Cron(expr, { utcOffset: 0, paused: true }) : new Cron(expr, { timezone, paused: true });
 }
 
 /** The first fire strictly after `after`, or null when the schedule never fires again. */
@@ -161,6 +159,8 @@ export function decideFire(due: DueFires | null, now: number, catchUp: CatchUp, 
 
 /** The run id of a fire: the same fire always gets the same id, so it can never start twice. */
 export function fireRunId(workflow: string, key: string, fireAt: number): string {
-  const h = createHash("sha256").update(`${workflow}\n${key}\n${new Date(fireAt).toISOString()}`).digest("hex");
+  const h = createHash("sha256")
+    .update(`${workflow}\n${key}\n${new Date(fireAt).toISOString()}`)
+    .digest("hex");
   return `r-${fireAt.toString(36)}-${h.slice(0, 6)}`;
 }

@@ -15,8 +15,15 @@ import { toErrorInfo } from "../errors.js";
 import { startWorkflowRun } from "../control/runs.js";
 import type { RunRecord, StateStore, WorkflowVersion } from "../store/types.js";
 import {
-  cronFor, decideFire, dueFires, fireRunId, nextFire, scheduleTriggers, DEFAULT_GRACE_MS,
-  type ConcurrencyPolicy, type ScheduleTrigger,
+  cronFor,
+  decideFire,
+  dueFires,
+  fireRunId,
+  nextFire,
+  scheduleTriggers,
+  DEFAULT_GRACE_MS,
+  type ConcurrencyPolicy,
+  type ScheduleTrigger,
 } from "./schedule.js";
 
 /** Message first, fields second: the same shape as an action's log. */
@@ -130,7 +137,8 @@ export function startScheduler(opts: SchedulerOptions): Scheduler {
     if (decision) {
       const fireAt = new Date(decision.fireAt).toISOString();
       if (await store.recordFire({ workflow: wf.name, triggerKey: trig.key, fireAt, recordedAt: new Date(now).toISOString() })) {
-        if (decision.missed > 0) log.warn("scheduler: missed fires", { workflow: wf.name, trigger: trig.key, missed: decision.missed, outcome: decision.outcome });
+        if (decision.missed > 0)
+          log.warn("scheduler: missed fires", { workflow: wf.name, trigger: trig.key, missed: decision.missed, outcome: decision.outcome });
         if (decision.run) await startFire(wf.name, trig.key, trig.expr, trig.concurrencyPolicy, decision.fireAt, now, decision.outcome, wf.version);
         else await settle(wf.name, trig.key, decision.fireAt, now, decision.outcome, null);
       }
@@ -156,8 +164,14 @@ export function startScheduler(opts: SchedulerOptions): Scheduler {
    * crash: if the run exists already (the crash came after it started), it is only settled.
    */
   async function startFire(
-    workflow: string, key: string, expr: string, policy: ConcurrencyPolicy,
-    fireAtMs: number, now: number, outcome: string, version?: number,
+    workflow: string,
+    key: string,
+    expr: string,
+    policy: ConcurrencyPolicy,
+    fireAtMs: number,
+    now: number,
+    outcome: string,
+    version?: number,
   ): Promise<void> {
     const id = fireRunId(workflow, key, fireAtMs);
     const existing = await store.getRun(id);
@@ -242,7 +256,12 @@ export function startScheduler(opts: SchedulerOptions): Scheduler {
         log.info("scheduler: finishing an interrupted fire", { workflow: f.workflow, trigger: f.triggerKey, fireAt: f.fireAt });
         await startFire(f.workflow, f.triggerKey, trig.expr, trig.concurrencyPolicy, fireAtMs, now, "started", wf.version);
       } catch (err) {
-        log.error("scheduler: cannot finish an interrupted fire", { workflow: f.workflow, trigger: f.triggerKey, fireAt: f.fireAt, error: toErrorInfo(err).message });
+        log.error("scheduler: cannot finish an interrupted fire", {
+          workflow: f.workflow,
+          trigger: f.triggerKey,
+          fireAt: f.fireAt,
+          error: toErrorInfo(err).message,
+        });
       }
     }
   }
@@ -260,12 +279,14 @@ export function startScheduler(opts: SchedulerOptions): Scheduler {
 
   function loop(): void {
     timer = undefined;
-    void tick().catch(() => undefined).finally(() => {
-      if (!stopped) {
-        timer = setTimeout(loop, tickMs);
-        timer.unref();
-      }
-    });
+    void tick()
+      .catch(() => undefined)
+      .finally(() => {
+        if (!stopped) {
+          timer = setTimeout(loop, tickMs);
+          timer.unref();
+        }
+      });
   }
 
   if (opts.autoStart ?? true) {
@@ -283,8 +304,9 @@ export function startScheduler(opts: SchedulerOptions): Scheduler {
       await running;
       if (leaderUntil) {
         leaderUntil = 0;
-        await store.releaseNamedLease(SCHEDULER_LEASE, owner).catch((err) =>
-          log.warn("scheduler: cannot release the leader lease", { error: toErrorInfo(err).message }));
+        await store
+          .releaseNamedLease(SCHEDULER_LEASE, owner)
+          .catch((err) => log.warn("scheduler: cannot release the leader lease", { error: toErrorInfo(err).message }));
       }
     },
   };

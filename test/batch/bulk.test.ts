@@ -66,7 +66,7 @@ describe("bulk file ingestion", () => {
     expect(Number(stored.rowsQuarantined) + Number(stored.rowsDuplicate)).toBe(a.bad);
 
     const db = new Database(warehouse, { readonly: true });
-    expect((db.prepare("SELECT count(*) AS n, count(DISTINCT trade_id) AS k FROM bulk").get())).toEqual({ n: stored.rowsStored, k: stored.rowsStored });
+    expect(db.prepare("SELECT count(*) AS n, count(DISTINCT trade_id) AS k FROM bulk").get()).toEqual({ n: stored.rowsStored, k: stored.rowsStored });
     db.close();
 
     // The next day: one new file; the three ingested ones are skipped, the broken one is known bad.
@@ -139,7 +139,14 @@ describe.each(bothStores("bulk"))("known-bad files in the bulk ledger on $dialec
     expect(one.run.status, JSON.stringify(one.run.error)).toBe("succeeded");
     expect(one.out("file-discovery")).toMatchObject({ found: 3, new: 3, knownBad: [] });
     const failed = one.out("parallel-file-processing").failedFiles as FailedFile[];
-    expect(failed).toEqual([{ path: bad, code: "BAD_INPUT", knownBad: true, reason: expect.stringMatching(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: not a readable Parquet file`)) }]);
+    expect(failed).toEqual([
+      {
+        path: bad,
+        code: "BAD_INPUT",
+        knownBad: true,
+        reason: expect.stringMatching(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: not a readable Parquet file`)),
+      },
+    ]);
     expect(one.out("bulk-storage")).toMatchObject({ rowsIn: 500, rowsStored: 500 });
     expect(stored()).toBe(500);
     const [remembered, ...others] = await benv.store.rejectedFiles(scope, [badSum]);
@@ -151,7 +158,10 @@ describe.each(bothStores("bulk"))("known-bad files in the bulk ledger on $dialec
     const two = await bulk(params);
     expect(two.run.status, JSON.stringify(two.run.error)).toBe("succeeded");
     expect(two.out("file-discovery")).toMatchObject({
-      found: 3, new: 0, alreadyIngested: 2, empty: true,
+      found: 3,
+      new: 0,
+      alreadyIngested: 2,
+      empty: true,
       knownBad: [{ path: bad, reason: failed[0]!.reason, since: remembered!.rejectedAt }],
       note: `no new files in ${input} (2 already ingested, 1 known bad): the dataset is empty and the run will store nothing`,
     });
@@ -177,7 +187,11 @@ describe.each(bothStores("bulk"))("known-bad files in the bulk ledger on $dialec
     expect(three.out("bulk-storage")).toMatchObject({ rowsIn: 50, rowsStored: 50 });
     expect(stored()).toBe(550);
     const db = new Database(warehouse, { readonly: true });
-    expect(db.prepare("SELECT trade_id, price, executed_at FROM trades WHERE trade_id = 'P-2'").get()).toEqual({ trade_id: "P-2", price: 102.5, executed_at: "2026-01-02T09:30:02.000Z" });
+    expect(db.prepare("SELECT trade_id, price, executed_at FROM trades WHERE trade_id = 'P-2'").get()).toEqual({
+      trade_id: "P-2",
+      price: 102.5,
+      executed_at: "2026-01-02T09:30:02.000Z",
+    });
     db.close();
     expect(await benv.store.ingestedChecksums(scope, [sha(bad)])).toEqual(new Set([sha(bad)]));
   });

@@ -44,7 +44,9 @@ function memoryLedger(): FileLedger & { scopes: Map<string, Set<string>>; bad: M
     },
     async reject(scope, files) {
       const b = bad.get(scope) ?? new Map<string, KnownBadFile>();
-      for (const f of files) if (!scopes.get(scope)?.has(f.checksum) && !b.has(f.checksum)) b.set(f.checksum, { checksum: f.checksum, path: f.path, reason: f.reason, since: new Date().toISOString() });
+      for (const f of files)
+        if (!scopes.get(scope)?.has(f.checksum) && !b.has(f.checksum))
+          b.set(f.checksum, { checksum: f.checksum, path: f.path, reason: f.reason, since: new Date().toISOString() });
       bad.set(scope, b);
     },
   };
@@ -101,7 +103,13 @@ describe("discover_files_in_directory", () => {
     ]);
     const a = inv[0]!;
     const st = statSync(join(data, "a.csv"));
-    expect(a).toEqual({ path: join(data, "a.csv"), size: st.size, checksum: sha(join(data, "a.csv")), mtime: new Date(st.mtimeMs).toISOString(), status: "new" });
+    expect(a).toEqual({
+      path: join(data, "a.csv"),
+      size: st.size,
+      checksum: sha(join(data, "a.csv")),
+      mtime: new Date(st.mtimeMs).toISOString(),
+      status: "new",
+    });
     const ingest = ds.meta!.ingest as IngestMeta;
     expect(ingest.scope).toBe(`bulk-test:${data}`);
     expect(ingest.files).toEqual(ds.parts.map((p) => ({ path: p.path, checksum: p.sha256, size: p.bytes })));
@@ -161,7 +169,10 @@ describe("discover_files_in_directory", () => {
 
     // Another workflow has its own scope; skipIngested: false takes everything.
     expect(await discoverFilesInDirectory({ directory: data }, context({ artifactsDir: art, ledger, workflow: "other" }))).toMatchObject({ new: 3 });
-    expect(await discoverFilesInDirectory({ directory: data, skipIngested: false }, context({ artifactsDir: art, ledger }))).toMatchObject({ new: 3, alreadyIngested: 0 });
+    expect(await discoverFilesInDirectory({ directory: data, skipIngested: false }, context({ artifactsDir: art, ledger }))).toMatchObject({
+      new: 3,
+      alreadyIngested: 0,
+    });
   });
 
   it("leaves out a known-bad file with its reason until its content changes; skipIngested: false takes it", async () => {
@@ -182,7 +193,13 @@ describe("discover_files_in_directory", () => {
     expect(ds.parts.map((p) => p.path)).toEqual([join(dir, "a.csv")]);
     expect((ds.meta!.ingest as IngestMeta).files.map((f) => f.path)).toEqual([join(dir, "a.csv")]);
     expect((ds.meta!.inventory as InventoryEntry[]).find((e) => e.path.endsWith("x.parquet"))).toEqual({
-      path: join(dir, "x.parquet"), size: 23, checksum: sha(join(dir, "x.parquet")), mtime: expect.any(String), status: "rejected", reason, since,
+      path: join(dir, "x.parquet"),
+      size: 23,
+      checksum: sha(join(dir, "x.parquet")),
+      mtime: expect.any(String),
+      status: "rejected",
+      reason,
+      since,
     });
 
     // Everything ingested or known bad: an empty dataset, and the note says why.
@@ -192,7 +209,10 @@ describe("discover_files_in_directory", () => {
     expect(none.note).toBe(`no new files in ${dir} (1 already ingested, 1 known bad): the dataset is empty and the run will store nothing`);
 
     // skipIngested: false takes every file again, the known-bad one included.
-    expect(await discoverFilesInDirectory({ directory: dir, skipIngested: false }, context({ artifactsDir: art, ledger }))).toMatchObject({ new: 2, knownBad: [] });
+    expect(await discoverFilesInDirectory({ directory: dir, skipIngested: false }, context({ artifactsDir: art, ledger }))).toMatchObject({
+      new: 2,
+      knownBad: [],
+    });
 
     // New content under the same name is a new file.
     writeFileSync(join(dir, "x.parquet"), "PAR1 different bytes now");
@@ -210,7 +230,9 @@ describe("discover_files_in_directory", () => {
     const ds = await readDataset(out.files as string);
     expect(ds.parts).toEqual([]);
     expect(ds.meta!.ingest).toEqual({ scope: `bulk-test:${empty}`, files: [] });
-    await expect(discoverFilesInDirectory({ directory: join(empty, "nope") }, context({ artifactsDir: art }))).rejects.toMatchObject({ code: "FILE_NOT_FOUND" });
+    await expect(discoverFilesInDirectory({ directory: join(empty, "nope") }, context({ artifactsDir: art }))).rejects.toMatchObject({
+      code: "FILE_NOT_FOUND",
+    });
   });
 });
 
@@ -227,7 +249,10 @@ describe("discovery through the engine and the SQLite ledger", () => {
       impl("data-collector", "process_files_in_parallel", processFilesInParallel),
       // Stands in for the storage step: records the dataset's files once "stored".
       defineAction({
-        kind: "agent", owner: "test", action: "record_ingested", description: "record meta.ingest in the ledger",
+        kind: "agent",
+        owner: "test",
+        action: "record_ingested",
+        description: "record meta.ingest in the ledger",
         input: z.object({ dataset: z.string() }).strict(),
         run: async ({ dataset }, ctx) => {
           const ds: Dataset = await readDataset(dataset);
@@ -238,7 +263,10 @@ describe("discovery through the engine and the SQLite ledger", () => {
       }),
       // A file that vanishes between discovery and processing (moved away by another job).
       defineAction({
-        kind: "agent", owner: "test", action: "remove_file", description: "remove a file",
+        kind: "agent",
+        owner: "test",
+        action: "remove_file",
+        description: "remove a file",
         input: z.object({ path: z.string() }).strict(),
         run: async ({ path }) => (rmSync(path, { force: true }), { removed: path }),
       }),
@@ -250,15 +278,29 @@ describe("discovery through the engine and the SQLite ledger", () => {
     const dir = fresh("sluice-disc-engine-");
     await writeTradesCsv(join(dir, "day1.csv"), { rows: 100, seed: 11, badShare: 0 });
     await writeTradesFile(join(dir, "day1.ndjson"), { rows: 40, seed: 12, badShare: 0, idPrefix: "N-" });
-    const wf = workflow({
-      params: { directory: { type: "string" } },
-      steps: [
-        { name: "file-discovery", agent: "file-manager", action: "discover_files_in_directory", with: { directory: "${{ params.directory }}", skipIngested: true } },
-        { name: "parallel", agent: "data-collector", action: "process_files_in_parallel", dependsOn: ["file-discovery"],
-          with: { files: "${{ steps.file-discovery.outputs.files }}", workers: 2, chunkSize: "4KB" } },
-        { name: "store", agent: "test", action: "record_ingested", dependsOn: ["parallel"], with: { dataset: "${{ steps.parallel.outputs.dataset }}" } },
-      ],
-    }, env.actions, "bulk-ledger");
+    const wf = workflow(
+      {
+        params: { directory: { type: "string" } },
+        steps: [
+          {
+            name: "file-discovery",
+            agent: "file-manager",
+            action: "discover_files_in_directory",
+            with: { directory: "${{ params.directory }}", skipIngested: true },
+          },
+          {
+            name: "parallel",
+            agent: "data-collector",
+            action: "process_files_in_parallel",
+            dependsOn: ["file-discovery"],
+            with: { files: "${{ steps.file-discovery.outputs.files }}", workers: 2, chunkSize: "4KB" },
+          },
+          { name: "store", agent: "test", action: "record_ingested", dependsOn: ["parallel"], with: { dataset: "${{ steps.parallel.outputs.dataset }}" } },
+        ],
+      },
+      env.actions,
+      "bulk-ledger",
+    );
     const outputs = async () => {
       const r = await runWorkflow(env, wf, { params: { directory: dir } });
       expect(r.status, JSON.stringify(r.error)).toBe("succeeded");
@@ -289,16 +331,25 @@ describe("discovery through the engine and the SQLite ledger", () => {
     await writeTradesCsv(join(dir, "moved.csv"), { rows: 20, seed: 15, badShare: 0, idPrefix: "M-" });
     const moved = join(dir, "moved.csv");
     const content = readFileSync(moved);
-    const wf = workflow({
-      params: { directory: { type: "string" }, remove: { type: "string" } },
-      steps: [
-        { name: "file-discovery", agent: "file-manager", action: "discover_files_in_directory", with: { directory: "${{ params.directory }}" } },
-        { name: "mover", agent: "test", action: "remove_file", dependsOn: ["file-discovery"], with: { path: "${{ params.remove }}" } },
-        { name: "parallel", agent: "data-collector", action: "process_files_in_parallel", dependsOn: ["mover"],
-          with: { files: "${{ steps.file-discovery.outputs.files }}", workers: 2 } },
-        { name: "store", agent: "test", action: "record_ingested", dependsOn: ["parallel"], with: { dataset: "${{ steps.parallel.outputs.dataset }}" } },
-      ],
-    }, env.actions, "bulk-vanish");
+    const wf = workflow(
+      {
+        params: { directory: { type: "string" }, remove: { type: "string" } },
+        steps: [
+          { name: "file-discovery", agent: "file-manager", action: "discover_files_in_directory", with: { directory: "${{ params.directory }}" } },
+          { name: "mover", agent: "test", action: "remove_file", dependsOn: ["file-discovery"], with: { path: "${{ params.remove }}" } },
+          {
+            name: "parallel",
+            agent: "data-collector",
+            action: "process_files_in_parallel",
+            dependsOn: ["mover"],
+            with: { files: "${{ steps.file-discovery.outputs.files }}", workers: 2 },
+          },
+          { name: "store", agent: "test", action: "record_ingested", dependsOn: ["parallel"], with: { dataset: "${{ steps.parallel.outputs.dataset }}" } },
+        ],
+      },
+      env.actions,
+      "bulk-vanish",
+    );
     const outputs = async (remove: string) => {
       const r = await runWorkflow(env, wf, { params: { directory: dir, remove } });
       expect(r.status, JSON.stringify(r.error)).toBe("succeeded");

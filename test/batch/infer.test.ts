@@ -43,12 +43,21 @@ const EXPECTED: Record<string, { read?: Record<string, unknown>; columns: Col[];
     read: { encoding: "utf-8" },
     rows: 40,
     columns: [
-      { name: "id", type: "integer" }, str("ident"), str("type"), str("name"),
-      { name: "latitude_deg", type: "decimal", scale: 6 }, { name: "longitude_deg", type: "decimal", scale: 6 },
+      { name: "id", type: "integer" },
+      str("ident"),
+      str("type"),
+      str("name"),
+      { name: "latitude_deg", type: "decimal", scale: 6 },
+      { name: "longitude_deg", type: "decimal", scale: 6 },
       { name: "elevation_ft", type: "integer" },
       // "NA" is North America here: a string column keeps it as text.
-      str("continent"), str("iso_country"), str("municipality"), { name: "scheduled_service", type: "boolean" },
-      str("gps_code"), str("iata_code"), str("home_link"),
+      str("continent"),
+      str("iso_country"),
+      str("municipality"),
+      { name: "scheduled_service", type: "boolean" },
+      str("gps_code"),
+      str("iata_code"),
+      str("home_link"),
     ],
   },
   "weather.csv": {
@@ -75,20 +84,37 @@ const EXPECTED: Record<string, { read?: Record<string, unknown>; columns: Col[];
   "movies.csv": {
     read: { encoding: "windows-1252", delimiter: ";" },
     rows: 32,
-    columns: [str("title"), { name: "year", type: "integer" }, { name: "rating", type: "decimal", scale: 1 }, { name: "color", type: "boolean" }, { name: "budget_eur", type: "integer" }, str("notes")],
+    columns: [
+      str("title"),
+      { name: "year", type: "integer" },
+      { name: "rating", type: "decimal", scale: 1 },
+      { name: "color", type: "boolean" },
+      { name: "budget_eur", type: "integer" },
+      str("notes"),
+    ],
   },
   "cars.tsv": {
     read: { format: "tsv", encoding: "utf-8" },
     rows: 32,
     columns: [
-      str("model"), { name: "mpg", type: "decimal", scale: 1, nullValues: ["", "NA"] }, { name: "cyl", type: "integer" },
-      { name: "disp", type: "decimal", scale: 1 }, { name: "hp", type: "integer" }, { name: "wt", type: "decimal", scale: 3 }, { name: "am", type: "integer" },
+      str("model"),
+      { name: "mpg", type: "decimal", scale: 1, nullValues: ["", "NA"] },
+      { name: "cyl", type: "integer" },
+      { name: "disp", type: "decimal", scale: 1 },
+      { name: "hp", type: "integer" },
+      { name: "wt", type: "decimal", scale: 3 },
+      { name: "am", type: "integer" },
     ],
   },
   "orders_us.csv": {
     read: { encoding: "utf-8" },
     rows: 30,
-    columns: [{ name: "order_id", type: "integer" }, { name: "placed_at", type: "timestamp", format: "%m/%d/%Y %I:%M %p" }, { name: "amount", type: "decimal", scale: 2 }, { name: "paid", type: "boolean" }],
+    columns: [
+      { name: "order_id", type: "integer" },
+      { name: "placed_at", type: "timestamp", format: "%m/%d/%Y %I:%M %p" },
+      { name: "amount", type: "decimal", scale: 2 },
+      { name: "paid", type: "boolean" },
+    ],
   },
   "eu_dates.csv": {
     read: { encoding: "utf-8" },
@@ -98,7 +124,14 @@ const EXPECTED: Record<string, { read?: Record<string, unknown>; columns: Col[];
   "events.ndjson": {
     read: { format: "ndjson" },
     rows: 40,
-    columns: [{ name: "id", type: "integer" }, { name: "at", type: "timestamp" }, str("user"), { name: "score", type: "decimal", scale: 3 }, { name: "active", type: "boolean" }, str("note")],
+    columns: [
+      { name: "id", type: "integer" },
+      { name: "at", type: "timestamp" },
+      str("user"),
+      { name: "score", type: "decimal", scale: 3 },
+      { name: "active", type: "boolean" },
+      str("note"),
+    ],
   },
   "products.json": {
     read: { format: "json" },
@@ -118,7 +151,11 @@ const EXPECTED: Record<string, { read?: Record<string, unknown>; columns: Col[];
   "sensor_noheader.csv": {
     read: { encoding: "utf-8", header: false, columns: ["column1", "column2", "column3"] },
     rows: 30,
-    columns: [{ name: "column1", type: "integer" }, { name: "column2", type: "decimal", scale: 4 }, { name: "column3", type: "integer" }],
+    columns: [
+      { name: "column1", type: "integer" },
+      { name: "column2", type: "decimal", scale: 4 },
+      { name: "column3", type: "integer" },
+    ],
   },
 };
 
@@ -134,17 +171,29 @@ describe("sluice infer on real-world shaped files", () => {
 
   it("a Parquet file's types come from its schema (written by DuckDB)", async () => {
     const path = join(work, "typed.parquet");
-    await duck.run(`COPY (SELECT 42::BIGINT AS id, 12.5::DECIMAL(10,2) AS amount, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS at, DATE '2024-01-02' AS day, true AS ok, 'x' AS s) TO '${path}' (FORMAT parquet)`);
+    await duck.run(
+      `COPY (SELECT 42::BIGINT AS id, 12.5::DECIMAL(10,2) AS amount, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS at, DATE '2024-01-02' AS day, true AS ok, 'x' AS s) TO '${path}' (FORMAT parquet)`,
+    );
     const r = await inferSource(path);
     expect(r.schema).toEqual({
       read: { format: "parquet" },
-      columns: [{ name: "id", type: "integer" }, { name: "amount", type: "decimal", scale: 2 }, { name: "at", type: "timestamp" }, { name: "day", type: "date" }, { name: "ok", type: "boolean" }, str("s")],
+      columns: [
+        { name: "id", type: "integer" },
+        { name: "amount", type: "decimal", scale: 2 },
+        { name: "at", type: "timestamp" },
+        { name: "day", type: "date" },
+        { name: "ok", type: "boolean" },
+        str("s"),
+      ],
     });
   });
 
   it("tolerates a few broken values (their rows are quarantined later) but not many", () => {
     const values = [...Array.from({ length: 199 }, (_, i) => String(i)), "12.5x"];
-    expect(inferColumn("n", values)).toMatchObject({ type: "integer", notes: [expect.stringMatching(/^1 of 200 sampled values are not an integer \("12\.5x"\)/)] });
+    expect(inferColumn("n", values)).toMatchObject({
+      type: "integer",
+      notes: [expect.stringMatching(/^1 of 200 sampled values are not an integer \("12\.5x"\)/)],
+    });
     expect(inferColumn("n", [...values.slice(0, 190), ...Array.from({ length: 10 }, () => "x")]).type).toBe("string");
     // A type every value fits wins over one most values fit.
     expect(inferColumn("n", ["1", "2", "2.5"])).toMatchObject({ type: "decimal", scale: 1 });
@@ -171,10 +220,19 @@ describe("sluice ingest of each file, end to end", () => {
     }
     const db = new Database(warehouse, { readonly: true });
     try {
-      expect(db.prepare(`select distinct title from movies_csv order by title limit 3`).all()).toEqual([{ title: "Amélie" }, { title: "Cinéma Paradiso" }, { title: "Crouching Tiger – Hidden Dragon" }]);
+      expect(db.prepare(`select distinct title from movies_csv order by title limit 3`).all()).toEqual([
+        { title: "Amélie" },
+        { title: "Cinéma Paradiso" },
+        { title: "Crouching Tiger – Hidden Dragon" },
+      ]);
       expect(db.prepare(`select placed_at from orders_us_csv where order_id = 1000`).get()).toEqual({ placed_at: "2021-01-01T23:59:00.000Z" });
-      expect(db.prepare(`select "Date" as d, "Open" as o from stocks_csv limit 1`).get()).toEqual({ d: "1998-06-02", o: Number(readFileSync(f("stocks.csv"), "utf8").split("\n")[1]!.split(",")[1]) });
-      const na = readFileSync(f("weather.csv"), "utf8").split("\n").filter((l) => l.split(",")[3] === "NA").length;
+      expect(db.prepare(`select "Date" as d, "Open" as o from stocks_csv limit 1`).get()).toEqual({
+        d: "1998-06-02",
+        o: Number(readFileSync(f("stocks.csv"), "utf8").split("\n")[1]!.split(",")[1]),
+      });
+      const na = readFileSync(f("weather.csv"), "utf8")
+        .split("\n")
+        .filter((l) => l.split(",")[3] === "NA").length;
       expect(db.prepare(`select count(*) as n from weather_csv where TMAX is null`).get()).toEqual({ n: na });
       expect(db.prepare(`select STATION from weather_csv limit 1`).get()).toEqual({ STATION: "0072530" });
       expect(db.prepare(`select count(*) as n from airports_csv where continent = 'NA'`).get()).toEqual({ n: 16 });
@@ -186,12 +244,23 @@ describe("sluice ingest of each file, end to end", () => {
 
   it("ingests Parquet (written by DuckDB) and Arrow (written by apache-arrow) with the files' own types", async () => {
     const parquet = join(work, "typed.parquet");
-    await duck.run(`COPY (SELECT i::BIGINT AS id, (i * 1.25)::DECIMAL(10,2) AS amount, TIMESTAMPTZ '2024-01-02 03:04:05+00' + i * INTERVAL 1 SECOND AS at, i % 2 = 0 AS ok FROM range(500) t(i)) TO '${parquet}' (FORMAT parquet, COMPRESSION zstd)`);
+    await duck.run(
+      `COPY (SELECT i::BIGINT AS id, (i * 1.25)::DECIMAL(10,2) AS amount, TIMESTAMPTZ '2024-01-02 03:04:05+00' + i * INTERVAL 1 SECOND AS at, i % 2 = 0 AS ok FROM range(500) t(i)) TO '${parquet}' (FORMAT parquet, COMPRESSION zstd)`,
+    );
     const { tableFromArrays, tableToIPC } = await import("apache-arrow");
     const arrow = join(work, "typed.arrow");
-    writeFileSync(arrow, tableToIPC(tableFromArrays({ id: BigInt64Array.from({ length: 300 }, (_, i) => BigInt(i)), name: Array.from({ length: 300 }, (_, i) => `n${i}`) }), "file"));
+    writeFileSync(
+      arrow,
+      tableToIPC(
+        tableFromArrays({ id: BigInt64Array.from({ length: 300 }, (_, i) => BigInt(i)), name: Array.from({ length: 300 }, (_, i) => `n${i}`) }),
+        "file",
+      ),
+    );
     const warehouse = join(work, "typed.db");
-    for (const [file, table, n] of [[parquet, "pq", 500], [arrow, "ar", 300]] as const) {
+    for (const [file, table, n] of [
+      [parquet, "pq", 500],
+      [arrow, "ar", 300],
+    ] as const) {
       const r = sluice(["ingest", file, "--to", `sqlite:${warehouse}`, "--table", table], { cwd: work, env: { SLUICE_HOME: join(work, "home") } });
       expect(r.code, r.stderr).toBe(0);
       const db = new Database(warehouse, { readonly: true });
@@ -218,9 +287,14 @@ describe("sluice ingest of each file, end to end", () => {
       const n = await admin.query(`select count(*)::int as n from ${table}`);
       expect(n.rows[0].n).toBe(EXPECTED[file]!.rows);
     }
-    const types = await admin.query(`select column_name, data_type from information_schema.columns where table_name = $1 and column_name in ('placed_at', 'amount', 'paid') order by column_name`, [`infer_orders_us_${suffix}`]);
+    const types = await admin.query(
+      `select column_name, data_type from information_schema.columns where table_name = $1 and column_name in ('placed_at', 'amount', 'paid') order by column_name`,
+      [`infer_orders_us_${suffix}`],
+    );
     expect(types.rows).toEqual([
-      { column_name: "amount", data_type: "numeric" }, { column_name: "paid", data_type: "boolean" }, { column_name: "placed_at", data_type: "timestamp with time zone" },
+      { column_name: "amount", data_type: "numeric" },
+      { column_name: "paid", data_type: "boolean" },
+      { column_name: "placed_at", data_type: "timestamp with time zone" },
     ]);
   }, 120_000);
 });

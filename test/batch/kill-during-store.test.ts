@@ -33,9 +33,18 @@ describe("kill -9 while storing", () => {
     const summary = await writeTradesCsv(file, { rows: 400_000, seed: 5, badShare: 0.01 });
     const warehouse = join(cwd, "warehouse.db");
     const env = { SLUICE_LEASE_TTL_MS: "1500" };
-    const args = ["run", join(ROOT, "workflows", "base-data-ingestion-workflow-standard-ingestion.yaml"),
-      "--param", `source=${file}`, "--param", `destination=sqlite:${warehouse}`, "--param", "table=trades",
-      "--param", `schema=${join(ROOT, "examples", "schemas", "trades.yaml")}`];
+    const args = [
+      "run",
+      join(ROOT, "workflows", "base-data-ingestion-workflow-standard-ingestion.yaml"),
+      "--param",
+      `source=${file}`,
+      "--param",
+      `destination=sqlite:${warehouse}`,
+      "--param",
+      "table=trades",
+      "--param",
+      `schema=${join(ROOT, "examples", "schemas", "trades.yaml")}`,
+    ];
 
     const child = sluiceAsync(args, { cwd, env });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/, 60_000)) as RegExpMatchArray;

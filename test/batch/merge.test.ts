@@ -30,23 +30,35 @@ function trade(id: string | null, over: Row = {}): Row {
 }
 
 /** A typed dataset of stage parts, one per source, rows at lines 2, 3, … */
-async function dataset(files: { source: string; rows: Row[] }[], opts: { columns?: Column[]; prior?: Partial<Accounting>; quarantine?: string[] } = {}): Promise<{ ref: string; root: string }> {
+async function dataset(
+  files: { source: string; rows: Row[] }[],
+  opts: { columns?: Column[]; prior?: Partial<Accounting>; quarantine?: string[] } = {},
+): Promise<{ ref: string; root: string }> {
   const root = tempDir("sluice-merge-");
   dirs.push(root);
   const dir = join(root, "in");
   mkdirSync(dir, { recursive: true });
-  const parts = await Promise.all(files.map(async (f, i) => {
-    const path = join(dir, `part-${i}.stage`);
-    const w = await openStageWriter(path, opts.columns ?? COLUMNS);
-    await w.write(f.rows, f.rows.map((_, j) => j + 2));
-    await w.close();
-    return { path, format: "stage" as const, source: f.source, rows: f.rows.length };
-  }));
+  const parts = await Promise.all(
+    files.map(async (f, i) => {
+      const path = join(dir, `part-${i}.stage`);
+      const w = await openStageWriter(path, opts.columns ?? COLUMNS);
+      await w.write(
+        f.rows,
+        f.rows.map((_, j) => j + 2),
+      );
+      await w.close();
+      return { path, format: "stage" as const, source: f.source, rows: f.rows.length };
+    }),
+  );
   const rows = files.reduce((n, f) => n + f.rows.length, 0);
   const q = opts.prior?.rowsQuarantined ?? 0;
   const d = opts.prior?.rowsDuplicate ?? 0;
   const ref = await writeDataset(dir, {
-    step: "format-standardization", typed: true, columns: opts.columns ?? COLUMNS, parts, rows,
+    step: "format-standardization",
+    typed: true,
+    columns: opts.columns ?? COLUMNS,
+    parts,
+    rows,
     accounting: { rowsIn: rows + q + d, rowsQuarantined: q, rowsDuplicate: d },
     quarantine: opts.quarantine ?? [],
     meta: { ingest: { scope: "bulk:/data/in", files: files.map((f) => ({ path: f.source, checksum: `c-${f.source}`, size: 1 })) }, source: "bulk" },
@@ -58,7 +70,10 @@ function context(root: string, over: Partial<ActionContext> = {}): ActionContext
   const progressRows: number[] = [];
   return {
     ...actionContext({
-      workflow: "bulk-file-ingestion", step: "data-consolidation", artifactsDir: join(root, "artifacts"), home: root,
+      workflow: "bulk-file-ingestion",
+      step: "data-consolidation",
+      artifactsDir: join(root, "artifacts"),
+      home: root,
       progress: (u) => void (u.rows !== undefined && progressRows.push(u.rows)),
       ...over,
     }),
@@ -84,7 +99,10 @@ async function merge(input: Omit<MergeInput, "dataset">, ref: string, root: stri
 }
 
 function quarantined(path: string): QuarantinedRecord[] {
-  return readFileSync(path, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as QuarantinedRecord);
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as QuarantinedRecord);
 }
 
 function balanced(r: Result): void {
@@ -159,7 +177,10 @@ describe("merge_processed_files", () => {
           trade("T4", { executed_at: "2020-01-01T00:00:00.000Z", price: "2.0000" }),
         ],
       },
-      { source: "/in/c.ndjson", rows: [trade("T1", { executed_at: "2026-11-02T09:30:00.125Z", price: "2.0000" }), trade("T4", { executed_at: null, price: "3.0000" })] },
+      {
+        source: "/in/c.ndjson",
+        rows: [trade("T1", { executed_at: "2026-11-02T09:30:00.125Z", price: "2.0000" }), trade("T4", { executed_at: null, price: "3.0000" })],
+      },
     ]);
     const r = await merge({ key: ["trade_id"], conflict: { policy: "latest", column: "executed_at" } }, ref, root);
     const price = Object.fromEntries(r.rows.map((x) => [x.trade_id, x.price]));
@@ -174,8 +195,14 @@ describe("merge_processed_files", () => {
 
   it("latest: decimal and integer columns compare exactly as numbers", async () => {
     const { ref, root } = await dataset([
-      { source: "a", rows: [trade("T1", { price: "9.5000", symbol: "a" }), trade("T2", { price: "-1.0000", symbol: "a" }), trade("T3", { price: "0.1000", symbol: "a" })] },
-      { source: "b", rows: [trade("T1", { price: "10.2500", symbol: "b" }), trade("T2", { price: "-0.5000", symbol: "b" }), trade("T3", { price: "0.0999", symbol: "b" })] },
+      {
+        source: "a",
+        rows: [trade("T1", { price: "9.5000", symbol: "a" }), trade("T2", { price: "-1.0000", symbol: "a" }), trade("T3", { price: "0.1000", symbol: "a" })],
+      },
+      {
+        source: "b",
+        rows: [trade("T1", { price: "10.2500", symbol: "b" }), trade("T2", { price: "-0.5000", symbol: "b" }), trade("T3", { price: "0.0999", symbol: "b" })],
+      },
     ]);
     const r = await merge({ key: ["trade_id"], conflict: { policy: "latest", column: "price" } }, ref, root);
     expect(Object.fromEntries(r.rows.map((x) => [x.trade_id, x.symbol]))).toEqual({ T1: "b", T2: "b", T3: "a" });
@@ -195,7 +222,10 @@ describe("merge_processed_files", () => {
     const { ref, root } = await dataset([
       { source: "/data/in/primary/trades.csv", rows: [trade("T1", { symbol: "primary" }), trade("T2", { symbol: "primary" })] },
       { source: "/data/in/vendor.backup.csv", rows: [trade("T1", { symbol: "backup" }), trade("T3", { symbol: "backup" }), trade("T4", { symbol: "backup" })] },
-      { source: "/data/in/other.csv", rows: [trade("T2", { symbol: "other" }), trade("T3", { symbol: "other" }), trade("T5", { symbol: "other" }), trade("T5", { symbol: "other-2" })] },
+      {
+        source: "/data/in/other.csv",
+        rows: [trade("T2", { symbol: "other" }), trade("T3", { symbol: "other" }), trade("T5", { symbol: "other" }), trade("T5", { symbol: "other-2" })],
+      },
       { source: "/data/in/primary/late.csv", rows: [trade("T2", { symbol: "primary" }), trade("T4", { symbol: "primary-late" })] },
     ]);
     const r = await merge({ key: ["trade_id"], conflict: { policy: "priority", priority: ["/primary/", "*.backup.csv"] } }, ref, root);
@@ -243,7 +273,11 @@ describe("merge_processed_files", () => {
     const order = (r: Result) => r.rows.map((x) => `${x.source}:${x.trade_id}:${x._line}`);
     expect(order(r1)).toEqual(["a:K5:2", "b:K1:4", "b:K3:2", "b:K7:3", "b:K2:5", "c:K9:2", "c:K8:3"]);
     expect(order(r2)).toEqual(order(r1));
-    expect(r1.ds.parts.map((p) => [p.source, p.rows])).toEqual([["a", 1], ["b", 4], ["c", 2]]);
+    expect(r1.ds.parts.map((p) => [p.source, p.rows])).toEqual([
+      ["a", 1],
+      ["b", 4],
+      ["c", 2],
+    ]);
     const body = (r: Result) => r.ds.parts.map((p) => readFileSync(p.path, "utf8")).join("");
     expect(body(r2)).toBe(body(r1));
     // Rows keep exactly the schema columns plus _line, in schema order.
@@ -287,7 +321,10 @@ describe("merge_processed_files", () => {
     expect(r.out).toMatchObject({ rowsIn: 0, rowsOut: 0, rowsDuplicate: 0, conflicts: 0, rowsSuperseded: 0, rowsQuarantined: 0, sources: 0 });
     balanced(r);
 
-    const emptyParts = await dataset([{ source: "a", rows: [] }, { source: "b", rows: [] }]);
+    const emptyParts = await dataset([
+      { source: "a", rows: [] },
+      { source: "b", rows: [] },
+    ]);
     const r2 = await merge({ key: ["trade_id"] }, emptyParts.ref, emptyParts.root);
     expect(r2.rows).toEqual([]);
     expect(r2.out).toMatchObject({ rowsOut: 0, sources: 2 });
@@ -295,9 +332,16 @@ describe("merge_processed_files", () => {
 
   it("rejects bad configuration and untyped input before reading", async () => {
     const { ref, root } = await dataset([{ source: "a", rows: [trade("T1")] }]);
-    await expect(mergeProcessedFiles({ dataset: ref, key: ["nope"] }, context(root))).rejects.toMatchObject({ code: "BAD_CONFIG", message: expect.stringContaining("key column nope") });
-    await expect(mergeProcessedFiles({ dataset: ref, key: ["trade_id"], conflict: { policy: "latest", column: "symbol" } }, context(root))).rejects.toMatchObject({ code: "BAD_CONFIG" });
-    await expect(mergeProcessedFiles({ dataset: ref, key: ["trade_id"], conflict: { policy: "latest" } }, context(root))).rejects.toMatchObject({ code: "BAD_CONFIG" });
+    await expect(mergeProcessedFiles({ dataset: ref, key: ["nope"] }, context(root))).rejects.toMatchObject({
+      code: "BAD_CONFIG",
+      message: expect.stringContaining("key column nope"),
+    });
+    await expect(
+      mergeProcessedFiles({ dataset: ref, key: ["trade_id"], conflict: { policy: "latest", column: "symbol" } }, context(root)),
+    ).rejects.toMatchObject({ code: "BAD_CONFIG" });
+    await expect(mergeProcessedFiles({ dataset: ref, key: ["trade_id"], conflict: { policy: "latest" } }, context(root))).rejects.toMatchObject({
+      code: "BAD_CONFIG",
+    });
     const sig = SEED_SIGNATURES.find((s) => s.action === "merge_processed_files")!;
     expect(sig.input.safeParse({ dataset: "x", key: ["id"], conflict: { policy: "latest" } }).success).toBe(false);
     expect(sig.input.safeParse({ dataset: "x", key: ["id"], conflict: { policy: "priority" } }).success).toBe(false);

@@ -78,7 +78,15 @@ describe("process_files_in_parallel", () => {
       ctx(art, { progress: (p) => progress.push(p) }),
     );
     expect(out.units as number).toBeGreaterThan(10);
-    expect(out).toMatchObject({ files: 1, filesFailed: 0, failedFiles: [], workers: Math.min(4, CORES), workersRequested: 4, rowsIn: 4_000, bytes: summary.bytes });
+    expect(out).toMatchObject({
+      files: 1,
+      filesFailed: 0,
+      failedFiles: [],
+      workers: Math.min(4, CORES),
+      workersRequested: 4,
+      rowsIn: 4_000,
+      bytes: summary.bytes,
+    });
 
     // The reference: one sequential read of the whole file.
     const want: Record<string, unknown>[] = [];
@@ -133,7 +141,12 @@ describe("process_files_in_parallel", () => {
     const bySource = new Map<string, number>();
     for (const p of ds.parts) bySource.set(p.source, (bySource.get(p.source) ?? 0) + p.rows!);
     expect(Object.fromEntries([...bySource].map(([k, v]) => [k.slice(dir.length + 1), v]))).toEqual({
-      "a.csv": 300, "b.ndjson": 120, "c.json": 80, "d.parquet": 50, "e.csv": 4, "f.tsv": 1,
+      "a.csv": 300,
+      "b.ndjson": 120,
+      "c.json": 80,
+      "d.parquet": 50,
+      "e.csv": 4,
+      "f.tsv": 1,
     });
     // Parts keep file order, then chunk order.
     const sources = ds.parts.map((p) => p.source);
@@ -173,7 +186,10 @@ describe("process_files_in_parallel", () => {
     expect(failed.map((f) => f.path)).toEqual([join(dir, "broken.parquet"), join(dir, "object.json")]);
     expect(failed[0]!.reason).toMatch(/Parquet/i);
     expect(failed[1]!.reason).toMatch(/array/i);
-    expect(failed.map((f) => [f.code, f.knownBad])).toEqual([["BAD_INPUT", true], ["BAD_INPUT", true]]);
+    expect(failed.map((f) => [f.code, f.knownBad])).toEqual([
+      ["BAD_INPUT", true],
+      ["BAD_INPUT", true],
+    ]);
 
     const ds = await readDataset(out.dataset as string);
     expect(new Set(ds.parts.map((p) => p.source))).toEqual(new Set([join(dir, "a.csv"), join(dir, "b.ndjson")]));
@@ -200,7 +216,9 @@ describe("process_files_in_parallel", () => {
     const onlyBad = fresh("sluice-par-allbad-");
     writeFileSync(join(onlyBad, "x.parquet"), "garbage");
     writeFileSync(join(onlyBad, "y.json"), "42");
-    await expect(processFilesInParallel({ files: await discover(onlyBad, art), workers: 2 }, ctx(art))).rejects.toMatchObject({ code: "TOO_MANY_FAILED_FILES" });
+    await expect(processFilesInParallel({ files: await discover(onlyBad, art), workers: 2 }, ctx(art))).rejects.toMatchObject({
+      code: "TOO_MANY_FAILED_FILES",
+    });
   });
 
   it("records files with unreadable content as known bad, by the discovered checksum, with the reason", async () => {
@@ -210,7 +228,7 @@ describe("process_files_in_parallel", () => {
     writeFileSync(join(dir, "bad-header.csv"), 'id,"name,qty\n1,ann,2\n');
     const art = fresh("sluice-par-art-");
     const manifest = await discover(dir, art);
-    const scope = (((await readDataset(manifest)).meta!.ingest) as IngestMeta).scope;
+    const scope = ((await readDataset(manifest)).meta!.ingest as IngestMeta).scope;
     const ledger = rejectingLedger();
     const out = await processFilesInParallel({ files: manifest, workers: 2 }, ctx(art, { ledger }));
     expect(out).toMatchObject({ files: 1, filesFailed: 2, filesKnownBad: 2, rowsIn: 80 });
@@ -227,7 +245,9 @@ describe("process_files_in_parallel", () => {
     const onlyBad = fresh("sluice-par-known-allbad-");
     writeFileSync(join(onlyBad, "y.json"), '{"not": "an array"}');
     const all = rejectingLedger();
-    await expect(processFilesInParallel({ files: await discover(onlyBad, art), workers: 1 }, ctx(art, { ledger: all }))).rejects.toMatchObject({ code: "TOO_MANY_FAILED_FILES" });
+    await expect(processFilesInParallel({ files: await discover(onlyBad, art), workers: 1 }, ctx(art, { ledger: all }))).rejects.toMatchObject({
+      code: "TOO_MANY_FAILED_FILES",
+    });
     expect(all.rejects.map((r) => r.path)).toEqual([join(onlyBad, "y.json")]);
   });
 
@@ -256,7 +276,11 @@ describe("process_files_in_parallel", () => {
   it("an empty file set gives an empty dataset without starting workers", async () => {
     const art = fresh("sluice-par-art-");
     const files = await writeDataset(await stepFolder({ artifactsDir: art, step: "file-discovery" }), {
-      step: "file-discovery", typed: false, parts: [], quarantine: [], meta: { ingest: { scope: "s", files: [] } },
+      step: "file-discovery",
+      typed: false,
+      parts: [],
+      quarantine: [],
+      meta: { ingest: { scope: "s", files: [] } },
     });
     const out = await processFilesInParallel({ files }, ctx(art));
     expect(out).toMatchObject({ files: 0, units: 0, workers: 0, rowsIn: 0, empty: true });
@@ -288,7 +312,10 @@ describe("process_files_in_parallel", () => {
     await expect(run).rejects.toBe(reason);
     expect(Date.now() - started).toBeLessThan(10_000);
     // The workers are gone: nothing in the step folder grows any more.
-    const sizes = () => readdirSync(join(art, "parallel")).map((n) => statSync(join(art, "parallel", n)).size).join(",");
+    const sizes = () =>
+      readdirSync(join(art, "parallel"))
+        .map((n) => statSync(join(art, "parallel", n)).size)
+        .join(",");
     const before = sizes();
     await new Promise((r) => setTimeout(r, 300));
     expect(sizes()).toBe(before);

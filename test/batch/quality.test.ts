@@ -30,10 +30,20 @@ function run(ruleSpecs: unknown[], rows: Partial<TypedRow>[], now = new Date("20
 
 describe("row-level checks", () => {
   it("required fails on null, missing and empty; passes anything else", () => {
-    const { reasons, report } = run([{ column: "trade_id", required: true }], [{ trade_id: "T-1" }, { trade_id: null }, {}, { trade_id: "" }, { trade_id: " " }]);
+    const { reasons, report } = run(
+      [{ column: "trade_id", required: true }],
+      [{ trade_id: "T-1" }, { trade_id: null }, {}, { trade_id: "" }, { trade_id: " " }],
+    );
     expect(reasons).toEqual([[], ["trade_id: required but empty"], ["trade_id: required but empty"], ["trade_id: required but empty"], []]);
     expect(report.rules).toEqual([
-      { rule: "trade_id required", column: "trade_id", kind: "row", failures: 3, passed: false, detail: "3 rows failed, the first at line 3: trade_id: required but empty" },
+      {
+        rule: "trade_id required",
+        column: "trade_id",
+        kind: "row",
+        failures: 3,
+        passed: false,
+        detail: "3 rows failed, the first at line 3: trade_id: required but empty",
+      },
     ]);
     expect(report).toMatchObject({ rowsChecked: 5, rowsFailed: 3, score: 0.4 });
   });
@@ -78,13 +88,24 @@ describe("row-level checks", () => {
       [],
       ['rate: duplicate value "0", first seen at line 4'],
     ]);
-    expect(run([{ column: "quantity", unique: true }], [{ quantity: "7" }, { quantity: "007" }]).reasons[1]).toEqual(['quantity: duplicate value "007", first seen at line 2']);
+    expect(run([{ column: "quantity", unique: true }], [{ quantity: "7" }, { quantity: "007" }]).reasons[1]).toEqual([
+      'quantity: duplicate value "007", first seen at line 2',
+    ]);
   });
 
   it("min / max compare integers and decimals exactly", () => {
     const { reasons, report } = run(
       [{ column: "rate", min: "0.1", max: 1 }],
-      [{ rate: "0.1" }, { rate: "0.10000000000000000001" }, { rate: "0.09999999999999999999" }, { rate: "1.00000000000000000001" }, { rate: "1.0" }, { rate: "-5" }, { rate: null }, { rate: "abc" }],
+      [
+        { rate: "0.1" },
+        { rate: "0.10000000000000000001" },
+        { rate: "0.09999999999999999999" },
+        { rate: "1.00000000000000000001" },
+        { rate: "1.0" },
+        { rate: "-5" },
+        { rate: null },
+        { rate: "abc" },
+      ],
     );
     expect(reasons).toEqual([
       [],
@@ -101,12 +122,12 @@ describe("row-level checks", () => {
       ["rate <= 1", 2],
     ]);
     // Beyond float precision and beyond 2^53.
-    expect(run([{ column: "quantity", max: "9223372036854775806", min: -3 }], [{ quantity: "9223372036854775807" }, { quantity: "9223372036854775806" }, { quantity: "-4" }, { quantity: "-3" }]).reasons).toEqual([
-      ["quantity: 9223372036854775807 is above the maximum 9223372036854775806"],
-      [],
-      ["quantity: -4 is below the minimum -3"],
-      [],
-    ]);
+    expect(
+      run(
+        [{ column: "quantity", max: "9223372036854775806", min: -3 }],
+        [{ quantity: "9223372036854775807" }, { quantity: "9223372036854775806" }, { quantity: "-4" }, { quantity: "-3" }],
+      ).reasons,
+    ).toEqual([["quantity: 9223372036854775807 is above the maximum 9223372036854775806"], [], ["quantity: -4 is below the minimum -3"], []]);
     expect(run([{ column: "price", min: 0 }], [{ price: "0.0000" }, { price: "-0.0001" }]).reasons).toEqual([[], ["price: -0.0001 is below the minimum 0"]]);
   });
 
@@ -114,19 +135,30 @@ describe("row-level checks", () => {
     expect(
       run(
         [{ column: "executed_at", min: "2026-11-02T09:30:00.125Z", max: "2026-11-02" }],
-        [{ executed_at: "2026-11-02T09:30:00.125Z" }, { executed_at: "2026-11-02T09:30:00.124999Z" }, { executed_at: "2026-11-02T09:30:00.125001Z" }, { executed_at: "2026-11-02T00:00:00.000001Z" }, { executed_at: "2026-11-01T23:59:59.999Z" }],
+        [
+          { executed_at: "2026-11-02T09:30:00.125Z" },
+          { executed_at: "2026-11-02T09:30:00.124999Z" },
+          { executed_at: "2026-11-02T09:30:00.125001Z" },
+          { executed_at: "2026-11-02T00:00:00.000001Z" },
+          { executed_at: "2026-11-01T23:59:59.999Z" },
+        ],
       ).reasons,
     ).toEqual([
       ["executed_at: 2026-11-02T09:30:00.125Z is above the maximum 2026-11-02"],
-      ["executed_at: 2026-11-02T09:30:00.124999Z is below the minimum 2026-11-02T09:30:00.125Z", "executed_at: 2026-11-02T09:30:00.124999Z is above the maximum 2026-11-02"],
+      [
+        "executed_at: 2026-11-02T09:30:00.124999Z is below the minimum 2026-11-02T09:30:00.125Z",
+        "executed_at: 2026-11-02T09:30:00.124999Z is above the maximum 2026-11-02",
+      ],
       ["executed_at: 2026-11-02T09:30:00.125001Z is above the maximum 2026-11-02"],
-      ["executed_at: 2026-11-02T00:00:00.000001Z is below the minimum 2026-11-02T09:30:00.125Z", "executed_at: 2026-11-02T00:00:00.000001Z is above the maximum 2026-11-02"],
+      [
+        "executed_at: 2026-11-02T00:00:00.000001Z is below the minimum 2026-11-02T09:30:00.125Z",
+        "executed_at: 2026-11-02T00:00:00.000001Z is above the maximum 2026-11-02",
+      ],
       ["executed_at: 2026-11-01T23:59:59.999Z is below the minimum 2026-11-02T09:30:00.125Z"],
     ]);
-    expect(run([{ column: "trade_date", min: "2026-01-01", max: "2026-12-31" }], [{ trade_date: "2026-11-02" }, { trade_date: "2025-12-31" }]).reasons).toEqual([
-      [],
-      ["trade_date: 2025-12-31 is below the minimum 2026-01-01"],
-    ]);
+    expect(run([{ column: "trade_date", min: "2026-01-01", max: "2026-12-31" }], [{ trade_date: "2026-11-02" }, { trade_date: "2025-12-31" }]).reasons).toEqual(
+      [[], ["trade_date: 2025-12-31 is below the minimum 2026-01-01"]],
+    );
     expect(run([{ column: "symbol", min: "B", max: "M" }], [{ symbol: "AAPL" }, { symbol: "MSFT" }, { symbol: "GOOG" }, { symbol: "M" }]).reasons).toEqual([
       ['symbol: "AAPL" is below the minimum B'],
       ['symbol: "MSFT" is above the maximum M'],
@@ -136,14 +168,14 @@ describe("row-level checks", () => {
   });
 
   it("pattern uses the regex as written (no implied anchors)", () => {
-    expect(run([{ column: "symbol", pattern: "^[A-Z]{1,6}$" }], [{ symbol: "AAPL" }, { symbol: "aapl" }, { symbol: "TOOLONGX" }, { symbol: null }]).reasons).toEqual([
-      [],
-      ['symbol: "aapl" does not match ^[A-Z]{1,6}$'],
-      ['symbol: "TOOLONGX" does not match ^[A-Z]{1,6}$'],
-      [],
-    ]);
+    expect(
+      run([{ column: "symbol", pattern: "^[A-Z]{1,6}$" }], [{ symbol: "AAPL" }, { symbol: "aapl" }, { symbol: "TOOLONGX" }, { symbol: null }]).reasons,
+    ).toEqual([[], ['symbol: "aapl" does not match ^[A-Z]{1,6}$'], ['symbol: "TOOLONGX" does not match ^[A-Z]{1,6}$'], []]);
     expect(run([{ column: "symbol", pattern: "[A-Z]" }], [{ symbol: "aAa" }]).reasons).toEqual([[]]);
-    expect(run([{ column: "settled", pattern: "^true$" }], [{ settled: true }, { settled: false }]).reasons).toEqual([[], ["settled: false does not match ^true$"]]);
+    expect(run([{ column: "settled", pattern: "^true$" }], [{ settled: true }, { settled: false }]).reasons).toEqual([
+      [],
+      ["settled: false does not match ^true$"],
+    ]);
   });
 
   it("allowed compares in the column's canonical form", () => {
@@ -153,14 +185,28 @@ describe("row-level checks", () => {
       ['side: "buy" is not allowed (side in [BUY, SELL])'],
       [],
     ]);
-    expect(run([{ column: "quantity", allowed: [1, "2"] }], [{ quantity: "1" }, { quantity: "2" }, { quantity: "3" }]).reasons).toEqual([[], [], ["quantity: 3 is not allowed (quantity in [1, 2])"]]);
-    expect(run([{ column: "price", allowed: [1.5, "2"] }], [{ price: "1.5000" }, { price: "2.0000" }, { price: "2.0001" }]).reasons).toEqual([[], [], ["price: 2.0001 is not allowed (price in [1.5, 2])"]]);
-    expect(run([{ column: "settled", allowed: [true] }], [{ settled: true }, { settled: false }]).reasons).toEqual([[], ["settled: false is not allowed (settled in [true])"]]);
+    expect(run([{ column: "quantity", allowed: [1, "2"] }], [{ quantity: "1" }, { quantity: "2" }, { quantity: "3" }]).reasons).toEqual([
+      [],
+      [],
+      ["quantity: 3 is not allowed (quantity in [1, 2])"],
+    ]);
+    expect(run([{ column: "price", allowed: [1.5, "2"] }], [{ price: "1.5000" }, { price: "2.0000" }, { price: "2.0001" }]).reasons).toEqual([
+      [],
+      [],
+      ["price: 2.0001 is not allowed (price in [1.5, 2])"],
+    ]);
+    expect(run([{ column: "settled", allowed: [true] }], [{ settled: true }, { settled: false }]).reasons).toEqual([
+      [],
+      ["settled: false is not allowed (settled in [true])"],
+    ]);
     expect(run([{ column: "symbol", allowed: [1, true] }], [{ symbol: "1" }, { symbol: "true" }]).reasons).toEqual([[], []]);
   });
 
   it("splits a rule into one report entry per check, and a row collects every reason", () => {
-    const { reasons, report } = run([{ column: "quantity", required: true, unique: true, min: 1, max: 1000, allowed: [1, 5, 5000] }], [{ quantity: "5000" }, { quantity: "5000" }, { quantity: null }]);
+    const { reasons, report } = run(
+      [{ column: "quantity", required: true, unique: true, min: 1, max: 1000, allowed: [1, 5, 5000] }],
+      [{ quantity: "5000" }, { quantity: "5000" }, { quantity: null }],
+    );
     expect(report.rules.map((r) => r.rule)).toEqual(["quantity required", "quantity unique", "quantity >= 1", "quantity <= 1000", "quantity in [1, 5, 5000]"]);
     expect(reasons).toEqual([
       ["quantity: 5000 is above the maximum 1000"],
@@ -197,7 +243,12 @@ describe("dataset-level checks", () => {
   });
 
   it("freshness looks at the newest non-null value against now", () => {
-    const rows = [{ executed_at: "2026-11-01T09:00:00.000Z" }, { executed_at: null }, { executed_at: "2026-11-02T09:30:00.125Z" }, { executed_at: "2026-11-02T09:30:00.125001Z" }];
+    const rows = [
+      { executed_at: "2026-11-01T09:00:00.000Z" },
+      { executed_at: null },
+      { executed_at: "2026-11-02T09:30:00.125Z" },
+      { executed_at: "2026-11-02T09:30:00.125001Z" },
+    ];
     const fresh = run([{ freshness: { column: "executed_at", maxAge: "24h" } }], rows).report.rules[0];
     expect(fresh).toEqual({
       rule: "executed_at newer than 24h",
@@ -210,8 +261,14 @@ describe("dataset-level checks", () => {
     const stale = run([{ freshness: { column: "executed_at", maxAge: "2h" } }], rows).report;
     expect(stale.rules[0]).toMatchObject({ passed: false, failures: 1, detail: "newest 2026-11-02T09:30:00.125001Z is 2h29m old (limit 2h)" });
     expect(stale.score).toBe(0);
-    expect(run([{ freshness: { column: "executed_at", maxAge: "1h" } }], [{ executed_at: null }]).report.rules[0]).toMatchObject({ passed: false, detail: "no timestamp values in executed_at" });
-    expect(run([{ freshness: { column: "trade_date", maxAge: "36h" } }], [{ trade_date: "2026-11-01" }]).report.rules[0]).toMatchObject({ passed: true, detail: "newest 2026-11-01 is 36h0m old (limit 36h)" });
+    expect(run([{ freshness: { column: "executed_at", maxAge: "1h" } }], [{ executed_at: null }]).report.rules[0]).toMatchObject({
+      passed: false,
+      detail: "no timestamp values in executed_at",
+    });
+    expect(run([{ freshness: { column: "trade_date", maxAge: "36h" } }], [{ trade_date: "2026-11-01" }]).report.rules[0]).toMatchObject({
+      passed: true,
+      detail: "newest 2026-11-01 is 36h0m old (limit 36h)",
+    });
     expect(run([{ freshness: { column: "raw", maxAge: "1d" } }], [{ raw: "2026-11-02 10:00:00+01:00" }, { raw: "junk" }]).report.rules[0]).toMatchObject({
       passed: true,
       detail: "newest 2026-11-02T09:00:00.000Z is 3h0m old (limit 1d)",
@@ -256,12 +313,17 @@ describe("exact decimal comparison", () => {
 });
 
 describe("configuration errors (BAD_CONFIG), raised once when the checker is built", () => {
-  const make = (...r: unknown[]) => () => createQualityChecker(rules(...r), columns);
+  const make =
+    (...r: unknown[]) =>
+    () =>
+      createQualityChecker(rules(...r), columns);
   const config = (message: RegExp) => expect.objectContaining({ code: "BAD_CONFIG", message: expect.stringMatching(message) });
 
   it("an unknown column, naming it and the known ones", () => {
     expect(make({ column: "qty", min: 1 })).toThrow(
-      config(/quality rule names column qty, which is not in the dataset \(columns: trade_id, executed_at, trade_date, symbol, side, quantity, price, rate, settled, raw\)/),
+      config(
+        /quality rule names column qty, which is not in the dataset \(columns: trade_id, executed_at, trade_date, symbol, side, quantity, price, rate, settled, raw\)/,
+      ),
     );
     expect(make({ freshness: { column: "updated_at", maxAge: "1h" } })).toThrow(config(/column updated_at/));
   });

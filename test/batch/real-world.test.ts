@@ -27,7 +27,12 @@ async function ingest(files: Record<string, string | Buffer>, schema: string, so
   const warehouse = join(dir, "w.db");
   const created = await createRun(std.env.store, {
     workflow: std.wf,
-    params: { source: source ? join(dir, source) : join(dir, Object.keys(files)[0]!), destination: `sqlite:${warehouse}`, table: "t", schema: join(dir, "schema.yaml") },
+    params: {
+      source: source ? join(dir, source) : join(dir, Object.keys(files)[0]!),
+      destination: `sqlite:${warehouse}`,
+      table: "t",
+      schema: join(dir, "schema.yaml"),
+    },
   });
   const run = await executeRun(created.id, { store: std.env.store, actions: std.env.actions, home: std.env.home });
   const detail = await runDetail(std.env.store, created.id);
@@ -43,8 +48,14 @@ async function ingest(files: Record<string, string | Buffer>, schema: string, so
   };
   const quarantined = (step: string) => {
     const folder = join(std.env.home, "runs", created.id, "artifacts", step);
-    return readdirSync(folder).filter((f) => /^quarantine.*\.ndjson$/.test(f)).flatMap((f) =>
-      readFileSync(join(folder, f), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as { source: string; line: number; reasons: string[] }));
+    return readdirSync(folder)
+      .filter((f) => /^quarantine.*\.ndjson$/.test(f))
+      .flatMap((f) =>
+        readFileSync(join(folder, f), "utf8")
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { source: string; line: number; reasons: string[] }),
+      );
   };
   return { run, out, attempt, rows, dir, quarantined };
 }
@@ -79,13 +90,23 @@ describe("the standard workflow on real-world files", () => {
     const dir = join(std.data, "not-trades");
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "weather.csv"), WEATHER);
-    const created = await createRun(std.env.store, { workflow: std.wf, params: { source: join(dir, "weather.csv"), destination: `sqlite:${join(dir, "w.db")}`, table: "t", schema: join(ROOT, "examples", "schemas", "trades.yaml") } });
+    const created = await createRun(std.env.store, {
+      workflow: std.wf,
+      params: {
+        source: join(dir, "weather.csv"),
+        destination: `sqlite:${join(dir, "w.db")}`,
+        table: "t",
+        schema: join(ROOT, "examples", "schemas", "trades.yaml"),
+      },
+    });
     const run = await executeRun(created.id, { store: std.env.store, actions: std.env.actions, home: std.env.home });
     expect(run.status).toBe("failed");
     const d = await runDetail(std.env.store, created.id);
     const err = d.steps.find((x) => x.name === "format-conversion")!.attempts.at(-1)!.error!;
     expect(err.code).toBe("BAD_INPUT");
-    expect(err.message).toMatch(/^.*weather\.csv: the schema's columns trade_id, executed_at, symbol, side, quantity, price, account, trader_email, notes are not in the file \(its header has: date, city, temp_max, temp_min\)/);
+    expect(err.message).toMatch(
+      /^.*weather\.csv: the schema's columns trade_id, executed_at, symbol, side, quantity, price, account, trader_email, notes are not in the file \(its header has: date, city, temp_max, temp_min\)/,
+    );
   });
 
   it("fails with TOO_MANY_REJECTS when every record is rejected", async () => {
@@ -102,11 +123,16 @@ describe("the standard workflow on real-world files", () => {
     expect(ignored.run.status).toBe("succeeded");
     expect(ignored.out("format-conversion").extraColumns).toEqual({ mode: "ignore", columns: ["station"] });
     const refused = await ingest({ "w.csv": extra }, `${WEATHER_SCHEMA}extraColumns: error\n`);
-    expect(refused.attempt("format-conversion")!.error).toMatchObject({ code: "BAD_INPUT", message: expect.stringMatching(/column station is not in the schema \(extraColumns: error\)/) });
+    expect(refused.attempt("format-conversion")!.error).toMatchObject({
+      code: "BAD_INPUT",
+      message: expect.stringMatching(/column station is not in the schema \(extraColumns: error\)/),
+    });
     const kept = await ingest({ "w.csv": extra }, `${WEATHER_SCHEMA}extraColumns: keep\n`);
     expect(kept.run.status).toBe("succeeded");
     expect(kept.rows("select city, station from t order by city")).toEqual([
-      { city: "Berlin", station: "S1" }, { city: "Madrid", station: "S1" }, { city: "Oslo", station: "S1" },
+      { city: "Berlin", station: "S1" },
+      { city: "Madrid", station: "S1" },
+      { city: "Oslo", station: "S1" },
     ]);
   });
 
@@ -124,7 +150,9 @@ describe("the standard workflow on real-world files", () => {
     expect(r.run.status).toBe("failed");
     const a = r.attempt("format-conversion")!;
     expect(a.error?.code).toBe("TOO_MANY_REJECTS");
-    expect(a.error?.message).toMatch(/^20 of 21 records \(95\.2%\) of .*bad\.csv were rejected, more than maxRejectShare 0\.5; they are quarantined \(sluice quarantine r-[^)]+\); the first: .*bad\.csv:2: date: "not-a-date-0" is not a valid date/);
+    expect(a.error?.message).toMatch(
+      /^20 of 21 records \(95\.2%\) of .*bad\.csv were rejected, more than maxRejectShare 0\.5; they are quarantined \(sluice quarantine r-[^)]+\); the first: .*bad\.csv:2: date: "not-a-date-0" is not a valid date/,
+    );
   });
 
   it("scores quality over every record in: conversion rejects count against the threshold", async () => {
@@ -132,7 +160,10 @@ describe("the standard workflow on real-world files", () => {
     const rows = Array.from({ length: 10 }, (_, i) => (i < 3 ? `x${i},C${i},1.0,0.0` : `2024-01-${String(i + 1).padStart(2, "0")},C${i},1.0,0.0`));
     const r = await ingest({ "q.csv": `date,city,temp_max,temp_min\n${rows.join("\n")}\n` }, WEATHER_SCHEMA);
     expect(r.run.status).toBe("failed");
-    expect(r.attempt("quality-validation")!.error).toMatchObject({ code: "QUALITY_BELOW_THRESHOLD", message: expect.stringMatching(/^quality score 0\.7 is under the threshold 0\.9: 3 of 10 records rejected before this step/) });
+    expect(r.attempt("quality-validation")!.error).toMatchObject({
+      code: "QUALITY_BELOW_THRESHOLD",
+      message: expect.stringMatching(/^quality score 0\.7 is under the threshold 0\.9: 3 of 10 records rejected before this step/),
+    });
   });
 
   it("reports an empty or header-only source as empty, and succeeds storing nothing", async () => {
@@ -149,7 +180,7 @@ describe("the standard workflow on real-world files", () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "a.csv"), WEATHER);
     writeFileSync(join(dir, "b.csv"), WEATHER.replace(/2024-01/g, "2024-02"));
-    writeFileSync(join(dir, "c.csv"), "date,city,\"temp_max\nbroken header");
+    writeFileSync(join(dir, "c.csv"), 'date,city,"temp_max\nbroken header');
     const r = await ingest({}, WEATHER_SCHEMA, "../dir");
     expect(r.run.status, JSON.stringify(r.run.error)).toBe("succeeded");
     expect(r.out("format-conversion")).toMatchObject({ files: 2, filesFailed: 1 });
@@ -166,7 +197,11 @@ describe("the standard workflow on real-world files", () => {
     // Read as UTF-8 (the default) the München row is quarantined, never stored as M\uFFFDnchen.
     expect(utf8.run.status).toBe("failed"); // 1 of 2 rejected: the quality score 0.5 is under 0.9
     expect(utf8.quarantined("format-conversion")).toEqual([
-      expect.objectContaining({ source: join(utf8.dir, "l.csv"), line: 2, reasons: ["byte 0xFC at offset 40 is not valid UTF-8 (is the file latin1 or windows-1252? set encoding)"] }),
+      expect.objectContaining({
+        source: join(utf8.dir, "l.csv"),
+        line: 2,
+        reasons: ["byte 0xFC at offset 40 is not valid UTF-8 (is the file latin1 or windows-1252? set encoding)"],
+      }),
     ]);
     const asLatin1 = await ingest({ "l.csv": latin1 }, `read: { encoding: latin1 }\n${WEATHER_SCHEMA}`);
     expect(asLatin1.run.status).toBe("succeeded");

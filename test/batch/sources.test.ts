@@ -70,8 +70,15 @@ describe("a paginated JSON API as the source", () => {
   let base: string;
   const TOKEN = "s3cret-token";
   const trade = (i: number) => ({
-    trade_id: `H-${i}`, executed_at: `2026-11-02T10:00:${String(i % 60).padStart(2, "0")}+02:00`, symbol: "MSFT", side: "SELL",
-    quantity: i, price: `${i}.5`, account: "ACC-1002", trader_email: "x.y@example.com", notes: null,
+    trade_id: `H-${i}`,
+    executed_at: `2026-11-02T10:00:${String(i % 60).padStart(2, "0")}+02:00`,
+    symbol: "MSFT",
+    side: "SELL",
+    quantity: i,
+    price: `${i}.5`,
+    account: "ACC-1002",
+    trader_email: "x.y@example.com",
+    notes: null,
   });
   beforeAll(async () => {
     server = createServer((req, res) => {

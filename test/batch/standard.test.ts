@@ -34,13 +34,23 @@ describe("standard ingestion into the embedded SQLite warehouse", () => {
     const db = new Database(warehouse, { readonly: true });
     const stored = db.prepare("SELECT count(*) AS n, count(DISTINCT trade_id) AS ids FROM trades").get() as { n: number; ids: number };
     expect(stored).toEqual({ n: out.rowsStored, ids: out.rowsStored });
-    const q = db.prepare("SELECT source, line, step, reasons FROM trades_quarantine ORDER BY line").all() as { source: string; line: number; step: string; reasons: string }[];
+    const q = db.prepare("SELECT source, line, step, reasons FROM trades_quarantine ORDER BY line").all() as {
+      source: string;
+      line: number;
+      step: string;
+      reasons: string;
+    }[];
     expect(q.length).toBe(out.rowsQuarantined);
     // Prices are numbers in SQLite (REAL) that read back to exactly the 4 decimal places of the
     // source, and compare as numbers; timestamps are UTC ISO-8601.
     const sample = db.prepare("SELECT trade_id, price, executed_at FROM trades LIMIT 50").all() as { trade_id: string; price: number; executed_at: string }[];
     // Simple lines of the file (no quoted field): trade_id → price as written.
-    const simple = readFileSync(file, "utf8").split("\n").slice(1).filter((l) => !l.includes('"')).map((l) => l.split(",")).filter((f) => f.length === 9);
+    const simple = readFileSync(file, "utf8")
+      .split("\n")
+      .slice(1)
+      .filter((l) => !l.includes('"'))
+      .map((l) => l.split(","))
+      .filter((f) => f.length === 9);
     const ids = new Map<string, number>();
     for (const f of simple) ids.set(f[0]!, (ids.get(f[0]!) ?? 0) + 1);
     // Ids the file has once (the sample repeats some ids with other content, on purpose).

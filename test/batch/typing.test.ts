@@ -54,7 +54,23 @@ describe("string", () => {
 describe("integer", () => {
   it("accepts plain digits, signs, leading zeros, safe JS integers and bigints, canonically", () => {
     expect(
-      table({ type: "integer" }, ["42", "-7", "+3", "007", "-007", "-0", "0", " 12 ", 42, -0, -17, 12n, "9223372036854775807", "-9223372036854775808", 9007199254740991]),
+      table({ type: "integer" }, [
+        "42",
+        "-7",
+        "+3",
+        "007",
+        "-007",
+        "-0",
+        "0",
+        " 12 ",
+        42,
+        -0,
+        -17,
+        12n,
+        "9223372036854775807",
+        "-9223372036854775808",
+        9007199254740991,
+      ]),
     ).toEqual([
       ["42", "42"],
       ["-7", "-7"],
@@ -76,7 +92,24 @@ describe("integer", () => {
 
   it("rejects fractions, exponents, separators, floats, unsafe numbers and out-of-range values", () => {
     expect(
-      table({ type: "integer" }, ["1,000", "1e3", "1.5", "42.0", "abc", "-", "+", "1 000", 1.5, 2 ** 53, Number.NaN, true, "9223372036854775808", "-9223372036854775809", "99999999999999999999", 2n ** 63n]),
+      table({ type: "integer" }, [
+        "1,000",
+        "1e3",
+        "1.5",
+        "42.0",
+        "abc",
+        "-",
+        "+",
+        "1 000",
+        1.5,
+        2 ** 53,
+        Number.NaN,
+        true,
+        "9223372036854775808",
+        "-9223372036854775809",
+        "99999999999999999999",
+        2n ** 63n,
+      ]),
     ).toEqual([
       ["1,000", ['c: "1,000" is not a valid integer (thousands separators are not accepted)']],
       ["1e3", ['c: "1e3" is not a valid integer (exponent notation is not accepted)']],
@@ -99,14 +132,34 @@ describe("integer", () => {
 
   it("names the column in the range message", () => {
     const s = compileSchema(TargetSchema.parse({ columns: [{ name: "quantity", type: "integer" }] }));
-    expect(s.convert({ quantity: "99999999999999999999" })).toEqual({ ok: false, reasons: ["quantity: 99999999999999999999 is out of the 64-bit integer range"] });
+    expect(s.convert({ quantity: "99999999999999999999" })).toEqual({
+      ok: false,
+      reasons: ["quantity: 99999999999999999999 is out of the 64-bit integer range"],
+    });
   });
 });
 
 describe("decimal", () => {
   it("pads to the scale exactly, never through a float", () => {
     expect(
-      table({ type: "decimal", scale: 4 }, ["189.25", "0.1", "-0.5", ".5", "5.", "+1.0", "007.10", "-0.0000", "12345678901234567890.1234", "1.23450", 0.1, 189.25, 5, 12n, "1.5E-3", " 2.5 "]),
+      table({ type: "decimal", scale: 4 }, [
+        "189.25",
+        "0.1",
+        "-0.5",
+        ".5",
+        "5.",
+        "+1.0",
+        "007.10",
+        "-0.0000",
+        "12345678901234567890.1234",
+        "1.23450",
+        0.1,
+        189.25,
+        5,
+        12n,
+        "1.5E-3",
+        " 2.5 ",
+      ]),
     ).toEqual([
       ["189.25", "189.2500"],
       ["0.1", "0.1000"],
@@ -128,7 +181,23 @@ describe("decimal", () => {
   });
 
   it("keeps the input's own fraction digits without a scale", () => {
-    expect(table({ type: "decimal" }, ["189.25", "189.2500", "5.", ".5", "-0.0", "00012", "+1.0", 1e21, 1e-7, 0.30000000000000004, "1.5e3", "-2.50E+1", "123456789012345678901234567890.12345678"])).toEqual([
+    expect(
+      table({ type: "decimal" }, [
+        "189.25",
+        "189.2500",
+        "5.",
+        ".5",
+        "-0.0",
+        "00012",
+        "+1.0",
+        1e21,
+        1e-7,
+        0.30000000000000004,
+        "1.5e3",
+        "-2.50E+1",
+        "123456789012345678901234567890.12345678",
+      ]),
+    ).toEqual([
       ["189.25", "189.25"],
       ["189.2500", "189.2500"],
       ["5.", "5"],
@@ -146,7 +215,20 @@ describe("decimal", () => {
   });
 
   it("rejects extra decimal places, more than 38 digits and non-numbers", () => {
-    expect(table({ type: "decimal", scale: 4 }, ["1.23456", "abc", "1,5", ".", "-", "1.2.3", "1e", Number.POSITIVE_INFINITY, true, "123456789012345678901234567890123456.5"])).toEqual([
+    expect(
+      table({ type: "decimal", scale: 4 }, [
+        "1.23456",
+        "abc",
+        "1,5",
+        ".",
+        "-",
+        "1.2.3",
+        "1e",
+        Number.POSITIVE_INFINITY,
+        true,
+        "123456789012345678901234567890123456.5",
+      ]),
+    ).toEqual([
       ["1.23456", ["c: 1.23456 has more than 4 decimal places"]],
       ["abc", ['c: "abc" is not a valid decimal']],
       ["1,5", ['c: "1,5" is not a valid decimal (use "." as the decimal point, no thousands separators)']],
@@ -276,7 +358,10 @@ describe("timestamp", () => {
   it("names the column and the value in the reason", () => {
     const s = compileSchema(TargetSchema.parse({ columns: [{ name: "executed_at", type: "timestamp" }] }));
     expect(s.convert({ executed_at: "2026-13-01" })).toEqual({ ok: false, reasons: ['executed_at: "2026-13-01" is not a valid timestamp (month 13)'] });
-    expect(s.convert({ executed_at: 1700000000 })).toEqual({ ok: false, reasons: ["executed_at: 1700000000 is not a valid timestamp (a number; set format: epoch_s or epoch_ms)"] });
+    expect(s.convert({ executed_at: 1700000000 })).toEqual({
+      ok: false,
+      reasons: ["executed_at: 1700000000 is not a valid timestamp (a number; set format: epoch_s or epoch_ms)"],
+    });
   });
 
   it("reads wall times in America/New_York on both sides of both DST changes", () => {
@@ -313,7 +398,13 @@ describe("timestamp", () => {
     expect(table({ type: "timestamp", timezone: "Asia/Kolkata" }, ["2026-11-02 09:30:00"])).toEqual([["2026-11-02 09:30:00", "2026-11-02T04:00:00.000Z"]]);
     expect(table({ type: "timestamp", timezone: "+05:30" }, ["2026-11-02 09:30:00"])).toEqual([["2026-11-02 09:30:00", "2026-11-02T04:00:00.000Z"]]);
     expect(
-      table({ type: "timestamp", timezone: "Australia/Lord_Howe" }, ["2026-10-04 01:59:00", "2026-10-04 02:15:00", "2026-10-04 02:30:00", "2026-04-05 01:45:00", "2026-04-05 02:15:00"]),
+      table({ type: "timestamp", timezone: "Australia/Lord_Howe" }, [
+        "2026-10-04 01:59:00",
+        "2026-10-04 02:15:00",
+        "2026-10-04 02:30:00",
+        "2026-04-05 01:45:00",
+        "2026-04-05 02:15:00",
+      ]),
     ).toEqual([
       ["2026-10-04 01:59:00", "2026-10-03T15:29:00.000Z"], // +10:30
       ["2026-10-04 02:15:00", "2026-10-03T15:45:00.000Z"], // in the gap: moved forward
@@ -324,7 +415,9 @@ describe("timestamp", () => {
   });
 
   it("reads epoch seconds and milliseconds", () => {
-    expect(table({ type: "timestamp", format: "epoch_ms" }, ["1700000000123", 1700000000123, " 0 ", "-1500", "1700000000123.456", 1700000000123n, "1.7e12", "abc"])).toEqual([
+    expect(
+      table({ type: "timestamp", format: "epoch_ms" }, ["1700000000123", 1700000000123, " 0 ", "-1500", "1700000000123.456", 1700000000123n, "1.7e12", "abc"]),
+    ).toEqual([
       ["1700000000123", "2023-11-14T22:13:20.123Z"],
       [1700000000123, "2023-11-14T22:13:20.123Z"],
       [" 0 ", "1970-01-01T00:00:00.000Z"],
@@ -344,7 +437,15 @@ describe("timestamp", () => {
   });
 
   it("reads strftime-like formats", () => {
-    expect(table({ type: "timestamp", format: "%d/%m/%Y %H:%M:%S" }, ["02/11/2026 09:30:00", "2/1/2026 9:05:07", "31/02/2026 09:30:00", "2026-11-02 09:30:00", "02/11/2026 09:30:00 "])).toEqual([
+    expect(
+      table({ type: "timestamp", format: "%d/%m/%Y %H:%M:%S" }, [
+        "02/11/2026 09:30:00",
+        "2/1/2026 9:05:07",
+        "31/02/2026 09:30:00",
+        "2026-11-02 09:30:00",
+        "02/11/2026 09:30:00 ",
+      ]),
+    ).toEqual([
       ["02/11/2026 09:30:00", "2026-11-02T09:30:00.000Z"],
       ["2/1/2026 9:05:07", "2026-01-02T09:05:07.000Z"],
       ["31/02/2026 09:30:00", ['c: "31/02/2026 09:30:00" is not a valid timestamp (2026-02 has no day 31)']],
@@ -361,7 +462,12 @@ describe("timestamp", () => {
       ["2026110209300", ['c: "2026110209300" is not a valid timestamp (expected format %Y%m%d%H%M%S)']],
       ["202611020930001", ['c: "202611020930001" is not a valid timestamp (expected format %Y%m%d%H%M%S)']],
     ]);
-    expect(table({ type: "timestamp", format: "%Y-%m-%d %H:%M:%S.%f %z", timezone: "America/New_York" }, ["2026-11-02 09:30:00.5 +0100", "2026-11-02 09:30:00.1234567 Z"])).toEqual([
+    expect(
+      table({ type: "timestamp", format: "%Y-%m-%d %H:%M:%S.%f %z", timezone: "America/New_York" }, [
+        "2026-11-02 09:30:00.5 +0100",
+        "2026-11-02 09:30:00.1234567 Z",
+      ]),
+    ).toEqual([
       ["2026-11-02 09:30:00.5 +0100", "2026-11-02T08:30:00.500Z"],
       ["2026-11-02 09:30:00.1234567 Z", "2026-11-02T09:30:00.123456Z"],
     ]);
@@ -376,7 +482,20 @@ describe("timestamp", () => {
 
 describe("date", () => {
   it("accepts calendar dates and rejects timestamps rather than truncating them", () => {
-    expect(table({ type: "date" }, ["2026-11-02", " 2024-02-29 ", "2023-02-29", "2026-11-02T09:30:00Z", "2026-11-02 00:00:00", "2026-1-2", "20261102", new Date("2026-11-02T00:00:00Z"), new Date("2026-11-02T09:00:00Z"), 20261102])).toEqual([
+    expect(
+      table({ type: "date" }, [
+        "2026-11-02",
+        " 2024-02-29 ",
+        "2023-02-29",
+        "2026-11-02T09:30:00Z",
+        "2026-11-02 00:00:00",
+        "2026-1-2",
+        "20261102",
+        new Date("2026-11-02T00:00:00Z"),
+        new Date("2026-11-02T09:00:00Z"),
+        20261102,
+      ]),
+    ).toEqual([
       ["2026-11-02", "2026-11-02"],
       [" 2024-02-29 ", "2024-02-29"],
       ["2023-02-29", ['c: "2023-02-29" is not a valid date (2023-02 has no day 29)']],
@@ -432,10 +551,28 @@ describe("schema: renames, defaults, required, several reasons", () => {
   });
 
   it("renames, fills typed defaults, ignores extra columns, keeps schema order", () => {
-    const r = trades.convert({ extra: "ignored", notes: "n", price: "189.25", quantity: "100", executed_at: "2026-11-02T09:30:00Z", "Trade ID": " T-1 ", fee: "", venue: null });
+    const r = trades.convert({
+      extra: "ignored",
+      notes: "n",
+      price: "189.25",
+      quantity: "100",
+      executed_at: "2026-11-02T09:30:00Z",
+      "Trade ID": " T-1 ",
+      fee: "",
+      venue: null,
+    });
     expect(r).toEqual({
       ok: true,
-      row: { trade_id: "T-1", executed_at: "2026-11-02T09:30:00.000Z", quantity: "100", price: "189.2500", fee: "0.00", venue: "XNAS", settled: false, notes: "n" },
+      row: {
+        trade_id: "T-1",
+        executed_at: "2026-11-02T09:30:00.000Z",
+        quantity: "100",
+        price: "189.2500",
+        fee: "0.00",
+        venue: "XNAS",
+        settled: false,
+        notes: "n",
+      },
     });
     expect(r.ok && Object.keys(r.row)).toEqual(["trade_id", "executed_at", "quantity", "price", "fee", "venue", "settled", "notes"]);
     const r2 = trades.convert({ "Trade ID": "T-2", executed_at: "2026-11-02", quantity: 1, price: 2, fee: "1.5", venue: "XLON", settled: "yes" });
@@ -481,10 +618,23 @@ describe("schema: renames, defaults, required, several reasons", () => {
   });
 });
 
-
 describe("strftime formats: every token, good and bad values", () => {
   it("%b %h %e: month abbreviations (any case, and Sept), a space-padded day, spaces matching runs of whitespace", () => {
-    expect(table({ type: "date", format: "%b %e %Y" }, ["Jan 1 2000", "Jun 12 1998", "Jun  2 1998", "jun 2 1998", "JUN 2 1998", "Sept 30 1998", "Sep 30 1998", "June 2 1998", "Jun 31 1998", "Jun2 1998", "Foo 2 1998"])).toEqual([
+    expect(
+      table({ type: "date", format: "%b %e %Y" }, [
+        "Jan 1 2000",
+        "Jun 12 1998",
+        "Jun  2 1998",
+        "jun 2 1998",
+        "JUN 2 1998",
+        "Sept 30 1998",
+        "Sep 30 1998",
+        "June 2 1998",
+        "Jun 31 1998",
+        "Jun2 1998",
+        "Foo 2 1998",
+      ]),
+    ).toEqual([
       ["Jan 1 2000", "2000-01-01"],
       ["Jun 12 1998", "1998-06-12"],
       ["Jun  2 1998", "1998-06-02"],
@@ -507,7 +657,16 @@ describe("strftime formats: every token, good and bad values", () => {
   });
 
   it("%B: full month names only", () => {
-    expect(table({ type: "date", format: "%B %-d, %Y" }, ["February 29, 2024", "february 29, 2024", "MAY 1, 2024", "Feb 29, 2024", "February 29, 2023", "Mayo 1, 2024"])).toEqual([
+    expect(
+      table({ type: "date", format: "%B %-d, %Y" }, [
+        "February 29, 2024",
+        "february 29, 2024",
+        "MAY 1, 2024",
+        "Feb 29, 2024",
+        "February 29, 2023",
+        "Mayo 1, 2024",
+      ]),
+    ).toEqual([
       ["February 29, 2024", "2024-02-29"],
       ["february 29, 2024", "2024-02-29"],
       ["MAY 1, 2024", "2024-05-01"],
@@ -550,7 +709,12 @@ describe("strftime formats: every token, good and bad values", () => {
 
   it("%A %a: weekdays are checked against the date, never ignored", () => {
     expect(
-      table({ type: "timestamp", format: "%A, %d-%b-%y %T" }, ["Tuesday, 05-Mar-24 14:05:09", "TUESDAY, 05-mar-24 14:05:09", "Monday, 05-Mar-24 14:05:09", "Tue, 05-Mar-24 14:05:09"]),
+      table({ type: "timestamp", format: "%A, %d-%b-%y %T" }, [
+        "Tuesday, 05-Mar-24 14:05:09",
+        "TUESDAY, 05-mar-24 14:05:09",
+        "Monday, 05-Mar-24 14:05:09",
+        "Tue, 05-Mar-24 14:05:09",
+      ]),
     ).toEqual([
       ["Tuesday, 05-Mar-24 14:05:09", "2024-03-05T14:05:09.000Z"],
       ["TUESDAY, 05-mar-24 14:05:09", "2024-03-05T14:05:09.000Z"],
@@ -558,7 +722,13 @@ describe("strftime formats: every token, good and bad values", () => {
       ["Tue, 05-Mar-24 14:05:09", ['c: "Tue, 05-Mar-24 14:05:09" is not a valid timestamp (expected format %A, %d-%b-%y %T)']],
     ]);
     // RFC 2822 (e-mail and HTTP dates).
-    expect(table({ type: "timestamp", format: "%a, %d %b %Y %T %z" }, ["Tue, 05 Mar 2024 14:05:09 +0100", "Wed, 05 Mar 2024 14:05:09 +0100", "Tues, 05 Mar 2024 14:05:09 +0100"])).toEqual([
+    expect(
+      table({ type: "timestamp", format: "%a, %d %b %Y %T %z" }, [
+        "Tue, 05 Mar 2024 14:05:09 +0100",
+        "Wed, 05 Mar 2024 14:05:09 +0100",
+        "Tues, 05 Mar 2024 14:05:09 +0100",
+      ]),
+    ).toEqual([
       ["Tue, 05 Mar 2024 14:05:09 +0100", "2024-03-05T13:05:09.000Z"],
       ["Wed, 05 Mar 2024 14:05:09 +0100", ['c: "Wed, 05 Mar 2024 14:05:09 +0100" is not a valid timestamp (2024-03-05 is a Tuesday, not a Wednesday)']],
       ["Tues, 05 Mar 2024 14:05:09 +0100", ['c: "Tues, 05 Mar 2024 14:05:09 +0100" is not a valid timestamp (expected format %a, %d %b %Y %T %z)']],
@@ -684,7 +854,9 @@ describe("strftime formats: every token, good and bad values", () => {
 
   it("reads real-world shapes: web server logs, Excel exports, e-mail dates", () => {
     expect(typed({ type: "timestamp", format: "[%d/%b/%Y:%H:%M:%S %z]" }, "[10/Oct/2000:13:55:36 -0700]")).toBe("2000-10-10T20:55:36.000Z");
-    expect(typed({ type: "timestamp", format: "%-m/%-d/%Y %-I:%M:%S %p", timezone: "America/Chicago" }, "3/4/2021 2:05:00 PM")).toBe("2021-03-04T20:05:00.000Z");
+    expect(typed({ type: "timestamp", format: "%-m/%-d/%Y %-I:%M:%S %p", timezone: "America/Chicago" }, "3/4/2021 2:05:00 PM")).toBe(
+      "2021-03-04T20:05:00.000Z",
+    );
     expect(typed({ type: "timestamp", format: "%a, %e %b %Y %T %z" }, "Tue, 5 Mar 2024 14:05:09 -0500")).toBe("2024-03-05T19:05:09.000Z");
   });
 });
@@ -780,7 +952,13 @@ describe("null markers and key columns in a CSV written by DuckDB", () => {
       TargetSchema.parse({
         key: ["id"],
         nullValues: ["N/A"],
-        columns: [{ name: "id" }, { name: "qty", type: "integer" }, { name: "price", type: "decimal", scale: 2 }, { name: "day", type: "date" }, { name: "note" }],
+        columns: [
+          { name: "id" },
+          { name: "qty", type: "integer" },
+          { name: "price", type: "decimal", scale: 2 },
+          { name: "day", type: "date" },
+          { name: "note" },
+        ],
       }),
     );
     const out: unknown[] = [];
@@ -830,7 +1008,15 @@ describe("null markers (nullValues)", () => {
   });
 
   it("never takes a JSON number or boolean for a marker", () => {
-    const s = compileSchema(TargetSchema.parse({ nullValues: ["", "0", "false"], columns: [{ name: "n", type: "integer" }, { name: "b", type: "boolean" }] }));
+    const s = compileSchema(
+      TargetSchema.parse({
+        nullValues: ["", "0", "false"],
+        columns: [
+          { name: "n", type: "integer" },
+          { name: "b", type: "boolean" },
+        ],
+      }),
+    );
     expect(s.convert({ n: 0, b: false })).toEqual({ ok: true, row: { n: "0", b: false } });
     expect(s.convert({ n: "0", b: "false" })).toEqual({ ok: true, row: { n: null, b: null } });
   });
@@ -911,9 +1097,17 @@ describe("configuration errors (BAD_CONFIG at run time, the same sentence at val
       ["%Y-%m-%d %p", "timestamp", "uses %p at character 10 without %I (hour 1–12)"],
       ["%Y-%m-%j", "date", "uses %j at character 7 (day of the year) together with %m at character 4"],
       ["%s %Y", "timestamp", "uses %s at character 1 together with %Y at character 4; %s (seconds since the epoch) stands alone (with %f at most)"],
-      ["%H:%M", "timestamp", "must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j), or else %s alone"],
+      [
+        "%H:%M",
+        "timestamp",
+        "must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j), or else %s alone",
+      ],
       ["%Y-%m", "date", "must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j)"],
-      ["YYYY-MM-DD", "date", "has no % fields (write strftime tokens such as %d/%m/%Y or iso); it must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j)"],
+      [
+        "YYYY-MM-DD",
+        "date",
+        "has no % fields (write strftime tokens such as %d/%m/%Y or iso); it must contain a year (%Y or %y) and either a month and a day (%m, %b or %B with %d or %e) or a day of the year (%j)",
+      ],
       ["epoch_s", "date", "is for timestamps (numbers since the epoch); a date column takes iso or a pattern of date fields such as %d/%m/%Y"],
       ["%b %e %Y", "date", undefined],
       ["ISO", "timestamp", undefined],
@@ -925,17 +1119,29 @@ describe("configuration errors (BAD_CONFIG at run time, the same sentence at val
   });
 
   it("throws the same sentences from compileSchema, naming the column", () => {
-    expect(compileRaw([{ name: "t", type: "timestamp", format: "%Y-%Q" }])).toThrow(config(`column t: format "%Y-%Q" uses %Q at character 4, which is not supported (supported: ${SUPPORTED})`));
-    expect(compileRaw([{ name: "t", type: "timestamp", format: "%I:%M %F" }])).toThrow(config('column t: format "%I:%M %F" uses %I at character 1 (hour 1–12) without %p (AM or PM)'));
-    expect(compileRaw([{ name: "d", type: "date", format: "%Y-%m-%d %H" }])).toThrow(config('column d: format "%Y-%m-%d %H" uses %H at character 10, a time field, but the column is a date (use a timestamp column, or date fields only)'));
+    expect(compileRaw([{ name: "t", type: "timestamp", format: "%Y-%Q" }])).toThrow(
+      config(`column t: format "%Y-%Q" uses %Q at character 4, which is not supported (supported: ${SUPPORTED})`),
+    );
+    expect(compileRaw([{ name: "t", type: "timestamp", format: "%I:%M %F" }])).toThrow(
+      config('column t: format "%I:%M %F" uses %I at character 1 (hour 1–12) without %p (AM or PM)'),
+    );
+    expect(compileRaw([{ name: "d", type: "date", format: "%Y-%m-%d %H" }])).toThrow(
+      config('column d: format "%Y-%m-%d %H" uses %H at character 10, a time field, but the column is a date (use a timestamp column, or date fields only)'),
+    );
     expect(compileRaw([{ name: "t", type: "timestamp", timezone: "Mars/Olympus" }])).toThrow(
       config('column t: time zone "Mars/Olympus" does not exist (use an IANA name such as America/New_York, a fixed offset such as +05:30, or UTC)'),
     );
-    expect(compileRaw([{ name: "t", type: "timestamp", timezone: "+25:00" }])).toThrow(config('column t: time zone "+25:00" is not a valid offset (hours 00–23, minutes 00–59)'));
+    expect(compileRaw([{ name: "t", type: "timestamp", timezone: "+25:00" }])).toThrow(
+      config('column t: time zone "+25:00" is not a valid offset (hours 00–23, minutes 00–59)'),
+    );
     expect(compileRaw([{ name: "p", type: "decimal", scale: 2, default: "abc" }])).toThrow(config('column p: default "abc" is not a valid decimal'));
-    expect(compileRaw([{ name: "s", default: "a\u0000" }])).toThrow(config('column s: default "a\\u0000" contains a NUL character (U+0000), which databases cannot store'));
+    expect(compileRaw([{ name: "s", default: "a\u0000" }])).toThrow(
+      config('column s: default "a\\u0000" contains a NUL character (U+0000), which databases cannot store'),
+    );
     expect(compileRaw([{ name: "q", type: "integer", scale: 2 }])).toThrow(config("column q: scale applies only to decimal columns, not integer"));
-    expect(compileRaw([{ name: "q", type: "integer", format: "%Y" }])).toThrow(config("column q: format applies only to timestamp and date columns, not integer"));
+    expect(compileRaw([{ name: "q", type: "integer", format: "%Y" }])).toThrow(
+      config("column q: format applies only to timestamp and date columns, not integer"),
+    );
     expect(compileRaw([{ name: "a" }, { name: "a" }])).toThrow(config("column a is declared twice in the target schema"));
     expect(compileRaw([{ name: "a" }], ["id"])).toThrow(config("key column id is not in the target schema (columns: a)"));
   });

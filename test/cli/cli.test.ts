@@ -29,9 +29,9 @@ const header = (name: string) => `apiVersion: sluice.dev/v1alpha1\nkind: Workflo
 
 describe("sluice validate", () => {
   it("accepts the five workflows of the founding document", () => {
-    const files = [
-      "standard-ingestion", "bulk-file", "realtime-stream", "resilient-fetch", "secure-api",
-    ].map((n) => join(ROOT, "workflows", `base-data-ingestion-workflow-${n}.yaml`));
+    const files = ["standard-ingestion", "bulk-file", "realtime-stream", "resilient-fetch", "secure-api"].map((n) =>
+      join(ROOT, "workflows", `base-data-ingestion-workflow-${n}.yaml`),
+    );
     const r = sluice(["validate", ...files], { cwd });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -52,13 +52,16 @@ describe("sluice validate", () => {
 
 describe("sluice run", () => {
   it("exits 0 with the documented JSON document for a successful run", () => {
-    const wf = write("ok.yaml", `${header("ok-flow")}  params:\n    who: { type: string, default: world }\n  steps:
+    const wf = write(
+      "ok.yaml",
+      `${header("ok-flow")}  params:\n    who: { type: string, default: world }\n  steps:
     - name: hello
       exec: { command: [sh, -c, 'echo "hello $1"', sh, "\${{ params.who }}"] }
     - name: after
       dependsOn: [hello]
       exec: { command: [echo, "\${{ steps.hello.outputs.stdout }}!"] }
-`);
+`,
+    );
     const r = sluice(["run", wf, "--param", "who=sluice", "--json"], { cwd });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/run r-[a-z0-9]+-[0-9a-f]+ created/);
@@ -66,8 +69,12 @@ describe("sluice run", () => {
     expect(Object.keys(doc)).toEqual(expect.arrayContaining(["id", "workflow", "status", "startedAt", "endedAt", "params", "steps"]));
     expect(doc).toMatchObject({ workflow: "ok-flow", status: "succeeded", params: { who: "sluice" } });
     expect(doc.steps).toEqual([
-      expect.objectContaining({ name: "hello", status: "succeeded", outputs: { exitCode: 0, stdout: "hello sluice" },
-        attempts: [expect.objectContaining({ n: 1, status: "succeeded", startedAt: expect.any(String), endedAt: expect.any(String), error: null })] }),
+      expect.objectContaining({
+        name: "hello",
+        status: "succeeded",
+        outputs: { exitCode: 0, stdout: "hello sluice" },
+        attempts: [expect.objectContaining({ n: 1, status: "succeeded", startedAt: expect.any(String), endedAt: expect.any(String), error: null })],
+      }),
       expect.objectContaining({ name: "after", status: "succeeded", outputs: { exitCode: 0, stdout: "hello sluice!" } }),
     ]);
 
@@ -86,7 +93,10 @@ describe("sluice run", () => {
   });
 
   it("exits 2 on usage errors with one sentence and no stack trace", () => {
-    const wf = write("p.yaml", `${header("p-flow")}  params:\n    count: { type: integer, default: 1 }\n  steps:\n    - name: x\n      exec: { command: ["true"] }\n`);
+    const wf = write(
+      "p.yaml",
+      `${header("p-flow")}  params:\n    count: { type: integer, default: 1 }\n  steps:\n    - name: x\n      exec: { command: ["true"] }\n`,
+    );
     for (const [args, msg] of [
       [["run", wf, "--param", "cuont=1"], /has no parameter "cuont"; did you mean "count"\? \(it takes: count\)/],
       [["run", wf, "--param", "count=abc"], /parameter "count" must be an integer, not "abc"/],
@@ -118,7 +128,10 @@ describe("sluice run", () => {
 describe("sluice convert", () => {
   it("types to a schema file, reports each rejected record with file and line, and exits 1", () => {
     const input = write("in.csv", "id,when,amount\nA,2026-11-02T10:00:00+01:00,1.5\nB,yesterday,2\nC,2026-11-02 12:00:00Z,3.14159\n");
-    const schema = write("schema.yaml", "columns:\n  - { name: id, type: string }\n  - { name: at, from: when, type: timestamp }\n  - { name: amount, type: decimal, scale: 2 }\n");
+    const schema = write(
+      "schema.yaml",
+      "columns:\n  - { name: id, type: string }\n  - { name: at, from: when, type: timestamp }\n  - { name: amount, type: decimal, scale: 2 }\n",
+    );
     const out = join(cwd, "out.ndjson");
     const r = sluice(["convert", input, out, "--schema", schema], { cwd });
     expect(r.code).toBe(1);
@@ -133,7 +146,9 @@ describe("durability across kill -9", () => {
   it("resumes a killed run without re-running succeeded steps; attempt numbers continue", async () => {
     const marks = tempDir("sluice-marks-");
     const mark = (n: string) => join(marks, `${n}.txt`);
-    const wf = write("durable.yaml", `${header("durable")}  steps:
+    const wf = write(
+      "durable.yaml",
+      `${header("durable")}  steps:
     - name: first
       agent: fixture
       action: mark
@@ -153,7 +168,8 @@ describe("durability across kill -9", () => {
       action: mark
       dependsOn: [slow]
       with: { file: "${mark("last")}" }
-`);
+`,
+    );
     const env = { SLUICE_ACTIONS: FIXTURE_ACTIONS }; // the default 15 s lease: it must not be waited for
     const child = sluiceAsync(["run", wf], { cwd, env });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
@@ -168,8 +184,9 @@ describe("durability across kill -9", () => {
     expect(r.stderr).toContain(`(pid ${child.pid}) is gone`);
     const doc = JSON.parse(r.stdout);
     expect(doc.status).toBe("succeeded");
-    const attempts = Object.fromEntries(doc.steps.map((s: { name: string; attempts: { n: number; status: string }[] }) =>
-      [s.name, s.attempts.map((a) => `${a.n}:${a.status}`)]));
+    const attempts = Object.fromEntries(
+      doc.steps.map((s: { name: string; attempts: { n: number; status: string }[] }) => [s.name, s.attempts.map((a) => `${a.n}:${a.status}`)]),
+    );
     expect(attempts).toEqual({
       first: ["1:succeeded"],
       second: ["1:succeeded"],
@@ -223,7 +240,9 @@ describe("sluice cancel", () => {
  */
 const progressActions = (dir: string) => {
   const file = join(dir, "progress-actions.mjs");
-  writeFileSync(file, `import { z } from ${JSON.stringify(pathToFileURL(join(ROOT, "node_modules", "zod", "index.js")).href)};
+  writeFileSync(
+    file,
+    `import { z } from ${JSON.stringify(pathToFileURL(join(ROOT, "node_modules", "zod", "index.js")).href)};
 export const actions = [{
   kind: "agent", owner: "fixture", action: "convert", description: "Convert rows, reporting progress per batch.",
   input: z.object({ rows: z.number().int() }).strict(),
@@ -233,7 +252,8 @@ export const actions = [{
     return { rowsIn: rows, rowsOut: rows - 7, rowsQuarantined: 7, columns: 9 };
   },
 }];
-`);
+`,
+  );
   return file;
 };
 
@@ -247,7 +267,11 @@ function onTerminal(args: string[], o: { cwd: string; size?: { cols: number; row
   delete env.CI; // a terminal, not a CI log
   delete env.SLUICE_LOG_FORMAT;
   const r = spawnSync("script", ["-qfec", `${stty}exec ${quote(process.execPath)} ${quote(BIN)} ${args.map(quote).join(" ")}`, "/dev/null"], {
-    cwd: o.cwd, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000,
+    cwd: o.cwd,
+    env,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: 60_000,
   });
   return { code: r.status ?? -1, out: r.stdout.replace(/\r/g, "") };
 }
@@ -304,7 +328,9 @@ describe.skipIf(!hasScript)("sluice run on a terminal", () => {
     // While it ran, the table showed the last progress event the engine let through …
     expect(stripAnsi(tty.out)).toContain("220,000 rows");
     // … and the frame that stays shows what the step did.
-    const row = lastFrame(tty.out).split("\n").find((l) => l.includes(" convert "));
+    const row = lastFrame(tty.out)
+      .split("\n")
+      .find((l) => l.includes(" convert "));
     expect(row).toMatch(/^ {2}✔ convert +succeeded +\S+ {2}299,993 rows · 7 quarantined$/);
 
     const plain = sluice(["run", wf], { cwd: dir, env });
@@ -320,7 +346,9 @@ describe("JSON lines carry each key once", () => {
   it("SLUICE_LOG_FORMAT=json sluice run: every event's line", () => {
     const dir = tempDir("sluice-json-run-");
     const wf = join(dir, "json.yaml");
-    writeFileSync(wf, `${header("json-lines")}  steps:
+    writeFileSync(
+      wf,
+      `${header("json-lines")}  steps:
     - name: convert
       agent: fixture
       action: convert
@@ -331,12 +359,15 @@ describe("JSON lines carry each key once", () => {
     - name: after
       dependsOn: [convert, flaky]
       exec: { command: ["true"] }
-`);
+`,
+    );
     const r = sluice(["run", wf], { cwd: dir, env: { SLUICE_ACTIONS: progressActions(dir), SLUICE_LOG_FORMAT: "json" } });
     expect(r.code).toBe(1);
     const lines = jsonLinesOf(r.stderr);
     for (const l of lines) expect(l.dups, l.line).toEqual([]);
-    expect(lines.map((l) => l.doc.event)).toEqual(expect.arrayContaining(["run-started", "step-started", "step-progress", "step-ended", "steps-settled", "run-ended"]));
+    expect(lines.map((l) => l.doc.event)).toEqual(
+      expect.arrayContaining(["run-started", "step-started", "step-progress", "step-ended", "steps-settled", "run-ended"]),
+    );
     expect(lines.find((l) => l.doc.event === "step-progress")!.doc).toMatchObject({ service: "sluice", step: "convert", progress: { rows: 220_000 } });
     expect(lines.find((l) => l.doc.event === "run-ended")!.doc).toMatchObject({ level: 50, status: "failed", msg: "run-ended" });
     rmSync(dir, { recursive: true, force: true });
@@ -354,7 +385,9 @@ describe("JSON lines carry each key once", () => {
     const owner = /sluice: worker (\S+) started/.exec(worker.stderr())![1];
     const lines = jsonLinesOf(worker.stderr());
     for (const l of lines) expect(l.dups, l.line).toEqual([]);
-    expect(lines.map((l) => l.doc.msg)).toEqual(expect.arrayContaining(["worker started", "run started", "step attempt did not succeed", "run ended", "stopped"]));
+    expect(lines.map((l) => l.doc.msg)).toEqual(
+      expect.arrayContaining(["worker started", "run started", "step attempt did not succeed", "run ended", "stopped"]),
+    );
     for (const l of lines) expect(l.doc).toMatchObject({ service: "sluice", role: "worker", owner });
     expect(lines.find((l) => l.doc.msg === "run ended")!.doc).toMatchObject({ runId: run.id, status: "failed" });
     rmSync(join(home, ".."), { recursive: true, force: true });

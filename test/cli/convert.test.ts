@@ -42,7 +42,11 @@ describe("sluice convert (a real process)", () => {
       [["convert", "data", "out.parquet"], 1, "sluice: cannot read data: is a directory\n"],
       [["convert", "in.csv", "file.txt/out.parquet"], 1, "sluice: cannot write file.txt/out.parquet: a part of the path is not a directory\n"],
       [["convert", "in.csv", "taken.parquet"], 1, "sluice: cannot write taken.parquet: is a directory\n"],
-      [["convert", "in.csv", "out.parquet", "--schema", "schema.yaml"], 1, `sluice: schema file schema.yaml cannot be read: no such file (a relative path is read from the working directory, ${cwd})\n`],
+      [
+        ["convert", "in.csv", "out.parquet", "--schema", "schema.yaml"],
+        1,
+        `sluice: schema file schema.yaml cannot be read: no such file (a relative path is read from the working directory, ${cwd})\n`,
+      ],
       [["convert", "in.csv", "out.feather"], 2, "sluice: writing Arrow files is not supported; write parquet\n"],
       [["convert", "in.csv", "out.bin", "--to", "xlsx"], 2, 'sluice: --to must be one of csv, tsv, ndjson, json, parquet, arrow, not "xlsx"\n'],
     ];
@@ -56,7 +60,8 @@ describe("sluice convert (a real process)", () => {
     const lines = ["trade_id,executed_at,quantity,price,settled,active,note"];
     for (let i = 1; i <= 60; i++) {
       if (i % 2 === 0) lines.push(`T-${i},2026-11-02T09:30:00Z,${i},${i}.25,2026-11-03,true,ok`);
-      else if (i % 4 === 1) lines.push(`T-${i},2026-11-02T09:30:00Z,many,1.5,,,`); // typing reject
+      else if (i % 4 === 1)
+        lines.push(`T-${i},2026-11-02T09:30:00Z,many,1.5,,,`); // typing reject
       else lines.push(`T-${i},2026-11-02T09:30:00Z,${i}`); // malformed: 3 fields of 7
     }
     const cwd = workdir({ "trades.csv": `${lines.join("\n")}\n`, "schema.yaml": SCHEMA });
@@ -73,7 +78,10 @@ describe("sluice convert (a real process)", () => {
     const r2 = sluice(["convert", "trades.csv", "out2.parquet", "--schema", "schema.yaml", "--rejects", "rejects/all.ndjson"], { cwd });
     expect(r2.code).toBe(1);
     expect(r2.stderr.trimEnd().split("\n").at(-1)).toBe("… and 10 more rejected records (all of them in rejects/all.ndjson)");
-    const rejects = readFileSync(join(cwd, "rejects/all.ndjson"), "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rejects = readFileSync(join(cwd, "rejects/all.ndjson"), "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(rejects).toHaveLength(30);
     expect(rejects.map((x) => x.line)).toEqual(Array.from({ length: 30 }, (_, k) => 2 * k + 2));
     expect(rejects[0]).toEqual({
@@ -90,7 +98,7 @@ describe("sluice convert (a real process)", () => {
       "trade_id,executed_at,quantity,price,settled,active,note",
       "T-1,2026-11-02T10:30:00.123456+01:00,100,189.25,2026-11-03,yes,é ✓",
       "T-2,2026-11-02 09:30:00Z,-5,0.0001,,false,",
-      "T-3,2026-11-02T09:30:00.5Z,9223372036854775807,99999999999999.9999,2024-02-29,1,\"a, b\"",
+      'T-3,2026-11-02T09:30:00.5Z,9223372036854775807,99999999999999.9999,2024-02-29,1,"a, b"',
     ].join("\n");
     const cwd = workdir({ "trades.csv": `${csv}\n`, "schema.yaml": SCHEMA });
     const r = sluice(["convert", "trades.csv", "out/trades.parquet", "--schema", "schema.yaml"], { cwd });
@@ -112,7 +120,11 @@ describe("sluice convert (a real process)", () => {
         { column_name: "active", column_type: "BOOLEAN" },
         { column_name: "note", column_type: "VARCHAR" },
       ]);
-      const rows = (await con.runAndReadAll(`SELECT trade_id, executed_at::VARCHAR AS at, quantity::VARCHAR AS q, price::VARCHAR AS p, settled::VARCHAR AS d, active, note FROM '${path}'`)).getRowObjectsJson();
+      const rows = (
+        await con.runAndReadAll(
+          `SELECT trade_id, executed_at::VARCHAR AS at, quantity::VARCHAR AS q, price::VARCHAR AS p, settled::VARCHAR AS d, active, note FROM '${path}'`,
+        )
+      ).getRowObjectsJson();
       expect(rows).toEqual([
         { trade_id: "T-1", at: "2026-11-02 09:30:00.123456+00", q: "100", p: "189.2500", d: "2026-11-03", active: true, note: "é ✓" },
         { trade_id: "T-2", at: "2026-11-02 09:30:00+00", q: "-5", p: "0.0001", d: null, active: false, note: null },

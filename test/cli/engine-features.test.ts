@@ -20,7 +20,9 @@ spec:
 describe("sluice validate refuses bad engine specs with positions", () => {
   it("a forEach over a non-list, a condition with a syntax error, a missing child workflow, run.status outside finally", () => {
     const cwd = dirs("sluice-feat-validate-");
-    writeFileSync(join(cwd, "bad.yaml"), `${HEAD}  params:
+    writeFileSync(
+      join(cwd, "bad.yaml"),
+      `${HEAD}  params:
     n: { type: integer, default: 3 }
   steps:
     - name: a
@@ -36,11 +38,12 @@ describe("sluice validate refuses bad engine specs with positions", () => {
       exec: { command: [echo] }
     - name: e
       exec: { command: [echo, "\${{ run.status }}"] }
-`);
+`,
+    );
     const r = sluice(["validate", "bad.yaml"], { cwd });
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n")).toEqual([
-      "bad.yaml:9:16: forEach of step \"a\" reads params.n, an integer, not a list",
+      'bad.yaml:9:16: forEach of step "a" reads params.n, an integer, not a list',
       'bad.yaml:12:13: when expression "params.n >> 2" at column 11: unexpected ">"',
       `bad.yaml:15:17: step "c" calls workflow file ./missing.yaml, which does not exist (looked for ${join(cwd, "missing.yaml")})`,
       "bad.yaml:17:16: spec.steps[3].forEach: must be a list or one ${{ }} expression that gives a list",
@@ -63,7 +66,9 @@ describe("a 200-item exec fan-out through sluice run", () => {
       `rm ${work}/alive/$i`,
       `case $i in *7) exit 1;; esac`,
     ].join("; ");
-    writeFileSync(join(cwd, "fan.yaml"), `${HEAD}  steps:
+    writeFileSync(
+      join(cwd, "fan.yaml"),
+      `${HEAD}  steps:
     - name: load
       forEach: [${Array.from({ length: 200 }, (_, i) => i).join(", ")}]
       parallelism: 8
@@ -73,12 +78,13 @@ describe("a 200-item exec fan-out through sluice run", () => {
     - name: report
       dependsOn: [load]
       exec: { command: [echo, "\${{ steps.load.outputs.failed }} of \${{ steps.load.outputs.count }} failed"] }
-`);
+`,
+    );
     const env = { SLUICE_LEASE_TTL_MS: "1500" };
     const child = sluiceAsync(["run", "fan.yaml"], { cwd, env });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
     // Kill it once a good part of the items has run.
-    for (let t = Date.now(); readdirSync(join(work, "ran")).length < 60; ) {
+    for (let t = Date.now(); readdirSync(join(work, "ran")).length < 60;) {
       if (Date.now() - t > 30_000) throw new Error("the fan-out did not get going");
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -93,7 +99,10 @@ describe("a 200-item exec fan-out through sluice run", () => {
     for (const f of readdirSync(join(work, "alive"))) rmSync(join(work, "alive", f));
     const r = sluice(["resume", runId!, "--json"], { cwd, env });
     expect(r.code, r.stderr).toBe(0);
-    const doc = JSON.parse(r.stdout) as { status: string; steps: { name: string; status: string; outputs: Record<string, unknown> | null; attempts: { status: string }[] }[] };
+    const doc = JSON.parse(r.stdout) as {
+      status: string;
+      steps: { name: string; status: string; outputs: Record<string, unknown> | null; attempts: { status: string }[] }[];
+    };
     expect(doc.status).toBe("succeeded");
     const load = doc.steps.find((s) => s.name === "load")!;
     expect(load.outputs).toMatchObject({ count: 200, succeeded: 180, failed: 20 });
@@ -108,7 +117,9 @@ describe("a 200-item exec fan-out through sluice run", () => {
     expect(items).toHaveLength(200);
     for (const it of items) {
       const i = Number(/\[(\d+)\]/.exec(it.name)![1]);
-      const runs = readFileSync(join(work, "ran", String(i)), "utf8").trim().split("\n").length;
+      const runs = readFileSync(join(work, "ran", String(i)), "utf8")
+        .trim()
+        .split("\n").length;
       const interrupted = it.attempts.filter((a) => a.status === "interrupted").length;
       // (An interrupted attempt may have been killed before its command got to run at all.)
       if (interrupted === 0) expect(runs, it.name).toBe(1);
@@ -124,7 +135,9 @@ describe("a 200-item exec fan-out through sluice run", () => {
 describe("conditions, trigger rules, finally and child runs through sluice run", () => {
   it("skips by condition, runs the anyFailed fallback and the finally step, and fails the run", () => {
     const cwd = dirs("sluice-feat-rules-");
-    writeFileSync(join(cwd, "rules.yaml"), `${HEAD}  params:
+    writeFileSync(
+      join(cwd, "rules.yaml"),
+      `${HEAD}  params:
     mode: { type: string, default: full }
   steps:
     - name: fetch
@@ -142,15 +155,24 @@ describe("conditions, trigger rules, finally and child runs through sluice run",
   finally:
     - name: cleanup
       exec: { command: [echo, "status=\${{ run.status }}"] }
-`);
+`,
+    );
     const r = sluice(["run", "rules.yaml", "--json"], { cwd });
     expect(r.code).toBe(1);
-    const doc = JSON.parse(r.stdout) as { status: string; error: { message: string }; steps: { name: string; status: string; error: { message: string } | null; outputs: { stdout?: string } | null }[] };
+    const doc = JSON.parse(r.stdout) as {
+      status: string;
+      error: { message: string };
+      steps: { name: string; status: string; error: { message: string } | null; outputs: { stdout?: string } | null }[];
+    };
     expect(doc.status).toBe("failed");
     expect(doc.error.message).toMatch(/^step fetch failed: command "sh" exited with code 2: primary down/);
     const by = Object.fromEntries(doc.steps.map((s) => [s.name, s]));
     expect(Object.fromEntries(doc.steps.map((s) => [s.name, s.status]))).toEqual({
-      fetch: "failed", truncate: "succeeded", incremental: "skipped", fallback: "succeeded", cleanup: "succeeded",
+      fetch: "failed",
+      truncate: "succeeded",
+      incremental: "skipped",
+      fallback: "succeeded",
+      cleanup: "succeeded",
     });
     expect(by.incremental!.error?.message).toBe("condition params.mode != 'full' is false");
     expect(by.fallback!.outputs?.stdout).toBe("fallback ran");
@@ -161,7 +183,9 @@ describe("conditions, trigger rules, finally and child runs through sluice run",
     const cwd = dirs("sluice-feat-child-");
     const marks = join(cwd, "marks");
     mkdirSync(marks);
-    writeFileSync(join(cwd, "child-flow.yaml"), `apiVersion: sluice.dev/v1alpha1
+    writeFileSync(
+      join(cwd, "child-flow.yaml"),
+      `apiVersion: sluice.dev/v1alpha1
 kind: Workflow
 metadata: { name: child-flow }
 spec:
@@ -172,19 +196,23 @@ spec:
     - name: slow
       dependsOn: [first]
       exec: { command: [sh, -c, "echo slow >> ${marks}/slow; [ -e ${marks}/fast ] || sleep 30; echo done"] }
-`);
-    writeFileSync(join(cwd, "parent.yaml"), `${HEAD}  steps:
+`,
+    );
+    writeFileSync(
+      join(cwd, "parent.yaml"),
+      `${HEAD}  steps:
     - name: call
       workflow: child-flow
       with: { label: from-parent }
     - name: use
       dependsOn: [call]
       exec: { command: [echo, "child said \${{ steps.call.outputs.steps.first.stdout }}"] }
-`);
+`,
+    );
     const env = { SLUICE_LEASE_TTL_MS: "1500" };
     const child = sluiceAsync(["run", "parent.yaml"], { cwd, env });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
-    for (let t = Date.now(); !existsSafe(join(marks, "slow")); ) {
+    for (let t = Date.now(); !existsSafe(join(marks, "slow"));) {
       if (Date.now() - t > 20_000) throw new Error("the child run did not reach its slow step");
       await new Promise((r) => setTimeout(r, 20));
     }

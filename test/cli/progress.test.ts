@@ -10,9 +10,7 @@ import { createRun, executeRun, type EngineEvent } from "../../src/engine/index.
 import { loadWorkflowFile } from "../../src/spec/load.js";
 import { writeTradesCsv } from "../../src/samples/trades.js";
 import type { Workflow } from "../../src/spec/schema.js";
-import {
-  applyEvent, chooseProgressMode, createProgress, describeFinal, fitsTerminal, newRunView, renderTable, type Terminal,
-} from "../../src/cli/progress.js";
+import { applyEvent, chooseProgressMode, createProgress, describeFinal, fitsTerminal, newRunView, renderTable, type Terminal } from "../../src/cli/progress.js";
 import { jsonLogger } from "../../src/cli/json-log.js";
 import { scratch, testEnv, type TestEnv } from "../helpers.js";
 import { ROOT } from "./cli-helpers.js";
@@ -24,7 +22,10 @@ const strip = (s: string) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
 /** A terminal that keeps what is written to it; `columns`/`rows` as a test sets them. */
 function terminal(columns: number | undefined, rows: number | undefined, isTTY = true): Terminal & { text: string; lastFrame(): string } {
   const t = {
-    isTTY, columns, rows, text: "",
+    isTTY,
+    columns,
+    rows,
+    text: "",
     write(s: string) {
       t.text += s;
       return true;
@@ -48,14 +49,30 @@ const events: EngineEvent[] = [
   { type: "step-started", runId: "r-1", workflow: "standard-ingestion", step: "format-conversion", attempt: 1, at: T0 },
   { type: "step-progress", runId: "r-1", step: "format-conversion", attempt: 1, elapsedMs: 1_600, progress: { rows: 220_000, files: 1, totalFiles: 1 } },
   {
-    type: "step-ended", runId: "r-1", workflow: "standard-ingestion", step: "format-conversion", attempt: 1, status: "succeeded", error: null,
-    retryInMs: null, durationMs: 2_000, outputs: { rowsIn: 300_000, rowsOut: 299_988, rowsQuarantined: 12, rowsRejectedHere: 12, columns: 9 },
+    type: "step-ended",
+    runId: "r-1",
+    workflow: "standard-ingestion",
+    step: "format-conversion",
+    attempt: 1,
+    status: "succeeded",
+    error: null,
+    retryInMs: null,
+    durationMs: 2_000,
+    outputs: { rowsIn: 300_000, rowsOut: 299_988, rowsQuarantined: 12, rowsRejectedHere: 12, columns: 9 },
   },
   { type: "step-started", runId: "r-1", workflow: "standard-ingestion", step: "data-storage", attempt: 1, at: T0 + 2_000 },
   { type: "step-progress", runId: "r-1", step: "data-storage", attempt: 1, elapsedMs: 900, progress: { rows: 180_000 } },
   {
-    type: "step-ended", runId: "r-1", workflow: "standard-ingestion", step: "data-storage", attempt: 1, status: "succeeded", error: null,
-    retryInMs: null, durationMs: 1_500, outputs: { rowsIn: 300_000, rowsStored: 299_988, rowsQuarantined: 12, rowsDuplicate: 0, balanced: true },
+    type: "step-ended",
+    runId: "r-1",
+    workflow: "standard-ingestion",
+    step: "data-storage",
+    attempt: 1,
+    status: "succeeded",
+    error: null,
+    retryInMs: null,
+    durationMs: 1_500,
+    outputs: { rowsIn: 300_000, rowsStored: 299_988, rowsQuarantined: 12, rowsDuplicate: 0, balanced: true },
   },
   { type: "run-ended", runId: "r-1", workflow: "standard-ingestion", status: "succeeded", error: null, trigger: null, startedAt: null, endedAt: "" },
 ];
@@ -63,20 +80,27 @@ const events: EngineEvent[] = [
 describe("a finished step's figures", () => {
   it("come from its outputs, not from the last progress event the throttle let through", () => {
     const last = { update: { rows: 220_000, files: 1, totalFiles: 1 }, elapsedMs: 1_600 };
-    expect(describeFinal(last, { rowsIn: 300_000, rowsOut: 299_988, rowsQuarantined: 12 }, 2_000))
-      .toBe("299,988 rows · 12 quarantined · 149,994 rows/s · 1/1 files");
+    expect(describeFinal(last, { rowsIn: 300_000, rowsOut: 299_988, rowsQuarantined: 12 }, 2_000)).toBe(
+      "299,988 rows · 12 quarantined · 149,994 rows/s · 1/1 files",
+    );
     // A store: its stored rows, and the duplicates it did not write again count as its work.
-    expect(describeFinal({ update: { rows: 51_809 }, elapsedMs: 400 }, { rowsIn: 300_000, rowsStored: 0, rowsQuarantined: 3_000, rowsDuplicate: 297_000 }, 2_000))
-      .toBe("0 rows stored · 3,000 quarantined · 297,000 duplicate · 148,500 rows/s");
+    expect(
+      describeFinal({ update: { rows: 51_809 }, elapsedMs: 400 }, { rowsIn: 300_000, rowsStored: 0, rowsQuarantined: 3_000, rowsDuplicate: 297_000 }, 2_000),
+    ).toBe("0 rows stored · 3,000 quarantined · 297,000 duplicate · 148,500 rows/s");
     // A fan-out over files: the files that succeeded and failed, bytes over the whole step.
-    expect(describeFinal({ update: { rows: 10, bytes: 1e6, totalBytes: 4e6, files: 1, totalFiles: 4 }, elapsedMs: 500 },
-      { rowsIn: 40, rowsOut: 30, rowsQuarantined: 10, files: 3, filesFailed: 1, bytes: 4e6 }, 2_000))
-      .toBe("30 rows · 10 quarantined · 3 files · 1 failed · 2.0 MB/s");
+    expect(
+      describeFinal(
+        { update: { rows: 10, bytes: 1e6, totalBytes: 4e6, files: 1, totalFiles: 4 }, elapsedMs: 500 },
+        { rowsIn: 40, rowsOut: 30, rowsQuarantined: 10, files: 3, filesFailed: 1, bytes: 4e6 },
+        2_000,
+      ),
+    ).toBe("30 rows · 10 quarantined · 3 files · 1 failed · 2.0 MB/s");
   });
 
   it("fall back to the last progress event for what the outputs do not say, without an ETA", () => {
-    expect(describeFinal({ update: { files: 3, totalFiles: 4, bytes: 3e6, totalBytes: 4e6 }, elapsedMs: 1_500 }, { exitCode: 0, stdout: "" }, 2_000))
-      .toBe("3/4 files · 2.0 MB/s");
+    expect(describeFinal({ update: { files: 3, totalFiles: 4, bytes: 3e6, totalBytes: 4e6 }, elapsedMs: 1_500 }, { exitCode: 0, stdout: "" }, 2_000)).toBe(
+      "3/4 files · 2.0 MB/s",
+    );
     expect(describeFinal(undefined, { exitCode: 0, stdout: "done" }, 10)).toBe("");
     expect(describeFinal(undefined, null, 10)).toBe("");
     // A rate only where the step reported that quantity as it went (a source check's size is not a rate).
@@ -85,15 +109,42 @@ describe("a finished step's figures", () => {
 
   it("of a continuous group are its final statistics, shown once for the group", () => {
     const stats = {
-      source: "nats trades", batches: 10, records: 5_000, stored: 4_990, duplicate: 0, deadLettered: 10, ratePerSec: 0, lag: 0,
-      endToEndMs: null, stageMs: {}, endToEndMsOverall: { p50: 3, p99: 9 }, uptimeMs: 10_000,
+      source: "nats trades",
+      batches: 10,
+      records: 5_000,
+      stored: 4_990,
+      duplicate: 0,
+      deadLettered: 10,
+      ratePerSec: 0,
+      lag: 0,
+      endToEndMs: null,
+      stageMs: {},
+      endToEndMsOverall: { p50: 3, p99: 9 },
+      uptimeMs: 10_000,
     };
     const v = newRunView(T0);
     applyEvent(v, { type: "run-started", runId: "r", workflow: "rt", steps: ["connect", "process", "store"], resumed: false });
     for (const s of ["connect", "process", "store"]) applyEvent(v, { type: "step-started", runId: "r", workflow: "rt", step: s, attempt: 1, at: T0 });
-    applyEvent(v, { type: "stream-stats", runId: "r", workflow: "rt", steps: ["connect", "process", "store"], stats: { ...stats, records: 4_000, stored: 3_990 } as never });
+    applyEvent(v, {
+      type: "stream-stats",
+      runId: "r",
+      workflow: "rt",
+      steps: ["connect", "process", "store"],
+      stats: { ...stats, records: 4_000, stored: 3_990 } as never,
+    });
     for (const s of ["connect", "process", "store"])
-      applyEvent(v, { type: "step-ended", runId: "r", workflow: "rt", step: s, attempt: 1, status: "succeeded", error: null, retryInMs: null, durationMs: 10_000, outputs: stats });
+      applyEvent(v, {
+        type: "step-ended",
+        runId: "r",
+        workflow: "rt",
+        step: s,
+        attempt: 1,
+        status: "succeeded",
+        error: null,
+        retryInMs: null,
+        durationMs: 10_000,
+        outputs: stats,
+      });
     const text = renderTable(v, T0 + 10_000).map(strip);
     expect(lineOf(text.join("\n"), "connect")).toContain("5,000 records (4990 stored, 10 dead-lettered), 0/s, lag 0, end-to-end p50 3 ms p99 9 ms");
     expect(lineOf(text.join("\n"), "process")).not.toContain("records");
@@ -108,7 +159,9 @@ describe("the live table", () => {
     for (const e of events) p.onEvent(e);
     p.stop();
     const frame = term.lastFrame();
-    expect(lineOf(frame, "format-conversion")).toMatch(/✔ format-conversion\s+succeeded\s+2\.00s\s+299,988 rows · 12 quarantined · 149,994 rows\/s · 1\/1 files$/);
+    expect(lineOf(frame, "format-conversion")).toMatch(
+      /✔ format-conversion\s+succeeded\s+2\.00s\s+299,988 rows · 12 quarantined · 149,994 rows\/s · 1\/1 files$/,
+    );
     expect(lineOf(frame, "data-storage")).toMatch(/data-storage\s+succeeded\s+1\.50s\s+299,988 rows stored · 12 quarantined · 199,992 rows\/s$/);
     expect(frame).not.toContain("220,000");
     expect(frame).toContain("run succeeded");
@@ -119,12 +172,24 @@ describe("the live table", () => {
     applyEvent(v, events[0]!);
     applyEvent(v, events[1]!);
     applyEvent(v, events[2]!);
-    expect(strip(lineOf(renderTable(v, T0 + 1_700).join("\n"), "format-conversion"))).toMatch(/running\s+1\.70s\s+220,000 rows · 137,500 rows\/s · 1\/1 files$/);
+    expect(strip(lineOf(renderTable(v, T0 + 1_700).join("\n"), "format-conversion"))).toMatch(
+      /running\s+1\.70s\s+220,000 rows · 137,500 rows\/s · 1\/1 files$/,
+    );
     applyEvent(v, {
-      type: "step-ended", runId: "r-1", workflow: "standard-ingestion", step: "format-conversion", attempt: 1, status: "failed",
-      error: { code: "IO_ERROR", message: "no space left writing part-0001.ndjson" }, retryInMs: 1_000, durationMs: 1_800, outputs: null,
+      type: "step-ended",
+      runId: "r-1",
+      workflow: "standard-ingestion",
+      step: "format-conversion",
+      attempt: 1,
+      status: "failed",
+      error: { code: "IO_ERROR", message: "no space left writing part-0001.ndjson" },
+      retryInMs: 1_000,
+      durationMs: 1_800,
+      outputs: null,
     });
-    expect(strip(lineOf(renderTable(v, T0 + 2_000).join("\n"), "format-conversion"))).toMatch(/↻ format-conversion\s+retrying\s+1\.80s\s+IO_ERROR: no space left writing part-0001\.ndjson$/);
+    expect(strip(lineOf(renderTable(v, T0 + 2_000).join("\n"), "format-conversion"))).toMatch(
+      /↻ format-conversion\s+retrying\s+1\.80s\s+IO_ERROR: no space left writing part-0001\.ndjson$/,
+    );
   });
 
   // A real run: the standard workflow on a 300,000-row trades file (1 % bad rows), events from the engine.
@@ -175,7 +240,12 @@ describe("the live table", () => {
       for (const e of seen) p.onEvent(e);
       p.stop();
       const conv = outputs["format-conversion"]!;
-      expect(term.text).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} step format-conversion succeeded \\(attempt 1, [^)]+\\): ${fmt(conv.rowsOut)} rows · ${fmt(conv.rowsQuarantined)} quarantined · 1 file · [\\d.]+ MB/s$`, "m"));
+      expect(term.text).toMatch(
+        new RegExp(
+          `^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} step format-conversion succeeded \\(attempt 1, [^)]+\\): ${fmt(conv.rowsOut)} rows · ${fmt(conv.rowsQuarantined)} quarantined · 1 file · [\\d.]+ MB/s$`,
+          "m",
+        ),
+      );
       expect(term.text).toMatch(new RegExp(`step data-storage succeeded \\(attempt 1, [^)]+\\): ${fmt(outputs["data-storage"]!.rowsStored)} rows stored`));
     });
   });
@@ -201,7 +271,11 @@ describe("a terminal the table does not fit", () => {
     expect(fitsTerminal(lines, { columns: 39, rows: 50 })).toBe(false);
   });
 
-  for (const [what, columns, rows] of [["of size 0 × 0", 0, 0], ["of unknown size", undefined, undefined], ["too short for the steps", 120, 3]] as const) {
+  for (const [what, columns, rows] of [
+    ["of size 0 × 0", 0, 0],
+    ["of unknown size", undefined, undefined],
+    ["too short for the steps", 120, 3],
+  ] as const) {
     it(`${what} gets plain timestamped lines, never nothing`, () => {
       const term = terminal(columns, rows);
       const p = createProgress("tty", term);
@@ -282,19 +356,30 @@ describe("JSON lines", () => {
 });
 
 describe("warnings of the steps", () => {
-  const warning: EngineEvent = { type: "step-warning", runId: "r-1", step: "format-conversion", attempt: 1, message: "file failed; its other units are skipped", fields: { path: "/in/c.csv", reason: "the header is malformed" } };
+  const warning: EngineEvent = {
+    type: "step-warning",
+    runId: "r-1",
+    step: "format-conversion",
+    attempt: 1,
+    message: "file failed; its other units are skipped",
+    fields: { path: "/in/c.csv", reason: "the header is malformed" },
+  };
   it("are a line of their own in plain mode, with their fields", () => {
     const term = terminal(undefined, undefined, false);
     const p = createProgress("plain", term);
     p.onEvent(warning);
     p.stop();
-    expect(term.text).toMatch(/^\d\d:\d\d:\d\d\.\d{3} step format-conversion: warning: file failed; its other units are skipped \(path: \/in\/c\.csv, reason: the header is malformed\)\n$/);
+    expect(term.text).toMatch(
+      /^\d\d:\d\d:\d\d\.\d{3} step format-conversion: warning: file failed; its other units are skipped \(path: \/in\/c\.csv, reason: the header is malformed\)\n$/,
+    );
   });
   it("are listed under the live table", () => {
     const v = newRunView(T0);
     for (const e of events.slice(0, 2)) applyEvent(v, e);
     applyEvent(v, warning);
-    expect(strip(renderTable(v, T0 + 100).join("\n"))).toContain("! format-conversion: file failed; its other units are skipped (path: /in/c.csv, reason: the header is malformed)");
+    expect(strip(renderTable(v, T0 + 100).join("\n"))).toContain(
+      "! format-conversion: file failed; its other units are skipped (path: /in/c.csv, reason: the header is malformed)",
+    );
   });
 });
 

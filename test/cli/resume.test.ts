@@ -17,7 +17,9 @@ import { sluice, sluiceAsync, waitForStderr, type CliResult } from "./cli-helper
 const fresh = scratch();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const exited = (child: ChildProcess) =>
-  child.exitCode !== null || child.signalCode !== null ? Promise.resolve(child.exitCode) : new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve(child.exitCode)
+    : new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
 
 /** Resolves with the finished child's result (stdout collected from the start). */
 function finished(child: ChildProcess): Promise<CliResult> {
@@ -60,7 +62,9 @@ describe.each(bothStores("resume"))("sluice resume on $dialect", (backend) => {
     const dir = fresh(`sluice-resume-${name}-`);
     const mark = (m: string) => `echo "$SLUICE_ATTEMPT" >> ${join(dir, `${m}.txt`)}`;
     const file = join(dir, `${name}.yaml`);
-    writeFileSync(file, `apiVersion: sluice.dev/v1alpha1
+    writeFileSync(
+      file,
+      `apiVersion: sluice.dev/v1alpha1
 kind: Workflow
 metadata: { name: ${name} }
 spec:
@@ -68,8 +72,14 @@ spec:
     - { name: first, exec: { command: [sh, -c, '${mark("first")}'] } }
     - { name: slow, dependsOn: [first], exec: { command: [sh, -c, '${mark("slow")}; sleep $(( SLUICE_ATTEMPT == 1 ? ${firstS} : ${laterS} ))'] } }
     - { name: last, dependsOn: [slow], exec: { command: [sh, -c, '${mark("last")}'] } }
-`);
-    const marks = (m: string) => (existsSync(join(dir, `${m}.txt`)) ? readFileSync(join(dir, `${m}.txt`), "utf8").trim().split("\n") : []);
+`,
+    );
+    const marks = (m: string) =>
+      existsSync(join(dir, `${m}.txt`))
+        ? readFileSync(join(dir, `${m}.txt`), "utf8")
+            .trim()
+            .split("\n")
+        : [];
     return { file, marks };
   }
 
@@ -123,15 +133,23 @@ spec:
 
     const refused = sluice(["resume", runId], { cwd, env: { ...storeEnv, ...env } });
     expect(refused.code).toBe(1);
-    expect(refused.stderr.trim()).toMatch(new RegExp(
-      `^sluice: run ${runId} is being executed by \\S+:${child.pid}:\\S+ \\(pid ${child.pid}, alive on this host\\); its lease expires in [12]s unless renewed; ` +
-      `to wait for that and resume then: sluice resume ${runId} --wait$`));
+    expect(refused.stderr.trim()).toMatch(
+      new RegExp(
+        `^sluice: run ${runId} is being executed by \\S+:${child.pid}:\\S+ \\(pid ${child.pid}, alive on this host\\); its lease expires in [12]s unless renewed; ` +
+          `to wait for that and resume then: sluice resume ${runId} --wait$`,
+      ),
+    );
 
     // Waiting while the owner lives (it renews the lease every second)…
     const waiter = sluiceAsync(["resume", runId, "--wait", "--json"], { cwd, env: { ...storeEnv, ...env } });
     children.push(waiter);
     const result = finished(waiter);
-    const [, until] = (await waitForStderr(waiter, new RegExp(`run ${runId} is being executed by \\S+ \\(pid ${child.pid}, alive on this host\\); waiting for its lease to expire at (\\S+) \\(later if that process renews it\\), then resuming`))) as RegExpMatchArray;
+    const [, until] = (await waitForStderr(
+      waiter,
+      new RegExp(
+        `run ${runId} is being executed by \\S+ \\(pid ${child.pid}, alive on this host\\); waiting for its lease to expire at (\\S+) \\(later if that process renews it\\), then resuming`,
+      ),
+    )) as RegExpMatchArray;
     await sleep(1_500);
     expect(waiter.exitCode).toBeNull();
     expect((await store.getRun(runId))!.leaseExpiresAt).toBeGreaterThan(Date.parse(until!)); // renewed meanwhile

@@ -62,18 +62,28 @@ export function killAll(): void {
 }
 
 /** Run a CLI command to its end without blocking this process's event loop (receivers live here). */
-export async function sluiceCli(args: string[], opts: { cwd: string; env: Record<string, string> }): Promise<{ code: number | string; stdout: string; stderr: string }> {
+export async function sluiceCli(
+  args: string[],
+  opts: { cwd: string; env: Record<string, string> },
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
   const p = spawnSluice(args, opts);
   const t = setTimeout(() => p.child.kill("SIGKILL"), 20_000);
   const code = await p.exited;
   clearTimeout(t);
   // 'exit' can come before the pipes are drained.
-  await Promise.all([new Promise((r) => (p.child.stdout!.readableEnded ? r(0) : p.child.stdout!.once("end", r))),
-    new Promise((r) => (p.child.stderr!.readableEnded ? r(0) : p.child.stderr!.once("end", r)))]);
+  await Promise.all([
+    new Promise((r) => (p.child.stdout!.readableEnded ? r(0) : p.child.stdout!.once("end", r))),
+    new Promise((r) => (p.child.stderr!.readableEnded ? r(0) : p.child.stderr!.once("end", r))),
+  ]);
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  everyMs = 100,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

@@ -71,7 +71,7 @@ let slackHook: Awaited<ReturnType<typeof receiver>>;
 const extra: Proc[] = [];
 
 const api = (method: string, path: string, o: { json?: unknown; yaml?: string; token?: string | null } = {}) =>
-  call(a.url, method, path, { ...o, token: o.token === null ? undefined : o.token ?? ADMIN });
+  call(a.url, method, path, { ...o, token: o.token === null ? undefined : (o.token ?? ADMIN) });
 const cli = (args: string[], env: Record<string, string> = {}) => sluiceCli(args, { cwd: root, env: { ...cliEnv, ...env } });
 const runDetail = async (id: string) => (await api("GET", `/api/v1/runs/${id}`)).json;
 const runsOf = async (workflow: string) => (await api("GET", `/api/v1/runs?workflow=${workflow}&limit=100`)).json.runs as any[];
@@ -86,14 +86,17 @@ beforeAll(async () => {
   for (const [f, text] of Object.entries(WORKFLOWS)) writeFileSync(join(wfDir, f), text);
   [jsonHook, slackHook] = await Promise.all([receiver(), receiver()]);
   const config = join(root, "sluice-server.yaml");
-  writeFileSync(config, `auth:
+  writeFileSync(
+    config,
+    `auth:
   tokens:
     - { name: ops-admin, token: "env:TEST_ADMIN_TOKEN", role: admin }
     - { name: dashboard, token: "env:TEST_VIEWER_TOKEN", role: viewer }
 alerts:
   - { name: json-hook, url: "${jsonHook.url}", format: json, on: [run_failed] }
   - { name: slack-hook, url: "${slackHook.url}", format: slack, on: [run_failed] }
-`);
+`,
+  );
   const home = join(root, "home-a");
   cliEnv = { SLUICE_HOME: home, SLUICE_TOKEN: ADMIN };
   homeB = join(root, "home-b");
@@ -105,8 +108,11 @@ alerts:
     startServe(["--workflows", wfDir, "--config", config, "--watch", watchDir, "--grace", "10"], {
       cwd: root,
       env: {
-        SLUICE_HOME: home, TEST_ADMIN_TOKEN: ADMIN, TEST_VIEWER_TOKEN: VIEWER,
-        SLUICE_WATCH_INTERVAL_MS: "150", SLUICE_WATCH_STABLE_MS: "300",
+        SLUICE_HOME: home,
+        TEST_ADMIN_TOKEN: ADMIN,
+        TEST_VIEWER_TOKEN: VIEWER,
+        SLUICE_WATCH_INTERVAL_MS: "150",
+        SLUICE_WATCH_STABLE_MS: "300",
       },
     }),
     startServe(["--workflows", wfDirB, "--no-worker"], { cwd: root, env: { SLUICE_HOME: homeB } }),
@@ -167,10 +173,14 @@ describe("sluice serve (one server, real processes)", () => {
   it("follows the directory: a new file is applied, an invalid overwrite is refused; apply and rollback through the server", async () => {
     const file = join(wfDir, "added.yaml");
     writeFileSync(file, addedValid("first"));
-    const v1 = await waitFor("added to be listed", async () => {
-      const w = (await api("GET", "/api/v1/workflows")).json.workflows.find((x: any) => x.name === "added");
-      return w;
-    }, 8_000);
+    const v1 = await waitFor(
+      "added to be listed",
+      async () => {
+        const w = (await api("GET", "/api/v1/workflows")).json.workflows.find((x: any) => x.name === "added");
+        return w;
+      },
+      8_000,
+    );
     expect(v1).toMatchObject({ version: 1, description: "first", source: file });
 
     writeFileSync(file, ADDED_INVALID);
@@ -201,7 +211,10 @@ describe("sluice serve (one server, real processes)", () => {
     expect(back.stdout).toBe("workflow added is at version 1 again\n");
     expect((await api("GET", "/api/v1/workflows/added")).json).toMatchObject({ version: 1, description: "first" });
     const versions = (await api("GET", "/api/v1/workflows/added/versions")).json.versions as any[];
-    expect(versions.map((v) => [v.version, v.current])).toEqual([[2, false], [1, true]]);
+    expect(versions.map((v) => [v.version, v.current])).toEqual([
+      [2, false],
+      [1, true],
+    ]);
   });
 
   it("sends run_failed alerts to a JSON and a Slack webhook for a run started through the API", async () => {
@@ -210,8 +223,12 @@ describe("sluice serve (one server, real processes)", () => {
     const id = started.json.id as string;
     const j = await waitFor("the JSON alert", () => jsonHook.bodies.find((x) => x.runId === id), 8_000);
     expect(j).toMatchObject({
-      kind: "run_failed", workflow: "fail-flow", runId: id, status: "failed",
-      error: { code: "EXEC_FAILED" }, link: `${a.url}/api/v1/runs/${id}`,
+      kind: "run_failed",
+      workflow: "fail-flow",
+      runId: id,
+      status: "failed",
+      error: { code: "EXEC_FAILED" },
+      link: `${a.url}/api/v1/runs/${id}`,
     });
     expect(j.message).toContain(`run ${id} of fail-flow failed`);
     const s = await waitFor("the Slack alert", () => slackHook.bodies.find((x) => typeof x.text === "string" && x.text.includes(id)), 8_000);
@@ -244,10 +261,14 @@ describe("sluice serve (one server, real processes)", () => {
   });
 
   it("fires a six-field cron schedule every two seconds, each fire once", async () => {
-    const runs = await waitFor("two scheduled runs", async () => {
-      const rs = (await runsOf("tick")).filter((r) => r.trigger?.type === "schedule");
-      return rs.length >= 2 && rs;
-    }, 8_000);
+    const runs = await waitFor(
+      "two scheduled runs",
+      async () => {
+        const rs = (await runsOf("tick")).filter((r) => r.trigger?.type === "schedule");
+        return rs.length >= 2 && rs;
+      },
+      8_000,
+    );
     const fires = runs.map((r) => r.trigger.fireAt as string);
     expect(new Set(fires).size).toBe(fires.length); // no fire started twice
     for (const f of fires) expect(Date.parse(f) % 2000).toBe(0);
@@ -263,10 +284,14 @@ describe("sluice serve (one server, real processes)", () => {
 
   it("--watch: a file dropped into the watched directory starts one run of the bulk_files_available workflow", async () => {
     writeFileSync(join(watchDir, "trades-1.csv"), "id,qty\n1,5\n");
-    const run = await waitFor("the on-files run to end", async () => {
-      const rs = await runsOf("on-files");
-      return rs.length > 0 && ended(rs[0]) && rs[0];
-    }, 8_000);
+    const run = await waitFor(
+      "the on-files run to end",
+      async () => {
+        const rs = await runsOf("on-files");
+        return rs.length > 0 && ended(rs[0]) && rs[0];
+      },
+      8_000,
+    );
     expect(run).toMatchObject({ status: "succeeded", trigger: { type: "event", name: "bulk_files_available" } });
     expect((await runDetail(run.id)).steps[0].outputs).toMatchObject({ stdout: "count=1" });
     await sleep(700); // several more scans: the same file is not announced again
@@ -281,7 +306,12 @@ describe("sluice serve (one server, real processes)", () => {
     const started = await api("POST", "/api/v1/workflows/slow/runs", { json: {} });
     expect(started.status).toBe(201);
     const id = started.json.id as string;
-    await waitFor("the nap step to run", async () => (await runDetail(id)).steps.find((s: any) => s.name === "nap")?.attempts[0]?.status === "running", 8_000, 50);
+    await waitFor(
+      "the nap step to run",
+      async () => (await runDetail(id)).steps.find((s: any) => s.name === "nap")?.attempts[0]?.status === "running",
+      8_000,
+      50,
+    );
     const t0 = Date.now();
     const code = await a.stop("SIGTERM", 15_000);
     expect(code).toBe(0);
@@ -318,10 +348,14 @@ describe("sluice serve --no-worker with a separate sluice worker", () => {
 
     const worker = spawnSluice(["worker", "--grace", "5"], { cwd: root, env: { SLUICE_HOME: homeB } });
     extra.push(worker);
-    const run = await waitFor("the worker to execute the run", async () => {
-      const d = (await call(b.url, "GET", `/api/v1/runs/${id}`)).json;
-      return ended(d) && d;
-    }, 10_000);
+    const run = await waitFor(
+      "the worker to execute the run",
+      async () => {
+        const d = (await call(b.url, "GET", `/api/v1/runs/${id}`)).json;
+        return ended(d) && d;
+      },
+      10_000,
+    );
     expect(run.status).toBe("succeeded");
     expect(run.steps[0].outputs).toMatchObject({ stdout: "quick" });
     expect(worker.stderr()).toMatch(/sluice: worker \S+ started on the sqlite store/);

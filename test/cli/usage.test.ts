@@ -37,7 +37,9 @@ describe.each(bothStores("cliusage"))("sluice status shows resource usage ($dial
     const out = join(cwd, "fifty.bin");
     const marker = join(cwd, "tried");
     const wf = join(cwd, "usage.yaml");
-    writeFileSync(wf, `apiVersion: sluice.dev/v1alpha1
+    writeFileSync(
+      wf,
+      `apiVersion: sluice.dev/v1alpha1
 kind: Workflow
 metadata:
   name: usage-flow
@@ -54,7 +56,8 @@ spec:
       agent: fixture
       action: mark
       with: { file: "${join(cwd, "marks.txt")}" }
-`);
+`,
+    );
     const r = sluice(["run", wf, "--json"], { cwd, env });
     expect(r.code, r.stderr).toBe(0);
     const id = JSON.parse(r.stdout).id as string;

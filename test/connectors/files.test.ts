@@ -75,9 +75,7 @@ describe("listFiles", () => {
 
   it("fails with FILE_NOT_FOUND naming a missing path", async () => {
     const missing = join(dir, "missing.csv");
-    await expect(listFiles(missing)).rejects.toSatisfy(
-      (e: unknown) => e instanceof SluiceError && e.code === "FILE_NOT_FOUND" && e.message.includes(missing),
-    );
+    await expect(listFiles(missing)).rejects.toSatisfy((e: unknown) => e instanceof SluiceError && e.code === "FILE_NOT_FOUND" && e.message.includes(missing));
   });
 });
 

@@ -6,7 +6,15 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fetchPages, parseLinkHeader, parseRetryAfter, probeHttp, type HttpCallOptions, type HttpPage, type HttpSourceConfig } from "../../src/connectors/http.js";
+import {
+  fetchPages,
+  parseLinkHeader,
+  parseRetryAfter,
+  probeHttp,
+  type HttpCallOptions,
+  type HttpPage,
+  type HttpSourceConfig,
+} from "../../src/connectors/http.js";
 import { failure } from "../helpers.js";
 
 const TOKEN = "tok-bearer-123";
@@ -174,15 +182,33 @@ beforeAll(async () => {
 
   // A private CA and a server certificate for 127.0.0.1, made with the real openssl.
   const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-    "-days", "1", "-subj", "/CN=Sluice Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
+  ssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=Sluice Test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  );
   ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1");
   await writeFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
   ssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days", "1", "-extfile", "ext.cnf");
   caFile = join(dir, "ca.pem");
-  tlsServer = createHttpsServer(
-    { key: await readFile(join(dir, "srv.key")), cert: await readFile(join(dir, "srv.pem")) },
-    (_req, res) => json(res, [{ secure: true }]),
+  tlsServer = createHttpsServer({ key: await readFile(join(dir, "srv.key")), cert: await readFile(join(dir, "srv.pem")) }, (_req, res) =>
+    json(res, [{ secure: true }]),
   );
   tlsBase = `https://127.0.0.1:${await listen(tlsServer)}`;
 });
@@ -254,7 +280,7 @@ describe("pagination", () => {
 });
 
 describe("pages announced by the server", () => {
-  it("follows Link rel=\"next\" without any pagination configured: all 1,000 records", async () => {
+  it('follows Link rel="next" without any pagination configured: all 1,000 records', async () => {
     const pages = await collect({ url: `${base}/trades/linked` });
     expect(pages).toHaveLength(10);
     expect(pages.map((p) => p.records!.length)).toEqual(Array(10).fill(100));
@@ -270,13 +296,23 @@ describe("pages announced by the server", () => {
   });
 
   it("a configured cursor pagination wins over the Link header", async () => {
-    const pages = await collect({ url: `${base}/trades/cursor-and-link`, recordsPath: "data", pagination: { type: "cursor", cursorParam: "after", cursorPath: "next_cursor" } });
+    const pages = await collect({
+      url: `${base}/trades/cursor-and-link`,
+      recordsPath: "data",
+      pagination: { type: "cursor", cursorParam: "after", cursorPath: "next_cursor" },
+    });
     expect(pages.map((p) => p.url)).toEqual([0, 250, 500, 750].map((a) => `${base}/trades/cursor-and-link${a ? `?after=${a}` : ""}`));
     expect(ids(pages)).toEqual(trades.map((t) => t.id));
   });
 
   it("fails when a Link next is left unfollowed by the configured pagination", async () => {
-    const err = await failure(collect({ url: `${base}/trades/cursor-stale-link`, recordsPath: "data", pagination: { type: "cursor", cursorParam: "after", cursorPath: "next_cursor" } }));
+    const err = await failure(
+      collect({
+        url: `${base}/trades/cursor-stale-link`,
+        recordsPath: "data",
+        pagination: { type: "cursor", cursorParam: "after", cursorPath: "next_cursor" },
+      }),
+    );
     expect(err).toMatchObject({ code: "INCOMPLETE_SOURCE", retryable: false });
     expect(err.message).toBe(
       `GET ${base}/trades/cursor-stale-link announced more records (Link rel="next", 100 read) but the configured cursor pagination stopped there; set pagination: { type: nextLink } to follow the Link header.`,
@@ -319,7 +355,10 @@ describe("pages announced by the server", () => {
     expect(pages.map((p) => p.pagesLeft ?? false)).toEqual([false, false, true]);
     expect(ids(pages)).toEqual(trades.slice(0, 300).map((t) => t.id));
     const err = await failure(collect({ url: `${base}/trades/linked`, maxPages: 3 }));
-    expect(err).toMatchObject({ code: "BAD_CONFIG", message: `HTTP source ${base}/trades/linked still had more pages after maxPages=3; raise maxPages or set onMaxPages: stop.` });
+    expect(err).toMatchObject({
+      code: "BAD_CONFIG",
+      message: `HTTP source ${base}/trades/linked still had more pages after maxPages=3; raise maxPages or set onMaxPages: stop.`,
+    });
     // Stopping exactly at the last page leaves nothing unread.
     expect((await collect({ url: `${base}/trades/linked`, maxPages: 10, onMaxPages: "stop" })).some((p) => p.pagesLeft)).toBe(false);
   });

@@ -15,7 +15,11 @@ describe("parseSourceUrl", () => {
   });
 
   it("classifies postgres and postgresql URLs", () => {
-    expect(parseSourceUrl("postgres://app@db:5432/sales")).toEqual({ kind: "postgres", url: "postgres://app@db:5432/sales", display: "postgres://db:5432/sales" });
+    expect(parseSourceUrl("postgres://app@db:5432/sales")).toEqual({
+      kind: "postgres",
+      url: "postgres://app@db:5432/sales",
+      display: "postgres://db:5432/sales",
+    });
     expect(parseSourceUrl("postgresql://db/sales?sslmode=require").kind).toBe("postgres");
   });
 

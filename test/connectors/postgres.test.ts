@@ -2,7 +2,15 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SluiceError } from "../../src/errors.js";
-import { pgTimestampToIso, probePostgres, quoteTableName, readPostgres, type PgRow, type PostgresCallOptions, type PostgresSourceConfig } from "../../src/connectors/postgres.js";
+import {
+  pgTimestampToIso,
+  probePostgres,
+  quoteTableName,
+  readPostgres,
+  type PgRow,
+  type PostgresCallOptions,
+  type PostgresSourceConfig,
+} from "../../src/connectors/postgres.js";
 import { failure } from "../helpers.js";
 
 const URL_ = "postgres://postgres@127.0.0.1:5432/test";

@@ -23,7 +23,11 @@ function memoryBroker() {
   const publish = (value: string) => state.queue.push({ id: String(++seq), value });
   const defs = [
     defineAction({
-      kind: "agent", owner: "mem", action: "source", description: "in-memory source", input: z.object({}).strict(),
+      kind: "agent",
+      owner: "mem",
+      action: "source",
+      description: "in-memory source",
+      input: z.object({}).strict(),
       run: async () => ({}),
       stream: async () => ({
         kind: "source" as const,
@@ -36,7 +40,9 @@ function memoryBroker() {
             const take = state.queue.filter((m) => !inFlight.has(m.id)).slice(0, max);
             for (const m of take) inFlight.add(m.id);
             return {
-              records: take.map((m) => ({ id: m.id, value: m.value, publishedAt: Date.now() })), rejected: [], receivedAt: performance.now(),
+              records: take.map((m) => ({ id: m.id, value: m.value, publishedAt: Date.now() })),
+              rejected: [],
+              receivedAt: performance.now(),
               ack: async () => {
                 for (const m of take) state.acked.add(m.id);
                 state.queue = state.queue.filter((q) => !take.includes(q));
@@ -50,7 +56,11 @@ function memoryBroker() {
       }),
     }),
     defineAction({
-      kind: "agent", owner: "mem", action: "upper", description: "transform", input: z.object({}).strict(),
+      kind: "agent",
+      owner: "mem",
+      action: "upper",
+      description: "transform",
+      input: z.object({}).strict(),
       run: async () => ({}),
       stream: async () => ({
         kind: "transform" as const,
@@ -59,7 +69,11 @@ function memoryBroker() {
       }),
     }),
     defineAction({
-      kind: "agent", owner: "mem", action: "sink", description: "sink", input: z.object({}).strict(),
+      kind: "agent",
+      owner: "mem",
+      action: "sink",
+      description: "sink",
+      input: z.object({}).strict(),
       run: async () => ({}),
       stream: async () => ({
         kind: "sink" as const,
@@ -123,7 +137,11 @@ describe("continuous groups", () => {
     expect(steps[0]!.outputs).toMatchObject({ source: "memory", stored: b.state.stored.length });
     expect(events.some((e) => e.type === "stream-stats")).toBe(true);
     const attempts = await env.store.getAttempts(run.id);
-    expect(attempts.map((a) => [a.step, a.n])).toEqual([["read", 1], ["shape", 1], ["write", 1]]);
+    expect(attempts.map((a) => [a.step, a.n])).toEqual([
+      ["read", 1],
+      ["shape", 1],
+      ["write", 1],
+    ]);
   });
 
   it("retries the whole group when a stage fails, and nothing unstored is acknowledged", async () => {

@@ -17,7 +17,6 @@ const STORES = bothStores("engine");
 /** A workflow validated against this test's action catalogue. */
 const flow = (spec: Record<string, unknown>) => workflow(spec, env.actions);
 
-
 describe.each(STORES)("engine on $dialect", (backend) => {
   let shared: StateStore | undefined;
   beforeAll(async () => {
@@ -71,7 +70,13 @@ describe.each(STORES)("engine on $dialect", (backend) => {
         params: { greeting: { type: "string", default: "hello" }, n: { type: "integer", default: 3 } },
         steps: [
           { name: "first", agent: "test", action: "echo", with: { value: "${{ params.greeting }} world" } },
-          { name: "second", agent: "test", action: "echo", dependsOn: ["first"], with: { value: { text: "${{ steps.first.outputs.value }}!", n: "${{ params.n }}" } } },
+          {
+            name: "second",
+            agent: "test",
+            action: "echo",
+            dependsOn: ["first"],
+            with: { value: { text: "${{ steps.first.outputs.value }}!", n: "${{ params.n }}" } },
+          },
         ],
       });
       const run = await runWorkflow(env, wf, { params: { n: "7" } });
@@ -85,7 +90,10 @@ describe.each(STORES)("engine on $dialect", (backend) => {
     it("writes the attempt before the action starts and finishes it after", async () => {
       let seenWhileRunning: unknown;
       const spy = defineAction({
-        kind: "agent", owner: "probe", action: "look", description: "read the store from inside an attempt",
+        kind: "agent",
+        owner: "probe",
+        action: "look",
+        description: "read the store from inside an attempt",
         input: z.object({}).strict(),
         run: async (_i, ctx) => {
           seenWhileRunning = (await env.store.getAttempts(ctx.runId)).map((a) => ({ step: a.step, n: a.n, status: a.status }));
@@ -150,7 +158,10 @@ describe.each(STORES)("engine on $dialect", (backend) => {
       expect(run.status).toBe("failed");
       expect(run.error?.code).toBe("RUN_TIMEOUT");
       const d = await runDetail(env.store, run.id);
-      expect(d.steps.map((s) => [s.name, s.status])).toEqual([["long", "cancelled"], ["after", "skipped"]]);
+      expect(d.steps.map((s) => [s.name, s.status])).toEqual([
+        ["long", "cancelled"],
+        ["after", "skipped"],
+      ]);
     });
   });
 
@@ -159,7 +170,9 @@ describe.each(STORES)("engine on $dialect", (backend) => {
       env = makeEnv();
       const events: EngineEvent[] = [];
       const wf = flow({
-        steps: [{ name: "flaky", agent: "test", action: "flaky", with: { failures: 2 }, retry: { limit: 3, backoff: { initial: "50ms", factor: 3, jitter: 0 } } }],
+        steps: [
+          { name: "flaky", agent: "test", action: "flaky", with: { failures: 2 }, retry: { limit: 3, backoff: { initial: "50ms", factor: 3, jitter: 0 } } },
+        ],
       });
       const run = await runWorkflow(env, wf, { events });
       expect(run.status).toBe("succeeded");
@@ -297,7 +310,10 @@ describe.each(STORES)("engine on $dialect", (backend) => {
     it("leaves the run resumable on detach and resumes without re-running finished steps", async () => {
       let runsOfFirst = 0;
       const counter = defineAction({
-        kind: "agent", owner: "probe", action: "count", description: "count executions",
+        kind: "agent",
+        owner: "probe",
+        action: "count",
+        description: "count executions",
         input: z.object({}).strict(),
         run: async () => ({ n: ++runsOfFirst }),
       });
@@ -323,7 +339,10 @@ describe.each(STORES)("engine on $dialect", (backend) => {
       expect(run.status).toBe("succeeded");
       expect(runsOfFirst).toBe(1);
       const attempts = await env.store.getAttempts(created.id);
-      expect(attempts.filter((a) => a.step === "second").map((a) => [a.n, a.status])).toEqual([[1, "interrupted"], [2, "succeeded"]]);
+      expect(attempts.filter((a) => a.step === "second").map((a) => [a.n, a.status])).toEqual([
+        [1, "interrupted"],
+        [2, "succeeded"],
+      ]);
     });
 
     it("refuses to resume a run whose lease is still held", async () => {

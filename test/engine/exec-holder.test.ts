@@ -58,14 +58,19 @@ describe("exec under the usage holder", () => {
     mkdirSync(dir);
     writeFileSync(join(dir, "script.sh"), "#!/bin/sh\necho from script\n");
     expect((await runOne({ command: ["./script.sh"], workingDir: dir })).step.attempts[0]!.error).toEqual({
-      code: "BAD_CONFIG", message: `command "./script.sh" is not executable (working directory ${dir})`,
+      code: "BAD_CONFIG",
+      message: `command "./script.sh" is not executable (working directory ${dir})`,
     });
     chmodSync(join(dir, "script.sh"), 0o755);
     expect((await runOne({ command: ["./script.sh"], workingDir: dir })).step.outputs).toMatchObject({ stdout: "from script" });
-    expect((await runOne({ command: ["./nope.sh"], workingDir: dir })).step.attempts[0]!.error!.message).toBe(`command "./nope.sh" was not found (working directory ${dir})`);
+    expect((await runOne({ command: ["./nope.sh"], workingDir: dir })).step.attempts[0]!.error!.message).toBe(
+      `command "./nope.sh" was not found (working directory ${dir})`,
+    );
     // A working directory that does not exist: spawn's own error, named as before.
     const gone = join(env.home, "gone");
-    expect((await runOne({ command: ["true"], workingDir: gone })).step.attempts[0]!.error!.message).toBe(`command "true" was not found (working directory ${gone})`);
+    expect((await runOne({ command: ["true"], workingDir: gone })).step.attempts[0]!.error!.message).toBe(
+      `command "true" was not found (working directory ${gone})`,
+    );
   });
 
   it("finds programs on PATH as execvp does", () => {

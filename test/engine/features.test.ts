@@ -18,7 +18,10 @@ const flow = (spec: Record<string, unknown>, name?: string) => workflow(spec, en
 
 /** An action that fails for the items named in `fail` and returns its item otherwise. */
 const itemAction = defineAction({
-  kind: "agent", owner: "probe", action: "item", description: "fail on demand",
+  kind: "agent",
+  owner: "probe",
+  action: "item",
+  description: "fail on demand",
   input: z.object({ value: z.unknown(), fail: z.boolean().default(false) }).strict(),
   run: async ({ value, fail }) => {
     if (fail) {
@@ -51,7 +54,15 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       const wf = flow({
         steps: [
           { name: "discover", agent: "test", action: "echo", with: { value: Array.from({ length: 12 }, (_, i) => ({ path: `f${i}.csv` })) } },
-          { name: "load", forEach: "${{ steps.discover.outputs.value }}", parallelism: 3, agent: "probe", action: "work", with: { ms: 30, tag: "${{ item.path }}#${{ index }}" }, dependsOn: ["discover"] },
+          {
+            name: "load",
+            forEach: "${{ steps.discover.outputs.value }}",
+            parallelism: 3,
+            agent: "probe",
+            action: "work",
+            with: { ms: 30, tag: "${{ item.path }}#${{ index }}" },
+            dependsOn: ["discover"],
+          },
           { name: "after", agent: "test", action: "echo", with: { value: "${{ steps.load.outputs.items[11].tag }}" }, dependsOn: ["load"] },
         ],
       });
@@ -74,7 +85,17 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       makeEnv();
       const items = Array.from({ length: 10 }, (_, i) => ({ n: i, bad: i % 5 === 0 }));
       const tolerant = flow({
-        steps: [{ name: "load", forEach: items, continueOnError: true, failureThreshold: 0.2, agent: "probe", action: "item", with: { value: "${{ item.n }}", fail: "${{ item.bad }}" } }],
+        steps: [
+          {
+            name: "load",
+            forEach: items,
+            continueOnError: true,
+            failureThreshold: 0.2,
+            agent: "probe",
+            action: "item",
+            with: { value: "${{ item.n }}", fail: "${{ item.bad }}" },
+          },
+        ],
       });
       const ok = await runWorkflow(env, tolerant);
       expect(ok.status).toBe("succeeded");
@@ -84,7 +105,16 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
 
       const strict = flow({
         steps: [
-          { name: "load", forEach: items, continueOnError: true, failureThreshold: 1, parallelism: 1, agent: "probe", action: "item", with: { value: "${{ item.n }}", fail: "${{ item.bad }}" } },
+          {
+            name: "load",
+            forEach: items,
+            continueOnError: true,
+            failureThreshold: 1,
+            parallelism: 1,
+            agent: "probe",
+            action: "item",
+            with: { value: "${{ item.n }}", fail: "${{ item.bad }}" },
+          },
           { name: "next", agent: "test", action: "echo", with: { value: 1 }, dependsOn: ["load"] },
         ],
       });
@@ -100,7 +130,14 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
 
     it("fails the step at the first failed item without continueOnError", async () => {
       makeEnv();
-      const run = await runWorkflow(env, flow({ steps: [{ name: "load", forEach: [1, 2, 3], parallelism: 1, agent: "probe", action: "item", with: { value: "${{ item }}", fail: "${{ item == 2 }}" } }] }));
+      const run = await runWorkflow(
+        env,
+        flow({
+          steps: [
+            { name: "load", forEach: [1, 2, 3], parallelism: 1, agent: "probe", action: "item", with: { value: "${{ item }}", fail: "${{ item == 2 }}" } },
+          ],
+        }),
+      );
       expect(run.status).toBe("failed");
       expect(await statuses(run.id)).toEqual({ load: "failed", "load[0]": "succeeded", "load[1]": "failed", "load[2]": "skipped" });
     });
@@ -116,7 +153,9 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       expect(run.error?.message).toBe('step load failed: forEach of step load gave string "not a list", not a list');
       const fromJson = await runWorkflow(env, wf, { params: { files: '["a","b"]' } });
       expect(fromJson.status).toBe("succeeded");
-      expect((await runDetail(env.store, fromJson.id)).steps.find((s) => s.name === "load")!.outputs).toMatchObject({ items: [{ value: "a" }, { value: "b" }] });
+      expect((await runDetail(env.store, fromJson.id)).steps.find((s) => s.name === "load")!.outputs).toMatchObject({
+        items: [{ value: "a" }, { value: "b" }],
+      });
       const empty = await runWorkflow(env, wf, { params: { files: "[]" } });
       expect(empty.status).toBe("succeeded");
       expect((await runDetail(env.store, empty.id)).steps.find((s) => s.name === "load")!.outputs).toMatchObject({ count: 0, items: [] });
@@ -127,10 +166,14 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       const marks = join(env.home, "marks");
       mkdirSync(marks);
       const wf = flow({
-        steps: [{
-          name: "load", forEach: Array.from({ length: 6 }, (_, i) => i), parallelism: 2,
-          exec: { command: ["sh", "-c", `echo x >> ${marks}/$0; [ $0 -lt 2 ] || [ -e ${marks}/fast ] || sleep 5`, "${{ item }}"] },
-        }],
+        steps: [
+          {
+            name: "load",
+            forEach: Array.from({ length: 6 }, (_, i) => i),
+            parallelism: 2,
+            exec: { command: ["sh", "-c", `echo x >> ${marks}/$0; [ $0 -lt 2 ] || [ -e ${marks}/fast ] || sleep 5`, "${{ item }}"] },
+          },
+        ],
       });
       const run = await createRun(env.store, { workflow: wf });
       const stop = new AbortController();
@@ -141,7 +184,9 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       expect((await first).status).toBe("running");
       // The next owner: items 2..5 run (fast now), 0 and 1 are not executed again.
       writeFileSync(join(marks, "fast"), "");
-      const wf2Sleep = await executeRun(run.id, { store: env.store, actions: env.actions, home: env.home, owner: "next-owner", leaseTtlMs: 15_000 }).catch((e: Error) => e);
+      const wf2Sleep = await executeRun(run.id, { store: env.store, actions: env.actions, home: env.home, owner: "next-owner", leaseTtlMs: 15_000 }).catch(
+        (e: Error) => e,
+      );
       // The first owner released its lease on detach, so the second takes over at once.
       expect(wf2Sleep).not.toBeInstanceOf(Error);
       const d = await runDetail(env.store, run.id);
@@ -161,7 +206,14 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
         params: { n: { type: "integer", default: 1 } },
         steps: [
           { name: "check", agent: "test", action: "echo", with: { value: 0 } },
-          { name: "big", when: "${{ params.n > 2 && steps.check.outputs.value != 0 }}", agent: "test", action: "echo", with: { value: "big" }, dependsOn: ["check"] },
+          {
+            name: "big",
+            when: "${{ params.n > 2 && steps.check.outputs.value != 0 }}",
+            agent: "test",
+            action: "echo",
+            with: { value: "big" },
+            dependsOn: ["check"],
+          },
           { name: "small", when: "params.n <= 2", agent: "test", action: "echo", with: { value: "small" }, dependsOn: ["check"] },
           { name: "after", agent: "test", action: "echo", with: { value: 1 }, dependsOn: ["big", "small"] },
         ],
@@ -173,21 +225,27 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       expect(big.status).toBe("skipped");
       expect(big.error?.message).toBe("condition ${{ params.n > 2 && steps.check.outputs.value != 0 }} is false");
       expect(big.attempts).toEqual([]);
-      expect(Object.fromEntries(d.steps.map((s) => [s.name, s.status]))).toEqual({ check: "succeeded", big: "skipped", small: "succeeded", after: "succeeded" });
+      expect(Object.fromEntries(d.steps.map((s) => [s.name, s.status]))).toEqual({
+        check: "succeeded",
+        big: "skipped",
+        small: "succeeded",
+        after: "succeeded",
+      });
       const again = await runWorkflow(env, wf, { params: { n: 5 } });
       expect(await statuses(again.id)).toEqual({ check: "succeeded", big: "skipped", small: "skipped", after: "succeeded" });
     });
 
     it("runs an anyFailed fallback only when something upstream failed", async () => {
       makeEnv();
-      const wf = (fail: boolean) => flow({
-        steps: [
-          { name: "fetch", agent: "probe", action: "item", with: { value: 1, fail } },
-          { name: "parse", agent: "test", action: "echo", with: { value: 2 }, dependsOn: ["fetch"] },
-          { name: "fallback", runIf: "anyFailed", agent: "test", action: "echo", with: { value: "fallback" }, dependsOn: ["parse"] },
-          { name: "report", runIf: "always", agent: "test", action: "echo", with: { value: "report" }, dependsOn: ["fallback"] },
-        ],
-      });
+      const wf = (fail: boolean) =>
+        flow({
+          steps: [
+            { name: "fetch", agent: "probe", action: "item", with: { value: 1, fail } },
+            { name: "parse", agent: "test", action: "echo", with: { value: 2 }, dependsOn: ["fetch"] },
+            { name: "fallback", runIf: "anyFailed", agent: "test", action: "echo", with: { value: "fallback" }, dependsOn: ["parse"] },
+            { name: "report", runIf: "always", agent: "test", action: "echo", with: { value: "report" }, dependsOn: ["fallback"] },
+          ],
+        });
       const good = await runWorkflow(env, wf(false));
       expect(good.status).toBe("succeeded");
       expect(await statuses(good.id)).toEqual({ fetch: "succeeded", parse: "succeeded", fallback: "skipped", report: "succeeded" });
@@ -200,26 +258,30 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
 
     it("fails a step whose condition cannot be evaluated, naming it", async () => {
       makeEnv();
-      const run = await runWorkflow(env, flow({
-        steps: [
-          { name: "a", agent: "test", action: "echo", with: { value: "text" } },
-          { name: "b", when: "steps.a.outputs.value > 3", agent: "test", action: "echo", with: { value: 1 }, dependsOn: ["a"] },
-        ],
-      }));
+      const run = await runWorkflow(
+        env,
+        flow({
+          steps: [
+            { name: "a", agent: "test", action: "echo", with: { value: "text" } },
+            { name: "b", when: "steps.a.outputs.value > 3", agent: "test", action: "echo", with: { value: 1 }, dependsOn: ["a"] },
+          ],
+        }),
+      );
       expect(run.status).toBe("failed");
       expect(run.error?.message).toBe('step b failed: expression "steps.a.outputs.value > 3" at column 23: cannot order the string "text" and number 3 with >');
     });
   });
 
   describe("finally", () => {
-    const withFinally = (main: Record<string, unknown>[], timeout?: string) => flow({
-      ...(timeout ? { timeout } : {}),
-      steps: main,
-      finally: [
-        { name: "cleanup", agent: "test", action: "echo", with: { value: "${{ run.status }}" } },
-        { name: "after-cleanup", agent: "test", action: "echo", with: { value: "done" }, dependsOn: ["cleanup"] },
-      ],
-    });
+    const withFinally = (main: Record<string, unknown>[], timeout?: string) =>
+      flow({
+        ...(timeout ? { timeout } : {}),
+        steps: main,
+        finally: [
+          { name: "cleanup", agent: "test", action: "echo", with: { value: "${{ run.status }}" } },
+          { name: "after-cleanup", agent: "test", action: "echo", with: { value: "done" }, dependsOn: ["cleanup"] },
+        ],
+      });
     const cleanupSaw = async (runId: string) => (await runDetail(env.store, runId)).steps.find((s) => s.name === "cleanup")!.outputs?.value;
 
     it("runs after success and after failure, with run.status, and the run keeps its main steps' status", async () => {
@@ -270,12 +332,15 @@ spec:
       with: { value: "\${{ params.greeting }} from the child" }
 `;
       writeFileSync(join(dir, "child-flow.yaml"), child);
-      const parent = flow({
-        steps: [
-          { name: "call", workflow: "child-flow", with: { greeting: "hello" } },
-          { name: "use", agent: "test", action: "echo", with: { value: "${{ steps.call.outputs.steps.say.value }}" }, dependsOn: ["call"] },
-        ],
-      }, "parent-flow");
+      const parent = flow(
+        {
+          steps: [
+            { name: "call", workflow: "child-flow", with: { greeting: "hello" } },
+            { name: "use", agent: "test", action: "echo", with: { value: "${{ steps.call.outputs.steps.say.value }}" }, dependsOn: ["call"] },
+          ],
+        },
+        "parent-flow",
+      );
       const run = await createRun(env.store, { workflow: parent, source: join(dir, "parent.yaml") });
       const done = await executeRun(run.id, { store: env.store, actions: env.actions, home: env.home });
       expect(done.status, JSON.stringify(done.error)).toBe("succeeded");
@@ -283,7 +348,11 @@ spec:
       expect(d.steps.find((s) => s.name === "use")!.outputs).toEqual({ value: "hello from the child" });
       const childId = `${run.id}.call.1`;
       const childRun = await env.store.getRun(childId);
-      expect(childRun).toMatchObject({ workflow: "child-flow", status: "succeeded", trigger: { type: "workflow", parent: { runId: run.id, step: "call", depth: 1 } } });
+      expect(childRun).toMatchObject({
+        workflow: "child-flow",
+        status: "succeeded",
+        trigger: { type: "workflow", parent: { runId: run.id, step: "call", depth: 1 } },
+      });
     });
   });
 });

@@ -7,14 +7,34 @@ import { evaluateCondition, evaluateExpression, parseExpression, type Expression
 import { asErrorCode, ERROR_CODES, SluiceError } from "../../src/errors.js";
 import type { Step } from "../../src/spec/schema.js";
 
-const dep = (name: string, status: DependencyOutcome["status"], extra: Partial<DependencyOutcome> = {}): DependencyOutcome => ({ name, status, continueOnError: false, upstreamFailed: false, ...extra });
+const dep = (name: string, status: DependencyOutcome["status"], extra: Partial<DependencyOutcome> = {}): DependencyOutcome => ({
+  name,
+  status,
+  continueOnError: false,
+  upstreamFailed: false,
+  ...extra,
+});
 
 describe("trigger rules", () => {
   it("allSucceeded runs past successes, condition skips and tolerated failures, and skips after a failure", () => {
-    expect(decide("allSucceeded", [dep("a", "succeeded"), dep("b", "skipped"), dep("c", "failed", { continueOnError: true })], undefined)).toEqual({ run: true });
-    expect(decide("allSucceeded", [dep("a", "succeeded"), dep("b", "failed")], undefined)).toEqual({ run: false, reason: "dependency b failed", upstreamFailed: true });
-    expect(decide("allSucceeded", [dep("a", "skipped", { upstreamFailed: true })], undefined)).toEqual({ run: false, reason: "dependency a was skipped after a failure upstream", upstreamFailed: true });
-    expect(decide("allSucceeded", [dep("a", "succeeded")], { by: "x" })).toEqual({ run: false, reason: "not started: step x failed and the run stops", upstreamFailed: true });
+    expect(decide("allSucceeded", [dep("a", "succeeded"), dep("b", "skipped"), dep("c", "failed", { continueOnError: true })], undefined)).toEqual({
+      run: true,
+    });
+    expect(decide("allSucceeded", [dep("a", "succeeded"), dep("b", "failed")], undefined)).toEqual({
+      run: false,
+      reason: "dependency b failed",
+      upstreamFailed: true,
+    });
+    expect(decide("allSucceeded", [dep("a", "skipped", { upstreamFailed: true })], undefined)).toEqual({
+      run: false,
+      reason: "dependency a was skipped after a failure upstream",
+      upstreamFailed: true,
+    });
+    expect(decide("allSucceeded", [dep("a", "succeeded")], { by: "x" })).toEqual({
+      run: false,
+      reason: "not started: step x failed and the run stops",
+      upstreamFailed: true,
+    });
   });
   it("anyFailed runs only after a failure, even a tolerated or propagated one; always always runs", () => {
     expect(decide("anyFailed", [dep("a", "succeeded")], undefined)).toMatchObject({ run: false, upstreamFailed: false });
@@ -46,8 +66,13 @@ describe("fan-out arithmetic", () => {
     expect(failureTolerance(step({ failureThreshold: 3 }), 100)).toBe(3);
   });
   it("lists item outputs in order with null for items that did not succeed", () => {
-    expect(fanOutOutputs([{ status: "succeeded", outputs: { a: 1 } }, { status: "failed", outputs: null }, { status: "skipped", outputs: null }]))
-      .toEqual({ items: [{ a: 1 }, null, null], count: 3, succeeded: 1, failed: 1, skipped: 1 });
+    expect(
+      fanOutOutputs([
+        { status: "succeeded", outputs: { a: 1 } },
+        { status: "failed", outputs: null },
+        { status: "skipped", outputs: null },
+      ]),
+    ).toEqual({ items: [{ a: 1 }, null, null], count: 3, succeeded: 1, failed: 1, skipped: 1 });
   });
 });
 
@@ -71,9 +96,11 @@ describe("expressions", () => {
     expect(parseExpression("a < b < c")).toMatchObject({ error: expect.stringContaining("unknown name") });
     expect(parseExpression("params.n < 1 < 2")).toEqual({ error: '"params.n < 1 < 2" at column 14: comparisons do not chain; combine them with && or ||' });
     expect(parseExpression("(params.n")).toEqual({ error: '"(params.n" at column 10: missing ")"' });
-    expect(parseExpression("'open")).toEqual({ error: "\"'open\" at column 1: the string is not closed" });
+    expect(parseExpression("'open")).toEqual({ error: '"\'open" at column 1: the string is not closed' });
     expect(() => evaluateCondition("params.n", scope)).toThrow('condition "params.n" gave number 3, not true or false; compare it, e.g. "!= 0"');
-    expect(() => evaluateCondition("params.mode > 2", scope)).toThrow('expression "params.mode > 2" at column 13: cannot order the string "full" and number 2 with >');
+    expect(() => evaluateCondition("params.mode > 2", scope)).toThrow(
+      'expression "params.mode > 2" at column 13: cannot order the string "full" and number 2 with >',
+    );
     expect(() => evaluateExpression("steps.none.outputs.x", scope)).toThrow("that step has no outputs");
     expect(() => evaluateExpression("item.x", scope)).toThrow("item is known only in a step with forEach");
   });
@@ -92,7 +119,11 @@ describe("the error vocabulary", () => {
 describe("the migration plan", () => {
   it("applies what is missing in version order and refuses a store from a newer Sluice", async () => {
     const { migrationPlan } = await import("../../src/store/migrate.js");
-    const ms = [{ version: 2, sql: "b" }, { version: 1, sql: "a" }, { version: 3, sql: "c" }];
+    const ms = [
+      { version: 2, sql: "b" },
+      { version: 1, sql: "a" },
+      { version: 3, sql: "c" },
+    ];
     expect(migrationPlan([], ms).map((m) => m.version)).toEqual([1, 2, 3]);
     expect(migrationPlan([1, 2], ms).map((m) => m.version)).toEqual([3]);
     expect(() => migrationPlan([1, 2, 3, 4], ms)).toThrow("the state store was written by a newer Sluice (schema 4, this one knows 3); upgrade Sluice");

@@ -69,7 +69,12 @@ describe.each(bothStores("takeover"))("taking over on $dialect", (backend) => {
     backend.schema ? openPostgresStore(PG_URL, { schema: backend.schema, max: 4 }) : openSqliteStore(join(env.home, "sluice.db"));
 
   /** A run leased for a minute to `owner`, which started it and its first step, then (for the test) died. */
-  async function runHeldBy(owner: string, steps: { name: string; agent: string; action: string; with: Record<string, unknown>; dependsOn?: string[] }[] = [{ name: "work", agent: "test", action: "sleep", with: { ms: 20 } }]) {
+  async function runHeldBy(
+    owner: string,
+    steps: { name: string; agent: string; action: string; with: Record<string, unknown>; dependsOn?: string[] }[] = [
+      { name: "work", agent: "test", action: "sleep", with: { ms: 20 } },
+    ],
+  ) {
     const wf = workflow({ steps }, env.actions);
     const run = await createRun(env.store, { workflow: wf, lease: { owner, expiresAt: Date.now() + 60_000 } });
     await env.store.markRunStarted(run.id, owner, new Date().toISOString(), null);
@@ -128,7 +133,11 @@ describe.each(bothStores("takeover"))("taking over on $dialect", (backend) => {
       const run = await runHeldBy(owner);
       const err = await failure(executeRun(run.id, { store: env.store, actions: env.actions, home: env.home }));
       expect(err.code).toBe("CONFLICT");
-      expect(err.message).toMatch(new RegExp(`^run ${run.id} is being executed by ${owner}.*; its lease expires in (59|60)s unless renewed; to wait for that and resume then: sluice resume ${run.id} --wait$`));
+      expect(err.message).toMatch(
+        new RegExp(
+          `^run ${run.id} is being executed by ${owner}.*; its lease expires in (59|60)s unless renewed; to wait for that and resume then: sluice resume ${run.id} --wait$`,
+        ),
+      );
       if (owner.startsWith(hostname())) expect(err.message).toContain(`(pid ${process.pid}, alive on this host)`);
       expect((await env.store.getRun(run.id))!.leaseOwner).toBe(owner); // untouched
       expect((await env.store.getAttempts(run.id)).map((a) => a.status)).toEqual(["running"]);

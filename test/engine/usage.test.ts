@@ -26,7 +26,10 @@ const WRITE = ["node", "-e", "require('fs').writeFileSync(process.env.OUT, Buffe
 
 /** An in-process action that burns CPU, holds 64 MiB and writes 8 MiB: figures of the whole process. */
 const heavy = defineAction({
-  kind: "agent", owner: "usage", action: "heavy", description: "burn CPU, hold memory, write a file",
+  kind: "agent",
+  owner: "usage",
+  action: "heavy",
+  description: "burn CPU, hold memory, write a file",
   input: z.object({ file: z.string() }).strict(),
   run: async ({ file }) => {
     const held = Buffer.alloc(64 * MiB, 1);
@@ -94,7 +97,9 @@ describe.each(bothStores("usage"))("resource usage on $dialect", (backend) => {
     const labels = (step: string) => `workflow="test-flow",step="${step}",status="succeeded",scope="process-tree"`;
     expect(text).toContain(`sluice_step_cpu_seconds_count{${labels("allocate")}} 1`);
     expect(Number(new RegExp(`^sluice_step_peak_memory_bytes_sum\\{${labels("allocate")}\\} (\\S+)$`, "m").exec(text)?.[1])).toBeGreaterThanOrEqual(200 * MiB);
-    expect(Number(new RegExp(`^sluice_step_io_bytes_sum\\{${labels("write")},direction="write"\\} (\\S+)$`, "m").exec(text)?.[1])).toBeGreaterThanOrEqual(50 * MiB);
+    expect(Number(new RegExp(`^sluice_step_io_bytes_sum\\{${labels("write")},direction="write"\\} (\\S+)$`, "m").exec(text)?.[1])).toBeGreaterThanOrEqual(
+      50 * MiB,
+    );
     expect(text).toMatch(new RegExp(`^sluice_step_io_bytes_count\\{${labels("write")},direction="read"\\} 1$`, "m"));
   });
 
@@ -156,11 +161,26 @@ describe.each(bothStores("usage"))("resource usage on $dialect", (backend) => {
 
   it("the store records an end's usage, and null for an end without it", async () => {
     makeEnv();
-    const wf = workflow({ steps: [{ name: "a", agent: "test", action: "echo", with: { value: 1 } }, { name: "b", agent: "test", action: "echo", with: { value: 2 } }] });
+    const wf = workflow({
+      steps: [
+        { name: "a", agent: "test", action: "echo", with: { value: 1 } },
+        { name: "b", agent: "test", action: "echo", with: { value: 2 } },
+      ],
+    });
     const run = await createRun(env.store, { workflow: wf, lease: { owner: "me", expiresAt: Date.now() + 60_000 } });
     const at = new Date().toISOString();
     const usage: AttemptUsage = { cpuMs: 12.345, peakMemoryBytes: 5 * 1024 ** 3, readBytes: 2 ** 40, writtenBytes: 0, scope: "process" };
-    const end = { runId: run.id, n: 1, owner: "me", status: "succeeded" as const, endedAt: at, error: null, outputs: {}, stepStatus: "succeeded" as const, notBefore: null };
+    const end = {
+      runId: run.id,
+      n: 1,
+      owner: "me",
+      status: "succeeded" as const,
+      endedAt: at,
+      error: null,
+      outputs: {},
+      stepStatus: "succeeded" as const,
+      notBefore: null,
+    };
     await env.store.applyTransitions([
       { kind: "begin", runId: run.id, step: "a", n: 1, owner: "me", startedAt: at },
       { kind: "begin", runId: run.id, step: "b", n: 1, owner: "me", startedAt: at },
@@ -169,7 +189,13 @@ describe.each(bothStores("usage"))("resource usage on $dialect", (backend) => {
     await env.store.endAttempt({ ...end, step: "b", usage: { ...usage, peakMemoryBytes: null, readBytes: null, writtenBytes: null, scope: "process-tree" } });
     const attempts = await env.store.getAttempts(run.id);
     expect(attempts.find((a) => a.step === "a")!.usage).toEqual(usage);
-    expect(attempts.find((a) => a.step === "b")!.usage).toEqual({ cpuMs: 12.345, peakMemoryBytes: null, readBytes: null, writtenBytes: null, scope: "process-tree" });
+    expect(attempts.find((a) => a.step === "b")!.usage).toEqual({
+      cpuMs: 12.345,
+      peakMemoryBytes: null,
+      readBytes: null,
+      writtenBytes: null,
+      scope: "process-tree",
+    });
 
     const other = await createRun(env.store, { workflow: wf, lease: { owner: "me", expiresAt: Date.now() + 60_000 } });
     await env.store.beginAttempt(other.id, "a", 1, "me", at);

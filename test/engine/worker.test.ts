@@ -21,7 +21,10 @@ afterEach(async () => {
 function counter() {
   const seen = new Map<string, number>();
   const def = defineAction({
-    kind: "agent", owner: "count", action: "hit", description: "count executions",
+    kind: "agent",
+    owner: "count",
+    action: "hit",
+    description: "count executions",
     input: z.object({ ms: z.number().default(0) }).strict(),
     run: async ({ ms }, ctx) => {
       const k = `${ctx.runId}/${ctx.step}`;
@@ -52,11 +55,24 @@ describe.each(bothStores("worker"))("workers on $dialect", (backend) => {
   it("two workers execute 40 queued runs, each step exactly once", async () => {
     const c = counter();
     env = testEnv([c.def], shared ? { store: shared } : {});
-    const wf = workflow({ steps: [{ name: "a", agent: "count", action: "hit" }, { name: "b", agent: "count", action: "hit", dependsOn: ["a"] }] }, env.actions, "wq-flow");
+    const wf = workflow(
+      {
+        steps: [
+          { name: "a", agent: "count", action: "hit" },
+          { name: "b", agent: "count", action: "hit", dependsOn: ["a"] },
+        ],
+      },
+      env.actions,
+      "wq-flow",
+    );
     const runs = await Promise.all(Array.from({ length: 40 }, () => createRun(env.store, { workflow: wf })));
     for (let i = 0; i < 2; i++) workers.push(await startWorker({ store: env.store, actions: env.actions, home: env.home, pollMs: 50, maxRuns: 8 }));
     const ids = new Set(runs.map((r) => r.id));
-    await until(async () => runs.every((r) => c.seen.get(`${r.id}/b`) === 1) && (await Promise.all(runs.map((r) => env.store.getRun(r.id)))).every((r) => r!.status === "succeeded"));
+    await until(
+      async () =>
+        runs.every((r) => c.seen.get(`${r.id}/b`) === 1) &&
+        (await Promise.all(runs.map((r) => env.store.getRun(r.id)))).every((r) => r!.status === "succeeded"),
+    );
     expect([...c.seen].filter(([k]) => ids.has(k.split("/")[0]!)).every(([, n]) => n === 1)).toBe(true);
     const owners = new Set((await Promise.all(runs.map((r) => env.store.getAttempts(r.id)))).flat().map((a) => a.owner));
     expect(owners.size).toBe(2); // both workers took part
@@ -77,7 +93,16 @@ describe.each(bothStores("worker"))("workers on $dialect", (backend) => {
   it("drains on stop: the running step finishes, the next one runs on another worker", async () => {
     const c = counter();
     env = testEnv([c.def], shared ? { store: shared } : {});
-    const wf = workflow({ steps: [{ name: "slow", agent: "count", action: "hit", with: { ms: 400 } }, { name: "after", agent: "count", action: "hit", dependsOn: ["slow"] }] }, env.actions, "wq-drain");
+    const wf = workflow(
+      {
+        steps: [
+          { name: "slow", agent: "count", action: "hit", with: { ms: 400 } },
+          { name: "after", agent: "count", action: "hit", dependsOn: ["slow"] },
+        ],
+      },
+      env.actions,
+      "wq-drain",
+    );
     const first = await startWorker({ store: env.store, actions: env.actions, home: env.home, pollMs: 20 });
     const run = await createRun(env.store, { workflow: wf });
     await until(async () => c.seen.get(`${run.id}/slow`) === 1);

@@ -104,11 +104,15 @@ describe("a fleet of 3 workers and 2 schedulers on PostgreSQL", () => {
 
     // kill -9 a worker while it is in the middle of a step.
     let victim: ChildProcess | undefined;
-    await until(async () => {
-      const running = (await Promise.all(runs.slice(0, 60).map((r) => store.getAttempts(r.id)))).flat().filter((a) => a.status === "running");
-      victim = workers.find((w) => running.some((a) => pidOf(a.owner) === w.pid));
-      return victim !== undefined;
-    }, 20_000, "a worker in the middle of a step");
+    await until(
+      async () => {
+        const running = (await Promise.all(runs.slice(0, 60).map((r) => store.getAttempts(r.id)))).flat().filter((a) => a.status === "running");
+        victim = workers.find((w) => running.some((a) => pidOf(a.owner) === w.pid));
+        return victim !== undefined;
+      },
+      20_000,
+      "a worker in the middle of a step",
+    );
     victim!.kill("SIGKILL");
 
     // kill -9 the leading scheduler once the schedule has ticked a few times.
@@ -119,10 +123,14 @@ describe("a fleet of 3 workers and 2 schedulers on PostgreSQL", () => {
     const killedAt = Date.now();
 
     // Every run completes on the surviving workers.
-    await until(async () => {
-      const all = await store.listRuns({ workflow: "fleet-work", limit: 1000 });
-      return all.filter((r) => r.status === "succeeded").length === RUNS;
-    }, 60_000, "all runs to succeed");
+    await until(
+      async () => {
+        const all = await store.listRuns({ workflow: "fleet-work", limit: 1000 });
+        return all.filter((r) => r.status === "succeeded").length === RUNS;
+      },
+      60_000,
+      "all runs to succeed",
+    );
     // Let the schedule tick a few more times under the new leader.
     await until(async () => Date.now() - killedAt > 4 * TICK_S * 1000, 30_000, "more cron ticks");
     const endedAt = Date.now();
@@ -163,11 +171,15 @@ describe("a fleet of 3 workers and 2 schedulers on PostgreSQL", () => {
 /** The scheduler process holding the leader lease. */
 async function leaderOf(schedulers: ChildProcess[]): Promise<ChildProcess> {
   let found: ChildProcess | undefined;
-  await until(async () => {
-    const owner = await leaseOwner();
-    found = schedulers.find((s) => s.pid === pidOf(owner));
-    return found !== undefined;
-  }, 10_000, "the leading scheduler");
+  await until(
+    async () => {
+      const owner = await leaseOwner();
+      found = schedulers.find((s) => s.pid === pidOf(owner));
+      return found !== undefined;
+    },
+    10_000,
+    "the leading scheduler",
+  );
   return found!;
 }
 

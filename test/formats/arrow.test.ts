@@ -37,10 +37,10 @@ const day = (iso: string): number => Date.parse(`${iso}T00:00:00Z`) / 86_400_000
 
 /** Four rows of every type the brief names, the last one all nulls (where a type can be null). */
 function sampleTable(): A.Table {
-  const int64 = A.makeVector(A.makeData({ type: new A.Int64(), length: 4, ...nulls, data: new BigInt64Array([9223372036854775807n, -9223372036854775808n, 9007199254740993n, 0n]) }));
-  const dec = A.makeVector(
-    A.makeData({ type: new A.Decimal(4, 38, 128), length: 4, ...nulls, data: decimalWords([12_345_600n, -1n, 10n ** 37n + 1n, 0n]) }),
+  const int64 = A.makeVector(
+    A.makeData({ type: new A.Int64(), length: 4, ...nulls, data: new BigInt64Array([9223372036854775807n, -9223372036854775808n, 9007199254740993n, 0n]) }),
   );
+  const dec = A.makeVector(A.makeData({ type: new A.Decimal(4, 38, 128), length: 4, ...nulls, data: decimalWords([12_345_600n, -1n, 10n ** 37n + 1n, 0n]) }));
   const ts = (unit: A.TimeUnit, tz: string | null, values: bigint[]) =>
     A.makeVector(A.makeData({ type: new A.Timestamp(unit, tz), length: 4, ...nulls, data: new BigInt64Array(values) }));
   const date = A.makeVector(A.makeData({ type: new A.DateDay(), length: 4, ...nulls, data: new Int32Array([day("2024-02-29"), -1, day("0001-01-01"), 0]) }));
@@ -160,8 +160,12 @@ describe("Arrow IPC reading", () => {
   });
 
   it("yields the record batches of a stream before a damaged end, then names the batch that cannot be read", async () => {
-    const batches = Array.from({ length: 20 }, (_, b) =>
-      new A.RecordBatch({ id: A.makeData({ type: new A.Int64(), length: 5000, data: BigInt64Array.from({ length: 5000 }, (_, i) => BigInt(b * 5000 + i)) }) }),
+    const batches = Array.from(
+      { length: 20 },
+      (_, b) =>
+        new A.RecordBatch({
+          id: A.makeData({ type: new A.Int64(), length: 5000, data: BigInt64Array.from({ length: 5000 }, (_, i) => BigInt(b * 5000 + i)) }),
+        }),
     );
     const bytes = A.tableToIPC(new A.Table(batches), "stream");
     const path = await tmp.file("cut.arrows", Buffer.from(bytes.subarray(0, Math.floor(bytes.length * 0.55))));
@@ -177,7 +181,10 @@ describe("Arrow IPC reading", () => {
     await loadZstd();
     A.compressionRegistry.set(A.CompressionType.ZSTD, { encode: (bytes) => zstdCompress(bytes, 3) });
     A.compressionRegistry.set(A.CompressionType.LZ4_FRAME, { encode: (bytes) => new Uint8Array(execFileSync("lz4", ["-c", "-q"], { input: bytes })) });
-    for (const [name, compressionType] of [["zstd", A.CompressionType.ZSTD], ["lz4", A.CompressionType.LZ4_FRAME]] as const) {
+    for (const [name, compressionType] of [
+      ["zstd", A.CompressionType.ZSTD],
+      ["lz4", A.CompressionType.LZ4_FRAME],
+    ] as const) {
       const bytes = A.RecordBatchFileWriter.writeAll(sampleTable(), { compressionType }).toUint8Array(true);
       const path = await tmp.file(`compressed-${name}.feather`, Buffer.from(bytes));
       expect((await collect(readArrow(path))).rows).toEqual(EXPECTED);
@@ -218,7 +225,9 @@ describe("Arrow IPC reading", () => {
       message: expect.stringMatching(/^upload\.arrow: not a readable Arrow IPC file or stream: /),
     });
     const feather1 = await tmp.file("old.feather", Buffer.concat([Buffer.from("FEA1"), Buffer.alloc(64)]));
-    await expect(collect(readArrow(feather1))).rejects.toThrow(/a Feather version 1 file, which Sluice cannot read; rewrite it as Feather version 2 \(Arrow IPC\) or Parquet$/);
+    await expect(collect(readArrow(feather1))).rejects.toThrow(
+      /a Feather version 1 file, which Sluice cannot read; rewrite it as Feather version 2 \(Arrow IPC\) or Parquet$/,
+    );
     await expect(collect(readArrow(`${tmp.dir}/none.arrows`, { name: "none.arrows" }))).rejects.toMatchObject({
       code: "FILE_NOT_FOUND",
       message: "cannot read none.arrows: no such file",

@@ -168,14 +168,20 @@ describe("convertFile keeps types", () => {
     const out = await tmp.file("pq-to-pq.parquet");
     expect(await convertFile({ input: src, output: out })).toMatchObject({ rowsOut: 100, errorCount: 0 });
     expect(await typesOf(out)).toEqual(["BIGINT", "DECIMAL(38,2)", "TIMESTAMP WITH TIME ZONE", "DATE", "BOOLEAN", "DOUBLE", "VARCHAR", "JSON", "JSON"]);
-    expect(await rowsOf(`SELECT count(*)::INT AS n FROM '${src}' a JOIN '${out}' b ON a.id = b.id AND a.amount = b.amount AND a."at" = b."at" AND a.day = b.day AND a.ok = b.ok AND a.ratio = b.ratio AND a.name = b.name`)).toEqual([{ n: 100 }]);
+    expect(
+      await rowsOf(
+        `SELECT count(*)::INT AS n FROM '${src}' a JOIN '${out}' b ON a.id = b.id AND a.amount = b.amount AND a."at" = b."at" AND a.day = b.day AND a.ok = b.ok AND a.ratio = b.ratio AND a.name = b.name`,
+      ),
+    ).toEqual([{ n: 100 }]);
     // Nested values are JSON whose leaves follow the reading rules (BIGINT elements as exact text).
     expect(await rowsOf(`SELECT pair::VARCHAR AS pair, obj::VARCHAR AS obj FROM '${out}' WHERE id = 7`)).toEqual([{ pair: '["7","8"]', obj: '{"k":"7"}' }]);
 
     const arrow = await tmp.file("src.arrow");
     const table = new A.Table({
       id: A.makeVector(A.makeData({ type: new A.Int64(), length: 2, data: new BigInt64Array([1n, 9223372036854775807n]) })),
-      at: A.makeVector(A.makeData({ type: new A.Timestamp(A.TimeUnit.NANOSECOND, "UTC"), length: 2, data: new BigInt64Array([1_700_000_000_123_456_789n, 0n]) })),
+      at: A.makeVector(
+        A.makeData({ type: new A.Timestamp(A.TimeUnit.NANOSECOND, "UTC"), length: 2, data: new BigInt64Array([1_700_000_000_123_456_789n, 0n]) }),
+      ),
       side: A.vectorFromArray(["BUY", "SELL"], new A.Dictionary(new A.Utf8(), new A.Int8())),
       x: A.vectorFromArray([0.5, -1], new A.Float64()),
     });
@@ -204,7 +210,11 @@ describe("convertFile keeps types", () => {
       inferSchema: async (input) => {
         seen.push(input);
         return {
-          columns: [{ name: "id", type: "integer" }, { name: "qty", type: "integer" }, { name: "when", type: "timestamp" }],
+          columns: [
+            { name: "id", type: "integer" },
+            { name: "qty", type: "integer" },
+            { name: "when", type: "timestamp" },
+          ],
           transform: (row) =>
             /^\d+$/.test(String(row.qty))
               ? { ok: true, row: { id: row.id, qty: row.qty, when: String(row.when).replace("Z", ".000Z") } }
@@ -223,7 +233,10 @@ describe("convertFile keeps types", () => {
       { file: csv, line: 4, reason: "expected 3 fields, found 2", raw: "3,7" },
     ]);
     expect(await typesOf(typed)).toEqual(["BIGINT", "BIGINT", "TIMESTAMP WITH TIME ZONE"]);
-    expect(await rowsOf(`SELECT id::INT AS id, qty::INT AS qty FROM '${typed}'`)).toEqual([{ id: 1, qty: 5 }, { id: 4, qty: 9 }]);
+    expect(await rowsOf(`SELECT id::INT AS id, qty::INT AS qty FROM '${typed}'`)).toEqual([
+      { id: 1, qty: 5 },
+      { id: 4, qty: 9 },
+    ]);
   });
 
   it("names the output, not its temporary file, when writing fails; refuses Arrow output", async () => {

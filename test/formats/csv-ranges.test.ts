@@ -12,9 +12,12 @@ async function trickyFile(name: string, rows: number, opts: { bom?: boolean; crl
   const out: string[] = ['id,"multi\nline header",amount'];
   for (let i = 0; i < rows; i++) {
     if (i % 9 === 0) out.push(`${i},"first\n${i},not,a record\n""quoted"" ✓",${i}.5`);
-    else if (i % 17 === 0) out.push(`${i},bad"quote,${i}`); // stray quote: malformed, must not flip state
-    else if (i % 23 === 0) out.push(`${i},"x"y,${i}`); // junk after closing quote: malformed
-    else if (i % 29 === 0) out.push(`${i},short`); // wrong field count
+    else if (i % 17 === 0)
+      out.push(`${i},bad"quote,${i}`); // stray quote: malformed, must not flip state
+    else if (i % 23 === 0)
+      out.push(`${i},"x"y,${i}`); // junk after closing quote: malformed
+    else if (i % 29 === 0)
+      out.push(`${i},short`); // wrong field count
     else if (i % 31 === 0) out.push("");
     else out.push(`${i},"a, ${i}",${i}`);
   }

@@ -10,16 +10,7 @@ describe("readCsv", () => {
   it("reads quoted delimiters, doubled quotes and quoted newlines with exact start lines", async () => {
     const path = await tmp.file(
       "quoted.csv",
-      [
-        "id,name,note",
-        '1,"Smith, John","said ""hi"""',
-        '2,plain,"two',
-        "line",
-        'note"',
-        "3,x,",
-        '4,"","a\r\nb"',
-        "5,last,end",
-      ].join("\n") + "\n",
+      ["id,name,note", '1,"Smith, John","said ""hi"""', '2,plain,"two', "line", 'note"', "3,x,", '4,"","a\r\nb"', "5,last,end"].join("\n") + "\n",
     );
     const r = await collect(readCsv(path));
     expect(r.errors).toEqual([]);
@@ -97,7 +88,10 @@ describe("readCsv", () => {
       ].join("\n") + "\n",
     );
     const r = await collect(readCsv(path));
-    expect(r.rows).toEqual([{ a: "1", b: "2", c: "3" }, { a: "10", b: "11", c: "12" }]);
+    expect(r.rows).toEqual([
+      { a: "1", b: "2", c: "3" },
+      { a: "10", b: "11", c: "12" },
+    ]);
     expect(r.lines).toEqual([2, 8]);
     expect(r.errors.map((e) => [e.line, e.reason])).toEqual([
       [3, "expected 3 fields, found 2"],
@@ -202,7 +196,12 @@ describe("the input's name in errors (options.name)", () => {
     const cases: [string, string, Record<string, unknown>, string][] = [
       ["dup.csv", "a,a\n1,2\n", {}, `${user}: column name "a" appears twice in the header`],
       ["badhead2.csv", 'a,b"c\n1,2\n', {}, `${user}: the header (line 1) is malformed: stray quote in unquoted field 2`],
-      ["open2.csv", 'a,b\n1,"never closed\n' + "x,y\n".repeat(300), { maxRecordBytes: 100, highWaterMark: 64 }, `${user}: the record starting at line 2 is longer than 100 characters; is a quote left open?`],
+      [
+        "open2.csv",
+        'a,b\n1,"never closed\n' + "x,y\n".repeat(300),
+        { maxRecordBytes: 100, highWaterMark: 64 },
+        `${user}: the record starting at line 2 is longer than 100 characters; is a quote left open?`,
+      ],
       ["nohead2.csv", "1,2\n", { header: false }, `${user}: header: false needs a declared list of columns`],
     ];
     for (const [file, content, opts, message] of cases) {

@@ -2,14 +2,7 @@ import { readFile } from "node:fs/promises";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { describe, expect, it } from "vitest";
 import { parseCsvStream, readCsv, readCsvHeader } from "../../src/formats/csv.js";
-import {
-  SUPPORTED_ENCODINGS,
-  createDecoder,
-  detectEncoding,
-  detectFileEncoding,
-  normalizeEncoding,
-  type InvalidBytes,
-} from "../../src/formats/encoding.js";
+import { SUPPORTED_ENCODINGS, createDecoder, detectEncoding, detectFileEncoding, normalizeEncoding, type InvalidBytes } from "../../src/formats/encoding.js";
 import { readJsonArray } from "../../src/formats/json-array.js";
 import { parseNdjsonStream, readNdjson } from "../../src/formats/ndjson.js";
 import { tradesCsv } from "../../src/samples/trades.js";
@@ -72,13 +65,13 @@ describe("single-byte tables", () => {
     expect(text("iso-8859-9", 0xd0, 0x80, 0xfd).text).toBe("\u011E\u0080\u0131");
     expect(text("windows-1254", 0xd0, 0x80).text).toBe("\u011E€");
     // All 32 windows-1252 positions 0x80–0x9F (Node 20's one-shot TextDecoder gets them wrong).
-    expect(text("windows-1252", ...Array.from({ length: 32 }, (_, i) => 0x80 + i)).text).toBe(
-      "€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ",
-    );
+    expect(text("windows-1252", ...Array.from({ length: 32 }, (_, i) => 0x80 + i)).text).toBe("€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ");
     // windows-874 0xDB is unassigned: invalid (ICU would give a private-use character).
     const thai = text("windows-874", 0x41, 0xdb, 0xa1);
     expect(thai.text).toBe("A\uFFFD\u0E01");
-    expect(thai.invalid).toEqual([{ at: 1, offset: 1, reason: "byte 0xDB at offset 1 is not valid windows-874 (is the file in another encoding? set encoding)" }]);
+    expect(thai.invalid).toEqual([
+      { at: 1, offset: 1, reason: "byte 0xDB at offset 1 is not valid windows-874 (is the file in another encoding? set encoding)" },
+    ]);
     // ASCII is ASCII in ibm866 (ICU rotates 0x1A, 0x1C and 0x7F).
     expect(text("cp866", 0x1a, 0x1c, 0x7f, 0x80).text).toBe("\u001A\u001C\u007FА");
     expect(text("us-ascii", 0x41, 0xe9).invalid).toHaveLength(1);

@@ -10,20 +10,14 @@ describe("readNdjson", () => {
   it("reads one object per line, skips blank lines and reports bad lines", async () => {
     const path = await tmp.file(
       "data.ndjson",
-      [
-        '{"id":1,"name":"a"}',
-        "",
-        '{"id":2,"nested":{"x":[1,2]}}\r',
-        "   ",
-        "{not json}",
-        "[1,2]",
-        "42",
-        "null",
-        '{"id":3,"text":"é ✓ \\n"}',
-      ].join("\n"),
+      ['{"id":1,"name":"a"}', "", '{"id":2,"nested":{"x":[1,2]}}\r', "   ", "{not json}", "[1,2]", "42", "null", '{"id":3,"text":"é ✓ \\n"}'].join("\n"),
     );
     const r = await collect(readNdjson(path, { highWaterMark: 5 }));
-    expect(r.rows).toEqual([{ id: 1, name: "a" }, { id: 2, nested: { x: [1, 2] } }, { id: 3, text: "é ✓ \n" }]);
+    expect(r.rows).toEqual([
+      { id: 1, name: "a" },
+      { id: 2, nested: { x: [1, 2] } },
+      { id: 3, text: "é ✓ \n" },
+    ]);
     expect(r.lines).toEqual([1, 3, 9]);
     expect(r.errors.map((e) => [e.line, e.raw])).toEqual([
       [5, "{not json}"],
@@ -65,7 +59,10 @@ describe("readNdjson", () => {
   it("writes NDJSON that reads back the same", async () => {
     const path = await tmp.file("out.ndjson");
     const w = await openNdjsonWriter(path);
-    const rows = [{ a: "1", b: "x\ny" }, { a: "2", big: 10n as unknown }];
+    const rows = [
+      { a: "1", b: "x\ny" },
+      { a: "2", big: 10n as unknown },
+    ];
     await w.write(rows);
     const res = await w.close();
     const text = await readFile(path, "utf8");
@@ -105,10 +102,7 @@ describe("readJsonArray", () => {
   });
 
   it("reports bad elements and reads the rest", async () => {
-    const path = await tmp.file(
-      "bad.json",
-      ['[{"id":1},', '{"id": oops},', "7,", '"str",', "[1,2],", ",", '{"id":2}', "]"].join("\n"),
-    );
+    const path = await tmp.file("bad.json", ['[{"id":1},', '{"id": oops},', "7,", '"str",', "[1,2],", ",", '{"id":2}', "]"].join("\n"));
     const r = await collect(readJsonArray(path));
     expect(r.rows).toEqual([{ id: 1 }, { id: 2 }]);
     expect(r.lines).toEqual([1, 7]);
@@ -164,7 +158,11 @@ describe("readJsonArray", () => {
     await w.close();
     expect(await readFile(path, "utf8")).toBe('[\n{"b":"x","a":1},\n{"b":null,"a":2},\n{"b":"z","a":3}\n]\n');
     const back = await collect(readJsonArray(path));
-    expect(back.rows).toEqual([{ b: "x", a: 1 }, { b: null, a: 2 }, { b: "z", a: 3 }]);
+    expect(back.rows).toEqual([
+      { b: "x", a: 1 },
+      { b: null, a: 2 },
+      { b: "z", a: 3 },
+    ]);
     expect(back.lines).toEqual([2, 3, 4]);
     const emptyPath = await tmp.file("none.json");
     await (await openJsonArrayWriter(emptyPath)).close();

@@ -108,7 +108,24 @@ describe("parquet files written by DuckDB", () => {
       mp: null,
       bin: null,
     },
-    { id: 4, big: null, d18: null, d38: null, d9: null, dbl: null, ok: null, day: null, tstz: null, tsns: null, ts: null, txt: null, ints: null, st: null, mp: null, bin: null },
+    {
+      id: 4,
+      big: null,
+      d18: null,
+      d38: null,
+      d9: null,
+      dbl: null,
+      ok: null,
+      day: null,
+      tstz: null,
+      tsns: null,
+      ts: null,
+      txt: null,
+      ints: null,
+      st: null,
+      mp: null,
+      bin: null,
+    },
   ];
 
   for (const codec of CODECS) {
@@ -198,7 +215,10 @@ describe("legacy and unusual parquet files", () => {
     const chunkSize = w.offset - pageStart;
     writeMetadata(w, {
       version: 1,
-      schema: [{ name: "spark_schema", num_children: 1 }, { name: "ts", type: "INT96", repetition_type: "REQUIRED" }],
+      schema: [
+        { name: "spark_schema", num_children: 1 },
+        { name: "ts", type: "INT96", repetition_type: "REQUIRED" },
+      ],
       num_rows: BigInt(values.length),
       row_groups: [
         {
@@ -226,11 +246,7 @@ describe("legacy and unusual parquet files", () => {
     w.appendUint32(0x31524150);
     const path = await tmp.file("int96.parquet", Buffer.from(w.getBytes()));
     const back = await collect(readParquet(path));
-    expect(back.rows).toEqual([
-      { ts: "1970-01-01T00:00:00.000Z" },
-      { ts: "2026-11-02T09:30:00.123456Z" },
-      { ts: "1969-12-31T23:59:59.999999Z" },
-    ]);
+    expect(back.rows).toEqual([{ ts: "1970-01-01T00:00:00.000Z" }, { ts: "2026-11-02T09:30:00.123456Z" }, { ts: "1969-12-31T23:59:59.999999Z" }]);
     expect((await describeParquet(path)).columns).toEqual([{ name: "ts", type: "timestamp", nullable: false }]);
   });
 
@@ -265,8 +281,13 @@ describe("legacy and unusual parquet files", () => {
 
   it("names the input as given in options.name, and reports a missing or non-Parquet file in one sentence", async () => {
     const path = await tmp.file("fake.parquet", "a,b\n1,2\n");
-    await expect(collect(readParquet(path))).rejects.toMatchObject({ code: "BAD_INPUT", message: expect.stringMatching(/^.*fake\.parquet: not a readable Parquet file/) });
-    await expect(collect(readParquet(path, { name: "https://example.com/x.parquet" }))).rejects.toThrow(/^https:\/\/example\.com\/x\.parquet: not a readable Parquet file/);
+    await expect(collect(readParquet(path))).rejects.toMatchObject({
+      code: "BAD_INPUT",
+      message: expect.stringMatching(/^.*fake\.parquet: not a readable Parquet file/),
+    });
+    await expect(collect(readParquet(path, { name: "https://example.com/x.parquet" }))).rejects.toThrow(
+      /^https:\/\/example\.com\/x\.parquet: not a readable Parquet file/,
+    );
     await expect(collect(readParquet(`${tmp.dir}/missing.parquet`, { name: "missing.parquet" }))).rejects.toMatchObject({
       code: "FILE_NOT_FOUND",
       message: "cannot read missing.parquet: no such file",
@@ -324,8 +345,26 @@ describe("parquet writing", () => {
     ] as const;
     const w = await openParquetWriter(path, undefined, { schema: [...schema], rowGroupSize: 1000 });
     const special = [
-      { id: "9223372036854775807", price: "99999999999999999999999999999999.9999", at: "9999-12-31T23:59:59.999999Z", day: "9999-12-31", ok: true, ratio: 1.5, label: "日本 😀", meta: { a: [1, "x"] } },
-      { id: "-9223372036854775808", price: "-99999999999999999999999999999999.9999", at: "0001-01-01T00:00:00.000Z", day: "0001-01-01", ok: false, ratio: -0.25, label: "", meta: [] },
+      {
+        id: "9223372036854775807",
+        price: "99999999999999999999999999999999.9999",
+        at: "9999-12-31T23:59:59.999999Z",
+        day: "9999-12-31",
+        ok: true,
+        ratio: 1.5,
+        label: "日本 😀",
+        meta: { a: [1, "x"] },
+      },
+      {
+        id: "-9223372036854775808",
+        price: "-99999999999999999999999999999999.9999",
+        at: "0001-01-01T00:00:00.000Z",
+        day: "0001-01-01",
+        ok: false,
+        ratio: -0.25,
+        label: "",
+        meta: [],
+      },
       { id: "0", price: "0.0000", at: "1969-12-31T23:59:59.999999Z", day: "1969-12-31", ok: true, ratio: 1e300, label: "a,b", meta: "text" },
       { id: "-1", price: "-0.0001", at: "2026-11-02T09:30:00.125Z", day: "2024-02-29", ok: null, ratio: null, label: null, meta: null },
       { id: null, price: null, at: null, day: null, ok: null, ratio: null, label: null, meta: null },
@@ -370,7 +409,9 @@ describe("parquet writing", () => {
     expect(meta).toEqual([0, 1, 2].map((g) => ({ g, compression: "ZSTD" })));
     // Row-group statistics are right (DuckDB prunes row groups with them).
     expect(
-      await rowsOf(`SELECT path_in_schema AS c, stats_min_value AS lo, stats_max_value AS hi, stats_null_count::INT AS nulls FROM parquet_metadata('${path}') WHERE row_group_id = 0 AND path_in_schema IN ('id', 'at', 'day', 'ratio')`),
+      await rowsOf(
+        `SELECT path_in_schema AS c, stats_min_value AS lo, stats_max_value AS hi, stats_null_count::INT AS nulls FROM parquet_metadata('${path}') WHERE row_group_id = 0 AND path_in_schema IN ('id', 'at', 'day', 'ratio')`,
+      ),
     ).toEqual([
       { c: "id", lo: "-9223372036854775808", hi: "9223372036854775807", nulls: 1 },
       { c: "at", lo: "0001-01-01 00:00:00+00", hi: "9999-12-31 23:59:59.999999+00", nulls: 1 },
@@ -433,22 +474,37 @@ describe("parquet writing", () => {
     const path = await tmp.file("random.parquet");
     const w = await openParquetWriter(path, undefined, {
       rowGroupSize: 1000,
-      schema: [{ name: "id", type: "integer" }, { name: "price", type: "decimal", scale: 4 }, { name: "at", type: "timestamp" }, { name: "day", type: "date" }],
+      schema: [
+        { name: "id", type: "integer" },
+        { name: "price", type: "decimal", scale: 4 },
+        { name: "at", type: "timestamp" },
+        { name: "day", type: "date" },
+      ],
     });
     const dayText = (d: number): string => new Date(d * 86_400_000).toISOString().slice(0, 10);
     const written = rows.map((r) => ({ id: r.id, price: r.price, at: text(r.micros), day: dayText(r.days) }));
     await w.write(written);
     await w.close();
-    const duckRows = await rowsOf(`SELECT id::VARCHAR AS id, price::VARCHAR AS price, epoch_us("at")::VARCHAR AS us, (day - DATE '1970-01-01')::INT AS days FROM '${path}'`);
+    const duckRows = await rowsOf(
+      `SELECT id::VARCHAR AS id, price::VARCHAR AS price, epoch_us("at")::VARCHAR AS us, (day - DATE '1970-01-01')::INT AS days FROM '${path}'`,
+    );
     expect(duckRows).toEqual(
       rows.map((r) => ({ id: r.id.replace(/^-0$/, "0"), price: r.price.replace(/^-(0\.0000)$/, "$1"), us: String(r.micros), days: r.days })),
     );
-    expect((await collect(readParquet(path))).rows).toEqual(written.map((r) => ({ ...r, id: r.id.replace(/^-0$/, "0"), price: r.price.replace(/^-(0\.0000)$/, "$1") })));
+    expect((await collect(readParquet(path))).rows).toEqual(
+      written.map((r) => ({ ...r, id: r.id.replace(/^-0$/, "0"), price: r.price.replace(/^-(0\.0000)$/, "$1") })),
+    );
   });
 
   it("falls back from dictionary to PLAIN pages inside a chunk and still reads back exactly", async () => {
     const path = await tmp.file("dict-fallback.parquet");
-    const w = await openParquetWriter(path, undefined, { schema: [{ name: "s", type: "string" }, { name: "u", type: "string" }], rowGroupSize: 20_000 });
+    const w = await openParquetWriter(path, undefined, {
+      schema: [
+        { name: "s", type: "string" },
+        { name: "u", type: "string" },
+      ],
+      rowGroupSize: 20_000,
+    });
     const rows = Array.from({ length: 40_000 }, (_, i) => ({
       // Few distinct values at first, then long unique ones: the dictionary passes 1 MiB mid-chunk.
       s: i < 3000 ? `v${i % 5}` : `${"x".repeat(200)}-${i}`,
@@ -464,18 +520,32 @@ describe("parquet writing", () => {
       { g: 1, c: "s", encodings: "RLE, PLAIN" },
       { g: 1, c: "u", encodings: "RLE, PLAIN" },
     ]);
-    expect(await rowsOf(`SELECT count(DISTINCT s)::INT AS s, count(DISTINCT u)::INT AS u, max(length(s))::INT AS len FROM '${path}'`)).toEqual([{ s: 37_005, u: 40_000, len: 206 }]);
+    expect(await rowsOf(`SELECT count(DISTINCT s)::INT AS s, count(DISTINCT u)::INT AS u, max(length(s))::INT AS len FROM '${path}'`)).toEqual([
+      { s: 37_005, u: 40_000, len: 206 },
+    ]);
     expect((await collect(readParquet(path))).rows).toEqual(rows);
   });
 
   it("writes SNAPPY, GZIP and uncompressed files on request", async () => {
     for (const codec of ["SNAPPY", "GZIP", "UNCOMPRESSED"] as const) {
       const path = await tmp.file(`codec-${codec}.parquet`);
-      const w = await openParquetWriter(path, undefined, { codec, schema: [{ name: "n", type: "integer" }, { name: "s", type: "string" }] });
-      await w.write([{ n: "1", s: "a" }, { n: "2", s: null }]);
+      const w = await openParquetWriter(path, undefined, {
+        codec,
+        schema: [
+          { name: "n", type: "integer" },
+          { name: "s", type: "string" },
+        ],
+      });
+      await w.write([
+        { n: "1", s: "a" },
+        { n: "2", s: null },
+      ]);
       await w.close();
       expect(await rowsOf(`SELECT DISTINCT compression FROM parquet_metadata('${path}')`)).toEqual([{ compression: codec }]);
-      expect(await rowsOf(`SELECT n::VARCHAR AS n, s FROM '${path}'`)).toEqual([{ n: "1", s: "a" }, { n: "2", s: null }]);
+      expect(await rowsOf(`SELECT n::VARCHAR AS n, s FROM '${path}'`)).toEqual([
+        { n: "1", s: "a" },
+        { n: "2", s: null },
+      ]);
     }
   });
 
@@ -496,17 +566,30 @@ describe("parquet writing", () => {
   it("refuses a value that does not fit its column with a sentence naming both", async () => {
     const cases: [Record<string, unknown>, string][] = [
       [{ type: "integer", v: "12.5" }, 'cannot write out.parquet: column "c" is INT64, which takes integers, but row 2 holds "12.5"'],
-      [{ type: "integer", v: "9223372036854775808" }, 'cannot write out.parquet: column "c" is INT64, which takes integers, but row 2 holds "9223372036854775808"'],
-      [{ type: "decimal", v: "1.23456" }, 'cannot write out.parquet: column "c" is DECIMAL(38, 4), which takes decimals with at most 4 fraction digits, but row 2 holds "1.23456"'],
-      [{ type: "decimal", v: "1".repeat(35) }, `cannot write out.parquet: column "c" is DECIMAL(38, 4), and "${"1".repeat(35)}" in row 2 does not fit it (at most 38 digits)`],
-      [{ type: "timestamp", v: "2026-11-02 09:30:00+01:00" }, 'cannot write out.parquet: column "c" is TIMESTAMP, which takes canonical UTC timestamps (YYYY-MM-DDTHH:MM:SS.sssZ), but row 2 holds "2026-11-02 09:30:00+01:00"'],
+      [
+        { type: "integer", v: "9223372036854775808" },
+        'cannot write out.parquet: column "c" is INT64, which takes integers, but row 2 holds "9223372036854775808"',
+      ],
+      [
+        { type: "decimal", v: "1.23456" },
+        'cannot write out.parquet: column "c" is DECIMAL(38, 4), which takes decimals with at most 4 fraction digits, but row 2 holds "1.23456"',
+      ],
+      [
+        { type: "decimal", v: "1".repeat(35) },
+        `cannot write out.parquet: column "c" is DECIMAL(38, 4), and "${"1".repeat(35)}" in row 2 does not fit it (at most 38 digits)`,
+      ],
+      [
+        { type: "timestamp", v: "2026-11-02 09:30:00+01:00" },
+        'cannot write out.parquet: column "c" is TIMESTAMP, which takes canonical UTC timestamps (YYYY-MM-DDTHH:MM:SS.sssZ), but row 2 holds "2026-11-02 09:30:00+01:00"',
+      ],
       [{ type: "date", v: "2023-02-29" }, 'cannot write out.parquet: column "c" is DATE, which takes YYYY-MM-DD dates, but row 2 holds "2023-02-29"'],
       [{ type: "boolean", v: "yes" }, 'cannot write out.parquet: column "c" is BOOLEAN, which takes true or false, but row 2 holds "yes"'],
     ];
     for (const [{ type, v }, message] of cases) {
       const path = await tmp.file(`bad-${type}.parquet`);
       const w = await openParquetWriter(path, undefined, { name: "out.parquet", schema: [{ name: "c", type: type as "integer", scale: 4 }] });
-      const good = type === "integer" ? "1" : type === "decimal" ? "1.5" : type === "timestamp" ? "2026-01-01T00:00:00.000Z" : type === "date" ? "2026-01-01" : true;
+      const good =
+        type === "integer" ? "1" : type === "decimal" ? "1.5" : type === "timestamp" ? "2026-01-01T00:00:00.000Z" : type === "date" ? "2026-01-01" : true;
       await expect(w.write([{ c: good }, { c: v }])).rejects.toThrow(message);
       await expect(w.write([{ c: good }])).rejects.toThrow(message); // the writer stays failed
       await w.close().catch(() => undefined);
@@ -556,7 +639,11 @@ describe("parquet writing", () => {
     await w.close();
     const [back] = (await collect(readParquet(path))).rows;
     expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
-    expect(Object.entries(back!)).toEqual([["__proto__", "p"], ["constructor", "c"], ["n", "1"]]);
+    expect(Object.entries(back!)).toEqual([
+      ["__proto__", "p"],
+      ["constructor", "c"],
+      ["n", "1"],
+    ]);
   });
 
   it("writes a valid file with no rows", async () => {

@@ -6,7 +6,13 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
-  canonicalText, compileStageLineWriter, contentHash, decodeStageLine, openStageWriter, readStageChunks, readStageRows,
+  canonicalText,
+  compileStageLineWriter,
+  contentHash,
+  decodeStageLine,
+  openStageWriter,
+  readStageChunks,
+  readStageRows,
 } from "../../src/formats/stage.js";
 import type { Column, TypedRow } from "../../src/formats/typed.js";
 import { tempDir } from "../helpers.js";
@@ -50,7 +56,10 @@ describe("the stage format", () => {
 
   it("hashes the canonical text tables were always keyed on (length-prefixed strings, T/F, ~ for null)", () => {
     expect(canonicalText(["ab", true, null, "", false])).toBe("2:abT~0:F");
-    const line = compileStageLineWriter([{ name: "s", type: "string" }, { name: "b", type: "boolean" }])({ s: "ab", b: true }, 3);
+    const line = compileStageLineWriter([
+      { name: "s", type: "string" },
+      { name: "b", type: "boolean" },
+    ])({ s: "ab", b: true }, 3);
     expect(line).toBe(`3\tab\tt\t${contentHash(["ab", true])}\n`);
     // A column called like an Object.prototype member reads only own properties.
     const proto = compileStageLineWriter([{ name: "constructor", type: "string" }])({}, 1);
@@ -70,15 +79,28 @@ describe("the stage format", () => {
 
   it("reads lines as bytes in bounded chunks, leaving out excluded positions", async () => {
     const path = join(dir, "big.stage");
-    const w = await openStageWriter(path, [{ name: "id", type: "string" }, { name: "note", type: "string" }]);
+    const w = await openStageWriter(path, [
+      { name: "id", type: "string" },
+      { name: "note", type: "string" },
+    ]);
     const n = 60_000;
     const rows = Array.from({ length: n }, (_, i) => ({ id: `id-${i}`, note: i % 7 === 0 ? "multi\nline" : "x".repeat(i % 50) }));
-    await w.write(rows, rows.map((_, i) => i + 2));
+    await w.write(
+      rows,
+      rows.map((_, i) => i + 2),
+    );
     await w.close();
     const exclude = new Set([2, 100, 60_001]);
     let count = 0;
     let chunks = 0;
-    for await (const c of readStageChunks(path, [{ name: "id", type: "string" }, { name: "note", type: "string" }], exclude)) {
+    for await (const c of readStageChunks(
+      path,
+      [
+        { name: "id", type: "string" },
+        { name: "note", type: "string" },
+      ],
+      exclude,
+    )) {
       count += c.rows;
       chunks++;
       expect(c.data[c.data.length - 1]).toBe(10);

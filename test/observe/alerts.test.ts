@@ -81,9 +81,14 @@ const FAST = { attempts: 6, initialMs: 2, maxMs: 20 };
 
 function runFailed(runId = "r-1", wf = "ingest"): EngineEvent {
   return {
-    type: "run-ended", runId, workflow: wf, status: "failed",
+    type: "run-ended",
+    runId,
+    workflow: wf,
+    status: "failed",
     error: { code: "NETWORK_ERROR", message: "step fetch failed: connection refused" },
-    trigger: { type: "manual" }, startedAt: "2024-05-01T10:00:00.000Z", endedAt: "2024-05-01T10:00:05.000Z",
+    trigger: { type: "manual" },
+    startedAt: "2024-05-01T10:00:00.000Z",
+    endedAt: "2024-05-01T10:00:05.000Z",
   };
 }
 
@@ -126,9 +131,13 @@ describe("run_failed", () => {
     const [json] = rx.at("/json");
     expect(json?.headers["content-type"]).toBe("application/json");
     expect(json?.body).toMatchObject({
-      kind: "run_failed", workflow: "ingest", runId: "r-1", status: "failed",
+      kind: "run_failed",
+      workflow: "ingest",
+      runId: "r-1",
+      status: "failed",
       error: { code: "NETWORK_ERROR", message: "step fetch failed: connection refused" },
-      durationMs: 5_000, link: "http://sluice.local:8080/api/v1/runs/r-1",
+      durationMs: 5_000,
+      link: "http://sluice.local:8080/api/v1/runs/r-1",
     });
     expect(json?.body.message).toContain("run r-1 of ingest failed");
     expect(Date.parse(json?.body.at)).not.toBeNaN();
@@ -182,7 +191,9 @@ describe("delivery", () => {
 
   it("gives up after the configured attempts", async () => {
     rx.script("/down", ...Array.from({ length: 10 }, () => ({ status: 502 })));
-    const { a, log } = alerter([{ name: "down", url: rx.url("/down"), format: "json", on: ["run_failed"] }], { retry: { attempts: 4, initialMs: 1, maxMs: 5 } });
+    const { a, log } = alerter([{ name: "down", url: rx.url("/down"), format: "json", on: ["run_failed"] }], {
+      retry: { attempts: 4, initialMs: 1, maxMs: 5 },
+    });
     a.onEngineEvent(runFailed("r-down"));
     await a.flush();
     expect(rx.at("/down")).toHaveLength(4);
@@ -191,7 +202,9 @@ describe("delivery", () => {
 
   it("honours Retry-After on 429", async () => {
     rx.script("/limited", { status: 429, headers: { "retry-after": "1" } });
-    const { a } = alerter([{ name: "limited", url: rx.url("/limited"), format: "json", on: ["run_failed"] }], { retry: { attempts: 3, initialMs: 1, maxMs: 5 } });
+    const { a } = alerter([{ name: "limited", url: rx.url("/limited"), format: "json", on: ["run_failed"] }], {
+      retry: { attempts: 3, initialMs: 1, maxMs: 5 },
+    });
     a.onEngineEvent(runFailed("r-429"));
     await a.flush();
     const got = rx.at("/limited");
@@ -221,7 +234,9 @@ describe("delivery", () => {
 
   it("close abandons retries waiting", async () => {
     rx.script("/closing", { status: 500 });
-    const { a } = alerter([{ name: "c", url: rx.url("/closing"), format: "json", on: ["run_failed"] }], { retry: { attempts: 5, initialMs: 10_000, maxMs: 10_000 } });
+    const { a } = alerter([{ name: "c", url: rx.url("/closing"), format: "json", on: ["run_failed"] }], {
+      retry: { attempts: 5, initialMs: 10_000, maxMs: 10_000 },
+    });
     a.onEngineEvent(runFailed("r-close"));
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
@@ -252,7 +267,12 @@ describe("filters", () => {
     await a.flush();
     expect(rx.at("/billing").map((r) => r.body.runId)).toEqual(["r-billing"]);
     expect(rx.at("/sla-only")).toHaveLength(0);
-    expect(rx.at("/all").map((r) => r.body.runId).sort()).toEqual(["r-billing", "r-ingest"]);
+    expect(
+      rx
+        .at("/all")
+        .map((r) => r.body.runId)
+        .sort(),
+    ).toEqual(["r-billing", "r-ingest"]);
   });
 });
 
@@ -260,29 +280,63 @@ describe("quality_breach", () => {
   it("follows a quality step failing under its threshold", async () => {
     const { a } = alerter([{ name: "q", url: rx.url("/quality"), format: "json", on: ["quality_breach"] }]);
     a.onEngineEvent({
-      type: "step-ended", runId: "r-q", workflow: "ingest", step: "quality-validation", attempt: 1, status: "failed",
+      type: "step-ended",
+      runId: "r-q",
+      workflow: "ingest",
+      step: "quality-validation",
+      attempt: 1,
+      status: "failed",
       error: { code: "QUALITY_BELOW_THRESHOLD", message: "quality score 0.8 is under the threshold 0.95: not_null(price) (400 failing)" },
-      retryInMs: null, durationMs: 40, outputs: null,
+      retryInMs: null,
+      durationMs: 40,
+      outputs: null,
     });
     // Another failure of a step is not a quality breach.
     a.onEngineEvent({
-      type: "step-ended", runId: "r-q2", workflow: "ingest", step: "fetch", attempt: 1, status: "failed",
-      error: { code: "NETWORK_ERROR", message: "refused" }, retryInMs: 5, durationMs: 4, outputs: null,
+      type: "step-ended",
+      runId: "r-q2",
+      workflow: "ingest",
+      step: "fetch",
+      attempt: 1,
+      status: "failed",
+      error: { code: "NETWORK_ERROR", message: "refused" },
+      retryInMs: 5,
+      durationMs: 4,
+      outputs: null,
     });
     // A step that reports a score under its threshold without failing is one.
     a.onEngineEvent({
-      type: "step-ended", runId: "r-q3", workflow: "ingest", step: "custom-check", attempt: 1, status: "succeeded",
-      error: null, retryInMs: null, durationMs: 4, outputs: { score: 0.5, threshold: 0.9 },
+      type: "step-ended",
+      runId: "r-q3",
+      workflow: "ingest",
+      step: "custom-check",
+      attempt: 1,
+      status: "succeeded",
+      error: null,
+      retryInMs: null,
+      durationMs: 4,
+      outputs: { score: 0.5, threshold: 0.9 },
     });
     a.onEngineEvent({
-      type: "step-ended", runId: "r-q4", workflow: "ingest", step: "quality-validation", attempt: 1, status: "succeeded",
-      error: null, retryInMs: null, durationMs: 4, outputs: { score: 0.99, threshold: 0.95 },
+      type: "step-ended",
+      runId: "r-q4",
+      workflow: "ingest",
+      step: "quality-validation",
+      attempt: 1,
+      status: "succeeded",
+      error: null,
+      retryInMs: null,
+      durationMs: 4,
+      outputs: { score: 0.99, threshold: 0.95 },
     });
     await a.flush();
     const got = rx.at("/quality").map((r) => r.body);
     expect(got.map((b) => b.runId).sort()).toEqual(["r-q", "r-q3"]);
     expect(got.find((b) => b.runId === "r-q")).toMatchObject({
-      kind: "quality_breach", workflow: "ingest", step: "quality-validation", status: "failed",
+      kind: "quality_breach",
+      workflow: "ingest",
+      step: "quality-validation",
+      status: "failed",
       error: { code: "QUALITY_BELOW_THRESHOLD" },
     });
   });
@@ -326,7 +380,12 @@ describe("sla_breach", () => {
     // Later, the on-time run is late too.
     await a.checkSla(Date.now() + 3_600_000);
     await a.flush();
-    expect(rx.at("/sla").map((r) => r.body.runId).sort()).toEqual([late, onTime].sort());
+    expect(
+      rx
+        .at("/sla")
+        .map((r) => r.body.runId)
+        .sort(),
+    ).toEqual([late, onTime].sort());
   });
 
   it("reports a finished run that took longer than its SLA, unless already reported", async () => {
@@ -334,8 +393,14 @@ describe("sla_breach", () => {
     const fast = await started("sla-finished", "1h", 10 * 60_000);
     const { a } = alerter([{ name: "sla", url: rx.url("/sla-end"), format: "json", on: ["sla_breach"], workflows: ["sla-finished"] }]);
     const ended = (runId: string): EngineEvent => ({
-      type: "run-ended", runId, workflow: "sla-finished", status: "succeeded", error: null, trigger: null,
-      startedAt: new Date(Date.now() - 10 * 60_000).toISOString(), endedAt: new Date().toISOString(),
+      type: "run-ended",
+      runId,
+      workflow: "sla-finished",
+      status: "succeeded",
+      error: null,
+      trigger: null,
+      startedAt: new Date(Date.now() - 10 * 60_000).toISOString(),
+      endedAt: new Date().toISOString(),
     });
     a.onEngineEvent(ended(slow));
     a.onEngineEvent(ended(fast));
@@ -349,7 +414,15 @@ describe("sla_breach", () => {
   });
 
   it("a failing store is logged, not thrown", async () => {
-    const broken = { ...store, listRuns: async () => { throw new Error("db down"); }, getRun: async () => { throw new Error("db down"); } } as StateStore;
+    const broken = {
+      ...store,
+      listRuns: async () => {
+        throw new Error("db down");
+      },
+      getRun: async () => {
+        throw new Error("db down");
+      },
+    } as StateStore;
     const log = recordingLog();
     const a = createAlerter({ targets: [{ name: "s", url: rx.url("/x"), format: "json", on: ["sla_breach"] }], store: broken, log, retry: FAST });
     alerters.push(a);

@@ -34,13 +34,28 @@ function value(samples: Sample[], name: string, labels: Record<string, string> =
   return hits[0]?.value;
 }
 
-const started = (step: string, attempt = 1, runId = "r-secret-1"): EngineEvent =>
-  ({ type: "step-started", runId, workflow: "ingest", step, attempt, at: Date.now() });
+const started = (step: string, attempt = 1, runId = "r-secret-1"): EngineEvent => ({
+  type: "step-started",
+  runId,
+  workflow: "ingest",
+  step,
+  attempt,
+  at: Date.now(),
+});
 
 function ended(step: string, over: Partial<Extract<EngineEvent, { type: "step-ended" }>> = {}): EngineEvent {
   return {
-    type: "step-ended", runId: "r-secret-1", workflow: "ingest", step, attempt: 1, status: "succeeded",
-    error: null, retryInMs: null, durationMs: 120, outputs: null, ...over,
+    type: "step-ended",
+    runId: "r-secret-1",
+    workflow: "ingest",
+    step,
+    attempt: 1,
+    status: "succeeded",
+    error: null,
+    retryInMs: null,
+    durationMs: 120,
+    outputs: null,
+    ...over,
   };
 }
 
@@ -62,12 +77,24 @@ describe("metrics from engine events", () => {
       started("store"),
       ended("store", { durationMs: 81, outputs: { rowsIn: 2000, rowsStored: 1960, rowsQuarantined: 40, rowsDuplicate: 0, balanced: true } }),
       {
-        type: "run-ended", runId: "r-secret-1", workflow: "ingest", status: "succeeded", error: null, trigger: { type: "manual" },
-        startedAt: "2024-05-01T10:00:00.000Z", endedAt: "2024-05-01T10:00:02.500Z",
+        type: "run-ended",
+        runId: "r-secret-1",
+        workflow: "ingest",
+        status: "succeeded",
+        error: null,
+        trigger: { type: "manual" },
+        startedAt: "2024-05-01T10:00:00.000Z",
+        endedAt: "2024-05-01T10:00:02.500Z",
       },
       {
-        type: "run-ended", runId: "r-secret-2", workflow: "ingest", status: "failed", error: { code: "INTERNAL", message: "x" }, trigger: null,
-        startedAt: null, endedAt: "2024-05-01T10:00:02.500Z",
+        type: "run-ended",
+        runId: "r-secret-2",
+        workflow: "ingest",
+        status: "failed",
+        error: { code: "INTERNAL", message: "x" },
+        trigger: null,
+        startedAt: null,
+        endedAt: "2024-05-01T10:00:02.500Z",
       },
     ];
     for (const e of feed) m.onEngineEvent(e);
@@ -121,9 +148,12 @@ describe("metrics from engine events", () => {
 
   it("takes the quality score from a failing quality step's error", async () => {
     const m = createMetrics({ defaultMetrics: false });
-    m.onEngineEvent(ended("quality", {
-      status: "failed", error: { code: "QUALITY_BELOW_THRESHOLD", message: "quality score 0.8123 is under the threshold 0.95: not_null(price) (3 failing)" },
-    }));
+    m.onEngineEvent(
+      ended("quality", {
+        status: "failed",
+        error: { code: "QUALITY_BELOW_THRESHOLD", message: "quality score 0.8123 is under the threshold 0.95: not_null(price) (3 failing)" },
+      }),
+    );
     const s = parse(await m.render());
     expect(value(s, "sluice_quality_score", { workflow: "ingest", step: "quality" })).toBe(0.8123);
     expect(value(s, "sluice_quality_threshold", { workflow: "ingest", step: "quality" })).toBe(0.95);
@@ -133,7 +163,12 @@ describe("metrics from engine events", () => {
   it("observes attempts' resource usage by scope, leaving out figures that were not measured", async () => {
     const m = createMetrics({ defaultMetrics: false });
     m.onEngineEvent(ended("convert", { usage: { cpuMs: 250, peakMemoryBytes: null, readBytes: 4096, writtenBytes: null, scope: "process" } }));
-    m.onEngineEvent(ended("export", { status: "failed", usage: { cpuMs: 1500, peakMemoryBytes: 300 * 2 ** 20, readBytes: 10, writtenBytes: 2 ** 30, scope: "process-tree" } }));
+    m.onEngineEvent(
+      ended("export", {
+        status: "failed",
+        usage: { cpuMs: 1500, peakMemoryBytes: 300 * 2 ** 20, readBytes: 10, writtenBytes: 2 ** 30, scope: "process-tree" },
+      }),
+    );
     m.onEngineEvent(ended("export", { attempt: 2 })); // no usage (an older engine, or not measurable)
     const s = parse(await m.render());
     const convert = { workflow: "ingest", step: "convert", status: "succeeded", scope: "process" };
@@ -172,7 +207,9 @@ describe("metrics from engine events", () => {
     const m = createMetrics({ defaultMetrics: false });
     expect(() => m.onEngineEvent({ type: "run-detached", runId: "r", reason: "x" })).not.toThrow();
     expect(() => m.onEngineEvent(ended("s", { durationMs: -5, outputs: { rowsIn: "many", score: Number.NaN } }))).not.toThrow();
-    expect(() => m.onEngineEvent({ type: "run-ended", runId: "r", workflow: "w", status: "failed", error: null, trigger: null, startedAt: "garbage", endedAt: "x" })).not.toThrow();
+    expect(() =>
+      m.onEngineEvent({ type: "run-ended", runId: "r", workflow: "w", status: "failed", error: null, trigger: null, startedAt: "garbage", endedAt: "x" }),
+    ).not.toThrow();
   });
 });
 
@@ -218,7 +255,12 @@ describe("gauges from the state store", () => {
   it("a failing store costs the gauges, not the scrape", async () => {
     const store = openSqliteStore(":memory:");
     stores.push(store);
-    const broken = { ...store, countRuns: async () => { throw new Error("db down"); } } as StateStore;
+    const broken = {
+      ...store,
+      countRuns: async () => {
+        throw new Error("db down");
+      },
+    } as StateStore;
     const m = createMetrics({ store: broken, defaultMetrics: false });
     const s = parse(await m.render());
     expect(value(s, "sluice_metrics_store_errors_total")).toBe(1);
@@ -229,12 +271,16 @@ describe("gauges from the state store", () => {
     try {
       const m = createMetrics({ store: env.store, defaultMetrics: false });
       const events: EngineEvent[] = [];
-      const flow = workflow({
-        steps: [
-          { name: "flaky", agent: "test", action: "flaky", with: { failures: 1 }, retry: { limit: 2, backoff: { initial: "1ms", jitter: 0 } } },
-          { name: "echo", agent: "test", action: "echo", with: { value: 1 }, dependsOn: ["flaky"] },
-        ],
-      }, undefined, "engine-flow");
+      const flow = workflow(
+        {
+          steps: [
+            { name: "flaky", agent: "test", action: "flaky", with: { failures: 1 }, retry: { limit: 2, backoff: { initial: "1ms", jitter: 0 } } },
+            { name: "echo", agent: "test", action: "echo", with: { value: 1 }, dependsOn: ["flaky"] },
+          ],
+        },
+        undefined,
+        "engine-flow",
+      );
       const run = await runWorkflow(env, flow, { events });
       expect(run.status).toBe("succeeded");
       for (const e of events) m.onEngineEvent(e);

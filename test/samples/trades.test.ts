@@ -274,7 +274,10 @@ describe("the committed samples", () => {
       expect(c.clean, name).toBe(s.good);
       expect(rs.length + es.length).toBe(opts.rows);
       // NDJSON/JSON keep every value as the string it is in the CSV.
-      expect(rs.filter((r) => !TRADE_COLUMNS.every((col) => typeof r[col] === "string")), name).toEqual([]);
+      expect(
+        rs.filter((r) => !TRADE_COLUMNS.every((col) => typeof r[col] === "string")),
+        name,
+      ).toEqual([]);
       for (const r of rs) {
         const id = String(r.trade_id);
         if (id === "") continue;

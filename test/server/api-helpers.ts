@@ -57,8 +57,8 @@ export async function request(
 ): Promise<Reply> {
   const headers: Record<string, string> = {};
   let body: string | undefined;
-  if (o.json !== undefined) (headers["content-type"] = "application/json"), (body = JSON.stringify(o.json));
-  if (o.body !== undefined) (headers["content-type"] = o.type ?? "application/yaml"), (body = o.body);
+  if (o.json !== undefined) ((headers["content-type"] = "application/json"), (body = JSON.stringify(o.json)));
+  if (o.body !== undefined) ((headers["content-type"] = o.type ?? "application/yaml"), (body = o.body));
   if (o.token) headers.authorization = `Bearer ${o.token}`;
   const res = await fetch(base + path, { method, headers, body });
   const text = await res.text();

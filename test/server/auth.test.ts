@@ -34,7 +34,11 @@ spec:
 
 describe("resolving tokens", () => {
   test("tokens are kept as hashes and identified by value", () => {
-    expect(auth.tokens.map((t) => [t.name, t.role])).toEqual([["dash", "viewer"], ["ci", "operator"], ["ops", "admin"]]);
+    expect(auth.tokens.map((t) => [t.name, t.role])).toEqual([
+      ["dash", "viewer"],
+      ["ci", "operator"],
+      ["ops", "admin"],
+    ]);
     expect(JSON.stringify(auth)).not.toContain("secret");
     expect(identify(auth, "admin-secret")?.name).toBe("ops");
     expect(identify(auth, "admin-secret\n")).toBeUndefined();
@@ -43,7 +47,9 @@ describe("resolving tokens", () => {
 
   test("an unset variable or a shared token is a config error naming the field", async () => {
     await expect(resolveAuth(config.auth, { env: {}, configFile })).rejects.toThrow(/auth\.tokens\[0\]\.token \(dash\).*TEST_VIEWER_TOKEN/);
-    await expect(resolveAuth(config.auth, { env: { TEST_VIEWER_TOKEN: "same", TEST_OPERATOR_TOKEN: "same" }, configFile })).rejects.toThrow(/"dash" and "ci" resolve to the same token/);
+    await expect(resolveAuth(config.auth, { env: { TEST_VIEWER_TOKEN: "same", TEST_OPERATOR_TOKEN: "same" }, configFile })).rejects.toThrow(
+      /"dash" and "ci" resolve to the same token/,
+    );
   });
 });
 
@@ -91,7 +97,14 @@ describe("roles", () => {
 
 describe("binding", () => {
   const deps = (a: AuthConfig) =>
-    createApp({ store: undefined as never, home: dir, actions: undefined as never, auth: a, ready: () => true, metrics: { contentType: "text/plain", render: async () => "" } });
+    createApp({
+      store: undefined as never,
+      home: dir,
+      actions: undefined as never,
+      auth: a,
+      ready: () => true,
+      metrics: { contentType: "text/plain", render: async () => "" },
+    });
 
   test("without tokens the server binds to loopback even when asked for every interface, and says why", async () => {
     const logged: string[] = [];
@@ -112,7 +125,11 @@ describe("binding", () => {
     await dflt.close();
 
     const slow = createApp({
-      store: undefined as never, home: dir, actions: undefined as never, auth, ready: () => true,
+      store: undefined as never,
+      home: dir,
+      actions: undefined as never,
+      auth,
+      ready: () => true,
       metrics: { contentType: "text/plain", render: () => new Promise((r) => setTimeout(() => r("slow 1\n"), 200)) },
     });
     const s = await startHttpServer({ app: slow, port: 0, host: "0.0.0.0", auth });
@@ -127,7 +144,9 @@ describe("binding", () => {
   test("a port in use is a clear error", async () => {
     const a = await startHttpServer({ app: deps(AUTH_OFF), port: 0, auth: AUTH_OFF });
     try {
-      await expect(startHttpServer({ app: deps(AUTH_OFF), port: a.port, auth: AUTH_OFF })).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+: the port is in use/);
+      await expect(startHttpServer({ app: deps(AUTH_OFF), port: a.port, auth: AUTH_OFF })).rejects.toThrow(
+        /cannot listen on 127\.0\.0\.1:\d+: the port is in use/,
+      );
     } finally {
       await a.close();
     }

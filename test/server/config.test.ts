@@ -24,7 +24,9 @@ describe("server config", () => {
 
   test("the documented shape, with alert defaults filled in", async () => {
     const file = join(dir, "serve.yaml");
-    writeFileSync(file, `server:
+    writeFileSync(
+      file,
+      `server:
   host: 0.0.0.0
   port: 8080
 auth:
@@ -44,7 +46,8 @@ alerts:
   - name: plain
     url: https://example.com/alerts
     on: [sla_breach]
-`);
+`,
+    );
     const cfg = await loadServerConfig(file);
     expect(cfg.server).toEqual({ host: "0.0.0.0", port: 8080 });
     expect(cfg.auth.tokens).toEqual([{ name: "ci", token: "env:SLUICE_TOKEN_CI", role: "operator" }]);
@@ -85,9 +88,11 @@ alerts:
 
   test("missing fields, duplicate names, YAML errors and missing files", async () => {
     expect(failure("auth:\n  tokens:\n    - name: a\n      role: admin\n").message).toContain("serve.yaml:3:7: auth.tokens[0].token: is required");
-    expect(failure("alerts:\n  - { name: a, url: env:A }\n  - { name: a, url: env:B }\n").message).toContain("serve.yaml:3:13: alerts[1].name: duplicate name \"a\"");
+    expect(failure("alerts:\n  - { name: a, url: env:A }\n  - { name: a, url: env:B }\n").message).toContain(
+      'serve.yaml:3:13: alerts[1].name: duplicate name "a"',
+    );
     expect(failure("server: [\n").message).toMatch(/serve\.yaml:\d+:\d+: YAML syntax error/);
-    expect(failure("servr: {}\n").message).toContain("serve.yaml:1:1: the file: unknown field \"servr\"");
+    expect(failure("servr: {}\n").message).toContain('serve.yaml:1:1: the file: unknown field "servr"');
     await expect(loadServerConfig(join(dir, "nope.yaml"))).rejects.toThrow(/server config file .*nope\.yaml does not exist/);
     expect(parseServerConfig("", "empty.yaml")).toEqual({ server: {}, auth: { tokens: [] }, alerts: [] });
   });

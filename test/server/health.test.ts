@@ -3,7 +3,12 @@ import { startApi } from "./api-helpers.js";
 
 const api = await startApi();
 const broken = await startApi({
-  metrics: { contentType: "text/plain", render: async () => { throw new Error("connection to db-secret-host:5432 refused at Object.<anonymous> (/srv/x.js:1:1)"); } },
+  metrics: {
+    contentType: "text/plain",
+    render: async () => {
+      throw new Error("connection to db-secret-host:5432 refused at Object.<anonymous> (/srv/x.js:1:1)");
+    },
+  },
 });
 
 test("/healthz is always ok; /readyz follows ready()", async () => {
@@ -28,11 +33,22 @@ test("openapi.json is an OpenAPI 3.1 document with every route", async () => {
   expect(r.json.openapi).toBe("3.1.0");
   expect(r.json.info.title).toBe("Sluice API");
   expect(Object.keys(r.json.paths).sort()).toEqual([
-    "/api/v1/events", "/api/v1/events/{id}",
-    "/api/v1/runs", "/api/v1/runs/{id}", "/api/v1/runs/{id}/cancel", "/api/v1/runs/{id}/resume", "/api/v1/runs/{id}/retry",
+    "/api/v1/events",
+    "/api/v1/events/{id}",
+    "/api/v1/runs",
+    "/api/v1/runs/{id}",
+    "/api/v1/runs/{id}/cancel",
+    "/api/v1/runs/{id}/resume",
+    "/api/v1/runs/{id}/retry",
     "/api/v1/runs/{id}/steps/{step}/attempts/{n}/logs",
-    "/api/v1/workflows", "/api/v1/workflows/{name}", "/api/v1/workflows/{name}/rollback", "/api/v1/workflows/{name}/runs", "/api/v1/workflows/{name}/versions",
-    "/healthz", "/metrics", "/readyz",
+    "/api/v1/workflows",
+    "/api/v1/workflows/{name}",
+    "/api/v1/workflows/{name}/rollback",
+    "/api/v1/workflows/{name}/runs",
+    "/api/v1/workflows/{name}/versions",
+    "/healthz",
+    "/metrics",
+    "/readyz",
   ]);
   expect(Object.keys(r.json.paths["/api/v1/workflows"])).toEqual(["get", "post"]);
   expect(r.json.paths["/api/v1/workflows"].post.requestBody.content).toHaveProperty("application/yaml");

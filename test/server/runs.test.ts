@@ -42,7 +42,14 @@ describe("starting runs", () => {
   test("201 with a pending run triggered by the API, listed with status pending", async () => {
     const r = await start("api-greet", { params: { who: "api", times: 2 } });
     expect(r.status).toBe(201);
-    expect(r.json).toMatchObject({ workflow: "api-greet", status: "pending", params: { who: "api", times: 2 }, trigger: { type: "api" }, owner: null, cancelRequested: false });
+    expect(r.json).toMatchObject({
+      workflow: "api-greet",
+      status: "pending",
+      params: { who: "api", times: 2 },
+      trigger: { type: "api" },
+      owner: null,
+      cancelRequested: false,
+    });
     const list = await api.call("GET", `${V1}/runs?workflow=api-greet&status=pending`);
     expect(list.json.runs.map((x: { id: string }) => x.id)).toContain(r.json.id);
   });
@@ -72,7 +79,12 @@ describe("run detail, logs and state changes", () => {
     expect(log.status).toBe(200);
     expect(log.headers.get("content-type")).toMatch(/^text\/plain/);
     expect(log.text).toContain("hello logs");
-    for (const path of [`/runs/${id}/steps/greet/attempts/2/logs`, `/runs/${id}/steps/nope/attempts/1/logs`, `/runs/r-nope/steps/greet/attempts/1/logs`, `/runs/r-nope`]) {
+    for (const path of [
+      `/runs/${id}/steps/greet/attempts/2/logs`,
+      `/runs/${id}/steps/nope/attempts/1/logs`,
+      `/runs/r-nope/steps/greet/attempts/1/logs`,
+      `/runs/r-nope`,
+    ]) {
       const r = await api.call("GET", V1 + path);
       expect(r.status, path).toBe(404);
       expect(r.json.error.code).toBe("NOT_FOUND");
@@ -87,8 +99,11 @@ describe("run detail, logs and state changes", () => {
     expect((await execute(id)).status).toBe("succeeded");
     const attempt = (await api.call("GET", `${V1}/runs/${id}`)).json.steps[0].attempts[0];
     expect(attempt.usage).toEqual({
-      cpuMs: expect.any(Number), peakMemoryBytes: expect.toBeOneOf([null, expect.any(Number)]),
-      readBytes: expect.any(Number), writtenBytes: expect.any(Number), scope: "process-tree",
+      cpuMs: expect.any(Number),
+      peakMemoryBytes: expect.toBeOneOf([null, expect.any(Number)]),
+      readBytes: expect.any(Number),
+      writtenBytes: expect.any(Number),
+      scope: "process-tree",
     });
     // `sh -c 'echo "hello usage"'`: 12 bytes to stdout, and the program files read at start.
     expect(attempt.usage.writtenBytes).toBeGreaterThanOrEqual("hello usage\n".length);

@@ -21,7 +21,12 @@ spec:
 
 describe("applying workflows", () => {
   test("the repository's workflow files and the example apply as YAML", async () => {
-    const files = [...readdirSync("workflows").filter((f) => f.endsWith(".yaml")).map((f) => `workflows/${f}`), "examples/hello-pipeline.yaml"];
+    const files = [
+      ...readdirSync("workflows")
+        .filter((f) => f.endsWith(".yaml"))
+        .map((f) => `workflows/${f}`),
+      "examples/hello-pipeline.yaml",
+    ];
     for (const f of files) {
       const r = await api.call("POST", `${V1}/workflows`, { body: readFileSync(f, "utf8") });
       expect(r.status, `${f}: ${r.text}`).toBe(201);
@@ -91,7 +96,11 @@ describe("reading and rolling back", () => {
     expect(cur.json.yaml).toBe(flow("api-roll", "v3"));
     expect(cur.json.spec.spec.steps[0].exec.command).toEqual(["echo", "v3"]);
     const versions = await api.call("GET", `${V1}/workflows/api-roll/versions`);
-    expect(versions.json.versions.map((v: { version: number; current: boolean }) => [v.version, v.current])).toEqual([[3, true], [2, false], [1, false]]);
+    expect(versions.json.versions.map((v: { version: number; current: boolean }) => [v.version, v.current])).toEqual([
+      [3, true],
+      [2, false],
+      [1, false],
+    ]);
   });
 
   test("rollback to the previous version, or to a given one", async () => {

@@ -184,7 +184,9 @@ describe("durations and expressions", () => {
   it("keeps the type of a whole-value expression and interpolates inside text", () => {
     const scope = { params: { n: 3, name: "x" }, steps: { a: { outputs: { rows: 10, meta: { ok: true } } } }, run: { id: "r-1", workflow: "w" } };
     expect(evaluate({ a: "${{ params.n }}", b: "n=${{ params.n }} ${{ run.id }}", c: ["${{ steps.a.outputs.meta }}"] }, scope)).toEqual({
-      a: 3, b: "n=3 r-1", c: [{ ok: true }],
+      a: 3,
+      b: "n=3 r-1",
+      c: [{ ok: true }],
     });
     expect(() => evaluate("${{ steps.a.outputs.missing }}", scope)).toThrow(/no such value/);
   });

@@ -60,7 +60,15 @@ describe("migrations", () => {
     expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     const tables = await admin.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [fresh]);
     expect(tables.rows.map((r) => r.table_name)).toEqual([
-      "attempts", "events", "fires", "ingested_files", "leases", "runs", "schema_migrations", "steps", "workflows",
+      "attempts",
+      "events",
+      "fires",
+      "ingested_files",
+      "leases",
+      "runs",
+      "schema_migrations",
+      "steps",
+      "workflows",
     ]);
   });
 
@@ -101,7 +109,12 @@ describe("migrations", () => {
 
   it("an older store's attempts read without usage after the usage migration, and new ends record it (SQLite and PostgreSQL)", async () => {
     const usage = { cpuMs: 41.5, peakMemoryBytes: 210 * 1024 * 1024, readBytes: 4096, writtenBytes: 52_428_800, scope: "process-tree" as const };
-    const wf = workflow({ steps: [{ name: "a", agent: "test", action: "echo", with: { value: 1 } }, { name: "b", agent: "test", action: "echo", with: { value: 2 } }] });
+    const wf = workflow({
+      steps: [
+        { name: "a", agent: "test", action: "echo", with: { value: 1 } },
+        { name: "b", agent: "test", action: "echo", with: { value: 2 } },
+      ],
+    });
     const at = "2025-01-01T00:00:00.000Z";
     const end = { owner: "w", status: "succeeded" as const, endedAt: at, error: null, outputs: {}, stepStatus: "succeeded" as const, notBefore: null };
     const check = async (s: StateStore, runId: string) => {
@@ -125,7 +138,10 @@ describe("migrations", () => {
       await admin.query(m.sql);
       await admin.query(`INSERT INTO schema_migrations VALUES ($1, 'then')`, [m.version]);
     }
-    await admin.query(`INSERT INTO runs (id, workflow, spec, params, status, created_at, lease_owner, lease_expires_at) VALUES ('r-u', 'test-flow', $1, '{}', 'running', $2, 'w', $3)`, [spec, at, Date.now() + 60_000]);
+    await admin.query(
+      `INSERT INTO runs (id, workflow, spec, params, status, created_at, lease_owner, lease_expires_at) VALUES ('r-u', 'test-flow', $1, '{}', 'running', $2, 'w', $3)`,
+      [spec, at, Date.now() + 60_000],
+    );
     await admin.query(`INSERT INTO steps (run_id, name, idx, status) VALUES ('r-u', 'a', 0, 'succeeded'), ('r-u', 'b', 1, 'pending')`);
     await admin.query(`INSERT INTO attempts (run_id, step, n, status, started_at, ended_at, owner) VALUES ('r-u', 'a', 1, 'succeeded', $1, $1, 'w')`, [at]);
     await admin.query("COMMIT");
@@ -141,7 +157,9 @@ describe("migrations", () => {
       db.exec(m.sql);
       db.prepare(`INSERT INTO schema_migrations VALUES (?, 'then')`).run(m.version);
     }
-    db.prepare(`INSERT INTO runs (id, workflow, spec, params, status, created_at, lease_owner, lease_expires_at) VALUES ('r-u', 'test-flow', ?, '{}', 'running', ?, 'w', ?)`).run(spec, at, Date.now() + 60_000);
+    db.prepare(
+      `INSERT INTO runs (id, workflow, spec, params, status, created_at, lease_owner, lease_expires_at) VALUES ('r-u', 'test-flow', ?, '{}', 'running', ?, 'w', ?)`,
+    ).run(spec, at, Date.now() + 60_000);
     db.prepare(`INSERT INTO steps (run_id, name, idx, status) VALUES ('r-u', 'a', 0, 'succeeded'), ('r-u', 'b', 1, 'pending')`).run();
     db.prepare(`INSERT INTO attempts (run_id, step, n, status, started_at, ended_at, owner) VALUES ('r-u', 'a', 1, 'succeeded', ?, ?, 'w')`).run(at, at);
     db.close();
@@ -155,7 +173,10 @@ describe("migrations", () => {
     extraSchemas.push(newer);
     await (await openPostgresStore(URL_, { schema: newer })).close();
     await admin.query(`INSERT INTO "${newer}".schema_migrations VALUES (99, 'x')`);
-    await expect(openPostgresStore(URL_, { schema: newer })).rejects.toMatchObject({ code: "BAD_CONFIG", message: expect.stringMatching(/newer Sluice \(schema 99/) });
+    await expect(openPostgresStore(URL_, { schema: newer })).rejects.toMatchObject({
+      code: "BAD_CONFIG",
+      message: expect.stringMatching(/newer Sluice \(schema 99/),
+    });
   });
 });
 
@@ -177,9 +198,21 @@ describe("opening", () => {
 describe("runs and leases", () => {
   it("creates a run with its steps and reads it back like the SQLite store", async () => {
     const run = await newRun();
-    expect(run).toMatchObject({ status: "pending", workflow: "lease-flow", params: { p: seq }, trigger: { type: "manual" }, cancelRequested: false, leaseOwner: null, leaseExpiresAt: null });
+    expect(run).toMatchObject({
+      status: "pending",
+      workflow: "lease-flow",
+      params: { p: seq },
+      trigger: { type: "manual" },
+      cancelRequested: false,
+      leaseOwner: null,
+      leaseExpiresAt: null,
+    });
     expect(run.spec.spec.steps.map((s) => s.name)).toEqual(["a", "b", "c"]);
-    expect((await store.getSteps(run.id)).map((s) => [s.name, s.idx, s.status, s.attempts])).toEqual([["a", 0, "pending", 0], ["b", 1, "pending", 0], ["c", 2, "pending", 0]]);
+    expect((await store.getSteps(run.id)).map((s) => [s.name, s.idx, s.status, s.attempts])).toEqual([
+      ["a", 0, "pending", 0],
+      ["b", 1, "pending", 0],
+      ["c", 2, "pending", 0],
+    ]);
     expect(await store.getRun("no-such-run")).toBeUndefined();
   });
 
@@ -198,11 +231,23 @@ describe("runs and leases", () => {
     await expect(store.beginAttempt(run.id, "a", 1, "B", new Date(t).toISOString())).rejects.toMatchObject({ code: "LEASE_LOST" });
     await store.beginAttempt(run.id, "a", 1, "A", new Date(t).toISOString());
     await store.beginAttempt(run.id, "b", 1, "A", new Date(t).toISOString());
-    expect((await store.getSteps(run.id)).map((s) => [s.name, s.status, s.attempts])).toEqual([["a", "running", 1], ["b", "running", 1], ["c", "pending", 0]]);
+    expect((await store.getSteps(run.id)).map((s) => [s.name, s.status, s.attempts])).toEqual([
+      ["a", "running", 1],
+      ["b", "running", 1],
+      ["c", "pending", 0],
+    ]);
 
     await store.endAttempt({
-      runId: run.id, step: "a", n: 1, owner: "A", status: "failed", endedAt: new Date(t + 10).toISOString(),
-      error: { code: "NETWORK_ERROR", message: "boom" }, outputs: null, stepStatus: "pending", notBefore: t + 5_000,
+      runId: run.id,
+      step: "a",
+      n: 1,
+      owner: "A",
+      status: "failed",
+      endedAt: new Date(t + 10).toISOString(),
+      error: { code: "NETWORK_ERROR", message: "boom" },
+      outputs: null,
+      stepStatus: "pending",
+      notBefore: t + 5_000,
     });
     const a = (await store.getSteps(run.id))[0]!;
     expect(a).toMatchObject({ status: "pending", notBefore: t + 5_000, endedAt: null, error: { code: "NETWORK_ERROR", message: "boom" } });
@@ -216,27 +261,60 @@ describe("runs and leases", () => {
     expect(await store.recoverInterrupted(run.id, "B", new Date(t + 2_002).toISOString())).toBe(1);
     await expect(
       store.endAttempt({
-        runId: run.id, step: "b", n: 1, owner: "A", status: "succeeded", endedAt: new Date(t + 3_000).toISOString(),
-        error: null, outputs: { late: true }, stepStatus: "succeeded", notBefore: null,
+        runId: run.id,
+        step: "b",
+        n: 1,
+        owner: "A",
+        status: "succeeded",
+        endedAt: new Date(t + 3_000).toISOString(),
+        error: null,
+        outputs: { late: true },
+        stepStatus: "succeeded",
+        notBefore: null,
       }),
     ).rejects.toMatchObject({ code: "LEASE_LOST" });
     const attempts = await store.getAttempts(run.id);
-    expect(attempts.map((x) => [x.step, x.n, x.status, x.owner])).toEqual([["a", 1, "failed", "A"], ["b", 1, "interrupted", "A"]]);
+    expect(attempts.map((x) => [x.step, x.n, x.status, x.owner])).toEqual([
+      ["a", 1, "failed", "A"],
+      ["b", 1, "interrupted", "A"],
+    ]);
     expect(attempts[1]!.error?.code).toBe("INTERRUPTED");
-    expect((await store.getSteps(run.id)).map((s) => [s.name, s.status, s.outputs])).toEqual([["a", "pending", null], ["b", "pending", null], ["c", "pending", null]]);
+    expect((await store.getSteps(run.id)).map((s) => [s.name, s.status, s.outputs])).toEqual([
+      ["a", "pending", null],
+      ["b", "pending", null],
+      ["c", "pending", null],
+    ]);
 
     // B goes on with attempt 2; the old owner cannot finish the run, B can.
     await store.beginAttempt(run.id, "b", 2, "B", new Date(t + 3_000).toISOString());
     await store.endAttempt({
-      runId: run.id, step: "b", n: 2, owner: "B", status: "succeeded", endedAt: new Date(t + 3_100).toISOString(),
-      error: null, outputs: { rows: 3 }, stepStatus: "succeeded", notBefore: null,
+      runId: run.id,
+      step: "b",
+      n: 2,
+      owner: "B",
+      status: "succeeded",
+      endedAt: new Date(t + 3_100).toISOString(),
+      error: null,
+      outputs: { rows: 3 },
+      stepStatus: "succeeded",
+      notBefore: null,
     });
     await store.settleSteps(run.id, ["a", "b", "c"], "cancelled", new Date(t + 3_200).toISOString(), { code: "CANCELLED", message: "the run was cancelled" });
-    expect((await store.getSteps(run.id)).map((s) => [s.name, s.status, s.outputs])).toEqual([["a", "cancelled", null], ["b", "succeeded", { rows: 3 }], ["c", "cancelled", null]]);
+    expect((await store.getSteps(run.id)).map((s) => [s.name, s.status, s.outputs])).toEqual([
+      ["a", "cancelled", null],
+      ["b", "succeeded", { rows: 3 }],
+      ["c", "cancelled", null],
+    ]);
     await store.finishRun(run.id, "A", "failed", new Date(t + 3_300).toISOString(), null);
     expect((await store.getRun(run.id))!.status).toBe("running");
     await store.finishRun(run.id, "B", "cancelled", new Date(t + 3_300).toISOString(), { code: "CANCELLED", message: "the run was cancelled" });
-    expect(await store.getRun(run.id)).toMatchObject({ status: "cancelled", leaseOwner: null, leaseExpiresAt: null, cancelRequested: true, error: { code: "CANCELLED" } });
+    expect(await store.getRun(run.id)).toMatchObject({
+      status: "cancelled",
+      leaseOwner: null,
+      leaseExpiresAt: null,
+      cancelRequested: true,
+      error: { code: "CANCELLED" },
+    });
     expect(await store.claimRun(run.id, "C", 1_000, t + 9_000)).toBe(false); // finished runs cannot be claimed
   });
 
@@ -249,7 +327,10 @@ describe("runs and leases", () => {
     await blocker.connect();
     await blocker.query("BEGIN");
     await blocker.query(`SELECT 1 FROM "${schema}".steps WHERE run_id = $1 FOR UPDATE`, [run.id]);
-    const begin = store.beginAttempt(run.id, "a", 1, "old", new Date(t).toISOString()).then(() => "recorded", (e: { code: string }) => e.code);
+    const begin = store.beginAttempt(run.id, "a", 1, "old", new Date(t).toISOString()).then(
+      () => "recorded",
+      (e: { code: string }) => e.code,
+    );
     await new Promise((r) => setTimeout(r, 100));
     // The new owner claims the expired lease and recovers: it must wait for the old attempt (or fence it out).
     const takeover = (async () => {
@@ -284,8 +365,22 @@ describe("ingested-files ledger", () => {
   it("remembers checksums per scope, and recording again is harmless", async () => {
     const run = await newRun(["a"]);
     expect(await store.ingestedChecksums("wf:src", ["c1", "c2"])).toEqual(new Set());
-    await store.recordIngested("wf:src", [{ checksum: "c1", path: "/d/1.csv", size: 5_000_000_000 }, { checksum: "c2", path: "/d/2.csv", size: 2 }], run.id);
-    await store.recordIngested("wf:src", [{ checksum: "c2", path: "/d/2-again.csv", size: 2 }, { checksum: "c3", path: "/d/3.csv", size: 3 }], run.id);
+    await store.recordIngested(
+      "wf:src",
+      [
+        { checksum: "c1", path: "/d/1.csv", size: 5_000_000_000 },
+        { checksum: "c2", path: "/d/2.csv", size: 2 },
+      ],
+      run.id,
+    );
+    await store.recordIngested(
+      "wf:src",
+      [
+        { checksum: "c2", path: "/d/2-again.csv", size: 2 },
+        { checksum: "c3", path: "/d/3.csv", size: 3 },
+      ],
+      run.id,
+    );
     await store.recordIngested("wf:src", [], run.id);
     expect(await store.ingestedChecksums("wf:src", ["c1", "c2", "c3", "c4"])).toEqual(new Set(["c1", "c2", "c3"]));
     expect(await store.ingestedChecksums("other", ["c1"])).toEqual(new Set());

@@ -12,7 +12,16 @@ let env: TestEnv;
 afterEach(async () => env?.cleanup());
 
 const wf = (name = "svc-flow") =>
-  workflow({ steps: [{ name: "a", agent: "test", action: "echo", with: { value: 1 } }, { name: "b", agent: "test", action: "echo", with: { value: 2 }, dependsOn: ["a"] }] }, undefined, name);
+  workflow(
+    {
+      steps: [
+        { name: "a", agent: "test", action: "echo", with: { value: 1 } },
+        { name: "b", agent: "test", action: "echo", with: { value: 2 }, dependsOn: ["a"] },
+      ],
+    },
+    undefined,
+    name,
+  );
 
 describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
   let shared: StateStore | undefined;
@@ -60,7 +69,18 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     const run = await createRun(store, { workflow: wf(), lease: { owner: "me", expiresAt: Date.now() + 10_000 } });
     await store.markRunStarted(run.id, "me", new Date().toISOString(), new Date(Date.now() + 1000).toISOString());
     await store.beginAttempt(run.id, "a", 1, "me", new Date().toISOString());
-    await store.endAttempt({ runId: run.id, step: "a", n: 1, owner: "me", status: "failed", endedAt: new Date().toISOString(), error: { code: "INTERNAL", message: "x" }, outputs: null, stepStatus: "failed", notBefore: null });
+    await store.endAttempt({
+      runId: run.id,
+      step: "a",
+      n: 1,
+      owner: "me",
+      status: "failed",
+      endedAt: new Date().toISOString(),
+      error: { code: "INTERNAL", message: "x" },
+      outputs: null,
+      stepStatus: "failed",
+      notBefore: null,
+    });
     await store.settleSteps(run.id, ["b"], "skipped", new Date().toISOString(), null);
     await store.finishRun(run.id, "me", "failed", new Date().toISOString(), { code: "INTERNAL", message: "x" });
     expect(await store.reopenRun(run.id, ["a", "b"])).toBe(true);
@@ -68,7 +88,10 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     const again = (await store.getRun(run.id))!;
     expect([again.status, again.error, again.deadlineAt, again.leaseOwner]).toEqual(["pending", null, null, null]);
     const steps = await store.getSteps(run.id);
-    expect(steps.map((s) => [s.name, s.status, s.attempts, s.retryBase])).toEqual([["a", "pending", 1, 1], ["b", "pending", 0, 0]]);
+    expect(steps.map((s) => [s.name, s.status, s.attempts, s.retryBase])).toEqual([
+      ["a", "pending", 1, 1],
+      ["b", "pending", 0, 0],
+    ]);
   });
 
   it("keeps workflow versions, rolls back and retires", async () => {
@@ -76,13 +99,19 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     const w = wf("registry-flow");
     const at = new Date().toISOString();
     expect(await store.saveWorkflow({ name: "registry-flow", spec: w, yaml: "v1", source: "/x/a.yaml", createdAt: at })).toEqual({ version: 1, created: true });
-    expect(await store.saveWorkflow({ name: "registry-flow", spec: w, yaml: "v1", source: "/x/a.yaml", createdAt: at })).toEqual({ version: 1, created: false });
+    expect(await store.saveWorkflow({ name: "registry-flow", spec: w, yaml: "v1", source: "/x/a.yaml", createdAt: at })).toEqual({
+      version: 1,
+      created: false,
+    });
     expect(await store.saveWorkflow({ name: "registry-flow", spec: w, yaml: "v2", source: "/x/a.yaml", createdAt: at })).toEqual({ version: 2, created: true });
     expect((await store.getWorkflow("registry-flow"))!.yaml).toBe("v2");
     expect(await store.setCurrentWorkflow("registry-flow", 1)).toBe(true);
     expect(await store.setCurrentWorkflow("registry-flow", 9)).toBe(false);
     expect((await store.getWorkflow("registry-flow"))!.version).toBe(1);
-    expect((await store.workflowHistory("registry-flow")).map((v) => [v.version, v.current])).toEqual([[1, true], [2, false]]);
+    expect((await store.workflowHistory("registry-flow")).map((v) => [v.version, v.current])).toEqual([
+      [1, true],
+      [2, false],
+    ]);
     await store.retireWorkflow("registry-flow");
     expect((await store.listWorkflows()).map((v) => v.name)).not.toContain("registry-flow");
     expect((await store.getWorkflow("registry-flow", 2))!.yaml).toBe("v2");
@@ -104,7 +133,12 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
 
   it("records a cron fire once and lists unsettled fires", async () => {
     const { store } = makeEnv();
-    const f = { workflow: `fire-flow-${Date.now()}`, triggerKey: "schedule:0 * * * *@UTC", fireAt: "2026-11-27T10:00:00.000Z", recordedAt: new Date().toISOString() };
+    const f = {
+      workflow: `fire-flow-${Date.now()}`,
+      triggerKey: "schedule:0 * * * *@UTC",
+      fireAt: "2026-11-27T10:00:00.000Z",
+      recordedAt: new Date().toISOString(),
+    };
     expect(await store.recordFire(f)).toBe(true);
     expect(await store.recordFire(f)).toBe(false);
     expect((await store.unsettledFires()).some((u) => u.workflow === f.workflow)).toBe(true);
@@ -121,11 +155,15 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     await store.recordIngested(scope, [{ checksum: "good", path: "/data/in/a.csv", size: 5_000_000_000 }], r1.id);
     const reason = "/data/in/x.parquet: not a readable Parquet file: parquet file invalid (footer != PAR1)";
     // The same content under two names is one entry; an ingested checksum is never turned rejected.
-    await store.recordRejected(scope, [
-      { checksum: "bad", path: "/data/in/x.parquet", size: 7, reason },
-      { checksum: "bad", path: "/data/in/x-copy.parquet", size: 7, reason },
-      { checksum: "good", path: "/data/in/a.csv", size: 5_000_000_000, reason: "should not stick" },
-    ], r1.id);
+    await store.recordRejected(
+      scope,
+      [
+        { checksum: "bad", path: "/data/in/x.parquet", size: 7, reason },
+        { checksum: "bad", path: "/data/in/x-copy.parquet", size: 7, reason },
+        { checksum: "good", path: "/data/in/a.csv", size: 5_000_000_000, reason: "should not stick" },
+      ],
+      r1.id,
+    );
     await store.recordRejected(scope, [], r1.id);
 
     expect(await store.ingestedChecksums(scope, ["good", "bad", "new"])).toEqual(new Set(["good"]));
@@ -141,7 +179,14 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     expect(await store.rejectedFiles(scope, ["bad"])).toEqual([{ ...bad, reason: "still unreadable" }]);
 
     // Read after all (skipIngested: false, a newer reader): ingested, no longer rejected.
-    await store.recordIngested(scope, [{ checksum: "bad", path: "/data/in/x.parquet", size: 7 }, { checksum: "bad", path: "/data/in/x-copy.parquet", size: 7 }], r2.id);
+    await store.recordIngested(
+      scope,
+      [
+        { checksum: "bad", path: "/data/in/x.parquet", size: 7 },
+        { checksum: "bad", path: "/data/in/x-copy.parquet", size: 7 },
+      ],
+      r2.id,
+    );
     expect(await store.ingestedChecksums(scope, ["good", "bad"])).toEqual(new Set(["good", "bad"]));
     expect(await store.rejectedFiles(scope, ["bad"])).toEqual([]);
   });

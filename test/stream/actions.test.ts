@@ -168,14 +168,25 @@ function watchedSink(stage: Stage, opts: { failAfterCommitOf?: number } = {}) {
 }
 
 /** Run until `done()` (or a failure, or 12 s), then stop with a flush. */
-async function runUntil(stages: PipelineStage[], done: () => boolean, opts: { maxBatch?: number; maxLatencyMs?: number; onLatency?: (s: string, ms: number) => void } = {}): Promise<PipelineStats> {
+async function runUntil(
+  stages: PipelineStage[],
+  done: () => boolean,
+  opts: { maxBatch?: number; maxLatencyMs?: number; onLatency?: (s: string, ms: number) => void } = {},
+): Promise<PipelineStats> {
   const stop = new AbortController();
   let settled = false;
   const p = runPipeline({
-    stages, signal: stop.signal, maxBatch: opts.maxBatch ?? 50, maxLatencyMs: opts.maxLatencyMs ?? 5, statsEveryMs: 600_000,
+    stages,
+    signal: stop.signal,
+    maxBatch: opts.maxBatch ?? 50,
+    maxLatencyMs: opts.maxLatencyMs ?? 5,
+    statsEveryMs: 600_000,
     ...(opts.onLatency ? { onLatency: opts.onLatency } : {}),
   });
-  p.then(() => (settled = true), () => (settled = true));
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
   const deadline = Date.now() + 12_000;
   while (!settled && !done() && Date.now() < deadline) await sleep(5);
   stop.abort();
@@ -196,8 +207,23 @@ async function scenario(home: string, destination: string | undefined, table: st
   const storeWith = { ...(destination ? { destination } : {}), table, key: ["trade_id"] };
   const stagesFor = async (runId: string, src: StreamSource, sink: ReturnType<typeof watchedSink>): Promise<PipelineStage[]> => [
     { name: "stream-connection", stage: { kind: "source", stage: sourceStage(src, "memory:trades", "stream-connection") } },
-    { name: "continuous-processing", stage: await open(PROCESS, { decode: "json", maxBatch: 50, maxLatency: "5ms" }, { home, runId, step: "continuous-processing" }) },
-    { name: "realtime-validation", stage: await open(VALIDATE, { rules: [{ column: "trade_id", required: true }, { column: "quantity", min: 1 }] }, { home, runId, step: "realtime-validation" }) },
+    {
+      name: "continuous-processing",
+      stage: await open(PROCESS, { decode: "json", maxBatch: 50, maxLatency: "5ms" }, { home, runId, step: "continuous-processing" }),
+    },
+    {
+      name: "realtime-validation",
+      stage: await open(
+        VALIDATE,
+        {
+          rules: [
+            { column: "trade_id", required: true },
+            { column: "quantity", min: 1 },
+          ],
+        },
+        { home, runId, step: "realtime-validation" },
+      ),
+    },
     { name: "streaming-storage", stage: sink.stage },
   ];
 
@@ -213,7 +239,11 @@ async function scenario(home: string, destination: string | undefined, table: st
   // 2. The broker redelivers what was not acknowledged, to a new run: everything is accounted for.
   const unacked = ids.filter((id) => !m1.acked.has(id));
   const sink2 = watchedSink(await open(STORE, storeWith, { home, runId: "r-second", step: "streaming-storage" }));
-  const m2 = memorySource(unacked.map((id) => w.texts[Number(id) - 1]!), unacked, sink2.committed);
+  const m2 = memorySource(
+    unacked.map((id) => w.texts[Number(id) - 1]!),
+    unacked,
+    sink2.committed,
+  );
   const stats = await runUntil(await stagesFor("r-second", m2.source, sink2), () => m2.acked.size === unacked.length);
   expect(m2.acked.size).toBe(unacked.length);
   expect(m2.ackedTooEarly).toEqual([]);
@@ -264,8 +294,17 @@ describe("stream actions: wiring and configuration", () => {
     const home = tmp("sluice-stream-");
     expect(def(VALIDATE).input.safeParse({ rules: [{ column: "trade_id", unique: true }] }).success).toBe(false);
     // Called directly (no input schema in the way), the stage refuses it too.
-    const err = await failure(def(VALIDATE).stream!({ rules: [{ column: "quantity", min: 1 }, { column: "trade_id", unique: true }] },
-      actionContext({ artifactsDir: home, home })));
+    const err = await failure(
+      def(VALIDATE).stream!(
+        {
+          rules: [
+            { column: "quantity", min: 1 },
+            { column: "trade_id", unique: true },
+          ],
+        },
+        actionContext({ artifactsDir: home, home }),
+      ),
+    );
     expect(err.code).toBe("BAD_CONFIG");
     expect(err.message).toMatch(/quality rule 2 \(trade_id\): unique is a dataset-level rule/);
   });
@@ -283,14 +322,24 @@ describe("stream actions: wiring and configuration", () => {
         rec("3", "T-3,2026-11-02T09:30:00Z,AAPL,BUY,10"),
         rec("4", "T-4,2026-11-02T09:30:00Z,AAPL,BUY,1,1.5,A,,\nT-5,2026-11-02T09:30:00Z,AAPL,BUY,1,1.5,A,,"),
       ],
-      rejected: [], receivedAt: 0, ack: async () => undefined,
+      rejected: [],
+      receivedAt: 0,
+      ack: async () => undefined,
     });
     expect(out.columns!.map((c) => c.name)).toEqual([...DEFAULT_STREAM_SCHEMA.columns.map((c) => c.name), INGESTED_AT]);
     expect(out.key).toEqual(["trade_id"]);
     expect(out.records).toHaveLength(1);
     expect(out.records[0]!.value).toEqual({
-      trade_id: "T-1", executed_at: "2026-11-02T08:30:00.000Z", symbol: "AAPL", side: "BUY", quantity: "10", price: "189.2500",
-      account: "ACC-1", trader_email: "a@b.c", notes: 'said "hi", twice', [INGESTED_AT]: "2026-11-02T10:00:00.125Z",
+      trade_id: "T-1",
+      executed_at: "2026-11-02T08:30:00.000Z",
+      symbol: "AAPL",
+      side: "BUY",
+      quantity: "10",
+      price: "189.2500",
+      account: "ACC-1",
+      trader_email: "a@b.c",
+      notes: 'said "hi", twice',
+      [INGESTED_AT]: "2026-11-02T10:00:00.125Z",
     });
     expect(out.rejected.map((r) => [r.record.id, r.reasons, r.step])).toEqual([
       ["2", ['quantity: "ten" is not a valid integer'], "continuous-processing"],
@@ -314,8 +363,14 @@ describe("stream actions in a pipeline", () => {
       const db = new Database(join(home, "warehouse.db"), { readonly: true });
       try {
         const one = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
-        const letters = db.prepare(`select run_id, step, source, line, reasons, record from ${table}_quarantine order by line`).all() as
-          { run_id: string; step: string; source: string; line: number; reasons: string; record: string }[];
+        const letters = db.prepare(`select run_id, step, source, line, reasons, record from ${table}_quarantine order by line`).all() as {
+          run_id: string;
+          step: string;
+          source: string;
+          line: number;
+          reasons: string;
+          record: string;
+        }[];
         // A dead letter names its message, keeps the raw text and says why.
         const malformed = letters.find((l) => l.line === 23)!;
         expect(malformed).toMatchObject({ run_id: DEAD_LETTER_RUN_ID, step: "continuous-processing", source: "memory:trades#23" });
@@ -344,12 +399,22 @@ describe("stream actions in a pipeline", () => {
     const ids = w.texts.map((_, i) => String(i + 1));
     const sink = watchedSink(await open(STORE, { table: "trades", key: ["trade_id"] }, { home, runId: "r-dl", step: "streaming-storage" }));
     const m = memorySource(w.texts, ids, sink.committed);
-    const stats = await runUntil([
-      { name: "stream-connection", stage: { kind: "source", stage: sourceStage(m.source, "memory:dl", "stream-connection") } },
-      { name: "continuous-processing", stage: await open(PROCESS, { decode: "json" }, { home, runId: "r-dl", step: "continuous-processing" }) },
-      { name: "realtime-validation", stage: await open(VALIDATE, { rules: [{ column: "quantity", min: 1 }], deadLetter: `sqlite:${join(home, "dead.db")}` }, { home, runId: "r-dl", step: "realtime-validation" }) },
-      { name: "streaming-storage", stage: sink.stage },
-    ], () => m.acked.size === w.texts.length);
+    const stats = await runUntil(
+      [
+        { name: "stream-connection", stage: { kind: "source", stage: sourceStage(m.source, "memory:dl", "stream-connection") } },
+        { name: "continuous-processing", stage: await open(PROCESS, { decode: "json" }, { home, runId: "r-dl", step: "continuous-processing" }) },
+        {
+          name: "realtime-validation",
+          stage: await open(
+            VALIDATE,
+            { rules: [{ column: "quantity", min: 1 }], deadLetter: `sqlite:${join(home, "dead.db")}` },
+            { home, runId: "r-dl", step: "realtime-validation" },
+          ),
+        },
+        { name: "streaming-storage", stage: sink.stage },
+      ],
+      () => m.acked.size === w.texts.length,
+    );
     expect(stats.deadLettered).toBe(w.rejected);
     const n = (file: string, sql: string) => {
       const db = new Database(join(home, file), { readonly: true });
@@ -389,7 +454,9 @@ describe("stream actions in a pipeline", () => {
       };
       await scenario(home, PG, table, count);
       const types = await admin.query<{ column_name: string; data_type: string }>(
-        "select column_name, data_type from information_schema.columns where table_name = $1 and column_name in ('quantity', 'price', '_ingested_at') order by column_name", [table]);
+        "select column_name, data_type from information_schema.columns where table_name = $1 and column_name in ('quantity', 'price', '_ingested_at') order by column_name",
+        [table],
+      );
       expect(types.rows).toEqual([
         { column_name: "_ingested_at", data_type: "timestamp with time zone" },
         { column_name: "price", data_type: "numeric" },
@@ -425,8 +492,23 @@ describe("stream actions in a pipeline", () => {
 
       const stagesFor = async (runId: string, sink: ReturnType<typeof watchedSink>): Promise<PipelineStage[]> => [
         { name: "stream-connection", stage: await open(SOURCE, connection, ctx(runId, "stream-connection")) },
-        { name: "continuous-processing", stage: await open(PROCESS, { decode: "json", maxBatch: 500, maxLatency: "20ms" }, ctx(runId, "continuous-processing")) },
-        { name: "realtime-validation", stage: await open(VALIDATE, { rules: [{ column: "trade_id", required: true }, { column: "quantity", min: 1 }] }, ctx(runId, "realtime-validation")) },
+        {
+          name: "continuous-processing",
+          stage: await open(PROCESS, { decode: "json", maxBatch: 500, maxLatency: "20ms" }, ctx(runId, "continuous-processing")),
+        },
+        {
+          name: "realtime-validation",
+          stage: await open(
+            VALIDATE,
+            {
+              rules: [
+                { column: "trade_id", required: true },
+                { column: "quantity", min: 1 },
+              ],
+            },
+            ctx(runId, "realtime-validation"),
+          ),
+        },
         { name: "streaming-storage", stage: sink.stage },
       ];
       const N = 2000;
@@ -434,7 +516,11 @@ describe("stream actions in a pipeline", () => {
       const sink = watchedSink(await open(STORE, { table: "trades_stream", key: ["trade_id"] }, ctx("r-nats-1", "streaming-storage")));
       const stages = await stagesFor("r-nats-1", sink);
       const e2e: number[] = [];
-      const running = runUntil(stages, () => sink.committed.size >= N, { maxBatch: 500, maxLatencyMs: 20, onLatency: (s, ms) => void (s === "end-to-end" && e2e.push(ms)) });
+      const running = runUntil(stages, () => sink.committed.size >= N, {
+        maxBatch: 500,
+        maxLatencyMs: 20,
+        onLatency: (s, ms) => void (s === "end-to-end" && e2e.push(ms)),
+      });
       const pub = await openStreamPublisher({ broker: "nats", url: NATS, subject, stream });
       try {
         for (let i = 1; i <= N; i++) await pub.publish(JSON.stringify(trade(i, bad(i) ? { quantity: "0" } : {})));
@@ -450,8 +536,10 @@ describe("stream actions in a pipeline", () => {
       expect(stats.stored + stats.duplicate + stats.deadLettered).toBe(N);
       expect(stats.endToEndMs).not.toBeNull();
       e2e.sort((a, b) => a - b);
-      console.log(`NATS end to end (publish → commit → ack), ms: stats.endToEndMs=${JSON.stringify(stats.endToEndMs)}; ` +
-        `all ${e2e.length} samples p50=${e2e[Math.floor(e2e.length / 2)]} p99=${e2e[Math.floor(e2e.length * 0.99)]} max=${e2e.at(-1)}; stages=${JSON.stringify(stats.stageMs)}`);
+      console.log(
+        `NATS end to end (publish → commit → ack), ms: stats.endToEndMs=${JSON.stringify(stats.endToEndMs)}; ` +
+          `all ${e2e.length} samples p50=${e2e[Math.floor(e2e.length / 2)]} p99=${e2e[Math.floor(e2e.length * 0.99)]} max=${e2e.at(-1)}; stages=${JSON.stringify(stats.stageMs)}`,
+      );
 
       const db = new Database(join(home, "warehouse.db"), { readonly: true });
       const n = (sql: string) => (db.prepare(sql).get() as { n: number }).n;

@@ -78,15 +78,20 @@ function portOpen(port: number): Promise<boolean> {
 /** Retry `probe` until it resolves true without throwing. */
 async function answers(probe: () => Promise<unknown>, ms: number, what: string): Promise<void> {
   let last: unknown;
-  await until(async () => {
-    try {
-      await probe();
-      return true;
-    } catch (err) {
-      last = err;
-      return false;
-    }
-  }, ms, () => `${what} to answer (${last instanceof Error ? last.message : String(last)})`, 100);
+  await until(
+    async () => {
+      try {
+        await probe();
+        return true;
+      } catch (err) {
+        last = err;
+        return false;
+      }
+    },
+    ms,
+    () => `${what} to answer (${last instanceof Error ? last.message : String(last)})`,
+    100,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,7 +166,12 @@ export async function privateMosquitto(dir: string): Promise<FaultBroker> {
   let child: ChildProcess | undefined;
   const start = async () => {
     child = track(spawn("mosquitto", ["-c", conf], { stdio: "ignore" }));
-    await until(() => portOpen(port), 10_000, () => `mosquitto on ${port}`, 50);
+    await until(
+      () => portOpen(port),
+      10_000,
+      () => `mosquitto on ${port}`,
+      50,
+    );
   };
   await start();
   return {
@@ -261,7 +271,7 @@ export class SteadyPublisher {
     let pub = await this.open();
     let t0 = performance.now();
     let base = 0;
-    for (let i = 0; i < n; ) {
+    for (let i = 0; i < n;) {
       if (this.pauseWanted) {
         await pub.close().catch(() => undefined);
         const gate = new Promise<void>((resolve) => (this.unpaused = resolve));
@@ -329,9 +339,11 @@ export function warehouseCounts(path: string, table: string): WarehouseCounts {
     }
     const qt = `${table}_quarantine`;
     if (has(qt)) {
-      const r = db
-        .prepare(`select count(*) as n, count(distinct json_extract(record, '$.raw')) as raw, count(distinct source) as ids from "${qt}"`)
-        .get() as { n: number; raw: number; ids: number };
+      const r = db.prepare(`select count(*) as n, count(distinct json_extract(record, '$.raw')) as raw, count(distinct source) as ids from "${qt}"`).get() as {
+        n: number;
+        raw: number;
+        ids: number;
+      };
       out.deadLetters = r.n;
       out.distinctDeadRaw = r.raw;
       out.distinctDeadIds = r.ids;

@@ -110,121 +110,141 @@ describe.each(CASES)("realtime-stream workflow on $kind through faults", (c) => 
     ? `50,000 trades through kill -9 + resume (no broker restart: ${c.noRestart}): each stored or dead-lettered exactly once`
     : "50,000 trades through a broker restart and kill -9 + resume: each stored or dead-lettered exactly once";
 
-  it(title, async () => {
-    const b = broker!;
-    const t0 = Date.now();
-    const marks: string[] = [];
-    const mark = (what: string) => marks.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${what}`);
-    onTestFinished(() => console.info(`[${c.kind}] ${marks.join(" | ")}`));
-    const dir = tmp(`sluice-fault-run-${c.kind}-`);
-    const db = join(dir, "wh.db");
-    const counts = () => warehouseCounts(db, TABLE);
-    subject = b.subject(`${RUN}${c.kind}`);
+  it(
+    title,
+    async () => {
+      const b = broker!;
+      const t0 = Date.now();
+      const marks: string[] = [];
+      const mark = (what: string) => marks.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${what}`);
+      onTestFinished(() => console.info(`[${c.kind}] ${marks.join(" | ")}`));
+      const dir = tmp(`sluice-fault-run-${c.kind}-`);
+      const db = join(dir, "wh.db");
+      const counts = () => warehouseCounts(db, TABLE);
+      subject = b.subject(`${RUN}${c.kind}`);
 
-    // The records, with their exact counts.
-    const summary = emptyTradeSummary();
-    const payloads: string[] = [];
-    for await (const r of tradeRecords({ rows: RECORDS, idPrefix: `F${RUN}-` }, summary)) payloads.push(JSON.stringify(r));
-    const d = summary.defects;
-    expect(d.wrong_field_count + d.stray_quote).toBe(0);
-    const expectedDead = d.bad_timestamp + d.bad_quantity + d.bad_price + d.missing_required;
-    const expectedRows = summary.good + d.bad_side + d.bad_symbol;
-    expect(summary.rows).toBe(RECORDS);
-    expect(expectedRows + d.duplicate_id_conflict + expectedDead).toBe(RECORDS);
+      // The records, with their exact counts.
+      const summary = emptyTradeSummary();
+      const payloads: string[] = [];
+      for await (const r of tradeRecords({ rows: RECORDS, idPrefix: `F${RUN}-` }, summary)) payloads.push(JSON.stringify(r));
+      const d = summary.defects;
+      expect(d.wrong_field_count + d.stray_quote).toBe(0);
+      const expectedDead = d.bad_timestamp + d.bad_quantity + d.bad_price + d.missing_required;
+      const expectedRows = summary.good + d.bad_side + d.bad_symbol;
+      expect(summary.rows).toBe(RECORDS);
+      expect(expectedRows + d.duplicate_id_conflict + expectedDead).toBe(RECORDS);
 
-    // 1. sluice run, as a real process.
-    const params = [`broker=${b.kind}`, `url=${b.url}`, `subject=${subject}`, `destination=sqlite:${db}`, `table=${TABLE}`, `redeliverAfter=${REDELIVER}`];
-    const first = track(sluiceAsync(["run", WORKFLOW, ...params.flatMap((p) => ["-p", p])], { cwd: dir, env: ENV }));
-    const id = (await waitForStderr(first, /sluice: run (\S+) created/))[1]!;
-    // Publish only once the source is subscribed (an MQTT or RabbitMQ message with no
-    // subscription or bound queue yet would be dropped).
-    await until(() => /source open/i.test(attemptLog(dir, id, "stream-connection", 1)) || !alive(first), 20_000, () => "the stream source to open");
-    expect(alive(first)).toBe(true);
-    mark(`run ${id} open`);
+      // 1. sluice run, as a real process.
+      const params = [`broker=${b.kind}`, `url=${b.url}`, `subject=${subject}`, `destination=sqlite:${db}`, `table=${TABLE}`, `redeliverAfter=${REDELIVER}`];
+      const first = track(sluiceAsync(["run", WORKFLOW, ...params.flatMap((p) => ["-p", p])], { cwd: dir, env: ENV }));
+      const id = (await waitForStderr(first, /sluice: run (\S+) created/))[1]!;
+      // Publish only once the source is subscribed (an MQTT or RabbitMQ message with no
+      // subscription or bound queue yet would be dropped).
+      await until(
+        () => /source open/i.test(attemptLog(dir, id, "stream-connection", 1)) || !alive(first),
+        20_000,
+        () => "the stream source to open",
+      );
+      expect(alive(first)).toBe(true);
+      mark(`run ${id} open`);
 
-    // 2. Publish at a steady rate.
-    const pub = new SteadyPublisher({ broker: b.kind, url: b.url, subject }, payloads, RATE).start();
-    const publishing = pub.whenDone();
-    publishing.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
-    const progress = () => `published ${pub.sent}, ${JSON.stringify(counts())}`;
+      // 2. Publish at a steady rate.
+      const pub = new SteadyPublisher({ broker: b.kind, url: b.url, subject }, payloads, RATE).start();
+      const publishing = pub.whenDone();
+      publishing.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
+      const progress = () => `published ${pub.sent}, ${JSON.stringify(counts())}`;
 
-    // 3. kill -9 in the middle, then resume once the lease has expired. Publishing goes on
-    // meanwhile: the broker holds a backlog for the resumed pipeline.
-    await until(() => pub.sent >= KILL_AT && counts().rows > 0, 20_000, progress);
-    first.kill("SIGKILL");
-    await exited(first);
-    const atKill = counts(); // what the killed attempt committed, all of it
-    mark(`kill -9 (published ${pub.sent}, stored ${atKill.rows}, dead ${atKill.deadLetters})`);
-    expect(atKill.rows + atKill.deadLetters).toBeLessThan(RECORDS);
-    const resumed = await resume(dir, id);
-    mark("resumed");
+      // 3. kill -9 in the middle, then resume once the lease has expired. Publishing goes on
+      // meanwhile: the broker holds a backlog for the resumed pipeline.
+      await until(() => pub.sent >= KILL_AT && counts().rows > 0, 20_000, progress);
+      first.kill("SIGKILL");
+      await exited(first);
+      const atKill = counts(); // what the killed attempt committed, all of it
+      mark(`kill -9 (published ${pub.sent}, stored ${atKill.rows}, dead ${atKill.deadLetters})`);
+      expect(atKill.rows + atKill.deadLetters).toBeLessThan(RECORDS);
+      const resumed = await resume(dir, id);
+      mark("resumed");
 
-    // 4. The broker restart while the resumed pipeline works through the backlog (batches read,
-    // being stored, not yet acknowledged); publishing pauses around it.
-    if (b.restart) {
-      await until(() => counts().rows > atKill.rows + 1000, 30_000, progress, 20);
-      await pub.pause();
-      const before = counts();
-      mark(`broker restart (published ${pub.sent}, stored ${before.rows}, dead ${before.deadLetters})`);
-      try {
-        await b.restart();
-      } finally {
-        pub.unpause();
+      // 4. The broker restart while the resumed pipeline works through the backlog (batches read,
+      // being stored, not yet acknowledged); publishing pauses around it.
+      if (b.restart) {
+        await until(() => counts().rows > atKill.rows + 1000, 30_000, progress, 20);
+        await pub.pause();
+        const before = counts();
+        mark(`broker restart (published ${pub.sent}, stored ${before.rows}, dead ${before.deadLetters})`);
+        try {
+          await b.restart();
+        } finally {
+          pub.unpause();
+        }
+        mark("broker back");
+        // The pipeline reconnected by itself and stores again.
+        await until(() => counts().rows > before.rows + 1000, 30_000, progress);
+        mark(`storing again (${counts().rows})`);
       }
-      mark("broker back");
-      // The pipeline reconnected by itself and stores again.
-      await until(() => counts().rows > before.rows + 1000, 30_000, progress);
-      mark(`storing again (${counts().rows})`);
-    }
 
-    // 5. Everything published is stored or dead-lettered.
-    await publishing;
-    mark(`published ${pub.sent}`);
-    expect(pub.sent).toBe(RECORDS);
-    // Until the expected counts are reached, or nothing more arrives (then the assertions below
-    // say what is missing or doubled).
-    let last = "";
-    let changedAt = Date.now();
-    await until(() => {
-      const n = counts();
-      const key = JSON.stringify(n);
-      if (key !== last) [last, changedAt] = [key, Date.now()];
-      return (n.rows >= expectedRows && n.distinctDeadRaw >= expectedDead) || Date.now() - changedAt > c.settleMs;
-    }, 60_000, () => `${expectedRows} rows and ${expectedDead} dead letters; ${progress()}`, 200);
-    mark("settled");
-    const cancel = await sluiceCommand(["cancel", id], { cwd: dir, env: ENV });
-    expect(cancel.code, cancel.stderr).toBe(0);
-    expect(await Promise.race([exited(resumed), sleep(15_000).then(() => "still running")])).not.toBe("still running");
-    mark("cancelled");
+      // 5. Everything published is stored or dead-lettered.
+      await publishing;
+      mark(`published ${pub.sent}`);
+      expect(pub.sent).toBe(RECORDS);
+      // Until the expected counts are reached, or nothing more arrives (then the assertions below
+      // say what is missing or doubled).
+      let last = "";
+      let changedAt = Date.now();
+      await until(
+        () => {
+          const n = counts();
+          const key = JSON.stringify(n);
+          if (key !== last) [last, changedAt] = [key, Date.now()];
+          return (n.rows >= expectedRows && n.distinctDeadRaw >= expectedDead) || Date.now() - changedAt > c.settleMs;
+        },
+        60_000,
+        () => `${expectedRows} rows and ${expectedDead} dead letters; ${progress()}`,
+        200,
+      );
+      mark("settled");
+      const cancel = await sluiceCommand(["cancel", id], { cwd: dir, env: ENV });
+      expect(cancel.code, cancel.stderr).toBe(0);
+      expect(await Promise.race([exited(resumed), sleep(15_000).then(() => "still running")])).not.toBe("still running");
+      mark("cancelled");
 
-    // 6. Exactly once, in the warehouse.
-    const end = counts();
-    mark(`expected rows ${expectedRows}, dead letters ${expectedDead}, id conflicts ${d.duplicate_id_conflict}; got ${JSON.stringify(end)}; publisher retries ${pub.republished}${pub.errors.length ? ` (${pub.errors[0]})` : ""}`);
-    expect(end.rows, "rows in t").toBe(expectedRows);
-    expect(end.distinctIds, "distinct trade_ids in t").toBe(expectedRows);
-    expect(end.distinctDeadRaw, "distinct rejected records in t_quarantine").toBe(expectedDead);
-    expect(end.distinctDeadIds).toBe(end.deadLetters);
-    // No dead letter twice. (A republished chunk may legitimately hold a record twice in the broker.)
-    expect(end.deadLetters - end.distinctDeadRaw, "dead letters written twice for one record").toBeLessThanOrEqual(pub.republished);
-    if (pub.republished === 0) expect(end.deadLetters).toBe(expectedDead);
+      // 6. Exactly once, in the warehouse.
+      const end = counts();
+      mark(
+        `expected rows ${expectedRows}, dead letters ${expectedDead}, id conflicts ${d.duplicate_id_conflict}; got ${JSON.stringify(end)}; publisher retries ${pub.republished}${pub.errors.length ? ` (${pub.errors[0]})` : ""}`,
+      );
+      expect(end.rows, "rows in t").toBe(expectedRows);
+      expect(end.distinctIds, "distinct trade_ids in t").toBe(expectedRows);
+      expect(end.distinctDeadRaw, "distinct rejected records in t_quarantine").toBe(expectedDead);
+      expect(end.distinctDeadIds).toBe(end.deadLetters);
+      // No dead letter twice. (A republished chunk may legitimately hold a record twice in the broker.)
+      expect(end.deadLetters - end.distinctDeadRaw, "dead letters written twice for one record").toBeLessThanOrEqual(pub.republished);
+      if (pub.republished === 0) expect(end.deadLetters).toBe(expectedDead);
 
-    // The run: attempt 1 interrupted by the kill, the last cancelled; its figures balance.
-    const status = await sluiceCommand(["status", id, "--json"], { cwd: dir, env: ENV });
-    expect(status.code, status.stderr).toBe(0);
-    const detail = JSON.parse(status.stdout) as {
-      status: string;
-      steps: { name: string; status: string; attempts: { n: number; status: string }[]; outputs: { records: number; stored: number; duplicate: number; deadLettered: number } | null }[];
-    };
-    expect(detail.status).toBe("cancelled");
-    const storage = detail.steps.find((s) => s.name === "streaming-storage")!;
-    expect(storage.attempts[0]!.status).toBe("interrupted");
-    expect(storage.attempts.at(-1)!.status).toBe("cancelled");
-    const o = storage.outputs!;
-    expect(o.records).toBeGreaterThan(0);
-    expect(o.records).toBe(o.stored + o.duplicate + o.deadLettered);
-    // The resumed attempt read at least what the killed one had not stored.
-    expect(o.records).toBeGreaterThanOrEqual(RECORDS - atKill.rows - atKill.deadLetters - d.duplicate_id_conflict);
-  }, 150_000);
+      // The run: attempt 1 interrupted by the kill, the last cancelled; its figures balance.
+      const status = await sluiceCommand(["status", id, "--json"], { cwd: dir, env: ENV });
+      expect(status.code, status.stderr).toBe(0);
+      const detail = JSON.parse(status.stdout) as {
+        status: string;
+        steps: {
+          name: string;
+          status: string;
+          attempts: { n: number; status: string }[];
+          outputs: { records: number; stored: number; duplicate: number; deadLettered: number } | null;
+        }[];
+      };
+      expect(detail.status).toBe("cancelled");
+      const storage = detail.steps.find((s) => s.name === "streaming-storage")!;
+      expect(storage.attempts[0]!.status).toBe("interrupted");
+      expect(storage.attempts.at(-1)!.status).toBe("cancelled");
+      const o = storage.outputs!;
+      expect(o.records).toBeGreaterThan(0);
+      expect(o.records).toBe(o.stored + o.duplicate + o.deadLettered);
+      // The resumed attempt read at least what the killed one had not stored.
+      expect(o.records).toBeGreaterThanOrEqual(RECORDS - atKill.rows - atKill.deadLetters - d.duplicate_id_conflict);
+    },
+    150_000,
+  );
 });
 
 /** `sluice resume RUN`, tried again while the killed process's lease has not expired yet. */
@@ -233,12 +253,18 @@ async function resume(dir: string, id: string): Promise<ChildProcess> {
   for (;;) {
     const child = track(sluiceAsync(["resume", id], { cwd: dir, env: ENV }));
     const outcome = await Promise.race([
-      waitForStderr(child, /step stream-connection started \(attempt/, 20_000).then(() => "started", () => "silent"),
+      waitForStderr(child, /step stream-connection started \(attempt/, 20_000).then(
+        () => "started",
+        () => "silent",
+      ),
       exited(child).then(() => "exited"),
     ]);
     if (outcome === "started") return child;
     if (alive(child)) child.kill("SIGKILL");
-    const said = await waitForStderr(child, /sluice: .*/, 1000).then((m) => m[0], () => "(nothing on stderr)");
+    const said = await waitForStderr(child, /sluice: .*/, 1000).then(
+      (m) => m[0],
+      () => "(nothing on stderr)",
+    );
     if (!/is being executed by/.test(said) || Date.now() > deadline) throw new Error(`sluice resume ${id} was not accepted: ${said}`);
     await sleep(250);
   }

@@ -26,20 +26,35 @@ describe("the architecture picture", () => {
   });
 
   it("covers every source file with exactly one layer, and names only folders and files that exist", () => {
-    for (const f of sourceFiles) expect(LAYERS.filter((l) => f === l.dir || f.startsWith(`${l.dir}/`)).map((l) => l.name), f).toHaveLength(1);
+    for (const f of sourceFiles)
+      expect(
+        LAYERS.filter((l) => f === l.dir || f.startsWith(`${l.dir}/`)).map((l) => l.name),
+        f,
+      ).toHaveLength(1);
     const names = new Set(LAYERS.map((l) => l.name));
     for (const l of LAYERS) {
-      expect(sourceFiles.some((f) => layerOf(f) === l), `${l.dir} holds no file`).toBe(true);
+      expect(
+        sourceFiles.some((f) => layerOf(f) === l),
+        `${l.dir} holds no file`,
+      ).toBe(true);
       if (l.may !== "*") for (const n of l.may) expect(names.has(n), `${l.name} may import an unknown layer ${n}`).toBe(true);
       for (const p of l.publicFiles ?? []) expect(sourceFiles, `${l.name}'s public file ${p}`).toContain(`${l.dir}/${p}`);
     }
-    for (const r of INNER_RULES) for (const dir of [r.target, r.from]) expect(sourceFiles.some((f) => f.startsWith(`${dir}/`)), dir).toBe(true);
+    for (const r of INNER_RULES)
+      for (const dir of [r.target, r.from])
+        expect(
+          sourceFiles.some((f) => f.startsWith(`${dir}/`)),
+          dir,
+        ).toBe(true);
   });
 
   it("lists only exceptions the code still needs: each file still imports the other", () => {
     for (const e of EXCEPTIONS) {
       const text = readFileSync(join(ROOT, e.from), "utf8");
-      const specifier = `"${posix.relative(posix.dirname(e.from), e.to).replace(/^(?!\.)/, "./").replace(/\.ts$/, ".js")}"`;
+      const specifier = `"${posix
+        .relative(posix.dirname(e.from), e.to)
+        .replace(/^(?!\.)/, "./")
+        .replace(/\.ts$/, ".js")}"`;
       expect(text, `${e.from} no longer imports ${e.to}: remove the exception from tools/layers.mjs`).toContain(specifier);
     }
   });
@@ -53,7 +68,11 @@ describe("the layer rules", () => {
   };
   // One file of each layer to import: a public one where the layer has them, else any.
   const someFileOf = (l: (typeof LAYERS)[number], internal = false) =>
-    internal ? sourceFiles.find((f) => layerOf(f) === l && !(l.publicFiles ?? []).some((p) => f === `${l.dir}/${p}`))! : l.publicFiles ? `${l.dir}/${l.publicFiles[0]}` : sourceFiles.find((f) => layerOf(f) === l)!;
+    internal
+      ? sourceFiles.find((f) => layerOf(f) === l && !(l.publicFiles ?? []).some((p) => f === `${l.dir}/${p}`))!
+      : l.publicFiles
+        ? `${l.dir}/${l.publicFiles[0]}`
+        : sourceFiles.find((f) => layerOf(f) === l)!;
   const specifier = (from: string, to: string) => {
     const r = posix.relative(posix.dirname(from), to).replace(/\.ts$/, ".js");
     return r.startsWith(".") ? r : `./${r}`;
@@ -86,7 +105,10 @@ describe("the layer rules", () => {
       const importers = LAYERS.filter((a) => a !== l && mayImport(a, l));
       for (const a of importers) {
         const probe = `${a.dir}/__probe__.ts`;
-        const errors = await zoneErrors(probe, `import type * as m from "${specifier(probe, internal)}";\nimport type * as p from "${specifier(probe, someFileOf(l))}";`);
+        const errors = await zoneErrors(
+          probe,
+          `import type * as m from "${specifier(probe, internal)}";\nimport type * as p from "${specifier(probe, someFileOf(l))}";`,
+        );
         expect(
           errors.map((e) => e.line),
           `${a.name} → ${internal}`,
@@ -134,7 +156,9 @@ describe("sluice/no-cycle", () => {
       },
       "a.ts",
     );
-    expect(found).toEqual(["1: Import cycle: a.ts → b.ts → c.ts → a.ts (type-only and dynamic imports count: move the shared declarations to a file both can import)"]);
+    expect(found).toEqual([
+      "1: Import cycle: a.ts → b.ts → c.ts → a.ts (type-only and dynamic imports count: move the shared declarations to a file both can import)",
+    ]);
   });
 
   it("finds one through a lazy import() and a re-export, and passes a graph without cycles", async () => {

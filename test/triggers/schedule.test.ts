@@ -1,7 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  cronFor, decideFire, dueFires, fireRunId, firesBetween, nextFire, scheduleTriggers, triggerKey,
-} from "../../src/triggers/schedule.js";
+import { cronFor, decideFire, dueFires, fireRunId, firesBetween, nextFire, scheduleTriggers, triggerKey } from "../../src/triggers/schedule.js";
 import { workflow } from "../helpers.js";
 
 const ms = (iso: string) => Date.parse(iso);
@@ -11,7 +9,10 @@ describe("fire computation", () => {
   it("the standard workflow's 0 */6 * * * in UTC fires at 00, 06, 12 and 18", () => {
     const cron = cronFor("0 */6 * * *", "UTC");
     expect(iso(firesBetween(cron, ms("2026-01-01T00:00:00Z"), ms("2026-01-02T00:00:00Z")))).toEqual([
-      "2026-01-01T06:00:00.000Z", "2026-01-01T12:00:00.000Z", "2026-01-01T18:00:00.000Z", "2026-01-02T00:00:00.000Z",
+      "2026-01-01T06:00:00.000Z",
+      "2026-01-01T12:00:00.000Z",
+      "2026-01-01T18:00:00.000Z",
+      "2026-01-02T00:00:00.000Z",
     ]);
     // (since, now]: the fire at `since` is not due again, the one at `now` is.
     expect(iso(firesBetween(cron, ms("2026-01-01T06:00:00Z"), ms("2026-01-01T12:00:00Z")))).toEqual(["2026-01-01T12:00:00.000Z"]);
@@ -21,7 +22,9 @@ describe("fire computation", () => {
   it("the bulk workflow's 0 2 * * * in UTC: due fires after three days down", () => {
     const cron = cronFor("0 2 * * *");
     expect(dueFires(cron, ms("2026-01-01T02:00:00Z"), ms("2026-01-04T02:00:30Z"))).toEqual({
-      newest: ms("2026-01-04T02:00:00Z"), count: 3, capped: false,
+      newest: ms("2026-01-04T02:00:00Z"),
+      count: 3,
+      capped: false,
     });
     expect(dueFires(cron, ms("2026-01-04T02:00:00Z"), ms("2026-01-05T01:59:59Z"))).toBeNull();
     // A workflow applied half a second after 02:00 does not fire for that 02:00.
@@ -60,7 +63,9 @@ describe("fire computation", () => {
     expect(decideFire(due, ms("2026-01-01T12:34:56Z"), "skip", 10_000)!.outcome).toBe("skipped: missed 100+ fires while down");
     const tz = cronFor("0 * * * *", "Europe/Paris");
     expect(dueFires(tz, ms("2025-01-01T00:00:00Z"), ms("2026-01-01T12:34:56Z"), 50)).toEqual({
-      newest: ms("2026-01-01T12:00:00Z"), count: 50, capped: true,
+      newest: ms("2026-01-01T12:00:00Z"),
+      count: 50,
+      capped: true,
     });
   });
 });
@@ -78,11 +83,17 @@ describe("catch-up decisions", () => {
   it("skip: the newest fire still runs within the grace; past it, one skipped row for all", () => {
     const now = t0 + 60 * min + 30_000; // 12 fires since t0, the newest 30 s ago
     expect(decideFire(dueFires(cron, t0, now), now, "skip")).toEqual({
-      fireAt: t0 + 60 * min, run: true, outcome: "started (skipped 11 earlier fires missed while down)", missed: 11,
+      fireAt: t0 + 60 * min,
+      run: true,
+      outcome: "started (skipped 11 earlier fires missed while down)",
+      missed: 11,
     });
     const later = t0 + 62 * min; // the newest is 2 minutes late
     expect(decideFire(dueFires(cron, t0, later), later, "skip")).toEqual({
-      fireAt: t0 + 60 * min, run: false, outcome: "skipped: missed 12 fires while down", missed: 12,
+      fireAt: t0 + 60 * min,
+      run: false,
+      outcome: "skipped: missed 12 fires while down",
+      missed: 12,
     });
     const one = t0 + 7 * min; // a single fire, 2 minutes late
     expect(decideFire(dueFires(cron, t0, one), one, "skip")!.outcome).toBe("skipped: missed 1 fire while down");
@@ -91,7 +102,10 @@ describe("catch-up decisions", () => {
   it("runOnce: one run for the newest fire, however late", () => {
     const later = t0 + 62 * min;
     expect(decideFire(dueFires(cron, t0, later), later, "runOnce")).toEqual({
-      fireAt: t0 + 60 * min, run: true, outcome: "caught up 12 missed fires", missed: 12,
+      fireAt: t0 + 60 * min,
+      run: true,
+      outcome: "caught up 12 missed fires",
+      missed: 12,
     });
   });
 
@@ -105,9 +119,11 @@ describe("trigger keys and run ids", () => {
   it("keys name the expression and the zone (UTC by default), one per distinct schedule", () => {
     const wf = workflow({
       triggers: [
-        { schedule: "0 2 * * *" }, { schedule: "0 2 * * *", timezone: "UTC" },
+        { schedule: "0 2 * * *" },
+        { schedule: "0 2 * * *", timezone: "UTC" },
         { schedule: "0 2 * * *", timezone: "Europe/London", catchUp: "runOnce", concurrencyPolicy: "Forbid" },
-        { event: "x" }, { manual: {} },
+        { event: "x" },
+        { manual: {} },
       ],
       steps: [{ name: "a", agent: "test", action: "echo", with: { value: 1 } }],
     });

@@ -146,7 +146,11 @@ describe("the scheduler", () => {
     // Down from 5 to 60 min + 30 s: 11 fires missed; 60 min is 30 s late, so it still runs.
     clock.set(T0 + 60 * MIN + 30_000);
     await scheduler("a2").tick(); // the old process's lease expired long ago
-    expect(fires.at(-1)).toMatchObject({ fireAt: new Date(T0 + 60 * MIN).toISOString(), outcome: "started (skipped 10 earlier fires missed while down)", lagMs: 30_000 });
+    expect(fires.at(-1)).toMatchObject({
+      fireAt: new Date(T0 + 60 * MIN).toISOString(),
+      outcome: "started (skipped 10 earlier fires missed while down)",
+      lagMs: 30_000,
+    });
 
     // Down from 60 to 92 min: the newest, 90, is 2 min late: nothing runs, one row says why.
     clock.set(T0 + 92 * MIN);
@@ -194,7 +198,9 @@ describe("the scheduler", () => {
     // Crash 2: fire recorded and its run started, but never settled.
     await store.recordFire({ workflow: "crashy", triggerKey: KEY, fireAt: at10, recordedAt: at10 });
     const started = await startWorkflowRun(store, {
-      workflow: "crashy", trigger: { type: "schedule", name: EVERY5, fireAt: at10 }, id: fireRunId("crashy", KEY, T0 + 10 * MIN),
+      workflow: "crashy",
+      trigger: { type: "schedule", name: EVERY5, fireAt: at10 },
+      id: fireRunId("crashy", KEY, T0 + 10 * MIN),
     });
     expect(await store.unsettledFires()).toHaveLength(2);
 
@@ -224,13 +230,13 @@ describe("the scheduler", () => {
 
     clock.set(T0 + 10 * MIN + 1000);
     await s.tick();
-    expect((await store.lastFire("forbid", KEY))).toMatchObject({ outcome: `skipped: previous run ${first} still running`, runId: null });
+    expect(await store.lastFire("forbid", KEY)).toMatchObject({ outcome: `skipped: previous run ${first} still running`, runId: null });
     expect(await store.getRun(fireRunId("forbid", KEY, T0 + 10 * MIN))).toBeUndefined();
 
     await store.finishRun(first, null, "succeeded", new Date(clock.now()).toISOString(), null);
     clock.set(T0 + 15 * MIN + 1000);
     await s.tick();
-    expect((await store.lastFire("forbid", KEY))).toMatchObject({ outcome: "started", runId: fireRunId("forbid", KEY, T0 + 15 * MIN) });
+    expect(await store.lastFire("forbid", KEY)).toMatchObject({ outcome: "started", runId: fireRunId("forbid", KEY, T0 + 15 * MIN) });
   });
 
   it("concurrencyPolicy Replace cancels the active scheduled run and starts the new one", async () => {

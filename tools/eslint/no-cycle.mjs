@@ -20,9 +20,7 @@ const graph = new Map(); // absolute file -> { mtimeMs, imports: absolute files 
 function resolveSpecifier(fromFile, specifier) {
   if (!specifier.startsWith(".")) return undefined;
   const base = resolve(dirname(fromFile), specifier);
-  const candidates = /\.[cm]?js$/.test(base)
-    ? [base.replace(/js$/, "ts"), base.replace(/\.js$/, ".tsx"), base]
-    : [base, `${base}.ts`, `${base}/index.ts`];
+  const candidates = /\.[cm]?js$/.test(base) ? [base.replace(/js$/, "ts"), base.replace(/\.js$/, ".tsx"), base] : [base, `${base}.ts`, `${base}/index.ts`];
   return candidates.find((c) => existsSync(c) && statSync(c).isFile());
 }
 

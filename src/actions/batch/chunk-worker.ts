@@ -91,5 +91,4 @@ export async function processUnit(unit: WorkUnit, onProgress: (rows: number, byt
   return { rows, malformed, partBytes, quarantineBytes };
 }
 
-
 serveUnits(processUnit);

@@ -8,9 +8,7 @@
 import { copyFile, constants as fsConstants, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SluiceError, type ErrorCode } from "../../errors.js";
-import {
-  fetchPages, listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable, type HttpPagination,
-} from "../../connectors/index.js";
+import { fetchPages, listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable, type HttpPagination } from "../../connectors/index.js";
 import { detectFormat, openWriter, type FileFormat, type RecordWriter } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
@@ -48,12 +46,21 @@ export async function collectDataFromSource(input: CollectInput, ctx: ActionCont
   const bytes = parts.reduce((n, p) => n + (p.bytes ?? 0), 0);
   const records = parts.every((p) => p.rows !== undefined) ? parts.reduce((n, p) => n + p.rows!, 0) : undefined;
   const dataset = await writeDataset(dir, {
-    step: ctx.step, typed: false, parts, quarantine: [],
+    step: ctx.step,
+    typed: false,
+    parts,
+    quarantine: [],
     meta: { source: src.display, skipped, ...(failedFiles.length ? { failedFiles } : {}), ...(pagesLeft ? { pagesLeft } : {}) },
   });
   return {
-    dataset, files: parts.length, bytes, ...(records !== undefined ? { records } : {}), skipped: skipped.length, source: src.display,
-    ...(failedFiles.length ? { filesFailed: failedFiles.length, failedFiles } : {}), ...(pagesLeft ? { pagesLeft: true } : {}),
+    dataset,
+    files: parts.length,
+    bytes,
+    ...(records !== undefined ? { records } : {}),
+    skipped: skipped.length,
+    source: src.display,
+    ...(failedFiles.length ? { filesFailed: failedFiles.length, failedFiles } : {}),
+    ...(pagesLeft ? { pagesLeft: true } : {}),
   };
 }
 
@@ -92,8 +99,13 @@ async function collectFiles(path: string, input: CollectInput, dir: string, ctx:
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== "EACCES" && code !== "EPERM" && code !== "ENOENT" && code !== "EISDIR" && code !== "EIO") throw err;
-      const reason = code === "ENOENT" ? "it disappeared before it could be read" : code === "EIO" ? "the disk reported an I/O error" : "it is not readable by this process";
-      failedFiles.push({ path: f.path, reason: `${f.path}: ${reason}`, code: code === "ENOENT" ? "FILE_NOT_FOUND" : code === "EIO" ? "IO_ERROR" : "BAD_CONFIG" });
+      const reason =
+        code === "ENOENT" ? "it disappeared before it could be read" : code === "EIO" ? "the disk reported an I/O error" : "it is not readable by this process";
+      failedFiles.push({
+        path: f.path,
+        reason: `${f.path}: ${reason}`,
+        code: code === "ENOENT" ? "FILE_NOT_FOUND" : code === "EIO" ? "IO_ERROR" : "BAD_CONFIG",
+      });
       ctx.log.warn("file failed", { path: f.path, reason });
       return undefined;
     }
@@ -104,22 +116,37 @@ async function collectFiles(path: string, input: CollectInput, dir: string, ctx:
   });
   const parts = copied.filter((p): p is DatasetPart => p !== undefined);
   if (parts.length === 0 && failedFiles.length > 0)
-    throw new SluiceError(failedFiles.length === 1 ? failedFiles[0]!.code : "TOO_MANY_FAILED_FILES",
+    throw new SluiceError(
+      failedFiles.length === 1 ? failedFiles[0]!.code : "TOO_MANY_FAILED_FILES",
       failedFiles.length === 1 ? `source ${failedFiles[0]!.reason}` : `every file of ${path} failed: ${failedFiles.map((f) => f.reason).join("; ")}`,
-      { retryable: false, details: { failedFiles } });
+      { retryable: false, details: { failedFiles } },
+    );
   return { parts, skipped, failedFiles };
 }
 
-async function collectHttp(url: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<{ parts: DatasetPart[]; pagesLeft: boolean }> {
+async function collectHttp(
+  url: string,
+  display: string,
+  input: CollectInput,
+  dir: string,
+  ctx: ActionContext,
+): Promise<{ parts: DatasetPart[]; pagesLeft: boolean }> {
   const parts: DatasetPart[] = [];
   let pagesLeft = false;
   let json: { writer: RecordWriter; part: DatasetPart } | undefined;
   let page = 0;
   let rows = 0;
-  for await (const p of fetchPages({
-    url, auth: httpAuth(input.auth), recordsPath: input.recordsPath, pagination: input.pagination,
-    ...(input.maxPages !== undefined ? { maxPages: input.maxPages } : {}), ...(input.onMaxPages ? { onMaxPages: input.onMaxPages } : {}),
-  }, { signal: ctx.signal })) {
+  for await (const p of fetchPages(
+    {
+      url,
+      auth: httpAuth(input.auth),
+      recordsPath: input.recordsPath,
+      pagination: input.pagination,
+      ...(input.maxPages !== undefined ? { maxPages: input.maxPages } : {}),
+      ...(input.onMaxPages ? { onMaxPages: input.onMaxPages } : {}),
+    },
+    { signal: ctx.signal },
+  )) {
     page++;
     if (p.pagesLeft) pagesLeft = true;
     if (p.records) {
@@ -150,7 +177,10 @@ async function collectPostgres(source: string, display: string, input: CollectIn
   const { url, table } = splitPostgresSource(source);
   input = { ...input, table: input.table ?? table };
   if (!input.table && !input.query)
-    throw new SluiceError("BAD_CONFIG", `collecting from ${display} needs a table: add ?table=NAME to the URL, or "table" or "query" to the step's with: block`);
+    throw new SluiceError(
+      "BAD_CONFIG",
+      `collecting from ${display} needs a table: add ?table=NAME to the URL, or "table" or "query" to the step's with: block`,
+    );
   const path = join(dir, "rows.ndjson");
   const writer = await openWriter(path, "ndjson");
   let rows = 0;

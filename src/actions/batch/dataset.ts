@@ -90,7 +90,10 @@ export async function readDataset(ref: string): Promise<Dataset> {
   try {
     text = await readFile(resolve(ref), "utf8");
   } catch (err) {
-    throw new SluiceError("BAD_INPUT", `dataset ${ref} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass the dataset output of an earlier step`);
+    throw new SluiceError(
+      "BAD_INPUT",
+      `dataset ${ref} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass the dataset output of an earlier step`,
+    );
   }
   const ds = JSON.parse(text) as Dataset;
   if (ds.kind !== DATASET_KIND) throw new SluiceError("BAD_INPUT", `${ref} is not a Sluice dataset manifest`);

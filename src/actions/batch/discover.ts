@@ -79,7 +79,12 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
   const listed = await listCandidates(directory, input.pattern, input.recursive ?? false);
   const inventory = new Map<string, InventoryEntry>();
   const entry = (f: FileEntry, status: InventoryStatus, checksum: string | null = null, reason?: string): InventoryEntry => ({
-    path: f.path, size: f.size, checksum, mtime: new Date(f.mtimeMs).toISOString(), status, ...(reason ? { reason } : {}),
+    path: f.path,
+    size: f.size,
+    checksum,
+    mtime: new Date(f.mtimeMs).toISOString(),
+    status,
+    ...(reason ? { reason } : {}),
   });
 
   const supported: FileEntry[] = [];
@@ -136,16 +141,18 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
   }
 
   const parts: DatasetPart[] = taken.map(({ f, checksum }) => ({
-    path: f.path, format: detectFormat(f.path), source: f.path, bytes: f.size, sha256: checksum,
+    path: f.path,
+    format: detectFormat(f.path),
+    source: f.path,
+    bytes: f.size,
+    sha256: checksum,
   }));
   const ingest: IngestMeta = { scope, files: taken.map(({ f, checksum }) => ({ path: f.path, checksum, size: f.size })) };
   const sortedInventory = [...inventory.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const count = (s: InventoryStatus) => sortedInventory.filter((e) => e.status === s).length;
 
   for (const e of sortedInventory) if (e.status === "unstable" || e.status === "unsupported") ctx.log.warn("file left out", { path: e.path, reason: e.reason });
-  const knownBad: KnownBadEntry[] = sortedInventory
-    .filter((e) => e.status === "rejected")
-    .map((e) => ({ path: e.path, reason: e.reason!, since: e.since! }));
+  const knownBad: KnownBadEntry[] = sortedInventory.filter((e) => e.status === "rejected").map((e) => ({ path: e.path, reason: e.reason!, since: e.since! }));
   for (const k of knownBad) ctx.log.warn("known-bad file left out until its content changes", { ...k });
   const bytes = parts.reduce((n, p) => n + (p.bytes ?? 0), 0);
   const empty = parts.length === 0;
@@ -186,7 +193,12 @@ function describeCounts(count: (s: InventoryStatus) => number): string {
     [count("unstable"), "still being written"],
     [count("unsupported"), "of an unsupported type"],
   ] as const;
-  return bits.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`).join(", ") || "none matched";
+  return (
+    bits
+      .filter(([n]) => n > 0)
+      .map(([n, what]) => `${n} ${what}`)
+      .join(", ") || "none matched"
+  );
 }
 
 async function requireDirectory(directory: string): Promise<void> {
@@ -198,7 +210,8 @@ async function requireDirectory(directory: string): Promise<void> {
       throw new SluiceError("FILE_NOT_FOUND", `directory ${directory} does not exist`, { details: { directory } });
     throw new SluiceError("IO_ERROR", `cannot read directory ${directory}: ${(err as Error).message}`, { cause: err });
   }
-  if (!st.isDirectory()) throw new SluiceError("BAD_INPUT", `${directory} is not a directory; give the folder that holds the files (and a pattern to choose among them)`);
+  if (!st.isDirectory())
+    throw new SluiceError("BAD_INPUT", `${directory} is not a directory; give the folder that holds the files (and a pattern to choose among them)`);
 }
 
 /**

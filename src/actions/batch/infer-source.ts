@@ -72,7 +72,8 @@ export async function inferSource(source: string, opts: InferOptions = {}): Prom
     const { url, table } = splitPostgresSource(src.url);
     if (!table) throw new SluiceError("BAD_CONFIG", `inferring from ${src.display} needs a table: add ?table=NAME to the URL`);
     const records: Record<string, unknown>[] = [];
-    for await (const rows of readPostgres({ url, query: `select * from ${quoteIdent(table)} limit ${sampleRows}`, batchSize: 5_000 }, { signal: opts.signal })) records.push(...(rows as Record<string, unknown>[]));
+    for await (const rows of readPostgres({ url, query: `select * from ${quoteIdent(table)} limit ${sampleRows}`, batchSize: 5_000 }, { signal: opts.signal }))
+      records.push(...(rows as Record<string, unknown>[]));
     return finish(records, keysOf(records), { source: `${src.display} ${table}`, files: [src.display], format: "postgres", notes: [] }, opts, {});
   }
 
@@ -83,7 +84,8 @@ export async function inferSource(source: string, opts: InferOptions = {}): Prom
   const format = opts.format ?? formatOf(files[0]!);
   for (const f of files) {
     const other = opts.format ?? formatOf(f);
-    if (other !== format) throw new SluiceError("BAD_INPUT", `${f} is ${other} but ${files[0]} is ${format}; infer one format at a time (a glob such as *.csv)`);
+    if (other !== format)
+      throw new SluiceError("BAD_INPUT", `${f} is ${other} but ${files[0]} is ${format}; infer one format at a time (a glob such as *.csv)`);
   }
   const what = { source: found.length === 1 ? files[0]! : `${src.display} (${found.length} files)`, files, format, notes };
 
@@ -94,7 +96,13 @@ export async function inferSource(source: string, opts: InferOptions = {}): Prom
       for (const c of d.columns)
         if (!columns.some((x) => x.name === c.name))
           columns.push({
-            name: c.name, type: c.type, ...(c.scale !== undefined ? { scale: c.scale } : {}), nonNull: d.rows, nulls: 0, distinct: 0, unique: false,
+            name: c.name,
+            type: c.type,
+            ...(c.scale !== undefined ? { scale: c.scale } : {}),
+            nonNull: d.rows,
+            nulls: 0,
+            distinct: 0,
+            unique: false,
             notes: [c.nested ? "nested values: kept as JSON text" : `from the file's ${format === "parquet" ? "Parquet" : "Arrow"} schema`],
           });
     const schema: SchemaDocument = { read: { format }, ...(opts.key ? { key: opts.key } : {}), columns: columns.map(toSpec) };
@@ -116,7 +124,8 @@ export async function inferSource(source: string, opts: InferOptions = {}): Prom
       columns ??= got.columns;
       records.push(...got.rows);
     }
-    if (encoding.confidence === "guess") notes.push(`the encoding ${encoding.encoding} is a guess from the bytes (not valid UTF-8, no BOM): check accented letters`);
+    if (encoding.confidence === "guess")
+      notes.push(`the encoding ${encoding.encoding} is a guess from the bytes (not valid UTF-8, no BOM): check accented letters`);
     // The format is written down when the extension would not say it.
     const byExtension = (() => {
       try {
@@ -126,8 +135,10 @@ export async function inferSource(source: string, opts: InferOptions = {}): Prom
       }
     })();
     const readSpec: SchemaDocument["read"] = {
-      ...(format !== byExtension || format === "tsv" ? { format } : {}), encoding: encoding.encoding,
-      ...(delimiter !== "," && format !== "tsv" ? { delimiter } : {}), ...(header ? {} : { header: false, columns: [...names!] }),
+      ...(format !== byExtension || format === "tsv" ? { format } : {}),
+      encoding: encoding.encoding,
+      ...(delimiter !== "," && format !== "tsv" ? { delimiter } : {}),
+      ...(header ? {} : { header: false, columns: [...names!] }),
     };
     return finish(records, columns ?? [], what, opts, { read: readSpec, encoding, delimiter, header });
   }
@@ -136,7 +147,10 @@ export async function inferSource(source: string, opts: InferOptions = {}): Prom
   const encoding = opts.encoding ? { encoding: opts.encoding, confidence: "bom" as const, bom: false } : await detectFileEncoding(files[0]!);
   const records: Record<string, unknown>[] = [];
   for (const f of files) records.push(...(await take(openReader(f, { format, encoding: encoding.encoding, batchSize: 2_000 }), sampleRows)).rows);
-  return finish(records, keysOf(records), what, opts, { read: { format, ...(encoding.encoding !== "utf-8" ? { encoding: encoding.encoding } : {}) }, encoding });
+  return finish(records, keysOf(records), what, opts, {
+    read: { format, ...(encoding.encoding !== "utf-8" ? { encoding: encoding.encoding } : {}) },
+    encoding,
+  });
 }
 
 function finish(
@@ -148,8 +162,11 @@ function finish(
 ): InferResult {
   if (records.length === 0) what.notes.push("the source has no records to sample: every column is typed as string");
   const columns = inferColumns(names, records);
-  for (const k of opts.key ?? []) if (!names.includes(k)) throw new SluiceError("USAGE", `--key ${k} is not a column of ${what.source} (columns: ${names.join(", ")})`);
-  const keyCandidates = columns.filter((c) => c.unique && c.nulls === 0 && c.nonNull === records.length && /(^id$|_id$|Id$|^key$|_key$|code$|uuid)/i.test(c.name)).map((c) => c.name);
+  for (const k of opts.key ?? [])
+    if (!names.includes(k)) throw new SluiceError("USAGE", `--key ${k} is not a column of ${what.source} (columns: ${names.join(", ")})`);
+  const keyCandidates = columns
+    .filter((c) => c.unique && c.nulls === 0 && c.nonNull === records.length && /(^id$|_id$|Id$|^key$|_key$|code$|uuid)/i.test(c.name))
+    .map((c) => c.name);
   const schema: SchemaDocument = {
     ...(extra.read && Object.keys(extra.read).length ? { read: extra.read } : {}),
     ...(opts.key ? { key: opts.key } : {}),
@@ -160,8 +177,10 @@ function finish(
 
 function toSpec(c: InferredColumn): SchemaDocument["columns"][number] {
   return {
-    name: c.name, type: c.type,
-    ...(c.scale !== undefined ? { scale: c.scale } : {}), ...(c.format !== undefined ? { format: c.format } : {}),
+    name: c.name,
+    type: c.type,
+    ...(c.scale !== undefined ? { scale: c.scale } : {}),
+    ...(c.format !== undefined ? { format: c.format } : {}),
     ...(c.nullValues ? { nullValues: c.nullValues } : {}),
   } as SchemaDocument["columns"][number];
 }
@@ -174,12 +193,18 @@ function formatOf(path: string): FileFormat {
     return detectFormat(path);
   } catch {
     if (DELIMITED_TEXT.has(extname(path).toLowerCase())) return "csv";
-    throw new SluiceError("USAGE", `cannot tell the format of ${path} from its extension ${JSON.stringify(extname(path) || basename(path))}; pass --format csv|tsv|ndjson|json|parquet|arrow`);
+    throw new SluiceError(
+      "USAGE",
+      `cannot tell the format of ${path} from its extension ${JSON.stringify(extname(path) || basename(path))}; pass --format csv|tsv|ndjson|json|parquet|arrow`,
+    );
   }
 }
 
 function quoteIdent(table: string): string {
-  return table.split(".").map((p) => `"${p.replace(/^"|"$/g, "").replace(/"/g, '""')}"`).join(".");
+  return table
+    .split(".")
+    .map((p) => `"${p.replace(/^"|"$/g, "").replace(/"/g, '""')}"`)
+    .join(".");
 }
 
 /** The first 64 KB of a text file, decoded. */
@@ -270,7 +295,11 @@ async function detectHeader(path: string, dialect: { delimiter: string; encoding
   });
 }
 
-async function sampleCsv(path: string, read: { delimiter: string; encoding: string; header?: boolean; columns?: string[] }, n: number): Promise<{ rows: Record<string, unknown>[]; columns: readonly string[] | undefined }> {
+async function sampleCsv(
+  path: string,
+  read: { delimiter: string; encoding: string; header?: boolean; columns?: string[] },
+  n: number,
+): Promise<{ rows: Record<string, unknown>[]; columns: readonly string[] | undefined }> {
   const start = await take(readCsv(path, { ...read, batchSize: 2_000 }), n);
   const { size } = await import("node:fs/promises").then((fs) => fs.stat(path));
   if (size <= SPREAD_ABOVE) return start;

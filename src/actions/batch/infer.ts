@@ -42,30 +42,93 @@ export interface InferredColumn {
 }
 
 /** Values read as null when a column is otherwise typed (case-sensitive, as written by common tools). */
-export const NULL_MARKERS = ["NA", "N/A", "n/a", "na", "null", "NULL", "Null", "None", "none", "NaN", "nan", "-", "--", "#N/A", "(null)", "nil", "?", "."] as const;
+export const NULL_MARKERS = [
+  "NA",
+  "N/A",
+  "n/a",
+  "na",
+  "null",
+  "NULL",
+  "Null",
+  "None",
+  "none",
+  "NaN",
+  "nan",
+  "-",
+  "--",
+  "#N/A",
+  "(null)",
+  "nil",
+  "?",
+  ".",
+] as const;
 const MARKERS = new Set<string>(NULL_MARKERS);
 
 /** Date formats tried, most common first; the first that reads every value wins. */
 export const DATE_FORMATS = [
-  "%m/%d/%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y.%m.%d",
-  "%b %e %Y", "%b %e, %Y", "%e %b %Y", "%d-%b-%Y", "%d-%b-%y", "%B %e %Y", "%B %e, %Y", "%e %B %Y",
-  "%a %b %e %Y", "%a, %e %b %Y", "%A, %B %e, %Y", "%m/%d/%y", "%d/%m/%y", "%d.%m.%y", "%Y%m%d",
+  "%m/%d/%Y",
+  "%d/%m/%Y",
+  "%Y/%m/%d",
+  "%d.%m.%Y",
+  "%d-%m-%Y",
+  "%m-%d-%Y",
+  "%Y.%m.%d",
+  "%b %e %Y",
+  "%b %e, %Y",
+  "%e %b %Y",
+  "%d-%b-%Y",
+  "%d-%b-%y",
+  "%B %e %Y",
+  "%B %e, %Y",
+  "%e %B %Y",
+  "%a %b %e %Y",
+  "%a, %e %b %Y",
+  "%A, %B %e, %Y",
+  "%m/%d/%y",
+  "%d/%m/%y",
+  "%d.%m.%y",
+  "%Y%m%d",
 ] as const;
 
 /** Timestamp formats tried after ISO-8601 (which the default parser reads, zone or not). */
 export const TIMESTAMP_FORMATS = [
-  "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p",
-  "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M",
-  "%d-%m-%Y %H:%M:%S", "%b %e %Y %H:%M:%S", "%b %e %Y %I:%M %p", "%d %b %Y %H:%M:%S", "%d-%b-%Y %H:%M:%S",
-  "%a, %d %b %Y %H:%M:%S %z", "%a %b %e %H:%M:%S %Y", "%a %b %e %H:%M:%S %Z %Y", "%d/%b/%Y:%H:%M:%S %z",
-  "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S %Z", "%Y%m%dT%H%M%S", "%m/%d/%y %H:%M", "%m/%d/%y %I:%M %p",
+  "%m/%d/%Y %H:%M:%S",
+  "%m/%d/%Y %H:%M",
+  "%m/%d/%Y %I:%M:%S %p",
+  "%m/%d/%Y %I:%M %p",
+  "%d/%m/%Y %H:%M:%S",
+  "%d/%m/%Y %H:%M",
+  "%Y/%m/%d %H:%M:%S",
+  "%Y/%m/%d %H:%M",
+  "%d.%m.%Y %H:%M:%S",
+  "%d.%m.%Y %H:%M",
+  "%d-%m-%Y %H:%M:%S",
+  "%b %e %Y %H:%M:%S",
+  "%b %e %Y %I:%M %p",
+  "%d %b %Y %H:%M:%S",
+  "%d-%b-%Y %H:%M:%S",
+  "%a, %d %b %Y %H:%M:%S %z",
+  "%a %b %e %H:%M:%S %Y",
+  "%a %b %e %H:%M:%S %Z %Y",
+  "%d/%b/%Y:%H:%M:%S %z",
+  "%Y-%m-%dT%H:%M:%S%z",
+  "%Y-%m-%d %H:%M:%S %z",
+  "%Y-%m-%d %H:%M:%S %Z",
+  "%Y%m%dT%H%M%S",
+  "%m/%d/%y %H:%M",
+  "%m/%d/%y %I:%M %p",
 ] as const;
 
 const BOOLEAN_WORDS = new Set(["true", "false", "t", "f", "yes", "no", "y", "n"]);
 
 /** Infers the columns of sampled records (`names` in file order; records as read). */
 export function inferColumns(names: readonly string[], records: readonly Record<string, unknown>[]): InferredColumn[] {
-  return names.map((name) => inferColumn(name, records.map((r) => (Object.hasOwn(r, name) ? r[name] : undefined))));
+  return names.map((name) =>
+    inferColumn(
+      name,
+      records.map((r) => (Object.hasOwn(r, name) ? r[name] : undefined)),
+    ),
+  );
 }
 
 export function inferColumn(name: string, values: readonly unknown[]): InferredColumn {
@@ -191,8 +254,13 @@ function decideStrings(values: readonly string[], notes: string[]): { type: Colu
     const best = found.find((c) => c.misfits.length === 0) ?? found[0];
     if (!best) return { type: "string" };
     if (best.misfits.length > 0) {
-      const shown = [...new Set(best.misfits)].slice(0, 3).map((x) => JSON.stringify(x.length > 30 ? `${x.slice(0, 30)}…` : x)).join(", ");
-      notes.push(`${best.misfits.length} of ${v.length} sampled values are not ${best.type === "integer" ? "an integer" : `a ${best.type}`} (${shown}): their rows will be quarantined`);
+      const shown = [...new Set(best.misfits)]
+        .slice(0, 3)
+        .map((x) => JSON.stringify(x.length > 30 ? `${x.slice(0, 30)}…` : x))
+        .join(", ");
+      notes.push(
+        `${best.misfits.length} of ${v.length} sampled values are not ${best.type === "integer" ? "an integer" : `a ${best.type}`} (${shown}): their rows will be quarantined`,
+      );
     }
     const { misfits: _m, ...t } = best;
     return t;
@@ -274,8 +342,6 @@ function shapedLikeTime(values: readonly string[]): boolean {
   return ok >= values.length * (1 - MISFIT_SHARE);
 }
 
-
-
 const parsers = new Map<string, ValueParser | null>();
 
 function parserFor(type: "date" | "timestamp", format: string): ValueParser | null {
@@ -298,7 +364,6 @@ function fitsAll(type: "date" | "timestamp", values: readonly string[], format: 
   for (const v of values) if (p(v) instanceof Invalid) return false;
   return true;
 }
-
 
 function hasIsoZone(v: string): boolean {
   return /(?:Z|[+-]\d\d(?::?\d\d)?)$/i.test(v) && v.length > 10;

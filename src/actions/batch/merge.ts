@@ -161,7 +161,7 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
         // The content: the staged values and their content hash (equal rows are equal text).
         const text = r.text!;
         const content = text.slice(text.indexOf("\t") + 1);
-        const sortv = policy.kind === "latest" ? r.row[policyColumn!] ?? null : policy.kind === "priority" ? rank : null;
+        const sortv = policy.kind === "latest" ? (r.row[policyColumn!] ?? null) : policy.kind === "priority" ? rank : null;
         const ord = ++ordinal;
         const res = scratch.upsert.run(ord, k, ord, sortv, src, line, content);
         if (res.lastInsertRowid === ord) {
@@ -203,7 +203,9 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
       batch = "";
       batchRows = 0;
     };
-    for (const [src, line, content] of db.prepare("SELECT src, line, row FROM winners ORDER BY src, id").raw().iterate() as IterableIterator<[number, number | null, string]>) {
+    for (const [src, line, content] of db.prepare("SELECT src, line, row FROM winners ORDER BY src, id").raw().iterate() as IterableIterator<
+      [number, number | null, string]
+    >) {
       if (src !== batchSrc || batchRows >= OUT_BATCH) {
         await flush();
         batchSrc = src;
@@ -233,18 +235,35 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
       policy: policy.kind === "none" ? "input-order" : policy.kind,
       ...(input.conflict?.column !== undefined ? { column: input.conflict.column } : {}),
       ...(input.conflict?.priority !== undefined ? { priority: input.conflict.priority } : {}),
-      rowsRead, rowsOut: out.rows, rowsDuplicate, conflicts, rowsSuperseded, rowsQuarantined: quarantinedHere,
+      rowsRead,
+      rowsOut: out.rows,
+      rowsDuplicate,
+      conflicts,
+      rowsSuperseded,
+      rowsQuarantined: quarantinedHere,
       conflictSamples: samples,
       sources,
     };
     const dataset = await writeDataset(dir, {
-      step: ctx.step, typed: true, columns, key: input.key, parts: out.parts, rows: out.rows, accounting,
+      step: ctx.step,
+      typed: true,
+      columns,
+      key: input.key,
+      parts: out.parts,
+      rows: out.rows,
+      accounting,
       quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])],
       meta: { ...ds.meta, merge: report },
     });
     return {
-      dataset, rowsIn: accounting.rowsIn, rowsOut: out.rows, rowsDuplicate, conflicts, rowsSuperseded,
-      rowsQuarantined: accounting.rowsQuarantined, sources: sources.length,
+      dataset,
+      rowsIn: accounting.rowsIn,
+      rowsOut: out.rows,
+      rowsDuplicate,
+      conflicts,
+      rowsSuperseded,
+      rowsQuarantined: accounting.rowsQuarantined,
+      sources: sources.length,
     };
   } finally {
     db.close();
@@ -256,9 +275,7 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext)
 // ---------------------------------------------------------------------------------------------
 
 type Policy =
-  | { kind: "none" }
-  | { kind: "latest"; index: number; compare: (a: string, b: string) => number }
-  | { kind: "priority"; rank: (source: string) => number };
+  { kind: "none" } | { kind: "latest"; index: number; compare: (a: string, b: string) => number } | { kind: "priority"; rank: (source: string) => number };
 
 function compilePolicy(input: MergeInput, columns: Column[]): Policy {
   const c = input.conflict;
@@ -275,7 +292,13 @@ function compilePolicy(input: MergeInput, columns: Column[]): Policy {
   const patterns = c.priority ?? [];
   if (patterns.length === 0) throw badConfig("conflict policy priority needs priority: source patterns, best first");
   const matchers = patterns.map(sourceMatcher);
-  return { kind: "priority", rank: (source) => { const i = matchers.findIndex((m) => m(source)); return i < 0 ? matchers.length : i; } };
+  return {
+    kind: "priority",
+    rank: (source) => {
+      const i = matchers.findIndex((m) => m(source));
+      return i < 0 ? matchers.length : i;
+    },
+  };
 }
 
 /** A glob (`*` within a path segment, `**` across, `?`, `[…]`) or, without those, a substring. */
@@ -287,7 +310,8 @@ export function sourceMatcher(pattern: string): (source: string) => boolean {
     if (ch === "*") {
       if (pattern[i + 1] === "*") {
         i++;
-        if (pattern[i + 1] === "/") i++, (re += "(?:.*/)?"); // "**/": any folders, or none
+        if (pattern[i + 1] === "/")
+          (i++, (re += "(?:.*/)?")); // "**/": any folders, or none
         else re += ".*";
       } else re += "[^/]*";
     } else if (ch === "?") re += "[^/]";

@@ -79,9 +79,19 @@ const MIN_CHUNK_BYTES = 1024;
 const SPLIT_CONCURRENCY = 4;
 
 const UNITS: Record<string, number> = {
-  b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
-  k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4,
-  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
 };
 
 /**
@@ -193,7 +203,11 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
   let bytes = 0;
   const drop: string[] = [];
   const ingest = ds.meta?.ingest as IngestMeta | undefined;
-  const knownBad = await recordUnreadable(files.filter((f) => f.failed !== undefined), ingest, ctx);
+  const knownBad = await recordUnreadable(
+    files.filter((f) => f.failed !== undefined),
+    ingest,
+    ctx,
+  );
   for (const f of files) {
     if (f.failed !== undefined) {
       failedFiles.push({ path: f.part.source, reason: f.failed, code: asErrorCode(f.failedCode, "ACTION_FAILED"), knownBad: knownBad.has(f) });
@@ -219,11 +233,10 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
     const tooMany = threshold === undefined ? failedFiles.length === total : share > threshold;
     if (tooMany) {
       const limit = threshold === undefined ? "every file failed" : `${failedFiles.length} of ${total} files failed, more than the threshold ${threshold}`;
-      throw new SluiceError(
-        "TOO_MANY_FAILED_FILES",
-        `${limit}: ${failedFiles.map((f) => `${f.path} (${f.reason})`).join("; ")}`,
-        { retryable: false, details: { failedFiles } },
-      );
+      throw new SluiceError("TOO_MANY_FAILED_FILES", `${limit}: ${failedFiles.map((f) => `${f.path} (${f.reason})`).join("; ")}`, {
+        retryable: false,
+        details: { failedFiles },
+      });
     }
   }
 
@@ -236,7 +249,13 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
     parallel: { units: units.length, workers, chunkBytes },
   };
   const dataset = await writeDataset(dir, {
-    step: ctx.step, typed: false, parts, rows: rowsOut, accounting, quarantine: [...ds.quarantine, ...quarantine], meta,
+    step: ctx.step,
+    typed: false,
+    parts,
+    rows: rowsOut,
+    accounting,
+    quarantine: [...ds.quarantine, ...quarantine],
+    meta,
   });
   return {
     dataset,
@@ -263,26 +282,46 @@ async function planFile(f: FileState, chunkBytes: number, csv: ParallelInput["cs
     size = (await stat(part.path)).size;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new SluiceError(code === "ENOENT" ? "FILE_NOT_FOUND" : "IO_ERROR", code === "ENOENT" ? `${part.path} no longer exists` : `cannot read ${part.path}: ${(err as Error).message}`);
+    throw new SluiceError(
+      code === "ENOENT" ? "FILE_NOT_FOUND" : "IO_ERROR",
+      code === "ENOENT" ? `${part.path} no longer exists` : `cannot read ${part.path}: ${(err as Error).message}`,
+    );
   }
   // Discovery checksummed the file at this size; a file that changed since is not the one inventoried.
   if (part.bytes !== undefined && part.bytes !== size)
     throw new SluiceError("CONFLICT", `${part.path} changed since it was discovered (${part.bytes} bytes then, ${size} now)`);
   part.bytes = size;
   if (part.format === "stage" || part.format === "unknown")
-    throw new SluiceError("BAD_INPUT", `${part.path} is ${part.format === "stage" ? "a staged dataset, not a source file; process_files_in_parallel takes the files of a discovery step" : "of no format Sluice can tell from its extension"}`);
+    throw new SluiceError(
+      "BAD_INPUT",
+      `${part.path} is ${part.format === "stage" ? "a staged dataset, not a source file; process_files_in_parallel takes the files of a discovery step" : "of no format Sluice can tell from its extension"}`,
+    );
   const format = part.format;
   const dialect = { ...(csv ?? {}), ...(part.csv ?? {}) };
   const textual = part.format === "csv" || part.format === "tsv";
   if (textual && part.format === "tsv") dialect.delimiter ??= "\t";
   const name = (chunk: number, kind: string) => join(dir, `${kind}-${pad(index)}-${pad(chunk)}.ndjson`);
   const unit = (chunk: number, bytes: number, range?: CsvRange): WorkUnit => ({
-    id: -1, path: part.path, format, source: part.source, step, bytes,
-    ...(range ? { range } : {}), ...(textual && Object.keys(dialect).length ? { csv: dialect } : {}),
-    out: name(chunk, "part"), quarantine: name(chunk, "quarantine"), batchSize: BATCH_SIZE,
+    id: -1,
+    path: part.path,
+    format,
+    source: part.source,
+    step,
+    bytes,
+    ...(range ? { range } : {}),
+    ...(textual && Object.keys(dialect).length ? { csv: dialect } : {}),
+    out: name(chunk, "part"),
+    quarantine: name(chunk, "quarantine"),
+    batchSize: BATCH_SIZE,
   });
   if (!textual || size <= chunkBytes) return [unit(0, size)];
-  const ranges = await splitCsv(part.path, { delimiter: dialect.delimiter, quote: dialect.quote, targetBytes: chunkBytes, name: part.source, ...(dialect.encoding ? { encoding: dialect.encoding } : {}) });
+  const ranges = await splitCsv(part.path, {
+    delimiter: dialect.delimiter,
+    quote: dialect.quote,
+    targetBytes: chunkBytes,
+    name: part.source,
+    ...(dialect.encoding ? { encoding: dialect.encoding } : {}),
+  });
   return ranges.map((r, i) => unit(i, r.end - r.start, r));
 }
 
@@ -320,9 +359,15 @@ async function recordUnreadable(failed: FileState[], ingest: IngestMeta | undefi
   });
   const files = candidates.filter((_, i) => same[i]);
   if (files.length === 0) return recorded;
-  await ctx.ledger.reject(ingest.scope, files.map(({ f, entry }) => ({
-    checksum: entry.checksum, path: entry.path, size: entry.size, reason: f.failed!.slice(0, MAX_REASON_CHARS),
-  })));
+  await ctx.ledger.reject(
+    ingest.scope,
+    files.map(({ f, entry }) => ({
+      checksum: entry.checksum,
+      path: entry.path,
+      size: entry.size,
+      reason: f.failed!.slice(0, MAX_REASON_CHARS),
+    })),
+  );
   for (const { f } of files) {
     recorded.add(f);
     ctx.log.warn("file recorded as known bad; later runs leave it out until its content changes", { path: f.part.source, reason: f.failed });

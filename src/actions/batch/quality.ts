@@ -450,7 +450,7 @@ class BloomFilter {
   add(key: string): void {
     const [h1, h2] = hashes(key);
     for (let i = 0; i < 3; i++) {
-      const b = (h1 + i * h2) >>> 5 & 0x3fffff;
+      const b = ((h1 + i * h2) >>> 5) & 0x3fffff;
       this.bits[b]! |= 1 << ((h1 + i * h2) & 31);
     }
   }
@@ -458,7 +458,7 @@ class BloomFilter {
   mayHave(key: string): boolean {
     const [h1, h2] = hashes(key);
     for (let i = 0; i < 3; i++) {
-      const b = (h1 + i * h2) >>> 5 & 0x3fffff;
+      const b = ((h1 + i * h2) >>> 5) & 0x3fffff;
       if ((this.bits[b]! & (1 << ((h1 + i * h2) & 31))) === 0) return false;
     }
     return true;
@@ -511,14 +511,21 @@ export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[]
     rowChecks.push({ result, column, required, test, firstLine: 0, firstReason: undefined });
   };
   const addDataset = (rule: string, column: string | undefined, evaluate: DatasetCheck["evaluate"]): void => {
-    const result: QualityRuleResult = column === undefined ? { rule, kind: "dataset", failures: 0, passed: true } : { rule, column, kind: "dataset", failures: 0, passed: true };
+    const result: QualityRuleResult =
+      column === undefined ? { rule, kind: "dataset", failures: 0, passed: true } : { rule, column, kind: "dataset", failures: 0, passed: true };
     results.push(result);
     datasetChecks.push({ result, evaluate });
   };
 
   rules.forEach((spec, index) => {
     const rowLevel =
-      spec.required !== undefined || spec.type !== undefined || spec.unique !== undefined || spec.min !== undefined || spec.max !== undefined || spec.pattern !== undefined || spec.allowed !== undefined;
+      spec.required !== undefined ||
+      spec.type !== undefined ||
+      spec.unique !== undefined ||
+      spec.min !== undefined ||
+      spec.max !== undefined ||
+      spec.pattern !== undefined ||
+      spec.allowed !== undefined;
     if (!rowLevel && spec.rowCount === undefined && spec.freshness === undefined) {
       throw badConfig(`quality rule ${index + 1} has no check (use required, type, unique, min, max, pattern, allowed, rowCount or freshness)`);
     }
@@ -614,7 +621,8 @@ export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[]
         throw badConfig(`quality rule "${column} newer than ${maxAge}": column ${column} is ${col.type}, not a timestamp or date`);
       }
       const maxAgeMs = parseDuration(maxAge);
-      if (maxAgeMs === undefined) throw badConfig(`quality rule "${column} newer than ${maxAge}": maxAge ${JSON.stringify(maxAge)} is not a duration (e.g. 30m, 24h, 7d)`);
+      if (maxAgeMs === undefined)
+        throw badConfig(`quality rule "${column} newer than ${maxAge}": maxAge ${JSON.stringify(maxAge)} is not a duration (e.g. 30m, 24h, 7d)`);
       const type = col.type === "date" ? "date" : "timestamp";
       // Typed timestamp and date columns hold canonical text already; string columns are parsed.
       const parse = col.type === "string" ? compileValueParser({ type }) : undefined;

@@ -59,8 +59,16 @@ export function parseSchemaText(text: string, file: string): SchemaDocument {
     const issue = parsed.error.issues[0]!;
     const path = issue.path as (string | number)[];
     const where = at(nodeAt(doc, issue.code === "unrecognized_keys" ? path : path)?.range?.[0]);
-    const field = path.length ? path.map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`)).join("").slice(1) : "the schema";
-    const what = issue.code === "unrecognized_keys" ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}` : issue.message.replace(/^Invalid input: /, "");
+    const field = path.length
+      ? path
+          .map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`))
+          .join("")
+          .slice(1)
+      : "the schema";
+    const what =
+      issue.code === "unrecognized_keys"
+        ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`
+        : issue.message.replace(/^Invalid input: /, "");
     throw new SluiceError("BAD_CONFIG", `${where}: ${field}: ${what}`, { retryable: false, details: { file } });
   }
   return parsed.data;

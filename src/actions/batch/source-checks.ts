@@ -40,7 +40,9 @@ export async function validateSourceAvailability(input: SourceInput, ctx: Action
       if (unreadable.length === files.length)
         throw new SluiceError(
           "BAD_CONFIG",
-          files.length === 1 ? `source file ${files[0]!.path} exists but is not readable by this process` : `none of the ${files.length} files of ${src.display} is readable by this process`,
+          files.length === 1
+            ? `source file ${files[0]!.path} exists but is not readable by this process`
+            : `none of the ${files.length} files of ${src.display} is readable by this process`,
         );
       for (const path of unreadable) ctx.log.warn("source file not readable by this process", { path });
       const bytes = files.reduce((n, f) => n + f.size, 0);
@@ -50,9 +52,11 @@ export async function validateSourceAvailability(input: SourceInput, ctx: Action
     case "http": {
       const probe = await probeHttp({ url: src.url, auth: httpAuth(input.auth) }, { signal: ctx.signal });
       if (!probe.ok)
-        throw new SluiceError(probe.status === 401 || probe.status === 403 ? "BAD_CONFIG" : "NETWORK_ERROR",
+        throw new SluiceError(
+          probe.status === 401 || probe.status === 403 ? "BAD_CONFIG" : "NETWORK_ERROR",
           `source ${src.display} is not available: ${probe.error ?? `HTTP ${probe.status}`}`,
-          { retryable: !(probe.status >= 400 && probe.status < 500 && probe.status !== 408 && probe.status !== 429) });
+          { retryable: !(probe.status >= 400 && probe.status < 500 && probe.status !== 408 && probe.status !== 429) },
+        );
       return { kind: "http", available: true, status: probe.status, tls: probe.tls, elapsedMs: probe.elapsedMs, source: src.display };
     }
     case "postgres": {
@@ -73,7 +77,13 @@ export async function establishSecureConnection(input: SourceInput, ctx: ActionC
       const probe = await probeHttp({ url: src.url, auth: httpAuth(input.auth) }, { signal: ctx.signal });
       if (!probe.ok) throw new SluiceError("NETWORK_ERROR", `connection to ${src.display} failed: ${probe.error ?? `HTTP ${probe.status}`}`);
       if (!probe.tls) ctx.log.warn("plain HTTP source: the connection is not encrypted", { source: src.display });
-      return { kind: "http", secure: probe.tls, transport: probe.tls ? "https (certificate verified)" : "http (unencrypted)", status: probe.status, source: src.display };
+      return {
+        kind: "http",
+        secure: probe.tls,
+        transport: probe.tls ? "https (certificate verified)" : "http (unencrypted)",
+        status: probe.status,
+        source: src.display,
+      };
     }
     case "postgres": {
       const url = withSslMode(splitPostgresSource(src.url).url, input.sslmode);
@@ -81,7 +91,13 @@ export async function establishSecureConnection(input: SourceInput, ctx: ActionC
       if (!probe.ok) throw new SluiceError("NETWORK_ERROR", `connection to ${src.display} failed: ${probe.error ?? "no answer"}`);
       if (input.sslmode && input.sslmode !== "disable" && !probe.ssl)
         throw new SluiceError("BAD_CONFIG", `connection to ${src.display} is not encrypted although sslmode=${input.sslmode} was asked for`);
-      return { kind: "postgres", secure: probe.ssl, transport: probe.ssl ? "postgres over TLS" : "postgres (unencrypted)", serverVersion: probe.serverVersion ?? null, source: src.display };
+      return {
+        kind: "postgres",
+        secure: probe.ssl,
+        transport: probe.ssl ? "postgres over TLS" : "postgres (unencrypted)",
+        serverVersion: probe.serverVersion ?? null,
+        source: src.display,
+      };
     }
   }
 }

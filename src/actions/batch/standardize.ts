@@ -114,11 +114,16 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
     seen[id] = rows;
     seenBytes[id] = bytes;
     const done = files.length > 1 ? files.filter((f) => f.units.length > 0 && f.units.every((u) => results[u.id])).length : undefined;
-    ctx.progress({ rows: sums.rows, bytes: Math.min(sums.bytes, totalBytes), totalBytes, ...(done !== undefined ? { files: done, totalFiles: files.length } : {}) });
+    ctx.progress({
+      rows: sums.rows,
+      bytes: Math.min(sums.bytes, totalBytes),
+      totalBytes,
+      ...(done !== undefined ? { files: done, totalFiles: files.length } : {}),
+    });
   };
   const onDone = (u: ConvertUnitSpec, r: ConvertUnitResult): void => {
     results[u.id] = r;
-    report(u.id, r.rowsIn, u.range ? u.range.end - u.range.start : fileOf[u.id]!.part.bytes ?? 0);
+    report(u.id, r.rowsIn, u.range ? u.range.end - u.range.start : (fileOf[u.id]!.part.bytes ?? 0));
   };
   const onFailed = (u: ConvertUnitSpec, reason: string, code: string): void => {
     const f = fileOf[u.id]!;
@@ -209,12 +214,19 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
   const ingest = ds.meta?.ingest as IngestMeta | undefined;
   const failedPaths = new Set(failedFiles.map((f) => f.path));
   const dataset = await writeDataset(dir, {
-    step: ctx.step, typed: true, columns: compiled.columns, ...(compiled.key ? { key: compiled.key } : {}),
-    parts, rows: rowsOut, accounting, quarantine: [...ds.quarantine, ...quarantine],
+    step: ctx.step,
+    typed: true,
+    columns: compiled.columns,
+    ...(compiled.key ? { key: compiled.key } : {}),
+    parts,
+    rows: rowsOut,
+    accounting,
+    quarantine: [...ds.quarantine, ...quarantine],
     meta: {
       ...ds.meta,
       ...(ingest ? { ingest: { scope: ingest.scope, files: ingest.files.filter((x) => !failedPaths.has(x.path)) } satisfies IngestMeta } : {}),
-      failedFiles: [...earlier, ...failedFiles], ...(doc.rules ? { rules: doc.rules } : {}),
+      failedFiles: [...earlier, ...failedFiles],
+      ...(doc.rules ? { rules: doc.rules } : {}),
     },
   });
   return {
@@ -249,7 +261,11 @@ interface PlanContext {
 export function readSpecOf(part: DatasetPart, doc: SchemaDocument): { format: FileFormat; read: ReadSpec } {
   const format = (doc.read?.format ?? part.format) as FileFormat | "unknown";
   if (format === "unknown")
-    throw new SluiceError("BAD_INPUT", `cannot tell the format of ${part.source} from its extension; set read.format in the schema (csv, tsv, ndjson, json, parquet, arrow)`, { retryable: false });
+    throw new SluiceError(
+      "BAD_INPUT",
+      `cannot tell the format of ${part.source} from its extension; set read.format in the schema (csv, tsv, ndjson, json, parquet, arrow)`,
+      { retryable: false },
+    );
   const { format: _f, ...rest } = doc.read ?? {};
   const read: ReadSpec = { ...(part.csv ?? {}), ...(part.read ?? {}), ...rest };
   if (format === "tsv") read.delimiter ??= "\t";
@@ -260,14 +276,31 @@ async function planFile(part: DatasetPart, index: number, p: PlanContext): Promi
   const { format, read } = readSpecOf(part, p.doc);
   const name = (chunk: number, kind: string) => join(p.dir, `${kind}-${pad(index)}-${pad(chunk)}${kind === "part" ? ".stage" : ".ndjson"}`);
   const unit = (chunk: number, range?: CsvRange): ConvertUnitSpec => ({
-    id: -1, path: part.path, format, source: part.source, read, schema: p.schema, extraColumns: p.extraMode, lineField: p.lineField,
-    step: p.step, out: name(chunk, "part"), quarantine: name(chunk, "quarantine"), batchSize: BATCH_SIZE, ...(range ? { range } : {}),
+    id: -1,
+    path: part.path,
+    format,
+    source: part.source,
+    read,
+    schema: p.schema,
+    extraColumns: p.extraMode,
+    lineField: p.lineField,
+    step: p.step,
+    out: name(chunk, "part"),
+    quarantine: name(chunk, "quarantine"),
+    batchSize: BATCH_SIZE,
+    ...(range ? { range } : {}),
   });
   const textual = format === "csv" || format === "tsv";
   if (!textual || !p.parallel) return [unit(0)];
   const size = part.bytes ?? (await stat(part.path)).size;
   if (size <= p.chunk * 1.5) return [unit(0)];
-  const ranges = await splitCsv(part.path, { delimiter: read.delimiter, quote: read.quote, targetBytes: p.chunk, name: part.source, ...(read.encoding ? { encoding: read.encoding } : {}) });
+  const ranges = await splitCsv(part.path, {
+    delimiter: read.delimiter,
+    quote: read.quote,
+    targetBytes: p.chunk,
+    name: part.source,
+    ...(read.encoding ? { encoding: read.encoding } : {}),
+  });
   return ranges.map((r, i) => unit(i, r));
 }
 
@@ -280,7 +313,8 @@ async function scanExtraColumns(files: FileState[], doc: SchemaDocument): Promis
     let have: readonly string[] = [];
     try {
       const { format, read } = readSpecOf(f.part, doc);
-      if (format === "csv" || format === "tsv") have = read.header === false ? read.columns ?? [] : await readCsvHeader(f.part.path, { ...read, name: f.part.source });
+      if (format === "csv" || format === "tsv")
+        have = read.header === false ? (read.columns ?? []) : await readCsvHeader(f.part.path, { ...read, name: f.part.source });
       else {
         for await (const b of openReader(f.part.path, { format, batchSize: 1000, name: f.part.source })) {
           have = b.columns ?? [...new Set(b.rows.flatMap((r) => Object.keys(r)))];
@@ -294,7 +328,10 @@ async function scanExtraColumns(files: FileState[], doc: SchemaDocument): Promis
     for (const h of have) {
       if (sources.has(h) || h === "_line" || extras.includes(h)) continue;
       if (names.has(h))
-        throw new SluiceError("BAD_CONFIG", `${f.part.source}: column ${h} is not used by the schema but has the name of a declared column; with extraColumns: keep it would be stored twice — rename one`);
+        throw new SluiceError(
+          "BAD_CONFIG",
+          `${f.part.source}: column ${h} is not used by the schema but has the name of a declared column; with extraColumns: keep it would be stored twice — rename one`,
+        );
       extras.push(h);
     }
   }
@@ -303,7 +340,11 @@ async function scanExtraColumns(files: FileState[], doc: SchemaDocument): Promis
 
 function failure(part: DatasetPart, err: unknown): FailedFile {
   const e = err as { code?: unknown; message?: unknown };
-  return { path: part.source, reason: typeof e.message === "string" ? e.message : String(err), code: e.code === undefined ? "IO_ERROR" : toErrorInfo(err).code };
+  return {
+    path: part.source,
+    reason: typeof e.message === "string" ? e.message : String(err),
+    code: e.code === undefined ? "IO_ERROR" : toErrorInfo(err).code,
+  };
 }
 
 /** Fails the step when every file failed, or more than `threshold` of them. */
@@ -315,13 +356,23 @@ export function checkFailedFiles(failed: FailedFile[], total: number, threshold:
   if (!tooMany) return;
   if (total === 1) {
     const f = failed[0]!;
-    throw new SluiceError(f.code, f.reason, { retryable: !["BAD_INPUT", "BAD_CONFIG", "FILE_NOT_FOUND", "NOT_FOUND"].includes(f.code), details: { failedFiles: failed } });
+    throw new SluiceError(f.code, f.reason, {
+      retryable: !["BAD_INPUT", "BAD_CONFIG", "FILE_NOT_FOUND", "NOT_FOUND"].includes(f.code),
+      details: { failedFiles: failed },
+    });
   }
   const limit = threshold === undefined ? `every file failed (${total})` : `${failed.length} of ${total} files failed, more than the threshold ${threshold}`;
-  throw new SluiceError("TOO_MANY_FAILED_FILES", `${limit}: ${failed.slice(0, 5).map((f) => `${f.path} (${f.reason})`).join("; ")}${failed.length > 5 ? `; and ${failed.length - 5} more` : ""}`, {
-    retryable: false,
-    details: { failedFiles: failed },
-  });
+  throw new SluiceError(
+    "TOO_MANY_FAILED_FILES",
+    `${limit}: ${failed
+      .slice(0, 5)
+      .map((f) => `${f.path} (${f.reason})`)
+      .join("; ")}${failed.length > 5 ? `; and ${failed.length - 5} more` : ""}`,
+    {
+      retryable: false,
+      details: { failedFiles: failed },
+    },
+  );
 }
 
 async function firstReasons(files: string[]): Promise<string | undefined> {

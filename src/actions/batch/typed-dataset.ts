@@ -10,15 +10,25 @@ import type { Column } from "./model.js";
 
 function typedParts(ds: Dataset): DatasetPart[] {
   for (const p of ds.parts)
-    if (p.format !== "stage") throw new SluiceError("BAD_INPUT", `dataset of step ${ds.step} is not typed (part ${p.path} is ${p.format}); convert it first`, { retryable: false });
+    if (p.format !== "stage")
+      throw new SluiceError("BAD_INPUT", `dataset of step ${ds.step} is not typed (part ${p.path} is ${p.format}); convert it first`, { retryable: false });
   return ds.parts;
 }
 
 /** Every kept row of a typed dataset, decoded (only the `only` columns when given), batch by batch. */
-export async function* readTypedRows(ds: Dataset, columns: readonly Column[], signal: AbortSignal, opts: { only?: readonly string[]; keepText?: boolean } = {}): AsyncGenerator<{ part: DatasetPart; rows: StagedRow[] }> {
+export async function* readTypedRows(
+  ds: Dataset,
+  columns: readonly Column[],
+  signal: AbortSignal,
+  opts: { only?: readonly string[]; keepText?: boolean } = {},
+): AsyncGenerator<{ part: DatasetPart; rows: StagedRow[] }> {
   const exclusions = await readExclusions(ds);
   for (const part of typedParts(ds)) {
-    for await (const rows of readStageRows(part.path, columns, { exclude: exclusions.get(part.path), ...(opts.only ? { only: opts.only } : {}), keepText: opts.keepText ?? false })) {
+    for await (const rows of readStageRows(part.path, columns, {
+      exclude: exclusions.get(part.path),
+      ...(opts.only ? { only: opts.only } : {}),
+      keepText: opts.keepText ?? false,
+    })) {
       if (signal.aborted) throw signal.reason;
       yield { part, rows };
     }
@@ -42,7 +52,10 @@ export class TypedOutput {
   rows = 0;
   private current?: { writer: StageWriter; part: DatasetPart };
 
-  constructor(private readonly dir: string, private readonly columns: readonly Column[]) {}
+  constructor(
+    private readonly dir: string,
+    private readonly columns: readonly Column[],
+  ) {}
 
   private async partFor(source: string): Promise<{ writer: StageWriter; part: DatasetPart }> {
     if (this.current?.part.source !== source) {

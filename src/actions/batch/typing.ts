@@ -157,7 +157,19 @@ function badConfig(message: string): SluiceError {
 // Whitespace
 
 function isWs(c: number): boolean {
-  return c <= 32 || (c >= 0xa0 && (c === 0xa0 || c === 0xfeff || c === 0x3000 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x1680));
+  return (
+    c <= 32 ||
+    (c >= 0xa0 &&
+      (c === 0xa0 ||
+        c === 0xfeff ||
+        c === 0x3000 ||
+        (c >= 0x2000 && c <= 0x200a) ||
+        c === 0x2028 ||
+        c === 0x2029 ||
+        c === 0x202f ||
+        c === 0x205f ||
+        c === 0x1680))
+  );
 }
 
 /** `s` without surrounding whitespace; the same string when there is none (the usual case). */
@@ -294,7 +306,7 @@ function parseDecimalString(s: string, scale: number | undefined): string | Inva
   if (i < n) {
     const c = s.charCodeAt(i);
     if (c !== 101 && c !== 69) {
-      return new Invalid(c === 44 ? "is not a valid decimal (use \".\" as the decimal point, no thousands separators)" : "is not a valid decimal");
+      return new Invalid(c === 44 ? 'is not a valid decimal (use "." as the decimal point, no thousands separators)' : "is not a valid decimal");
     }
     return expandExponent(s, neg, intStart, intEnd, fracStart, fracEnd, i + 1, scale);
   }
@@ -421,7 +433,6 @@ function parseBooleanValue(v: unknown): TypedValue | Invalid {
 
 // ---------------------------------------------------------------------------------------------
 // Calendar arithmetic (proleptic Gregorian, days since 1970-01-01; H. Hinnant's algorithms)
-
 
 // civilFromDays writes here (no allocation).
 let cy = 0;
@@ -638,9 +649,21 @@ function resolveZone(name: string | undefined, column: string): ZoneRef {
  * BST British Summer or Bangladesh, so no reading of them would be safe.
  */
 const ZONE_ABBREVIATIONS = new Map<string, number>([
-  ["UTC", 0], ["GMT", 0], ["UT", 0], ["Z", 0],
-  ["EST", -5 * 3600], ["EDT", -4 * 3600], ["CST", -6 * 3600], ["CDT", -5 * 3600], ["MST", -7 * 3600], ["MDT", -6 * 3600],
-  ["PST", -8 * 3600], ["PDT", -7 * 3600], ["AKST", -9 * 3600], ["AKDT", -8 * 3600], ["HST", -10 * 3600],
+  ["UTC", 0],
+  ["GMT", 0],
+  ["UT", 0],
+  ["Z", 0],
+  ["EST", -5 * 3600],
+  ["EDT", -4 * 3600],
+  ["CST", -6 * 3600],
+  ["CDT", -5 * 3600],
+  ["MST", -7 * 3600],
+  ["MDT", -6 * 3600],
+  ["PST", -8 * 3600],
+  ["PDT", -7 * 3600],
+  ["AKST", -9 * 3600],
+  ["AKDT", -8 * 3600],
+  ["HST", -10 * 3600],
 ]);
 
 /** The zone a `%Z` field names, or why it cannot be used (the end of an `is not a valid timestamp (…)`). */
@@ -851,18 +874,32 @@ const K_EPOCH = 18; // seconds since the epoch
 
 /** What each token reads, and the field it sets (a field may be set once). */
 const TOKEN_KINDS: Record<string, [kind: number, arg: number, field: string]> = {
-  Y: [K_Y, 0, "year"], y: [K_Y2, 0, "year"], m: [K_MO, 0, "month"], b: [K_MON, 0, "month"], h: [K_MON, 0, "month"],
-  B: [K_MON, 1, "month"], d: [K_D, 0, "day"], e: [K_E, 0, "day"], j: [K_J, 0, "day of the year"],
-  H: [K_H, 0, "hour"], I: [K_I, 0, "hour"], M: [K_MI, 0, "minute"], S: [K_S, 0, "second"], f: [K_F, 0, "fraction"],
-  p: [K_P, 0, "AM/PM"], a: [K_WDAY, 0, "weekday"], A: [K_WDAY, 1, "weekday"], z: [K_Z, 0, "offset"],
-  Z: [K_ZN, 0, "time zone"], s: [K_EPOCH, 0, "seconds since the epoch"],
+  Y: [K_Y, 0, "year"],
+  y: [K_Y2, 0, "year"],
+  m: [K_MO, 0, "month"],
+  b: [K_MON, 0, "month"],
+  h: [K_MON, 0, "month"],
+  B: [K_MON, 1, "month"],
+  d: [K_D, 0, "day"],
+  e: [K_E, 0, "day"],
+  j: [K_J, 0, "day of the year"],
+  H: [K_H, 0, "hour"],
+  I: [K_I, 0, "hour"],
+  M: [K_MI, 0, "minute"],
+  S: [K_S, 0, "second"],
+  f: [K_F, 0, "fraction"],
+  p: [K_P, 0, "AM/PM"],
+  a: [K_WDAY, 0, "weekday"],
+  A: [K_WDAY, 1, "weekday"],
+  z: [K_Z, 0, "offset"],
+  Z: [K_ZN, 0, "time zone"],
+  s: [K_EPOCH, 0, "seconds since the epoch"],
 };
 /** Tokens that stand for several (glibc's). */
 const TOKEN_EXPANSIONS: Record<string, string> = { T: "%H:%M:%S", R: "%H:%M", D: "%m/%d/%y", F: "%Y-%m-%d" };
 /** Tokens that take glibc's "-" (no padding) flag; the flag changes nothing when reading. */
 const DASH_TOKENS = "mdHIMS";
-const SUPPORTED =
-  "%Y %y %m %-m %d %-d %e %j %H %-H %I %-I %M %-M %S %-S %p %b %h %B %a %A %f %z %Z %s %T %R %D %F %n %t %%";
+const SUPPORTED = "%Y %y %m %-m %d %-d %e %j %H %-H %I %-I %M %-M %S %-S %p %b %h %B %a %A %f %z %Z %s %T %R %D %F %n %t %%";
 const TIME_KINDS = new Set([K_H, K_I, K_MI, K_S, K_F, K_P, K_Z, K_ZN, K_EPOCH]);
 const NUMERIC_KINDS = new Set([K_Y, K_Y2, K_MO, K_D, K_E, K_J, K_H, K_I, K_MI, K_S, K_F, K_EPOCH]);
 const SIZED_KINDS = new Set([K_Y2, K_MO, K_D, K_E, K_J, K_H, K_I, K_MI, K_S]);
@@ -950,7 +987,8 @@ function compilePattern(format: string, dateOnly: boolean): Pattern | string {
   const epoch = kinds.get(K_EPOCH);
   if (epoch !== undefined) {
     for (const [field, at] of fields) {
-      if (field !== "seconds since the epoch" && field !== "fraction") return `uses ${epoch} together with ${at}; %s (seconds since the epoch) stands alone (with %f at most)`;
+      if (field !== "seconds since the epoch" && field !== "fraction")
+        return `uses ${epoch} together with ${at}; %s (seconds since the epoch) stands alone (with %f at most)`;
     }
   } else {
     const hour12 = kinds.get(K_I);
@@ -961,7 +999,8 @@ function compilePattern(format: string, dateOnly: boolean): Pattern | string {
       return hour24 !== undefined ? `uses ${ampm} with ${hour24} (a 24-hour clock); use %I for hours 1–12` : `uses ${ampm} without %I (hour 1–12)`;
     }
     const doy = kinds.get(K_J);
-    if (doy !== undefined && (fields.has("month") || fields.has("day"))) return `uses ${doy} (day of the year) together with ${fields.get("month") ?? fields.get("day")}`;
+    if (doy !== undefined && (fields.has("month") || fields.has("day")))
+      return `uses ${doy} (day of the year) together with ${fields.get("month") ?? fields.get("day")}`;
     if (!fields.has("year") || (doy === undefined && (!fields.has("month") || !fields.has("day")))) {
       const start = format.includes("%")
         ? ""
@@ -1008,8 +1047,10 @@ function formatKeyword(format: string | undefined): "iso" | "epoch_s" | "epoch_m
 export function formatProblem(format: string, type: "timestamp" | "date"): string | undefined {
   const keyword = formatKeyword(format);
   if (keyword !== undefined) {
-    if (type === "date" && keyword !== "iso") return `is for timestamps (numbers since the epoch); a date column takes iso or a pattern of date fields such as %d/%m/%Y`;
-    if (type === "date" && format.trim().toLowerCase() === "rfc3339") return `is for timestamps; a date column takes iso or a pattern of date fields such as %d/%m/%Y`;
+    if (type === "date" && keyword !== "iso")
+      return `is for timestamps (numbers since the epoch); a date column takes iso or a pattern of date fields such as %d/%m/%Y`;
+    if (type === "date" && format.trim().toLowerCase() === "rfc3339")
+      return `is for timestamps; a date column takes iso or a pattern of date fields such as %d/%m/%Y`;
     return undefined;
   }
   const pattern = compilePattern(format, type === "date");

@@ -36,7 +36,7 @@ export interface ValidateInput {
 export async function validateDataQuality(input: ValidateInput, ctx: ActionContext): Promise<Outputs> {
   const ds = await readDataset(input.dataset);
   requireTyped(ds, input.dataset, "quality validation");
-  const fromSchema = input.schema === undefined ? [] : (await loadSchemaRef(input.schema)).rules ?? [];
+  const fromSchema = input.schema === undefined ? [] : ((await loadSchemaRef(input.schema)).rules ?? []);
   const rules = [...fromSchema, ...input.rules];
   const dir = await stepFolder(ctx);
   const checker = createQualityChecker(rules, ds.columns, { spill: { dir } });
@@ -82,13 +82,27 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
   const exclude = join(dir, "exclude.json");
   await writeFile(exclude, JSON.stringify(excluded));
   const dataset = await writeDataset(dir, {
-    step: ctx.step, typed: true, columns: ds.columns, ...(ds.key ? { key: ds.key } : {}), parts: ds.parts, rows: kept, accounting,
-    quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])], exclude, meta: { ...ds.meta, quality: full },
+    step: ctx.step,
+    typed: true,
+    columns: ds.columns,
+    ...(ds.key ? { key: ds.key } : {}),
+    parts: ds.parts,
+    rows: kept,
+    accounting,
+    quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])],
+    exclude,
+    meta: { ...ds.meta, quality: full },
   });
   return {
-    dataset, score: total, threshold: input.threshold, rowsChecked: report.rowsChecked, rowsFailed: report.rowsFailed,
+    dataset,
+    score: total,
+    threshold: input.threshold,
+    rowsChecked: report.rowsChecked,
+    rowsFailed: report.rowsFailed,
     rowsRejectedUpstream: ds.accounting.rowsQuarantined,
-    rowsIn: accounting.rowsIn, rowsOut: kept, rowsQuarantined: accounting.rowsQuarantined,
+    rowsIn: accounting.rowsIn,
+    rowsOut: kept,
+    rowsQuarantined: accounting.rowsQuarantined,
     rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
   };
 }

@@ -55,7 +55,10 @@ export function compiledWorker(name: string): URL {
   if (!here.endsWith(".ts")) return new URL(`./${name}`, here);
   const compiled = new URL(`../../../dist/actions/batch/${name}`, here);
   if (!existsSync(compiled))
-    throw new SluiceError("INTERNAL", `the worker ${fileURLToPath(compiled)} is missing; run "npm run build" first (worker threads run the compiled JavaScript)`);
+    throw new SluiceError(
+      "INTERNAL",
+      `the worker ${fileURLToPath(compiled)} is missing; run "npm run build" first (worker threads run the compiled JavaScript)`,
+    );
   return compiled;
 }
 

@@ -58,7 +58,9 @@ export interface ProcessStreamInput {
 export function compileDecoder(input: ProcessStreamInput, step: string) {
   const spec = input.schema ?? DEFAULT_STREAM_SCHEMA;
   if (spec.columns.some((c) => c.name === INGESTED_AT)) {
-    throw new SluiceError("BAD_CONFIG", `column ${INGESTED_AT} is added by process_streaming_data (the ingest time); leave it out of the schema`, { retryable: false });
+    throw new SluiceError("BAD_CONFIG", `column ${INGESTED_AT} is added by process_streaming_data (the ingest time); leave it out of the schema`, {
+      retryable: false,
+    });
   }
   const schema = compileSchema(spec);
   const columns: Column[] = [...schema.columns, { name: INGESTED_AT, type: "timestamp" }];
@@ -66,7 +68,8 @@ export function compileDecoder(input: ProcessStreamInput, step: string) {
   if (input.maxBatch !== undefined) hints.maxBatch = input.maxBatch;
   if (input.maxLatency !== undefined) {
     const ms = parseDuration(input.maxLatency);
-    if (ms === undefined) throw new SluiceError("BAD_CONFIG", `maxLatency ${JSON.stringify(input.maxLatency)} is not a duration (e.g. 20ms, 1s)`, { retryable: false });
+    if (ms === undefined)
+      throw new SluiceError("BAD_CONFIG", `maxLatency ${JSON.stringify(input.maxLatency)} is not a duration (e.g. 20ms, 1s)`, { retryable: false });
     hints.maxLatencyMs = ms;
   }
   if (input.decode !== "csv" && input.csv !== undefined) throw new SluiceError("BAD_CONFIG", "csv options apply to decode: csv only", { retryable: false });

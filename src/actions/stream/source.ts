@@ -111,10 +111,14 @@ async function withCredentials(input: StreamConnectionInput): Promise<string> {
   try {
     u = new URL(input.url);
   } catch {
-    throw new SluiceError("BAD_CONFIG", `${input.broker} url is not a valid URL; credentials from auth need one (e.g. ${input.broker}://host:port).`, { retryable: false });
+    throw new SluiceError("BAD_CONFIG", `${input.broker} url is not a valid URL; credentials from auth need one (e.g. ${input.broker}://host:port).`, {
+      retryable: false,
+    });
   }
   if (u.username || u.password) {
-    throw new SluiceError("BAD_CONFIG", `the ${input.broker} url already carries credentials; give them either in the URL or in auth, not both.`, { retryable: false });
+    throw new SluiceError("BAD_CONFIG", `the ${input.broker} url already carries credentials; give them either in the URL or in auth, not both.`, {
+      retryable: false,
+    });
   }
   const need = (field: string, v: string | undefined): string => {
     if (!v) throw new SluiceError("BAD_CONFIG", `auth type ${auth.type} needs "${field}"`, { retryable: false });
@@ -133,7 +137,11 @@ async function withCredentials(input: StreamConnectionInput): Promise<string> {
       break;
     }
     default:
-      throw new SluiceError("BAD_CONFIG", `auth type ${auth.type} does not apply to a ${input.broker} broker: use basic (username and password) or bearer (token).`, { retryable: false });
+      throw new SluiceError(
+        "BAD_CONFIG",
+        `auth type ${auth.type} does not apply to a ${input.broker} broker: use basic (username and password) or bearer (token).`,
+        { retryable: false },
+      );
   }
   return u.toString();
 }

@@ -107,7 +107,11 @@ export async function openStoreStage(input: StoreStreamInput, ctx: ActionContext
 
   const prepare = async (batch: StreamBatch): Promise<void> => {
     if (!batch.columns) {
-      throw new SluiceError("BAD_CONFIG", `step ${ctx.step} (store_streaming_data) needs typed records with a schema: put a process_streaming_data step before it`, { retryable: false });
+      throw new SluiceError(
+        "BAD_CONFIG",
+        `step ${ctx.step} (store_streaming_data) needs typed records with a schema: put a process_streaming_data step before it`,
+        { retryable: false },
+      );
     }
     if (target) {
       if (batch.columns !== target.columns && !sameColumns(batch.columns, target.columns))
@@ -152,11 +156,17 @@ export async function openStoreStage(input: StoreStreamInput, ctx: ActionContext
     }
     let counts = { stored: 0, duplicate: 0 };
     if (batch.records.length > 0) {
-      const res = await dest.write(batch.records.map((r) => r.value as TypedRow), wctx);
+      const res = await dest.write(
+        batch.records.map((r) => r.value as TypedRow),
+        wctx,
+      );
       counts = { stored: res.stored, duplicate: res.duplicate };
       // Rows the destination cannot hold exactly (SQLite and a decimal of more than 15 digits).
       if (res.rejected?.length) {
-        const letters = deadLetters({ ...batch, rejected: res.rejected.map((x) => ({ record: batch.records[x.index]!, reasons: x.reasons, step: ctx.step })) }, ctx);
+        const letters = deadLetters(
+          { ...batch, rejected: res.rejected.map((x) => ({ record: batch.records[x.index]!, reasons: x.reasons, step: ctx.step })) },
+          ctx,
+        );
         await (batch.deadLetter !== undefined ? await deadLetterDest(batch.deadLetter) : dest).writeQuarantine(letters, dlctx);
         deadLettered += letters.length;
       }

@@ -39,7 +39,9 @@ export async function openValidateStage(input: ValidateStreamInput, ctx: ActionC
   let checkedColumns: Column[] | undefined;
   const checkerFor = (columns: Column[] | undefined): QualityChecker => {
     if (!columns) {
-      throw new SluiceError("BAD_CONFIG", `step ${ctx.step} (validate_streaming_data) needs typed records: put a process_streaming_data step before it`, { retryable: false });
+      throw new SluiceError("BAD_CONFIG", `step ${ctx.step} (validate_streaming_data) needs typed records: put a process_streaming_data step before it`, {
+        retryable: false,
+      });
     }
     if (checker && (columns === checkedColumns || sameColumns(columns, checkedColumns!))) return checker;
     checker = createQualityChecker(input.rules, columns);

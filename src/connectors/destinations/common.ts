@@ -36,7 +36,8 @@ export function checkTarget(target: DestinationTarget, where: string): CheckedTa
     if (c.name.includes("\0")) throw fail(`column ${JSON.stringify(c.name)} contains a NUL character`);
     if (seen.has(c.name)) throw fail(`column ${JSON.stringify(c.name)} is declared twice`);
     if (c.name.startsWith("_sluice_")) throw fail(`column ${JSON.stringify(c.name)} uses the reserved prefix _sluice_`);
-    if (!["string", "integer", "decimal", "boolean", "timestamp", "date"].includes(c.type)) throw fail(`column ${c.name} has unknown type ${JSON.stringify(c.type)}`);
+    if (!["string", "integer", "decimal", "boolean", "timestamp", "date"].includes(c.type))
+      throw fail(`column ${c.name} has unknown type ${JSON.stringify(c.type)}`);
     if (c.type === "decimal" && c.scale !== undefined && (!Number.isInteger(c.scale) || c.scale < 0 || c.scale > 38)) {
       throw fail(`column ${c.name} has scale ${c.scale}; expected an integer from 0 to 38`);
     }

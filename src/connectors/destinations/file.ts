@@ -21,7 +21,17 @@ import type { QuarantinedRecord, TypedRow } from "../../formats/typed.js";
 import { SluiceError } from "../../errors.js";
 import { openReader, openWriter, type FileFormat, type ParquetColumnSpec, type RecordWriter } from "../../formats/index.js";
 import { TextFileWriter } from "../../formats/io.js";
-import { HASH_COLUMN, LOADED_AT_COLUMN, RUN_ID_COLUMN, checkTarget, decodeStaged, jsonText, prepareBatch, quarantineKey, type CheckedTarget } from "./common.js";
+import {
+  HASH_COLUMN,
+  LOADED_AT_COLUMN,
+  RUN_ID_COLUMN,
+  checkTarget,
+  decodeStaged,
+  jsonText,
+  prepareBatch,
+  quarantineKey,
+  type CheckedTarget,
+} from "./common.js";
 import type { StageChunk } from "../../formats/stage.js";
 import type { Destination, DestinationTarget, WriteContext, WriteCounts } from "./types.js";
 
@@ -55,7 +65,10 @@ export class FileDestination implements Destination {
   private outNames: string[] = [];
   private closed = false;
 
-  constructor(readonly path: string, opts: FileDestinationOptions = {}) {
+  constructor(
+    readonly path: string,
+    opts: FileDestinationOptions = {},
+  ) {
     this.format = /\.parquet$/i.test(path) ? "parquet" : "ndjson";
     this.display = path;
     this.quarantinePath = `${path}.quarantine.ndjson`;
@@ -230,7 +243,9 @@ export class FileDestination implements Destination {
 
   private requireTarget(): CheckedTarget {
     if (!this.target || !this.writer) {
-      throw new SluiceError("INTERNAL", `Destination ${this.display}: prepare() must be called before writing${this.closed ? " (and it is closed)" : ""}.`, { retryable: false });
+      throw new SluiceError("INTERNAL", `Destination ${this.display}: prepare() must be called before writing${this.closed ? " (and it is closed)" : ""}.`, {
+        retryable: false,
+      });
     }
     return this.target;
   }

@@ -56,5 +56,8 @@ async function openPlain(spec: string, baseDir: string, fromSecret: string | und
   if (!fromSecret && /\.(ndjson|jsonl|parquet)$/i.test(spec) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
     return new FileDestination(resolve(baseDir, spec));
   }
-  throw new SluiceError("BAD_CONFIG", `Destination ${JSON.stringify(fromSecret ?? spec.replace(/\/\/[^/@\s]*@/, "//"))} is not one of the accepted forms: ${FORMS}.`);
+  throw new SluiceError(
+    "BAD_CONFIG",
+    `Destination ${JSON.stringify(fromSecret ?? spec.replace(/\/\/[^/@\s]*@/, "//"))} is not one of the accepted forms: ${FORMS}.`,
+  );
 }

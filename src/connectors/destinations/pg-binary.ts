@@ -103,7 +103,17 @@ const K_DATE = 5;
 
 export function compileBinaryEncoder(columns: readonly Column[], opts: BinaryEncoderOptions): BinaryEncoder {
   const kinds: FieldKind[] = columns.map((c) =>
-    c.type === "integer" ? K_INT : c.type === "decimal" ? K_DEC : c.type === "boolean" ? K_BOOL : c.type === "timestamp" ? K_TS : c.type === "date" ? K_DATE : K_TEXT,
+    c.type === "integer"
+      ? K_INT
+      : c.type === "decimal"
+        ? K_DEC
+        : c.type === "boolean"
+          ? K_BOOL
+          : c.type === "timestamp"
+            ? K_TS
+            : c.type === "date"
+              ? K_DATE
+              : K_TEXT,
   );
   const names = columns.map((c) => c.name);
   const fieldCount = columns.length + 1 + (opts.ordinal ? 1 : 0) + (opts.meta ? 2 : 0);
@@ -122,7 +132,9 @@ export function compileBinaryEncoder(columns: readonly Column[], opts: BinaryEnc
   const scratch = Buffer.allocUnsafe(1 << 16);
 
   return (lines, rows, starts) => {
-    const out = new Out((starts ? Math.ceil((lines.length / Math.max(1, countLinesIn(lines))) * rows * 1.2) : lines.length) + rows * (fieldCount * 4 + 16) + 64);
+    const out = new Out(
+      (starts ? Math.ceil((lines.length / Math.max(1, countLinesIn(lines))) * rows * 1.2) : lines.length) + rows * (fieldCount * 4 + 16) + 64,
+    );
     let p = 0;
     let ordinal = 0;
     let k = 0;
@@ -215,7 +227,11 @@ function unescapeInto(src: Buffer, start: number, end: number, into: Buffer): nu
 function damaged(what: string, column: string, lines: Buffer, lineStart: number): SluiceError {
   let e = lineStart;
   while (e < lines.length && lines[e] !== LF) e++;
-  return new SluiceError("INTERNAL", `staged ${what} in column ${column} is not canonical: ${lines.toString("utf8", lineStart, Math.min(e, lineStart + 200))}`, { retryable: false });
+  return new SluiceError(
+    "INTERNAL",
+    `staged ${what} in column ${column} is not canonical: ${lines.toString("utf8", lineStart, Math.min(e, lineStart + 200))}`,
+    { retryable: false },
+  );
 }
 
 function writeInt(out: Out, b: Buffer, start: number, end: number, column: string, lineStart: number): void {
@@ -296,7 +312,6 @@ function daysOf(b: Buffer, start: number, cache: Map<number, number>): number {
   }
   return days;
 }
-
 
 const two = (b: Buffer, i: number): number => (b[i]! - 48) * 10 + (b[i + 1]! - 48);
 

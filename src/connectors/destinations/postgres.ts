@@ -94,7 +94,6 @@ function compatible(c: Column, found: string): boolean {
   }
 }
 
-
 export interface PostgresConnectOptions {
   /** The URL came from a secret reference: a password in it is allowed, and it is never echoed. */
   fromSecret?: string;
@@ -143,9 +142,11 @@ export function partitionLines(chunk: StageChunk, keyFields: readonly number[], 
   return out;
 }
 
-
 /** Client settings from a postgres:// URL, with libpq's sslmode meanings (as the source connector). */
-async function clientConfig(url: string, opts: PostgresConnectOptions): Promise<{ config: pg.ClientConfig; where: string; secrets: string[]; sslmode: SslMode }> {
+async function clientConfig(
+  url: string,
+  opts: PostgresConnectOptions,
+): Promise<{ config: pg.ClientConfig; where: string; secrets: string[]; sslmode: SslMode }> {
   let u: URL;
   const shown = opts.fromSecret ?? safeUrl(url);
   try {
@@ -157,14 +158,15 @@ async function clientConfig(url: string, opts: PostgresConnectOptions): Promise<
     throw new SluiceError("BAD_CONFIG", `PostgreSQL destination ${shown} must start with postgres:// or postgresql://.`);
   }
   const qs = u.searchParams;
-  const password = u.password ? decodeURIComponent(u.password) : qs.get("password") ?? undefined;
+  const password = u.password ? decodeURIComponent(u.password) : (qs.get("password") ?? undefined);
   if (password && !opts.fromSecret) {
-    throw new SluiceError(
-      "BAD_CONFIG",
-      `PostgreSQL destination ${safeUrl(u)} contains a password; put the whole URL in a secret (env:NAME or file:PATH).`,
-    );
+    throw new SluiceError("BAD_CONFIG", `PostgreSQL destination ${safeUrl(u)} contains a password; put the whole URL in a secret (env:NAME or file:PATH).`);
   }
-  const { client: config, where, sslmode } = await pgEndpoint(u, {
+  const {
+    client: config,
+    where,
+    sslmode,
+  } = await pgEndpoint(u, {
     password,
     connectTimeoutMs: opts.connectTimeoutMs,
     // temp_buffers and work_mem big enough that a 50k-row staging table and the DISTINCT ON sort
@@ -252,7 +254,14 @@ export class PostgresDestination implements Destination {
     connections: number,
   ) {
     this.display = display;
-    this.lanes = Array.from({ length: Math.max(1, connections) }, () => ({ client: undefined, stagingReady: false, direct: true, tail: Promise.resolve(), skip: 0, misses: 0 }));
+    this.lanes = Array.from({ length: Math.max(1, connections) }, () => ({
+      client: undefined,
+      stagingReady: false,
+      direct: true,
+      tail: Promise.resolve(),
+      skip: 0,
+      misses: 0,
+    }));
   }
 
   static async open(url: string, opts: PostgresConnectOptions = {}): Promise<PostgresDestination> {
@@ -323,7 +332,8 @@ export class PostgresDestination implements Destination {
       throw new SluiceError("BAD_CONFIG", `Destination ${this.display}: ${(err as Error).message}`, { cause: err });
     }
     for (const n of [parts.table + QUARANTINE_SUFFIX, parts.schema ?? "", ...t.names]) {
-      if (Buffer.byteLength(n) > 63) throw new SluiceError("BAD_CONFIG", `Destination ${this.display}: name ${JSON.stringify(n)} is longer than PostgreSQL's 63-byte limit.`);
+      if (Buffer.byteLength(n) > 63)
+        throw new SluiceError("BAD_CONFIG", `Destination ${this.display}: name ${JSON.stringify(n)} is longer than PostgreSQL's 63-byte limit.`);
     }
     const schemaPrefix = parts.schema === undefined ? "" : `${q(parts.schema)}.`;
     const qt = schemaPrefix + q(parts.table);
@@ -480,26 +490,34 @@ export class PostgresDestination implements Destination {
   async writeStaged(chunk: StageChunk, ctx: WriteContext): Promise<WriteCounts> {
     const t = this.requireTarget();
     if (chunk.rows === 0) return { stored: 0, duplicate: 0 };
-    const parts = this.lanes.length === 1 || chunk.rows < PARALLEL_MIN_ROWS ? [{ starts: undefined, rows: chunk.rows }] : partitionLines(chunk, this.keyFields, this.lanes.length);
+    const parts =
+      this.lanes.length === 1 || chunk.rows < PARALLEL_MIN_ROWS
+        ? [{ starts: undefined, rows: chunk.rows }]
+        : partitionLines(chunk, this.keyFields, this.lanes.length);
     // Encoded now, written when the lane is free: a caller may hand over the next batch while
     // this one is in the database, so this process encodes while the server stores.
     const loadedAt = new Date();
-    const results = await Promise.allSettled(parts.map((p, i) => {
-      if (p.rows === 0) return Promise.resolve({ stored: 0, duplicate: 0 });
-      const lane = this.lanes[i]!;
-      const part = { data: chunk.data, rows: p.rows, starts: p.starts };
-      const direct = lane.direct ? this.encodeDirect(t, part, ctx, loadedAt) : undefined;
-      const run = lane.tail.then(() => this.writeLane(lane, t, part, ctx, direct, loadedAt));
-      lane.tail = run.catch(() => undefined);
-      return run;
-    }));
+    const results = await Promise.allSettled(
+      parts.map((p, i) => {
+        if (p.rows === 0) return Promise.resolve({ stored: 0, duplicate: 0 });
+        const lane = this.lanes[i]!;
+        const part = { data: chunk.data, rows: p.rows, starts: p.starts };
+        const direct = lane.direct ? this.encodeDirect(t, part, ctx, loadedAt) : undefined;
+        const run = lane.tail.then(() => this.writeLane(lane, t, part, ctx, direct, loadedAt));
+        lane.tail = run.catch(() => undefined);
+        return run;
+      }),
+    );
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     // Parts that committed stay committed: a retry finds their rows unchanged (duplicates).
     if (failed) throw failed.reason;
-    return results.reduce((a, r) => {
-      const v = (r as PromiseFulfilledResult<WriteCounts>).value;
-      return { stored: a.stored + v.stored, duplicate: a.duplicate + v.duplicate };
-    }, { stored: 0, duplicate: 0 });
+    return results.reduce(
+      (a, r) => {
+        const v = (r as PromiseFulfilledResult<WriteCounts>).value;
+        return { stored: a.stored + v.stored, duplicate: a.duplicate + v.duplicate };
+      },
+      { stored: 0, duplicate: 0 },
+    );
   }
 
   private encodeDirect(t: CheckedTarget, part: { data: Buffer; rows: number; starts: Int32Array | undefined }, ctx: WriteContext, loadedAt: Date): Buffer {
@@ -508,7 +526,12 @@ export class PostgresDestination implements Destination {
 
   /** One part on one lane, in one transaction; lanes run their parts one at a time (Lane.tail). */
   private async writeLane(
-    lane: Lane, t: CheckedTarget, part: { data: Buffer; rows: number; starts: Int32Array | undefined }, ctx: WriteContext, direct: Buffer | undefined, loadedAt: Date,
+    lane: Lane,
+    t: CheckedTarget,
+    part: { data: Buffer; rows: number; starts: Int32Array | undefined },
+    ctx: WriteContext,
+    direct: Buffer | undefined,
+    loadedAt: Date,
   ): Promise<WriteCounts> {
     const c = await this.connection(lane);
     let inTx = false;
@@ -605,7 +628,12 @@ export class PostgresDestination implements Destination {
   async writeQuarantine(records: QuarantinedRecord[], ctx: WriteContext): Promise<void> {
     const t = this.requireTarget();
     if (records.length === 0) return;
-    const runIds: string[] = [], steps: string[] = [], sources: string[] = [], lines: string[] = [], reasons: string[] = [], recs: string[] = [];
+    const runIds: string[] = [],
+      steps: string[] = [],
+      sources: string[] = [],
+      lines: string[] = [],
+      reasons: string[] = [],
+      recs: string[] = [];
     const seen = new Set<string>();
     for (const r of records) {
       const step = r.step || ctx.step;

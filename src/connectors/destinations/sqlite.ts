@@ -91,7 +91,10 @@ export class SqliteDestination implements Destination {
   /** Upserts rows given as one flat array of parameters (each row's columns then the metadata), in one transaction. */
   private runBatch: ((params: unknown[]) => number) | undefined;
 
-  private constructor(readonly path: string, db: Database.Database) {
+  private constructor(
+    readonly path: string,
+    db: Database.Database,
+  ) {
     this.db = db;
     this.display = `sqlite:${path}`;
   }
@@ -112,7 +115,10 @@ export class SqliteDestination implements Destination {
   async prepare(target: DestinationTarget): Promise<void> {
     const t = checkTarget(target, this.display);
     if (!/^[^.]+$/.test(t.table) || t.table.trim() === "") {
-      throw new SluiceError("BAD_CONFIG", `Destination ${this.display}: table name ${JSON.stringify(t.table)} is not valid for SQLite (one name, no schema part).`);
+      throw new SluiceError(
+        "BAD_CONFIG",
+        `Destination ${this.display}: table name ${JSON.stringify(t.table)} is not valid for SQLite (one name, no schema part).`,
+      );
     }
     const table = t.table;
     const qt = q(table);
@@ -177,9 +183,18 @@ export class SqliteDestination implements Destination {
   }
 
   private checkExisting(t: CheckedTarget): void {
-    const info = this.db.prepare(`pragma table_info(${q(t.table)})`).all() as { name: string; type: string; notnull: number; dflt_value: unknown; pk: number }[];
+    const info = this.db.prepare(`pragma table_info(${q(t.table)})`).all() as {
+      name: string;
+      type: string;
+      notnull: number;
+      dflt_value: unknown;
+      pk: number;
+    }[];
     const byName = new Map(info.map((c) => [c.name, c]));
-    const fail = (why: string) => new SluiceError("BAD_CONFIG", `Destination ${this.display}: existing table ${t.table} ${why}; Sluice does not alter existing tables.`, { details: { table: t.table } });
+    const fail = (why: string) =>
+      new SluiceError("BAD_CONFIG", `Destination ${this.display}: existing table ${t.table} ${why}; Sluice does not alter existing tables.`, {
+        details: { table: t.table },
+      });
     const expect: [string, string, Affinity[]][] = t.columns.map((c) => [c.name, sqliteType(c), acceptable(c)]);
     expect.push([HASH_COLUMN, "TEXT", ["TEXT", "BLOB"]], [RUN_ID_COLUMN, "TEXT", ["TEXT", "BLOB"]], [LOADED_AT_COLUMN, "TEXT", ["TEXT", "BLOB"]]);
     for (const [name, type, ok] of expect) {
@@ -187,7 +202,10 @@ export class SqliteDestination implements Destination {
       if (!found) throw fail(`has no column ${name} (expected ${type})`);
       if (!ok.includes(sqliteAffinity(found.type))) {
         const col = t.columns.find((c) => c.name === name);
-        const hint = col?.type === "decimal" && sqliteAffinity(found.type) === "TEXT" ? " (decimals are stored as REAL since Sluice 0.2, so that they compare as numbers; rename or drop the old table)" : "";
+        const hint =
+          col?.type === "decimal" && sqliteAffinity(found.type) === "TEXT"
+            ? " (decimals are stored as REAL since Sluice 0.2, so that they compare as numbers; rename or drop the old table)"
+            : "";
         throw fail(`column ${name} has type ${found.type || "(none)"}, expected ${type}${hint}`);
       }
     }
@@ -197,12 +215,19 @@ export class SqliteDestination implements Destination {
     }
     // ON CONFLICT needs a primary key or a unique index on exactly the key columns.
     const key = [...t.key].sort().join("\0");
-    const pk = info.filter((c) => c.pk > 0).map((c) => c.name).sort().join("\0");
+    const pk = info
+      .filter((c) => c.pk > 0)
+      .map((c) => c.name)
+      .sort()
+      .join("\0");
     if (pk === key) return;
     const indexes = this.db.prepare(`pragma index_list(${q(t.table)})`).all() as { name: string; unique: number; partial: number }[];
     for (const ix of indexes) {
       if (!ix.unique || ix.partial) continue;
-      const cols = (this.db.prepare(`pragma index_info(${q(ix.name)})`).all() as { name: string | null }[]).map((c) => c.name ?? "").sort().join("\0");
+      const cols = (this.db.prepare(`pragma index_info(${q(ix.name)})`).all() as { name: string | null }[])
+        .map((c) => c.name ?? "")
+        .sort()
+        .join("\0");
       if (cols === key) return;
     }
     throw fail(`has no primary key or unique index on (${t.key.join(", ")})`);

@@ -64,7 +64,15 @@ export interface HttpPushPublisherOptions extends ResolveSecretOptions {
   token?: string;
 }
 
-const DEFAULTS = { maxUnacked: 10_000, maxBodyBytes: 16 * 1024 * 1024, retryAfterSeconds: 1, batchSize: 500, maxInFlight: 4, timeoutMs: 120_000, maxAttempts: 10 };
+const DEFAULTS = {
+  maxUnacked: 10_000,
+  maxBodyBytes: 16 * 1024 * 1024,
+  retryAfterSeconds: 1,
+  batchSize: 500,
+  maxInFlight: 4,
+  timeoutMs: 120_000,
+  maxAttempts: 10,
+};
 
 export const httpPushBroker: BrokerDescriptor<"http"> = {
   kind: "http",
@@ -73,8 +81,9 @@ export const httpPushBroker: BrokerDescriptor<"http"> = {
     url: z.string().min(1).describe("http://host:port/path, the address the source listens on (port 0: any free port)"),
   }),
   description: "a server at the URL; producers POST NDJSON or a JSON array to its path, or send it WebSocket frames",
-  delivery: "at least once, by the producer: a request or frame is answered only once its records are stored; closing answers the waiting ones 503 (frames: a nack) and their producers send again; over 10,000 records waiting, 429",
-  ack: "the answer to the producer: 202 `{\"accepted\": n}` for a POST, `{\"ack\": n}` for frame n",
+  delivery:
+    "at least once, by the producer: a request or frame is answered only once its records are stored; closing answers the waiting ones 503 (frames: a nack) and their producers send again; over 10,000 records waiting, 429",
+  ack: 'the answer to the producer: 202 `{"accepted": n}` for a POST, `{"ack": n}` for frame n',
   openSource: (config, o) => openHttpPushSource(config, o),
   openPublisher: (config, o) => openHttpPushPublisher(config, o),
 };
@@ -146,7 +155,12 @@ export async function openHttpPushSource(config: StreamSourceConfig, opts: HttpP
         });
         if (ok === "too-large") return reply(res, 413, { error: `${n} records in one request; at most ${maxUnacked}` });
         if (!ok) {
-          return reply(res, 429, { error: `more than ${maxUnacked} records waiting to be stored; retry later`, unacked: unacked.size }, { "retry-after": retryAfter });
+          return reply(
+            res,
+            429,
+            { error: `more than ${maxUnacked} records waiting to be stored; retry later`, unacked: unacked.size },
+            { "retry-after": retryAfter },
+          );
         }
       },
       (err: unknown) => {
@@ -164,7 +178,8 @@ export async function openHttpPushSource(config: StreamSourceConfig, opts: HttpP
       const bytes = rawBytes(data);
       const records = isBinary ? [bytes] : splitFrame(bytes);
       const send = (msg: unknown) => {
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg), (err) => err && log?.warn("HTTP push WebSocket send failed", { source: shown, error: err.message }));
+        if (ws.readyState === ws.OPEN)
+          ws.send(JSON.stringify(msg), (err) => err && log?.warn("HTTP push WebSocket send failed", { source: shown, error: err.message }));
       };
       if (records.length === 0) return send({ ack: n });
       if (closed) return send({ nack: n, error: "source is closing", retryAfterMs: Number(retryAfter) * 1000 });
@@ -300,13 +315,17 @@ export async function openHttpPushPublisher(config: StreamSourceConfig, opts: Ht
         }
         const ra = Number(res.headers.get("retry-after"));
         waitMs = Number.isFinite(ra) && ra >= 0 ? ra * 1000 : backoffDelay(attempt - 1, { baseMs: 250, maxMs: 5000 });
-        if (attempt >= maxAttempts) throw new SluiceError("NETWORK_ERROR", `HTTP push ${target} still answered ${res.status} after ${attempt} attempts.`, { retryable: true });
+        if (attempt >= maxAttempts)
+          throw new SluiceError("NETWORK_ERROR", `HTTP push ${target} still answered ${res.status} after ${attempt} attempts.`, { retryable: true });
       } catch (err) {
         if (err instanceof SluiceError) throw err;
         if (stop.signal.aborted) throw closedError(`HTTP push publisher ${target}`);
         if (attempt >= maxAttempts || (err as Error).name === "TimeoutError") {
           const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-          throw new SluiceError("NETWORK_ERROR", `HTTP push ${target}: ${cause?.code ?? cause?.message ?? errorMessage(err)} (after ${attempt} attempts).`, { retryable: true, cause: err });
+          throw new SluiceError("NETWORK_ERROR", `HTTP push ${target}: ${cause?.code ?? cause?.message ?? errorMessage(err)} (after ${attempt} attempts).`, {
+            retryable: true,
+            cause: err,
+          });
         }
         waitMs = backoffDelay(attempt - 1, { baseMs: 250, maxMs: 5000 });
       }
@@ -315,7 +334,9 @@ export async function openHttpPushPublisher(config: StreamSourceConfig, opts: Ht
   };
 
   const send = (lines: string[]) =>
-    inFlight.track(post(lines), (err) => (err instanceof SluiceError ? err : new SluiceError("NETWORK_ERROR", `HTTP push ${target}: ${errorMessage(err)}`, { retryable: true, cause: err })));
+    inFlight.track(post(lines), (err) =>
+      err instanceof SluiceError ? err : new SluiceError("NETWORK_ERROR", `HTTP push ${target}: ${errorMessage(err)}`, { retryable: true, cause: err }),
+    );
 
   return {
     async publish(data: Uint8Array | string): Promise<void> {
@@ -469,6 +490,8 @@ function oneLine(data: Uint8Array | string): string {
   try {
     return JSON.stringify(JSON.parse(text));
   } catch {
-    throw new SluiceError("BAD_INPUT", "HTTP push publisher: a record contains a line break and is not JSON; NDJSON carries one record a line.", { retryable: false });
+    throw new SluiceError("BAD_INPUT", "HTTP push publisher: a record contains a line break and is not JSON; NDJSON carries one record a line.", {
+      retryable: false,
+    });
   }
 }

@@ -28,6 +28,8 @@ export async function openStreamPublisher(config: StreamSourceConfig): Promise<S
 function broker(config: StreamSourceConfig): BrokerDescriptor {
   const found = brokerOf(config?.broker);
   if (!found)
-    throw new SluiceError("BAD_CONFIG", `Unknown stream broker ${JSON.stringify(config?.broker)}: expected one of ${BROKER_KINDS.join(", ")}.`, { retryable: false });
+    throw new SluiceError("BAD_CONFIG", `Unknown stream broker ${JSON.stringify(config?.broker)}: expected one of ${BROKER_KINDS.join(", ")}.`, {
+      retryable: false,
+    });
   return found;
 }

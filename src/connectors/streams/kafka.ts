@@ -83,12 +83,16 @@ export interface KafkaTarget {
  * `scram-sha-256`, `scram-sha-512`); `?ssl=true` enables TLS.
  */
 export function parseKafkaUrl(url: string): KafkaTarget {
-  const bad = (why: string) => new SluiceError("BAD_CONFIG", `Kafka URL ${maskUserInfo(url)} ${why} (expected kafka://host:port[,host:port]).`, { retryable: false });
+  const bad = (why: string) =>
+    new SluiceError("BAD_CONFIG", `Kafka URL ${maskUserInfo(url)} ${why} (expected kafka://host:port[,host:port]).`, { retryable: false });
   const m = /^(?:(kafkas?):\/\/)?(?:([^@/]*)@)?([^/?#]+)\/?(?:\?([^#]*))?$/.exec(url.trim());
   if (!m) throw bad("is not valid");
   const [, scheme, userInfo, hosts, query] = m;
   const params = new URLSearchParams(query ?? "");
-  const brokers = hosts!.split(",").map((h) => h.trim()).filter(Boolean);
+  const brokers = hosts!
+    .split(",")
+    .map((h) => h.trim())
+    .filter(Boolean);
   if (brokers.length === 0) throw bad("names no broker");
   const normalised = brokers.map((b) => {
     const hp = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$/.exec(b);
@@ -254,7 +258,12 @@ export async function bridgeKafkaConsumer(consumer: KafkaConsumerLike, o: KafkaB
     const outstanding = tracker.outstanding;
     tracker.reset();
     if (paused) pause(false);
-    log.info("kafka consumer joined the group", { source: o.description, assignment: e.payload.memberAssignment[o.topic] ?? [], bufferedDropped: dropped, unacknowledged: outstanding });
+    log.info("kafka consumer joined the group", {
+      source: o.description,
+      assignment: e.payload.memberAssignment[o.topic] ?? [],
+      bufferedDropped: dropped,
+      unacknowledged: outstanding,
+    });
   });
   consumer.on("consumer.crash", (e) => {
     if (closing) return;

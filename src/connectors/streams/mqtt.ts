@@ -93,7 +93,8 @@ export const mqttBroker: BrokerDescriptor<"mqtt"> = {
     consumer: z.string().min(1).optional().describe("the client id the persistent session is kept under (default sluice)"),
   }),
   description: "a persistent session subscribed at QoS 1; the broker queues messages while the pipeline is away",
-  delivery: "at least once: a message whose PUBACK was not sent is delivered again (DUP) on the session's next connection; the broker keeps a bounded queue per offline session (Mosquitto: max_queued_messages, 1,000)",
+  delivery:
+    "at least once: a message whose PUBACK was not sent is delivered again (DUP) on the session's next connection; the broker keeps a bounded queue per offline session (Mosquitto: max_queued_messages, 1,000)",
   ack: "the PUBACK, held back until the batch is stored, sent in the order the messages arrived",
   openSource: (config, o) => openMqttSource(config, o),
   openPublisher: (config, o) => openMqttPublisher(config, o),
@@ -144,7 +145,9 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
   client.on("error", () => {}); // replaced below; a client never runs without an error listener
   if (typeof (client as unknown as PacketWriter)._sendPacket !== "function") {
     client.end(true);
-    throw new SluiceError("INTERNAL", `MQTT source ${description}: this mqtt.js version has no _sendPacket, so acknowledgements cannot be delayed.`, { retryable: false });
+    throw new SluiceError("INTERNAL", `MQTT source ${description}: this mqtt.js version has no _sendPacket, so acknowledgements cannot be delayed.`, {
+      retryable: false,
+    });
   }
 
   client.handleMessage = (packet: PublishPacket, done: (err?: Error) => void) => {
@@ -241,11 +244,15 @@ export async function openMqttSource(config: StreamSourceConfig, opts: MqttOpenO
     client.end(true);
     // mqtt.js checks the filter itself ("Invalid topic"); a SUBACK refusal is "Subscribe error".
     const refused = /Invalid topic|Subscribe error/i.test(errorMessage(err));
-    throw new SluiceError(refused ? "BAD_CONFIG" : "NETWORK_ERROR", `MQTT broker ${target.shown} ${refused ? "refused the subscription to" : "could not subscribe to"} ${topic}: ${errorMessage(err)}`, {
-      retryable: !refused,
-      cause: err,
-      details: { broker: "mqtt", url: target.shown, topic },
-    });
+    throw new SluiceError(
+      refused ? "BAD_CONFIG" : "NETWORK_ERROR",
+      `MQTT broker ${target.shown} ${refused ? "refused the subscription to" : "could not subscribe to"} ${topic}: ${errorMessage(err)}`,
+      {
+        retryable: !refused,
+        cause: err,
+        details: { broker: "mqtt", url: target.shown, topic },
+      },
+    );
   }
   const granted = subscribed[0]?.qos;
   if (granted !== undefined && granted >= 0x80) {
@@ -337,7 +344,9 @@ export async function openMqttPublisher(config: StreamSourceConfig, opts: MqttOp
       const p = client
         .publishAsync(topic, typeof data === "string" ? data : toBuffer(data), { qos: 1, properties: { userProperties } })
         .catch((err: unknown) => {
-          failure ??= new SluiceError("NETWORK_ERROR", `MQTT broker ${target.shown} did not accept a message for ${topic}: ${errorMessage(err)}`, { cause: err });
+          failure ??= new SluiceError("NETWORK_ERROR", `MQTT broker ${target.shown} did not accept a message for ${topic}: ${errorMessage(err)}`, {
+            cause: err,
+          });
         })
         .finally(() => unconfirmed.delete(p));
       unconfirmed.add(p);
@@ -379,7 +388,12 @@ function parseMqttConfig(config: StreamSourceConfig): { url: string; shown: stri
 function firstConnect(client: MqttClient, shown: string, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
-      () => finish(new SluiceError("NETWORK_ERROR", `MQTT broker ${shown} did not accept a connection within ${FIRST_CONNECT_TIMEOUT_MS / 1000} s.`, { retryable: true })),
+      () =>
+        finish(
+          new SluiceError("NETWORK_ERROR", `MQTT broker ${shown} did not accept a connection within ${FIRST_CONNECT_TIMEOUT_MS / 1000} s.`, {
+            retryable: true,
+          }),
+        ),
       FIRST_CONNECT_TIMEOUT_MS,
     );
     const onAbort = () => finish(new SluiceError("CANCELLED", `Connecting to MQTT broker ${shown} was cancelled.`, { retryable: false }));

@@ -52,11 +52,16 @@ export const natsBroker: BrokerDescriptor<"nats"> = {
     url: z.string().min(1).describe("nats://host:port (tls:// for TLS; user:pass@ or token@ for credentials)"),
     subject: z.string().min(1).optional().describe("the subject read (and covered by the stream when Sluice creates it)"),
     topic: z.string().min(1).optional().describe("the subject, when subject is not given"),
-    stream: z.string().min(1).optional().describe("the JetStream stream, created when missing (default: the subject in capitals, market.trades → MARKET_TRADES)"),
+    stream: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("the JetStream stream, created when missing (default: the subject in capitals, market.trades → MARKET_TRADES)"),
     consumer: z.string().min(1).optional().describe("the durable consumer (default sluice)"),
   }),
   description: "a durable pull consumer of a JetStream stream, explicit acknowledgement",
-  delivery: "at least once: a message delivered and not acknowledged within the consumer's ack wait (`redeliverAfter`, default 30 s) is delivered again, to this or the next pipeline",
+  delivery:
+    "at least once: a message delivered and not acknowledged within the consumer's ack wait (`redeliverAfter`, default 30 s) is delivered again, to this or the next pipeline",
   ack: "a confirmed ack per message, the whole batch in one round trip, after the store commit",
   openSource: (config, o) => openNatsSource(config, { log: o.log, signal: o.signal, ackWaitMs: o.redeliverAfterMs }),
   openPublisher: (config, o) => openNatsPublisher(config, o),
@@ -192,7 +197,10 @@ export async function openNatsSource(config: StreamSourceConfig, opts: NatsSourc
         if (attempt > 0) await sleepUnlessAborted(backoffDelay(attempt - 1, { baseMs: 200, maxMs: 2000 }), stop.signal);
         const before = disconnectsOf(nc);
         try {
-          await ackBatch(nc, todo.map(([, h]) => h));
+          await ackBatch(
+            nc,
+            todo.map(([, h]) => h),
+          );
           if (disconnectsOf(nc) === before) {
             for (const [id] of todo) handles.delete(id);
             return;
@@ -329,8 +337,7 @@ async function connectNats(lib: Nats, target: Target, log: StreamLog | undefined
         if (s.type === "disconnect") {
           disconnects.set(nc, disconnectsOf(nc) + 1);
           log?.warn("NATS disconnected; reconnecting", { server: target.shown });
-        }
-        else if (s.type === "reconnect") log?.info("NATS reconnected", { server: target.shown });
+        } else if (s.type === "reconnect") log?.info("NATS reconnected", { server: target.shown });
         else if (s.type === "error") log?.error("NATS connection error", { server: target.shown, error: errorMessage((s as { error?: unknown }).error) });
       }
     } catch {
@@ -365,7 +372,14 @@ function apiCode(lib: Nats, err: unknown): number | undefined {
   return err instanceof lib.JetStreamApiError ? err.code : undefined;
 }
 
-async function ensureStream(lib: Nats, jsm: JetStreamManager, name: string, subject: string | undefined, target: Target, log: StreamLog | undefined): Promise<void> {
+async function ensureStream(
+  lib: Nats,
+  jsm: JetStreamManager,
+  name: string,
+  subject: string | undefined,
+  target: Target,
+  log: StreamLog | undefined,
+): Promise<void> {
   try {
     await jsm.streams.info(name);
     return;
@@ -478,10 +492,16 @@ function natsError(lib: Nats, err: unknown, target: Target, doing: string): Slui
   if (err instanceof SluiceError) return err;
   const message = errorMessage(err);
   if (err instanceof lib.AuthorizationError || /authoriz|authentic/i.test(message)) {
-    return new SluiceError("BAD_CONFIG", `NATS ${target.shown}: ${doing} failed: the server rejected the credentials (${message}).`, { retryable: false, cause: err });
+    return new SluiceError("BAD_CONFIG", `NATS ${target.shown}: ${doing} failed: the server rejected the credentials (${message}).`, {
+      retryable: false,
+      cause: err,
+    });
   }
   if (/no responders/i.test(message) && /JS\.API|jetstream/i.test(message + doing)) {
-    return new SluiceError("BAD_CONFIG", `NATS ${target.shown}: ${doing} failed: JetStream is not enabled on this server (${message}).`, { retryable: false, cause: err });
+    return new SluiceError("BAD_CONFIG", `NATS ${target.shown}: ${doing} failed: JetStream is not enabled on this server (${message}).`, {
+      retryable: false,
+      cause: err,
+    });
   }
   const code = (err as { code?: unknown } | undefined)?.code;
   const codeText = typeof code === "string" ? ` (${code})` : "";

@@ -125,7 +125,13 @@ export async function openRabbitMqSource(config: StreamSourceConfig, opts: Rabbi
       await channel.assertQueue(target.queue, { durable: true });
       if (target.routingKey !== undefined) await channel.bindQueue(target.queue, EXCHANGE, target.routingKey);
       await channel.prefetch(PREFETCH);
-      const s: Session = Object.assign(state, { generation: gen, model, channel, tracker: new DeliveryTagTracker(), delivered: new Map<number, ConsumeMessage>() });
+      const s: Session = Object.assign(state, {
+        generation: gen,
+        model,
+        channel,
+        tracker: new DeliveryTagTracker(),
+        delivered: new Map<number, ConsumeMessage>(),
+      });
       await channel.consume(target.queue, (msg) => onMessage(s, msg), { noAck: false });
       return s;
     } catch (err) {
@@ -274,7 +280,11 @@ export async function openRabbitMqPublisher(config: StreamSourceConfig, opts: Ra
   let channel: ConfirmChannel;
   const { connect } = await amqplib();
   try {
-    model = await connect(target.url, { timeout: CONNECT_TIMEOUT_MS, noDelay: true, clientProperties: { connection_name: `sluice publisher ${target.routingKey ?? target.queue}` } });
+    model = await connect(target.url, {
+      timeout: CONNECT_TIMEOUT_MS,
+      noDelay: true,
+      clientProperties: { connection_name: `sluice publisher ${target.routingKey ?? target.queue}` },
+    });
   } catch (err) {
     throw classify(err, target, "publisher");
   }
@@ -310,7 +320,13 @@ export async function openRabbitMqPublisher(config: StreamSourceConfig, opts: Ra
       const body = toBuffer(data);
       let ok: boolean;
       try {
-        const options = { persistent: true, mandatory: viaExchange, messageId: randomUUID(), timestamp: Math.floor(Date.now() / 1000), ...(headers ? { headers } : {}) };
+        const options = {
+          persistent: true,
+          mandatory: viaExchange,
+          messageId: randomUUID(),
+          timestamp: Math.floor(Date.now() / 1000),
+          ...(headers ? { headers } : {}),
+        };
         ok = channel.publish(exchange, routingKey, body, options, (err) => {
           if (err) failure ??= new SluiceError("NETWORK_ERROR", `RabbitMQ broker ${target.shown} refused a message for ${routingKey}.`, { retryable: true });
         });
@@ -324,13 +340,23 @@ export async function openRabbitMqPublisher(config: StreamSourceConfig, opts: Ra
       try {
         await channel.waitForConfirms();
       } catch (err) {
-        throw failure ?? new SluiceError("NETWORK_ERROR", `RabbitMQ broker ${target.shown} did not confirm every message: ${errorMessage(err)}`, { retryable: true, cause: err });
+        throw (
+          failure ??
+          new SluiceError("NETWORK_ERROR", `RabbitMQ broker ${target.shown} did not confirm every message: ${errorMessage(err)}`, {
+            retryable: true,
+            cause: err,
+          })
+        );
       }
       if (failure) throw failure;
       if (unroutable > 0) {
         const n = unroutable;
         unroutable = 0;
-        throw new SluiceError("BAD_CONFIG", `RabbitMQ broker ${target.shown} returned ${n} unroutable message(s): no queue is bound to routing key ${routingKey} on ${EXCHANGE}.`, { retryable: false });
+        throw new SluiceError(
+          "BAD_CONFIG",
+          `RabbitMQ broker ${target.shown} returned ${n} unroutable message(s): no queue is bound to routing key ${routingKey} on ${EXCHANGE}.`,
+          { retryable: false },
+        );
       }
     },
     async close() {
@@ -391,7 +417,9 @@ function parseRabbitConfig(config: StreamSourceConfig, what: "source" | "publish
     throw new SluiceError("BAD_CONFIG", `RabbitMQ URL ${safeUrl(config.url)} is not a valid URL (amqp://user:pass@host:port/vhost).`, { retryable: false });
   }
   if ((u.protocol !== "amqp:" && u.protocol !== "amqps:") || !u.hostname) {
-    throw new SluiceError("BAD_CONFIG", `RabbitMQ URL ${safeUrl(config.url)} must look like amqp://user:pass@host:port/vhost (or amqps://).`, { retryable: false });
+    throw new SluiceError("BAD_CONFIG", `RabbitMQ URL ${safeUrl(config.url)} must look like amqp://user:pass@host:port/vhost (or amqps://).`, {
+      retryable: false,
+    });
   }
   const queue = config.queue ?? config.subject;
   if (!queue) throw new SluiceError("BAD_CONFIG", `RabbitMQ ${what} ${safeUrl(config.url)} needs a queue (queue or subject).`, { retryable: false });
@@ -412,7 +440,11 @@ function classify(err: unknown, target: Target, what: "source" | "publisher"): S
   }
   if (/Expected ConnectionOpenOk/.test(message)) {
     const vhost = decodeURIComponent(new URL(target.url).pathname.slice(1)) || "/";
-    return new SluiceError("BAD_CONFIG", `${where} refused to open virtual host ${vhost}: it does not exist or the user has no access to it.`, { retryable: false, cause: err, details });
+    return new SluiceError("BAD_CONFIG", `${where} refused to open virtual host ${vhost}: it does not exist or the user has no access to it.`, {
+      retryable: false,
+      cause: err,
+      details,
+    });
   }
   if (e.code === 403 || e.code === 404 || e.code === 406 || e.code === 530) {
     return new SluiceError("BAD_CONFIG", `${where} refused to set up ${what} queue ${target.queue}: ${message}`, { retryable: false, cause: err, details });

@@ -21,7 +21,18 @@ import type { Redis, RedisOptions } from "ioredis";
 import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { safeUrl } from "../secrets.js";
-import { DEFAULT_CONSUMER, InFlight, Notifier, backoffDelay, cancelledError, closedError, errorMessage, sleepUnlessAborted, toBytes, type ConnectorOptions } from "./common.js";
+import {
+  DEFAULT_CONSUMER,
+  InFlight,
+  Notifier,
+  backoffDelay,
+  cancelledError,
+  closedError,
+  errorMessage,
+  sleepUnlessAborted,
+  toBytes,
+  type ConnectorOptions,
+} from "./common.js";
 import type { BrokerDescriptor, StreamLog, StreamMessage, StreamPublisher, StreamSource, StreamSourceConfig } from "./types.js";
 
 /** ioredis, loaded on the first open (the registry imports this module for its descriptor). */
@@ -62,7 +73,8 @@ export const redisBroker: BrokerDescriptor<"redis"> = {
     consumer: z.string().min(1).optional().describe("the consumer group (default sluice), created at the start of the stream"),
   }),
   description: "a consumer group of a stream (XREADGROUP), as consumer host:pid",
-  delivery: "at least once: a reopened source first takes back its own pending entries, then claims (XAUTOCLAIM) those other, dead consumers left pending longer than `redeliverAfter` (default 30 s)",
+  delivery:
+    "at least once: a reopened source first takes back its own pending entries, then claims (XAUTOCLAIM) those other, dead consumers left pending longer than `redeliverAfter` (default 30 s)",
   ack: "XACK of the batch's entry ids, after the store commit",
   openSource: (config, o) => openRedisSource(config, { log: o.log, signal: o.signal, claimIdleMs: o.redeliverAfterMs }),
   openPublisher: (config, o) => openRedisPublisher(config, o),
@@ -481,7 +493,10 @@ function redisError(err: unknown, target: Target, doing: string, retryable = tru
   if (connectionError && auth.test(connectionError.message)) err = connectionError;
   const message = errorMessage(err);
   if (auth.test(message)) {
-    return new SluiceError("BAD_CONFIG", `Redis ${target.shown}: ${doing} failed: the server rejected the credentials (${message}).`, { retryable: false, cause: err });
+    return new SluiceError("BAD_CONFIG", `Redis ${target.shown}: ${doing} failed: the server rejected the credentials (${message}).`, {
+      retryable: false,
+      cause: err,
+    });
   }
   if (/WRONGTYPE/.test(message)) {
     return new SluiceError("BAD_CONFIG", `Redis ${target.shown}: ${doing} failed: the key is not a stream (${message}).`, { retryable: false, cause: err });

@@ -13,13 +13,19 @@ import { EventSchema, errorResponses, toEventView } from "../schemas.js";
 const Emit = z
   .object({
     // The same rule as a workflow's `event:` trigger, so a typo cannot name an event no trigger can match.
-    name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a name made of letters, digits and underscores").openapi({ example: "source_data_updated" }),
+    name: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a name made of letters, digits and underscores")
+      .openapi({ example: "source_data_updated" }),
     data: z.unknown().optional().openapi({ description: "The payload: `${{ event.data.* }}` in the runs; top-level fields named like a param set it." }),
   })
   .strict();
 
 const emit = createRoute({
-  method: "post", path: "/events", tags: ["events"], security: bearer,
+  method: "post",
+  path: "/events",
+  tags: ["events"],
+  security: bearer,
   summary: "Emit an event: runs start for every current workflow with a matching event trigger",
   middleware: [requireRole("operator")] as const,
   request: { body: { content: { "application/json": { schema: Emit } }, required: true } },
@@ -43,7 +49,10 @@ const emit = createRoute({
 });
 
 const list = createRoute({
-  method: "get", path: "/events", tags: ["events"], security: bearer,
+  method: "get",
+  path: "/events",
+  tags: ["events"],
+  security: bearer,
   summary: "Recent events, newest first",
   middleware: [requireRole("viewer")] as const,
   request: {
@@ -56,10 +65,20 @@ const list = createRoute({
 });
 
 const get = createRoute({
-  method: "get", path: "/events/{id}", tags: ["events"], security: bearer,
+  method: "get",
+  path: "/events/{id}",
+  tags: ["events"],
+  security: bearer,
   summary: "One event and the runs it started",
   middleware: [requireRole("viewer")] as const,
-  request: { params: z.object({ id: z.string().min(1).openapi({ param: { name: "id", in: "path" } }) }) },
+  request: {
+    params: z.object({
+      id: z
+        .string()
+        .min(1)
+        .openapi({ param: { name: "id", in: "path" } }),
+    }),
+  },
   responses: {
     200: { description: "The event", content: { "application/json": { schema: EventSchema } } },
     ...errorResponses(404),

@@ -10,13 +10,17 @@ import { newRouter } from "../router.js";
 const Status = z.object({ status: z.enum(["ok", "unavailable"]) });
 
 const healthz = createRoute({
-  method: "get", path: "/healthz", tags: ["health"],
+  method: "get",
+  path: "/healthz",
+  tags: ["health"],
   summary: "Liveness: the process answers",
   responses: { 200: { description: "Alive", content: { "application/json": { schema: Status } } } },
 });
 
 const readyz = createRoute({
-  method: "get", path: "/readyz", tags: ["health"],
+  method: "get",
+  path: "/readyz",
+  tags: ["health"],
   summary: "Readiness: the server can do its work (store reachable, workflows loaded)",
   responses: {
     200: { description: "Ready", content: { "application/json": { schema: Status } } },
@@ -25,7 +29,9 @@ const readyz = createRoute({
 });
 
 const metrics = createRoute({
-  method: "get", path: "/metrics", tags: ["health"],
+  method: "get",
+  path: "/metrics",
+  tags: ["health"],
   summary: "Prometheus metrics (text exposition format)",
   responses: { 200: { description: "Metrics", content: { "text/plain": { schema: z.string() } } } },
 });

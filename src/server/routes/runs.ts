@@ -17,7 +17,12 @@ import { requireRole } from "../auth.js";
 import { bearer, newRouter } from "../router.js";
 import { RunDetailSchema, RunSchema, RunStatusSchema, errorResponses, toRunView } from "../schemas.js";
 
-const IdParam = z.object({ id: z.string().min(1).openapi({ param: { name: "id", in: "path" } }) });
+const IdParam = z.object({
+  id: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: "id", in: "path" } }),
+});
 
 const ListQuery = z
   .object({
@@ -31,7 +36,10 @@ const ListQuery = z
   .strict();
 
 const list = createRoute({
-  method: "get", path: "/runs", tags: ["runs"], security: bearer,
+  method: "get",
+  path: "/runs",
+  tags: ["runs"],
+  security: bearer,
   summary: "Runs, newest first, filtered and paged",
   middleware: [requireRole("viewer")] as const,
   request: { query: ListQuery },
@@ -45,7 +53,10 @@ const list = createRoute({
 });
 
 const get = createRoute({
-  method: "get", path: "/runs/{id}", tags: ["runs"], security: bearer,
+  method: "get",
+  path: "/runs/{id}",
+  tags: ["runs"],
+  security: bearer,
   summary: "A run with its steps and their attempts",
   middleware: [requireRole("viewer")] as const,
   request: { params: IdParam },
@@ -58,7 +69,11 @@ const get = createRoute({
 /** The three state changes share a shape: POST, no body, 202 with the run, 409 in the wrong state. */
 function stateChange(path: string, summary: string) {
   return createRoute({
-    method: "post", path, tags: ["runs"], security: bearer, summary,
+    method: "post",
+    path,
+    tags: ["runs"],
+    security: bearer,
+    summary,
     middleware: [requireRole("operator")] as const,
     request: { params: IdParam },
     responses: {
@@ -73,14 +88,27 @@ const resume = stateChange("/runs/{id}/resume", "Put a run whose process died ba
 const retry = stateChange("/runs/{id}/retry", "Run a failed or cancelled run's unfinished steps again");
 
 const logs = createRoute({
-  method: "get", path: "/runs/{id}/steps/{step}/attempts/{n}/logs", tags: ["runs"], security: bearer,
+  method: "get",
+  path: "/runs/{id}/steps/{step}/attempts/{n}/logs",
+  tags: ["runs"],
+  security: bearer,
   summary: "The log of one attempt of a step (exec output, or the action's log lines)",
   middleware: [requireRole("viewer")] as const,
   request: {
     params: z.object({
-      id: z.string().min(1).openapi({ param: { name: "id", in: "path" } }),
-      step: z.string().min(1).openapi({ param: { name: "step", in: "path" } }),
-      n: z.coerce.number().int().min(1).openapi({ param: { name: "n", in: "path" }, type: "integer" }),
+      id: z
+        .string()
+        .min(1)
+        .openapi({ param: { name: "id", in: "path" } }),
+      step: z
+        .string()
+        .min(1)
+        .openapi({ param: { name: "step", in: "path" } }),
+      n: z.coerce
+        .number()
+        .int()
+        .min(1)
+        .openapi({ param: { name: "n", in: "path" }, type: "integer" }),
     }),
   },
   responses: {
@@ -96,7 +124,14 @@ export function runRoutes(deps: ServerDeps) {
     const q = c.req.valid("query");
     // The store compares ISO text: normalise any offset to UTC so "+02:00" filters correctly.
     const utc = (t: string | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
-    const runs = await deps.store.listRuns({ workflow: q.workflow, status: q.status, since: utc(q.since), until: utc(q.until), limit: q.limit, offset: q.offset });
+    const runs = await deps.store.listRuns({
+      workflow: q.workflow,
+      status: q.status,
+      since: utc(q.since),
+      until: utc(q.until),
+      limit: q.limit,
+      offset: q.offset,
+    });
     return c.json({ runs: runs.map(toRunView), limit: q.limit, offset: q.offset }, 200);
   });
 
@@ -129,7 +164,10 @@ export function runRoutes(deps: ServerDeps) {
       throw new SluiceError("NOT_FOUND", run ? `run ${id} has no attempt ${n} of step ${step}` : `no run with id ${id}`);
     }
     const file = attemptLogFile(deps.home, id, step, n);
-    const size = await stat(file).then((s) => (s.isFile() ? s.size : undefined), () => undefined);
+    const size = await stat(file).then(
+      (s) => (s.isFile() ? s.size : undefined),
+      () => undefined,
+    );
     if (size === undefined) throw new SluiceError("NOT_FOUND", `attempt ${n} of step ${step} of run ${id} wrote no log`);
     // Streamed: exec logs can be large, and a running attempt's log is read as far as written.
     const body = Readable.toWeb(createReadStream(file, { end: Math.max(0, size - 1) })) as ReadableStream<Uint8Array>;

@@ -11,14 +11,30 @@ import type { ServerDeps } from "../deps.js";
 import { requireRole } from "../auth.js";
 import { bearer, newRouter } from "../router.js";
 import {
-  AppliedSchema, RunSchema, WorkflowDetailSchema, WorkflowSummarySchema, WorkflowVersionSchema,
-  errorResponses, toRunView, toWorkflowDetail, toWorkflowSummary, toWorkflowVersion,
+  AppliedSchema,
+  RunSchema,
+  WorkflowDetailSchema,
+  WorkflowSummarySchema,
+  WorkflowVersionSchema,
+  errorResponses,
+  toRunView,
+  toWorkflowDetail,
+  toWorkflowSummary,
+  toWorkflowVersion,
 } from "../schemas.js";
 
-const NameParam = z.object({ name: z.string().min(1).openapi({ param: { name: "name", in: "path" }, example: "standard-ingestion" }) });
+const NameParam = z.object({
+  name: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: "name", in: "path" }, example: "standard-ingestion" }),
+});
 
 const list = createRoute({
-  method: "get", path: "/workflows", tags: ["workflows"], security: bearer,
+  method: "get",
+  path: "/workflows",
+  tags: ["workflows"],
+  security: bearer,
   summary: "Every workflow's current version",
   middleware: [requireRole("viewer")] as const,
   responses: {
@@ -28,7 +44,10 @@ const list = createRoute({
 });
 
 const get = createRoute({
-  method: "get", path: "/workflows/{name}", tags: ["workflows"], security: bearer,
+  method: "get",
+  path: "/workflows/{name}",
+  tags: ["workflows"],
+  security: bearer,
   summary: "A workflow's current version, with its spec and YAML",
   middleware: [requireRole("viewer")] as const,
   request: { params: NameParam },
@@ -39,7 +58,10 @@ const get = createRoute({
 });
 
 const versions = createRoute({
-  method: "get", path: "/workflows/{name}/versions", tags: ["workflows"], security: bearer,
+  method: "get",
+  path: "/workflows/{name}/versions",
+  tags: ["workflows"],
+  security: bearer,
   summary: "Every version of a workflow, newest first",
   middleware: [requireRole("viewer")] as const,
   request: { params: NameParam },
@@ -58,9 +80,12 @@ const ApplyJson = z
 const AppliedList = z.object({ applied: z.array(AppliedSchema) });
 
 const apply = createRoute({
-  method: "post", path: "/workflows", tags: ["workflows"], security: bearer,
+  method: "post",
+  path: "/workflows",
+  tags: ["workflows"],
+  security: bearer,
   summary: "Apply a workflow: validate it and store it as the new current version",
-  description: "The body is the YAML text (application/yaml or text/yaml) or JSON {\"yaml\": \"…\"}. A text equal to the current version adds no version (200).",
+  description: 'The body is the YAML text (application/yaml or text/yaml) or JSON {"yaml": "…"}. A text equal to the current version adds no version (200).',
   middleware: [requireRole("admin")] as const,
   request: {
     body: {
@@ -80,7 +105,10 @@ const apply = createRoute({
 });
 
 const rollback = createRoute({
-  method: "post", path: "/workflows/{name}/rollback", tags: ["workflows"], security: bearer,
+  method: "post",
+  path: "/workflows/{name}/rollback",
+  tags: ["workflows"],
+  security: bearer,
   summary: "Make an earlier version current again (the one before the current, or `to`)",
   middleware: [requireRole("admin")] as const,
   request: {
@@ -101,7 +129,10 @@ const StartRun = z
   .strict();
 
 const start = createRoute({
-  method: "post", path: "/workflows/{name}/runs", tags: ["runs"], security: bearer,
+  method: "post",
+  path: "/workflows/{name}/runs",
+  tags: ["runs"],
+  security: bearer,
   summary: "Start a run of the workflow (queued for a worker)",
   middleware: [requireRole("operator")] as const,
   request: { params: NameParam, body: { content: { "application/json": { schema: StartRun } } } },
@@ -140,7 +171,7 @@ export function workflowRoutes(deps: ServerDeps) {
     const sent = YAML_TYPES.test(c.req.header("content-type") ?? "") ? await c.req.text() : c.req.valid("json");
     const { yaml, file } = typeof sent === "string" ? { yaml: sent, file: "body" } : { yaml: sent.yaml, file: sent.file ?? "body" };
     if (!yaml?.trim())
-      throw new SluiceError("BAD_INPUT", "body: send the workflow YAML (Content-Type: application/yaml) or JSON {\"yaml\": \"…\"}", { details: { field: "body" } });
+      throw new SluiceError("BAD_INPUT", 'body: send the workflow YAML (Content-Type: application/yaml) or JSON {"yaml": "…"}', { details: { field: "body" } });
     const result = await applyWorkflowText(deps.store, deps.actions, yaml, file, null);
     if (!result.ok) {
       const n = result.problems.length;

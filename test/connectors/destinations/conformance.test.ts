@@ -95,7 +95,7 @@ describe.each([sqliteHarness, pgHarness])("$label destination", (h) => {
     const table = h.table();
     try {
       await d.prepare({ table, columns: COLUMNS, key: ["id"] });
-      const weird = 'tab\there\nnew line\r\\back\\slash "quotes" \'single\' ünïcødé 𝄞 \\N';
+      const weird = "tab\there\nnew line\r\\back\\slash \"quotes\" 'single' ünïcødé 𝄞 \\N";
       const rows: TypedRow[] = [
         { id: "9007199254740993", name: weird, amount: "12345678901234567890.1234", active: false, at: "1999-12-31T23:59:59.999Z", day: "2026-02-28" },
         { id: "-42", name: "", amount: "-0.0001", active: true, at: "2026-11-02T09:30:00.125001Z", day: "1970-01-01" },
@@ -107,8 +107,17 @@ describe.each([sqliteHarness, pgHarness])("$label destination", (h) => {
         // SQLite keeps decimals as REAL: a value with more than 15 significant digits is not
         // rounded but handed back, with the reason, for the caller to quarantine.
         expect(res).toEqual({
-          stored: 2, duplicate: 0,
-          rejected: [{ index: 0, reasons: ["amount: 12345678901234567890.1234 has 24 significant digits; SQLite stores decimals as REAL, which holds 15 exactly (store into PostgreSQL, or declare the column a string)"], record: rows[0] }],
+          stored: 2,
+          duplicate: 0,
+          rejected: [
+            {
+              index: 0,
+              reasons: [
+                "amount: 12345678901234567890.1234 has 24 significant digits; SQLite stores decimals as REAL, which holds 15 exactly (store into PostgreSQL, or declare the column a string)",
+              ],
+              record: rows[0],
+            },
+          ],
         });
       } else expect(res).toEqual({ stored: 3, duplicate: 0 });
       expect(await d.count()).toBe(sqlite ? 2 : 3);
@@ -117,7 +126,14 @@ describe.each([sqliteHarness, pgHarness])("$label destination", (h) => {
       expect(got).toHaveLength(sqlite ? 2 : 3);
       // Booleans read back as 1/0 from SQLite (INTEGER), true/false from PostgreSQL.
       const byId = new Map(got.map((r) => [r.id, r]));
-      if (!sqlite) expect(byId.get("9007199254740993")).toMatchObject({ name: weird, amount: "12345678901234567890.1234", active: bool(false), at: "1999-12-31T23:59:59.999Z", day: "2026-02-28" });
+      if (!sqlite)
+        expect(byId.get("9007199254740993")).toMatchObject({
+          name: weird,
+          amount: "12345678901234567890.1234",
+          active: bool(false),
+          at: "1999-12-31T23:59:59.999Z",
+          day: "2026-02-28",
+        });
       expect(byId.get("-42")).toMatchObject({ name: "", amount: "-0.0001", at: "2026-11-02T09:30:00.125001Z", day: "1970-01-01" });
       expect(byId.get("3")).toEqual({ id: "3", name: null, amount: null, active: null, at: null, day: null });
       const meta = await h.select(table, ["_sluice_hash", "_sluice_run_id", "_sluice_loaded_at"], "1");
@@ -167,7 +183,6 @@ describe.each([sqliteHarness, pgHarness])("$label destination", (h) => {
         if (r.amount !== null && h.label === "sqlite") expect(Number(g.amount)).toBe(Number(r.amount));
         expect(g._sluice_hash).toBe(contentHash(names.map((n) => r[n] ?? null)));
       }
-
     } finally {
       await d.close();
     }
@@ -193,7 +208,10 @@ describe.each([sqliteHarness, pgHarness])("$label destination", (h) => {
         { id: "4", name: "n4", _sluice_run_id: "run-3" },
       ]);
       // In-batch duplicate keys: the last wins, the earlier ones count as duplicates.
-      expect(await d.write([row(5, { name: "first" }), row(6), row(5, { name: "second" }), row(5, { name: "last" })], ctx)).toEqual({ stored: 2, duplicate: 2 });
+      expect(await d.write([row(5, { name: "first" }), row(6), row(5, { name: "second" }), row(5, { name: "last" })], ctx)).toEqual({
+        stored: 2,
+        duplicate: 2,
+      });
       expect((await h.select(table, ["name"], `"id"`)).map((r) => r.name)).toEqual(["n1", "changed", "n3", "n4", "last", "n6"]);
       // An update back to content that appeared earlier in the batch still counts once.
       expect(await d.write([row(5, { name: "last" }), row(5, { name: "x" }), row(5, { name: "last" })], ctx)).toEqual({ stored: 0, duplicate: 3 });

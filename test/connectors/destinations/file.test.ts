@@ -21,7 +21,14 @@ const COLUMNS: Column[] = [
   { name: "at", type: "timestamp" },
 ];
 const ctx = { runId: "run-1", step: "store" };
-const row = (id: number, over: Partial<TypedRow> = {}): TypedRow => ({ id: String(id), name: `n${id}`, amount: "1.5000", active: true, at: "2026-11-02T09:30:00.125001Z", ...over });
+const row = (id: number, over: Partial<TypedRow> = {}): TypedRow => ({
+  id: String(id),
+  name: `n${id}`,
+  amount: "1.5000",
+  active: true,
+  at: "2026-11-02T09:30:00.125001Z",
+  ...over,
+});
 
 async function readAll(path: string): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
@@ -36,7 +43,10 @@ describe.each(["out.ndjson", "out.parquet"])("file destination %s", (name) => {
     expect(d.kind).toBe("file");
     await d.prepare({ table: "ignored", columns: COLUMNS, key: ["id"] });
     expect(await d.write([row(1), row(2), row(1, { name: "one" })], ctx)).toEqual({ stored: 2, duplicate: 1 });
-    expect(await d.write([row(1, { name: "one" }), row(3), row(2, { name: "two", amount: "12345678901234567890.1234" })], ctx)).toEqual({ stored: 2, duplicate: 1 });
+    expect(await d.write([row(1, { name: "one" }), row(3), row(2, { name: "two", amount: "12345678901234567890.1234" })], ctx)).toEqual({
+      stored: 2,
+      duplicate: 1,
+    });
     expect(await d.write([row(3)], ctx)).toEqual({ stored: 0, duplicate: 1 });
     expect(await d.count()).toBe(3);
     expect(existsSync(path)).toBe(false); // nothing in place before close
@@ -66,7 +76,10 @@ describe.each(["out.ndjson", "out.parquet"])("file destination %s", (name) => {
     const rows = await readAll(path);
     expect(rows).toHaveLength(2);
     expect(rows[1]).toMatchObject({ id: null, name: null, active: null });
-    const q = readFileSync(`${path}.quarantine.ndjson`, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const q = readFileSync(`${path}.quarantine.ndjson`, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(q).toHaveLength(1);
     expect(q[0]).toMatchObject({ run_id: "run-1", step: "quality", source: "in.csv", line: 4, reasons: ["bad"], record: { id: "x" } });
   });

@@ -88,8 +88,13 @@ describe("openDestination", () => {
     const d = await openDestination("sqlite:t.db", { baseDir: dir });
     try {
       await expect(d.prepare({ table: "t", columns: [], key: undefined })).rejects.toMatchObject({ code: "BAD_CONFIG" });
-      await expect(d.prepare({ table: "t", columns: [{ name: "a", type: "string" }], key: ["b"] })).rejects.toMatchObject({ code: "BAD_CONFIG", message: expect.stringContaining("key column") });
-      await expect(d.prepare({ table: "t", columns: [{ name: "_sluice_hash", type: "string" }], key: undefined })).rejects.toMatchObject({ code: "BAD_CONFIG" });
+      await expect(d.prepare({ table: "t", columns: [{ name: "a", type: "string" }], key: ["b"] })).rejects.toMatchObject({
+        code: "BAD_CONFIG",
+        message: expect.stringContaining("key column"),
+      });
+      await expect(d.prepare({ table: "t", columns: [{ name: "_sluice_hash", type: "string" }], key: undefined })).rejects.toMatchObject({
+        code: "BAD_CONFIG",
+      });
       await expect(d.prepare({ table: "s.t", columns: [{ name: "a", type: "string" }], key: undefined })).rejects.toMatchObject({ code: "BAD_CONFIG" });
     } finally {
       await d.close();

@@ -38,7 +38,10 @@ const COLUMNS: Column[] = [
 async function staged(rows: TypedRow[], name: string) {
   const path = join(dir, `${name}.stage`);
   const w = await openStageWriter(path, COLUMNS);
-  await w.write(rows, rows.map((_, i) => i + 2));
+  await w.write(
+    rows,
+    rows.map((_, i) => i + 2),
+  );
   await w.close();
   const chunks = [];
   for await (const c of readStageChunks(path, COLUMNS)) chunks.push(c);
@@ -74,13 +77,17 @@ describe("staged rows over several PostgreSQL connections", () => {
       await dest.prepare({ table, columns: COLUMNS, key: ["id"] });
       // 30,000 rows, 10,000 keys, each key three times with different content: the last wins.
       const rows: TypedRow[] = Array.from({ length: 30_000 }, (_, i) => ({
-        id: `k${i % 10_000}`, version: String(Math.floor(i / 10_000)), amount: `${i}.${String(i % 100).padStart(2, "0")}`,
+        id: `k${i % 10_000}`,
+        version: String(Math.floor(i / 10_000)),
+        amount: `${i}.${String(i % 100).padStart(2, "0")}`,
         at: `2026-11-02T09:30:${String(i % 60).padStart(2, "0")}.${String(i % 1000).padStart(3, "0")}Z`,
       }));
       const chunk = await staged(rows, "load");
       const first = await dest.writeStaged(chunk, { runId: "r1", step: "store" });
       expect(first.stored + first.duplicate).toBe(30_000);
-      const got = await admin.query(`select id, version::text, amount::text, to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as at from ${table} order by id`);
+      const got = await admin.query(
+        `select id, version::text, amount::text, to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as at from ${table} order by id`,
+      );
       expect(got.rows).toHaveLength(10_000);
       const want = new Map(rows.slice(20_000).map((r) => [r.id, r]));
       for (const r of got.rows) expect(r).toEqual(want.get(r.id));

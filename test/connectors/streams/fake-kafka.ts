@@ -21,7 +21,18 @@
  * transactions, consumer crashes and restarts (the bridge tests in kafka.test.ts drive those).
  */
 import kafkajs from "kafkajs";
-import type { ConsumerConfig, ConsumerRunConfig, ConsumerSubscribeTopics, EachBatchPayload, IHeaders, KafkaConfig, KafkaMessage, Message, ProducerRecord, RecordMetadata } from "kafkajs";
+import type {
+  ConsumerConfig,
+  ConsumerRunConfig,
+  ConsumerSubscribeTopics,
+  EachBatchPayload,
+  IHeaders,
+  KafkaConfig,
+  KafkaMessage,
+  Message,
+  ProducerRecord,
+  RecordMetadata,
+} from "kafkajs";
 import type { KafkaClientLike } from "../../../src/connectors/streams/kafka.js";
 
 const MAX_BATCH = 500;
@@ -194,7 +205,12 @@ export function fakeKafka(o: { address?: string; sasl?: { username: string; pass
       },
       async commitOffsets(offsets: { topic: string; partition: number; offset: string }[]) {
         if (!joined()) {
-          throw new kafkajs.KafkaJSProtocolError({ type: "UNKNOWN_MEMBER_ID", code: 25, retriable: false, message: "The coordinator is not aware of this member" } as unknown as Error);
+          throw new kafkajs.KafkaJSProtocolError({
+            type: "UNKNOWN_MEMBER_ID",
+            code: 25,
+            retriable: false,
+            message: "The coordinator is not aware of this member",
+          } as unknown as Error);
         }
         for (const c of offsets) group(groupId).committed.set(`${c.topic}:${c.partition}`, Number(c.offset));
       },
@@ -213,7 +229,11 @@ export function fakeKafka(o: { address?: string; sasl?: { username: string; pass
       on(event: string, listener: (e: never) => void) {
         const l = listener as (e: { payload: unknown }) => void;
         listeners.set(event, [...(listeners.get(event) ?? []), l]);
-        return () => void listeners.set(event, (listeners.get(event) ?? []).filter((x) => x !== l));
+        return () =>
+          void listeners.set(
+            event,
+            (listeners.get(event) ?? []).filter((x) => x !== l),
+          );
       },
     };
   };
@@ -272,7 +292,11 @@ export function fakeKafka(o: { address?: string; sasl?: { username: string; pass
       admin: () => admin(config),
     }),
     createTopic(name, partitions) {
-      if (!topics.has(name)) topics.set(name, Array.from({ length: partitions }, () => []));
+      if (!topics.has(name))
+        topics.set(
+          name,
+          Array.from({ length: partitions }, () => []),
+        );
     },
     committed(groupId, name) {
       const g = group(groupId);

@@ -144,7 +144,14 @@ function fakeConsumer() {
       for (const l of listeners.get(event) ?? []) l({ payload });
     },
     async deliver(partition: number, offsets: number[], topic = "t") {
-      const messages = offsets.map((o) => ({ key: null, value: Buffer.from(`p${partition}-${o}`), timestamp: "1700000000000", attributes: 0, offset: String(o), headers: { h: Buffer.from("v") } })) as KafkaMessage[];
+      const messages = offsets.map((o) => ({
+        key: null,
+        value: Buffer.from(`p${partition}-${o}`),
+        timestamp: "1700000000000",
+        attributes: 0,
+        offset: String(o),
+        headers: { h: Buffer.from("v") },
+      })) as KafkaMessage[];
       const batch = { topic, partition, messages } as unknown as EachBatchPayload["batch"];
       await eachBatch!({ batch, isRunning: () => true, isStale: () => false } as unknown as EachBatchPayload);
     },
@@ -154,7 +161,13 @@ function fakeConsumer() {
 
 async function bridged(extra: { highWater?: number; lowWater?: number; log?: StreamLog } = {}) {
   const fake = fakeConsumer();
-  const source = await bridgeKafkaConsumer(fake as unknown as KafkaConsumerLike, { topic: "t", description: "kafka://fake:9092 topic t group g", shown: "kafka://fake:9092", log: quiet, ...extra });
+  const source = await bridgeKafkaConsumer(fake as unknown as KafkaConsumerLike, {
+    topic: "t",
+    description: "kafka://fake:9092 topic t group g",
+    shown: "kafka://fake:9092",
+    log: quiet,
+    ...extra,
+  });
   return { fake, source };
 }
 

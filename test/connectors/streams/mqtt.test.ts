@@ -11,7 +11,20 @@ import { openMqttPublisher, openMqttSource } from "../../../src/connectors/strea
 import type { StreamMessage, StreamSourceConfig } from "../../../src/connectors/streams/types.js";
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateMosquitto } from "./private-brokers.js";
-import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, expectStableIds, recording, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
+import {
+  collect,
+  expectRedeliveryAcrossRestart,
+  never,
+  publishAll,
+  quiet,
+  range,
+  expectStableIds,
+  recording,
+  recordingLog,
+  runId,
+  tcpProxy,
+  text,
+} from "./stream-helpers.js";
 import { sourceContract } from "./source-contract.js";
 
 const URL_ = "mqtt://127.0.0.1:1883";
@@ -33,7 +46,14 @@ afterAll(async () => {
     usedClients.map(
       ({ url, clientId }) =>
         new Promise<void>((resolve) => {
-          const c = connect(url, { protocolVersion: 5, clientId, clean: true, reconnectPeriod: 0, connectTimeout: 2000, properties: { sessionExpiryInterval: 0 } });
+          const c = connect(url, {
+            protocolVersion: 5,
+            clientId,
+            clean: true,
+            reconnectPeriod: 0,
+            connectTimeout: 2000,
+            properties: { sessionExpiryInterval: 0 },
+          });
           const done = () => c.end(true, () => resolve());
           c.on("connect", done);
           c.on("error", done);
@@ -60,7 +80,12 @@ describe("MQTT source (Mosquitto 127.0.0.1:1883)", () => {
     refusingMissing: noMosquitto,
     async refusing() {
       const broker = await startPrivateMosquitto();
-      const config: StreamSourceConfig = { broker: "mqtt", url: `mqtt://nobody:wrong-pass@127.0.0.1:${broker.authPort}`, topic: "t", consumer: `sluice-test-${run}-auth` };
+      const config: StreamSourceConfig = {
+        broker: "mqtt",
+        url: `mqtt://nobody:wrong-pass@127.0.0.1:${broker.authPort}`,
+        topic: "t",
+        consumer: `sluice-test-${run}-auth`,
+      };
       return { config, port: broker.authPort, dispose: () => broker.dispose() };
     },
     refusal: /not authorized|bad user name or password/,
@@ -221,7 +246,6 @@ describe.skipIf(noMosquitto)("MQTT source across a broker restart (a Mosquitto o
 
 // ---------------------------------------------------------------------------------------------
 
-
 /** Publish at QoS 1 with a plain client: no message-id user property. */
 async function publishRaw(topic: string, payloads: string[]): Promise<void> {
   const c = await connectAsync(URL_, { protocolVersion: 5, clean: true, reconnectPeriod: 0 });
@@ -231,4 +255,3 @@ async function publishRaw(topic: string, payloads: string[]): Promise<void> {
     await c.endAsync();
   }
 }
-

@@ -48,7 +48,11 @@ describe("NATS JetStream source", () => {
     refusingMissing: noNats,
     async refusing() {
       const server = await startPrivateNats({ auth: { user: "right", pass: "secret" } });
-      return { config: { broker: "nats", url: `nats://right:wrong-pass@127.0.0.1:${server.port}`, subject: "x" }, port: server.port, dispose: () => server.dispose() };
+      return {
+        config: { broker: "nats", url: `nats://right:wrong-pass@127.0.0.1:${server.port}`, subject: "x" },
+        port: server.port,
+        dispose: () => server.dispose(),
+      };
     },
   });
 

@@ -130,7 +130,13 @@ export async function startPrivateMosquitto(): Promise<PrivateMosquitto> {
     // A CONNACK for a clean session that ends with the connection (nothing is left behind).
     answers: (port) =>
       new Promise<void>((resolve, reject) => {
-        const c = mqttConnect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, clean: true, reconnectPeriod: 0, connectTimeout: 1000, properties: { sessionExpiryInterval: 0 } });
+        const c = mqttConnect(`mqtt://127.0.0.1:${port}`, {
+          protocolVersion: 5,
+          clean: true,
+          reconnectPeriod: 0,
+          connectTimeout: 1000,
+          properties: { sessionExpiryInterval: 0 },
+        });
         const done = (err?: Error) => {
           c.end(true);
           if (err) reject(err);
@@ -243,7 +249,9 @@ async function privateBroker(spec: BrokerSpec): Promise<PrivateBroker> {
       }
       if (Date.now() > deadline) {
         await end(c, "SIGKILL", 5000);
-        throw new Error(`private ${spec.name} on port ${port} did not answer within ${spec.readyMs} ms: ${last instanceof Error ? last.message : String(last)}`);
+        throw new Error(
+          `private ${spec.name} on port ${port} did not answer within ${spec.readyMs} ms: ${last instanceof Error ? last.message : String(last)}`,
+        );
       }
       await sleep(50);
     }

@@ -17,7 +17,20 @@ import type { StreamMessage, StreamSourceConfig } from "../../../src/connectors/
 import { failure } from "../../helpers.js";
 import { privateBrokerMissing, startPrivateRabbit, type PrivateBroker } from "./private-brokers.js";
 import { sourceContract } from "./source-contract.js";
-import { collect, expectRedeliveryAcrossRestart, never, publishAll, quiet, range, expectStableIds, recording, recordingLog, runId, tcpProxy, text } from "./stream-helpers.js";
+import {
+  collect,
+  expectRedeliveryAcrossRestart,
+  never,
+  publishAll,
+  quiet,
+  range,
+  expectStableIds,
+  recording,
+  recordingLog,
+  runId,
+  tcpProxy,
+  text,
+} from "./stream-helpers.js";
 
 const URL_ = "amqp://guest:guest@127.0.0.1:5672";
 const run = runId();
@@ -312,22 +325,26 @@ describe("RabbitMQ source (127.0.0.1:5672)", () => {
     await source.close();
   });
 
-  it.skipIf(noRabbit)("keeps waiting across a full broker restart (a RabbitMQ node of its own: the shared one is never stopped)", async () => {
-    const broker = await privateRabbit!;
-    const config: StreamSourceConfig = { broker: "rabbitmq", url: broker.url, queue: `sluice-test-${run}-restart` };
-    const log = recordingLog();
-    const source = await openRabbitMqSource(config, { log });
-    try {
-      const seen: StreamMessage[] = [];
-      const got = await expectRedeliveryAcrossRestart({ broker, source: recording(source, seen), publish: (p) => publish(config, p), waitMs: 25_000 });
-      expect(got.map(text)).toEqual(["b", "c"]);
-      // "b" came twice (before and after the restart, from the durable queue), with one id.
-      expectStableIds(seen, { a: 1, b: 2, c: 1 });
-      expect(log.lines).toContain("rabbitmq connection lost; reconnecting");
-    } finally {
-      await source.close();
-    }
-  }, 90_000);
+  it.skipIf(noRabbit)(
+    "keeps waiting across a full broker restart (a RabbitMQ node of its own: the shared one is never stopped)",
+    async () => {
+      const broker = await privateRabbit!;
+      const config: StreamSourceConfig = { broker: "rabbitmq", url: broker.url, queue: `sluice-test-${run}-restart` };
+      const log = recordingLog();
+      const source = await openRabbitMqSource(config, { log });
+      try {
+        const seen: StreamMessage[] = [];
+        const got = await expectRedeliveryAcrossRestart({ broker, source: recording(source, seen), publish: (p) => publish(config, p), waitMs: 25_000 });
+        expect(got.map(text)).toEqual(["b", "c"]);
+        // "b" came twice (before and after the restart, from the durable queue), with one id.
+        expectStableIds(seen, { a: 1, b: 2, c: 1 });
+        expect(log.lines).toContain("rabbitmq connection lost; reconnecting");
+      } finally {
+        await source.close();
+      }
+    },
+    90_000,
+  );
 
   it("refuses an unknown virtual host, a missing queue name and a queue declared with other arguments", async () => {
     const vhost = await failure(openRabbitMqSource({ broker: "rabbitmq", url: `${URL_}/no-such-vhost-${run}`, queue: "x" }));
@@ -349,8 +366,6 @@ describe("RabbitMQ source (127.0.0.1:5672)", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-
-
 
 /** Have the broker close the connection whose client-given name is `name` (CONNECTION_FORCED). */
 async function closeConnectionNamed(name: string): Promise<void> {

@@ -54,7 +54,11 @@ describe("Redis Streams source", () => {
     refusingMissing: noRedis,
     async refusing() {
       const server = await startPrivateRedis({ password: "secret" });
-      return { config: { broker: "redis", url: `redis://:wrong-pass@127.0.0.1:${server.port}`, subject: "x" }, port: server.port, dispose: () => server.dispose() };
+      return {
+        config: { broker: "redis", url: `redis://:wrong-pass@127.0.0.1:${server.port}`, subject: "x" },
+        port: server.port,
+        dispose: () => server.dispose(),
+      };
     },
   });
 

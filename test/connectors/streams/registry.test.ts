@@ -97,7 +97,9 @@ describe("what derives from the registry", () => {
     ].join("\n");
     const problems = loadWorkflowText(text, "w.yaml", { actions: builtinRegistry() }).problems.map(formatProblem);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toBe(`w.yaml:9:23: input "broker" of stream-manager/establish_stream_connection: must be one of ${BROKER_KINDS.map((k) => `"${k}"`).join(", ")}`);
+    expect(problems[0]).toBe(
+      `w.yaml:9:23: input "broker" of stream-manager/establish_stream_connection: must be one of ${BROKER_KINDS.map((k) => `"${k}"`).join(", ")}`,
+    );
   });
 
   it("the connectors and sluice publish refuse an unknown broker with the list", async () => {
@@ -119,18 +121,30 @@ describe("loading", () => {
     const dir = tempDir("sluice-loads-");
     const log = join(dir, "resolved.log");
     writeFileSync(log, "");
-    writeFileSync(join(dir, "hooks.mjs"), `import { appendFileSync } from "node:fs";
+    writeFileSync(
+      join(dir, "hooks.mjs"),
+      `import { appendFileSync } from "node:fs";
 export async function resolve(specifier, context, next) {
   const r = await next(specifier, context);
   appendFileSync(${JSON.stringify(log)}, r.url + "\\n");
   return r;
 }
-`);
-    writeFileSync(join(dir, "register.mjs"), `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(join(dir, "hooks.mjs")).href)});\n`);
-    const r = spawnSync(process.execPath, ["--import", pathToFileURL(join(dir, "register.mjs")).href, "--input-type=module", "-e", script], { cwd: ROOT, encoding: "utf8" });
+`,
+    );
+    writeFileSync(
+      join(dir, "register.mjs"),
+      `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(join(dir, "hooks.mjs")).href)});\n`,
+    );
+    const r = spawnSync(process.execPath, ["--import", pathToFileURL(join(dir, "register.mjs")).href, "--input-type=module", "-e", script], {
+      cwd: ROOT,
+      encoding: "utf8",
+    });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
-    const packages = readFileSync(log, "utf8").split("\n").map((u) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)?.[1]).filter((p): p is string => !!p);
+    const packages = readFileSync(log, "utf8")
+      .split("\n")
+      .map((u) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)?.[1])
+      .filter((p): p is string => !!p);
     return [...new Set(packages)].sort();
   }
   const BROKER_LIBRARIES = ["@nats-io/jetstream", "@nats-io/transport-node", "amqplib", "ioredis", "kafkajs", "mqtt", "ws"];

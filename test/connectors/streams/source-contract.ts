@@ -69,7 +69,8 @@ export function sourceContract(c: SourceContract): void {
     const payloads = range(n, "m");
     const opening = c.subscribeFirst || c.listens ? await c.openSource(config) : undefined;
     const publishing = publishAll(c.openPublisher, config, payloads, { "x-origin": "test" });
-    if (c.listens) publishing.catch(() => undefined); // awaited after the acks it waits for
+    if (c.listens)
+      publishing.catch(() => undefined); // awaited after the acks it waits for
     else await publishing;
 
     const source = opening ?? (await c.openSource(config));

@@ -128,7 +128,12 @@ export async function expectRedeliveryAcrossRestart(o: {
  * acknowledged (those before the restart either before it or, `ackAfterRestart`, after it: with
  * handles of the old connection) and nothing is left (lag 0).
  */
-export async function expectDeliveryAfterRestart(o: { broker: PrivateBroker; source: StreamSource; pub: StreamPublisher; ackAfterRestart?: boolean }): Promise<void> {
+export async function expectDeliveryAfterRestart(o: {
+  broker: PrivateBroker;
+  source: StreamSource;
+  pub: StreamPublisher;
+  ackAfterRestart?: boolean;
+}): Promise<void> {
   const sendFive = async (prefix: string) => {
     for (let i = 0; i < 5; i++) await o.pub.publish(`${prefix}${i}`);
     await o.pub.flush();
@@ -158,7 +163,10 @@ export async function tcpProxy(targetPort: number): Promise<{ port: number; cut(
   const server: Server = createServer((client) => {
     if (down) return void client.destroy();
     const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
-    for (const [s, other] of [[client, upstream], [upstream, client]] as const) {
+    for (const [s, other] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
       sockets.add(s);
       s.on("error", () => {});
       // A side that closed normally lets the other flush what it still has to write (the pipe
