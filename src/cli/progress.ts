@@ -151,6 +151,8 @@ interface StepView {
   live?: string;
   /** Once ended: its final figures, or the error. */
   note?: string;
+  /** A fan-out's parent: how many items it runs (its items are folded into its row). */
+  items?: number;
 }
 
 export interface RunView {
@@ -182,7 +184,7 @@ export function applyEvent(v: RunView, e: EngineEvent): void {
       for (const s of e.steps) if (!v.steps.has(s)) v.steps.set(s, { status: "pending", attempt: 0 });
       return;
     case "step-started":
-      v.steps.set(e.step, { status: "running", attempt: e.attempt, startedAt: e.at });
+      v.steps.set(e.step, { status: "running", attempt: e.attempt, startedAt: e.at, ...(e.items !== undefined ? { items: e.items } : {}) });
       return;
     case "step-progress": {
       const row = v.steps.get(e.step);
@@ -209,7 +211,16 @@ export function applyEvent(v: RunView, e: EngineEvent): void {
       return;
     }
     case "steps-settled":
-      for (const s of e.steps) v.steps.set(s, { ...(v.steps.get(s) ?? { attempt: 0 }), status: e.status, ...(e.reason ? { note: e.reason } : {}) });
+      for (const s of e.steps) {
+        const prev = v.steps.get(s);
+        const durationMs = prev?.startedAt !== undefined ? Date.now() - prev.startedAt : prev?.durationMs;
+        v.steps.set(s, {
+          ...(prev ?? { attempt: 0 }),
+          status: e.status,
+          ...(durationMs !== undefined ? { durationMs } : {}),
+          ...(e.reason ? { note: e.reason } : {}),
+        });
+      }
       return;
     case "run-ended":
       v.footer = { ok: e.status === "succeeded", text: `run ${e.status}${e.status !== "succeeded" && e.error ? `: ${e.error.message}` : ""}` };
@@ -341,11 +352,28 @@ export function renderTable(v: RunView, now: number): string[] {
     v.workflow !== undefined
       ? `${pc.bold(v.workflow)} ${pc.dim(v.runId ?? "")}${v.resumed ? pc.yellow(" (resumed)") : ""}${v.takenFromPid !== undefined ? pc.yellow(` (taken over from pid ${v.takenFromPid}, gone)`) : ""}${pc.dim(`  ${formatDuration(now - v.t0)}`)}`
       : pc.dim(`  ${formatDuration(now - v.t0)}`);
-  const width = Math.max(8, ...[...v.steps.keys()].map((k) => k.length));
-  const lines = [...v.steps].map(([name, r]) => {
+  // A fan-out's items are folded into their parent's row: counts, not one line per item.
+  const tally = new Map<string, { done: number; failed: number; running: number }>();
+  const rows = [...v.steps].filter(([name]) => {
+    const parent = fanOutParent(name);
+    if (parent === undefined || v.steps.get(parent)?.items === undefined) return true;
+    const t = tally.get(parent) ?? { done: 0, failed: 0, running: 0 };
+    const s = v.steps.get(name)!.status;
+    if (s === "running" || s === "retrying") t.running++;
+    else if (s === "failed") (t.failed++, t.done++);
+    else if (s !== "pending") t.done++;
+    tally.set(parent, t);
+    return false;
+  });
+  const width = Math.max(8, ...rows.map(([k]) => k.length));
+  const lines = rows.map(([name, r]) => {
     const dur = r.startedAt && r.status === "running" ? now - r.startedAt : r.durationMs;
     const attempt = r.attempt > 1 ? pc.yellow(` attempt ${r.attempt}`) : "";
-    const note = r.status === "running" ? r.live : r.note;
+    const t = r.items !== undefined ? (tally.get(name) ?? { done: 0, failed: 0, running: 0 }) : undefined;
+    const items = t
+      ? `${t.done.toLocaleString("en-US")}/${r.items!.toLocaleString("en-US")} items${t.failed ? ` · ${t.failed} failed` : ""}${t.running ? ` · ${t.running} running` : ""}`
+      : undefined;
+    const note = [items, r.status === "running" ? r.live : r.note].filter(Boolean).join(" · ") || undefined;
     return `  ${ICON[r.status] ?? " "} ${name.padEnd(width)} ${pc.dim(r.status.padEnd(9))} ${dur !== undefined ? formatDuration(dur).padStart(7) : "       "}${attempt}${note ? pc.dim("  " + note) : ""}`;
   });
   const f = v.footer;
@@ -418,4 +446,10 @@ function ttyProgress(out: Terminal): Progress {
       draw.done();
     },
   };
+}
+
+/** The parent of a fan-out item's step name (`load[17]` → `load`), or undefined. */
+function fanOutParent(step: string): string | undefined {
+  const i = step.lastIndexOf("[");
+  return i > 0 && step.endsWith("]") && /^\d+$/.test(step.slice(i + 1, -1)) ? step.slice(0, i) : undefined;
 }

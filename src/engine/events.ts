@@ -7,7 +7,8 @@ import type { PipelineStats } from "./pipeline.js";
 
 export type EngineEvent =
   | { type: "run-started"; runId: string; workflow: string; steps: string[]; resumed: boolean }
-  | { type: "step-started"; runId: string; workflow: string; step: string; attempt: number; at: number }
+  /** A step's attempt starts; a fan-out's parent starts with attempt 0 and the number of its items. */
+  | { type: "step-started"; runId: string; workflow: string; step: string; attempt: number; at: number; items?: number }
   | {
       type: "step-ended";
       runId: string;

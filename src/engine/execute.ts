@@ -403,7 +403,15 @@ class RunDriver {
       }
     });
     if (fan.failed > fan.tolerance) fan.halted = `${fan.failed} of ${values.length} items failed`;
-    this.opts.onEvent?.({ type: "step-started", runId: this.run.id, workflow: this.wf.metadata.name, step: s.def.name, attempt: 0, at: Date.now() });
+    this.opts.onEvent?.({
+      type: "step-started",
+      runId: this.run.id,
+      workflow: this.wf.metadata.name,
+      step: s.def.name,
+      attempt: 0,
+      at: Date.now(),
+      items: values.length,
+    });
     this.releaseItems(fan);
     if (fan.inFlight === 0 && (fan.ended === fan.items.length || fan.halted)) await this.completeFanOut(fan);
   }

@@ -235,7 +235,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   }
 
   function onStepEnded(e: Extract<EngineEvent, { type: "step-ended" }>): void {
-    const { workflow, step } = e;
+    const { workflow } = e;
+    // Items of a fan-out (`load[17]`) are labelled with their step: one series, not one per item.
+    const step = fanOutName(e.step);
     stepDuration.observe({ workflow, step, status: e.status }, Math.max(0, e.durationMs) / 1000);
     if (e.retryInMs !== null) retries.inc({ workflow, step });
     const u = e.usage;
@@ -278,7 +280,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       try {
         switch (e.type) {
           case "step-started":
-            attempts.inc({ workflow: e.workflow, step: e.step });
+            // A fan-out's parent has no attempt of its own (attempt 0); its items count under its name.
+            if (e.attempt > 0) attempts.inc({ workflow: e.workflow, step: fanOutName(e.step) });
             break;
           case "step-ended":
             onStepEnded(e);
@@ -319,4 +322,10 @@ function isCount(v: unknown): v is number {
 
 function isScore(v: unknown): v is number {
   return typeof v === "number" && Number.isFinite(v);
+}
+
+/** A fan-out item's step name without its index (`load[17]` → `load`), so label values stay few. */
+function fanOutName(step: string): string {
+  const i = step.lastIndexOf("[");
+  return i > 0 && step.endsWith("]") ? step.slice(0, i) : step;
 }

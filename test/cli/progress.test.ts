@@ -153,6 +153,31 @@ describe("a finished step's figures", () => {
 });
 
 describe("the live table", () => {
+  it("folds a fan-out's items into its parent's row: counts, not a line per item", () => {
+    const v = newRunView(T0);
+    const base = { runId: "r-1", workflow: "w" };
+    applyEvent(v, { type: "run-started", runId: "r-1", workflow: "w", steps: ["load", "after"], resumed: false });
+    applyEvent(v, { type: "step-started", ...base, step: "load", attempt: 0, at: T0, items: 3 });
+    for (const i of [0, 1, 2]) applyEvent(v, { type: "step-started", ...base, step: `load[${i}]`, attempt: 1, at: T0 + 10 });
+    const end = (i: number, status: "succeeded" | "failed") =>
+      applyEvent(v, {
+        type: "step-ended",
+        ...base,
+        step: `load[${i}]`,
+        attempt: 1,
+        status,
+        retryInMs: null,
+        durationMs: 5,
+        outputs: status === "succeeded" ? {} : null,
+        error: status === "failed" ? { code: "BAD_INPUT", message: "no" } : null,
+      });
+    end(0, "succeeded");
+    end(1, "failed");
+    const text = strip(renderTable(v, T0 + 500).join("\n"));
+    expect(text).not.toMatch(/load\[/);
+    expect(lineOf(text, "load")).toMatch(/running\s+500ms\s+2\/3 items · 1 failed · 1 running$/);
+  });
+
   it("keeps each finished step's final figures in the frame left on screen", () => {
     const term = terminal(120, 30);
     const p = createProgress("tty", term);

@@ -146,6 +146,19 @@ describe("metrics from engine events", () => {
     expect(s.some((x) => x.name.startsWith("nodejs_"))).toBe(true);
   });
 
+  it("labels a fan-out's items with their step, one series for all of them, and counts no attempt for the parent", async () => {
+    const m = createMetrics({ defaultMetrics: false });
+    m.onEngineEvent({ type: "step-started", runId: "r", workflow: "ingest", step: "load", attempt: 0, at: 0, items: 3 });
+    for (const i of [0, 1, 2]) {
+      m.onEngineEvent({ type: "step-started", runId: "r", workflow: "ingest", step: `load[${i}]`, attempt: 1, at: 0 });
+      m.onEngineEvent(ended(`load[${i}]`));
+    }
+    const s = parse(await m.render());
+    expect(value(s, "sluice_step_attempts_total", { workflow: "ingest", step: "load" })).toBe(3);
+    expect(value(s, "sluice_step_duration_seconds_count", { workflow: "ingest", step: "load", status: "succeeded" })).toBe(3);
+    expect(s.some((x) => x.labels.step?.includes("["))).toBe(false);
+  });
+
   it("takes the quality score from a failing quality step's error", async () => {
     const m = createMetrics({ defaultMetrics: false });
     m.onEngineEvent(
