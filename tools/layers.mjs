@@ -130,9 +130,10 @@ export const LAYERS = [
     publicWhy: "the StateStore interface — layers are handed a store; only `cli/` opens one, with `index.ts`",
     role: "",
     about: [
-      "types.ts  StateStore interface (async):",
-      "  runs, steps, attempts, file ledger, queue,",
-      "  registry, events, fires, leases",
+      "types.ts  the store by role (async): RunStore,",
+      "  QueueStore, RegistryStore, EventStore,",
+      "  FireStore, NamedLeaseStore, LedgerStore;",
+      "  StateStore is all of them",
       "migrate.ts  one migration plan, two dialects",
       "sqlite.ts + migrations",
       "postgres.ts + migrations (SKIP LOCKED,",

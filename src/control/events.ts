@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { toErrorInfo } from "../errors.js";
-import type { EventRecord, RunRecord, StateStore } from "../store/types.js";
+import type { EventRecord, EventStore, RegistryStore, RunRecord, RunStore } from "../store/types.js";
 import { startWorkflowRun } from "./runs.js";
 
 export interface EmitInput {
@@ -25,7 +25,7 @@ export function newEventId(now = Date.now()): string {
   return `e-${now.toString(36)}-${randomBytes(4).toString("hex").slice(0, 6)}`;
 }
 
-export async function emitEvent(store: StateStore, input: EmitInput): Promise<EmitResult> {
+export async function emitEvent(store: RunStore & RegistryStore & EventStore, input: EmitInput): Promise<EmitResult> {
   const event = { id: newEventId(), name: input.name, data: input.data ?? {}, source: input.source, createdAt: new Date().toISOString() };
   await store.recordEvent(event);
   const runs: RunRecord[] = [];

@@ -4,7 +4,7 @@
  */
 import { SluiceError } from "../errors.js";
 import { createRun } from "../engine/start.js";
-import type { ErrorInfo, RunRecord, RunTrigger, StateStore } from "../store/types.js";
+import type { ErrorInfo, QueueStore, RegistryStore, RunRecord, RunStore, RunTrigger } from "../store/types.js";
 
 export interface StartWorkflowRun {
   /** A workflow in the registry; its current version unless `version` is given. */
@@ -16,7 +16,7 @@ export interface StartWorkflowRun {
   id?: string;
 }
 
-export async function startWorkflowRun(store: StateStore, input: StartWorkflowRun): Promise<RunRecord> {
+export async function startWorkflowRun(store: RunStore & RegistryStore, input: StartWorkflowRun): Promise<RunRecord> {
   const wf = await store.getWorkflow(input.workflow, input.version);
   if (!wf) {
     const what = input.version === undefined ? `no current workflow named ${input.workflow}` : `workflow ${input.workflow} has no version ${input.version}`;
@@ -29,7 +29,7 @@ export async function startWorkflowRun(store: StateStore, input: StartWorkflowRu
  * Retry a failed or cancelled run: its failed, cancelled and skipped steps go back to pending
  * (succeeded steps keep their outputs and do not run again) and the run is queued again.
  */
-export async function retryRun(store: StateStore, runId: string): Promise<RunRecord> {
+export async function retryRun(store: RunStore & QueueStore, runId: string): Promise<RunRecord> {
   const run = await store.getRun(runId);
   if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
   if (run.status !== "failed" && run.status !== "cancelled")
@@ -43,7 +43,7 @@ export async function retryRun(store: StateStore, runId: string): Promise<RunRec
  * Put a run whose owner is gone back in the queue at once, instead of waiting for its lease to
  * expire. A run that is still owned by a live process is refused.
  */
-export async function resumeRun(store: StateStore, runId: string, now = Date.now()): Promise<RunRecord> {
+export async function resumeRun(store: RunStore, runId: string, now = Date.now()): Promise<RunRecord> {
   const run = await store.getRun(runId);
   if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
   if (run.status !== "pending" && run.status !== "running") throw new SluiceError("CONFLICT", `run ${runId} already ended (${run.status}); retry it instead`);
@@ -57,7 +57,7 @@ export async function resumeRun(store: StateStore, runId: string, now = Date.now
  * a run nobody owns (queued, or its process died) is marked cancelled here and now.
  * Returns the run as it is after the request, and whether it ended already.
  */
-export async function cancelRun(store: StateStore, runId: string, now = Date.now()): Promise<{ run: RunRecord; ended: boolean }> {
+export async function cancelRun(store: RunStore, runId: string, now = Date.now()): Promise<{ run: RunRecord; ended: boolean }> {
   const run = await store.getRun(runId);
   if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
   if (run.status !== "pending" && run.status !== "running") throw new SluiceError("CONFLICT", `run ${runId} already ended (${run.status})`);

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { SluiceError } from "../errors.js";
 import { loadWorkflowText, type Problem } from "../spec/load.js";
 import type { ActionLookup } from "../spec/catalogue.js";
-import type { StateStore, WorkflowVersion } from "../store/types.js";
+import type { WorkflowVersion, RegistryStore } from "../store/types.js";
 
 export interface Applied {
   name: string;
@@ -24,7 +24,7 @@ export type ApplyResult = { ok: true; applied: Applied[] } | { ok: false; proble
 
 /** Validate a YAML text holding one or more workflows and store each as a new version. */
 export async function applyWorkflowText(
-  store: StateStore,
+  store: RegistryStore,
   actions: ActionLookup,
   yaml: string,
   file: string,
@@ -55,7 +55,7 @@ export interface DirectorySync {
  * Make the registry match a directory: every `*.yaml`/`*.yml` file applied (unchanged files add
  * no version), workflows that came from this directory but whose file is gone retired.
  */
-export async function syncWorkflowDirectory(store: StateStore, actions: ActionLookup, dir: string): Promise<DirectorySync> {
+export async function syncWorkflowDirectory(store: RegistryStore, actions: ActionLookup, dir: string): Promise<DirectorySync> {
   const root = resolve(dir);
   let names: string[];
   try {
@@ -93,7 +93,7 @@ export async function syncWorkflowDirectory(store: StateStore, actions: ActionLo
 }
 
 /** Make an earlier version current again: `to`, or the one before the current version. */
-export async function rollbackWorkflow(store: StateStore, name: string, to?: number): Promise<WorkflowVersion> {
+export async function rollbackWorkflow(store: RegistryStore, name: string, to?: number): Promise<WorkflowVersion> {
   const history = await store.workflowHistory(name);
   if (history.length === 0) throw new SluiceError("NOT_FOUND", `no workflow named ${name} has been applied`);
   const current = history.find((v) => v.current);

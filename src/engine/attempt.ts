@@ -11,7 +11,7 @@ import type { ActionRegistry } from "../actions/registry.js";
 import { runExec } from "../actions/exec.js";
 import { attemptLogFile } from "./attempt-log.js";
 import type { ActionContext, ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
-import type { AttemptUsage, ErrorInfo, RunRecord, StateStore } from "../store/types.js";
+import type { AttemptUsage, ErrorInfo, RunRecord, LedgerStore, RunStore } from "../store/types.js";
 import type { TreeUsage } from "../actions/exec.js";
 import { trackProcessUsage } from "./usage.js";
 
@@ -22,7 +22,7 @@ export interface AttemptInput {
   /** Aborted when the whole run stops (cancel, run timeout, detach, lost lease). */
   runSignal: AbortSignal;
   actions: ActionRegistry;
-  store: StateStore;
+  store: RunStore & LedgerStore;
   home: string;
   outputsOf(step: string): Record<string, unknown> | undefined;
   onProgress?: (update: ProgressUpdate) => void;

@@ -1,7 +1,7 @@
 /**
  * The public picture of a run: the JSON document `sluice status --json` prints and the API returns.
  */
-import type { AttemptUsage, RunStatus, StateStore, StepStatus } from "../store/types.js";
+import type { AttemptUsage, RunStatus, StepStatus, RunStore } from "../store/types.js";
 import { SluiceError } from "../errors.js";
 
 export interface RunDetail {
@@ -32,7 +32,7 @@ export interface RunDetail {
   }[];
 }
 
-export async function runDetail(store: StateStore, runId: string): Promise<RunDetail> {
+export async function runDetail(store: RunStore, runId: string): Promise<RunDetail> {
   const run = await store.getRun(runId);
   if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
   const [steps, attempts] = await Promise.all([store.getSteps(runId), store.getAttempts(runId)]);

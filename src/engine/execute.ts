@@ -19,7 +19,7 @@ import { parseDuration } from "../spec/duration.js";
 import type { Step, Workflow } from "../spec/schema.js";
 import type { ActionRegistry } from "../actions/registry.js";
 import type { ProgressUpdate, PublishEvent } from "../actions/types.js";
-import type { AttemptRecord, ErrorInfo, RunRecord, StateStore, StepRecord, StepStatus } from "../store/types.js";
+import type { AttemptRecord, EngineStore, ErrorInfo, RunRecord, StepRecord, StepStatus } from "../store/types.js";
 import { effectiveRetry, retryDecision, type EffectiveRetry } from "./backoff.js";
 import { decide } from "./rules.js";
 import { conditionPerItem, failureTolerance, fanOutOutputs, forEachItems, itemName, itemStep } from "./fanout.js";
@@ -34,7 +34,7 @@ import { writerFor, type TransitionWriter } from "./writer.js";
 import { outputsOf, runContinuousGroup } from "./continuous.js";
 
 export interface EngineOptions {
-  store: StateStore;
+  store: EngineStore;
   actions: ActionRegistry;
   /** Sluice home: attempt logs and artifacts go under `<home>/runs/<id>/`. */
   home: string;
@@ -60,7 +60,7 @@ export interface EngineOptions {
 }
 
 /** Events go through the control plane (stored, triggered workflows queued); loaded on first use. */
-function storePublisher(store: StateStore): PublishEvent {
+function storePublisher(store: EngineStore): PublishEvent {
   return async (name, data, source) => {
     const { emitEvent } = await import("../control/events.js");
     const r = await emitEvent(store, { name, data, source });

@@ -4,7 +4,7 @@
  */
 import { resolveParams } from "../spec/params.js";
 import type { Workflow } from "../spec/schema.js";
-import type { RunRecord, RunTrigger, StateStore } from "../store/types.js";
+import type { RunRecord, RunTrigger, RunStore } from "../store/types.js";
 import { newRunId } from "./ids.js";
 
 export interface StartRunInput {
@@ -18,7 +18,7 @@ export interface StartRunInput {
   lease?: { owner: string; expiresAt: number };
 }
 
-export async function createRun(store: StateStore, input: StartRunInput): Promise<RunRecord> {
+export async function createRun(store: RunStore, input: StartRunInput): Promise<RunRecord> {
   const params = resolveParams(input.workflow, input.params ?? {});
   return store.createRun({
     id: input.id ?? newRunId(),

@@ -12,7 +12,7 @@ import { dirname, resolve } from "node:path";
 import { SluiceError, toErrorInfo } from "../errors.js";
 import { isWorkflowPath, loadWorkflowFile, formatProblem } from "../spec/load.js";
 import type { Step, Workflow } from "../spec/schema.js";
-import type { RunRecord, StateStore } from "../store/types.js";
+import type { RunRecord, RegistryStore, RunStore } from "../store/types.js";
 import { createRun } from "./start.js";
 
 export interface ChildRunInput {
@@ -24,7 +24,7 @@ export interface ChildRunInput {
   /** The attempt's signal: its timeout or a cancel of the parent cancels the child. */
   signal: AbortSignal;
   maxDepth: number;
-  store: StateStore;
+  store: RunStore & RegistryStore;
   /** Execute (or resume) the child here; the engine's executeRun. */
   execute(childId: string): Promise<RunRecord>;
 }
@@ -97,7 +97,7 @@ export async function startChildRun(input: ChildRunInput): Promise<Record<string
 }
 
 /** The workflow a step calls: a file (relative to the parent's file), or a name in the registry, or a file beside the parent named after it. */
-async function resolveChildWorkflow(ref: string, parent: RunRecord, store: StateStore): Promise<{ spec: Workflow; source: string | null }> {
+async function resolveChildWorkflow(ref: string, parent: RunRecord, store: RunStore & RegistryStore): Promise<{ spec: Workflow; source: string | null }> {
   const base = parent.source ? dirname(parent.source) : process.cwd();
   if (!isWorkflowPath(ref)) {
     const registered = await store.getWorkflow(ref);

@@ -7,7 +7,7 @@
  * it exists under another user). A `sluice run` killed with `kill -9` is gone at once, yet its
  * lease stays live for up to SLUICE_LEASE_TTL_MS (15 s), and `resume` used to refuse until then.
  * Now the resumer takes the run over at once, with a compare-and-set on that exact owner
- * (StateStore.takeOverRun): two resumers racing cannot both win, and a lease that changed hands
+ * (RunStore.takeOverRun): two resumers racing cannot both win, and a lease that changed hands
  * meanwhile is left alone. Any other holder (another host, a live process) keeps the lease rule:
  * refuse, or with `sluice resume --wait` wait for the lease to be released or expire.
  *
@@ -23,7 +23,7 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { SluiceError } from "../errors.js";
-import type { RunRecord, StateStore } from "../store/types.js";
+import type { RunRecord, RunStore } from "../store/types.js";
 
 /** The host and pid in a lease owner id (`host:pid:random`; a host name holds no colon, but take it from the right). */
 export function parseOwner(owner: string): { host: string; pid: number } | undefined {
@@ -70,7 +70,7 @@ export type TakeOver =
  * After claimRun was refused (a live lease): take the run from its holder if that holder is a
  * dead process of this host, else say who holds it and until when.
  */
-export async function takeOverFromDeadOwner(store: StateStore, runId: string, owner: string, ttlMs: number): Promise<TakeOver> {
+export async function takeOverFromDeadOwner(store: RunStore, runId: string, owner: string, ttlMs: number): Promise<TakeOver> {
   const run = await store.getRun(runId);
   if (!run) return { taken: false, error: new SluiceError("NOT_FOUND", `no run with id ${runId}`) };
   if (run.status !== "pending" && run.status !== "running")
@@ -118,7 +118,7 @@ export interface LeaseWait {
  * of this host, or the run ended (the caller finds out which). `onWait` is told the first time it
  * has to wait, with the holder and the expiry it waits for.
  */
-export async function waitForLease(store: StateStore, runId: string, onWait: (w: LeaseWait) => void, pollMs = 500): Promise<void> {
+export async function waitForLease(store: RunStore, runId: string, onWait: (w: LeaseWait) => void, pollMs = 500): Promise<void> {
   let told = false;
   for (;;) {
     const run = await store.getRun(runId);

@@ -13,14 +13,14 @@
 import { setMaxListeners } from "node:events";
 import type { ActionRegistry } from "../actions/registry.js";
 import type { PublishEvent } from "../actions/types.js";
-import type { RunRecord, StateStore } from "../store/types.js";
+import type { EngineStore, QueueStore, RunRecord } from "../store/types.js";
 import type { EventSink } from "./events.js";
 import { executeRun, leaseTtl } from "./execute.js";
 import { newOwnerId } from "./ids.js";
 import type { Limiter } from "./limiter.js";
 
 export interface WorkerOptions {
-  store: StateStore;
+  store: EngineStore & QueueStore;
   actions: ActionRegistry;
   home: string;
   owner?: string;

@@ -14,7 +14,7 @@
  * A batch that fails is retried one transition at a time, so a run that lost its lease
  * (LEASE_LOST) fails its own transitions only, not those of other runs in the same batch.
  */
-import type { StateStore, Transition } from "../store/types.js";
+import type { Transition, RunStore } from "../store/types.js";
 
 export interface TransitionWriter {
   write(op: Transition): Promise<void>;
@@ -31,7 +31,7 @@ interface Pending {
 /** Most transitions in one transaction: bounds the statement and the time a batch holds locks. */
 const MAX_BATCH = 500;
 
-export function createTransitionWriter(store: StateStore): TransitionWriter {
+export function createTransitionWriter(store: RunStore): TransitionWriter {
   let queue: Pending[] = [];
   let flushing: Promise<void> | null = null;
   let scheduled = false;
@@ -89,10 +89,10 @@ export function createTransitionWriter(store: StateStore): TransitionWriter {
   };
 }
 
-const writers = new WeakMap<StateStore, TransitionWriter>();
+const writers = new WeakMap<RunStore, TransitionWriter>();
 
 /** One writer per store in a process, so every run this process executes shares its commits. */
-export function writerFor(store: StateStore): TransitionWriter {
+export function writerFor(store: RunStore): TransitionWriter {
   let w = writers.get(store);
   if (!w) writers.set(store, (w = createTransitionWriter(store)));
   return w;

@@ -10,7 +10,7 @@
 import type { ActionLog } from "../actions/types.js";
 import type { EngineEvent } from "../engine/events.js";
 import { formatDuration, parseDuration } from "../spec/duration.js";
-import type { ErrorInfo, RunRecord, StateStore } from "../store/types.js";
+import type { ErrorInfo, RunRecord, RunStore } from "../store/types.js";
 import { deliverWebhook, redactUrl, type RetryOptions } from "./webhook.js";
 
 export type AlertKind = "run_failed" | "sla_breach" | "quality_breach";
@@ -61,7 +61,7 @@ export interface Alerter {
 
 export interface AlerterOptions {
   targets: AlertTarget[];
-  store: StateStore;
+  store: RunStore;
   log?: AlertLog;
   retry?: RetryOptions;
   /** Per request (default 10 s). */
@@ -246,7 +246,7 @@ function qualityBreach(e: Extract<EngineEvent, { type: "step-ended" }>): { error
 }
 
 /** Every running run, page by page; stops when a page brings nothing new (a store ignoring offset). */
-async function runningRuns(store: StateStore): Promise<RunRecord[]> {
+async function runningRuns(store: RunStore): Promise<RunRecord[]> {
   const seen = new Map<string, RunRecord>();
   for (let offset = 0; ; offset += PAGE) {
     const page = await store.listRuns({ status: "running", limit: PAGE, offset });

@@ -10,7 +10,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineEvent } from "../engine/events.js";
-import type { RunStatus, StateStore } from "../store/types.js";
+import type { QueueStore, RunStatus } from "../store/types.js";
 
 export interface Metrics {
   contentType: string;
@@ -28,7 +28,7 @@ export interface Metrics {
 
 export interface MetricsOptions {
   /** Source of the fleet-wide gauges (runs by workflow and status, queue depth), read at scrape time. */
-  store?: StateStore;
+  store?: QueueStore;
   /** Added as a `process` label to every series, to tell the processes of a fleet apart. */
   process?: string;
   /** prom-client's default process metrics (CPU, memory, event loop, GC); default true. */
@@ -212,7 +212,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     registers,
   });
 
-  async function collectStore(store: StateStore): Promise<void> {
+  async function collectStore(store: QueueStore): Promise<void> {
     let counts;
     try {
       counts = await store.countRuns();

@@ -227,8 +227,15 @@ export interface RunCount {
   count: number;
 }
 
-export interface StateStore {
-  readonly dialect: "sqlite" | "postgres";
+/**
+ * The store by role. Each consumer depends on the slices it uses: the engine on runs and the
+ * ledger, workers on the queue, the scheduler on fires and named leases, the registry on
+ * workflow versions; `StateStore` is all of them, which only the CLI (which opens it), the
+ * server and the implementations see whole.
+ */
+
+/** Runs, their steps and attempts: what executing a run reads and writes (fenced on its lease). */
+export interface RunStore {
   createRun(run: NewRun): Promise<RunRecord>;
   getRun(id: string): Promise<RunRecord | undefined>;
   listRuns(filter?: RunFilter): Promise<RunRecord[]>;
@@ -286,9 +293,10 @@ export interface StateStore {
   settleSteps(runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null): Promise<void>;
 
   requestCancel(runId: string): Promise<void>;
+}
 
-  // ---- the run queue (workers) ----
-
+/** The run queue workers claim from. */
+export interface QueueStore {
   /**
    * Lease up to `limit` runs that need an owner: pending runs nobody holds, and pending or running
    * runs whose owner's lease expired (it died). PostgreSQL uses FOR UPDATE SKIP LOCKED, so
@@ -307,9 +315,10 @@ export interface StateStore {
   reopenRun(runId: string, steps: string[]): Promise<boolean>;
   /** Runs by workflow and status, for metrics. */
   countRuns(): Promise<RunCount[]>;
+}
 
-  // ---- the workflow registry ----
-
+/** The workflow registry: versions, the current one, rollbacks. */
+export interface RegistryStore {
   /** Store a new version when the YAML differs from the current one; it becomes current. */
   saveWorkflow(w: { name: string; spec: Workflow; yaml: string; source: string | null; createdAt: string }): Promise<{ version: number; created: boolean }>;
   /** The current version, or a given one. */
@@ -321,12 +330,17 @@ export interface StateStore {
   setCurrentWorkflow(name: string, version: number): Promise<boolean>;
   /** No version is current any more (its file was removed): triggers stop, history stays. */
   retireWorkflow(name: string): Promise<void>;
+}
 
-  // ---- events and schedules ----
-
+/** Platform events and the runs they started. */
+export interface EventStore {
   recordEvent(e: Omit<EventRecord, "runIds">): Promise<void>;
   getEvent(id: string): Promise<EventRecord | undefined>;
   listEvents(filter?: { name?: string; limit?: number }): Promise<EventRecord[]>;
+}
+
+/** Cron fires, recorded before their runs start. */
+export interface FireStore {
   /** Record a fire; false when this (workflow, trigger, time) was recorded already (by us or another scheduler). */
   recordFire(f: { workflow: string; triggerKey: string; fireAt: string; recordedAt: string }): Promise<boolean>;
   settleFire(workflow: string, triggerKey: string, fireAt: string, outcome: string, runId: string | null): Promise<void>;
@@ -335,16 +349,20 @@ export interface StateStore {
   /** Fires recorded but never settled (the scheduler died between recording and starting). */
   unsettledFires(): Promise<FireRecord[]>;
   listFires(filter?: { workflow?: string; limit?: number }): Promise<FireRecord[]>;
+}
 
+/** Named leases (leader election). */
+export interface NamedLeaseStore {
   /**
    * A named lease for leader election (one scheduler across the fleet): taken when free, expired
    * or already ours; renewing is taking again. False when another owner holds it.
    */
   acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean>;
   releaseNamedLease(name: string, owner: string): Promise<void>;
+}
 
-  // ---- the file ledger: one row per (scope, checksum), ingested or rejected ----
-
+/** The file ledger: one row per (scope, checksum), ingested or rejected. */
+export interface LedgerStore {
   /** Which of these checksums were already ingested in a scope (a workflow and its source). */
   ingestedChecksums(scope: string, checksums: string[]): Promise<Set<string>>;
   /**
@@ -359,5 +377,12 @@ export interface StateStore {
    * one takes the new path and reason but keeps its run and date (the first rejection).
    */
   recordRejected(scope: string, files: RejectedFile[], runId: string): Promise<void>;
+}
+
+/** What the engine needs: runs, the ledger actions use, the registry child runs resolve from, and events it publishes. */
+export type EngineStore = RunStore & LedgerStore & RegistryStore & EventStore;
+
+export interface StateStore extends RunStore, QueueStore, RegistryStore, EventStore, FireStore, NamedLeaseStore, LedgerStore {
+  readonly dialect: "sqlite" | "postgres";
   close(): Promise<void>;
 }

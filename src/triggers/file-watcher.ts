@@ -19,11 +19,11 @@ import { join, resolve } from "node:path";
 import { SluiceError, toErrorInfo } from "../errors.js";
 import { listFiles, sha256File, waitForStable, type FileEntry } from "../connectors/files.js";
 import { emitEvent } from "../control/events.js";
-import type { IngestedFile, StateStore } from "../store/types.js";
+import type { EventStore, IngestedFile, LedgerStore, RegistryStore, RunStore } from "../store/types.js";
 import type { SchedulerLog } from "./scheduler.js";
 
 export interface FileWatcherOptions {
-  store: StateStore;
+  store: LedgerStore & RunStore & RegistryStore & EventStore;
   /** The directory to watch, as given (also the `directory` of the event, so it matches the bulk workflow's param). */
   dir: string;
   /** A glob relative to the directory (default `*`: the files directly in it). */

@@ -14,7 +14,7 @@
  */
 import type { PublishEvent } from "../actions/types.js";
 import type { EngineEvent } from "../engine/events.js";
-import type { StateStore, StepRecord } from "../store/types.js";
+import type { StepRecord, RunStore } from "../store/types.js";
 import type { Step } from "../spec/schema.js";
 
 export const PLATFORM_EVENTS = ["run_succeeded", "run_failed", "data_source_failure", "collection_timeout", "quality_threshold_breach"] as const;
@@ -30,7 +30,7 @@ export interface PlatformPublisher {
   flush(): Promise<void>;
 }
 
-export function createPlatformPublisher(opts: { store: StateStore; publish: PublishEvent; log?: { warn(o: object, msg?: string): void } }): PlatformPublisher {
+export function createPlatformPublisher(opts: { store: RunStore; publish: PublishEvent; log?: { warn(o: object, msg?: string): void } }): PlatformPublisher {
   const inFlight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
     inFlight.add(p);
@@ -53,7 +53,7 @@ export function createPlatformPublisher(opts: { store: StateStore; publish: Publ
   };
 }
 
-async function publishOutcome(store: StateStore, publish: PublishEvent, e: Extract<EngineEvent, { type: "run-ended" }>, depth: number): Promise<void> {
+async function publishOutcome(store: RunStore, publish: PublishEvent, e: Extract<EngineEvent, { type: "run-ended" }>, depth: number): Promise<void> {
   const base = { workflow: e.workflow, runId: e.runId, status: e.status, platform: { depth } };
   const source = `engine:${e.runId}`;
   if (e.status === "succeeded") {

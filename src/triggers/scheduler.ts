@@ -13,7 +13,7 @@
 import type { ActionLog } from "../actions/types.js";
 import { toErrorInfo } from "../errors.js";
 import { startWorkflowRun } from "../control/runs.js";
-import type { RunRecord, StateStore, WorkflowVersion } from "../store/types.js";
+import type { FireStore, NamedLeaseStore, RegistryStore, RunRecord, RunStore, WorkflowVersion } from "../store/types.js";
 import {
   cronFor,
   decideFire,
@@ -42,7 +42,7 @@ export interface FireReport {
 }
 
 export interface SchedulerOptions {
-  store: StateStore;
+  store: RunStore & RegistryStore & FireStore & NamedLeaseStore;
   /** This process's owner id (engine/ids.ts newOwnerId()). */
   owner: string;
   /** Time between ticks (default 1000 ms). */
