@@ -102,6 +102,11 @@ async function resolveChildWorkflow(ref: string, parent: RunRecord, store: RunSt
   if (!isWorkflowPath(ref)) {
     const registered = await store.getWorkflow(ref);
     if (registered) return { spec: registered.spec, source: registered.source };
+    // Not registered: another workflow of the parent's own file (a multi-document YAML).
+    if (parent.source) {
+      const same = await fromFile(parent.source, ref).catch(() => undefined);
+      if (same && same.spec.metadata.name === ref) return same;
+    }
     // Not registered: a file beside the parent's holding it (NAME.yaml), as `sluice run` users keep them.
     for (const ext of [".yaml", ".yml"]) {
       const found = await fromFile(resolve(base, ref + ext), ref).catch(() => undefined);

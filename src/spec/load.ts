@@ -258,8 +258,12 @@ function checkWorkflowRef(wf: Workflow, p: Placed, off: number | undefined, at: 
   const cycle = callCycle(ctx.calls, self, ref);
   if (cycle) return [at(off, `step "${p.s.name}" calls workflow "${ref}", which calls back: ${[self, ...cycle].join(" → ")}`)];
   if (ctx.calls.has(ref) || opts.workflows === undefined || opts.workflows.has(ref)) return [];
+  // At run time a name not registered is looked for as NAME.yaml beside this file.
+  if ([".yaml", ".yml"].some((ext) => existsSync(resolvePath(dirname(ctx.file), ref + ext)))) return [];
   const known = new Set([...ctx.calls.keys(), ...opts.workflows]);
-  return [at(off, `step "${p.s.name}" calls workflow "${ref}", which is neither in this file nor registered${hint(ref, known)}`)];
+  return [
+    at(off, `step "${p.s.name}" calls workflow "${ref}", which is not in this file, not registered, and not a file ${ref}.yaml beside it${hint(ref, known)}`),
+  ];
 }
 
 /** The call path from `from` back to `self` through the workflows of the file, if there is one. */

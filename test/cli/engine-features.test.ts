@@ -52,6 +52,49 @@ describe("sluice validate refuses bad engine specs with positions", () => {
   });
 });
 
+describe("sluice validate refuses workflows that call themselves or a workflow that is nowhere", () => {
+  it("a self-call, a cycle between two workflows of one file, an unknown name; a file beside it is found", () => {
+    const cwd = dirs("sluice-feat-calls-");
+    writeFileSync(
+      join(cwd, "known-child.yaml"),
+      `apiVersion: sluice.dev/v1alpha1\nkind: Workflow\nmetadata: { name: known-child }\nspec:\n  steps:\n    - { name: s, exec: { command: [echo] } }\n`,
+    );
+    writeFileSync(
+      join(cwd, "calls.yaml"),
+      `apiVersion: sluice.dev/v1alpha1
+kind: Workflow
+metadata: { name: ping }
+spec:
+  steps:
+    - name: to-pong
+      workflow: pong
+    - name: to-self
+      workflow: ping
+    - name: to-nowhere
+      workflow: pongg
+    - name: to-file
+      workflow: known-child
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Workflow
+metadata: { name: pong }
+spec:
+  steps:
+    - name: back
+      workflow: ping
+`,
+    );
+    const r = sluice(["validate", "calls.yaml"], { cwd });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      'calls.yaml:7:17: step "to-pong" calls workflow "pong", which calls back: ping → pong → ping',
+      'calls.yaml:9:17: step "to-self" calls workflow "ping", the workflow it belongs to: a workflow cannot call itself',
+      'calls.yaml:11:17: step "to-nowhere" calls workflow "pongg", which is not in this file, not registered, and not a file pongg.yaml beside it; did you mean "pong"?',
+      'calls.yaml:21:17: step "back" calls workflow "ping", which calls back: pong → ping → pong',
+    ]);
+  });
+});
+
 describe("a 200-item exec fan-out through sluice run", () => {
   it("never runs more than `parallelism` items at once, isolates failures, and resumes after kill -9 running only unfinished items", async () => {
     const cwd = dirs("sluice-feat-fanout-");
