@@ -354,6 +354,26 @@ spec:
         trigger: { type: "workflow", parent: { runId: run.id, step: "call", depth: 1 } },
       });
     });
+
+    it("stops workflows that call each other across files at the depth limit", async () => {
+      makeEnv();
+      const dir = join(env.home, "loop");
+      mkdirSync(dir);
+      const doc = (name: string, other: string) =>
+        `apiVersion: sluice.dev/v1alpha1\nkind: Workflow\nmetadata: { name: ${name} }\nspec:\n  steps:\n    - { name: call, workflow: ./${other}.yaml }\n`;
+      writeFileSync(join(dir, "ping.yaml"), doc("ping", "pong"));
+      writeFileSync(join(dir, "pong.yaml"), doc("pong", "ping"));
+      const { loadWorkflowFile } = await import("../../src/spec/load.js");
+      const loaded = await loadWorkflowFile(join(dir, "ping.yaml"));
+      expect(loaded.problems).toEqual([]); // across files the cycle cannot be seen at load time
+      const run = await createRun(env.store, { workflow: loaded.workflows[0]!.workflow, source: join(dir, "ping.yaml") });
+      const done = await executeRun(run.id, { store: env.store, actions: env.actions, home: env.home });
+      expect(done.status).toBe("failed");
+      expect(done.error?.message).toMatch(/would start a child run 9 calls deep \(at most 8\): workflows calling each other in a cycle\?/);
+      // Eight child runs were started, each failing in turn; none beyond the limit.
+      const children = (await env.store.listRuns({ limit: 50 })).filter((r) => r.id.startsWith(run.id + "."));
+      expect(children).toHaveLength(8);
+    });
   });
 });
 
