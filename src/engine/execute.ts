@@ -28,6 +28,7 @@ import { toErrorInfo } from "../errors.js";
 import type { EventSink } from "./events.js";
 import { newOwnerId } from "./ids.js";
 import { takeOverFromDeadOwner } from "./takeover.js";
+import { stopOrphanedPrograms } from "./orphans.js";
 import { createLimiter, type Limiter } from "./limiter.js";
 import { expressionScope, runStepAttempt } from "./attempt.js";
 import { writerFor, type TransitionWriter } from "./writer.js";
@@ -200,8 +201,21 @@ class RunDriver {
     const id = this.run.id;
     const resumed = this.run.status === "running";
     const now = new Date();
-    // Only a run that was running can have attempts left running by a dead owner.
-    if (resumed) await store.recoverInterrupted(id, this.owner, now.toISOString());
+    // Only a run that was running can have attempts left running by a dead owner; their exec
+    // programs may still run on this host (own process groups survive a kill -9): stop them
+    // before the interrupted steps run again (orphans.ts).
+    if (resumed) {
+      const stopped = await stopOrphanedPrograms(id);
+      if (stopped)
+        this.opts.onEvent?.({
+          type: "step-warning",
+          runId: id,
+          step: "(resume)",
+          attempt: 0,
+          message: `stopped ${stopped} program${stopped === 1 ? "" : "s"} the previous owner left running`,
+        });
+      await store.recoverInterrupted(id, this.owner, now.toISOString());
+    }
     const timeoutMs = this.wf.spec.timeout ? parseDuration(this.wf.spec.timeout)! : null;
     const fresh = await store.markRunStarted(id, this.owner, now.toISOString(), timeoutMs ? new Date(now.getTime() + timeoutMs).toISOString() : null);
     // A run that never started has every step pending and no attempts: nothing to read back.

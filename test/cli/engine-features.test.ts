@@ -289,3 +289,45 @@ function existsSafe(p: string): boolean {
     return false;
   }
 }
+
+describe("resuming stops the programs the dead owner left running", () => {
+  it("an exec step's program that outlived its kill -9'd sluice run is stopped before the step runs again", async () => {
+    const cwd = dirs("sluice-feat-orphans-");
+    const work = join(cwd, "work");
+    mkdirSync(work);
+    // Attempt 1 records its pid and sleeps long; attempt 2 finishes at once.
+    writeFileSync(
+      join(cwd, "orphan.yaml"),
+      `${HEAD}  steps:
+    - name: long
+      exec: { command: [sh, -c, 'echo $$ > ${work}/pid.$SLUICE_ATTEMPT; [ "$SLUICE_ATTEMPT" = 1 ] && sleep 60; echo done'] }
+`,
+    );
+    const child = sluiceAsync(["run", "orphan.yaml"], { cwd });
+    const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
+    for (let t = Date.now(); !existsSafe(join(work, "pid.1"));) {
+      if (Date.now() - t > 20_000) throw new Error("the step did not start");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    const orphan = Number(readFileSync(join(work, "pid.1"), "utf8"));
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(alive(orphan)).toBe(true); // its own process group outlived the kill -9
+
+    const r = sluice(["resume", runId!, "--json"], { cwd });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/stopped 1 program the previous owner left running/);
+    expect(alive(orphan)).toBe(false);
+    const doc = JSON.parse(r.stdout) as { status: string; steps: { name: string; attempts: { status: string }[] }[] };
+    expect(doc.status).toBe("succeeded");
+    expect(doc.steps[0]!.attempts.map((a) => a.status)).toEqual(["interrupted", "succeeded"]);
+  }, 60_000);
+});
