@@ -82,6 +82,7 @@ export const LAYERS = [
       "continuous.ts + pipeline.ts  a continuous group as one pipeline",
       "rules.ts  runIf trigger rules (pure) · fanout.ts  forEach items, thresholds",
       "subworkflow.ts  workflow: steps as child runs · takeover.ts  dead local owners",
+      "orphans.ts  stop programs a dead owner left running",
       "usage.ts  an in-process attempt's CPU, memory, I/O",
       "backoff.ts  retry policy + decision · limiter.ts · start.ts · detail.ts",
     ],
