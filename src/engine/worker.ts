@@ -18,6 +18,7 @@ import type { EventSink } from "./events.js";
 import { executeRun, leaseTtl } from "./execute.js";
 import { newOwnerId } from "./ids.js";
 import type { Limiter } from "./limiter.js";
+import { deadLocalOwner } from "./takeover.js";
 
 export interface WorkerOptions {
   store: EngineStore & QueueStore;
@@ -46,6 +47,9 @@ export interface Worker {
    */
   stop(graceMs?: number): Promise<void>;
 }
+
+/** How often a worker looks for runs held by dead processes of its host. */
+const DEAD_OWNER_SWEEP_MS = 5_000;
 
 export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   const { store } = opts;
@@ -121,9 +125,30 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
       });
   };
 
+  /**
+   * Runs whose lease a dead process of this host still holds (a `sluice run` or a worker killed
+   * with -9, a server restarted after a crash): taken over at once, as `sluice resume` does
+   * (takeover.ts), instead of after their lease runs out. Checked at start and every few seconds.
+   */
+  let lastSweep = 0;
+  const sweepDeadOwners = async (): Promise<void> => {
+    lastSweep = Date.now();
+    const held = [...(await store.listRuns({ status: "running", limit: 500 })), ...(await store.listRuns({ status: "pending", limit: 500 }))];
+    for (const r of held) {
+      if (stopping || running.size >= maxRuns || running.has(r.id)) continue;
+      if (r.leaseOwner === null || r.leaseOwner === owner || (r.leaseExpiresAt ?? 0) < Date.now() || deadLocalOwner(r.leaseOwner) === undefined) continue;
+      if (!(await store.takeOverRun(r.id, r.leaseOwner, owner, ttl, Date.now()))) continue;
+      opts.log?.info({ runId: r.id, previousOwner: r.leaseOwner }, "took over a run whose process on this host is gone");
+      const taken = await store.getRun(r.id);
+      if (taken && taken.leaseOwner === owner) execute(taken);
+    }
+  };
+
   const unlisten = await store.onRunsQueued(poll);
   const tick = () => {
     poll();
+    if (Date.now() - lastSweep >= DEAD_OWNER_SWEEP_MS)
+      void sweepDeadOwners().catch((err: unknown) => opts.log?.warn({ err: (err as Error).message }, "could not look for runs of dead processes; retrying"));
     timer = setTimeout(tick, pollMs);
   };
   tick();

@@ -4,6 +4,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { spawnSync } from "node:child_process";
+import { hostname } from "node:os";
 import { defineAction } from "../../src/actions/types.js";
 import { createRun, executeRun, startWorker, type Worker } from "../../src/engine/index.js";
 import type { StateStore } from "../../src/store/types.js";
@@ -50,6 +52,21 @@ describe.each(bothStores("worker"))("workers on $dialect", (backend) => {
   afterAll(async () => {
     await shared?.close();
     await backend.drop();
+  });
+
+  it("takes over at once a run whose lease a dead process of this host holds", async () => {
+    const c = counter();
+    env = testEnv([c.def], shared ? { store: shared } : {});
+    const wf = workflow({ steps: [{ name: "a", agent: "count", action: "hit" }] }, env.actions);
+    // A process that has exited: its pid names nobody, as after a kill -9.
+    const gone = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+    const deadOwner = `${hostname()}:${gone.stdout}:dead00`;
+    const run = await createRun(env.store, { workflow: wf, lease: { owner: deadOwner, expiresAt: Date.now() + 600_000 } });
+    const t0 = Date.now();
+    workers.push(await startWorker({ store: env.store, actions: env.actions, home: env.home, pollMs: 50 }));
+    await until(async () => (await env.store.getRun(run.id))?.status === "succeeded");
+    expect(Date.now() - t0).toBeLessThan(3_000); // not the ten minutes the lease had left
+    expect(c.seen.get(`${run.id}/a`)).toBe(1);
   });
 
   it("two workers execute 40 queued runs, each step exactly once", async () => {
