@@ -4,6 +4,7 @@
  */
 import { SluiceError } from "../errors.js";
 import { createRun } from "../engine/start.js";
+import { deadLocalOwner } from "../engine/takeover.js";
 import type { ErrorInfo, QueueStore, RegistryStore, RunRecord, RunStore, RunTrigger } from "../store/types.js";
 
 export interface StartWorkflowRun {
@@ -47,9 +48,11 @@ export async function resumeRun(store: RunStore, runId: string, now = Date.now()
   const run = await store.getRun(runId);
   if (!run) throw new SluiceError("NOT_FOUND", `no run with id ${runId}`);
   if (run.status !== "pending" && run.status !== "running") throw new SluiceError("CONFLICT", `run ${runId} already ended (${run.status}); retry it instead`);
-  if (run.leaseOwner && run.leaseExpiresAt !== null && run.leaseExpiresAt > now)
+  // A live lease of a process of this host that is gone (kill -9): the workers of this host take
+  // such runs over within seconds (engine/worker.ts), so it counts as resumable, not as owned.
+  if (run.leaseOwner && run.leaseExpiresAt !== null && run.leaseExpiresAt > now && deadLocalOwner(run.leaseOwner) === undefined)
     throw new SluiceError("CONFLICT", `run ${runId} is being executed by ${run.leaseOwner}; nothing to resume`);
-  return run; // Unowned or expired: claimRuns hands it to the next worker that polls.
+  return run; // Unowned, expired or its owner gone: the next worker that polls (or sweeps) takes it.
 }
 
 /**

@@ -1,3 +1,5 @@
+import { spawnSync } from "node:child_process";
+import { hostname } from "node:os";
 import { beforeAll, describe, expect, test } from "vitest";
 import { executeRun } from "../../src/engine/index.js";
 import { startApi } from "./api-helpers.js";
@@ -142,6 +144,20 @@ describe("run detail, logs and state changes", () => {
     expect(again.json.error.code).toBe("CONFLICT");
     expect((await api.call("POST", `${V1}/runs/${id}/resume`)).status).toBe(409);
     expect((await api.call("POST", `${V1}/runs/r-nope/cancel`)).status).toBe(404);
+  });
+});
+
+describe("resuming a run whose process died", () => {
+  test("resume: 202 when the live lease belongs to a process of this host that is gone, 409 while its owner lives", async () => {
+    const id = (await start("api-greet")).json.id as string;
+    const gone = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+    expect(await api.env.store.claimRun(id, `${hostname()}:${gone.stdout}:dead00`, 600_000, Date.now())).toBe(true);
+    expect((await api.call("POST", `${V1}/runs/${id}/resume`)).status).toBe(202);
+    const other = (await start("api-greet")).json.id as string;
+    expect(await api.env.store.claimRun(other, `${hostname()}:${process.pid}:live00`, 600_000, Date.now())).toBe(true);
+    const refused = await api.call("POST", `${V1}/runs/${other}/resume`);
+    expect(refused.status).toBe(409);
+    expect(refused.json.error.message).toContain("nothing to resume");
   });
 });
 
