@@ -197,3 +197,12 @@ export function actionContext(over: Partial<ActionContext> & { artifactsDir: str
     ...over,
   };
 }
+
+/** Poll `cond` every 20 ms until it holds; fail the test with `what` after `ms`. */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -21,6 +21,7 @@ import { describeStream } from "./stream-figures.js";
 import { jsonLogger } from "./json-log.js";
 import type { EngineEvent } from "../engine/events.js";
 import type { PipelineStats } from "../engine/pipeline.js";
+import { fanOutOf } from "../engine/fanout.js";
 import type { ProgressUpdate } from "../actions/types.js";
 import { formatDuration } from "../spec/duration.js";
 
@@ -355,7 +356,7 @@ export function renderTable(v: RunView, now: number): string[] {
   // A fan-out's items are folded into their parent's row: counts, not one line per item.
   const tally = new Map<string, { done: number; failed: number; running: number }>();
   const rows = [...v.steps].filter(([name]) => {
-    const parent = fanOutParent(name);
+    const parent = fanOutOf(name);
     if (parent === undefined || v.steps.get(parent)?.items === undefined) return true;
     const t = tally.get(parent) ?? { done: 0, failed: 0, running: 0 };
     const s = v.steps.get(name)!.status;
@@ -446,10 +447,4 @@ function ttyProgress(out: Terminal): Progress {
       draw.done();
     },
   };
-}
-
-/** The parent of a fan-out item's step name (`load[17]` → `load`), or undefined. */
-function fanOutParent(step: string): string | undefined {
-  const i = step.lastIndexOf("[");
-  return i > 0 && step.endsWith("]") && /^\d+$/.test(step.slice(i + 1, -1)) ? step.slice(0, i) : undefined;
 }

@@ -343,10 +343,13 @@ class RunDriver {
       });
   }
 
+  /** What `${{ steps.NAME.outputs }}` reads: the outputs the step has recorded so far. */
+  private readonly outputsOfStep = (step: string): Record<string, unknown> | undefined => this.states.get(step)?.outputs ?? undefined;
+
   private scopeFor(s: StepState): ExpressionScope {
     return expressionScope({
       run: this.run,
-      outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
+      outputsOf: this.outputsOfStep,
       item: s.item,
       runStatus: s.final ? this.outcome?.status : undefined,
     });
@@ -567,7 +570,7 @@ class RunDriver {
         actions: this.opts.actions,
         store: this.opts.store,
         home: this.opts.home,
-        outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
+        outputsOf: this.outputsOfStep,
         onProgress: this.opts.onEvent ? throttledProgress(this.opts.onEvent, id, name, n, started) : undefined,
         onWarning: this.opts.onEvent
           ? (message, fields) => this.opts.onEvent!({ type: "step-warning", runId: id, step: name, attempt: n, message, ...(fields ? { fields } : {}) })
@@ -697,7 +700,7 @@ class RunDriver {
       actions: this.opts.actions,
       store: this.opts.store,
       home: this.opts.home,
-      outputsOf: (step) => this.states.get(step)?.outputs ?? undefined,
+      outputsOf: this.outputsOfStep,
       publish: this.opts.publishEvent ?? storePublisher(this.opts.store),
       onStats: (stats) => {
         this.opts.onEvent?.({ type: "stream-stats", runId: id, workflow: wfName, steps: members.map((m) => m.def.name), stats });

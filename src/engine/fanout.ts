@@ -11,6 +11,12 @@ export function itemName(parent: string, index: number): string {
   return `${parent}[${index}]`;
 }
 
+/** The fan-out a step name is an item of (`load[3]` → `load`), or undefined for any other step. */
+export function fanOutOf(step: string): string | undefined {
+  const i = step.lastIndexOf("[");
+  return i > 0 && step.endsWith("]") && /^\d+$/.test(step.slice(i + 1, -1)) ? step.slice(0, i) : undefined;
+}
+
 /** The list a `forEach` gives in this scope; anything else is a clear error. */
 export function forEachItems(step: Step, scope: ExpressionScope): unknown[] {
   const spec = step.forEach!;

@@ -11,6 +11,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineEvent } from "../engine/events.js";
 import type { QueueStore, RunStatus } from "../store/types.js";
+import { fanOutOf } from "../engine/fanout.js";
 
 export interface Metrics {
   contentType: string;
@@ -237,7 +238,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   function onStepEnded(e: Extract<EngineEvent, { type: "step-ended" }>): void {
     const { workflow } = e;
     // Items of a fan-out (`load[17]`) are labelled with their step: one series, not one per item.
-    const step = fanOutName(e.step);
+    const step = fanOutOf(e.step) ?? e.step;
     stepDuration.observe({ workflow, step, status: e.status }, Math.max(0, e.durationMs) / 1000);
     if (e.retryInMs !== null) retries.inc({ workflow, step });
     const u = e.usage;
@@ -281,7 +282,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
         switch (e.type) {
           case "step-started":
             // A fan-out's parent has no attempt of its own (attempt 0); its items count under its name.
-            if (e.attempt > 0) attempts.inc({ workflow: e.workflow, step: fanOutName(e.step) });
+            if (e.attempt > 0) attempts.inc({ workflow: e.workflow, step: fanOutOf(e.step) ?? e.step });
             break;
           case "step-ended":
             onStepEnded(e);
@@ -322,10 +323,4 @@ function isCount(v: unknown): v is number {
 
 function isScore(v: unknown): v is number {
   return typeof v === "number" && Number.isFinite(v);
-}
-
-/** A fan-out item's step name without its index (`load[17]` → `load`), so label values stay few. */
-function fanOutName(step: string): string {
-  const i = step.lastIndexOf("[");
-  return i > 0 && step.endsWith("]") ? step.slice(0, i) : step;
 }

@@ -4,9 +4,9 @@
  * `kill -9` in the middle of it followed by a resume that runs only the unfinished items.
  */
 import { describe, expect, it } from "vitest";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { scratch } from "../helpers.js";
+import { scratch, waitUntil } from "../helpers.js";
 import { sluice, sluiceAsync, waitForStderr } from "./cli-helpers.js";
 
 const dirs = scratch();
@@ -127,10 +127,7 @@ describe("a 200-item exec fan-out through sluice run", () => {
     const child = sluiceAsync(["run", "fan.yaml"], { cwd, env });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
     // Kill it once a good part of the items has run.
-    for (let t = Date.now(); readdirSync(join(work, "ran")).length < 60;) {
-      if (Date.now() - t > 30_000) throw new Error("the fan-out did not get going");
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitUntil(() => readdirSync(join(work, "ran")).length >= 60, 30_000, "the fan-out did not get going");
     child.kill("SIGKILL");
     await new Promise((r) => child.once("exit", r));
     const ranBefore = readdirSync(join(work, "ran")).length;
@@ -255,10 +252,7 @@ spec:
     const env = { SLUICE_LEASE_TTL_MS: "1500" };
     const child = sluiceAsync(["run", "parent.yaml"], { cwd, env });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
-    for (let t = Date.now(); !existsSafe(join(marks, "slow"));) {
-      if (Date.now() - t > 20_000) throw new Error("the child run did not reach its slow step");
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitUntil(() => existsSync(join(marks, "slow")), 20_000, "the child run did not reach its slow step");
     child.kill("SIGKILL");
     await new Promise((r) => child.once("exit", r));
     writeFileSync(join(marks, "fast"), "");
@@ -281,15 +275,6 @@ spec:
   }, 60_000);
 });
 
-function existsSafe(p: string): boolean {
-  try {
-    readFileSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe("resuming stops the programs the dead owner left running", () => {
   it("an exec step's program that outlived its kill -9'd sluice run is stopped before the step runs again", async () => {
     const cwd = dirs("sluice-feat-orphans-");
@@ -305,10 +290,7 @@ describe("resuming stops the programs the dead owner left running", () => {
     );
     const child = sluiceAsync(["run", "orphan.yaml"], { cwd });
     const [, runId] = (await waitForStderr(child, /run (r-[a-z0-9-]+) created/)) as RegExpMatchArray;
-    for (let t = Date.now(); !existsSafe(join(work, "pid.1"));) {
-      if (Date.now() - t > 20_000) throw new Error("the step did not start");
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitUntil(() => existsSync(join(work, "pid.1")), 20_000, "the step did not start");
     child.kill("SIGKILL");
     await new Promise((r) => child.once("exit", r));
     const orphan = Number(readFileSync(join(work, "pid.1"), "utf8"));

@@ -10,7 +10,7 @@ import { defineAction } from "../../src/actions/types.js";
 import { createRun, executeRun, runDetail } from "../../src/engine/index.js";
 import type { StateStore } from "../../src/store/types.js";
 import { bothStores } from "../stores.js";
-import { concurrencyProbe, runWorkflow, testEnv, workflow, type TestEnv } from "../helpers.js";
+import { concurrencyProbe, runWorkflow, testEnv, waitUntil, workflow, type TestEnv } from "../helpers.js";
 
 let env: TestEnv;
 afterEach(async () => env?.cleanup());
@@ -179,7 +179,7 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       const stop = new AbortController();
       const first = executeRun(run.id, { store: env.store, actions: env.actions, home: env.home, signal: stop.signal });
       // Items 0 and 1 finish at once; 2 and 3 start and are interrupted.
-      await waitFor(async () => (await statuses(run.id))["load[3]"] === "running");
+      await waitUntil(async () => (await statuses(run.id))["load[3]"] === "running", 10_000, "item 3 to run");
       stop.abort();
       expect((await first).status).toBe("running");
       // The next owner: items 2..5 run (fast now), 0 and 1 are not executed again.
@@ -306,7 +306,7 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       const wf = withFinally([{ name: "work", agent: "test", action: "sleep", with: { ms: 10_000 } }]);
       const run = await createRun(env.store, { workflow: wf });
       const done = executeRun(run.id, { store: env.store, actions: env.actions, home: env.home, leaseTtlMs: 600 });
-      await waitFor(async () => (await statuses(run.id)).work === "running");
+      await waitUntil(async () => (await statuses(run.id)).work === "running", 10_000, "the step to run");
       await env.store.requestCancel(run.id);
       const cancelled = await done;
       expect(cancelled.status).toBe("cancelled");
@@ -376,11 +376,3 @@ spec:
     });
   });
 });
-
-async function waitFor(cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
