@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { SluiceError } from "../src/errors.js";
 import { createRegistry, type ActionRegistry } from "../src/actions/registry.js";
-import { defineAction, type ActionContext, type ActionDefinition } from "../src/actions/types.js";
+import { defineAction, type ActionContext, type ActionDefinition, type SharedState } from "../src/actions/types.js";
 import { builtinRegistry } from "../src/actions/builtin.js";
 import { createRun, executeRun, type createLimiter, type EngineEvent } from "../src/engine/index.js";
 import { loadWorkflowText } from "../src/spec/load.js";
@@ -174,6 +174,25 @@ export async function failure(p: Promise<unknown>): Promise<SluiceError> {
   throw new Error("expected a failure");
 }
 
+/** Shared state in memory, with the store's compare-and-set semantics (for unit tests of actions). */
+export function memoryState(): SharedState {
+  const entries = new Map<string, { value: unknown; version: number; updatedAt: string }>();
+  return {
+    get: async (ns, key) => structuredClone(entries.get(`${ns}\u0000${key}`)),
+    async put(ns, key, value, expected) {
+      const now = entries.get(`${ns}\u0000${key}`);
+      if ((now?.version ?? 0) !== expected) return null;
+      entries.set(`${ns}\u0000${key}`, { value: structuredClone(value), version: expected + 1, updatedAt: new Date().toISOString() });
+      return expected + 1;
+    },
+    list: async (ns) =>
+      [...entries]
+        .filter(([k]) => k.startsWith(`${ns}\u0000`))
+        .map(([k, v]) => ({ key: k.slice(ns.length + 1), ...structuredClone(v) }))
+        .sort((a, b) => a.key.localeCompare(b.key)),
+  };
+}
+
 /**
  * A context for calling an action function directly (unit tests of actions): quiet log, no
  * ledger memory, events refused; `over` replaces any of it.
@@ -190,6 +209,8 @@ export function actionContext(over: Partial<ActionContext> & { artifactsDir: str
     params: {},
     log: { info: noop, warn: noop, error: noop },
     ledger: { seen: async () => new Set<string>(), record: async () => undefined, rejected: async () => new Map(), reject: async () => undefined },
+    state: memoryState(),
+    history: { runs: async () => [], run: async () => undefined },
     progress: noop,
     publish: async () => {
       throw new SluiceError("NOT_IMPLEMENTED", "this test context publishes no events");

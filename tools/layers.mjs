@@ -84,6 +84,7 @@ export const LAYERS = [
       "subworkflow.ts  workflow: steps as child runs · takeover.ts  dead local owners",
       "orphans.ts  stop programs a dead owner left running",
       "usage.ts  an in-process attempt's CPU, memory, I/O",
+      "history.ts  the store as actions see it: past runs, shared state",
       "backoff.ts  retry policy + decision · limiter.ts · start.ts · detail.ts",
     ],
   },
@@ -105,6 +106,7 @@ export const LAYERS = [
       "        typing · quality · infer (+ infer-source) · schema-file · dataset",
       "        typed-dataset · worker-pool · model                              their parts",
       "stream/  source · decode · validate · store                            continuous stages",
+      "recovery/  contract (the documents the resilient-fetch actions pass on)",
     ],
   },
   {

@@ -51,6 +51,51 @@ export interface KnownBadFile {
   since: string;
 }
 
+/**
+ * Small JSON state that outlives a run, shared by every process on the store (the recovery
+ * workflow's circuit breakers and bandit). `put` is a compare-and-set on the version read with
+ * `get` (0: no entry yet); null means another writer came first: read again and retry.
+ */
+export interface SharedState {
+  get(namespace: string, key: string): Promise<{ value: unknown; version: number; updatedAt: string } | undefined>;
+  put(namespace: string, key: string, value: unknown, expectedVersion: number): Promise<number | null>;
+  list(namespace: string): Promise<{ key: string; value: unknown; version: number; updatedAt: string }[]>;
+}
+
+/** An error as the store recorded it; `details` holds the evidence a connector attached (HTTP status, bytes …). */
+export interface PastError {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+/** A run from the store's history, with its steps and their attempts (read by failure analysis). */
+export interface PastRun {
+  id: string;
+  workflow: string;
+  status: string;
+  params: Record<string, unknown>;
+  trigger: { type: string; name?: string; data?: unknown } | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  error: PastError | null;
+  steps: {
+    name: string;
+    status: string;
+    outputs: Record<string, unknown> | null;
+    error: PastError | null;
+    attempts: { n: number; status: string; startedAt: string; endedAt: string | null; error: PastError | null }[];
+  }[];
+}
+
+/** Read-only access to earlier runs. */
+export interface RunHistory {
+  /** Runs newest first, created at or after `since` (ISO), at most `limit` (default 200). */
+  runs(filter: { workflow?: string; since?: string; limit?: number }): Promise<PastRun[]>;
+  run(id: string): Promise<PastRun | undefined>;
+}
+
 export interface ActionContext {
   runId: string;
   workflow: string;
@@ -66,6 +111,10 @@ export interface ActionContext {
   log: ActionLog;
   /** Files already ingested, by checksum, kept in the state store (see FileLedger). */
   ledger: FileLedger;
+  /** State shared across runs and processes (see SharedState). */
+  state: SharedState;
+  /** Earlier runs, their steps and attempts. */
+  history: RunHistory;
   /** Report progress; cheap to call often (the engine throttles what it shows). */
   progress(update: ProgressUpdate): void;
   /** Publish a platform event: stored, and every workflow triggered by it is queued. */

@@ -11,7 +11,8 @@ import type { ActionRegistry } from "../actions/registry.js";
 import { runExec } from "../actions/exec.js";
 import { attemptLogFile } from "./attempt-log.js";
 import type { ActionContext, ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
-import type { AttemptUsage, ErrorInfo, RunRecord, LedgerStore, RunStore } from "../store/types.js";
+import type { AttemptUsage, ErrorInfo, RunRecord, LedgerStore, RunStore, SharedStateStore } from "../store/types.js";
+import { runHistoryOf, sharedStateOf } from "./history.js";
 import type { TreeUsage } from "../actions/exec.js";
 import { trackProcessUsage } from "./usage.js";
 
@@ -22,7 +23,7 @@ export interface AttemptInput {
   /** Aborted when the whole run stops (cancel, run timeout, detach, lost lease). */
   runSignal: AbortSignal;
   actions: ActionRegistry;
-  store: RunStore & LedgerStore;
+  store: RunStore & LedgerStore & SharedStateStore;
   home: string;
   outputsOf(step: string): Record<string, unknown> | undefined;
   onProgress?: (update: ProgressUpdate) => void;
@@ -181,6 +182,8 @@ export function prepareActionCall(input: AttemptInput, signal: AbortSignal, log:
     log,
     progress: input.onProgress ?? (() => undefined),
     publish: input.publish,
+    state: sharedStateOf(input.store),
+    history: runHistoryOf(input.store),
     ledger: {
       seen: (scope, checksums) => input.store.ingestedChecksums(scope, checksums),
       record: (scope, files) => input.store.recordIngested(scope, files, run.id),

@@ -293,4 +293,18 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       $fn$;
     `,
   },
+  {
+    version: 8,
+    sql: `
+      -- Shared state that outlives a run (SharedStateStore in types.ts), as SQLite's version 6.
+      CREATE TABLE shared_state (
+        namespace  TEXT COLLATE "C" NOT NULL,
+        key        TEXT COLLATE "C" NOT NULL,
+        value      JSONB NOT NULL,
+        version    INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (namespace, key)
+      );
+    `,
+  },
 ];

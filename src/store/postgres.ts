@@ -17,7 +17,7 @@
  * Commits are durable (the server's synchronous_commit applies, `on` by default).
  */
 import { stepNamesOf } from "../spec/schema.js";
-import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
+import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
 import pg from "pg";
 import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
 import { SluiceError } from "../errors.js";
@@ -84,6 +84,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     steps: `${S}.steps`,
     attempts: `${S}.attempts`,
     ingested: `${S}.ingested_files`,
+    state: `${S}.shared_state`,
     workflows: `${S}.workflows`,
     events: `${S}.events`,
     fires: `${S}.fires`,
@@ -214,6 +215,18 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
        WHERE l.owner = excluded.owner OR l.expires_at < $4`,
     ),
     releaseNamed: stmt("release_lease", `DELETE FROM ${T.leases} WHERE name = $1 AND owner = $2`),
+    getState: stmt("get_state", `SELECT namespace, key, value::text AS value, version, updated_at FROM ${T.state} WHERE namespace = $1 AND key = $2`),
+    listState: stmt("list_state", `SELECT namespace, key, value::text AS value, version, updated_at FROM ${T.state} WHERE namespace = $1 ORDER BY key`),
+    // Version 0 is "no entry yet": the insert wins only when nobody wrote first.
+    insertState: stmt(
+      "insert_state",
+      `INSERT INTO ${T.state} (namespace, key, value, version, updated_at) VALUES ($1, $2, $3::jsonb, 1, $4) ON CONFLICT DO NOTHING RETURNING version`,
+    ),
+    updateState: stmt(
+      "update_state",
+      `UPDATE ${T.state} SET value = $3::jsonb, version = version + 1, updated_at = $4
+        WHERE namespace = $1 AND key = $2 AND version = $5 RETURNING version`,
+    ),
     stepOutputs: stmt("step_outputs", `UPDATE ${T.steps} SET outputs = $3 WHERE run_id = $1 AND name = $2 AND status = 'running'`),
     recover: stmt(
       "recover",
@@ -600,6 +613,21 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     },
     async releaseNamedLease(name, owner) {
       await run(`releasing lease ${name}`, q.releaseNamed, [name, owner]);
+    },
+    async getState(namespace, key) {
+      const r = (await run(`reading shared state ${namespace}/${key}`, q.getState, [namespace, key])).rows[0];
+      return r ? toSharedState(r) : undefined;
+    },
+    async putState(namespace, key, value, expectedVersion, updatedAt) {
+      const json = JSON.stringify(value);
+      const res =
+        expectedVersion === 0
+          ? await run(`writing shared state ${namespace}/${key}`, q.insertState, [namespace, key, json, updatedAt])
+          : await run(`writing shared state ${namespace}/${key}`, q.updateState, [namespace, key, json, updatedAt, expectedVersion]);
+      return res.rows.length ? (res.rows[0]!.version as number) : null;
+    },
+    async listState(namespace) {
+      return (await run(`listing shared state ${namespace}`, q.listState, [namespace])).rows.map(toSharedState);
     },
     async close() {
       const c = txConn;

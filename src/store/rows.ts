@@ -13,6 +13,7 @@ import type {
   FireRecord,
   RunRecord,
   RunStatus,
+  SharedStateRecord,
   StepRecord,
   StepStatus,
   WorkflowVersion,
@@ -128,5 +129,16 @@ export function toFire(row: Row): FireRecord {
     runId: (row.run_id as string) ?? null,
     outcome: (row.outcome as string) ?? null,
     recordedAt: row.recorded_at as string,
+  };
+}
+
+/** The value is JSON text in both dialects (PostgreSQL selects its JSONB `::text`). */
+export function toSharedState(row: Row): SharedStateRecord {
+  return {
+    namespace: row.namespace as string,
+    key: row.key as string,
+    value: JSON.parse(row.value as string),
+    version: Number(row.version),
+    updatedAt: row.updated_at as string,
   };
 }

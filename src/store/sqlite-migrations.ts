@@ -143,4 +143,19 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       ALTER TABLE attempts ADD COLUMN usage_scope TEXT;
     `,
   },
+  {
+    version: 6,
+    sql: `
+      -- Shared state that outlives a run (SharedStateStore in types.ts): circuit breakers and
+      -- the recovery bandit. value is JSON text; version makes every write a compare-and-set.
+      CREATE TABLE shared_state (
+        namespace  TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (namespace, key)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

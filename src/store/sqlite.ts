@@ -14,7 +14,7 @@ import { SluiceError } from "../errors.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import { EventEmitter } from "node:events";
-import { toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
+import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
 import type {
   AttemptBegin,
   AttemptEnd,
@@ -174,6 +174,11 @@ export function openSqliteStore(file: string): StateStore {
         WHERE leases.owner = excluded.owner OR leases.expires_at < @now`,
     ),
     releaseNamed: db.prepare(`DELETE FROM leases WHERE name = ? AND owner = ?`),
+    getState: db.prepare(`SELECT * FROM shared_state WHERE namespace = ? AND key = ?`),
+    listState: db.prepare(`SELECT * FROM shared_state WHERE namespace = ? ORDER BY key`),
+    // Version 0 is "no entry yet": the insert wins only when nobody wrote first.
+    insertState: db.prepare(`INSERT INTO shared_state (namespace, key, value, version, updated_at) VALUES (?, ?, ?, 1, ?) ON CONFLICT DO NOTHING`),
+    updateState: db.prepare(`UPDATE shared_state SET value = ?, version = version + 1, updated_at = ? WHERE namespace = ? AND key = ? AND version = ?`),
     stepOutputs: db.prepare(`UPDATE steps SET outputs = ? WHERE run_id = ? AND name = ? AND status = 'running'`),
   };
   const wake = () => queued.emit(file);
@@ -460,6 +465,21 @@ export function openSqliteStore(file: string): StateStore {
     },
     async releaseNamedLease(name, owner) {
       x.releaseNamed.run(name, owner);
+    },
+    async getState(namespace, key) {
+      const r = x.getState.get(namespace, key) as Row | undefined;
+      return r ? toSharedState(r) : undefined;
+    },
+    async putState(namespace, key, value, expectedVersion, updatedAt) {
+      const json = JSON.stringify(value);
+      const changed =
+        expectedVersion === 0
+          ? x.insertState.run(namespace, key, json, updatedAt).changes
+          : x.updateState.run(json, updatedAt, namespace, key, expectedVersion).changes;
+      return changed === 1 ? expectedVersion + 1 : null;
+    },
+    async listState(namespace) {
+      return (x.listState.all(namespace) as Row[]).map(toSharedState);
     },
     async close() {
       db.close();

@@ -379,10 +379,32 @@ export interface LedgerStore {
   recordRejected(scope: string, files: RejectedFile[], runId: string): Promise<void>;
 }
 
-/** What the engine needs: runs, the ledger actions use, the registry child runs resolve from, and events it publishes. */
-export type EngineStore = RunStore & LedgerStore & RegistryStore & EventStore;
+/** One entry of shared state (see SharedStateStore). */
+export interface SharedStateRecord {
+  namespace: string;
+  key: string;
+  value: unknown;
+  /** 1 on first write, +1 on every write after. */
+  version: number;
+  updatedAt: string;
+}
 
-export interface StateStore extends RunStore, QueueStore, RegistryStore, EventStore, FireStore, NamedLeaseStore, LedgerStore {
+/**
+ * Small JSON state that outlives a run and is shared by every process on the store: the recovery
+ * workflow's circuit breakers and strategy bandit. Writes are a compare-and-set on the version,
+ * so two processes updating one key never lose an update: the loser reads again and retries.
+ */
+export interface SharedStateStore {
+  getState(namespace: string, key: string): Promise<SharedStateRecord | undefined>;
+  /** Write when the stored version is `expectedVersion` (0: no entry yet); the new version, or null when another writer came first. */
+  putState(namespace: string, key: string, value: unknown, expectedVersion: number, updatedAt: string): Promise<number | null>;
+  listState(namespace: string): Promise<SharedStateRecord[]>;
+}
+
+/** What the engine needs: runs, the ledger and shared state actions use, the registry child runs resolve from, and events it publishes. */
+export type EngineStore = RunStore & LedgerStore & SharedStateStore & RegistryStore & EventStore;
+
+export interface StateStore extends RunStore, QueueStore, RegistryStore, EventStore, FireStore, NamedLeaseStore, LedgerStore, SharedStateStore {
   readonly dialect: "sqlite" | "postgres";
   close(): Promise<void>;
 }

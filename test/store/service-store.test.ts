@@ -47,6 +47,27 @@ describe.each(bothStores("svc"))("service store on $dialect", (backend) => {
     expect(later.find((r) => r.id === leased.id)!.leaseOwner).toBe("w3");
   });
 
+  it("keeps shared state with a compare-and-set on its version: of two writers on one version exactly one wins", async () => {
+    const { store } = makeEnv();
+    const ns = `breaker-${Date.now()}`;
+    expect(await store.getState(ns, "http://a")).toBeUndefined();
+    expect(await store.putState(ns, "http://a", { state: "closed", failures: 1 }, 0, "2026-01-01T00:00:00Z")).toBe(1);
+    expect(await store.putState(ns, "http://a", { state: "closed" }, 0, "2026-01-01T00:00:01Z")).toBeNull(); // someone wrote first
+    const wins = await Promise.all([
+      store.putState(ns, "http://a", { state: "open", by: 1 }, 1, "2026-01-01T00:00:02Z"),
+      store.putState(ns, "http://a", { state: "open", by: 2 }, 1, "2026-01-01T00:00:02Z"),
+    ]);
+    expect(wins.filter((v) => v === 2)).toHaveLength(1);
+    expect(wins.filter((v) => v === null)).toHaveLength(1);
+    const now = await store.getState(ns, "http://a");
+    expect(now).toMatchObject({ namespace: ns, key: "http://a", version: 2, value: { state: "open" } });
+    await store.putState(ns, "b", "a plain string", 0, "2026-01-01T00:00:03Z");
+    expect((await store.listState(ns)).map((r) => [r.key, r.value])).toEqual([
+      ["b", "a plain string"],
+      ["http://a", now!.value as object],
+    ]);
+  });
+
   it("refuses a second run with the same id", async () => {
     const { store } = makeEnv();
     await createRun(store, { workflow: wf(), id: "r-fixed-1" + backend.dialect });
