@@ -107,6 +107,7 @@ export const LAYERS = [
       "        typed-dataset · worker-pool · model                              their parts",
       "stream/  source · decode · validate · store                            continuous stages",
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
+      "           strategy (select_optimal_retry_strategy) · guardrails · bandit · random",
     ],
   },
   {

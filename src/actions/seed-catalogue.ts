@@ -23,6 +23,7 @@ import {
 import { parseDuration } from "../spec/duration.js";
 import { BROKER_KINDS, connectionShape } from "../connectors/streams/registry.js";
 import { streamRuleProblem } from "./stream/rules.js";
+import { STRATEGIES } from "./recovery/contract.js";
 
 export interface SeedSignature {
   kind: ActionKind;
@@ -273,7 +274,21 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "select_optimal_retry_strategy",
     RECOVERY,
     "Choose a recovery strategy from the failure analysis.",
-    obj({ analysis: DatasetRef.optional(), strategies: z.array(z.string()).optional() }),
+    obj({
+      analysis: z.string().min(1).describe("The failure analysis document: ${{ steps.failure-analysis.outputs.analysis }}."),
+      strategies: z.array(z.enum(STRATEGIES)).min(1).optional().describe("The strategies allowed at all (default: every one the guardrails allow)."),
+      deadline: z
+        .string()
+        .refine((s) => parseDuration(s) !== undefined, "must be a duration such as 30m or 2h")
+        .optional()
+        .describe("Time left for the recovery: a longer Retry-After is not waited for (default: what is left of the run's timeout, else 2h)."),
+      fallbacks: z
+        .union([z.number().int().min(0), z.string(), z.array(z.string())])
+        .optional()
+        .describe("How many fallback sources are declared, or the list itself; with none, switch_to_fallback is excluded."),
+      seed: z.string().min(1).optional().describe("Seed of the bandit's draws (default: the run id, so a replay chooses alike)."),
+      source: z.string().min(1).optional().describe("The source the bandit learns for (default: the failed run's source)."),
+    }),
   ),
   sig(
     "agent",

@@ -79,6 +79,8 @@ export interface PastRun {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
+  /** When the run's whole-run timeout ends it (null: no timeout; absent: not known to this history). */
+  deadlineAt?: string | null;
   error: PastError | null;
   steps: {
     name: string;

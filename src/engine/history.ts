@@ -49,6 +49,7 @@ async function pastRun(store: RunStore, r: RunRecord): Promise<PastRun> {
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     endedAt: r.endedAt,
+    deadlineAt: r.deadlineAt,
     error: r.error,
     steps: steps.map((s) => ({
       name: s.name,
