@@ -7,6 +7,7 @@ import { PROCESS_NOTE, usageCells } from "./usage-figures.js";
 import { formatDuration } from "../spec/duration.js";
 import type { RunStatus } from "../store/types.js";
 import { withStore } from "./context.js";
+import { recoveryLines, recoverySummary } from "./recovery-status.js";
 
 const RUN_STATUSES: RunStatus[] = ["pending", "running", "succeeded", "failed", "cancelled"];
 type Attempt = RunDetail["steps"][number]["attempts"][number];
@@ -82,6 +83,8 @@ export async function statusCommand(id: string, o: { json?: boolean }): Promise<
     // A continuous group keeps its live figures in its first step's outputs.
     const stream = d.steps.find((s) => s.outputs && "ratePerSec" in s.outputs && "endToEndMs" in s.outputs);
     if (stream) process.stdout.write(`stream: ${describeStream(stream.outputs as unknown as PipelineStats)}\n`);
+    // A recovery run: its decision record, gap ledgers and conflicts, read from the documents its steps wrote.
+    for (const line of recoveryLines(await recoverySummary(d))) process.stdout.write(`${line}\n`);
     return 0;
   });
 }
