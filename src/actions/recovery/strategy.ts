@@ -36,7 +36,7 @@ export async function selectOptimalRetryStrategy(input: SelectStrategyInput, ctx
   const evidence = analysis.failures
     .filter((f) => cls === null || f.class === cls)
     .map((f) => f.evidence)
-    .sort((a, b) => a.at.localeCompare(b.at))
+    .sort((a, b) => (a.at ?? "").localeCompare(b.at ?? ""))
     .slice(-EVIDENCE_KEPT);
   const retryAfterSeconds = evidence.findLast((e) => e.retryAfterSeconds !== undefined)?.retryAfterSeconds;
   const deadlineMs = await deadlineOf(input, ctx);
@@ -112,7 +112,7 @@ function fallbackCount(f: SelectStrategyInput["fallbacks"]): number | undefined 
 /** The bandit learns per source: the step's, else the failed run's, else the recovery run's primary. */
 function sourceOf(input: SelectStrategyInput, a: FailureAnalysis, ctx: ActionContext): string {
   const text = (v: unknown) => (typeof v === "string" && v.trim() ? v.trim() : undefined);
-  return text(input.source) ?? text(a.failedRun?.params.source) ?? text(ctx.params.primary) ?? a.sources?.[0]?.source ?? "unknown";
+  return text(input.source) ?? text(a.failedRun?.params?.source) ?? text(ctx.params.primary) ?? a.sources?.[0]?.source ?? "unknown";
 }
 
 /** One failure's facts in a few words: `HTTP 503 on page 4`, `1200 of 5000 bytes`. */
