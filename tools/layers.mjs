@@ -164,7 +164,12 @@ export const LAYERS = [
     row: 6,
     may: ["formats", "spec", "errors"],
     role: "",
-    about: ["trades.ts  the deterministic trades generator", "  (sluice sample, tests, benchmarks)"],
+    about: [
+      "trades.ts  the deterministic trades generator",
+      "  (sluice sample, tests, benchmarks)",
+      "flaky-api.ts  a paginated trades API that",
+      "  fails by a scripted plan (fault harness)",
+    ],
   },
   {
     name: "spec",

@@ -851,13 +851,7 @@ const TLS_TRUST_CODES = new Set([
   "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
-function networkError(
-  err: unknown,
-  url: URL,
-  session: Session,
-  timeoutMs: number,
-  seen: { latencyMs: number; bytesReceived?: number },
-): SluiceError {
+function networkError(err: unknown, url: URL, session: Session, timeoutMs: number, seen: { latencyMs: number; bytesReceived?: number }): SluiceError {
   if (err instanceof SluiceError) return err;
   if (session.signal?.aborted) return cancelled(url);
   const hostPort = `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
