@@ -93,8 +93,8 @@ export interface HttpPage {
   /** 1-based number of this page in the walk (counting the pages before a `resume`). */
   page: number;
   /**
-   * The URL the walk fetches next, unmasked (a checkpoint needs it to resume), or undefined on
-   * the last page. Not for logs: use `url` there.
+   * The next page's URL, unmasked (a checkpoint needs it to resume), or undefined on the last
+   * page. Set also when the walk stops here (`pagesLeft`, maxPages). Not for logs: use `url`.
    */
   next?: string;
   status: number;
@@ -184,8 +184,8 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
         }
       }
       const stopEarly = next !== undefined && !seen.has(next.href) && count >= maxPages && config.onMaxPages === "stop";
+      if (next !== undefined && !seen.has(next.href)) page.next = next.href;
       if (stopEarly) page.pagesLeft = true;
-      else if (next !== undefined && !seen.has(next.href) && count < maxPages) page.next = next.href;
       yield page;
 
       if (!next) {
