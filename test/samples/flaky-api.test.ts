@@ -6,6 +6,10 @@ import { request } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseFlakyPlan, startFlakyApi, type FlakyApi } from "../../src/samples/flaky-api.js";
 import { SluiceError } from "../../src/errors.js";
+import { sluice, sluiceAsync } from "../cli/cli-helpers.js";
+import { scratch } from "../helpers.js";
+
+const fresh = scratch();
 
 const open: FlakyApi[] = [];
 afterEach(async () => {
@@ -191,5 +195,36 @@ describe("flaky API sample server", () => {
     expect(() => parseFlakyPlan("fail pages=3")).toThrow(/status=400…599/);
     expect(() => parseFlakyPlan("hang pages=0")).toThrow(/pages count from 1/);
     expect(() => parseFlakyPlan("hang colour=red")).toThrow(/not a setting of hang/);
+  });
+});
+
+describe("sluice sample flaky-api", () => {
+  it("serves the plan until SIGTERM, printing where", async () => {
+    const cwd = fresh("sluice-flaky-cli-");
+    const child = sluiceAsync(["sample", "flaky-api", "--plan", "ids=1-50; fail status=401 pages=2"], { cwd });
+    try {
+      let out = "";
+      child.stdout!.on("data", (b: Buffer) => (out += b.toString()));
+      const end = Date.now() + 15_000;
+      while (!/on (http:\S+)/.test(out) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      const url = /on (http:\S+)/.exec(out)![1]!;
+      expect(out).toContain("1000 ids, 10 pages");
+      expect((await (await fetch(`${url}?page=1`)).json()) as unknown[]).toHaveLength(50);
+      expect((await fetch(`${url}?page=2`)).status).toBe(401);
+      const exit = new Promise<number | null>((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      expect(await exit).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  }, 30_000);
+
+  it("refuses a bad plan with one sentence and exit code 2", async () => {
+    const cwd = fresh("sluice-flaky-cli-");
+    const r = sluice(["sample", "flaky-api", "--plan", "explode pages=3"], { cwd });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      'sluice: flaky API plan: clause "explode pages=3" starts with "explode"; a fault is one of fail, hang, truncate, cut-json, rename, a setting is key=value.',
+    );
   });
 });
