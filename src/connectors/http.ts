@@ -688,7 +688,7 @@ const bodyBytes = new WeakMap<Response, { declared: number | undefined; received
 function truncated(
   url: URL,
   session: Session,
-  e: { status: number; bytesDeclared: number | undefined; bytesReceived: number; latencyMs: number; reason?: string },
+  e: { status: number; bytesDeclared: number | undefined; bytesReceived: number; latencyMs?: number; reason?: string },
   cause?: unknown,
 ): SluiceError {
   const shown = safeUrl(url);
@@ -704,7 +704,7 @@ function truncated(
       url: shown,
       ...(e.bytesDeclared !== undefined ? { bytesDeclared: e.bytesDeclared } : {}),
       bytesReceived: e.bytesReceived,
-      latencyMs: e.latencyMs,
+      ...(e.latencyMs !== undefined ? { latencyMs: e.latencyMs } : {}),
     },
   });
 }
@@ -771,7 +771,6 @@ async function readPage(session: Session, response: Response, finalUrl: URL, pag
           status: response.status,
           bytesDeclared: bytes.declared,
           bytesReceived: bytes.received,
-          latencyMs: 0,
           reason: `the JSON ends mid-way (${(err as Error).message})`,
         },
         err,
