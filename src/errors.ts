@@ -27,6 +27,8 @@ export type ErrorCode =
   | "IO_ERROR"
   | "NETWORK_ERROR"
   | "INCOMPLETE_SOURCE"
+  // A response whose body ended early (Content-Length not reached, JSON cut mid-way): retryable.
+  | "INCOMPLETE_RESPONSE"
   | "TOO_MANY_FAILED_FILES"
   | "TOO_MANY_REJECTS"
   | "CHILD_RUN_FAILED"
@@ -59,6 +61,7 @@ export const ERROR_CODES = [
   "IO_ERROR",
   "NETWORK_ERROR",
   "INCOMPLETE_SOURCE",
+  "INCOMPLETE_RESPONSE",
   "TOO_MANY_FAILED_FILES",
   "TOO_MANY_REJECTS",
   "CHILD_RUN_FAILED",

@@ -102,7 +102,7 @@ export const LAYERS = [
       "types.ts  ActionContext, ActionDefinition · stream-types.ts  continuous stages",
       "seed-catalogue.ts  the seed's pairs + input schemas · inputs.ts",
       "exec-usage.ts  an exec program's CPU, memory, I/O from /proc",
-      "batch/  source-checks · collect · standardize (+ convert-unit, convert-worker)",
+      "batch/  source-checks · collect (+ collect-http, page-checkpoint) · standardize (+ convert-unit, convert-worker)",
       "        validate · store · discover · parallel (+ chunk-worker) · merge   the batch actions",
       "        typing · quality · infer (+ infer-source) · schema-file · dataset",
       "        typed-dataset · worker-pool · model                              their parts",
@@ -166,7 +166,12 @@ export const LAYERS = [
     row: 6,
     may: ["formats", "spec", "errors"],
     role: "",
-    about: ["trades.ts  the deterministic trades generator", "  (sluice sample, tests, benchmarks)"],
+    about: [
+      "trades.ts  the deterministic trades generator",
+      "  (sluice sample, tests, benchmarks)",
+      "flaky-api.ts  a paginated trades API that",
+      "  fails by a scripted plan (fault harness)",
+    ],
   },
   {
     name: "spec",

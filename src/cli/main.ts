@@ -230,16 +230,19 @@ function buildProgram(): Command {
 
   program
     .command("sample")
-    .description("write a deterministic sample data file (trades, with a share of bad rows)")
-    .argument("<kind>", "which sample: trades")
-    .argument("<output>", "output file (.csv, .ndjson or .json)")
+    .description("write a deterministic sample data file (trades, with a share of bad rows), or serve a flaky trades API (flaky-api)")
+    .argument("<kind>", "which sample: trades, flaky-api")
+    .argument("[output]", "trades: output file (.csv, .ndjson or .json)")
     .option("--rows <n>", "records to write, bad ones included (default 10000)")
     .option("--seed <n>", "PRNG seed; the same seed writes the same bytes (default 42)")
     .option("--bad-share <f>", "fraction of defective records (default 0.01)")
     .option("--duplicate-share <f>", "fraction of exact repeats of earlier good records (default 0)")
     .option("--id-prefix <p>", "trade_id prefix (default T-)")
     .option("--start-at <iso>", "timestamp of the first trade (default 2026-11-02T09:30:00Z)")
-    .action(async (kind: string, output: string, o: SampleFlags) => {
+    .option("--port <n>", "flaky-api: port on 127.0.0.1 (default: a free one)")
+    .option("--plan <plan>", 'flaky-api: failure plan, e.g. "fail status=503 pages=4-" (JSON, or @FILE)')
+    .option("--as-of <iso>", "flaky-api: updated_at of the newest record (default: the start of this UTC hour)")
+    .action(async (kind: string, output: string | undefined, o: SampleFlags) => {
       process.exitCode = await (await import("./sample.js")).sampleCommand(kind, output, o);
     });
 

@@ -2,10 +2,15 @@
  * `sluice sample trades OUTPUT`: write a deterministic sample of financial trades with a small,
  * exactly counted share of defective records (see `src/samples/trades.ts`), to try a workflow or
  * a benchmark on realistic data of any size. `.ndjson` / `.json` outputs hold the same records.
+ *
+ * `sluice sample flaky-api --port N --plan PLAN`: serve a paginated trades API that fails by a
+ * script (see `src/samples/flaky-api.ts` for the plan), until stopped with Ctrl-C, to try the
+ * resilient-fetch workflow on a source that breaks the way real ones do.
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { SluiceError } from "../errors.js";
+import { parseFlakyPlan, startFlakyApi } from "../samples/flaky-api.js";
 import { resolveTradeSampleOptions, writeTradesFile, type TradeSampleOptions } from "../samples/trades.js";
 
 export interface SampleFlags {
@@ -15,13 +20,18 @@ export interface SampleFlags {
   duplicateShare?: string;
   idPrefix?: string;
   startAt?: string;
+  port?: string;
+  plan?: string;
+  asOf?: string;
 }
 
-const SAMPLE_KINDS = ["trades"];
+const SAMPLE_KINDS = ["trades", "flaky-api"];
 export const DEFAULT_SAMPLE_ROWS = 10_000;
 
-export async function sampleCommand(kind: string, output: string, o: SampleFlags): Promise<number> {
+export async function sampleCommand(kind: string, output: string | undefined, o: SampleFlags): Promise<number> {
   if (!SAMPLE_KINDS.includes(kind)) throw new SluiceError("USAGE", `unknown sample "${kind}"; the samples are: ${SAMPLE_KINDS.join(", ")}`);
+  if (kind === "flaky-api") return serveFlakyApi(o);
+  if (output === undefined) throw new SluiceError("USAGE", "sluice sample trades needs an output file (.csv, .ndjson or .json)");
   const opts: TradeSampleOptions = { rows: DEFAULT_SAMPLE_ROWS };
   if (o.rows !== undefined) opts.rows = wholeNumber("--rows", o.rows, false);
   if (o.seed !== undefined) opts.seed = wholeNumber("--seed", o.seed, true);
@@ -38,6 +48,30 @@ export async function sampleCommand(kind: string, output: string, o: SampleFlags
   await mkdir(dirname(output), { recursive: true });
   const s = await writeTradesFile(output, opts);
   process.stdout.write(`${output}: ${s.rows} rows (${s.good} good, ${s.bad} bad, ${s.duplicates} duplicates), ${(s.bytes / 1e6).toFixed(2)} MB\n`);
+  return 0;
+}
+
+/** Serve the flaky API until SIGINT or SIGTERM. `--plan @FILE` reads the plan from a file. */
+async function serveFlakyApi(o: SampleFlags): Promise<number> {
+  const port = o.port === undefined ? 0 : wholeNumber("--port", o.port, false);
+  let text = o.plan ?? "";
+  if (text.startsWith("@")) text = await readFile(text.slice(1), "utf8");
+  let api: Awaited<ReturnType<typeof startFlakyApi>>;
+  try {
+    api = await startFlakyApi({ port, plan: parseFlakyPlan(text), ...(o.asOf !== undefined ? { asOf: o.asOf } : {}) });
+  } catch (err) {
+    if (err instanceof SluiceError && err.code === "BAD_CONFIG") throw new SluiceError("USAGE", err.message);
+    throw err;
+  }
+  const pages = Math.ceil(api.plan.records / api.plan.pageSize);
+  process.stdout.write(
+    `flaky API on ${api.url} (${api.plan.records} ids, ${pages} pages; stats at ${api.url.replace(/\/trades$/, "/_stats")}); Ctrl-C stops it\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await api.close();
   return 0;
 }
 

@@ -15,8 +15,18 @@
  *   records read) and the walk fails with INCOMPLETE_SOURCE naming it: a first user once read
  *   page 1 of 10 and saw success. `onMaxPages: stop` is the explicit way to stop early; the
  *   last page then carries `pagesLeft: true`.
- * - 429 and 503 are waited out here (Retry-After, bounded); every other failure is raised at once
- *   with `retryable` set, and the engine's step retry policy decides what happens next.
+ * - 429 and 503 are waited out here (Retry-After, bounded); a longer Retry-After, and every other
+ *   failure, is raised at once with `retryable` set, and the engine's step retry policy (or the
+ *   recovery workflow) decides what happens next.
+ * - Every failure carries its evidence in `details`, for failure analysis: `url` (masked), `page`
+ *   (1-based page of the walk), `status`, `retryAfterSeconds` when sent, `latencyMs`, and for a
+ *   body that ended early `truncated: true` with `bytesDeclared` / `bytesReceived`.
+ * - A page is yielded only whole. A body that ends before its Content-Length (the connection
+ *   closed mid-way) or a JSON body cut mid-way (its brackets still open at the end) fails with
+ *   INCOMPLETE_RESPONSE, retryable: a partial page is never passed on as if it were complete.
+ * - A walk can start part-way (`resume: { url, page, recordsRead }`), from a checkpoint of the
+ *   pages already stored (actions/batch/page-checkpoint.ts); each page says its `page` number and
+ *   the `next` URL, which is what such a checkpoint records.
  * - TLS verification is always on. `caFile` adds a private CA to the trusted roots.
  */
 import { readFile } from "node:fs/promises";
@@ -63,11 +73,30 @@ export interface HttpSourceConfig {
 
 export interface HttpCallOptions extends ResolveSecretOptions {
   signal?: AbortSignal;
+  /**
+   * Start the walk part-way: `url` is the next page to fetch (as an earlier walk's `page.next`
+   * gave it), `page` its 1-based number and `recordsRead` the records of the pages before it.
+   * It must be on the configured URL's origin (credentials go nowhere else).
+   */
+  resume?: HttpResume;
+}
+
+export interface HttpResume {
+  url: string;
+  page: number;
+  recordsRead: number;
 }
 
 export interface HttpPage {
   /** The URL that answered, with credentials and sensitive query values masked. */
   url: string;
+  /** 1-based number of this page in the walk (counting the pages before a `resume`). */
+  page: number;
+  /**
+   * The next page's URL, unmasked (a checkpoint needs it to resume), or undefined on the last
+   * page. Set also when the walk stops here (`pagesLeft`, maxPages). Not for logs: use `url`.
+   */
+  next?: string;
   status: number;
   contentType: string;
   /** Records of a JSON (or NDJSON) page. */
@@ -115,15 +144,25 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
   try {
     const maxPages = config.maxPages ?? DEFAULTS.maxPages;
     const pagination = config.pagination;
-    let pageNumber = pagination?.type === "page" ? (pagination.startPage ?? 1) : 0;
+    const resume = opts.resume;
+    const skipped = resume ? resume.page - 1 : 0;
+    let pageNumber = pagination?.type === "page" ? (pagination.startPage ?? 1) + skipped : 0;
     let url = firstUrl(config);
-    if (pagination?.type === "page") url = withPageParams(url, pagination, pageNumber);
+    if (resume) url = resumeUrl(resume, session);
+    else if (pagination?.type === "page") url = withPageParams(url, pagination, pageNumber);
     const seen = new Set<string>();
-    let recordsRead = 0;
-    for (let count = 1; ; count++) {
+    let recordsRead = resume?.recordsRead ?? 0;
+    for (let count = skipped + 1; ; count++) {
       seen.add(url.href);
-      const { response, finalUrl } = await request(session, url);
-      const page = await readPage(session, response, finalUrl);
+      let response: Response;
+      let finalUrl: URL;
+      let page: HttpPage;
+      try {
+        ({ response, finalUrl } = await request(session, url));
+        page = await readPage(session, response, finalUrl, count);
+      } catch (err) {
+        throw onPage(err, count, url);
+      }
       if (page.records !== undefined) recordsRead += page.records.length;
 
       let next: URL | undefined;
@@ -145,6 +184,7 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
         }
       }
       const stopEarly = next !== undefined && !seen.has(next.href) && count >= maxPages && config.onMaxPages === "stop";
+      if (next !== undefined && !seen.has(next.href)) page.next = next.href;
       if (stopEarly) page.pagesLeft = true;
       yield page;
 
@@ -185,10 +225,10 @@ export async function probeHttp(config: HttpSourceConfig, opts: HttpCallOptions 
   const started = performance.now();
   const url = firstUrl(config);
   try {
-    const { response, finalUrl } = await send(session, url);
+    const { response, finalUrl, latencyMs } = await send(session, url);
     await discard(response);
     const result: HttpProbeResult = { ok: response.ok, status: response.status, tls: finalUrl.protocol === "https:", elapsedMs: elapsed(started) };
-    if (!response.ok) result.error = statusError(response.status, finalUrl, session, "").message;
+    if (!response.ok) result.error = statusError(response, finalUrl, session, "", latencyMs).message;
     return result;
   } catch (err) {
     if (err instanceof SluiceError && err.code === "CANCELLED") throw err;
@@ -323,6 +363,24 @@ function withPageParams(url: URL, p: Extract<HttpPagination, { type: "page" }>, 
   next.searchParams.set(p.pageParam, String(page));
   if (p.pageSize !== undefined && p.pageSizeParam) next.searchParams.set(p.pageSizeParam, String(p.pageSize));
   return next;
+}
+
+/** The URL a resumed walk starts at: only on the configured origin, where the credentials may go. */
+function resumeUrl(resume: HttpResume, session: Session): URL {
+  let url: URL;
+  try {
+    url = new URL(resume.url);
+  } catch {
+    throw new SluiceError("BAD_CONFIG", `resume URL ${safeUrl(resume.url)} of HTTP source ${safeUrl(session.config.url)} is not a valid absolute URL.`);
+  }
+  if (url.origin !== session.origin)
+    throw new SluiceError(
+      "BAD_CONFIG",
+      `resume URL ${safeUrl(url)} is not on the origin of HTTP source ${safeUrl(session.config.url)}; a walk resumes only where it started.`,
+    );
+  if (!(Number.isInteger(resume.page) && resume.page >= 1))
+    throw new SluiceError("BAD_CONFIG", `resume page must be a whole number of 1 or more, got ${resume.page}.`);
+  return url;
 }
 
 /**
@@ -478,30 +536,40 @@ function isEmptyPage(page: HttpPage): boolean {
 }
 
 /** One logical request with the 429/503 wait-and-retry loop around it. */
-async function request(session: Session, url: URL): Promise<{ response: Response; finalUrl: URL }> {
+async function request(session: Session, url: URL): Promise<Sent> {
   const maxRetries = session.config.maxRetries ?? DEFAULTS.maxRetries;
   const maxWait = session.config.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs;
   for (let attempt = 0; ; attempt++) {
     const result = await send(session, url);
-    const { response, finalUrl } = result;
+    const { response, finalUrl, latencyMs } = result;
     if (response.ok) return result;
     if (response.status === 429 || response.status === 503) {
       const shown = safeUrl(finalUrl);
       const header = response.headers.get("retry-after");
+      const asked = parseRetryAfter(header);
+      const evidence = {
+        status: response.status,
+        url: shown,
+        ...(asked !== undefined ? { retryAfterSeconds: Math.ceil(asked / 1000) } : {}),
+        latencyMs,
+        retries: attempt,
+      };
       await discard(response);
       if (attempt >= maxRetries) {
         throw new SluiceError("NETWORK_ERROR", `HTTP ${response.status} from ${shown} persisted after ${maxRetries} retries.`, {
           retryable: true,
-          details: { status: response.status, url: shown },
+          details: evidence,
         });
       }
       // Without Retry-After, back off exponentially from 1 s.
-      const waitMs = parseRetryAfter(header) ?? Math.min(1000 * 2 ** attempt, maxWait);
+      const waitMs = asked ?? Math.min(1000 * 2 ** attempt, maxWait);
       if (waitMs > maxWait) {
+        // Raised at once, not slept through: whether to wait that long or fall back to another
+        // source is the recovery strategy's call, and retryAfterSeconds is what it decides on.
         throw new SluiceError(
           "NETWORK_ERROR",
           `HTTP ${response.status} from ${shown} asked to retry after ${Math.ceil(waitMs / 1000)} s, longer than maxRetryAfterMs (${maxWait} ms).`,
-          { retryable: true, details: { status: response.status, url: shown, retryAfterMs: waitMs } },
+          { retryable: true, details: { ...evidence, retryAfterMs: waitMs } },
         );
       }
       try {
@@ -512,12 +580,20 @@ async function request(session: Session, url: URL): Promise<{ response: Response
       continue;
     }
     const body = await response.text().catch(() => "");
-    throw statusError(response.status, finalUrl, session, body);
+    throw statusError(response, finalUrl, session, body, latencyMs);
   }
 }
 
+/** An answered exchange: the response (body buffered), the URL that gave it, and how long it took. */
+interface Sent {
+  response: Response;
+  finalUrl: URL;
+  /** From sending the request to the last byte of the body, of the final hop. */
+  latencyMs: number;
+}
+
 /** One HTTP exchange, following redirects by hand so credentials never leave the configured origin. */
-async function send(session: Session, start: URL): Promise<{ response: Response; finalUrl: URL }> {
+async function send(session: Session, start: URL): Promise<Sent> {
   const { config } = session;
   let url = start;
   let method: string = config.method ?? "GET";
@@ -530,11 +606,11 @@ async function send(session: Session, start: URL): Promise<{ response: Response;
       ...(body !== undefined ? { "content-type": "application/json" } : {}),
       ...(url.origin === session.origin ? session.authHeaders : {}),
     };
-    const response = await fetchOnce(session, url, { method, headers, body, redirect: "manual", dispatcher: session.dispatcher });
-    if (response.status < 300 || response.status > 399 || response.status === 304) return { response, finalUrl: url };
+    const { response, latencyMs } = await fetchOnce(session, url, { method, headers, body, redirect: "manual", dispatcher: session.dispatcher });
+    if (response.status < 300 || response.status > 399 || response.status === 304) return { response, finalUrl: url, latencyMs };
     const location = response.headers.get("location");
     await discard(response);
-    if (!location) return { response, finalUrl: url };
+    if (!location) return { response, finalUrl: url, latencyMs };
     if (hop >= MAX_REDIRECTS) {
       throw new SluiceError("BAD_CONFIG", `HTTP source ${safeUrl(start)} redirected more than ${MAX_REDIRECTS} times; point url at the final location.`);
     }
@@ -550,35 +626,125 @@ async function send(session: Session, start: URL): Promise<{ response: Response;
   }
 }
 
-/** fetch with a per-request timeout, translating low-level failures into SluiceErrors. */
-async function fetchOnce(session: Session, url: URL, init: RequestInit): Promise<Response> {
+/**
+ * fetch with a per-request timeout, translating low-level failures into SluiceErrors. The body is
+ * read here, counted, so a connection closed before the declared Content-Length is told apart
+ * (INCOMPLETE_RESPONSE, with the bytes) from a connection that never answered.
+ */
+async function fetchOnce(session: Session, url: URL, init: RequestInit): Promise<{ response: Response; latencyMs: number }> {
   const timeoutMs = session.config.timeoutMs ?? DEFAULTS.timeoutMs;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = session.signal ? AbortSignal.any([session.signal, timeout]) : timeout;
   if (session.signal?.aborted) throw cancelled(url);
+  const started = performance.now();
   let response: Response;
   try {
     response = await fetch(url, { ...init, signal });
   } catch (err) {
-    throw networkError(err, url, session, timeoutMs);
+    throw networkError(err, url, session, timeoutMs, { latencyMs: elapsed(started) });
   }
   // Buffer the body now, under the same timeout, so a stalled body cannot hang the caller later.
+  const declared = declaredLength(response.headers);
+  const chunks: Uint8Array[] = [];
+  let received = 0;
   try {
-    const buf = await response.arrayBuffer();
-    return new Response([204, 205, 304].includes(response.status) ? null : buf, {
-      status: response.status,
-      statusText: response.statusText,
-      headers: response.headers,
-    });
+    if (response.body) {
+      for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+        chunks.push(chunk);
+        received += chunk.byteLength;
+      }
+    }
   } catch (err) {
-    throw networkError(err, url, session, timeoutMs);
+    const latencyMs = elapsed(started);
+    // A timeout or a cancel mid-body is that, not a truncation: the server was still sending.
+    if (signal.aborted) throw networkError(err, url, session, timeoutMs, { latencyMs, bytesReceived: received });
+    throw truncated(url, session, { status: response.status, bytesDeclared: declared, bytesReceived: received, latencyMs }, err);
   }
+  const latencyMs = elapsed(started);
+  if (declared !== undefined && received < declared) {
+    throw truncated(url, session, { status: response.status, bytesDeclared: declared, bytesReceived: received, latencyMs });
+  }
+  const buf = Buffer.concat(chunks, received);
+  const copy = new Response([204, 205, 304].includes(response.status) ? null : buf, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  bodyBytes.set(copy, { declared, received });
+  return { response: copy, latencyMs };
 }
 
-async function readPage(session: Session, response: Response, finalUrl: URL): Promise<HttpPage> {
+/** The Content-Length of a body that is not content-encoded (fetch decodes gzip, so its bytes would differ). */
+function declaredLength(headers: Headers): number | undefined {
+  const encoding = headers.get("content-encoding");
+  if (encoding && encoding.trim().toLowerCase() !== "identity") return undefined;
+  const n = integer(headers.get("content-length") ?? undefined);
+  return n;
+}
+
+/** Bytes declared and received of each buffered response, for the evidence of a cut JSON body. */
+const bodyBytes = new WeakMap<Response, { declared: number | undefined; received: number }>();
+
+function truncated(
+  url: URL,
+  session: Session,
+  e: { status: number; bytesDeclared: number | undefined; bytesReceived: number; latencyMs?: number; reason?: string },
+  cause?: unknown,
+): SluiceError {
+  const shown = safeUrl(url);
+  const method = session.config.method ?? "GET";
+  const of = e.bytesDeclared !== undefined ? ` of ${e.bytesDeclared} declared` : "";
+  const what = e.reason ?? `the connection closed after ${e.bytesReceived} bytes${of}`;
+  return new SluiceError("INCOMPLETE_RESPONSE", `${method} ${shown} returned an incomplete body: ${what}; the page was not used.`, {
+    retryable: true,
+    cause,
+    details: {
+      truncated: true,
+      status: e.status,
+      url: shown,
+      ...(e.bytesDeclared !== undefined ? { bytesDeclared: e.bytesDeclared } : {}),
+      bytesReceived: e.bytesReceived,
+      ...(e.latencyMs !== undefined ? { latencyMs: e.latencyMs } : {}),
+    },
+  });
+}
+
+/**
+ * Whether a JSON text that failed to parse was cut off rather than malformed: it ends inside a
+ * string or with brackets still open. (A cut between two digits of a bare number cannot be seen.)
+ */
+export function endsOpen(text: string): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* backslash: skip the escaped character */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 /* [ */ || c === 123 /* { */) depth++;
+    else if (c === 93 /* ] */ || c === 125 /* } */) depth--;
+  }
+  return inString || depth > 0;
+}
+
+/** Add the page number and URL of the walk to an error that has no page yet. */
+function onPage(err: unknown, page: number, url: URL): unknown {
+  if (!(err instanceof SluiceError) || err.code === "CANCELLED") return err;
+  if (err.details?.["page"] !== undefined) return err;
+  const wrapped = new SluiceError(err.code, err.message, {
+    retryable: err.retryable,
+    cause: err.cause,
+    details: { url: safeUrl(url), ...err.details, page },
+  });
+  wrapped.stack = err.stack;
+  return wrapped;
+}
+
+async function readPage(session: Session, response: Response, finalUrl: URL, pageNumber: number): Promise<HttpPage> {
   const contentType = (response.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   const text = await response.text();
-  const base = { url: safeUrl(finalUrl), status: response.status, contentType };
+  const base = { url: safeUrl(finalUrl), page: pageNumber, status: response.status, contentType };
   const isJson = contentType === "application/json" || contentType.endsWith("+json") || (contentType === "" && /^\s*[[{]/.test(text));
   const isNdjson = ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"].includes(contentType);
   if (!isJson && !isNdjson) return { ...base, text };
@@ -595,7 +761,25 @@ async function readPage(session: Session, response: Response, finalUrl: URL): Pr
       body = text.trim() === "" ? [] : (JSON.parse(text) as unknown);
     }
   } catch (err) {
-    throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(finalUrl)} returned a body that is not valid JSON: ${(err as Error).message}.`, { cause: err });
+    const lastLine = isNdjson ? (text.trimEnd().split(/\r?\n/).pop() ?? "") : text;
+    if (endsOpen(lastLine)) {
+      const bytes = bodyBytes.get(response) ?? { declared: undefined, received: Buffer.byteLength(text) };
+      throw truncated(
+        finalUrl,
+        session,
+        {
+          status: response.status,
+          bytesDeclared: bytes.declared,
+          bytesReceived: bytes.received,
+          reason: `the JSON ends mid-way (${(err as Error).message})`,
+        },
+        err,
+      );
+    }
+    throw new SluiceError("BAD_INPUT", `HTTP source ${safeUrl(finalUrl)} returned a body that is not valid JSON: ${(err as Error).message}.`, {
+      cause: err,
+      details: { url: safeUrl(finalUrl), status: response.status },
+    });
   }
   const path = session.config.recordsPath;
   if (path) {
@@ -622,12 +806,20 @@ async function readPage(session: Session, response: Response, finalUrl: URL): Pr
   return page;
 }
 
-function statusError(status: number, url: URL, session: Session, body: string): SluiceError {
+function statusError(response: Response, url: URL, session: Session, body: string, latencyMs: number): SluiceError {
+  const status = response.status;
   const shown = safeUrl(url);
   const method = session.config.method ?? "GET";
   // A short excerpt of the body often says exactly what is wrong; secrets are masked in it.
   const excerpt = redact(body.replace(/\s+/g, " ").trim().slice(0, 200), session.secrets);
-  const details = { status, url: shown, ...(excerpt ? { body: excerpt } : {}) };
+  const asked = parseRetryAfter(response.headers.get("retry-after"));
+  const details = {
+    status,
+    url: shown,
+    ...(asked !== undefined ? { retryAfterSeconds: Math.ceil(asked / 1000) } : {}),
+    latencyMs,
+    ...(excerpt ? { body: excerpt } : {}),
+  };
   const reasons: Record<number, string> = {
     401: "the credentials were missing or rejected",
     403: "the credentials are not allowed to read it",
@@ -658,20 +850,25 @@ const TLS_TRUST_CODES = new Set([
   "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
-function networkError(err: unknown, url: URL, session: Session, timeoutMs: number): SluiceError {
+function networkError(err: unknown, url: URL, session: Session, timeoutMs: number, seen: { latencyMs: number; bytesReceived?: number }): SluiceError {
   if (err instanceof SluiceError) return err;
   if (session.signal?.aborted) return cancelled(url);
   const hostPort = `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
   const e = err as Error & { cause?: { code?: string; message?: string } };
+  const evidence = { url: safeUrl(url), latencyMs: seen.latencyMs, ...(seen.bytesReceived ? { bytesReceived: seen.bytesReceived } : {}) };
   if (e.name === "TimeoutError") {
-    return new SluiceError("NETWORK_ERROR", `Request to ${safeUrl(url)} timed out after ${timeoutMs} ms.`, { retryable: true, cause: err });
+    return new SluiceError("NETWORK_ERROR", `Request to ${safeUrl(url)} timed out after ${timeoutMs} ms.`, {
+      retryable: true,
+      cause: err,
+      details: { ...evidence, timedOut: true, timeoutMs },
+    });
   }
   const code = e.cause?.code ?? (e as NodeJS.ErrnoException).code;
   if (code && TLS_TRUST_CODES.has(code)) {
     return new SluiceError(
       "BAD_CONFIG",
       `TLS verification of ${hostPort} failed (${code}): the server certificate is not trusted for this host; set caFile to trust a private CA.`,
-      { retryable: false, cause: err, details: { host: hostPort, code } },
+      { retryable: false, cause: err, details: { ...evidence, host: hostPort, code } },
     );
   }
   const why: Record<string, string> = {
@@ -687,7 +884,7 @@ function networkError(err: unknown, url: URL, session: Session, timeoutMs: numbe
   return new SluiceError("NETWORK_ERROR", `Could not reach ${hostPort} for ${safeUrl(url)}: ${reason}${code ? ` (${code})` : ""}.`, {
     retryable: true,
     cause: err,
-    details: { host: hostPort, ...(code ? { code } : {}) },
+    details: { ...evidence, host: hostPort, ...(code ? { code } : {}) },
   });
 }
 

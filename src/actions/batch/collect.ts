@@ -3,17 +3,19 @@
  *
  * Local files are copied (a snapshot: a retried or resumed run reads the same bytes even if the
  * source changes) with their checksum; files still being written are left for the next run.
- * HTTP pages and PostgreSQL rows are written as NDJSON (CSV pages as CSV parts).
+ * HTTP pages are kept one file per page in a checkpoint that a retry or resume continues from
+ * (collect-http.ts); PostgreSQL rows are written as NDJSON.
  */
 import { copyFile, constants as fsConstants, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SluiceError, type ErrorCode } from "../../errors.js";
-import { fetchPages, listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable, type HttpPagination } from "../../connectors/index.js";
-import { detectFormat, openWriter, type FileFormat, type RecordWriter } from "../../formats/index.js";
+import { listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable, type HttpPagination } from "../../connectors/index.js";
+import { detectFormat, openWriter, type FileFormat } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
-import { httpAuth, splitPostgresSource } from "./source-checks.js";
+import { splitPostgresSource, type httpAuth } from "./source-checks.js";
 import { mapLimit } from "./map-limit.js";
+import { collectHttp } from "./collect-http.js";
 
 const COPY_CONCURRENCY = 4;
 
@@ -30,6 +32,11 @@ export interface CollectInput {
   onMaxPages?: "error" | "stop";
   batchSize?: number;
   workers?: number;
+  /** HTTP: the key column named in the page manifest (firstKey/lastKey). */
+  key?: string;
+  timeoutMs?: number;
+  maxRetries?: number;
+  maxRetryAfterMs?: number;
 }
 
 export async function collectDataFromSource(input: CollectInput, ctx: ActionContext): Promise<Outputs> {
@@ -39,8 +46,9 @@ export async function collectDataFromSource(input: CollectInput, ctx: ActionCont
   let skipped: { path: string; reason: string }[] = [];
   let failedFiles: { path: string; reason: string; code: ErrorCode }[] = [];
   let pagesLeft = false;
+  let httpOutputs: Outputs = {};
   if (src.kind === "file") ({ parts, skipped, failedFiles } = await collectFiles(src.path, input, dir, ctx));
-  else if (src.kind === "http") ({ parts, pagesLeft } = await collectHttp(src.url, src.display, input, dir, ctx));
+  else if (src.kind === "http") ({ parts, pagesLeft, outputs: httpOutputs } = await collectHttp(src.url, src.display, input, dir, ctx));
   else parts = await collectPostgres(src.url, src.display, input, dir, ctx);
 
   const bytes = parts.reduce((n, p) => n + (p.bytes ?? 0), 0);
@@ -61,6 +69,7 @@ export async function collectDataFromSource(input: CollectInput, ctx: ActionCont
     source: src.display,
     ...(failedFiles.length ? { filesFailed: failedFiles.length, failedFiles } : {}),
     ...(pagesLeft ? { pagesLeft: true } : {}),
+    ...httpOutputs,
   };
 }
 
@@ -122,55 +131,6 @@ async function collectFiles(path: string, input: CollectInput, dir: string, ctx:
       { retryable: false, details: { failedFiles } },
     );
   return { parts, skipped, failedFiles };
-}
-
-async function collectHttp(
-  url: string,
-  display: string,
-  input: CollectInput,
-  dir: string,
-  ctx: ActionContext,
-): Promise<{ parts: DatasetPart[]; pagesLeft: boolean }> {
-  const parts: DatasetPart[] = [];
-  let pagesLeft = false;
-  let json: { writer: RecordWriter; part: DatasetPart } | undefined;
-  let page = 0;
-  let rows = 0;
-  for await (const p of fetchPages(
-    {
-      url,
-      auth: httpAuth(input.auth),
-      recordsPath: input.recordsPath,
-      pagination: input.pagination,
-      ...(input.maxPages !== undefined ? { maxPages: input.maxPages } : {}),
-      ...(input.onMaxPages ? { onMaxPages: input.onMaxPages } : {}),
-    },
-    { signal: ctx.signal },
-  )) {
-    page++;
-    if (p.pagesLeft) pagesLeft = true;
-    if (p.records) {
-      if (!json) {
-        const path = join(dir, "records.ndjson");
-        json = { writer: await openWriter(path, "ndjson"), part: { path, format: "ndjson", source: display, rows: 0 } };
-      }
-      await json.writer.write(p.records);
-      json.part.rows! += p.records.length;
-      rows += p.records.length;
-    } else if (p.text !== undefined) {
-      const { writeFile } = await import("node:fs/promises");
-      const path = join(dir, `page-${String(page).padStart(5, "0")}.csv`);
-      await writeFile(path, p.text);
-      parts.push({ path, format: input.format ?? "csv", source: p.url, bytes: Buffer.byteLength(p.text), ...(input.csv ? { csv: input.csv } : {}) });
-    }
-    ctx.progress({ rows, files: page });
-  }
-  if (json) {
-    const res = await json.writer.close();
-    parts.unshift({ ...json.part, bytes: res.bytes });
-  }
-  if (pagesLeft) ctx.log.warn("pages were left unread: the API had more pages after maxPages (onMaxPages: stop)", { source: display, pages: page });
-  return { parts, pagesLeft };
 }
 
 async function collectPostgres(source: string, display: string, input: CollectInput, dir: string, ctx: ActionContext): Promise<DatasetPart[]> {

@@ -184,3 +184,39 @@ export interface ConflictReport {
   policy: "priority" | "freshest";
   conflicts: Conflict[];
 }
+
+/** One page an HTTP collection stored, in order (see actions/batch/page-checkpoint.ts). */
+export interface PageManifestEntry {
+  /** 1-based page number of the walk. */
+  page: number;
+  /** The URL that answered, masked. */
+  url: string;
+  /** Records of the page (JSON pages; a CSV page's rows are counted when it is parsed). */
+  rows?: number;
+  /** The key of the page's first and last record (the `key` input, else a column named `id` or `…_id`). */
+  firstKey?: string | number;
+  lastKey?: string | number;
+  /** The stored page file. */
+  file?: string;
+}
+
+/**
+ * collect_data_from_source's page manifest (outputs.manifest, and `<artifacts>/<step>/manifest.json`):
+ * the pages stored, whether the walk reached the API's last page, and where it stopped. The
+ * gap ledger reads `next` as "where the primary stopped".
+ */
+export interface PageManifest {
+  kind: "sluice.dev/page-manifest-v1";
+  /** The source as shown (masked). */
+  source: string;
+  pages: PageManifestEntry[];
+  /** The walk ended on a page with no next page. */
+  complete: boolean;
+  /** The first page not stored (masked URL), when the walk did not complete. */
+  next?: string;
+  rows: number;
+  /** The checkpoint folder holding the pages and their journal. */
+  checkpoint?: string;
+  /** Why the walk stopped early, when it failed. */
+  error?: { code: string; message: string; page?: number };
+}
