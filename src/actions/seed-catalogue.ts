@@ -265,7 +265,16 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "analyze_failure_patterns",
     RECOVERY,
     "Classify recent failures of a workflow or run.",
-    obj({ workflow: z.string().optional(), runId: z.string().optional(), window: z.string().optional() }),
+    obj({
+      workflow: z.string().optional().describe("The workflow whose runs are read (default: the failed run's)."),
+      runId: z.string().optional().describe("The failed run (default: the one named by the event that started this run)."),
+      window: z
+        .string()
+        .refine((s) => (parseDuration(s) ?? 0) > 0, { message: "window must be a duration such as 24h, 90m or 7d" })
+        .optional()
+        .describe("How far back to read runs (default 24h)."),
+      source: z.string().optional().describe("Only this source's failures and health."),
+    }),
   ),
   sig(
     "agent",
