@@ -107,7 +107,7 @@ export const LAYERS = [
       "        typed-dataset · worker-pool · model                              their parts",
       "stream/  source · decode · validate · store                            continuous stages",
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
-      "           analyze (+ classify, changepoint, source-key) · breaker   failure analysis, circuit breakers",
+      "           analyze (+ classify, changepoint, source-key) · breaker (+ source-guard)   failure analysis, circuit breakers",
     ],
   },
   {

@@ -122,6 +122,20 @@ export const SEED_SIGNATURES: SeedSignature[] = [
       onMaxPages: z.enum(["error", "stop"]).optional().describe("HTTP: past maxPages with pages left, fail (default) or stop (then pagesLeft: true)."),
       batchSize: z.number().int().min(1).optional(),
       workers: z.number().int().min(1).max(64).optional(),
+      breaker: z
+        .union([
+          z.literal(false),
+          obj({
+            failures: z.number().int().min(1).optional().describe("Failures in a row that open it (default 5)."),
+            coolDown: z
+              .string()
+              .refine((s) => (parseDuration(s) ?? 0) > 0, "must be a duration such as 30s or 5m")
+              .optional()
+              .describe("How long it stays open before one probe is let through (default 60s)."),
+          }),
+        ])
+        .optional()
+        .describe("The source's circuit breaker, shared by every run on this store; false for none."),
     }),
   ),
   sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.", obj(ConvertInput)),

@@ -14,6 +14,7 @@ import type { ActionContext, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
 import { httpAuth, splitPostgresSource } from "./source-checks.js";
 import { mapLimit } from "./map-limit.js";
+import { withSourceBreaker, type BreakerConfig } from "../recovery/source-guard.js";
 
 const COPY_CONCURRENCY = 4;
 
@@ -30,9 +31,16 @@ export interface CollectInput {
   onMaxPages?: "error" | "stop";
   batchSize?: number;
   workers?: number;
+  /** The source's circuit breaker (recovery/breaker.ts): thresholds, or false for none. */
+  breaker?: BreakerConfig;
 }
 
 export async function collectDataFromSource(input: CollectInput, ctx: ActionContext): Promise<Outputs> {
+  // An open circuit breaker refuses before the source is touched; the outcome is recorded after.
+  return withSourceBreaker(input.source, input.breaker, ctx, () => collectSource(input, ctx));
+}
+
+async function collectSource(input: CollectInput, ctx: ActionContext): Promise<Outputs> {
   const dir = await stepFolder(ctx);
   const src = parseSourceUrl(input.source);
   let parts: DatasetPart[];

@@ -24,7 +24,7 @@ import { SluiceError } from "../../errors.js";
 import { parseDuration } from "../../spec/duration.js";
 import type { ActionContext, Outputs, PastError, PastRun } from "../types.js";
 import type { ClassifiedFailure, FailureAnalysis, FailureClass, SourceHealth } from "./contract.js";
-import { classifyFailure, isSourceFailure } from "./classify.js";
+import { classifyFailure, isSourceFailure, refusedByBreaker } from "./classify.js";
 import { detectChangePoint } from "./changepoint.js";
 import { sourceKey } from "./source-key.js";
 
@@ -90,7 +90,7 @@ export async function analyzeFailurePatterns(input: AnalyzeInput, ctx: ActionCon
         if ((a.status !== "failed" && a.status !== "timedOut") || !a.error || !isSourceFailure(a.error)) continue;
         const c = classifyFailure(a.error, { runId: run.id, step: step.name, attempt: a.n, at: a.endedAt, latencyMs });
         failures.push(c);
-        if (contacts && a.error.details?.circuit !== "open") push(outcomes, source, { ok: false, at: a.endedAt, latencyMs });
+        if (contacts && !refusedByBreaker(a.error)) push(outcomes, source, { ok: false, at: a.endedAt, latencyMs });
       }
     }
   failures.sort((a, b) => a.evidence.at.localeCompare(b.evidence.at));

@@ -35,6 +35,11 @@ export function isSourceFailure(error: Pick<PastError, "code">): boolean {
   return !NOT_FAILURES.has(error.code);
 }
 
+/** The source's circuit breaker refused the call (breaker.ts): the source was not contacted. */
+export function refusedByBreaker(error: Pick<PastError, "details">): boolean {
+  return error.details?.circuit === "open" || error.details?.circuit === "half-open";
+}
+
 const TIMEOUT_CODES = new Set(["ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ESOCKETTIMEDOUT"]);
 const NETWORK_CODES = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|EPIPE|EHOSTUNREACH|ENETUNREACH|UND_ERR_SOCKET)\b/;
 
@@ -44,7 +49,7 @@ export function classifyFailure(error: PastError, ctx: FailureContext): Classifi
   const is = (cls: FailureClass, why: string) => ({ class: cls, evidence, why });
   const msg = error.message;
 
-  if (d.circuit === "open") {
+  if (refusedByBreaker(error)) {
     const last = typeof d.lastClass === "string" && (FAILURE_CLASSES as readonly string[]).includes(d.lastClass) ? (d.lastClass as FailureClass) : undefined;
     return is(last ?? "server_unavailable", `the source's circuit breaker was open${last ? ` after ${last} failures` : ""}`);
   }
