@@ -328,6 +328,24 @@ describe.each(bothStores("analysis"))("failure evidence and analysis on $dialect
       expect(health.latencyP99Ms!).toBeGreaterThanOrEqual(health.latencyP50Ms!);
       expect(Date.parse(health.lastSuccessAt!)).toBeLessThan(Date.parse(attempts[0]!.startedAt));
       expect(api.requests).toBe(6 + 2 * 6); // 6 good runs; 2 attempts of 1 request + 5 connector retries each
+
+      // Another source's view of the same window: none of these failures are its.
+      const other = workflow(
+        {
+          steps: [
+            {
+              name: "a",
+              agent: "data-fetch-retry",
+              action: "analyze_failure_patterns",
+              with: { workflow: "collect-flow", source: "http://127.0.0.1:1/elsewhere" },
+            },
+          ],
+        },
+        env.actions,
+        "recovery-flow",
+      );
+      const filtered = await runWorkflow(env, other);
+      expect((await env.store.getSteps(filtered.id))[0]!.outputs).toMatchObject({ primaryClass: null, failures: 0, sources: [] });
     } finally {
       await api.close();
     }
