@@ -104,9 +104,16 @@ function defaultRetryable(code: ErrorCode): boolean {
   return !PERMANENT.has(code);
 }
 
-/** A plain `{ code, message }` view of any thrown value, for the store and for JSON output. */
-export function toErrorInfo(err: unknown): { code: ErrorCode; message: string; retryable: boolean } {
-  if (err instanceof SluiceError) return { code: err.code, message: err.message, retryable: err.retryable };
+/**
+ * A plain `{ code, message }` view of any thrown value, for the store and for JSON output, with
+ * the error's details (the evidence a connector attached: HTTP status, bytes, page …) when it has
+ * any, bounded by boundedDetails.
+ */
+export function toErrorInfo(err: unknown): { code: ErrorCode; message: string; retryable: boolean; details?: Record<string, unknown> } {
+  if (err instanceof SluiceError) {
+    const details = err.details === undefined ? undefined : boundedDetails(err.details);
+    return { code: err.code, message: err.message, retryable: err.retryable, ...(details ? { details } : {}) };
+  }
   if (err instanceof Error) {
     const sys = (err as NodeJS.ErrnoException).code;
     if (sys === "ENOENT") return { code: "FILE_NOT_FOUND", message: err.message, retryable: false };
@@ -123,4 +130,54 @@ const KNOWN_CODES = new Set<string>(ERROR_CODES);
 /** A code that crossed a boundary as text (a worker thread's message, a stored row) back in the vocabulary. */
 export function asErrorCode(value: unknown, fallback: ErrorCode): ErrorCode {
   return typeof value === "string" && KNOWN_CODES.has(value) ? (value as ErrorCode) : fallback;
+}
+
+/** The most JSON text of an error's details the store keeps: evidence, not a dump of the response. */
+export const MAX_DETAILS_CHARS = 4096;
+/** Kept first when details must shrink: what failure analysis classifies on (actions/recovery/classify.ts). */
+const EVIDENCE_KEYS = ["status", "retryAfterSeconds", "bytesDeclared", "bytesReceived", "truncated", "page", "url", "latencyMs", "columns", "code", "circuit"];
+
+/**
+ * Details as plain JSON (what the store can hold) of at most MAX_DETAILS_CHARS: when they are
+ * larger, the evidence keys go first, long strings and lists are cut, and the keys that did not
+ * fit are named in `omitted`. Undefined when nothing JSON-representable is left.
+ */
+export function boundedDetails(details: Record<string, unknown>): Record<string, unknown> | undefined {
+  const plain = toJson(details);
+  if (!plain || typeof plain !== "object" || Array.isArray(plain)) return undefined;
+  const entries = Object.entries(plain as Record<string, unknown>);
+  if (entries.length === 0) return undefined;
+  if (JSON.stringify(plain).length <= MAX_DETAILS_CHARS) return plain as Record<string, unknown>;
+  const rank = (k: string) => (EVIDENCE_KEYS.includes(k) ? EVIDENCE_KEYS.indexOf(k) : EVIDENCE_KEYS.length);
+  entries.sort((a, b) => rank(a[0]) - rank(b[0]));
+  const out: Record<string, unknown> = {};
+  const omitted: string[] = [];
+  // Room is left for the `omitted` list itself.
+  const budget = MAX_DETAILS_CHARS - 400;
+  for (const [k, v] of entries) {
+    const small = shrink(v);
+    if (JSON.stringify({ ...out, [k]: small }).length <= budget) out[k] = small;
+    else omitted.push(k);
+  }
+  if (omitted.length) out.omitted = omitted.slice(0, 20).map((k) => k.slice(0, 15));
+  return out;
+}
+
+function toJson(value: unknown): unknown {
+  try {
+    const text = JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+    return text === undefined ? undefined : JSON.parse(text);
+  } catch {
+    return undefined; // a cycle: no details rather than no error
+  }
+}
+
+function shrink(v: unknown): unknown {
+  if (typeof v === "string") return v.length > 300 ? `${v.slice(0, 300)}…` : v;
+  if (Array.isArray(v)) return v.slice(0, 10).map(shrink);
+  if (v && typeof v === "object") {
+    const text = JSON.stringify(v);
+    return text.length > 1000 ? `${text.slice(0, 300)}…` : v;
+  }
+  return v;
 }

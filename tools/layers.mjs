@@ -109,6 +109,7 @@ export const LAYERS = [
       "stream/  source · decode · validate · store                            continuous stages",
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
       "           strategy (select_optimal_retry_strategy) · guardrails · bandit · random",
+      "           analyze (+ classify, changepoint, source-key) · breaker (+ source-guard)   failure analysis, circuit breakers",
     ],
   },
   {

@@ -18,6 +18,7 @@ import { openProcessStage, processStreamingData } from "./stream/decode.js";
 import { openValidateStage, validateStreamingData } from "./stream/validate.js";
 import { openStoreStage, storeStreamingData } from "./stream/store.js";
 import { selectOptimalRetryStrategy } from "./recovery/strategy.js";
+import { analyzeFailurePatterns } from "./recovery/analyze.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -44,6 +45,7 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "base-data-storage/store_streaming_data": storeStreamingData,
   // Resilient fetch recovery.
   "data-fetch-retry/select_optimal_retry_strategy": selectOptimalRetryStrategy,
+  "data-fetch-retry/analyze_failure_patterns": analyzeFailurePatterns,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */

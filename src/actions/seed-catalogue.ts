@@ -127,6 +127,20 @@ export const SEED_SIGNATURES: SeedSignature[] = [
       timeoutMs: z.number().int().min(1).optional().describe("HTTP: per-request timeout, body included (default 30000)."),
       maxRetries: z.number().int().min(0).optional().describe("HTTP: retries of a 429/503 answer within one attempt (default 5)."),
       maxRetryAfterMs: z.number().int().min(0).optional().describe("HTTP: the longest Retry-After waited out (default 60000); longer fails at once."),
+      breaker: z
+        .union([
+          z.literal(false),
+          obj({
+            failures: z.number().int().min(1).optional().describe("Failures in a row that open it (default 5)."),
+            coolDown: z
+              .string()
+              .refine((s) => (parseDuration(s) ?? 0) > 0, "must be a duration such as 30s or 5m")
+              .optional()
+              .describe("How long it stays open before one probe is let through (default 60s)."),
+          }),
+        ])
+        .optional()
+        .describe("The source's circuit breaker, shared by every run on this store; false for none."),
     }),
   ),
   sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.", obj(ConvertInput)),
@@ -270,7 +284,16 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "analyze_failure_patterns",
     RECOVERY,
     "Classify recent failures of a workflow or run.",
-    obj({ workflow: z.string().optional(), runId: z.string().optional(), window: z.string().optional() }),
+    obj({
+      workflow: z.string().optional().describe("The workflow whose runs are read (default: the failed run's)."),
+      runId: z.string().optional().describe("The failed run (default: the one named by the event that started this run)."),
+      window: z
+        .string()
+        .refine((s) => (parseDuration(s) ?? 0) > 0, { message: "window must be a duration such as 24h, 90m or 7d" })
+        .optional()
+        .describe("How far back to read runs (default 24h)."),
+      source: z.string().optional().describe("Only this source's failures and health."),
+    }),
   ),
   sig(
     "agent",

@@ -84,6 +84,8 @@ export interface PastRun {
   error: PastError | null;
   steps: {
     name: string;
+    /** What the step runs: `owner/action` (agent or service), `exec` or `workflow`; from the run's spec. */
+    uses?: string;
     status: string;
     outputs: Record<string, unknown> | null;
     error: PastError | null;

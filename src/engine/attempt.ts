@@ -78,14 +78,15 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
   } catch (err) {
     const reason = controller.signal.aborted ? controller.signal.reason : err;
     const info = toErrorInfo(reason);
+    // What the store records: the code, the sentence and the evidence the error carried.
+    const error: ErrorInfo = { code: info.code, message: info.message, ...(info.details ? { details: info.details } : {}) };
     if (controller.signal.aborted) {
-      if (info.code === "TIMEOUT") return { status: "timedOut", outputs: null, error: info, retryable: true, usage: usage() };
-      if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST")
-        return { status: "interrupted", outputs: null, error: info, retryable: false, usage: usage() };
-      return { status: "cancelled", outputs: null, error: info, retryable: false, usage: usage() };
+      if (info.code === "TIMEOUT") return { status: "timedOut", outputs: null, error, retryable: true, usage: usage() };
+      if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST") return { status: "interrupted", outputs: null, error, retryable: false, usage: usage() };
+      return { status: "cancelled", outputs: null, error, retryable: false, usage: usage() };
     }
-    log.error(info.message, { code: info.code });
-    return { status: "failed", outputs: null, error: { code: info.code, message: info.message }, retryable: info.retryable, usage: usage() };
+    log.error(info.message, { code: info.code, ...(info.details ? { details: info.details } : {}) });
+    return { status: "failed", outputs: null, error, retryable: info.retryable, usage: usage() };
   } finally {
     processUsage?.();
     clearTimeout(timer);

@@ -5,6 +5,7 @@
  */
 import type { PastRun, RunHistory, SharedState } from "../actions/types.js";
 import type { RunRecord, RunStore, SharedStateStore } from "../store/types.js";
+import { fanOutOf } from "./fanout.js";
 
 export function sharedStateOf(store: SharedStateStore): SharedState {
   return {
@@ -36,8 +37,16 @@ export function runHistoryOf(store: RunStore): RunHistory {
   };
 }
 
+/** Errors pass on whole: code, sentence and the details the store kept (PastError.details). */
 async function pastRun(store: RunStore, r: RunRecord): Promise<PastRun> {
   const [steps, attempts] = await Promise.all([store.getSteps(r.id), store.getAttempts(r.id)]);
+  const defs = new Map(r.spec.spec.steps.map((s) => [s.name, s]));
+  const uses = (name: string): string | undefined => {
+    const d = defs.get(name) ?? defs.get(fanOutOf(name) ?? "");
+    if (!d) return undefined;
+    if (d.action) return `${d.agent ?? d.service}/${d.action}`;
+    return d.exec ? "exec" : d.workflow !== undefined ? "workflow" : undefined;
+  };
   return {
     id: r.id,
     workflow: r.workflow,
@@ -53,6 +62,7 @@ async function pastRun(store: RunStore, r: RunRecord): Promise<PastRun> {
     error: r.error,
     steps: steps.map((s) => ({
       name: s.name,
+      ...(uses(s.name) ? { uses: uses(s.name) } : {}),
       status: s.status,
       outputs: s.outputs,
       error: s.error,

@@ -307,4 +307,57 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 9,
+    sql: `
+      -- The evidence an error carried (ErrorInfo.details), SQLite's version 7: JSON text of at
+      -- most ~4 KB (text, like outputs: stored and read back byte for byte). Null when none.
+      ALTER TABLE attempts ADD COLUMN error_details TEXT;
+      ALTER TABLE steps ADD COLUMN error_details TEXT;
+
+      -- As version 7, with an end recording the error's details on the attempt and the step.
+      CREATE OR REPLACE FUNCTION apply_transitions(ops jsonb) RETURNS void
+      LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+      DECLARE
+        op jsonb;
+        changed int;
+        fenced text[] := '{}';
+      BEGIN
+        FOR op IN SELECT value FROM jsonb_array_elements(ops) LOOP
+          IF op->>'kind' = 'begin' THEN
+            IF NOT (op->>'runId' || ' ' || (op->>'owner')) = ANY (fenced) THEN
+              PERFORM 1 FROM runs WHERE id = op->>'runId' AND lease_owner = op->>'owner' FOR SHARE;
+              IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'SL001', MESSAGE = op->>'runId';
+              END IF;
+              fenced := fenced || (op->>'runId' || ' ' || (op->>'owner'));
+            END IF;
+            INSERT INTO attempts (run_id, step, n, status, started_at, owner)
+            VALUES (op->>'runId', op->>'step', (op->>'n')::int, 'running', op->>'startedAt', op->>'owner');
+            UPDATE steps SET status = 'running', attempts = (op->>'n')::int,
+                   started_at = COALESCE(started_at, op->>'startedAt'), not_before = NULL
+             WHERE run_id = op->>'runId' AND name = op->>'step';
+          ELSE
+            UPDATE attempts SET status = op->>'status', ended_at = op->>'endedAt',
+                   error_code = op->>'errorCode', error_message = op->>'errorMessage', error_details = op->>'errorDetails',
+                   cpu_ms = (op->>'cpuMs')::float8, peak_memory_bytes = (op->>'peakMemoryBytes')::bigint,
+                   read_bytes = (op->>'readBytes')::bigint, written_bytes = (op->>'writtenBytes')::bigint,
+                   usage_scope = op->>'usageScope'
+             WHERE run_id = op->>'runId' AND step = op->>'step' AND n = (op->>'n')::int
+               AND status = 'running' AND owner = op->>'owner';
+            GET DIAGNOSTICS changed = ROW_COUNT;
+            IF changed <> 1 THEN
+              RAISE EXCEPTION USING ERRCODE = 'SL001', MESSAGE = op->>'runId';
+            END IF;
+            UPDATE steps SET status = op->>'stepStatus', not_before = (op->>'notBefore')::bigint,
+                   outputs = COALESCE(op->>'outputs', outputs),
+                   ended_at = CASE WHEN op->>'stepStatus' = 'pending' THEN NULL ELSE op->>'endedAt' END,
+                   error_code = op->>'errorCode', error_message = op->>'errorMessage', error_details = op->>'errorDetails'
+             WHERE run_id = op->>'runId' AND name = op->>'step';
+          END IF;
+        END LOOP;
+      END
+      $fn$;
+    `,
+  },
 ];

@@ -17,7 +17,7 @@
  * Commits are durable (the server's synchronous_commit applies, `on` by default).
  */
 import { stepNamesOf } from "../spec/schema.js";
-import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
+import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, detailsColumn, type Row } from "./rows.js";
 import pg from "pg";
 import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
 import { SluiceError } from "../errors.js";
@@ -132,7 +132,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
         SELECT 1 FROM ${T.runs} WHERE id = $1 AND lease_owner = $2 FOR SHARE
       ), u AS (
         UPDATE ${T.steps} SET status = $4, ended_at = $5, outputs = COALESCE($6::text, outputs), not_before = NULL,
-               error_code = $7, error_message = $8
+               error_code = $7, error_message = $8, error_details = $9
          WHERE run_id = $1 AND name = $3 AND EXISTS (SELECT 1 FROM l)
       )
       SELECT count(*)::int AS n FROM l`,
@@ -181,7 +181,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
          WHERE id = $1 AND status IN ('failed', 'cancelled')
         RETURNING id
       ), s AS (
-        UPDATE ${T.steps} SET status = 'pending', ended_at = NULL, error_code = NULL, error_message = NULL, not_before = NULL,
+        UPDATE ${T.steps} SET status = 'pending', ended_at = NULL, error_code = NULL, error_message = NULL, error_details = NULL, not_before = NULL,
                retry_base = attempts
          WHERE run_id = $1 AND name = ANY($2::text[]) AND EXISTS (SELECT 1 FROM r)
       )
@@ -258,7 +258,8 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       "settle",
       `
       UPDATE ${T.steps} SET status = $3, ended_at = $4,
-             error_code = COALESCE($5, error_code), error_message = COALESCE($6, error_message)
+             error_code = COALESCE($5, error_code), error_message = COALESCE($6, error_message),
+             error_details = CASE WHEN $5::text IS NULL THEN error_details ELSE $7 END
        WHERE run_id = $1 AND name = ANY($2::text[]) AND status IN ('pending', 'running')`,
     ),
     cancel: stmt("cancel", `UPDATE ${T.runs} SET cancel_requested = true WHERE id = $1`),
@@ -325,6 +326,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
             endedAt: op.endedAt,
             errorCode: op.error?.code ?? null,
             errorMessage: op.error?.message ?? null,
+            errorDetails: detailsColumn(op.error),
             stepStatus: op.stepStatus,
             notBefore: op.notBefore,
             outputs: op.outputs ? JSON.stringify(op.outputs) : null,
@@ -448,6 +450,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
         outputs ? JSON.stringify(outputs) : null,
         error?.code ?? null,
         error?.message ?? null,
+        detailsColumn(error),
       ]);
       if (res.rows[0]?.n !== 1) throw leaseLost(runId);
     },
@@ -459,7 +462,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
     },
     async settleSteps(runId, steps, status: StepStatus, endedAt, error: ErrorInfo | null) {
       if (!steps.length) return;
-      await run(`settling steps of run ${runId}`, q.settle, [runId, steps, status, endedAt, error?.code ?? null, error?.message ?? null]);
+      await run(`settling steps of run ${runId}`, q.settle, [runId, steps, status, endedAt, error?.code ?? null, error?.message ?? null, detailsColumn(error)]);
     },
     async requestCancel(runId) {
       await run(`cancelling run ${runId}`, q.cancel, [runId]);

@@ -4,7 +4,7 @@
  * 0/1, PostgreSQL a BOOLEAN, so both are accepted.
  */
 import type { Workflow } from "../spec/schema.js";
-import { asErrorCode } from "../errors.js";
+import { asErrorCode, boundedDetails } from "../errors.js";
 import type {
   AttemptRecord,
   AttemptUsage,
@@ -21,8 +21,19 @@ import type {
 
 export type Row = Record<string, unknown>;
 
-const error = (row: Row): ErrorInfo | null =>
-  row.error_code ? { code: asErrorCode(row.error_code, "INTERNAL"), message: (row.error_message as string) ?? "" } : null;
+/** The error columns; `error_details` (attempts and steps only) is JSON text, absent on runs. */
+const error = (row: Row): ErrorInfo | null => {
+  if (!row.error_code) return null;
+  const info: ErrorInfo = { code: asErrorCode(row.error_code, "INTERNAL"), message: (row.error_message as string) ?? "" };
+  if (typeof row.error_details === "string") info.details = JSON.parse(row.error_details) as Record<string, unknown>;
+  return info;
+};
+
+/** An error's details as the value of the error_details column (JSON text of at most ~4 KB, or null). */
+export function detailsColumn(e: ErrorInfo | null | undefined): string | null {
+  const d = e?.details ? boundedDetails(e.details) : undefined;
+  return d ? JSON.stringify(d) : null;
+}
 
 export function toRun(row: Row): RunRecord {
   return {

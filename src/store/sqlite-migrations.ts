@@ -158,4 +158,14 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 7,
+    sql: `
+      -- The evidence an error carried (ErrorInfo.details: HTTP status, Retry-After, bytes declared
+      -- and received, page …) as JSON text of at most ~4 KB, for failure analysis. Null when the
+      -- error had none, and for errors recorded before this version.
+      ALTER TABLE attempts ADD COLUMN error_details TEXT;
+      ALTER TABLE steps ADD COLUMN error_details TEXT;
+    `,
+  },
 ];

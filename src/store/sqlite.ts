@@ -14,7 +14,7 @@ import { SluiceError } from "../errors.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import { EventEmitter } from "node:events";
-import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, type Row } from "./rows.js";
+import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, detailsColumn, type Row } from "./rows.js";
 import type {
   AttemptBegin,
   AttemptEnd,
@@ -61,7 +61,7 @@ export function openSqliteStore(file: string): StateStore {
     parentRunning: db.prepare(`UPDATE steps SET status = 'running', started_at = COALESCE(started_at, ?) WHERE run_id = ? AND name = ?`),
     completeStep: db.prepare(
       `UPDATE steps SET status = @status, ended_at = @endedAt, outputs = COALESCE(@outputs, outputs), not_before = NULL,
-              error_code = @code, error_message = @message
+              error_code = @code, error_message = @message, error_details = @details
         WHERE run_id = @runId AND name = @step`,
     ),
     getAttempts: db.prepare(`SELECT * FROM attempts WHERE run_id = ? ORDER BY step, n`),
@@ -104,19 +104,20 @@ export function openSqliteStore(file: string): StateStore {
     ),
     endAttempt: db.prepare(
       `UPDATE attempts SET status = @status, ended_at = @endedAt, error_code = @code, error_message = @message,
-              cpu_ms = @cpuMs, peak_memory_bytes = @peakMemoryBytes, read_bytes = @readBytes, written_bytes = @writtenBytes,
+              error_details = @details, cpu_ms = @cpuMs, peak_memory_bytes = @peakMemoryBytes, read_bytes = @readBytes, written_bytes = @writtenBytes,
               usage_scope = @usageScope
         WHERE run_id = @runId AND step = @step AND n = @n AND status = 'running' AND owner = @owner`,
     ),
     stepEnded: db.prepare(
       `UPDATE steps SET status = @stepStatus, not_before = @notBefore, outputs = COALESCE(@outputs, outputs),
               ended_at = CASE WHEN @stepStatus = 'pending' THEN NULL ELSE @endedAt END,
-              error_code = @code, error_message = @message
+              error_code = @code, error_message = @message, error_details = @details
         WHERE run_id = @runId AND name = @step`,
     ),
     settleStep: db.prepare(
       `UPDATE steps SET status = @status, ended_at = @endedAt,
-              error_code = COALESCE(@code, error_code), error_message = COALESCE(@message, error_message)
+              error_code = COALESCE(@code, error_code), error_message = COALESCE(@message, error_message),
+              error_details = CASE WHEN @code IS NULL THEN error_details ELSE @details END
         WHERE run_id = @runId AND name = @step AND status IN ('pending', 'running')`,
     ),
     cancel: db.prepare(`UPDATE runs SET cancel_requested = 1 WHERE id = ?`),
@@ -149,7 +150,7 @@ export function openSqliteStore(file: string): StateStore {
         WHERE id = ? AND status IN ('failed', 'cancelled')`,
     ),
     reopenStep: db.prepare(
-      `UPDATE steps SET status = 'pending', ended_at = NULL, error_code = NULL, error_message = NULL, not_before = NULL,
+      `UPDATE steps SET status = 'pending', ended_at = NULL, error_code = NULL, error_message = NULL, error_details = NULL, not_before = NULL,
               retry_base = attempts
         WHERE run_id = ? AND name = ?`,
     ),
@@ -234,7 +235,7 @@ export function openSqliteStore(file: string): StateStore {
     q.stepRunning.run({ runId: b.runId, step: b.step, n: b.n, startedAt: b.startedAt });
   };
   const end = (e: AttemptEnd) => {
-    const common = { runId: e.runId, step: e.step, code: e.error?.code ?? null, message: e.error?.message ?? null };
+    const common = { runId: e.runId, step: e.step, code: e.error?.code ?? null, message: e.error?.message ?? null, details: detailsColumn(e.error) };
     const r = q.endAttempt.run({ ...common, n: e.n, owner: e.owner, status: e.status, endedAt: e.endedAt, ...usageColumns(e.usage) });
     if (r.changes !== 1) throw leaseLost(e.runId);
     q.stepEnded.run({
@@ -251,7 +252,8 @@ export function openSqliteStore(file: string): StateStore {
       else end(op);
   });
   const settle = db.transaction((runId: string, steps: string[], status: StepStatus, endedAt: string, error: ErrorInfo | null) => {
-    for (const step of steps) q.settleStep.run({ runId, step, status, endedAt, code: error?.code ?? null, message: error?.message ?? null });
+    for (const step of steps)
+      q.settleStep.run({ runId, step, status, endedAt, code: error?.code ?? null, message: error?.message ?? null, details: detailsColumn(error) });
   });
   const recordIngested = db.transaction((scope: string, files: IngestedFile[], runId: string) => {
     const at = new Date().toISOString();
@@ -278,9 +280,9 @@ export function openSqliteStore(file: string): StateStore {
     q.parentRunning.run(startedAt, runId, parent);
   });
   const complete = db.transaction(
-    (runId: string, owner: string, step: string, status: string, endedAt: string, outputs: string | null, code: string | null, message: string | null) => {
+    (runId: string, owner: string, step: string, status: string, endedAt: string, outputs: string | null, error: ErrorInfo | null) => {
       if (!q.leaseHeld.get(runId, owner)) throw leaseLost(runId);
-      q.completeStep.run({ runId, step, status, endedAt, outputs, code, message });
+      q.completeStep.run({ runId, step, status, endedAt, outputs, code: error?.code ?? null, message: error?.message ?? null, details: detailsColumn(error) });
     },
   );
   const recover = db.transaction((runId: string, endedAt: string) => {
@@ -350,7 +352,7 @@ export function openSqliteStore(file: string): StateStore {
       expand(runId, owner, parent, startedAt, items);
     },
     async completeStep(runId, owner, step, status, endedAt, outputs, error) {
-      complete(runId, owner, step, status, endedAt, outputs ? JSON.stringify(outputs) : null, error?.code ?? null, error?.message ?? null);
+      complete(runId, owner, step, status, endedAt, outputs ? JSON.stringify(outputs) : null, error);
     },
     async beginAttempt(runId, step, n, owner, startedAt) {
       apply([{ kind: "begin", runId, step, n, owner, startedAt }]);

@@ -15,6 +15,12 @@ export type AttemptStatus = "running" | "succeeded" | "failed" | "timedOut" | "c
 export interface ErrorInfo {
   code: ErrorCode;
   message: string;
+  /**
+   * The evidence the error carried (SluiceError.details: HTTP status, Retry-After, bytes declared
+   * and received, page, url …), plain JSON of at most ~4 KB (errors.ts boundedDetails). Kept for
+   * attempts and steps; failure analysis classifies on it.
+   */
+  details?: Record<string, unknown>;
 }
 
 export interface RunTrigger {

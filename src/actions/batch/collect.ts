@@ -16,6 +16,7 @@ import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
 import { splitPostgresSource, type httpAuth } from "./source-checks.js";
 import { mapLimit } from "./map-limit.js";
 import { collectHttp } from "./collect-http.js";
+import { withSourceBreaker, type BreakerConfig } from "../recovery/source-guard.js";
 
 const COPY_CONCURRENCY = 4;
 
@@ -37,9 +38,16 @@ export interface CollectInput {
   timeoutMs?: number;
   maxRetries?: number;
   maxRetryAfterMs?: number;
+  /** The source's circuit breaker (recovery/breaker.ts): thresholds, or false for none. */
+  breaker?: BreakerConfig;
 }
 
 export async function collectDataFromSource(input: CollectInput, ctx: ActionContext): Promise<Outputs> {
+  // An open circuit breaker refuses before the source is touched; the outcome is recorded after.
+  return withSourceBreaker(input.source, input.breaker, ctx, () => collectSource(input, ctx));
+}
+
+async function collectSource(input: CollectInput, ctx: ActionContext): Promise<Outputs> {
   const dir = await stepFolder(ctx);
   const src = parseSourceUrl(input.source);
   let parts: DatasetPart[];

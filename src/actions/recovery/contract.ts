@@ -54,6 +54,8 @@ export interface FailureEvidence {
 export interface ClassifiedFailure {
   class: FailureClass;
   evidence: FailureEvidence;
+  /** The rule that decided the class, as a reader would say it (`HTTP 503`, `ECONNREFUSED: …`). */
+  why?: string;
 }
 
 /** Health of one source over the analysis window. */
