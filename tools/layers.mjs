@@ -135,12 +135,15 @@ export const LAYERS = [
     about: [
       "types.ts  the store by role (async): RunStore,",
       "  QueueStore, RegistryStore, EventStore,",
-      "  FireStore, NamedLeaseStore, LedgerStore;",
+      "  FireStore, NamedLeaseStore, LedgerStore,",
+      "  SharedStateStore, AuditStore;",
       "  StateStore is all of them",
       "migrate.ts  one migration plan, two dialects",
       "sqlite.ts + migrations",
       "postgres.ts + migrations (SKIP LOCKED,",
       "  LISTEN/NOTIFY, fencing)",
+      "sqlite-audit.ts, postgres-audit.ts  the",
+      "  audit chain, appended serialised",
     ],
   },
   {
