@@ -30,6 +30,7 @@ export const LAYERS = [
       "serve.ts, worker.ts  the service processes · service.ts  logger, metrics and alert wiring",
       "json-log.ts  JSON log lines with each key once (run's JSON lines, the service logger)",
       "remote.ts  apply, rollback, emit: through the API, else on the store",
+      "audit.ts  audit verify / checkpoint / list · keys.ts  keys init / rotate / list",
     ],
   },
   {
