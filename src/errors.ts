@@ -34,6 +34,8 @@ export type ErrorCode =
   | "CHILD_RUN_FAILED"
   | "ACCOUNTING_MISMATCH"
   | "QUALITY_BELOW_THRESHOLD"
+  // Ciphertext that does not authenticate (wrong key, edited, moved or truncated): never retried.
+  | "DECRYPT_FAILED"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -67,6 +69,7 @@ export const ERROR_CODES = [
   "CHILD_RUN_FAILED",
   "ACCOUNTING_MISMATCH",
   "QUALITY_BELOW_THRESHOLD",
+  "DECRYPT_FAILED",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -98,6 +101,7 @@ const PERMANENT = new Set<ErrorCode>([
   "NOT_IMPLEMENTED",
   "FILE_NOT_FOUND",
   "INCOMPLETE_SOURCE",
+  "DECRYPT_FAILED",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

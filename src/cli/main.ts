@@ -246,6 +246,59 @@ function buildProgram(): Command {
       process.exitCode = await (await import("./sample.js")).sampleCommand(kind, output, o);
     });
 
+  const audit = program.command("audit").description("the tamper-evident audit trail: verify it, sign a checkpoint, list entries");
+  audit
+    .command("verify")
+    .description("check the hash chain and the signed checkpoints; exit 1 naming the first entry or checkpoint that does not hold")
+    .option("--public-key <file>", "trust this Ed25519 public key (PEM; repeatable) instead of the one beside this home's signing key", collect)
+    .option("--json", "print the verdict as JSON")
+    .action(async (o: { publicKey?: string[]; json?: boolean }) => {
+      process.exitCode = await (await import("./audit.js")).auditVerifyCommand(o);
+    });
+  audit
+    .command("checkpoint")
+    .description("sign the log's current head with this home's key (created on first use) and store the checkpoint")
+    .option("--run <id>", "the run the checkpoint closes")
+    .action(async (o: { run?: string }) => {
+      process.exitCode = await (await import("./audit.js")).auditCheckpointCommand(o);
+    });
+  audit
+    .command("list")
+    .description("print audit entries, newest last")
+    .option("--run <id>", "only entries of this run")
+    .option("-n, --limit <n>", "how many (the newest)", "50")
+    .option("--json", "print JSON")
+    .action(async (o: { run?: string; limit: string; json?: boolean }) => {
+      process.exitCode = await (await import("./audit.js")).auditListCommand(o);
+    });
+
+  const keys = program.command("keys").description("the keyring of key-encryption keys (default $SLUICE_KEYRING or $SLUICE_HOME/keyring.json)");
+  const keyringOption = () => new Option("--keyring <file>", "the keyring file");
+  keys
+    .command("init")
+    .description("create a keyring with one new random key (refused when the file exists)")
+    .addOption(keyringOption())
+    .option("--id <id>", "the key id (default: default)")
+    .action(async (o) => {
+      process.exitCode = await (await import("./keys.js")).keysInitCommand(o);
+    });
+  keys
+    .command("rotate")
+    .description("add a new version of the current key (or of --id) and make it current; old versions keep decrypting")
+    .addOption(keyringOption())
+    .option("--id <id>", "the key id to add a version to (default: the current key's)")
+    .action(async (o) => {
+      process.exitCode = await (await import("./keys.js")).keysRotateCommand(o);
+    });
+  keys
+    .command("list")
+    .description("list key ids, versions, status and fingerprints (never the keys)")
+    .addOption(keyringOption())
+    .option("--json", "print JSON")
+    .action(async (o) => {
+      process.exitCode = await (await import("./keys.js")).keysListCommand(o);
+    });
+
   return program;
 }
 

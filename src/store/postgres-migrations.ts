@@ -360,4 +360,45 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       $fn$;
     `,
   },
+  {
+    version: 10,
+    sql: `
+      -- The audit trail (AuditStore in types.ts), as SQLite's version 8: hash-chained entries with
+      -- PCI DSS 10.2.2 fields, signed checkpoints apart from them, both append-only by trigger
+      -- (UPDATE, DELETE and TRUNCATE refused). details is TEXT, not JSONB: kept as it was hashed.
+      CREATE TABLE audit_log (
+        seq       BIGINT PRIMARY KEY,
+        time      TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        event     TEXT COLLATE "C" NOT NULL,
+        outcome   TEXT COLLATE "C" NOT NULL CHECK (outcome IN ('success', 'failure')),
+        origin    TEXT NOT NULL,
+        resource  TEXT NOT NULL,
+        run_id    TEXT COLLATE "C",
+        step      TEXT,
+        details   TEXT,
+        prev_hash TEXT COLLATE "C" NOT NULL,
+        hash      TEXT COLLATE "C" NOT NULL
+      );
+      CREATE INDEX audit_log_run ON audit_log (run_id) WHERE run_id IS NOT NULL;
+      CREATE TABLE audit_checkpoints (
+        count     BIGINT NOT NULL,
+        head      TEXT COLLATE "C" NOT NULL,
+        time      TEXT NOT NULL,
+        key_id    TEXT COLLATE "C" NOT NULL,
+        signature TEXT NOT NULL,
+        run_id    TEXT COLLATE "C",
+        PRIMARY KEY (count, key_id)
+      );
+      CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        RAISE EXCEPTION 'the audit trail is append-only (% on %)', TG_OP, TG_TABLE_NAME;
+      END
+      $fn$;
+      CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+      CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+      CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+      CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+    `,
+  },
 ];

@@ -23,6 +23,7 @@ import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
 import { SluiceError } from "../errors.js";
 import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
+import { postgresAudit } from "./postgres-audit.js";
 import type { ErrorInfo, LeaseState, RunCount, RunFilter, RunStatus, StateStore, StepStatus, Transition } from "./types.js";
 
 export interface PostgresStoreOptions {
@@ -353,6 +354,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
 
   return {
     dialect: "postgres",
+    ...postgresAudit(pool, schema, (doing, fn) => transaction(pool, fail, doing, fn), fail),
     async createRun(r) {
       let res: pg.QueryResult<Row>;
       try {

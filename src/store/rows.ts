@@ -5,6 +5,7 @@
  */
 import type { Workflow } from "../spec/schema.js";
 import { asErrorCode, boundedDetails } from "../errors.js";
+import type { AuditCheckpoint, AuditEntry, AuditOutcome } from "../crypto/audit-chain.js";
 import type {
   AttemptRecord,
   AttemptUsage,
@@ -152,4 +153,50 @@ export function toSharedState(row: Row): SharedStateRecord {
     version: Number(row.version),
     updatedAt: row.updated_at as string,
   };
+}
+
+export function toAuditEntry(row: Row): AuditEntry {
+  return {
+    seq: Number(row.seq),
+    time: row.time as string,
+    actor: row.actor as string,
+    event: row.event as string,
+    outcome: row.outcome as AuditOutcome,
+    origin: row.origin as string,
+    resource: row.resource as string,
+    runId: (row.run_id as string) ?? null,
+    step: (row.step as string) ?? null,
+    details: row.details ? (JSON.parse(row.details as string) as Record<string, unknown>) : null,
+    prevHash: row.prev_hash as string,
+    hash: row.hash as string,
+  };
+}
+
+export function toAuditCheckpoint(row: Row): AuditCheckpoint {
+  return {
+    count: Number(row.count),
+    head: row.head as string,
+    time: row.time as string,
+    keyId: row.key_id as string,
+    signature: row.signature as string,
+    runId: (row.run_id as string) ?? null,
+  };
+}
+
+/** An entry's columns in insert order (both dialects). */
+export function auditColumns(e: AuditEntry): unknown[] {
+  return [
+    e.seq,
+    e.time,
+    e.actor,
+    e.event,
+    e.outcome,
+    e.origin,
+    e.resource,
+    e.runId,
+    e.step,
+    e.details === null ? null : JSON.stringify(e.details),
+    e.prevHash,
+    e.hash,
+  ];
 }

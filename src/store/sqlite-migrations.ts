@@ -168,4 +168,40 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       ALTER TABLE steps ADD COLUMN error_details TEXT;
     `,
   },
+  {
+    version: 8,
+    sql: `
+      -- The audit trail (AuditStore in types.ts): entries with PCI DSS 10.2.2 fields, each hash
+      -- SHA-256 over the previous one and the entry (crypto/audit-chain.ts); signed checkpoints
+      -- apart from them. The triggers make both append-only for every ordinary writer.
+      CREATE TABLE audit_log (
+        seq       INTEGER PRIMARY KEY,
+        time      TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        event     TEXT NOT NULL,
+        outcome   TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+        origin    TEXT NOT NULL,
+        resource  TEXT NOT NULL,
+        run_id    TEXT,
+        step      TEXT,
+        details   TEXT,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_run ON audit_log (run_id) WHERE run_id IS NOT NULL;
+      CREATE TABLE audit_checkpoints (
+        count     INTEGER NOT NULL,
+        head      TEXT NOT NULL,
+        time      TEXT NOT NULL,
+        key_id    TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        run_id    TEXT,
+        PRIMARY KEY (count, key_id)
+      ) WITHOUT ROWID;
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+      CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+    `,
+  },
 ];

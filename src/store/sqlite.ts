@@ -13,6 +13,7 @@ import { dirname } from "node:path";
 import { SluiceError } from "../errors.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
+import { sqliteAudit } from "./sqlite-audit.js";
 import { EventEmitter } from "node:events";
 import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, detailsColumn, type Row } from "./rows.js";
 import type {
@@ -293,6 +294,7 @@ export function openSqliteStore(file: string): StateStore {
 
   return {
     dialect: "sqlite",
+    ...sqliteAudit(db),
     async createRun(run) {
       try {
         createRun(run);

@@ -7,6 +7,7 @@
  */
 import type { Workflow } from "../spec/schema.js";
 import type { ErrorCode } from "../errors.js";
+import type { AuditCheckpoint, AuditEntry, AuditEvent } from "../crypto/audit-chain.js";
 
 export type RunStatus = "pending" | "running" | "succeeded" | "failed" | "cancelled";
 export type StepStatus = "pending" | "running" | "succeeded" | "failed" | "skipped" | "cancelled";
@@ -407,10 +408,39 @@ export interface SharedStateStore {
   listState(namespace: string): Promise<SharedStateRecord[]>;
 }
 
+/** Which audit entries to list, always in chain order (seq ascending). */
+export interface AuditFilter {
+  runId?: string;
+  /** Entries after this position (paging). */
+  afterSeq?: number;
+  limit?: number;
+}
+
+/**
+ * The audit trail (see crypto/audit-chain.ts): append-only, hash-chained entries with PCI DSS
+ * 10.2.2 fields, and Ed25519-signed checkpoints kept in a table of their own. The tables refuse
+ * UPDATE and DELETE by trigger; that stops mistakes, and the chain with its checkpoints is what
+ * shows a deliberate edit (`sluice audit verify`).
+ */
+export interface AuditStore {
+  /**
+   * Append one entry. Its position and hashes are computed from the last entry inside one
+   * serialised transaction, so writers in several processes never fork the chain. A failed write
+   * throws: callers fail closed.
+   */
+  appendAudit(event: AuditEvent): Promise<AuditEntry>;
+  listAudit(filter?: AuditFilter): Promise<AuditEntry[]>;
+  /** How many entries there are and the hash of the last (GENESIS when empty): what a checkpoint signs. */
+  auditHead(): Promise<{ count: number; head: string }>;
+  /** Store a signed checkpoint; storing the same (count, key) again is harmless. */
+  appendCheckpoint(c: AuditCheckpoint): Promise<void>;
+  listCheckpoints(): Promise<AuditCheckpoint[]>;
+}
+
 /** What the engine needs: runs, the ledger and shared state actions use, the registry child runs resolve from, and events it publishes. */
 export type EngineStore = RunStore & LedgerStore & SharedStateStore & RegistryStore & EventStore;
 
-export interface StateStore extends RunStore, QueueStore, RegistryStore, EventStore, FireStore, NamedLeaseStore, LedgerStore, SharedStateStore {
+export interface StateStore extends RunStore, QueueStore, RegistryStore, EventStore, FireStore, NamedLeaseStore, LedgerStore, SharedStateStore, AuditStore {
   readonly dialect: "sqlite" | "postgres";
   close(): Promise<void>;
 }
