@@ -107,6 +107,8 @@ export const LAYERS = [
       "        typed-dataset · worker-pool · model                              their parts",
       "stream/  source · decode · validate · store                            continuous stages",
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
+      "security/  detectors (checksums) · hints (column names) · classify (Wilson bound)",
+      "           policy · sample · classification · classify-action   PII classification",
     ],
   },
   {

@@ -17,6 +17,7 @@ import { establishStreamConnection, openConnectionStage } from "./stream/source.
 import { openProcessStage, processStreamingData } from "./stream/decode.js";
 import { openValidateStage, validateStreamingData } from "./stream/validate.js";
 import { openStoreStage, storeStreamingData } from "./stream/store.js";
+import { classifySensitiveData } from "./security/classify-action.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -41,6 +42,8 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-collector/process_streaming_data": processStreamingData,
   "base-data-quality/validate_streaming_data": validateStreamingData,
   "base-data-storage/store_streaming_data": storeStreamingData,
+  // Secure API
+  "data-security/classify_sensitive_data": classifySensitiveData,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */
