@@ -89,6 +89,8 @@ export interface ColumnProfile {
   embeddedRows: number;
   /** Card values (whole or embedded) that are published test numbers. */
   testPans: number;
+  /** Loose kinds the column's name hints at: only those have their bare form tested. */
+  looseKinds: DetectorKind[];
 }
 
 export interface ContainedKind {
@@ -132,7 +134,9 @@ export function wilsonLowerBound(k: number, n: number, z = Z): number {
 }
 
 export function newProfile(name: string, type?: ValueType): ColumnProfile {
-  return { name, ...(type ? { type } : {}), rows: 0, strict: {}, loose: {}, embedded: {}, embeddedRows: 0, testPans: 0 };
+  const hints = columnHints(name);
+  const looseKinds = [...LOOSE_KINDS].filter((k) => hints.has(k));
+  return { name, ...(type ? { type } : {}), rows: 0, strict: {}, loose: {}, embedded: {}, embeddedRows: 0, testPans: 0, looseKinds };
 }
 
 /** Kinds worth testing on a value of this column type. */
@@ -166,7 +170,7 @@ export function observe(p: ColumnProfile, value: string, opts: DetectOptions = {
       bump(p.loose, kind);
       if (!HINT_ONLY.has(kind)) whole = true;
       if (kind === "card_number" && isTestPan(v)) p.testPans++;
-    } else if (LOOSE_KINDS.has(kind) && d.detect(v, { ...opts, loose: true })) bump(p.loose, kind);
+    } else if (p.looseKinds.includes(kind) && d.detect(v, { ...opts, loose: true })) bump(p.loose, kind);
   }
   // Free text: values with words in them, that are not themselves one sensitive value.
   if (whole || (p.type !== undefined && p.type !== "string") || !/\s/.test(v)) return;

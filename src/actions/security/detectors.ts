@@ -327,6 +327,9 @@ function region(opts: DetectOptions): CountryCode {
 export function isPhone(value: string, opts: DetectOptions = {}): boolean {
   const v = value.trim();
   if (!PHONE_SHAPE.test(v) || (!opts.loose && !PHONE_FORMATTED.test(v))) return false;
+  // E.164 numbers have at most 15 digits; national ones at least 6 (checked before the costly parse).
+  const digits = v.replace(/\D/g, "").length;
+  if (digits < 6 || digits > 15) return false;
   const n = parsePhoneNumberFromString(v, region(opts));
   return n !== undefined && n.isValid();
 }
