@@ -50,7 +50,8 @@ export async function classifySensitiveData(input: ClassifyInput, ctx: ActionCon
   const ds = await readDataset(input.dataset);
   const dir = await stepFolder(ctx);
 
-  const profiles = new Map<string, ColumnProfile>();
+  // A typed dataset names its columns up front: each is listed even when the sample has no rows.
+  const profiles = new Map<string, ColumnProfile>((ds.columns ?? []).map((c) => [c.name, newProfile(c.name, c.type)]));
   let rows = 0;
   for await (const batch of sampleDataset(ds, { rows: requested, signal: ctx.signal, ...(input.format ? { format: input.format } : {}) })) {
     for (const c of batch.columns) if (!profiles.has(c.name)) profiles.set(c.name, newProfile(c.name, c.type));
