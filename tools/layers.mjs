@@ -111,6 +111,8 @@ export const LAYERS = [
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
       "           strategy (select_optimal_retry_strategy) · guardrails · bandit · random",
       "           analyze (+ classify, changepoint, source-key) · breaker (+ source-guard)   failure analysis, circuit breakers",
+      "security/  detectors (checksums) · hints (column names) · classify (Wilson bound)",
+      "           policy · sample · classification · classify-action   PII classification",
     ],
   },
   {

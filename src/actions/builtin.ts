@@ -19,6 +19,7 @@ import { openValidateStage, validateStreamingData } from "./stream/validate.js";
 import { openStoreStage, storeStreamingData } from "./stream/store.js";
 import { selectOptimalRetryStrategy } from "./recovery/strategy.js";
 import { analyzeFailurePatterns } from "./recovery/analyze.js";
+import { classifySensitiveData } from "./security/classify-action.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -46,6 +47,8 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   // Resilient fetch recovery.
   "data-fetch-retry/select_optimal_retry_strategy": selectOptimalRetryStrategy,
   "data-fetch-retry/analyze_failure_patterns": analyzeFailurePatterns,
+  // Secure API
+  "data-security/classify_sensitive_data": classifySensitiveData,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */

@@ -24,6 +24,7 @@ import { parseDuration } from "../spec/duration.js";
 import { BROKER_KINDS, connectionShape } from "../connectors/streams/registry.js";
 import { streamRuleProblem } from "./stream/rules.js";
 import { STRATEGIES } from "./recovery/contract.js";
+import { PolicyDocument } from "./security/policy.js";
 
 export interface SeedSignature {
   kind: ActionKind;
@@ -393,7 +394,19 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "classify_sensitive_data",
     SECURE,
     "Find PII and sensitive columns and classify them.",
-    obj({ dataset: DatasetRef, sample: z.number().int().min(1).optional() }),
+    obj({
+      dataset: DatasetRef,
+      sample: z.number().int().min(1).default(10_000).describe("Rows to sample, spread over the dataset's parts."),
+      threshold: z.number().gt(0).max(1).default(0.8).describe("Wilson 95% lower bound of the valid share a column needs for a class."),
+      policy: z.union([PolicyDocument, z.string().min(1).describe("The path of a policy file (YAML or JSON).")]).optional(),
+      failOnUnclassified: z.boolean().optional().describe("Fail the step when a sensitive column has no rule in the policy."),
+      region: z
+        .string()
+        .regex(/^[A-Za-z]{2}$/)
+        .default("US")
+        .describe("Region (ISO 3166 alpha-2) of phone numbers written without a country code."),
+      format: Format.optional().describe("Format of raw parts whose file extension names none."),
+    }),
   ),
   sig(
     "agent",
