@@ -156,8 +156,15 @@ async function failedWalk(err: unknown, cp: Awaited<ReturnType<typeof openCheckp
   return wrapped;
 }
 
-/** The manifest as the step's outputs carry it: page files left out (they are in manifest.json). */
-function compact(m: PageManifest): PageManifest {
+/** Pages listed in the step's outputs at most: outputs live in the state store, a long walk's list in manifest.json. */
+const MAX_OUTPUT_PAGES = 200;
+
+/**
+ * The manifest as the step's outputs carry it: page files left out, and the page list itself
+ * once it is longer than MAX_OUTPUT_PAGES (then `pagesListed: false`: read manifestPath).
+ */
+function compact(m: PageManifest): PageManifest & { pagesListed?: false } {
+  if (m.pages.length > MAX_OUTPUT_PAGES) return { ...m, pages: [], pagesListed: false };
   return { ...m, pages: m.pages.map(({ file: _file, ...rest }) => rest) };
 }
 
