@@ -32,6 +32,8 @@ export type ErrorCode =
   | "CHILD_RUN_FAILED"
   | "ACCOUNTING_MISMATCH"
   | "QUALITY_BELOW_THRESHOLD"
+  | "NO_USABLE_SOURCE"
+  | "GAPS_REMAIN"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -64,6 +66,8 @@ export const ERROR_CODES = [
   "CHILD_RUN_FAILED",
   "ACCOUNTING_MISMATCH",
   "QUALITY_BELOW_THRESHOLD",
+  "NO_USABLE_SOURCE",
+  "GAPS_REMAIN",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -95,6 +99,7 @@ const PERMANENT = new Set<ErrorCode>([
   "NOT_IMPLEMENTED",
   "FILE_NOT_FOUND",
   "INCOMPLETE_SOURCE",
+  "GAPS_REMAIN",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

@@ -107,6 +107,8 @@ export const LAYERS = [
       "        typed-dataset · worker-pool · model                              their parts",
       "stream/  source · decode · validate · store                            continuous stages",
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
+      "           fallbacks · reconstruct · store-recovered          the data half of recovery",
+      "           gaps (the gap ledger) · destination-keys · source-records · merge-records",
     ],
   },
   {

@@ -17,6 +17,9 @@ import { establishStreamConnection, openConnectionStage } from "./stream/source.
 import { openProcessStage, processStreamingData } from "./stream/decode.js";
 import { openValidateStage, validateStreamingData } from "./stream/validate.js";
 import { openStoreStage, storeStreamingData } from "./stream/store.js";
+import { discoverFallbackSources } from "./recovery/fallbacks.js";
+import { reconstructFromMultipleSources } from "./recovery/reconstruct.js";
+import { validateAndStoreRecoveredData } from "./recovery/store-recovered.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -41,6 +44,10 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-collector/process_streaming_data": processStreamingData,
   "base-data-quality/validate_streaming_data": validateStreamingData,
   "base-data-storage/store_streaming_data": storeStreamingData,
+  // Resilient fetch recovery (src/actions/recovery/).
+  "data-scheduler/discover_fallback_sources": discoverFallbackSources,
+  "data-collector/reconstruct_from_multiple_sources": reconstructFromMultipleSources,
+  "data-merger/validate_and_store_recovered_data": validateAndStoreRecoveredData,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */
