@@ -8,12 +8,12 @@ import type { AddressInfo } from "node:net";
 import { openDestination } from "../../src/connectors/destinations/index.js";
 import type { Column, TypedRow } from "../../src/formats/typed.js";
 
-export interface Item {
+export type Item = {
   id: number;
   updated_at: string;
   name: string;
   amount: string;
-}
+};
 
 export const ITEM_COLUMNS: Column[] = [
   { name: "id", type: "integer" },

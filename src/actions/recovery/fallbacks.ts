@@ -38,7 +38,7 @@ import { httpAuth, splitPostgresSource } from "../batch/source-checks.js";
 import type { DecisionRecord, KeyRange, SourceCandidate, SourceRanking } from "./contract.js";
 import { readTableColumns, resolveDestination, type TableColumn } from "./destination-keys.js";
 import { encodeKey, guessCodec, keySetOf, toKeyRanges } from "./gaps.js";
-import { readSourceRecords, sourceDisplay } from "./source-records.js";
+import { readSourceRecords, sourceDisplay, sourceName } from "./source-records.js";
 
 export interface DiscoverInput {
   primary: string;
@@ -143,7 +143,7 @@ export async function discoverFallbackSources(input: DiscoverInput, ctx: ActionC
   accepted.forEach((p, i) => (p.candidate.rank = i + 1));
   const ranking: SourceRanking = {
     kind: "sluice.dev/source-ranking-v1",
-    primary: sourceDisplay(primary),
+    primary: sourceName(primary),
     candidates: [...accepted, ...probes.filter((p) => !p.candidate.accepted)].map((p) => p.candidate),
     decidedAt: new Date().toISOString(),
   };
@@ -202,7 +202,7 @@ async function probe(
     reject(p, "unreachable", (err as Error).message);
     return p;
   }
-  const p: Probe = { candidate: { source: display, role, rank: null, accepted: true }, order, columns: [], newestMs: null, keys: 0 };
+  const p: Probe = { candidate: { source: sourceName(source), role, rank: null, accepted: true }, order, columns: [], newestMs: null, keys: 0 };
   const breaker = await ctx.state.get(BREAKER_NAMESPACE, display);
   if ((breaker?.value as { state?: string } | undefined)?.state === "open") {
     reject(p, "circuit_open", `its circuit breaker is open (since ${breaker!.updatedAt}); it is not probed`);

@@ -47,8 +47,26 @@ export function sourceDisplay(source: string): string {
   return parseSourceUrl(source).display;
 }
 
+/**
+ * The name a source is recorded under in the ranking and the provenance, and read again by: as
+ * given when it carries no secret (a PostgreSQL user name is needed to connect again, and is
+ * not one), else its display form (then reading it again needs the secret from elsewhere).
+ */
+export function sourceName(source: string): string {
+  const src = parseSourceUrl(source);
+  if (src.kind === "file") return src.display;
+  const given = source.trim();
+  try {
+    if (new URL(given).password !== "" || src.display.includes("***")) return src.display;
+  } catch {
+    return src.display;
+  }
+  return given;
+}
+
 export async function* readSourceRecords(source: string, opts: SourceReadOptions): AsyncGenerator<SourceBatch> {
   const src = parseSourceUrl(source);
+  const name = sourceName(source);
   let count = 0;
   const full = () => opts.limit !== undefined && count >= opts.limit;
   if (src.kind === "file") {
@@ -91,7 +109,7 @@ export async function* readSourceRecords(source: string, opts: SourceReadOptions
         for await (const b of parseCsvStream(once(), p.url)) records.push(...b.rows);
       }
       records ??= [];
-      const provenance = records.map((_, i): Provenance => ({ source: src.display, page, line: i + 1 }));
+      const provenance = records.map((_, i): Provenance => ({ source: name, page, line: i + 1 }));
       count += records.length;
       yield { records, provenance, refs: records.map((_, i) => `${p.url}#${i + 1}`), ...(p.pagesLeft ? { pagesLeft: true } : {}) };
       if (full()) return;
@@ -102,9 +120,9 @@ export async function* readSourceRecords(source: string, opts: SourceReadOptions
   if (!table) throw new SluiceError("BAD_CONFIG", `the PostgreSQL source ${src.display} needs ?table=NAME to be read for recovery`, { retryable: false });
   const text = `select * from ${quoteTableName(table)}${opts.where ? ` where ${opts.where.sql}` : ""}${opts.limit !== undefined ? ` limit ${Math.floor(opts.limit)}` : ""}`;
   for await (const rows of readPostgres({ url, query: text, params: opts.where?.params ?? [], batchSize: 5_000 }, { signal: opts.signal })) {
-    const provenance = rows.map((_, i): Provenance => ({ source: src.display, line: count + i + 1 }));
+    const provenance = rows.map((_, i): Provenance => ({ source: name, line: count + i + 1 }));
     count += rows.length;
-    yield { records: rows, provenance, refs: provenance.map((p) => `${src.display}#${p.line}`) };
+    yield { records: rows, provenance, refs: provenance.map((p) => `${name}#${p.line}`) };
   }
 }
 
