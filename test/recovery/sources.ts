@@ -3,7 +3,7 @@
  * `Link: <…>; rel="next"`, with scripted failures), item rows 1..N, and a destination table
  * filled through the real destination code.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { openDestination } from "../../src/connectors/destinations/index.js";
 import type { Column, TypedRow } from "../../src/formats/typed.js";
@@ -51,10 +51,16 @@ export async function startPagedApi(opts: {
   pageSize?: number;
   status?: (page: number) => number | undefined;
   token?: string;
+  /** Milliseconds before each answer (a slow API, to stop a run in the middle). */
+  delayMs?: number;
 }): Promise<PagedApi> {
   const pageSize = opts.pageSize ?? 100;
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
+    if (opts.delayMs) setTimeout(() => answer(req, res), opts.delayMs);
+    else answer(req, res);
+  });
+  const answer = (req: IncomingMessage, res: ServerResponse) => {
     const u = new URL(req.url ?? "/", "http://x");
     requests.push(`${u.pathname}${u.search}`);
     if (opts.token && req.headers.authorization !== `Bearer ${opts.token}`) {
@@ -71,7 +77,7 @@ export async function startPagedApi(opts: {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (page * pageSize < opts.rows.length) headers.link = `<${u.pathname}?page=${page + 1}>; rel="next"`;
     res.writeHead(200, headers).end(JSON.stringify(rows));
-  });
+  };
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as AddressInfo).port;
   return {
