@@ -269,3 +269,26 @@ describe("a PostgreSQL source into a PostgreSQL destination", () => {
     }
   });
 });
+
+describe("policy freshest", () => {
+  it("keeps the newest version of a disagreeing key, whatever the rank, and reports it", async () => {
+    const home = fresh("sluice-rec-fresh-");
+    const older = join(home, "a.ndjson");
+    const newer = join(home, "b.ndjson");
+    const row = (id: number, at: string, amount: string) => JSON.stringify({ id, updated_at: at, name: `item-${id}`, amount });
+    writeFileSync(older, [row(1, "2026-01-01T00:00:00Z", "1.00"), row(2, "2026-01-01T00:00:00Z", "2.00")].join("\n") + "\n");
+    writeFileSync(newer, [row(1, "2026-01-01T00:00:00.000Z", "1.0"), row(2, "2026-01-02T00:00:00Z", "2.50")].join("\n") + "\n");
+    const sources = writeRanking("ranking-fresh", [candidate(older, "fallback", 1), candidate(newer, "fallback", 2)]);
+    const out = await reconstructFromMultipleSources(
+      { sources, key: ["id"], destination: `sqlite:${join(home, "w.db")}`, table: "items", range: "1-2", policy: "freshest", timestampColumn: "updated_at" },
+      actionContext({ artifactsDir: join(home, "artifacts"), home, step: "rec" }),
+    );
+    // Key 1 agrees once values are compared canonically (1.00 = 1.0, the same instant); key 2 conflicts.
+    expect(out).toMatchObject({ recovered: 2, conflicts: 1, agreed: 1, bySource: { [older]: 1, [newer]: 1 } });
+    const report = json<ConflictReport>(out.conflictReport);
+    expect(report).toMatchObject({
+      policy: "freshest",
+      conflicts: [{ key: { id: 2 }, kept: { source: newer }, other: { source: older }, fields: ["amount", "updated_at"] }],
+    });
+  });
+});
