@@ -36,6 +36,8 @@ export type ErrorCode =
   | "QUALITY_BELOW_THRESHOLD"
   // Ciphertext that does not authenticate (wrong key, edited, moved or truncated): never retried.
   | "DECRYPT_FAILED"
+  | "NO_USABLE_SOURCE"
+  | "GAPS_REMAIN"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -70,6 +72,8 @@ export const ERROR_CODES = [
   "ACCOUNTING_MISMATCH",
   "QUALITY_BELOW_THRESHOLD",
   "DECRYPT_FAILED",
+  "NO_USABLE_SOURCE",
+  "GAPS_REMAIN",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -102,6 +106,7 @@ const PERMANENT = new Set<ErrorCode>([
   "FILE_NOT_FOUND",
   "INCOMPLETE_SOURCE",
   "DECRYPT_FAILED",
+  "GAPS_REMAIN",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

@@ -111,6 +111,8 @@ export const LAYERS = [
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
       "           strategy (select_optimal_retry_strategy) · guardrails · bandit · random",
       "           analyze (+ classify, changepoint, source-key) · breaker (+ source-guard)   failure analysis, circuit breakers",
+      "           fallbacks · reconstruct · store-recovered          the data half of recovery",
+      "           gaps (the gap ledger) · destination-keys · source-records · merge-records",
       "security/  detectors (checksums) · hints (column names) · classify (Wilson bound)",
       "           policy · sample · classification · classify-action   PII classification",
     ],

@@ -20,6 +20,9 @@ import { openStoreStage, storeStreamingData } from "./stream/store.js";
 import { selectOptimalRetryStrategy } from "./recovery/strategy.js";
 import { analyzeFailurePatterns } from "./recovery/analyze.js";
 import { classifySensitiveData } from "./security/classify-action.js";
+import { discoverFallbackSources } from "./recovery/fallbacks.js";
+import { reconstructFromMultipleSources } from "./recovery/reconstruct.js";
+import { validateAndStoreRecoveredData } from "./recovery/store-recovered.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -49,6 +52,10 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-fetch-retry/analyze_failure_patterns": analyzeFailurePatterns,
   // Secure API
   "data-security/classify_sensitive_data": classifySensitiveData,
+  // Resilient fetch recovery (src/actions/recovery/).
+  "data-scheduler/discover_fallback_sources": discoverFallbackSources,
+  "data-collector/reconstruct_from_multiple_sources": reconstructFromMultipleSources,
+  "data-merger/validate_and_store_recovered_data": validateAndStoreRecoveredData,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */

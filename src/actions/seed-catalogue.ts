@@ -43,6 +43,19 @@ const SECURE = "the secure API workflow";
 const SERVICE = "service mode (events and the event coordinator)";
 
 const obj = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
+
+/** Recovery inputs: key columns (a list or one name), a key range (1-1000, A..B, or a list), a page manifest. */
+const KeyColumns = z.union([z.array(z.string().min(1)).min(1), z.string().min(1)]);
+const KeyRangeSpec = z.union([z.string().min(1), z.number(), z.array(z.union([z.string().min(1), z.number()])).min(1)]);
+const KeyValue = z.union([z.string(), z.number()]).nullable().optional();
+const PageManifest = z
+  .object({
+    pages: z.array(z.object({ page: z.number().int(), url: z.string(), rows: z.number().int().min(0), firstKey: KeyValue, lastKey: KeyValue }).passthrough()),
+    complete: z.boolean(),
+    next: z.string().nullable().optional(),
+  })
+  .passthrough();
+const RecoveryDuration = z.string().refine((s) => parseDuration(s) !== undefined, "must be a duration such as 30m, 6h, 2d");
 const sig = (kind: ActionKind, owner: string, action: string, capability: string, description: string, input: z.ZodType): SeedSignature => ({
   kind,
   owner,
@@ -323,30 +336,73 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "data-scheduler",
     "discover_fallback_sources",
     RECOVERY,
-    "Find and probe backup sources for a failed primary.",
-    obj({ primary: Source, fallbacks: z.array(Source).default([]) }),
+    "Find and probe backup sources for a failed primary; rank the usable ones.",
+    obj({
+      primary: Source,
+      fallbacks: z
+        .union([z.array(Source), z.string()])
+        .default([])
+        .describe("Fallback sources: a list, or one comma-separated string."),
+      maxStaleness: RecoveryDuration.optional().describe("Most a fallback's newest timestamp may lag the primary's (or now); default 1h behind the primary."),
+      timestampColumn: z.string().min(1).optional().describe("The column freshness is read from; default updated_at, executed_at, created_at … when present."),
+      key: KeyColumns.optional().describe("Key columns; the first one's range is the coverage reported."),
+      decision: z
+        .string()
+        .min(1)
+        .optional()
+        .describe("A decision record (select_optimal_retry_strategy's decision output); switch_to_fallback ranks the primary last."),
+      schema: SchemaRef.optional().describe("The expected columns; default the destination table's, else the primary's."),
+      destination: Destination.optional(),
+      table: z.string().min(1).optional(),
+      auth: Auth.optional(),
+      recordsPath: z.string().optional(),
+      sampleRows: z.number().int().min(1).optional(),
+      samplePages: z.number().int().min(1).optional(),
+    }),
   ),
   sig(
     "agent",
     "data-collector",
     "reconstruct_from_multiple_sources",
     RECOVERY,
-    "Rebuild the missing data from the sources that answer.",
-    obj({ sources: DatasetRef, key: z.array(z.string()).optional(), format: Format.optional() }),
+    "Rebuild exactly the missing key ranges from the ranked sources, with provenance and a conflict report.",
+    obj({
+      sources: DatasetRef.describe("The source ranking: ${{ steps.NAME.outputs.sources }}."),
+      key: KeyColumns,
+      destination: Destination.optional(),
+      table: z.string().min(1),
+      range: KeyRangeSpec.optional(),
+      manifest: z
+        .union([z.string().min(1), PageManifest])
+        .optional()
+        .describe("The primary's page manifest (a path or the object)."),
+      policy: z
+        .enum(["priority", "freshest"])
+        .optional()
+        .describe("Which source wins a disagreement: the higher ranked (default) or the newest timestampColumn."),
+      timestampColumn: z.string().min(1).optional(),
+      decision: z.string().min(1).optional(),
+      crossCheck: z.boolean().optional().describe("Read every fallback for the gaps, to report disagreements (default true)."),
+      auth: Auth.optional(),
+      recordsPath: z.string().optional(),
+    }),
   ),
   sig(
     "agent",
     "data-merger",
     "validate_and_store_recovered_data",
     RECOVERY,
-    "Validate the recovered data and store it.",
+    "Type, validate and store the recovered rows with their lineage; fail with GAPS_REMAIN unless the destination is complete.",
     obj({
       dataset: DatasetRef,
       destination: Destination.optional(),
       table: z.string().min(1),
-      key: z.array(z.string()).optional(),
+      key: KeyColumns.optional(),
       rules: z.array(QualityRule).optional(),
       threshold: z.number().min(0).max(1).optional(),
+      schema: SchemaRef.optional().describe("The target schema; default inferred from the rows and held to the destination table's column types."),
+      range: KeyRangeSpec.optional(),
+      manifest: z.union([z.string().min(1), PageManifest]).optional(),
     }),
   ),
 
