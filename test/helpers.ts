@@ -2,7 +2,7 @@
  * Shared test scaffolding: a temporary Sluice home with a real SQLite store, workflows written
  * inline, and in-process test actions whose behaviour the test controls.
  */
-import { afterAll, expect } from "vitest";
+import { afterAll, afterEach, expect } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +17,7 @@ import type { Workflow } from "../src/spec/schema.js";
 import { openSqliteStore } from "../src/store/sqlite.js";
 import type { RunRecord, StateStore } from "../src/store/types.js";
 import { stringify } from "yaml";
+import { startFlakyApi, type FlakyApi } from "../src/samples/flaky-api.js";
 
 export interface TestEnv {
   home: string;
@@ -226,4 +227,20 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, ms: numb
     if (Date.now() > end) throw new Error(`timed out waiting: ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Flaky API servers (src/samples/flaky-api.ts) started by a test file, all closed after each test:
+ * `const serve = flakyApis(); … const api = await serve("fail status=503 pages=4-")`.
+ */
+export function flakyApis(): (plan: string) => Promise<FlakyApi> {
+  const open: FlakyApi[] = [];
+  afterEach(async () => {
+    for (const api of open.splice(0)) await api.close();
+  });
+  return async (plan) => {
+    const api = await startFlakyApi({ plan });
+    open.push(api);
+    return api;
+  };
 }

@@ -4,6 +4,7 @@
  * dropped after the file's tests).
  */
 import pg from "pg";
+import { afterAll, beforeAll } from "vitest";
 import { openPostgresStore } from "../src/store/postgres.js";
 import type { StateStore } from "../src/store/types.js";
 
@@ -31,4 +32,17 @@ export function bothStores(prefix: string): StoreBackend[] {
     { dialect: "sqlite", open: async () => undefined, drop: async () => undefined },
     { dialect: "postgres", schema, open: async () => openPostgresStore(PG_URL, { schema }), drop: () => dropSchema(schema) },
   ];
+}
+
+/** A PostgreSQL schema of its own for the enclosing describe block: created before its tests, dropped after. */
+export function pgSchema(prefix: string): string {
+  const schema = `sluice_${prefix}_${process.pid}`;
+  beforeAll(async () => {
+    const c = new pg.Client(PG_URL);
+    await c.connect();
+    await c.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    await c.end();
+  });
+  afterAll(() => dropSchema(schema));
+  return schema;
 }

@@ -5,7 +5,7 @@
  * stored page; the dataset holds every id exactly once; a failed walk leaves its manifest and
  * checkpoint on disk for the recovery workflow.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
@@ -13,21 +13,12 @@ import { collectDataFromSource } from "../../src/actions/batch/collect.js";
 import { readDataset } from "../../src/actions/batch/dataset.js";
 import { readPageManifest } from "../../src/actions/batch/page-checkpoint.js";
 import type { PageManifest } from "../../src/actions/recovery/contract.js";
-import { startFlakyApi, type FlakyApi } from "../../src/samples/flaky-api.js";
 import { openSqliteStore } from "../../src/store/sqlite.js";
-import { actionContext, failure, runWorkflow, scratch, testEnv, waitUntil, workflow, type TestEnv } from "../helpers.js";
+import { actionContext, failure, flakyApis, runWorkflow, scratch, testEnv, waitUntil, workflow, type TestEnv } from "../helpers.js";
 import { sluiceAsync, waitForStderr } from "../cli/cli-helpers.js";
 
 const fresh = scratch();
-const open: FlakyApi[] = [];
-afterEach(async () => {
-  for (const api of open.splice(0)) await api.close();
-});
-async function serve(plan: string) {
-  const api = await startFlakyApi({ plan });
-  open.push(api);
-  return api;
-}
+const serve = flakyApis();
 const ALL_IDS = Array.from({ length: 1000 }, (_, i) => i + 1);
 const once = (page: number, n: number) => Object.fromEntries(Array.from({ length: 10 }, (_, i) => [String(i + 1), i + 1 === page ? n : 1]));
 

@@ -4,20 +4,11 @@
  * mid-way) refused and classified, Retry-After short (waited) and long (raised at once), and a
  * walk resumed part-way.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { endsOpen, fetchPages, type HttpCallOptions, type HttpPage, type HttpSourceConfig } from "../../src/connectors/http.js";
-import { startFlakyApi, type FlakyApi } from "../../src/samples/flaky-api.js";
-import { failure } from "../helpers.js";
+import { failure, flakyApis } from "../helpers.js";
 
-const open: FlakyApi[] = [];
-afterEach(async () => {
-  for (const api of open.splice(0)) await api.close();
-});
-async function serve(plan: string) {
-  const api = await startFlakyApi({ plan });
-  open.push(api);
-  return api;
-}
+const serve = flakyApis();
 
 /** Walk the source; the pages yielded before a failure are kept in `got`. */
 async function walk(config: HttpSourceConfig, opts: HttpCallOptions = {}, got: HttpPage[] = []): Promise<HttpPage[]> {

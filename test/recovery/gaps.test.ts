@@ -3,11 +3,10 @@
  * SQLite and PostgreSQL destinations — the destination holds 1–500 except 201–250, so the gaps
  * are exactly [201–250] and [501–1000].
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { join } from "node:path";
-import pg from "pg";
 import { scratch } from "../helpers.js";
-import { PG_URL } from "../stores.js";
+import { PG_URL, pgSchema } from "../stores.js";
 import { destinationLedger, resolveDestination } from "../../src/actions/recovery/destination-keys.js";
 import { fromKeyRanges, guessCodec, keySetOf, minus, parseDeclaredRange, toKeyRanges, type KeyCodec } from "../../src/actions/recovery/gaps.js";
 import { fillDestination, item, range } from "./sources.js";
@@ -85,19 +84,7 @@ describe("test 9: the gaps of a destination holding 1–500 except 201–250", (
   });
 
   describe("on PostgreSQL", () => {
-    const schema = `sluice_gaps_${process.pid}`;
-    beforeAll(async () => {
-      const c = new pg.Client(PG_URL);
-      await c.connect();
-      await c.query(`create schema if not exists "${schema}"`);
-      await c.end();
-    });
-    afterAll(async () => {
-      const c = new pg.Client(PG_URL);
-      await c.connect();
-      await c.query(`drop schema if exists "${schema}" cascade`);
-      await c.end();
-    });
+    const schema = pgSchema("gaps");
 
     it("exactly [201–250] and [501–1000]", async () => {
       await fillDestination(PG_URL, `${schema}.items`, holding);

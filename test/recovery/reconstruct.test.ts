@@ -12,7 +12,7 @@ import pg from "pg";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { actionContext, failure, scratch } from "../helpers.js";
-import { PG_URL } from "../stores.js";
+import { PG_URL, pgSchema } from "../stores.js";
 import { reconstructFromMultipleSources } from "../../src/actions/recovery/reconstruct.js";
 import { validateAndStoreRecoveredData } from "../../src/actions/recovery/store-recovered.js";
 import type { ConflictReport, GapLedger, SourceCandidate, SourceRanking } from "../../src/actions/recovery/contract.js";
@@ -219,19 +219,7 @@ describe("resuming where the primary's pagination stopped", () => {
 });
 
 describe("a PostgreSQL source into a PostgreSQL destination", () => {
-  const schema = `sluice_rec_${process.pid}`;
-  beforeAll(async () => {
-    const c = new pg.Client(PG_URL);
-    await c.connect();
-    await c.query(`create schema if not exists "${schema}"`);
-    await c.end();
-  });
-  afterAll(async () => {
-    const c = new pg.Client(PG_URL);
-    await c.connect();
-    await c.query(`drop schema if exists "${schema}" cascade`);
-    await c.end();
-  });
+  const schema = pgSchema("rec");
 
   it("asks the source for the missing ranges only and completes the table", async () => {
     const home = fresh("sluice-rec-pg-");

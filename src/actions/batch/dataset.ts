@@ -85,18 +85,28 @@ export async function stepFolder(ctx: Pick<ActionContext, "artifactsDir" | "step
   return dir;
 }
 
-export async function readDataset(ref: string): Promise<Dataset> {
+/**
+ * A JSON document an earlier step wrote and named in its outputs (a dataset manifest, a failure
+ * analysis …), parsed; BAD_INPUT in one sentence naming `what` it should be and `hint` (where such
+ * a path comes from) when it cannot be read or is not JSON.
+ */
+export async function readStepDocument(ref: string, what: string, hint: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(resolve(ref), "utf8");
   } catch (err) {
-    throw new SluiceError(
-      "BAD_INPUT",
-      `dataset ${ref} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass the dataset output of an earlier step`,
-    );
+    throw new SluiceError("BAD_INPUT", `${what} ${ref} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); ${hint}`);
   }
-  const ds = JSON.parse(text) as Dataset;
-  if (ds.kind !== DATASET_KIND) throw new SluiceError("BAD_INPUT", `${ref} is not a Sluice dataset manifest`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new SluiceError("BAD_INPUT", `${what} ${ref} is not JSON; ${hint}`);
+  }
+}
+
+export async function readDataset(ref: string): Promise<Dataset> {
+  const ds = (await readStepDocument(ref, "dataset", "pass the dataset output of an earlier step")) as Dataset | null;
+  if (ds?.kind !== DATASET_KIND) throw new SluiceError("BAD_INPUT", `${ref} is not a Sluice dataset manifest`);
   return ds;
 }
 

@@ -7,9 +7,10 @@
  * makes the same choice. The outcome is counted later, by the step that knows it
  * (recordStrategyOutcome), not here: choosing teaches the bandit nothing.
  */
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { SluiceError } from "../../errors.js";
+import { readStepDocument } from "../batch/dataset.js";
 import { formatDuration, parseDuration } from "../../spec/duration.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { chooseStrategy, type BanditKey } from "./bandit.js";
@@ -71,21 +72,7 @@ export async function selectOptimalRetryStrategy(input: SelectStrategyInput, ctx
 }
 
 async function readAnalysis(ref: string): Promise<FailureAnalysis> {
-  let text: string;
-  try {
-    text = await readFile(resolve(ref), "utf8");
-  } catch (err) {
-    throw new SluiceError(
-      "BAD_INPUT",
-      `failure analysis ${ref} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass the analysis output of analyze_failure_patterns`,
-    );
-  }
-  let doc: Partial<FailureAnalysis>;
-  try {
-    doc = JSON.parse(text) as Partial<FailureAnalysis>;
-  } catch {
-    throw new SluiceError("BAD_INPUT", `failure analysis ${ref} is not JSON`);
-  }
+  const doc = (await readStepDocument(ref, "failure analysis", "pass the analysis output of analyze_failure_patterns")) as Partial<FailureAnalysis> | null;
   if (doc?.kind !== "sluice.dev/failure-analysis-v1" || !Array.isArray(doc.failures))
     throw new SluiceError("BAD_INPUT", `${ref} is not a failure analysis (kind sluice.dev/failure-analysis-v1)`);
   return { ...doc, primaryClass: doc.primaryClass ?? null } as FailureAnalysis;
