@@ -152,6 +152,7 @@ export const LAYERS = [
       "  LISTEN/NOTIFY, fencing)",
       "sqlite-audit.ts, postgres-audit.ts  the",
       "  audit chain, appended serialised",
+      "run-page.ts  keyset pages of runs, slim rows",
     ],
   },
   {
