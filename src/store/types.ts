@@ -55,6 +55,8 @@ export interface RunRecord {
   cancelRequested: boolean;
   leaseOwner: string | null;
   leaseExpiresAt: number | null;
+  /** The registry version the run was started from (null: not from the registry, or recorded before versions were). */
+  version?: number | null;
 }
 
 export interface StepRecord {
