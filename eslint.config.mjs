@@ -47,7 +47,7 @@ export default defineConfig(
     },
   },
   {
-    files: ["src/**/*.ts"],
+    files: ["src/**/*.ts", "src/**/*.tsx"],
     rules: {
       "sluice/no-cycle": "error",
     },

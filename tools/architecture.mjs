@@ -53,7 +53,7 @@ function zonesFor(layer, file) {
 }
 
 function filesGlob(layer) {
-  return layer.dir.endsWith(".ts") ? [layer.dir] : [`${layer.dir}/**/*.ts`];
+  return layer.dir.endsWith(".ts") ? [layer.dir] : [`${layer.dir}/**/*.ts`, `${layer.dir}/**/*.tsx`];
 }
 
 /**

@@ -23,7 +23,7 @@ export async function startWorkflowRun(store: RunStore & RegistryStore, input: S
     const what = input.version === undefined ? `no current workflow named ${input.workflow}` : `workflow ${input.workflow} has no version ${input.version}`;
     throw new SluiceError("NOT_FOUND", `${what}; apply it first (sluice apply FILE)`);
   }
-  return createRun(store, { workflow: wf.spec, params: input.params ?? {}, source: wf.source, trigger: input.trigger, id: input.id });
+  return createRun(store, { workflow: wf.spec, params: input.params ?? {}, source: wf.source, trigger: input.trigger, id: input.id, version: wf.version });
 }
 
 /**

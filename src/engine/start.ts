@@ -16,6 +16,8 @@ export interface StartRunInput {
   id?: string;
   /** Create the run already leased to this owner (see NewRun.lease). */
   lease?: { owner: string; expiresAt: number };
+  /** The registry version of `workflow`, when it came from the registry. */
+  version?: number;
 }
 
 export async function createRun(store: RunStore, input: StartRunInput): Promise<RunRecord> {
@@ -28,5 +30,6 @@ export async function createRun(store: RunStore, input: StartRunInput): Promise<
     trigger: input.trigger ?? { type: "manual" },
     createdAt: new Date().toISOString(),
     lease: input.lease,
+    version: input.version ?? null,
   });
 }

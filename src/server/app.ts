@@ -15,6 +15,8 @@ import { eventRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { runRoutes } from "./routes/runs.js";
 import { workflowRoutes } from "./routes/workflows.js";
+import { uiRoutes } from "./ui/routes.js";
+import { UI } from "./ui/layout.js";
 
 export const API_PREFIX = "/api/v1";
 const OPENAPI_PATH = `${API_PREFIX}/openapi.json`;
@@ -54,6 +56,10 @@ export function createApp(deps: ServerDeps): OpenAPIHono<AppEnv> {
   app.route(API_PREFIX, workflowRoutes(deps));
   app.route(API_PREFIX, runRoutes(deps));
   app.route(API_PREFIX, eventRoutes(deps));
+  // The web UI: its own sessions (a cookie from a token) and CSRF checks; forms are small.
+  app.use(`${UI}/*`, bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.text("the form is too large", 413) }));
+  app.route(UI, uiRoutes(deps));
+  app.get(UI, (c) => c.redirect(`${UI}/runs`, 303));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -105,6 +105,11 @@ export function authenticate(auth: AuthConfig): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** Whether a caller with this role may do what `role` may. */
+export function hasRole(who: Principal | undefined, role: Role): boolean {
+  return who !== undefined && RANK[who.role] >= RANK[role];
+}
+
 /** 403 unless the caller's role is at least `role`. Declared on each route, next to its schema. */
 export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
   return async (c, next) => {

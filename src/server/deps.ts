@@ -26,6 +26,8 @@ export interface ServerDeps {
   /** /readyz answers 200 while this is true. */
   ready: () => boolean;
   log?: ServerLog;
+  /** How often the UI's live streams look at the store (default 1000 ms; tests go faster). */
+  uiPollMs?: number;
   /** Told of every event received through the API (the events metric). */
   onEventReceived?: (name: string) => void;
 }

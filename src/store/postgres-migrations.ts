@@ -401,4 +401,40 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
     `,
   },
+  {
+    version: 11,
+    sql: `
+      -- The web UI's runs list, as SQLite's version 9: keyset pages in (created_at, id) order,
+      -- alone or by workflow, status or trigger type, each one index seek; the registry version a
+      -- run came from; the records its storage steps counted, summed when the run ends.
+      ALTER TABLE runs ADD COLUMN workflow_version INTEGER;
+      ALTER TABLE runs ADD COLUMN trigger_type TEXT COLLATE "C";
+      ALTER TABLE runs ADD COLUMN rows_in BIGINT;
+      ALTER TABLE runs ADD COLUMN rows_stored BIGINT;
+      ALTER TABLE runs ADD COLUMN rows_quarantined BIGINT;
+      ALTER TABLE runs ADD COLUMN rows_duplicate BIGINT;
+      UPDATE runs SET trigger_type = trigger::jsonb->>'type' WHERE trigger IS NOT NULL;
+      UPDATE runs r SET rows_in = c.rows_in, rows_stored = c.rows_stored, rows_quarantined = c.rows_quarantined, rows_duplicate = c.rows_duplicate
+        FROM (${ROW_COUNTS_SQL("steps")} GROUP BY s.run_id) c
+       WHERE c.run_id = r.id AND r.status IN ('succeeded', 'failed', 'cancelled');
+      CREATE INDEX runs_created_id ON runs (created_at, id);
+      DROP INDEX runs_workflow_created;
+      CREATE INDEX runs_workflow_created ON runs (workflow, created_at, id);
+      CREATE INDEX runs_status_created ON runs (status, created_at, id);
+      CREATE INDEX runs_trigger_created ON runs (trigger_type, created_at, id);
+    `,
+  },
 ];
+
+/**
+ * The records counted by a run's storage steps (those whose outputs have rowsStored), per run:
+ * append `AND s.run_id = $1` for one run or `GROUP BY s.run_id` for all.
+ */
+export function ROW_COUNTS_SQL(steps: string): string {
+  return `SELECT s.run_id,
+            sum((s.outputs::jsonb->>'rowsIn')::numeric)::bigint AS rows_in,
+            sum((s.outputs::jsonb->>'rowsStored')::numeric)::bigint AS rows_stored,
+            sum((s.outputs::jsonb->>'rowsQuarantined')::numeric)::bigint AS rows_quarantined,
+            sum((s.outputs::jsonb->>'rowsDuplicate')::numeric)::bigint AS rows_duplicate
+       FROM ${steps} s WHERE s.outputs LIKE '%"rowsStored"%'`;
+}

@@ -21,7 +21,8 @@ import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVer
 import pg from "pg";
 import { pgEndpoint, pgError } from "../connectors/pg-connection.js";
 import { SluiceError } from "../errors.js";
-import { POSTGRES_MIGRATIONS } from "./postgres-migrations.js";
+import { POSTGRES_MIGRATIONS, ROW_COUNTS_SQL } from "./postgres-migrations.js";
+import { SUMMARY_COLUMNS, decodeCursor, toPage, toRunSummary } from "./run-page.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import { postgresAudit } from "./postgres-audit.js";
 import type { ErrorInfo, LeaseState, RunCount, RunFilter, RunStatus, StateStore, StepStatus, Transition } from "./types.js";
@@ -100,8 +101,8 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       "create_run",
       `
       WITH r AS (
-        INSERT INTO ${T.runs} (id, workflow, spec, source, params, trigger, status, created_at, event_id, lease_owner, lease_expires_at)
-        VALUES ($1::text, $2, $3, $4, $5, $6, 'pending', $7, $9, $10, $11)
+        INSERT INTO ${T.runs} (id, workflow, spec, source, params, trigger, status, created_at, event_id, lease_owner, lease_expires_at, workflow_version, trigger_type)
+        VALUES ($1::text, $2, $3, $4, $5, $6, 'pending', $7, $9, $10, $11, $12, $13)
         RETURNING *
       ), s AS (
         INSERT INTO ${T.steps} (run_id, name, idx, status)
@@ -252,7 +253,10 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
       "finish_run",
       `
       UPDATE ${T.runs} SET status = $3, ended_at = $4, error_code = $5, error_message = $6,
-             lease_owner = NULL, lease_expires_at = NULL
+             lease_owner = NULL, lease_expires_at = NULL,
+             (rows_in, rows_stored, rows_quarantined, rows_duplicate) = (
+               SELECT c.rows_in, c.rows_stored, c.rows_quarantined, c.rows_duplicate
+                 FROM (${ROW_COUNTS_SQL(T.steps)} AND s.run_id = $1 GROUP BY s.run_id) c)
        WHERE id = $1 AND ($2::text IS NULL OR lease_owner = $2) RETURNING *`,
     ),
     settle: stmt(
@@ -372,6 +376,8 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
             r.trigger?.eventId ?? null,
             r.lease?.owner ?? null,
             r.lease?.expiresAt ?? null,
+            r.version ?? null,
+            r.trigger?.type ?? null,
           ],
         });
       } catch (err) {
@@ -399,6 +405,36 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
         return (await pool.query<Row>(text, args)).rows.map(toRun);
       } catch (err) {
         throw fail(err, "listing runs");
+      }
+    },
+    async listRunsPage(filter) {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (filter.workflow) (args.push(filter.workflow), where.push(`workflow = $${args.length}`));
+      if (filter.status) (args.push(filter.status), where.push(`status = $${args.length}`));
+      if (filter.trigger) (args.push(filter.trigger), where.push(`trigger_type = $${args.length}`));
+      if (filter.since) (args.push(filter.since), where.push(`created_at >= $${args.length}`));
+      if (filter.until) (args.push(filter.until), where.push(`created_at < $${args.length}`));
+      if (filter.after) {
+        const c = decodeCursor(filter.after);
+        args.push(c.createdAt, c.id);
+        where.push(`(created_at, id) < ($${args.length - 1}, $${args.length})`);
+      }
+      args.push(filter.limit + 1);
+      const text = `SELECT ${SUMMARY_COLUMNS} FROM ${T.runs} ${where.length ? "WHERE " + where.join(" AND ") : ""}
+                    ORDER BY created_at DESC, id DESC LIMIT $${args.length}`;
+      try {
+        return toPage((await pool.query<Row>(text, args)).rows, filter.limit);
+      } catch (err) {
+        throw fail(err, "listing runs");
+      }
+    },
+    async getRunSummaries(ids) {
+      if (ids.length === 0) return [];
+      try {
+        return (await pool.query<Row>(`SELECT ${SUMMARY_COLUMNS} FROM ${T.runs} WHERE id = ANY($1::text[])`, [ids])).rows.map(toRunSummary);
+      } catch (err) {
+        throw fail(err, "reading runs");
       }
     },
     async getSteps(runId) {

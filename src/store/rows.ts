@@ -53,6 +53,7 @@ export function toRun(row: Row): RunRecord {
     cancelRequested: row.cancel_requested === 1 || row.cancel_requested === true,
     leaseOwner: (row.lease_owner as string) ?? null,
     leaseExpiresAt: (row.lease_expires_at as number) ?? null,
+    version: row.workflow_version === null || row.workflow_version === undefined ? null : Number(row.workflow_version),
   };
 }
 

@@ -204,4 +204,31 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
     `,
   },
+  {
+    version: 9,
+    sql: `
+      -- The web UI's runs list (store/run-page.ts): keyset pages in (created_at, id) order, alone
+      -- or filtered by workflow, status or trigger type, each one index seek; the registry version
+      -- a run came from; and the records its storage steps counted, summed when the run ends
+      -- (finishRun), so a page never reads the steps' outputs.
+      ALTER TABLE runs ADD COLUMN workflow_version INTEGER;
+      ALTER TABLE runs ADD COLUMN trigger_type TEXT;
+      ALTER TABLE runs ADD COLUMN rows_in INTEGER;
+      ALTER TABLE runs ADD COLUMN rows_stored INTEGER;
+      ALTER TABLE runs ADD COLUMN rows_quarantined INTEGER;
+      ALTER TABLE runs ADD COLUMN rows_duplicate INTEGER;
+      UPDATE runs SET trigger_type = json_extract(trigger, '$.type') WHERE trigger IS NOT NULL;
+      UPDATE runs SET
+        rows_in = (SELECT sum(json_extract(outputs, '$.rowsIn')) FROM steps WHERE run_id = runs.id AND outputs LIKE '%"rowsStored"%'),
+        rows_stored = (SELECT sum(json_extract(outputs, '$.rowsStored')) FROM steps WHERE run_id = runs.id AND outputs LIKE '%"rowsStored"%'),
+        rows_quarantined = (SELECT sum(json_extract(outputs, '$.rowsQuarantined')) FROM steps WHERE run_id = runs.id AND outputs LIKE '%"rowsStored"%'),
+        rows_duplicate = (SELECT sum(json_extract(outputs, '$.rowsDuplicate')) FROM steps WHERE run_id = runs.id AND outputs LIKE '%"rowsStored"%')
+       WHERE status IN ('succeeded', 'failed', 'cancelled');
+      CREATE INDEX runs_created_id ON runs (created_at, id);
+      DROP INDEX runs_workflow_created;
+      CREATE INDEX runs_workflow_created ON runs (workflow, created_at, id);
+      CREATE INDEX runs_status_created ON runs (status, created_at, id);
+      CREATE INDEX runs_trigger_created ON runs (trigger_type, created_at, id);
+    `,
+  },
 ];

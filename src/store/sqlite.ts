@@ -14,6 +14,7 @@ import { SluiceError } from "../errors.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { MIGRATIONS_TABLE_SQL, migrationPlan } from "./migrate.js";
 import { sqliteAudit } from "./sqlite-audit.js";
+import { SUMMARY_COLUMNS, decodeCursor, toPage, toRunSummary } from "./run-page.js";
 import { EventEmitter } from "node:events";
 import { toSharedState, toAttempt, toEvent, toFire, toRun, toStep, toWorkflowVersion, usageColumns, detailsColumn, type Row } from "./rows.js";
 import type {
@@ -50,8 +51,8 @@ export function openSqliteStore(file: string): StateStore {
 
   const q = {
     insertRun: db.prepare(
-      `INSERT INTO runs (id, workflow, spec, source, params, trigger, status, created_at, event_id, lease_owner, lease_expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
+      `INSERT INTO runs (id, workflow, spec, source, params, trigger, status, created_at, event_id, lease_owner, lease_expires_at, workflow_version, trigger_type)
+       VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`,
     ),
     insertStep: db.prepare(`INSERT INTO steps (run_id, name, idx, status) VALUES (?, ?, ?, 'pending')`),
     getRun: db.prepare(`SELECT * FROM runs WHERE id = ?`),
@@ -88,9 +89,14 @@ export function openSqliteStore(file: string): StateStore {
               deadline_at = COALESCE(deadline_at, @deadlineAt)
         WHERE id = @id AND lease_owner = @owner`,
     ),
+    // The storage steps' counts are summed here, once, so that a list of runs never reads steps.
     finishRun: db.prepare(
       `UPDATE runs SET status = @status, ended_at = @endedAt, error_code = @code, error_message = @message,
-              lease_owner = NULL, lease_expires_at = NULL
+              lease_owner = NULL, lease_expires_at = NULL,
+              (rows_in, rows_stored, rows_quarantined, rows_duplicate) = (
+                SELECT sum(json_extract(outputs, '$.rowsIn')), sum(json_extract(outputs, '$.rowsStored')),
+                       sum(json_extract(outputs, '$.rowsQuarantined')), sum(json_extract(outputs, '$.rowsDuplicate'))
+                  FROM steps WHERE run_id = @id AND outputs LIKE '%"rowsStored"%')
         WHERE id = @id AND (@owner IS NULL OR lease_owner = @owner)`,
     ),
     beginAttempt: db.prepare(
@@ -227,6 +233,8 @@ export function openSqliteStore(file: string): StateStore {
       run.trigger?.eventId ?? null,
       run.lease?.owner ?? null,
       run.lease?.expiresAt ?? null,
+      run.version ?? null,
+      run.trigger?.type ?? null,
     );
     stepNamesOf(run.workflow).forEach((name, i) => q.insertStep.run(run.id, name, i));
   });
@@ -319,6 +327,28 @@ export function openSqliteStore(file: string): StateStore {
       const sql = `SELECT * FROM runs ${where.length ? "WHERE " + where.join(" AND ") : ""}
                    ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`;
       return (db.prepare(sql).all(...args, filter.limit ?? 50, filter.offset ?? 0) as Row[]).map(toRun);
+    },
+    async listRunsPage(filter) {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (filter.workflow) (where.push("workflow = ?"), args.push(filter.workflow));
+      if (filter.status) (where.push("status = ?"), args.push(filter.status));
+      if (filter.trigger) (where.push("trigger_type = ?"), args.push(filter.trigger));
+      if (filter.since) (where.push("created_at >= ?"), args.push(filter.since));
+      if (filter.until) (where.push("created_at < ?"), args.push(filter.until));
+      if (filter.after) {
+        const c = decodeCursor(filter.after);
+        where.push("(created_at, id) < (?, ?)");
+        args.push(c.createdAt, c.id);
+      }
+      const sql = `SELECT ${SUMMARY_COLUMNS} FROM runs ${where.length ? "WHERE " + where.join(" AND ") : ""}
+                   ORDER BY created_at DESC, id DESC LIMIT ?`;
+      return toPage(db.prepare(sql).all(...args, filter.limit + 1) as Row[], filter.limit);
+    },
+    async getRunSummaries(ids) {
+      if (ids.length === 0) return [];
+      const sql = `SELECT ${SUMMARY_COLUMNS} FROM runs WHERE id IN (${ids.map(() => "?").join(", ")})`;
+      return (db.prepare(sql).all(...ids) as Row[]).map(toRunSummary);
     },
     async getSteps(runId) {
       return (q.getSteps.all(runId) as Row[]).map(toStep);

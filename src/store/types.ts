@@ -55,6 +55,8 @@ export interface RunRecord {
   cancelRequested: boolean;
   leaseOwner: string | null;
   leaseExpiresAt: number | null;
+  /** The registry version the run was started from (null: not from the registry, or recorded before versions were). */
+  version?: number | null;
 }
 
 export interface StepRecord {
@@ -121,6 +123,8 @@ export interface NewRun {
    * queue for any worker to claim.
    */
   lease?: { owner: string; expiresAt: number };
+  /** The registry version the run was started from, when it came from the registry (shown in the UI). */
+  version?: number | null;
 }
 
 export interface RunFilter {
@@ -132,6 +136,49 @@ export interface RunFilter {
   until?: string;
   limit?: number;
   offset?: number;
+}
+
+/** Which runs a page of `listRunsPage` shows; `after` is the previous page's `next` cursor. */
+export interface RunPageFilter {
+  workflow?: string;
+  status?: RunStatus;
+  trigger?: RunTrigger["type"];
+  /** Runs created at or after this ISO time. */
+  since?: string;
+  /** Runs created before this ISO time. */
+  until?: string;
+  after?: string;
+  limit: number;
+}
+
+/** Records counted by a run's storage steps (summed over them), written when the run ends. */
+export interface RunRowCounts {
+  in: number;
+  stored: number;
+  quarantined: number;
+  duplicate: number;
+}
+
+/** A run as a list shows it: no spec, no params (slim, so a page of 50 costs a few kB). */
+export interface RunSummary {
+  id: string;
+  workflow: string;
+  /** The registry version it was started from; null for `sluice run FILE` and runs created before versions were recorded. */
+  version: number | null;
+  status: RunStatus;
+  trigger: RunTrigger | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  error: { code: string; message: string } | null;
+  /** Null until the run ends, and for runs with no storage step. */
+  rows: RunRowCounts | null;
+}
+
+export interface RunPage {
+  runs: RunSummary[];
+  /** The cursor of the next page (older runs), or null on the last page. */
+  next: string | null;
 }
 
 export interface AttemptEnd {
@@ -246,6 +293,13 @@ export interface RunStore {
   createRun(run: NewRun): Promise<RunRecord>;
   getRun(id: string): Promise<RunRecord | undefined>;
   listRuns(filter?: RunFilter): Promise<RunRecord[]>;
+  /**
+   * Runs newest first (created_at DESC, id DESC), paged by keyset: a page costs the same at page
+   * 500 as at page 1, and a run created while paging never shifts a later page. Slim rows.
+   */
+  listRunsPage(filter: RunPageFilter): Promise<RunPage>;
+  /** The slim rows of these runs (the UI's live status), in no particular order; unknown ids are left out. */
+  getRunSummaries(ids: string[]): Promise<RunSummary[]>;
   getSteps(runId: string): Promise<StepRecord[]>;
   getAttempts(runId: string): Promise<AttemptRecord[]>;
 

@@ -57,7 +57,7 @@ describe("migrations", () => {
 
     const versions = await admin.query(`SELECT version FROM "${fresh}".schema_migrations ORDER BY version`);
     expect(versions.rows.map((r) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
-    expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     const tables = await admin.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [fresh]);
     expect(tables.rows.map((r) => r.table_name)).toEqual([
       "attempts",
