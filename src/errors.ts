@@ -36,6 +36,10 @@ export type ErrorCode =
   | "QUALITY_BELOW_THRESHOLD"
   // Ciphertext that does not authenticate (wrong key, edited, moved or truncated): never retried.
   | "DECRYPT_FAILED"
+  // Collection stopped by security monitoring (a redirect, a certificate change, a TLS downgrade): never retried.
+  | "SECURITY_INCIDENT"
+  // An audit entry could not be written: the step fails closed.
+  | "AUDIT_FAILED"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -70,6 +74,8 @@ export const ERROR_CODES = [
   "ACCOUNTING_MISMATCH",
   "QUALITY_BELOW_THRESHOLD",
   "DECRYPT_FAILED",
+  "SECURITY_INCIDENT",
+  "AUDIT_FAILED",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -102,6 +108,7 @@ const PERMANENT = new Set<ErrorCode>([
   "FILE_NOT_FOUND",
   "INCOMPLETE_SOURCE",
   "DECRYPT_FAILED",
+  "SECURITY_INCIDENT",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

@@ -20,6 +20,8 @@ import { openStoreStage, storeStreamingData } from "./stream/store.js";
 import { selectOptimalRetryStrategy } from "./recovery/strategy.js";
 import { analyzeFailurePatterns } from "./recovery/analyze.js";
 import { classifySensitiveData } from "./security/classify-action.js";
+import { collectWithEncryption } from "./security/collect-encrypted.js";
+import { storeWithEncryption } from "./security/store-encrypted.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -49,6 +51,8 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-fetch-retry/analyze_failure_patterns": analyzeFailurePatterns,
   // Secure API
   "data-security/classify_sensitive_data": classifySensitiveData,
+  "data-collector/collect_with_encryption": collectWithEncryption,
+  "data-security/store_with_encryption": storeWithEncryption,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */
