@@ -25,6 +25,7 @@
  * one `data.store` with the counts; a failed audit write fails the step before any row is stored.
  */
 import { openDestination, type Destination } from "../../connectors/destinations/index.js";
+import { rowKeyText } from "../../connectors/destinations/table-cells.js";
 import { encryptCell } from "../../crypto/cells.js";
 import { loadKeyring, type Keyring } from "../../crypto/keyring.js";
 import { blindIndex, compactId, maskTail } from "../../crypto/tokens.js";
@@ -144,7 +145,7 @@ export async function storeWithEncryption(input: StoreEncryptedInput, ctx: Actio
         });
         continue;
       }
-      const keyText = key.length === 1 ? stored1(protect, record, key[0]!) : JSON.stringify(key.map((k) => stored1(protect, record, k)));
+      const keyText = rowKeyText(key.map((k) => stored1(protect, record, k)));
       batch.push(protect(record, keyText, false) as TypedRow);
       if (batch.length >= BATCH) await flush();
     }
