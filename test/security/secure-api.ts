@@ -138,6 +138,8 @@ export interface ApiOptions {
   swapCertAt?: number;
   /** From this page on, allow TLS 1.2 at most. */
   downgradeAt?: number;
+  /** Answer the first request with HTTP 500 and a body that quotes the bearer token (as careless APIs do). */
+  failFirst?: boolean;
 }
 
 export interface Api {
@@ -155,6 +157,10 @@ export async function startApi(certs: Certs, opts: ApiOptions): Promise<Api> {
     const u = new URL(req.url ?? "/", "https://127.0.0.1");
     if (req.headers.authorization !== `Bearer ${opts.token}`) {
       res.writeHead(401, { "content-type": "application/json" }).end('{"error":"unauthorized"}');
+      return;
+    }
+    if (opts.failFirst && state.requests === 1) {
+      res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: `backend down; your token ${opts.token} was logged` }));
       return;
     }
     const page = Number(u.searchParams.get("page") ?? 1);

@@ -13,6 +13,8 @@
  *   free text keeps its words, its sensitive spans masked (policy.ts maskText);
  * - `drop`: the column is not stored; `allow`: stored as it is.
  * A column the classification does not list (it appeared after the sample) is encrypted: fail closed.
+ * A column allowed in clear whose sample held card numbers (the `card_outside_card_column` event)
+ * has those numbers masked to their last four digits.
  *
  * Every protected value is text, so every column is a text column (typed datasets keep the types
  * of their allowed columns). The rows go through the batch destinations (connectors/destinations),
@@ -61,6 +63,8 @@ interface Protection {
   name: string;
   class: ColumnClass | "unclassified";
   rule: ResolvedRule;
+  /** Card numbers were found in the column's sample although its class is another: masked even where the rule allows the column. */
+  cards?: boolean;
 }
 
 export async function storeWithEncryption(input: StoreEncryptedInput, ctx: ActionContext): Promise<Outputs> {
@@ -73,7 +77,12 @@ export async function storeWithEncryption(input: StoreEncryptedInput, ctx: Actio
       { retryable: false },
     );
   const ring = loadKeyring(input.key);
-  const protections = new Map<string, Protection>(doc.columns.map((c) => [c.name, { name: c.name, class: c.class, rule: c.rule }]));
+  const protections = new Map<string, Protection>(
+    doc.columns.map((c) => [
+      c.name,
+      { name: c.name, class: c.class, rule: c.rule, ...(c.contains?.some((k) => k.class === "card_number") ? { cards: true } : {}) },
+    ]),
+  );
   for (const name of input.encryptColumns ?? []) {
     const p = protections.get(name);
     protections.set(name, { name, class: p?.class ?? "unclassified", rule: { action: "encrypt", from: "column" } });
@@ -223,7 +232,8 @@ function protector(ring: Keyring, table: string, protections: Map<string, Protec
       const place = { table: quarantined ? `${table}_quarantine` : table, column: name, key: keyText };
       switch (rule.action) {
         case "allow":
-          row[name] = value;
+          // A card number in an allowed column (a note that quotes one) is masked all the same: PCI DSS 3.4.1.
+          row[name] = p.cards && p.class !== "card_number" ? maskText(value, ["card_number"], { keepLast: 4, region }) : value;
           break;
         case "encrypt":
           row[name] = encryptCell(ring, place, value);
