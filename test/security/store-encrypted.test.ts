@@ -6,7 +6,9 @@
  * mid-way and run again ending with every cell on the new version; `sluice keys retire` refused
  * while a cell uses the version and allowed once none does.
  */
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { PG_URL, dropSchema } from "../stores.js";
 import Database from "better-sqlite3";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
@@ -20,16 +22,25 @@ import { sluice, sluiceAsync, waitForStderr } from "../cli/cli-helpers.js";
 import { accounts, makeCerts, startApi, type Account, type Certs } from "./secure-api.js";
 
 const dir = scratch();
+const SCHEMA = `sluice_cells_${process.pid}_${Date.now().toString(36)}`;
 let certs: Certs;
 const TOKEN = `tok-${randomBytes(12).toString("hex")}`;
 
-beforeAll(() => {
+beforeAll(async () => {
   certs = makeCerts(dir("sluice-certs-"));
   process.env.SLUICE_TEST_STORE_TOKEN = TOKEN;
+  const c = new pg.Client(PG_URL);
+  await c.connect();
+  await c.query(`CREATE SCHEMA "${SCHEMA}"`);
+  await c.end();
 });
+afterAll(() => dropSchema(SCHEMA));
 
 /** A home (cwd with .sluice), a keyring file in it, and a table `accounts` loaded through the three steps. */
-async function loaded(n: number): Promise<{ cwd: string; keyring: string; db: string; records: Account[]; audit: ReturnType<typeof memoryAudit> }> {
+async function loaded(
+  n: number,
+  destination?: string,
+): Promise<{ cwd: string; keyring: string; db: string; records: Account[]; audit: ReturnType<typeof memoryAudit> }> {
   const cwd = dir("sluice-store-");
   const keyring = join(cwd, "keyring.json");
   initKeyringFile(keyring);
@@ -45,7 +56,7 @@ async function loaded(n: number): Promise<{ cwd: string; keyring: string; db: st
     const k = await classifySensitiveData({ dataset: c.dataset as string }, actionContext({ artifactsDir, step: "classify" }));
     const db = join(cwd, "dest.db");
     const out = await storeWithEncryption(
-      { dataset: k.dataset as string, destination: `sqlite:${db}`, table: "accounts", key: keyring },
+      { dataset: k.dataset as string, destination: destination ?? `sqlite:${db}`, table: destination ? `${SCHEMA}.accounts` : "accounts", key: keyring },
       actionContext({ artifactsDir, step: "store", audit }),
     );
     expect(out).toMatchObject({ rowsIn: n, rowsStored: n, rowsQuarantined: 0, balanced: true, key: ["id"] });
@@ -162,5 +173,27 @@ describe("store_with_encryption", () => {
     expect(events).toEqual(
       expect.arrayContaining(["key.rotate:success", "key.retire:failure", "key.rewrap:success", "key.retire:success", "data.decrypt:success"]),
     );
+  }, 60_000);
+
+  it("on PostgreSQL: decrypt, a swapped cell refused, rewrap and retire", async () => {
+    const { cwd, keyring, records } = await loaded(15, PG_URL);
+    const table = `${SCHEMA}.accounts`;
+    const dest = ["--destination", PG_URL, "--table", table, "--keyring", keyring];
+    const one = sluice(["decrypt", ...dest, "--where", "id=A0007"], { cwd });
+    expect(one.stderr).toBe("");
+    expect(JSON.parse(one.stdout)).toMatchObject({ id: "A0007", iban: records[6]!.iban, name: records[6]!.name });
+    expect(sluice(["keys", "rotate", "--keyring", keyring], { cwd }).code).toBe(0);
+    const rewrap = sluice(["keys", "rewrap", ...dest, "--batch", "4"], { cwd });
+    expect(rewrap.stdout).toMatch(/^table .*accounts: \d+ cells rewrapped to key default version 2/);
+    const retire = sluice(["keys", "retire", "default:1", "--destination", PG_URL, "--table", table, "--keyring", keyring], { cwd });
+    expect(retire.stderr).toBe("");
+    expect(JSON.parse(sluice(["decrypt", ...dest, "--where", "id=A0015"], { cwd }).stdout).iban).toBe(records[14]!.iban);
+    const c = new pg.Client(PG_URL);
+    await c.connect();
+    await c.query(`update "${SCHEMA}".accounts set name = (select name from "${SCHEMA}".accounts where id = 'A0002') where id = 'A0001'`);
+    await c.end();
+    const bad = sluice(["decrypt", ...dest, "--where", "id=A0001"], { cwd });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/accounts\.name does not authenticate/);
   }, 60_000);
 });
