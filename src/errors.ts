@@ -38,6 +38,10 @@ export type ErrorCode =
   | "DECRYPT_FAILED"
   | "NO_USABLE_SOURCE"
   | "GAPS_REMAIN"
+  // Collection stopped by security monitoring (a redirect, a certificate change, a TLS downgrade): never retried.
+  | "SECURITY_INCIDENT"
+  // An audit entry could not be written: the step fails closed.
+  | "AUDIT_FAILED"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -74,6 +78,8 @@ export const ERROR_CODES = [
   "DECRYPT_FAILED",
   "NO_USABLE_SOURCE",
   "GAPS_REMAIN",
+  "SECURITY_INCIDENT",
+  "AUDIT_FAILED",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -107,6 +113,7 @@ const PERMANENT = new Set<ErrorCode>([
   "INCOMPLETE_SOURCE",
   "DECRYPT_FAILED",
   "GAPS_REMAIN",
+  "SECURITY_INCIDENT",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { SluiceError } from "../src/errors.js";
 import { createRegistry, type ActionRegistry } from "../src/actions/registry.js";
-import { defineAction, type ActionContext, type ActionDefinition, type SharedState } from "../src/actions/types.js";
+import { defineAction, type ActionContext, type ActionDefinition, type AuditRecord, type AuditTrail, type SharedState } from "../src/actions/types.js";
 import { builtinRegistry } from "../src/actions/builtin.js";
 import { createRun, executeRun, type createLimiter, type EngineEvent } from "../src/engine/index.js";
 import { loadWorkflowText } from "../src/spec/load.js";
@@ -194,6 +194,18 @@ export function memoryState(): SharedState {
   };
 }
 
+/** An audit trail in memory (for unit tests of actions): the entries appended, in order; `fail` makes every write throw. */
+export function memoryAudit(opts: { fail?: boolean } = {}): AuditTrail & { entries: AuditRecord[] } {
+  const entries: AuditRecord[] = [];
+  return {
+    entries,
+    async append(e) {
+      if (opts.fail) throw new SluiceError("AUDIT_FAILED", `the audit entry ${e.event} could not be written: the test trail refuses writes`);
+      entries.push(structuredClone(e));
+    },
+  };
+}
+
 /**
  * A context for calling an action function directly (unit tests of actions): quiet log, no
  * ledger memory, events refused; `over` replaces any of it.
@@ -216,6 +228,7 @@ export function actionContext(over: Partial<ActionContext> & { artifactsDir: str
     publish: async () => {
       throw new SluiceError("NOT_IMPLEMENTED", "this test context publishes no events");
     },
+    audit: memoryAudit(),
     ...over,
   };
 }

@@ -31,7 +31,8 @@ export const LAYERS = [
       "json-log.ts  JSON log lines with each key once (run's JSON lines, the service logger)",
       "remote.ts  apply, rollback, emit: through the API, else on the store",
       "status.ts  runs, status · recovery-status.ts  a recovery run's decision, gaps, conflicts",
-      "audit.ts  audit verify / checkpoint / list · keys.ts  keys init / rotate / list",
+      "audit.ts  audit verify / checkpoint / list · keys.ts  keys init / rotate / list / rewrap / retire",
+      "decrypt.ts  sluice decrypt: field-encrypted rows in clear, each read audited",
     ],
   },
   {
@@ -99,6 +100,7 @@ export const LAYERS = [
       "orphans.ts  stop programs a dead owner left running",
       "usage.ts  an in-process attempt's CPU, memory, I/O",
       "history.ts  the store as actions see it: past runs, shared state",
+      "audit.ts  ctx.audit (fail closed) and the signed checkpoint at a run's end",
       "backoff.ts  retry policy + decision · limiter.ts · start.ts · detail.ts",
     ],
   },
@@ -127,6 +129,8 @@ export const LAYERS = [
       "           gaps (the gap ledger) · destination-keys · source-records · merge-records",
       "security/  detectors (checksums) · hints (column names) · classify (Wilson bound)",
       "           policy · sample · classification · classify-action   PII classification",
+      "           collect-encrypted (collect_with_encryption: sealed pages, TLS monitoring)",
+      "           store-encrypted (store_with_encryption: cells, tokens, masks)",
     ],
   },
   {
@@ -142,6 +146,7 @@ export const LAYERS = [
       "          kafka, http-push (brokers)",
       "destinations/  sqlite, postgres",
       "               (+ pg-binary), file",
+      "               table-cells (decrypt, rewrap)",
     ],
   },
   {

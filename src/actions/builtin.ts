@@ -23,6 +23,8 @@ import { classifySensitiveData } from "./security/classify-action.js";
 import { discoverFallbackSources } from "./recovery/fallbacks.js";
 import { reconstructFromMultipleSources } from "./recovery/reconstruct.js";
 import { validateAndStoreRecoveredData } from "./recovery/store-recovered.js";
+import { collectWithEncryption } from "./security/collect-encrypted.js";
+import { storeWithEncryption } from "./security/store-encrypted.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -56,6 +58,8 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-scheduler/discover_fallback_sources": discoverFallbackSources,
   "data-collector/reconstruct_from_multiple_sources": reconstructFromMultipleSources,
   "data-merger/validate_and_store_recovered_data": validateAndStoreRecoveredData,
+  "data-collector/collect_with_encryption": collectWithEncryption,
+  "data-security/store_with_encryption": storeWithEncryption,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */

@@ -100,6 +100,22 @@ export interface RunHistory {
   run(id: string): Promise<PastRun | undefined>;
 }
 
+/** What an action records in the audit trail; the engine adds who, where, when, the run and the step. */
+export interface AuditRecord {
+  /** Dotted: `data.store`, `policy.decision`, `security.incident`. */
+  event: string;
+  outcome: "success" | "failure";
+  /** The object affected: `table:accounts.card`, `source:https://…`, `dataset:…`. */
+  resource: string;
+  /** Counts, classes, reasons — never a secret or a personal value. */
+  details?: Record<string, unknown>;
+}
+
+/** The tamper-evident audit trail (hash-chained, checkpointed per run). A failed write throws: the step fails closed. */
+export interface AuditTrail {
+  append(entry: AuditRecord): Promise<void>;
+}
+
 export interface ActionContext {
   runId: string;
   workflow: string;
@@ -123,6 +139,8 @@ export interface ActionContext {
   progress(update: ProgressUpdate): void;
   /** Publish a platform event: stored, and every workflow triggered by it is queued. */
   publish: PublishEvent;
+  /** The audit trail (see AuditTrail). */
+  audit: AuditTrail;
 }
 
 /** Emit an event on behalf of a run (`base-event-coordinator/publish_event`, platform events). */

@@ -15,11 +15,12 @@ import { loadOrCreateSigningKey, loadPublicKey, PUBLIC_KEY_FILE, type AuditSigne
 import { SluiceError } from "../errors.js";
 import type { AuditStore } from "../store/types.js";
 import { withStore } from "./context.js";
+import { auditKeyDir } from "../engine/audit.js";
 
 const PAGE = 10_000;
 
-/** Where this home keeps its checkpoint signing key. */
-export const auditKeyDir = (home: string) => join(home, "audit");
+/** Where this home keeps its checkpoint signing key (the engine signs run checkpoints with it too). */
+export { auditKeyDir };
 
 /** Who and where for entries the CLI writes: the OS user, `cli@host`. */
 export function cliIdentity(): Pick<AuditEvent, "actor" | "origin"> {

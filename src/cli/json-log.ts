@@ -13,6 +13,7 @@
  * (Child loggers would bring pino's unmerged bindings back: none is made from these loggers.)
  */
 import { pino, type DestinationStream, type Logger } from "pino";
+import { maskSecrets } from "../crypto/masker.js";
 
 const RESERVED = ["level", "time"] as const;
 
@@ -44,7 +45,8 @@ export function jsonLogger(base: Record<string, unknown>, opts: { level?: string
         },
       },
     },
-    opts.destination,
+    // Every line passes the process-wide secret masker on its way out (crypto/masker.ts).
+    { write: (line: string) => opts.destination.write(maskSecrets(line)) },
   );
 }
 

@@ -298,6 +298,38 @@ function buildProgram(): Command {
     .action(async (o) => {
       process.exitCode = await (await import("./keys.js")).keysListCommand(o);
     });
+  keys
+    .command("rewrap")
+    .description("re-encrypt every encrypted cell of a table under the current key version, in batches; resumable (run it again after a kill)")
+    .addOption(keyringOption())
+    .requiredOption("--destination <spec>", "sqlite:PATH, postgres:// URL, or env:/file: reference to one")
+    .requiredOption("--table <name>", "the table store_with_encryption wrote")
+    .option("--batch <rows>", "rows per transaction (default 500)")
+    .option("--pause <ms>", "wait between batches, to spare a busy database (default 0)")
+    .action(async (o) => {
+      process.exitCode = await (await import("./keys.js")).keysRewrapCommand(o);
+    });
+  keys
+    .command("retire <id:version>")
+    .description("drop a key version from the keyring; refused while any encrypted cell still uses it")
+    .addOption(keyringOption())
+    .requiredOption("--destination <spec>", "the destination whose tables are scanned for cells under the version")
+    .option("--table <name>", "scan only this table (default: every table)")
+    .action(async (version: string, o) => {
+      process.exitCode = await (await import("./keys.js")).keysRetireCommand(o, version);
+    });
+
+  program
+    .command("decrypt")
+    .description("print rows of a table stored with field-level encryption, its cells in clear (JSON lines); every read is audited")
+    .requiredOption("--destination <spec>", "sqlite:PATH, postgres:// URL, or env:/file: reference to one")
+    .requiredOption("--table <name>", "the table store_with_encryption wrote")
+    .option("--where <column=value>", "only rows whose column has this value")
+    .option("--keyring <spec>", "the keyring: a file, or env:NAME / file:PATH holding one key (default $SLUICE_KEYRING or $SLUICE_HOME/keyring.json)")
+    .option("--limit <rows>", "most rows printed (default 1000)")
+    .action(async (o) => {
+      process.exitCode = await (await import("./decrypt.js")).decryptCommand(o);
+    });
 
   return program;
 }

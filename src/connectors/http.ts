@@ -30,7 +30,8 @@
  * - TLS verification is always on. `caFile` adds a private CA to the trusted roots.
  */
 import { readFile } from "node:fs/promises";
-import { rootCertificates } from "node:tls";
+import { connect as netConnect, isIP, type Socket } from "node:net";
+import { connect as tlsConnect, rootCertificates } from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SluiceError } from "../errors.js";
 import { redact, resolveSecret, safeUrl, type ResolveSecretOptions } from "./secrets.js";
@@ -69,6 +70,24 @@ export interface HttpSourceConfig {
   maxRetryAfterMs?: number;
   /** PEM file of a private CA to trust in addition to the public roots. */
   caFile?: string;
+  /**
+   * Record the TLS connection behind each page (`HttpPage.tls`: protocol, cipher, certificate
+   * fingerprint), for security monitoring that compares pages (collect_with_encryption).
+   */
+  observeTls?: boolean;
+  /** `refuse`: any redirect fails the request with SECURITY_INCIDENT instead of being followed. Default `follow`. */
+  redirects?: "follow" | "refuse";
+}
+
+/** The TLS connection a page came over (see `observeTls`). */
+export interface TlsPeer {
+  /** `TLSv1.3`, `TLSv1.2` … */
+  protocol: string | null;
+  cipher: string | null;
+  /** SHA-256 fingerprint of the server certificate, colon-separated hex as Node writes it. */
+  fingerprint256: string | null;
+  /** The certificate's notAfter date, as the certificate states it. */
+  validTo: string | null;
 }
 
 export interface HttpCallOptions extends ResolveSecretOptions {
@@ -108,6 +127,8 @@ export interface HttpPage {
    * the API still had a next page: the caller must report that pages were left unread.
    */
   pagesLeft?: boolean;
+  /** With `observeTls`: the connection the page came over (requests of a walk are sequential, so it is the newest one). */
+  tls?: TlsPeer;
 }
 
 export interface HttpProbeResult {
@@ -132,6 +153,8 @@ interface Session {
   secrets: string[];
   dispatcher: RequestInit["dispatcher"];
   signal: AbortSignal | undefined;
+  /** With `observeTls`: the newest TLS connection this session opened. */
+  peer?: TlsPeer;
 }
 
 /**
@@ -160,6 +183,7 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
       try {
         ({ response, finalUrl } = await request(session, url));
         page = await readPage(session, response, finalUrl, count);
+        if (session.peer) page.tls = { ...session.peer };
       } catch (err) {
         throw onPage(err, count, url);
       }
@@ -309,8 +333,10 @@ async function openSession(config: HttpSourceConfig, opts: HttpCallOptions): Pro
     throw new SluiceError("BAD_CONFIG", `auth.type ${JSON.stringify((auth as { type?: unknown }).type)} is not one of bearer, basic, apiKey.`);
   }
   validatePagination(config);
-  const dispatcher = config.caFile ? await caDispatcher(config.caFile) : undefined;
-  return { config, origin: url.origin, authHeaders, secrets, dispatcher, signal: opts.signal };
+  const session: Session = { config, origin: url.origin, authHeaders, secrets, dispatcher: undefined, signal: opts.signal };
+  if (config.observeTls) session.dispatcher = await observingDispatcher(config.caFile, (peer) => (session.peer = peer));
+  else if (config.caFile) session.dispatcher = await caDispatcher(config.caFile);
+  return session;
 }
 
 async function closeSession(session: Session): Promise<void> {
@@ -611,6 +637,17 @@ async function send(session: Session, start: URL): Promise<Sent> {
     const location = response.headers.get("location");
     await discard(response);
     if (!location) return { response, finalUrl: url, latencyMs };
+    if (config.redirects === "refuse") {
+      const to = safeUrl(new URL(location, url));
+      throw new SluiceError(
+        "SECURITY_INCIDENT",
+        `HTTP source ${safeUrl(url)} answered with a redirect (HTTP ${response.status}) to ${to}, and redirects are refused for this source.`,
+        {
+          retryable: false,
+          details: { kind: "redirect", status: response.status, url: safeUrl(url), location: to },
+        },
+      );
+    }
     if (hop >= MAX_REDIRECTS) {
       throw new SluiceError("BAD_CONFIG", `HTTP source ${safeUrl(start)} redirected more than ${MAX_REDIRECTS} times; point url at the final location.`);
     }
@@ -901,6 +938,52 @@ function cancelled(url: URL): SluiceError {
  * is the bundled Agent class. The first fetch creates it; a `data:` fetch does so without I/O.
  */
 async function caDispatcher(caFile: string): Promise<RequestInit["dispatcher"]> {
+  const ca = await readCa(caFile);
+  const Agent = await bundledAgent();
+  return new Agent({ connect: { ca: [...rootCertificates, ca] } }) as RequestInit["dispatcher"];
+}
+
+/**
+ * A dispatcher whose connections are opened here (undici's custom `connect`), so the TLS socket
+ * of each one is seen: `onPeer` gets its protocol, cipher and certificate before the request is
+ * sent. Verification is Node's own (tls.connect: chain, host name), as for every other request.
+ */
+async function observingDispatcher(caFile: string | undefined, onPeer: (peer: TlsPeer) => void): Promise<RequestInit["dispatcher"]> {
+  const ca = caFile ? [...rootCertificates, await readCa(caFile)] : undefined;
+  const Agent = await bundledAgent();
+  type Done = (err: Error | null, socket: Socket | null) => void;
+  const connect = (o: { hostname: string; port: string; protocol: string; servername?: string }, done: Done) => {
+    const port = Number(o.port) || (o.protocol === "https:" ? 443 : 80);
+    let settled = false;
+    const finish = (err: Error | null, socket: Socket | null) => {
+      if (settled) return;
+      settled = true;
+      done(err, socket);
+    };
+    if (o.protocol !== "https:") {
+      const socket = netConnect({ host: o.hostname, port });
+      socket.once("connect", () => finish(null, socket)).once("error", (e) => finish(e, null));
+      return;
+    }
+    const servername = o.servername || (isIP(o.hostname) ? undefined : o.hostname);
+    const socket = tlsConnect({ host: o.hostname, port, ...(servername ? { servername } : {}), ...(ca ? { ca } : {}), ALPNProtocols: ["http/1.1"] });
+    socket
+      .once("secureConnect", () => {
+        const cert = socket.getPeerCertificate();
+        onPeer({
+          protocol: socket.getProtocol() ?? null,
+          cipher: socket.getCipher()?.name ?? null,
+          fingerprint256: cert?.fingerprint256 ?? null,
+          validTo: cert?.valid_to ?? null,
+        });
+        finish(null, socket);
+      })
+      .once("error", (e) => finish(e, null));
+  };
+  return new Agent({ connect }) as RequestInit["dispatcher"];
+}
+
+async function readCa(caFile: string): Promise<string> {
   let ca: string;
   try {
     ca = await readFile(caFile, "utf8");
@@ -910,15 +993,23 @@ async function caDispatcher(caFile: string): Promise<RequestInit["dispatcher"]> 
   if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
     throw new SluiceError("BAD_CONFIG", `caFile ${caFile} does not contain a PEM certificate.`);
   }
+  return ca;
+}
+
+/** The Agent class of Node's bundled undici (see caDispatcher). */
+async function bundledAgent(): Promise<new (opts: unknown) => unknown> {
   const key = Symbol.for("undici.globalDispatcher.1");
   const g = globalThis as unknown as Record<symbol, unknown>;
   if (g[key] === undefined) await fetch("data:,");
   const current = g[key] as { constructor?: new (opts: unknown) => unknown } | undefined;
   const Agent = current?.constructor;
   if (typeof Agent !== "function" || Agent.name !== "Agent") {
-    throw new SluiceError("BAD_CONFIG", `caFile is not supported on this Node.js version (${process.version}); set NODE_EXTRA_CA_CERTS=${caFile} instead.`);
+    throw new SluiceError(
+      "BAD_CONFIG",
+      `a private CA and TLS monitoring are not supported on this Node.js version (${process.version}); set NODE_EXTRA_CA_CERTS instead.`,
+    );
   }
-  return new Agent({ connect: { ca: [...rootCertificates, ca] } }) as RequestInit["dispatcher"];
+  return Agent;
 }
 
 async function discard(response: Response): Promise<void> {

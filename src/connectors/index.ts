@@ -59,7 +59,7 @@ export function parseSourceUrl(source: string): SourceDescriptor {
 }
 
 export { fetchPages, probeHttp, parseLinkHeader, parseRetryAfter, getPath } from "./http.js";
-export type { HttpAuth, HttpPagination, HttpSourceConfig, HttpCallOptions, HttpPage, HttpProbeResult, HttpResume } from "./http.js";
+export type { HttpAuth, HttpPagination, HttpSourceConfig, HttpCallOptions, HttpPage, HttpProbeResult, HttpResume, TlsPeer } from "./http.js";
 export { readPostgres, probePostgres, quoteTableName, toJsonSafe, pgTimestampToIso } from "./postgres.js";
 export type { PostgresSourceConfig, PostgresCallOptions, PostgresProbeResult, PgRow } from "./postgres.js";
 export { listFiles, waitForStable, sha256File, isInProgressName, isGlob, globToRegExp } from "./files.js";

@@ -9,6 +9,7 @@
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
 import { SluiceError } from "../errors.js";
+import { registerSecret } from "../crypto/masker.js";
 
 export type SecretRef = `env:${string}` | `file:${string}`;
 
@@ -45,6 +46,8 @@ export async function resolveSecret(ref: string, field: string, opts: ResolveSec
         details: { field, variable: name },
       });
     }
+    // Every value resolved here is masked wherever this process writes text (crypto/masker.ts).
+    registerSecret(value);
     return value;
   }
   const path = resolvePath(opts.baseDir ?? process.cwd(), ref.slice(5));
@@ -68,6 +71,7 @@ export async function resolveSecret(ref: string, field: string, opts: ResolveSec
   if (value === "") {
     throw new SluiceError("BAD_CONFIG", `${field} refers to secret file ${path}, which is empty.`, { details: { field, path } });
   }
+  registerSecret(value);
   return value;
 }
 

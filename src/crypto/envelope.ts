@@ -214,6 +214,8 @@ export function openDecrypted(path: string, ring: Keyring, opts: DecryptOptions 
   const out = decryptStream(ring, opts);
   const src = createReadStream(path);
   src.on("error", (err) => out.destroy(err));
+  // A reader that stops early (a sample of the first rows) closes the file too.
+  out.on("close", () => src.destroy());
   return src.pipe(out);
 }
 

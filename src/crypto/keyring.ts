@@ -21,6 +21,7 @@ import { readFileSync, renameSync, writeFileSync, existsSync, mkdirSync } from "
 import { dirname, resolve as resolvePath } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { SluiceError } from "../errors.js";
+import { registerSecret } from "./masker.js";
 
 export const KEY_BYTES = 32;
 const FORMAT = "sluice-keyring/1";
@@ -211,6 +212,8 @@ export async function retire(ring: Keyring, ref: KeyRef, stillUsed: (ref: KeyRef
 }
 
 function singleKeyring(key: Buffer, source: string): Keyring {
+  // The key's text forms (as a variable or file held it) are masked in everything this process writes.
+  registerSecret(key.toString("base64"), key.toString("hex"), key.toString("base64url"));
   return { current: { id: "default", version: 1 }, keys: [{ id: "default", version: 1, key, createdAt: "" }], source };
 }
 

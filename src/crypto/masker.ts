@@ -94,3 +94,22 @@ function buildPattern(values: Set<string>, minLength: number): RegExp {
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
+
+/**
+ * The process-wide masker: every secret value this process resolves (connectors/secrets.ts
+ * resolveSecret, keys loaded from `env:`/`file:` references) is registered here, and every path
+ * text leaves the process by — attempt logs, the CLI's JSON log lines, error messages the store
+ * keeps, API error bodies, the metrics text — passes through `maskSecrets`. One masker, not one
+ * per path, so a secret registered anywhere is masked everywhere.
+ */
+const processMasker = createMasker();
+
+/** Register resolved secret values with the process-wide masker. */
+export function registerSecret(...values: (string | undefined | null)[]): void {
+  processMasker.add(...values);
+}
+
+/** `text` with every registered secret, in every encoded form, replaced by `***`. */
+export function maskSecrets(text: string): string {
+  return processMasker.mask(text);
+}

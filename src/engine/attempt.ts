@@ -11,7 +11,9 @@ import type { ActionRegistry } from "../actions/registry.js";
 import { runExec } from "../actions/exec.js";
 import { attemptLogFile } from "./attempt-log.js";
 import type { ActionContext, ActionLog, Outputs, ProgressUpdate, PublishEvent } from "../actions/types.js";
-import type { AttemptUsage, ErrorInfo, RunRecord, LedgerStore, RunStore, SharedStateStore } from "../store/types.js";
+import type { AttemptUsage, AuditStore, ErrorInfo, RunRecord, LedgerStore, RunStore, SharedStateStore } from "../store/types.js";
+import { maskSecrets } from "../crypto/masker.js";
+import { auditTrailOf } from "./audit.js";
 import { runHistoryOf, sharedStateOf } from "./history.js";
 import type { TreeUsage } from "../actions/exec.js";
 import { trackProcessUsage } from "./usage.js";
@@ -23,8 +25,10 @@ export interface AttemptInput {
   /** Aborted when the whole run stops (cancel, run timeout, detach, lost lease). */
   runSignal: AbortSignal;
   actions: ActionRegistry;
-  store: RunStore & LedgerStore & SharedStateStore;
+  store: RunStore & LedgerStore & SharedStateStore & AuditStore;
   home: string;
+  /** Called after each audit entry the action writes (the run then ends with a signed checkpoint). */
+  onAudit?: () => void;
   outputsOf(step: string): Record<string, unknown> | undefined;
   onProgress?: (update: ProgressUpdate) => void;
   /** Warnings the action logs, besides the attempt log (shown by `sluice run`, logged by services). */
@@ -78,8 +82,9 @@ export async function runStepAttempt(input: AttemptInput): Promise<AttemptResult
   } catch (err) {
     const reason = controller.signal.aborted ? controller.signal.reason : err;
     const info = toErrorInfo(reason);
-    // What the store records: the code, the sentence and the evidence the error carried.
-    const error: ErrorInfo = { code: info.code, message: info.message, ...(info.details ? { details: info.details } : {}) };
+    // What the store records: the code, the sentence and the evidence the error carried, with
+    // every secret value this process resolved masked out.
+    const error: ErrorInfo = maskedError({ code: info.code, message: info.message, ...(info.details ? { details: info.details } : {}) });
     if (controller.signal.aborted) {
       if (info.code === "TIMEOUT") return { status: "timedOut", outputs: null, error, retryable: true, usage: usage() };
       if (info.code === "INTERRUPTED" || info.code === "LEASE_LOST") return { status: "interrupted", outputs: null, error, retryable: false, usage: usage() };
@@ -183,6 +188,7 @@ export function prepareActionCall(input: AttemptInput, signal: AbortSignal, log:
     log,
     progress: input.onProgress ?? (() => undefined),
     publish: input.publish,
+    audit: auditTrailOf(input.store, run, step.name, input.onAudit),
     state: sharedStateOf(input.store),
     history: runHistoryOf(input.store),
     ledger: {
@@ -217,7 +223,16 @@ export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<
   });
 }
 
-/** Attempt log lines as JSON, in a file opened only when something is logged. */
+/** An error as the store keeps it, with registered secret values masked in its sentence and evidence. */
+function maskedError(e: ErrorInfo): ErrorInfo {
+  try {
+    return JSON.parse(maskSecrets(JSON.stringify(e))) as ErrorInfo;
+  } catch {
+    return { code: e.code, message: maskSecrets(e.message) }; // the evidence rather than a secret
+  }
+}
+
+/** Attempt log lines as JSON (secret values masked), in a file opened only when something is logged. */
 export function lazyLog(file: string): ActionLog & { close(): Promise<void> } {
   let stream: WriteStream | undefined;
   const write = (level: string, message: string, fields?: Record<string, unknown>) => {
@@ -225,7 +240,7 @@ export function lazyLog(file: string): ActionLog & { close(): Promise<void> } {
       mkdirSync(dirname(file), { recursive: true });
       stream = createWriteStream(file, { flags: "a" });
     }
-    stream.write(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields }) + "\n");
+    stream.write(maskSecrets(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields })) + "\n");
   };
   return {
     info: (m, f) => write("info", m, f),

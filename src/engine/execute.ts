@@ -33,6 +33,7 @@ import { createLimiter, type Limiter } from "./limiter.js";
 import { expressionScope, runStepAttempt } from "./attempt.js";
 import { writerFor, type TransitionWriter } from "./writer.js";
 import { outputsOf, runContinuousGroup } from "./continuous.js";
+import { closeRunAudit } from "./audit.js";
 
 export interface EngineOptions {
   store: EngineStore;
@@ -173,6 +174,8 @@ class RunDriver {
   private finished!: () => void;
   private done = new Promise<void>((r) => (this.finished = r));
   private fatal: unknown;
+  /** Some step of this run wrote an audit entry: the run ends with a signed checkpoint. */
+  private audited = false;
   private readonly writer: TransitionWriter;
   /** Step records read back on resume, for fan-out items created again from the store. */
   private stored = new Map<string, StepRecord>();
@@ -576,6 +579,7 @@ class RunDriver {
           ? (message, fields) => this.opts.onEvent!({ type: "step-warning", runId: id, step: name, attempt: n, message, ...(fields ? { fields } : {}) })
           : undefined,
         publish: this.opts.publishEvent ?? storePublisher(store),
+        onAudit: () => (this.audited = true),
         item: s.item,
         runStatus: s.final ? this.outcome?.status : undefined,
         runChild: s.def.workflow !== undefined ? (signal, scope) => this.runChild(s, signal, scope) : undefined,
@@ -890,6 +894,14 @@ class RunDriver {
       await this.settle(left, "skipped", null);
     }
 
+    // A run that wrote audit entries ends with a signed checkpoint; one that cannot be written fails the run (fail closed).
+    try {
+      await closeRunAudit(store, this.opts.home, this.run, status, this.audited);
+    } catch (err) {
+      status = "failed";
+      error = { code: "AUDIT_FAILED", message: `the run's audit checkpoint could not be written: ${(err as Error).message}` };
+      this.outcome = { status, error };
+    }
     const endedAt = new Date().toISOString();
     const final = (await store.finishRun(id, this.owner, status, endedAt, error)) ?? (await store.getRun(id))!;
     this.opts.onEvent?.({

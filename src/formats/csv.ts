@@ -85,7 +85,7 @@ export async function readCsvHeader(path: string, options: CsvReadOptions = {}):
     maxRecordChars: options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
   });
   const batch = emptyBatch();
-  const chunks = readTextChunks(path, { highWaterMark: options.highWaterMark ?? 64 * 1024, encoding: options.encoding, name });
+  const chunks = readTextChunks(path, { highWaterMark: options.highWaterMark ?? 64 * 1024, encoding: options.encoding, name, decrypt: options.decrypt });
   for await (const chunk of chunks) {
     parser.append(chunk.text, chunk.invalid);
     // A limit of one record: the parser stops soon after it has taken the header.
@@ -120,6 +120,7 @@ function readCsvText(path: string, options: CsvReadOptions, slice: TextSlice): A
     highWaterMark: options.highWaterMark,
     encoding: options.encoding,
     name,
+    decrypt: options.decrypt,
   });
   return parseCsvChunks(chunks, name, options, slice);
 }

@@ -57,6 +57,10 @@ export type ReaderOptions = CsvReadOptions & NdjsonReadOptions & JsonArrayReadOp
 /** Open a streaming reader. The format comes from `options.format` or the file's extension. */
 export function openReader(path: string, options: ReaderOptions = {}): AsyncIterable<RecordBatch> {
   const format = options.format ?? detectFormat(path);
+  if (options.decrypt && (format === "parquet" || format === "arrow"))
+    throw new SluiceError("BAD_INPUT", `${options.name ?? path} is encrypted, and ${format} files cannot be read through a decrypting stream`, {
+      retryable: false,
+    });
   switch (format) {
     case "csv":
       return readCsv(path, options);

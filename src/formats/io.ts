@@ -6,7 +6,8 @@ import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
 import { open } from "node:fs/promises";
 import { SluiceError } from "../errors.js";
 import { createDecoder, resolveEncoding, utf16ByteOrder, type DecodedChunk } from "./encoding.js";
-import { DEFAULT_HIGH_WATER_MARK } from "./types.js";
+import { DEFAULT_HIGH_WATER_MARK, type DecryptWith } from "./types.js";
+import { openDecrypted } from "../crypto/envelope.js";
 
 export type { DecodedChunk } from "./encoding.js";
 
@@ -20,6 +21,8 @@ export interface TextChunkOptions {
   encoding?: string;
   /** The input's name in errors. Default the path. */
   name?: string;
+  /** An encrypted file: its plaintext through a decrypting stream (whole files only, no ranges). */
+  decrypt?: DecryptWith;
 }
 
 /**
@@ -49,12 +52,16 @@ export async function* readTextChunks(path: string, opts: TextChunkOptions = {})
   if (opts.end !== undefined && opts.end <= start) return;
   if (encoding === "utf-16" && start > 0) encoding = utf16ByteOrder(await readHead(path, 2), name);
   const decoder = createDecoder(encoding, { offset: start, atStart: start === 0, name });
-  const stream = createReadStream(path, {
-    start,
-    // createReadStream's `end` is inclusive.
-    end: opts.end === undefined ? undefined : opts.end - 1,
-    highWaterMark: opts.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
-  });
+  if (opts.decrypt && (start !== 0 || opts.end !== undefined))
+    throw new SluiceError("BAD_INPUT", `${name} is encrypted: it is read whole, not by byte ranges`, { retryable: false });
+  const stream = opts.decrypt
+    ? openDecrypted(path, opts.decrypt.keyring, opts.decrypt.expect ? { expect: opts.decrypt.expect } : {})
+    : createReadStream(path, {
+        start,
+        // createReadStream's `end` is inclusive.
+        end: opts.end === undefined ? undefined : opts.end - 1,
+        highWaterMark: opts.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
+      });
   for await (const bytes of stream as AsyncIterable<Buffer>) {
     const chunk = decoder.push(bytes);
     if (chunk.text.length > 0) yield chunk;

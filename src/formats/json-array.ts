@@ -95,7 +95,7 @@ export async function* readJsonArray(path: string, options: JsonArrayReadOptions
   };
 
   // (The decoder has already dropped a BOM at the start of the file.)
-  for await (const chunk of readTextChunks(path, { highWaterMark: options.highWaterMark, encoding: options.encoding, name })) {
+  for await (const chunk of readTextChunks(path, { highWaterMark: options.highWaterMark, encoding: options.encoding, name, decrypt: options.decrypt })) {
     if (chunk.invalid) bad = addInvalid(invalid, chunk.invalid);
     // Drop what has been consumed, keeping the current element's text.
     const keep = elemStart !== -1 ? elemStart : i;

@@ -14,7 +14,11 @@ export interface NdjsonReadOptions extends ReadOptions {
 
 export function readNdjson(path: string, options: NdjsonReadOptions = {}): AsyncGenerator<RecordBatch> {
   const name = options.name ?? path;
-  return parseNdjsonChunks(readTextChunks(path, { highWaterMark: options.highWaterMark, encoding: options.encoding, name }), name, options);
+  return parseNdjsonChunks(
+    readTextChunks(path, { highWaterMark: options.highWaterMark, encoding: options.encoding, name, decrypt: options.decrypt }),
+    name,
+    options,
+  );
 }
 
 /**

@@ -10,6 +10,8 @@
  */
 
 /** The file formats Sluice reads and writes. `tsv` is CSV with a tab delimiter. */
+import type { Keyring } from "../crypto/keyring.js";
+import type { EnvelopeContext } from "../crypto/envelope.js";
 export type FileFormat = "csv" | "tsv" | "ndjson" | "json" | "parquet" | "arrow";
 
 /** One record that could not be parsed. Reported, never thrown, so the rest of the file goes on. */
@@ -54,6 +56,17 @@ export interface ReadOptions {
   encoding?: string;
   /** The name used for this input in errors and RecordError.file (the user's path or URL when the file read is a staged copy); default the path. */
   name?: string;
+  /**
+   * The file is in the envelope format (crypto/envelope.ts): read its plaintext through a
+   * decrypting stream, authenticated chunk by chunk, never written back to disk. Text formats only.
+   */
+  decrypt?: DecryptWith;
+}
+
+/** How to open an encrypted file: the keyring holding its KEK, and the run and dataset it must belong to. */
+export interface DecryptWith {
+  keyring: Keyring;
+  expect?: Partial<EnvelopeContext>;
 }
 
 /** What a writer reports when it is closed. */

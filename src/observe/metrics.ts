@@ -8,6 +8,7 @@
  * process) never collide in the global registry. Labels are bounded: workflow, step, status,
  * trigger and event names, never run ids.
  */
+import { maskSecrets } from "../crypto/masker.js";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { EngineEvent } from "../engine/events.js";
 import type { QueueStore, RunStatus } from "../store/types.js";
@@ -272,7 +273,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     contentType: registry.contentType,
     async render() {
       if (opts.store) await collectStore(opts.store);
-      return registry.metrics();
+      // Label values come from workflows, steps and event names: a secret that reached one is masked.
+      return maskSecrets(await registry.metrics());
     },
     observeStreamLatency(workflow, stage, ms) {
       streamLatency.observe({ workflow, stage }, ms / 1000);

@@ -11,6 +11,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
 import { SluiceError, type ErrorCode } from "../errors.js";
+import { maskSecrets } from "../crypto/masker.js";
 import type { Problem } from "../spec/load.js";
 
 /**
@@ -41,7 +42,8 @@ export function statusFor(code: ApiErrorCode): ContentfulStatusCode {
 }
 
 export function errorResponse(c: Context, status: ContentfulStatusCode, error: ErrorBody["error"], headers?: Record<string, string>): Response {
-  return c.json({ error } satisfies ErrorBody, status, headers);
+  // A secret value this process resolved never goes out in an error body (crypto/masker.ts).
+  return c.json({ error: { ...error, message: maskSecrets(error.message) } } satisfies ErrorBody, status, headers);
 }
 
 /** The app's onError: known errors keep their code and sentence; anything else is an opaque 500. */

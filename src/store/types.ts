@@ -491,8 +491,8 @@ export interface AuditStore {
   listCheckpoints(): Promise<AuditCheckpoint[]>;
 }
 
-/** What the engine needs: runs, the ledger and shared state actions use, the registry child runs resolve from, and events it publishes. */
-export type EngineStore = RunStore & LedgerStore & SharedStateStore & RegistryStore & EventStore;
+/** What the engine needs: runs, the ledger, shared state and the audit trail actions use, the registry child runs resolve from, and events it publishes. */
+export type EngineStore = RunStore & LedgerStore & SharedStateStore & RegistryStore & EventStore & AuditStore;
 
 export interface StateStore extends RunStore, QueueStore, RegistryStore, EventStore, FireStore, NamedLeaseStore, LedgerStore, SharedStateStore, AuditStore {
   readonly dialect: "sqlite" | "postgres";

@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import { SluiceError, toErrorInfo } from "../../errors.js";
-import { fetchPages, safeUrl, type HttpPagination, type HttpResume, type HttpSourceConfig } from "../../connectors/index.js";
+import { fetchPages, safeUrl, type HttpPage, type HttpPagination, type HttpResume, type HttpSourceConfig } from "../../connectors/index.js";
 import type { FileFormat } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import type { PageManifest } from "../recovery/contract.js";
@@ -36,14 +36,36 @@ export interface HttpCollectInput {
   maxRetryAfterMs?: number;
 }
 
+/**
+ * What collect_with_encryption adds to the walk: page files sealed before they touch the disk,
+ * a check of every page before it is stored (security monitoring), and source settings
+ * (TLS observation, redirects refused, a private CA).
+ */
+export interface SecureWalk {
+  seal(plain: Buffer): Promise<Buffer>;
+  /** Set on every part of the dataset, so readers decrypt it. */
+  encrypted: NonNullable<DatasetPart["encrypted"]>;
+  /** Throws to stop the walk; the page it was given is not stored. */
+  check(page: HttpPage): Promise<void>;
+  config: Pick<HttpSourceConfig, "observeTls" | "redirects" | "caFile">;
+}
+
 export interface HttpCollection {
   parts: DatasetPart[];
   pagesLeft: boolean;
   outputs: Outputs;
 }
 
-export async function collectHttp(url: string, display: string, input: HttpCollectInput, dir: string, ctx: ActionContext): Promise<HttpCollection> {
+export async function collectHttp(
+  url: string,
+  display: string,
+  input: HttpCollectInput,
+  dir: string,
+  ctx: ActionContext,
+  secure?: SecureWalk,
+): Promise<HttpCollection> {
   const config: HttpSourceConfig = {
+    ...secure?.config,
     url,
     auth: httpAuth(input.auth),
     recordsPath: input.recordsPath,
@@ -55,7 +77,15 @@ export async function collectHttp(url: string, display: string, input: HttpColle
     ...(input.maxRetryAfterMs !== undefined ? { maxRetryAfterMs: input.maxRetryAfterMs } : {}),
   };
   // What decides which pages come back: a checkpoint of another walk is not resumed.
-  const fingerprint = walkFingerprint({ url, recordsPath: input.recordsPath, pagination: input.pagination, format: input.format, csv: input.csv });
+  // (An encrypted walk never resumes a plaintext checkpoint, nor the other way round.)
+  const fingerprint = walkFingerprint({
+    url,
+    recordsPath: input.recordsPath,
+    pagination: input.pagination,
+    format: input.format,
+    csv: input.csv,
+    ...(secure ? { encrypted: true } : {}),
+  });
   const cp = await openCheckpoint(checkpointDir(ctx.artifactsDir, ctx.step), display, fingerprint);
   if (cp.discarded) ctx.log.warn("page checkpoint discarded", { reason: cp.discarded, checkpoint: cp.dir });
 
@@ -72,13 +102,15 @@ export async function collectHttp(url: string, display: string, input: HttpColle
   try {
     if (!cp.done) {
       for await (const p of fetchPages(config, { signal: ctx.signal, ...(resume ? { resume } : {}) })) {
+        if (secure) await secure.check(p);
         if (p.pagesLeft) pagesLeft = true;
         const base = { page: p.page, url: p.url, ...(p.next !== undefined ? { next: p.next } : {}), ...(p.pagesLeft ? { pagesLeft: true } : {}) };
         if (p.records) {
           key ??= guessKey(p.records[0]);
           const first = keyValue(p.records[0], key);
           const lastKey = keyValue(p.records.at(-1), key);
-          const content = p.records.map((r) => JSON.stringify(r) + "\n").join("");
+          const text = p.records.map((r) => JSON.stringify(r) + "\n").join("");
+          const content = secure ? await secure.seal(Buffer.from(text, "utf8")) : text;
           await storePage(
             cp,
             {
@@ -92,7 +124,7 @@ export async function collectHttp(url: string, display: string, input: HttpColle
           );
           rows += p.records.length;
         } else {
-          await storePage(cp, { ...base, format: "csv" }, p.text ?? "");
+          await storePage(cp, { ...base, format: "csv" }, secure ? await secure.seal(Buffer.from(p.text ?? "", "utf8")) : (p.text ?? ""));
         }
         fetched++;
         ctx.progress({ rows, files: p.page });
@@ -115,6 +147,7 @@ export async function collectHttp(url: string, display: string, input: HttpColle
       bytes: p.bytes,
       ...(p.rows !== undefined ? { rows: p.rows } : {}),
       ...(p.format === "csv" && input.csv ? { csv: input.csv } : {}),
+      ...(secure ? { encrypted: secure.encrypted } : {}),
     });
   }
   if (pagesLeft) ctx.log.warn("pages were left unread: the API had more pages after maxPages (onMaxPages: stop)", { source: display, pages: cp.pages.length });

@@ -14,6 +14,9 @@ import { SluiceError } from "../../errors.js";
 import type { FileFormat } from "../../formats/types.js";
 import type { ActionContext } from "../types.js";
 import type { Column, QuarantinedRecord } from "./model.js";
+import { loadKeyring, type Keyring } from "../../crypto/keyring.js";
+import type { EnvelopeContext } from "../../crypto/envelope.js";
+import type { DecryptWith } from "../../formats/types.js";
 
 export const DATASET_KIND = "sluice.dev/dataset-v1";
 
@@ -35,6 +38,20 @@ export interface DatasetPart {
   csv?: { delimiter?: string; quote?: string; header?: boolean; columns?: string[]; encoding?: string };
   /** Reading options for raw parts beyond the CSV dialect (the text encoding). */
   read?: { encoding?: string };
+  /**
+   * The file is in the envelope format (crypto/envelope.ts): readers open it through a
+   * decrypting stream (`partDecryption`), and its plaintext never touches the disk.
+   */
+  encrypted?: EncryptedPart;
+}
+
+/** How a part was encrypted: the KEK's id and version, where the keyring is (a reference, never a key), the data key's context. */
+export interface EncryptedPart {
+  keyId: string;
+  version: number;
+  /** The step's `key`: a keyring file, or an `env:` / `file:` reference. */
+  keyring: string;
+  context: EnvelopeContext;
 }
 
 /** Record counts from the source to here; `rowsIn = rowsOut + rowsQuarantined + rowsDuplicate`. */
@@ -174,4 +191,16 @@ export async function readExclusions(ds: Dataset): Promise<Map<string, Set<numbe
   if (!ds.exclude) return new Map();
   const data = JSON.parse(await readFile(ds.exclude, "utf8")) as Exclusions;
   return new Map(Object.entries(data).map(([part, lines]) => [part, new Set(lines)]));
+}
+
+/** Keyrings by reference, loaded once per process: every page of a dataset names the same one. */
+const keyrings = new Map<string, Keyring>();
+
+/** The reader option that decrypts an encrypted part (undefined for a plain one). */
+export function partDecryption(part: Pick<DatasetPart, "encrypted">): DecryptWith | undefined {
+  const e = part.encrypted;
+  if (!e) return undefined;
+  let ring = keyrings.get(e.keyring);
+  if (!ring) keyrings.set(e.keyring, (ring = loadKeyring(e.keyring)));
+  return { keyring: ring, expect: e.context };
 }

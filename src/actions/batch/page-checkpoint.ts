@@ -138,8 +138,12 @@ async function whole(path: string, bytes: number): Promise<boolean> {
   }
 }
 
-/** Store one page: its file under a temporary name, renamed, then its journal line. */
-export async function storePage(cp: Checkpoint, entry: Omit<PageJournalEntry, "file" | "bytes">, content: string): Promise<PageJournalEntry> {
+/**
+ * Store one page: its file under a temporary name, renamed, then its journal line. `content` is
+ * what goes on disk: the page's text, or (collect_with_encryption) its envelope-encrypted bytes;
+ * the journal's `bytes` is that file's size either way.
+ */
+export async function storePage(cp: Checkpoint, entry: Omit<PageJournalEntry, "file" | "bytes">, content: string | Buffer): Promise<PageJournalEntry> {
   if (entry.page !== cp.pages.length + 1) throw new Error(`page ${entry.page} stored out of order after ${cp.pages.length} pages`);
   const file = `page-${String(entry.page).padStart(5, "0")}.${entry.format}`;
   const path = join(cp.dir, file);

@@ -1,7 +1,8 @@
 /**
  * A sample of any dataset's rows, as text values by column: typed stage parts (after a convert
  * step, through readTypedRows, so rows a quality step excluded stay out) or the raw files a
- * collect step wrote (CSV, NDJSON, JSON, Parquet, Arrow, through the format readers).
+ * collect step wrote (CSV, NDJSON, JSON, Parquet, Arrow, through the format readers; an
+ * encrypted part — collect_with_encryption — through a decrypting stream, nothing written out).
  *
  * WHY spread over parts: a dataset of one part per source (pages of an API, files of a folder)
  * sampled from the front would only ever see the first source. Each part gets an equal share of
@@ -13,7 +14,7 @@
  */
 import { openReader, type FileFormat } from "../../formats/index.js";
 import { SluiceError } from "../../errors.js";
-import type { Dataset, DatasetPart } from "../batch/dataset.js";
+import { partDecryption, type Dataset, type DatasetPart } from "../batch/dataset.js";
 import { readTypedRows } from "../batch/typed-dataset.js";
 import type { ValueType } from "./classify.js";
 
@@ -74,7 +75,15 @@ async function* readPart(ds: Dataset, part: DatasetPart, opts: SampleOptions): A
       { retryable: false },
     );
   const seen = new Map<string, { name: string }>();
-  for await (const b of openReader(part.path, { format, batchSize: 1_000, name: part.source, ...(part.csv ?? {}), ...(part.read ?? {}) })) {
+  const decrypt = partDecryption(part);
+  for await (const b of openReader(part.path, {
+    format,
+    batchSize: 1_000,
+    name: part.source,
+    ...(part.csv ?? {}),
+    ...(part.read ?? {}),
+    ...(decrypt ? { decrypt } : {}),
+  })) {
     if (opts.signal.aborted) throw opts.signal.reason;
     const rows = b.rows.map((r) => {
       const m = new Map<string, string>();

@@ -143,7 +143,7 @@ export function partitionLines(chunk: StageChunk, keyFields: readonly number[], 
 }
 
 /** Client settings from a postgres:// URL, with libpq's sslmode meanings (as the source connector). */
-async function clientConfig(
+export async function clientConfig(
   url: string,
   opts: PostgresConnectOptions,
 ): Promise<{ config: pg.ClientConfig; where: string; secrets: string[]; sslmode: SslMode }> {
