@@ -36,6 +36,10 @@ export type ErrorCode =
   | "QUALITY_BELOW_THRESHOLD"
   // Ciphertext that does not authenticate (wrong key, edited, moved or truncated): never retried.
   | "DECRYPT_FAILED"
+  // A TLS connection that breaks the policy (pin mismatch, protocol below the minimum): never retried.
+  | "TLS_POLICY"
+  // Fewer independent authentication factors passed than required.
+  | "MFA_FAILED"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -70,6 +74,8 @@ export const ERROR_CODES = [
   "ACCOUNTING_MISMATCH",
   "QUALITY_BELOW_THRESHOLD",
   "DECRYPT_FAILED",
+  "TLS_POLICY",
+  "MFA_FAILED",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -102,6 +108,8 @@ const PERMANENT = new Set<ErrorCode>([
   "FILE_NOT_FOUND",
   "INCOMPLETE_SOURCE",
   "DECRYPT_FAILED",
+  "TLS_POLICY",
+  "MFA_FAILED",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {
