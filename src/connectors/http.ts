@@ -494,13 +494,16 @@ function totpHeaders(session: Session): Record<string, string> {
 }
 
 /**
- * One exchange; an OAuth2 token from the cache that the API refuses (401: revoked, the server
- * restarted) is replaced by a fresh one once, and the request sent again.
+ * One exchange; an OAuth2 token from the cache that the API refuses (401 invalid_token: revoked,
+ * the server restarted) is replaced by a fresh one once, and the request sent again.
  */
 async function sendAuthed(session: Session, url: URL): Promise<Sent> {
   const sent = await send(session, url);
   const oauth = session.oauth;
   if (sent.response.status !== 401 || !oauth || oauth.retried || !oauth.token.cached) return sent;
+  // Only a refusal of the token itself (RFC 6750 invalid_token, or no challenge at all) is one a new token can fix.
+  const challenge = sent.response.headers.get("www-authenticate");
+  if (challenge !== null && !/invalid_token/i.test(challenge)) return sent;
   await discard(sent.response);
   oauth.retried = true;
   oauth.token = await oauth.refresh();
