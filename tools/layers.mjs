@@ -113,6 +113,8 @@ export const LAYERS = [
       "           analyze (+ classify, changepoint, source-key) · breaker (+ source-guard)   failure analysis, circuit breakers",
       "security/  detectors (checksums) · hints (column names) · classify (Wilson bound)",
       "           policy · sample · classification · classify-action   PII classification",
+      "           requirements (validate_security_requirements) · mfa (verify_mfa_authentication)",
+      "           tls-check (establish_encrypted_connection) · connection (tls/auth inputs)",
     ],
   },
   {
@@ -123,6 +125,8 @@ export const LAYERS = [
     role: "",
     about: [
       "files, http, postgres (sources),",
+      "http-tls (mTLS, pin, TLS facts),",
+      "http-oauth (client credentials),",
       "secrets, pg-connection",
       "streams/  nats, redis, mqtt, rabbitmq,",
       "          kafka, http-push (brokers)",
@@ -178,6 +182,8 @@ export const LAYERS = [
       "  (sluice sample, tests, benchmarks)",
       "flaky-api.ts  a paginated trades API that",
       "  fails by a scripted plan (fault harness)",
+      "secure-api.ts (+ secure-api-certs)  an mTLS",
+      "  + OAuth2 + TOTP accounts API (openssl certs)",
     ],
   },
   {

@@ -20,6 +20,9 @@ import { openStoreStage, storeStreamingData } from "./stream/store.js";
 import { selectOptimalRetryStrategy } from "./recovery/strategy.js";
 import { analyzeFailurePatterns } from "./recovery/analyze.js";
 import { classifySensitiveData } from "./security/classify-action.js";
+import { validateSecurityRequirements } from "./security/requirements.js";
+import { verifyMfaAuthentication } from "./security/mfa.js";
+import { establishEncryptedConnection } from "./security/tls-check.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -49,6 +52,9 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-fetch-retry/analyze_failure_patterns": analyzeFailurePatterns,
   // Secure API
   "data-security/classify_sensitive_data": classifySensitiveData,
+  "data-security/validate_security_requirements": validateSecurityRequirements,
+  "data-connector/verify_mfa_authentication": verifyMfaAuthentication,
+  "data-connector/establish_encrypted_connection": establishEncryptedConnection,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */

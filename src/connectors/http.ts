@@ -301,6 +301,21 @@ export async function probeHttp(config: HttpSourceConfig, opts: HttpCallOptions 
 }
 
 /**
+ * The OAuth2 client credentials token a source with `auth: { type: oauth2 }` would send (from
+ * the cache when it is still good), over the source's TLS material so it is bound to the same
+ * client certificate. For checks that look inside the token (MFA verification).
+ */
+export async function requestToken(config: HttpSourceConfig, opts: HttpCallOptions = {}): Promise<OAuthToken> {
+  if (config.auth?.type !== "oauth2") throw new SluiceError("BAD_CONFIG", "requestToken needs a source with auth type oauth2.");
+  const session = await openSession({ ...config, auth: { ...config.auth, totp: undefined } }, { ...opts, omit: [] });
+  try {
+    return session.oauth!.token;
+  } finally {
+    await closeSession(session);
+  }
+}
+
+/**
  * Milliseconds to wait from a Retry-After header: delay-seconds or an HTTP-date.
  * Returns undefined when absent or unparseable, so the caller falls back to its own backoff.
  */

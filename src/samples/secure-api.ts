@@ -55,6 +55,11 @@ export interface SecureApiOptions extends CertOptions {
   clientSecret?: string;
   /** Base32 TOTP seed; default 20 random bytes. */
   totpSecret?: string;
+  /**
+   * Whether the TLS handshake needs a client certificate (default true). False: one is asked for
+   * but optional, and tokens asked for without one are not bound (a one-factor API, for tests).
+   */
+  requireClientCertificate?: boolean;
   /** Whether API calls need a TOTP code (default true). */
   requireTotp?: boolean;
   totpHeader?: string;
@@ -120,7 +125,7 @@ export async function startSecureApi(opts: SecureApiOptions): Promise<SecureApi>
       cert: readFileSync(certs.serverCert),
       ca: readFileSync(certs.ca),
       requestCert: true,
-      rejectUnauthorized: true,
+      rejectUnauthorized: opts.requireClientCertificate ?? true,
       ...(opts.minVersion ? { minVersion: opts.minVersion } : {}),
       ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
     },
@@ -155,7 +160,7 @@ export async function startSecureApi(opts: SecureApiOptions): Promise<SecureApi>
     if (form.get("grant_type") !== "client_credentials") return refuse(res, "unsupported_grant_type", "only client_credentials is served", "Basic", 400);
     if (id !== clientId || secret === undefined || !same(secret, clientSecret))
       return refuse(res, "invalid_client", "unknown client or wrong secret", 'Basic realm="token"');
-    if (!thumb) return refuse(res, "invalid_client", "a client certificate is required", 'Basic realm="token"');
+    if (!thumb && (opts.requireClientCertificate ?? true)) return refuse(res, "invalid_client", "a client certificate is required", 'Basic realm="token"');
     const now = Math.floor(Date.now() / 1000);
     const claims = {
       iss: origin,
@@ -165,7 +170,7 @@ export async function startSecureApi(opts: SecureApiOptions): Promise<SecureApi>
       exp: now + ttl,
       jti: randomUUID(),
       scope: "accounts:read",
-      cnf: { "x5t#S256": thumb },
+      ...(thumb ? { cnf: { "x5t#S256": thumb } } : {}),
     };
     stats.tokensIssued++;
     res.setHeader("content-type", "application/json");
@@ -181,7 +186,8 @@ export async function startSecureApi(opts: SecureApiOptions): Promise<SecureApi>
     if (typeof claims["exp"] !== "number" || claims["exp"] * 1000 <= Date.now())
       return refuse(res, "token_expired", "the token has expired", 'Bearer error="invalid_token", error_description="expired"');
     const bound = (claims["cnf"] as Record<string, unknown> | undefined)?.["x5t#S256"];
-    if (typeof bound !== "string" || thumb === undefined || !same(bound, thumb))
+    const mustBind = bound !== undefined || (opts.requireClientCertificate ?? true);
+    if (mustBind && (typeof bound !== "string" || thumb === undefined || !same(bound, thumb)))
       return refuse(
         res,
         "token_bound_to_another_certificate",
@@ -241,7 +247,9 @@ export async function startSecureApi(opts: SecureApiOptions): Promise<SecureApi>
 
 /** RFC 8705 thumbprint of the connection's client certificate, when it presented one. */
 function certThumbprint(req: IncomingMessage): string | undefined {
-  const peer = (req.socket as TLSSocket).getPeerX509Certificate?.();
+  const socket = req.socket as TLSSocket;
+  if (!socket.authorized) return undefined; // presented but not trusted counts as none
+  const peer = socket.getPeerX509Certificate?.();
   return peer ? createHash("sha256").update(peer.raw).digest("base64url") : undefined;
 }
 
