@@ -226,8 +226,9 @@ function connector(material: TlsMaterial, o: TlsAgentOptions): Connector {
       checkServerIdentity: (name: string, cert: PeerCertificate) => {
         const wrongHost = checkServerIdentity(name, cert);
         if (wrongHost) return wrongHost;
-        if (pinned && cert.pubkey) {
-          const seen = spkiPin(cert.pubkey);
+        if (pinned) {
+          // Not `cert.pubkey`: for EC keys that is the bare point, not the SubjectPublicKeyInfo pins hash.
+          const seen = spkiPin(new X509Certificate(cert.raw).publicKey.export({ type: "spki", format: "der" }));
           if (!material.pins.includes(seen)) return pinMismatch(origin, seen, material.pins);
         }
         return undefined;

@@ -40,7 +40,7 @@ export interface SecureApiCerts {
 }
 
 export interface CertOptions {
-  /** Days the server certificate stays valid from now (default 30); tests of expiry warnings use 3. */
+  /** Days the server certificate stays valid from now (default 30; tests of expiry warnings use 3, of expiry -1). */
   serverDays?: number;
   /** Days the client certificates stay valid (default 365). */
   clientDays?: number;
@@ -88,7 +88,9 @@ export async function makeCertificates(dir: string, opts: CertOptions = {}): Pro
   await makeCa(dir, "other-ca", "/O=Somebody Else/CN=Other CA");
   const serverDays = opts.serverDays ?? 30;
   const clientDays = opts.clientDays ?? 365;
-  await issue(dir, "ca", "server", "/O=Sluice Demo/CN=127.0.0.1", "server", now - 3_600_000, now + serverDays * DAY);
+  // A negative serverDays makes a server certificate that has already expired (tests of that refusal).
+  const serverEnd = now + serverDays * DAY;
+  await issue(dir, "ca", "server", "/O=Sluice Demo/CN=127.0.0.1", "server", Math.min(now - 3_600_000, serverEnd - 30 * DAY), serverEnd);
   await issue(dir, "ca", "client", "/O=Sluice Demo/CN=sluice-client", "client", now - 3_600_000, now + clientDays * DAY);
   await issue(dir, "ca", "client2", "/O=Sluice Demo/CN=sluice-client-2", "client", now - 3_600_000, now + clientDays * DAY);
   await issue(dir, "ca", "expired-client", "/O=Sluice Demo/CN=sluice-client-expired", "client", now - 30 * DAY, now - DAY);
