@@ -276,7 +276,9 @@ describe.each(STORES)("engine on $dialect", (backend) => {
 
     it("fails with NOT_IMPLEMENTED, never a fake success, for an action whose capability has not landed", async () => {
       env = makeEnv();
-      const wf = flow({ steps: [{ name: "mfa", agent: "data-connector", action: "verify_mfa_authentication", with: { secret: "env:X" } }] });
+      const wf = flow({
+        steps: [{ name: "collect", agent: "data-collector", action: "collect_with_encryption", with: { source: "https://127.0.0.1:9/x", key: "env:X" } }],
+      });
       const run = await runWorkflow(env, wf);
       expect(run.status).toBe("failed");
       expect(run.error).toMatchObject({ code: "NOT_IMPLEMENTED", message: expect.stringMatching(/secure API workflow/) });

@@ -8,6 +8,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fetchPages, probeHttp, requestToken, type HttpSourceConfig, type TlsFacts } from "../../src/connectors/http.js";
 import { certificatePin, certificateThumbprint } from "../../src/connectors/http-tls.js";
@@ -15,6 +16,7 @@ import { clearTokenCache } from "../../src/connectors/http-oauth.js";
 import { startSecureApi, type SecureApi } from "../../src/samples/secure-api.js";
 import { isCardNumber, isIban } from "../../src/actions/security/detectors.js";
 import { failure, scratch } from "../helpers.js";
+import { sluiceAsync } from "../cli/cli-helpers.js";
 
 const tmp = scratch();
 let api: SecureApi;
@@ -220,4 +222,43 @@ describe("the TOTP header", () => {
     const r = await probeHttp(full(), { env: { ...env, TOTP_SEED: uri } });
     expect(r.ok).toBe(true);
   });
+});
+
+describe("sluice sample secure-api", () => {
+  it("serves the API with certificates in --dir until SIGTERM, printing paths but no secret", async () => {
+    const cwd = tmp("secure-cli-");
+    const dir = join(cwd, "certs");
+    const child = sluiceAsync(["sample", "secure-api", "--dir", dir], { cwd });
+    try {
+      let out = "";
+      child.stdout!.on("data", (b: Buffer) => (out += b.toString()));
+      const end = Date.now() + 20_000;
+      while (!/--param totpSecret=/.test(out) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      const url = /secure API on (https:\S+)/.exec(out)![1]!;
+      expect(out).toContain(`CA ${join(dir, "ca.pem")}`);
+      const secret = readFileSync(join(dir, "client-secret"), "utf8").trim();
+      const seed = readFileSync(join(dir, "totp-seed"), "utf8").trim();
+      expect(out).not.toContain(secret);
+      expect(out).not.toContain(seed);
+      const pages = [];
+      const config: HttpSourceConfig = {
+        url,
+        tls: { ca: join(dir, "ca.pem"), cert: join(dir, "client.pem"), key: `file:${join(dir, "client.key")}` },
+        auth: {
+          type: "oauth2",
+          tokenUrl: url.replace(/\/api\/v1\/accounts$/, "/oauth/token"),
+          clientId: "sluice-demo",
+          clientSecret: `file:${join(dir, "client-secret")}`,
+          totp: { secret: `file:${join(dir, "totp-seed")}` },
+        },
+      };
+      for await (const p of fetchPages(config)) pages.push(p);
+      expect(pages.flatMap((p) => p.records!)).toHaveLength(120);
+      const exit = new Promise<number | null>((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      expect(await exit).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  }, 30_000);
 });
