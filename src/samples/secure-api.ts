@@ -24,6 +24,9 @@
  * Discover, and a 19-digit Visa), balance (a decimal string), opening date, and free-text notes,
  * one in nine of which carries a card number. The numbers are random, not anybody's.
  *
+ * `requireClientCertificate: false` and `requireTotp: false` make weaker APIs, for the tests of
+ * MFA verification that must see a factor the API does not ask for.
+ *
  * Refusals are 401 with an RFC 6750 `WWW-Authenticate` header and a JSON `{ error,
  * error_description }`; `stats()` counts them by reason, with the TLS handshakes it refused.
  */
