@@ -42,6 +42,10 @@ export type ErrorCode =
   | "SECURITY_INCIDENT"
   // An audit entry could not be written: the step fails closed.
   | "AUDIT_FAILED"
+  // A TLS connection that breaks the policy (pin mismatch, protocol below the minimum): never retried.
+  | "TLS_POLICY"
+  // Fewer independent authentication factors passed than required.
+  | "MFA_FAILED"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -80,6 +84,8 @@ export const ERROR_CODES = [
   "GAPS_REMAIN",
   "SECURITY_INCIDENT",
   "AUDIT_FAILED",
+  "TLS_POLICY",
+  "MFA_FAILED",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -114,6 +120,8 @@ const PERMANENT = new Set<ErrorCode>([
   "DECRYPT_FAILED",
   "GAPS_REMAIN",
   "SECURITY_INCIDENT",
+  "TLS_POLICY",
+  "MFA_FAILED",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

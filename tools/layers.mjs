@@ -131,6 +131,8 @@ export const LAYERS = [
       "           policy · sample · classification · classify-action   PII classification",
       "           collect-encrypted (collect_with_encryption: sealed pages, TLS monitoring)",
       "           store-encrypted (store_with_encryption: cells, tokens, masks)",
+      "           requirements (validate_security_requirements) · mfa (verify_mfa_authentication)",
+      "           tls-check (establish_encrypted_connection) · connection (tls/auth inputs)",
     ],
   },
   {
@@ -141,6 +143,8 @@ export const LAYERS = [
     role: "",
     about: [
       "files, http, postgres (sources),",
+      "http-tls (mTLS, pin, TLS facts),",
+      "http-oauth (client credentials),",
       "secrets, pg-connection",
       "streams/  nats, redis, mqtt, rabbitmq,",
       "          kafka, http-push (brokers)",
@@ -198,6 +202,8 @@ export const LAYERS = [
       "  (sluice sample, tests, benchmarks)",
       "flaky-api.ts  a paginated trades API that",
       "  fails by a scripted plan (fault harness)",
+      "secure-api.ts (+ secure-api-certs)  an mTLS",
+      "  + OAuth2 + TOTP accounts API (openssl certs)",
     ],
   },
   {

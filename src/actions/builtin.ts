@@ -25,6 +25,9 @@ import { reconstructFromMultipleSources } from "./recovery/reconstruct.js";
 import { validateAndStoreRecoveredData } from "./recovery/store-recovered.js";
 import { collectWithEncryption } from "./security/collect-encrypted.js";
 import { storeWithEncryption } from "./security/store-encrypted.js";
+import { validateSecurityRequirements } from "./security/requirements.js";
+import { verifyMfaAuthentication } from "./security/mfa.js";
+import { establishEncryptedConnection } from "./security/tls-check.js";
 
 /** Implementations by `owner/action`, filled in as capabilities land. */
 const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
@@ -60,6 +63,9 @@ const IMPLEMENTATIONS: Record<string, ActionDefinition["run"]> = {
   "data-merger/validate_and_store_recovered_data": validateAndStoreRecoveredData,
   "data-collector/collect_with_encryption": collectWithEncryption,
   "data-security/store_with_encryption": storeWithEncryption,
+  "data-security/validate_security_requirements": validateSecurityRequirements,
+  "data-connector/verify_mfa_authentication": verifyMfaAuthentication,
+  "data-connector/establish_encrypted_connection": establishEncryptedConnection,
 };
 
 /** Stages for continuous groups (see stream-types.ts), by `owner/action`. */

@@ -6,25 +6,16 @@
  */
 import { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
-import {
-  Auth,
-  CsvOptions,
-  Pagination,
-  DatasetRef,
-  Destination,
-  Format,
-  QualityInput,
-  QualityRule,
-  SchemaRef,
-  SecretRef,
-  Source,
-  TargetSchema,
-} from "./inputs.js";
+import { Auth, CsvOptions, Pagination, DatasetRef, Destination, Format, QualityInput, QualityRule, SchemaRef, Source, TargetSchema } from "./inputs.js";
 import { parseDuration } from "../spec/duration.js";
 import { BROKER_KINDS, connectionShape } from "../connectors/streams/registry.js";
 import { streamRuleProblem } from "./stream/rules.js";
 import { STRATEGIES } from "./recovery/contract.js";
 import { PolicyDocument } from "./security/policy.js";
+import { RequirementsInput } from "./security/requirements.js";
+import { MfaInput } from "./security/mfa.js";
+import { EncryptedConnectionInput } from "./security/tls-check.js";
+import { SecureAuth, TlsInput } from "./security/connection.js";
 
 export interface SeedSignature {
   kind: ActionKind;
@@ -412,29 +403,24 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "data-security",
     "validate_security_requirements",
     SECURE,
-    "Check TLS, hosts and credentials policy before anything is fetched.",
-    obj({
-      source: Source,
-      requireTls: z.boolean().default(true),
-      minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional(),
-      allowedHosts: z.array(z.string()).optional(),
-    }),
+    "Check TLS, hosts, pin, credentials, encryption key and audit trail against a policy; fail listing every unmet requirement.",
+    RequirementsInput,
   ),
   sig(
     "agent",
     "data-connector",
     "verify_mfa_authentication",
     SECURE,
-    "Verify a second factor (TOTP) for the source's credentials.",
-    obj({ method: z.enum(["totp"]).default("totp"), secret: SecretRef, code: SecretRef.optional() }),
+    "Prove against the API which independent factors (client certificate, secret, TOTP) it accepts and requires; fewer than two fails.",
+    MfaInput,
   ),
   sig(
     "agent",
     "data-connector",
     "establish_encrypted_connection",
     SECURE,
-    "Open a verified TLS connection to the API.",
-    obj({ source: Source, caFile: z.string().optional(), minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).optional() }),
+    "Open a verified TLS connection to the API and record protocol, cipher, certificate fingerprint, pin and expiry.",
+    EncryptedConnectionInput,
   ),
   sig(
     "agent",
@@ -444,7 +430,8 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "Collect over TLS and stage the data encrypted at rest.",
     obj({
       source: Source,
-      auth: Auth.optional(),
+      auth: SecureAuth.optional(),
+      tls: TlsInput.optional(),
       recordsPath: z.string().optional(),
       pagination: Pagination.optional(),
       format: Format.optional(),

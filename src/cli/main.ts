@@ -230,8 +230,10 @@ function buildProgram(): Command {
 
   program
     .command("sample")
-    .description("write a deterministic sample data file (trades, with a share of bad rows), or serve a flaky trades API (flaky-api)")
-    .argument("<kind>", "which sample: trades, flaky-api")
+    .description(
+      "write a deterministic sample data file (trades, with a share of bad rows), or serve a flaky trades API (flaky-api) or a demo mTLS + OAuth2 + TOTP API (secure-api)",
+    )
+    .argument("<kind>", "which sample: trades, flaky-api, secure-api")
     .argument("[output]", "trades: output file (.csv, .ndjson or .json)")
     .option("--rows <n>", "records to write, bad ones included (default 10000)")
     .option("--seed <n>", "PRNG seed; the same seed writes the same bytes (default 42)")
@@ -239,9 +241,10 @@ function buildProgram(): Command {
     .option("--duplicate-share <f>", "fraction of exact repeats of earlier good records (default 0)")
     .option("--id-prefix <p>", "trade_id prefix (default T-)")
     .option("--start-at <iso>", "timestamp of the first trade (default 2026-11-02T09:30:00Z)")
-    .option("--port <n>", "flaky-api: port on 127.0.0.1 (default: a free one)")
+    .option("--port <n>", "flaky-api, secure-api: port on 127.0.0.1 (default: a free one)")
     .option("--plan <plan>", 'flaky-api: failure plan, e.g. "fail status=503 pages=4-" (JSON, or @FILE)')
     .option("--as-of <iso>", "flaky-api: updated_at of the newest record (default: the start of this UTC hour)")
+    .option("--dir <dir>", "secure-api: folder for the generated CA, certificates and secret files")
     .action(async (kind: string, output: string | undefined, o: SampleFlags) => {
       process.exitCode = await (await import("./sample.js")).sampleCommand(kind, output, o);
     });

@@ -6,11 +6,16 @@
  * `sluice sample flaky-api --port N --plan PLAN`: serve a paginated trades API that fails by a
  * script (see `src/samples/flaky-api.ts` for the plan), until stopped with Ctrl-C, to try the
  * resilient-fetch workflow on a source that breaks the way real ones do.
+ *
+ * `sluice sample secure-api --port N --dir CERTS`: serve the demo sensitive HTTPS API (mTLS,
+ * OAuth2 client credentials bound to the certificate, a TOTP header; `src/samples/secure-api.ts`)
+ * with certificates and secret files made in CERTS at start, to try the secure workflow.
  */
 import { mkdir, readFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, resolve as resolvePath } from "node:path";
 import { SluiceError } from "../errors.js";
 import { parseFlakyPlan, startFlakyApi } from "../samples/flaky-api.js";
+import { startSecureApi } from "../samples/secure-api.js";
 import { resolveTradeSampleOptions, writeTradesFile, type TradeSampleOptions } from "../samples/trades.js";
 
 export interface SampleFlags {
@@ -23,14 +28,16 @@ export interface SampleFlags {
   port?: string;
   plan?: string;
   asOf?: string;
+  dir?: string;
 }
 
-const SAMPLE_KINDS = ["trades", "flaky-api"];
+const SAMPLE_KINDS = ["trades", "flaky-api", "secure-api"];
 export const DEFAULT_SAMPLE_ROWS = 10_000;
 
 export async function sampleCommand(kind: string, output: string | undefined, o: SampleFlags): Promise<number> {
   if (!SAMPLE_KINDS.includes(kind)) throw new SluiceError("USAGE", `unknown sample "${kind}"; the samples are: ${SAMPLE_KINDS.join(", ")}`);
   if (kind === "flaky-api") return serveFlakyApi(o);
+  if (kind === "secure-api") return serveSecureApi(o);
   if (output === undefined) throw new SluiceError("USAGE", "sluice sample trades needs an output file (.csv, .ndjson or .json)");
   const opts: TradeSampleOptions = { rows: DEFAULT_SAMPLE_ROWS };
   if (o.rows !== undefined) opts.rows = wholeNumber("--rows", o.rows, false);
@@ -66,6 +73,32 @@ async function serveFlakyApi(o: SampleFlags): Promise<number> {
   const pages = Math.ceil(api.plan.records / api.plan.pageSize);
   process.stdout.write(
     `flaky API on ${api.url} (${api.plan.records} ids, ${pages} pages; stats at ${api.url.replace(/\/trades$/, "/_stats")}); Ctrl-C stops it\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await api.close();
+  return 0;
+}
+
+/** Serve the secure API until SIGINT or SIGTERM; print what a workflow needs (paths, never secrets). */
+async function serveSecureApi(o: SampleFlags): Promise<number> {
+  const port = o.port === undefined ? 0 : wholeNumber("--port", o.port, false);
+  if (o.dir === undefined) throw new SluiceError("USAGE", "sluice sample secure-api needs --dir DIR, the folder its certificates and secret files are made in");
+  const dir = resolvePath(o.dir);
+  const api = await startSecureApi({ dir, port });
+  const c = api.certs;
+  process.stdout.write(
+    [
+      `secure API on ${api.url} (token endpoint ${api.tokenUrl}); Ctrl-C stops it`,
+      `  CA ${c.ca} · client certificate ${c.clientCert} · key ${c.clientKey}`,
+      `  client id ${api.clientId} · client secret in ${api.secretFiles.clientSecret} · TOTP seed in ${api.secretFiles.totpSecret}`,
+      `  try: sluice run workflows/base-data-ingestion-workflow-secure-api.yaml --param source=${api.url} --param tokenUrl=${api.tokenUrl} \\`,
+      `         --param clientId=${api.clientId} --param caFile=${c.ca} --param clientCert=file:${c.clientCert} --param clientKey=file:${c.clientKey} \\`,
+      `         --param clientSecret=file:${api.secretFiles.clientSecret} --param totpSecret=file:${api.secretFiles.totpSecret}`,
+      "",
+    ].join("\n"),
   );
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);

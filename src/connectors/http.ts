@@ -27,17 +27,47 @@
  * - A walk can start part-way (`resume: { url, page, recordsRead }`), from a checkpoint of the
  *   pages already stored (actions/batch/page-checkpoint.ts); each page says its `page` number and
  *   the `next` URL, which is what such a checkpoint records.
- * - TLS verification is always on. `caFile` adds a private CA to the trusted roots.
+ * - TLS verification is always on. `caFile` adds a private CA to the trusted roots; `tls:` adds a
+ *   client certificate (mTLS), a minimum version and a certificate pin, and reports each
+ *   connection's facts (http-tls.ts). `auth: { type: oauth2 }` fetches and caches a client
+ *   credentials token (http-oauth.ts); `auth.totp` adds a one-time code header to every request.
  */
-import { readFile } from "node:fs/promises";
-import { connect as netConnect, isIP, type Socket } from "node:net";
-import { connect as tlsConnect, rootCertificates } from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SluiceError } from "../errors.js";
+import { SluiceError, type ErrorCode } from "../errors.js";
+import { base32Decode, totp, type OtpAlgorithm } from "../crypto/totp.js";
 import { redact, resolveSecret, safeUrl, type ResolveSecretOptions } from "./secrets.js";
+import {
+  certificateThumbprint,
+  explainTlsFailure,
+  loadTlsMaterial,
+  originKey,
+  tlsAgent,
+  type HttpTls,
+  type TlsFacts,
+  type TlsLog,
+  type TlsMaterial,
+} from "./http-tls.js";
+import { clientCredentialsToken, tokenUrlOf, type OAuth2Auth, type OAuthToken } from "./http-oauth.js";
 
-export type HttpAuth =
-  { type: "bearer"; token: string } | { type: "basic"; username: string; password: string } | { type: "apiKey"; header: string; value: string };
+export type { HttpTls, TlsFacts } from "./http-tls.js";
+export type { OAuth2Auth, OAuthToken } from "./http-oauth.js";
+
+/** A TOTP (RFC 6238) code computed for every request and sent in `header` (default X-TOTP). */
+export interface HttpTotp {
+  /** Secret reference to the base32 seed (or an otpauth:// URI, whose digits and period are used). */
+  secret: string;
+  header?: string;
+  digits?: number;
+  period?: number;
+  algorithm?: OtpAlgorithm;
+}
+
+export type HttpAuth = (
+  { type: "bearer"; token: string } | { type: "basic"; username: string; password: string } | { type: "apiKey"; header: string; value: string } | OAuth2Auth
+) & { totp?: HttpTotp };
+
+/** A credential a call may leave out, to see whether the server requires it (MFA verification). */
+export type OmittedCredential = "clientCertificate" | "authorization" | "totp";
 
 export type HttpPagination =
   /** Next URL from a JSON path in the body (`links.next`), else from the `Link: <…>; rel="next"` header. */
@@ -70,24 +100,10 @@ export interface HttpSourceConfig {
   maxRetryAfterMs?: number;
   /** PEM file of a private CA to trust in addition to the public roots. */
   caFile?: string;
-  /**
-   * Record the TLS connection behind each page (`HttpPage.tls`: protocol, cipher, certificate
-   * fingerprint), for security monitoring that compares pages (collect_with_encryption).
-   */
-  observeTls?: boolean;
   /** `refuse`: any redirect fails the request with SECURITY_INCIDENT instead of being followed. Default `follow`. */
   redirects?: "follow" | "refuse";
-}
-
-/** The TLS connection a page came over (see `observeTls`). */
-export interface TlsPeer {
-  /** `TLSv1.3`, `TLSv1.2` … */
-  protocol: string | null;
-  cipher: string | null;
-  /** SHA-256 fingerprint of the server certificate, colon-separated hex as Node writes it. */
-  fingerprint256: string | null;
-  /** The certificate's notAfter date, as the certificate states it. */
-  validTo: string | null;
+  /** Client certificate, private CA, minimum version, pin (see http-tls.ts); https URLs only. */
+  tls?: HttpTls;
 }
 
 export interface HttpCallOptions extends ResolveSecretOptions {
@@ -98,6 +114,13 @@ export interface HttpCallOptions extends ResolveSecretOptions {
    * It must be on the configured URL's origin (credentials go nowhere else).
    */
   resume?: HttpResume;
+  /** Called with the facts of every TLS connection made (protocol, cipher, server certificate). */
+  onTls?: (facts: TlsFacts) => void;
+  /**
+   * Leave credentials out of the API requests (never out of the token request): a server that
+   * still answers does not require them. For checking which factors an API really asks for.
+   */
+  omit?: readonly OmittedCredential[];
 }
 
 export interface HttpResume {
@@ -127,8 +150,8 @@ export interface HttpPage {
    * the API still had a next page: the caller must report that pages were left unread.
    */
   pagesLeft?: boolean;
-  /** With `observeTls`: the connection the page came over (requests of a walk are sequential, so it is the newest one). */
-  tls?: TlsPeer;
+  /** The TLS facts of the latest connection of the walk (https only). */
+  tls?: TlsFacts;
 }
 
 export interface HttpProbeResult {
@@ -139,6 +162,11 @@ export interface HttpProbeResult {
   elapsedMs: number;
   /** Why the probe failed, when it did. */
   error?: string;
+  /** The SluiceError code of that failure, and its details (a TLS alert code, a status …). */
+  errorCode?: ErrorCode;
+  errorDetails?: Record<string, unknown>;
+  /** Facts of the TLS connection the probe made. */
+  tlsFacts?: TlsFacts;
 }
 
 const DEFAULTS = { maxPages: 1000, timeoutMs: 30_000, maxRetries: 5, maxRetryAfterMs: 60_000 };
@@ -153,8 +181,9 @@ interface Session {
   secrets: string[];
   dispatcher: RequestInit["dispatcher"];
   signal: AbortSignal | undefined;
-  /** With `observeTls`: the newest TLS connection this session opened. */
-  peer?: TlsPeer;
+  tls: { material: TlsMaterial; log: TlsLog } | undefined;
+  oauth: { token: OAuthToken; refresh: () => Promise<OAuthToken>; retried: boolean } | undefined;
+  totp: { seed: Buffer; header: string; digits: number; period: number; algorithm: OtpAlgorithm } | undefined;
 }
 
 /**
@@ -183,7 +212,8 @@ export async function* fetchPages(config: HttpSourceConfig, opts: HttpCallOption
       try {
         ({ response, finalUrl } = await request(session, url));
         page = await readPage(session, response, finalUrl, count);
-        if (session.peer) page.tls = { ...session.peer };
+        const facts = session.tls?.log.facts.at(-1);
+        if (facts && finalUrl.protocol === "https:") page.tls = facts;
       } catch (err) {
         throw onPage(err, count, url);
       }
@@ -248,16 +278,40 @@ export async function probeHttp(config: HttpSourceConfig, opts: HttpCallOptions 
   const session = await openSession({ ...config, maxRetries: 0 }, opts);
   const started = performance.now();
   const url = firstUrl(config);
+  const facts = () => {
+    const f = session.tls?.log.facts.at(-1);
+    return f ? { tlsFacts: f } : {};
+  };
   try {
-    const { response, finalUrl, latencyMs } = await send(session, url);
+    const { response, finalUrl, latencyMs } = await sendAuthed(session, url);
+    const body = response.ok ? "" : await response.text().catch(() => "");
     await discard(response);
-    const result: HttpProbeResult = { ok: response.ok, status: response.status, tls: finalUrl.protocol === "https:", elapsedMs: elapsed(started) };
-    if (!response.ok) result.error = statusError(response, finalUrl, session, "", latencyMs).message;
+    const result: HttpProbeResult = { ok: response.ok, status: response.status, tls: finalUrl.protocol === "https:", elapsedMs: elapsed(started), ...facts() };
+    if (!response.ok) {
+      const e = statusError(response, finalUrl, session, body, latencyMs);
+      Object.assign(result, { error: e.message, errorCode: e.code, ...(e.details ? { errorDetails: e.details } : {}) });
+    }
     return result;
   } catch (err) {
     if (err instanceof SluiceError && err.code === "CANCELLED") throw err;
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, status: 0, tls: false, elapsedMs: elapsed(started), error: message };
+    const coded = err instanceof SluiceError ? { errorCode: err.code, ...(err.details ? { errorDetails: err.details } : {}) } : {};
+    return { ok: false, status: 0, tls: false, elapsedMs: elapsed(started), error: message, ...coded, ...facts() };
+  } finally {
+    await closeSession(session);
+  }
+}
+
+/**
+ * The OAuth2 client credentials token a source with `auth: { type: oauth2 }` would send (from
+ * the cache when it is still good), over the source's TLS material so it is bound to the same
+ * client certificate. For checks that look inside the token (MFA verification).
+ */
+export async function requestToken(config: HttpSourceConfig, opts: HttpCallOptions = {}): Promise<OAuthToken> {
+  if (config.auth?.type !== "oauth2") throw new SluiceError("BAD_CONFIG", "requestToken needs a source with auth type oauth2.");
+  const session = await openSession({ ...config, auth: { ...config.auth, totp: undefined } }, { ...opts, omit: [] });
+  try {
+    return session.oauth!.token;
   } finally {
     await closeSession(session);
   }
@@ -312,6 +366,7 @@ const parsedBody = new WeakMap<HttpPage, unknown>();
 
 async function openSession(config: HttpSourceConfig, opts: HttpCallOptions): Promise<Session> {
   const url = firstUrl(config); // validates the URL before any secret is read
+  const omit = new Set(opts.omit ?? []);
   const authHeaders: Record<string, string> = {};
   const secrets: string[] = [];
   const auth = config.auth;
@@ -329,14 +384,147 @@ async function openSession(config: HttpSourceConfig, opts: HttpCallOptions): Pro
     const value = await resolveSecret(auth.value, "auth.value", opts);
     secrets.push(value);
     authHeaders[auth.header.toLowerCase()] = value;
+  } else if (auth?.type === "oauth2") {
+    tokenUrlOf(auth); // checked before anything is read or sent
   } else if (auth !== undefined) {
-    throw new SluiceError("BAD_CONFIG", `auth.type ${JSON.stringify((auth as { type?: unknown }).type)} is not one of bearer, basic, apiKey.`);
+    throw new SluiceError("BAD_CONFIG", `auth.type ${JSON.stringify((auth as { type?: unknown }).type)} is not one of bearer, basic, apiKey, oauth2.`);
   }
+  if (omit.has("authorization")) for (const k of Object.keys(authHeaders)) delete authHeaders[k];
   validatePagination(config);
-  const session: Session = { config, origin: url.origin, authHeaders, secrets, dispatcher: undefined, signal: opts.signal };
-  if (config.observeTls) session.dispatcher = await observingDispatcher(config.caFile, (peer) => (session.peer = peer));
-  else if (config.caFile) session.dispatcher = await caDispatcher(config.caFile);
+  const tls = await openTls(config, url, opts, omit);
+  secrets.push(...(tls?.material.secrets ?? []));
+  const session: Session = {
+    config,
+    origin: url.origin,
+    authHeaders,
+    secrets,
+    dispatcher: tls?.dispatcher,
+    signal: opts.signal,
+    tls: tls && { material: tls.material, log: tls.log },
+    oauth: undefined,
+    totp: undefined,
+  };
+  try {
+    if (auth?.type === "oauth2" && !omit.has("authorization")) session.oauth = await openOAuth(session, auth, opts);
+    if (auth?.totp) {
+      const t = await openTotp(auth.totp, opts);
+      secrets.push(t.value);
+      if (!omit.has("totp")) session.totp = t.totp;
+    }
+  } catch (err) {
+    await closeSession(session);
+    throw err;
+  }
   return session;
+}
+
+/** The TLS material and the dispatcher of a source with `tls:` or `caFile` (see http-tls.ts). */
+async function openTls(config: HttpSourceConfig, url: URL, opts: HttpCallOptions, omit: Set<OmittedCredential>) {
+  if (config.tls === undefined && config.caFile === undefined) return undefined;
+  if (config.tls !== undefined && url.protocol !== "https:")
+    throw new SluiceError("BAD_CONFIG", `tls: applies to https sources only, and ${safeUrl(url)} is plain http.`);
+  const material = await loadTlsMaterial(config.tls, config.caFile, opts);
+  const log: TlsLog = { facts: [] };
+  const api = originKey(url);
+  const dispatcher = await tlsAgent(material, {
+    certOrigins: new Set(omit.has("clientCertificate") ? [] : [api]),
+    pinnedOrigin: api,
+    connectTimeoutMs: config.timeoutMs ?? DEFAULTS.timeoutMs,
+    log,
+    ...(opts.onTls ? { onFacts: opts.onTls } : {}),
+  });
+  return { material, log, dispatcher };
+}
+
+/**
+ * The client credentials token, sent as a Bearer token. The token request has a dispatcher of
+ * its own that presents the client certificate to the token endpoint (even when the API calls
+ * leave it out), so the token is bound to the certificate the API is meant to see.
+ */
+async function openOAuth(session: Session, auth: OAuth2Auth, opts: HttpCallOptions): Promise<NonNullable<Session["oauth"]>> {
+  const tokenUrl = tokenUrlOf(auth);
+  const secret = auth.clientSecret !== undefined ? await resolveSecret(auth.clientSecret, "auth.clientSecret", opts) : undefined;
+  if (secret !== undefined) session.secrets.push(secret);
+  const tls = session.tls;
+  const timeoutMs = session.config.timeoutMs ?? DEFAULTS.timeoutMs;
+  const get = async (fresh: boolean): Promise<OAuthToken> => {
+    const log: TlsLog = { facts: [] };
+    const dispatcher = tls
+      ? await tlsAgent(tls.material, {
+          certOrigins: new Set([originKey(tokenUrl)]),
+          pinnedOrigin: originKey(new URL(session.origin)),
+          connectTimeoutMs: timeoutMs,
+          log,
+        })
+      : undefined;
+    try {
+      const token = await clientCredentialsToken({
+        auth,
+        secret,
+        certThumbprint: tls?.material.cert ? certificateThumbprint(tls.material.cert) : undefined,
+        dispatcher,
+        timeoutMs,
+        signal: session.signal,
+        fresh,
+        ...(tls ? { explain: (err: unknown, u: URL, since: number) => explainTlsFailure(err, u, log, tls.material, since) } : {}),
+      });
+      session.secrets.push(token.accessToken);
+      session.authHeaders["authorization"] = `Bearer ${token.accessToken}`;
+      return token;
+    } finally {
+      await (dispatcher as { close?: () => Promise<void> } | undefined)?.close?.().catch(() => undefined);
+    }
+  };
+  const token = await get(false);
+  return { token, refresh: () => get(true), retried: false };
+}
+
+/** The TOTP seed (base32, or an otpauth:// URI) and how codes are made from it. */
+async function openTotp(t: HttpTotp, opts: HttpCallOptions): Promise<{ value: string; totp: NonNullable<Session["totp"]> }> {
+  const value = await resolveSecret(t.secret, "auth.totp.secret", opts);
+  let seedText = value;
+  let { digits, period, algorithm } = t;
+  if (value.startsWith("otpauth://")) {
+    const u = new URL(value);
+    seedText = u.searchParams.get("secret") ?? "";
+    digits ??= Number(u.searchParams.get("digits")) || undefined;
+    period ??= Number(u.searchParams.get("period")) || undefined;
+    algorithm ??= (u.searchParams.get("algorithm")?.toLowerCase() as OtpAlgorithm | undefined) ?? undefined;
+  }
+  const seed = base32Decode(seedText);
+  if (seed.length === 0) throw new SluiceError("BAD_CONFIG", `auth.totp.secret (${t.secret}) holds no TOTP seed.`);
+  const header = t.header ?? "X-TOTP";
+  if (!/^[A-Za-z0-9-]+$/.test(header)) throw new SluiceError("BAD_CONFIG", `auth.totp.header ${JSON.stringify(header)} is not an HTTP header name.`);
+  if (algorithm !== undefined && !["sha1", "sha256", "sha512"].includes(algorithm))
+    throw new SluiceError("BAD_CONFIG", `auth.totp.algorithm must be sha1, sha256 or sha512, not ${JSON.stringify(algorithm)}.`);
+  if (period !== undefined && !(Number.isInteger(period) && period > 0))
+    throw new SluiceError("BAD_CONFIG", `auth.totp.period must be a whole number of seconds.`);
+  const made = { seed, header: header.toLowerCase(), digits: digits ?? 6, period: period ?? 30, algorithm: algorithm ?? "sha1" };
+  totp(seed, made); // a bad digit count fails here, at the start, not on the first request
+  return { value, totp: made };
+}
+
+/** The per-request TOTP header: a fresh code for the current time step. */
+function totpHeaders(session: Session): Record<string, string> {
+  const t = session.totp;
+  return t ? { [t.header]: totp(t.seed, { digits: t.digits, period: t.period, algorithm: t.algorithm }) } : {};
+}
+
+/**
+ * One exchange; an OAuth2 token from the cache that the API refuses (401 invalid_token: revoked,
+ * the server restarted) is replaced by a fresh one once, and the request sent again.
+ */
+async function sendAuthed(session: Session, url: URL): Promise<Sent> {
+  const sent = await send(session, url);
+  const oauth = session.oauth;
+  if (sent.response.status !== 401 || !oauth || oauth.retried || !oauth.token.cached) return sent;
+  // Only a refusal of the token itself (RFC 6750 invalid_token, or no challenge at all) is one a new token can fix.
+  const challenge = sent.response.headers.get("www-authenticate");
+  if (challenge !== null && !/invalid_token/i.test(challenge)) return sent;
+  await discard(sent.response);
+  oauth.retried = true;
+  oauth.token = await oauth.refresh();
+  return send(session, url);
 }
 
 async function closeSession(session: Session): Promise<void> {
@@ -566,7 +754,7 @@ async function request(session: Session, url: URL): Promise<Sent> {
   const maxRetries = session.config.maxRetries ?? DEFAULTS.maxRetries;
   const maxWait = session.config.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs;
   for (let attempt = 0; ; attempt++) {
-    const result = await send(session, url);
+    const result = await sendAuthed(session, url);
     const { response, finalUrl, latencyMs } = result;
     if (response.ok) return result;
     if (response.status === 429 || response.status === 503) {
@@ -630,7 +818,7 @@ async function send(session: Session, start: URL): Promise<Sent> {
       accept: "application/json, text/csv;q=0.9, */*;q=0.5",
       ...lowerKeys(config.headers ?? {}),
       ...(body !== undefined ? { "content-type": "application/json" } : {}),
-      ...(url.origin === session.origin ? session.authHeaders : {}),
+      ...(url.origin === session.origin ? { ...session.authHeaders, ...totpHeaders(session) } : {}),
     };
     const { response, latencyMs } = await fetchOnce(session, url, { method, headers, body, redirect: "manual", dispatcher: session.dispatcher });
     if (response.status < 300 || response.status > 399 || response.status === 304) return { response, finalUrl: url, latencyMs };
@@ -890,6 +1078,9 @@ const TLS_TRUST_CODES = new Set([
 function networkError(err: unknown, url: URL, session: Session, timeoutMs: number, seen: { latencyMs: number; bytesReceived?: number }): SluiceError {
   if (err instanceof SluiceError) return err;
   if (session.signal?.aborted) return cancelled(url);
+  // A pin mismatch, a protocol below the minimum, a refused client certificate: said as such.
+  const tls = session.tls && explainTlsFailure(err, url, session.tls.log, session.tls.material, Date.now() - seen.latencyMs - 50);
+  if (tls) return tls;
   const hostPort = `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
   const e = err as Error & { cause?: { code?: string; message?: string } };
   const evidence = { url: safeUrl(url), latencyMs: seen.latencyMs, ...(seen.bytesReceived ? { bytesReceived: seen.bytesReceived } : {}) };
@@ -902,11 +1093,19 @@ function networkError(err: unknown, url: URL, session: Session, timeoutMs: numbe
   }
   const code = e.cause?.code ?? (e as NodeJS.ErrnoException).code;
   if (code && TLS_TRUST_CODES.has(code)) {
-    return new SluiceError(
-      "BAD_CONFIG",
-      `TLS verification of ${hostPort} failed (${code}): the server certificate is not trusted for this host; set caFile to trust a private CA.`,
-      { retryable: false, cause: err, details: { ...evidence, host: hostPort, code } },
-    );
+    const why =
+      code === "CERT_HAS_EXPIRED"
+        ? "the server certificate has expired"
+        : code === "CERT_NOT_YET_VALID"
+          ? "the server certificate is not valid yet"
+          : code === "ERR_TLS_CERT_ALTNAME_INVALID"
+            ? "the server certificate does not name this host"
+            : "the server certificate is not trusted for this host; set caFile to trust a private CA";
+    return new SluiceError("BAD_CONFIG", `TLS verification of ${hostPort} failed (${code}): ${why}.`, {
+      retryable: false,
+      cause: err,
+      details: { ...evidence, host: hostPort, code },
+    });
   }
   const why: Record<string, string> = {
     ECONNREFUSED: "connection refused",
@@ -927,89 +1126,6 @@ function networkError(err: unknown, url: URL, session: Session, timeoutMs: numbe
 
 function cancelled(url: URL): SluiceError {
   return new SluiceError("CANCELLED", `Request to ${safeUrl(url)} was cancelled.`, { retryable: false });
-}
-
-/**
- * A fetch dispatcher that trusts `caFile` as well as the public roots.
- *
- * Node 20 bundles undici but does not export its `Agent`; installing the `undici` package would
- * add a dependency. Undici registers its global dispatcher under a well-known `Symbol.for` key
- * (shared on purpose between undici copies), and that object is an `Agent`, so its constructor
- * is the bundled Agent class. The first fetch creates it; a `data:` fetch does so without I/O.
- */
-async function caDispatcher(caFile: string): Promise<RequestInit["dispatcher"]> {
-  const ca = await readCa(caFile);
-  const Agent = await bundledAgent();
-  return new Agent({ connect: { ca: [...rootCertificates, ca] } }) as RequestInit["dispatcher"];
-}
-
-/**
- * A dispatcher whose connections are opened here (undici's custom `connect`), so the TLS socket
- * of each one is seen: `onPeer` gets its protocol, cipher and certificate before the request is
- * sent. Verification is Node's own (tls.connect: chain, host name), as for every other request.
- */
-async function observingDispatcher(caFile: string | undefined, onPeer: (peer: TlsPeer) => void): Promise<RequestInit["dispatcher"]> {
-  const ca = caFile ? [...rootCertificates, await readCa(caFile)] : undefined;
-  const Agent = await bundledAgent();
-  type Done = (err: Error | null, socket: Socket | null) => void;
-  const connect = (o: { hostname: string; port: string; protocol: string; servername?: string }, done: Done) => {
-    const port = Number(o.port) || (o.protocol === "https:" ? 443 : 80);
-    let settled = false;
-    const finish = (err: Error | null, socket: Socket | null) => {
-      if (settled) return;
-      settled = true;
-      done(err, socket);
-    };
-    if (o.protocol !== "https:") {
-      const socket = netConnect({ host: o.hostname, port });
-      socket.once("connect", () => finish(null, socket)).once("error", (e) => finish(e, null));
-      return;
-    }
-    const servername = o.servername || (isIP(o.hostname) ? undefined : o.hostname);
-    const socket = tlsConnect({ host: o.hostname, port, ...(servername ? { servername } : {}), ...(ca ? { ca } : {}), ALPNProtocols: ["http/1.1"] });
-    socket
-      .once("secureConnect", () => {
-        const cert = socket.getPeerCertificate();
-        onPeer({
-          protocol: socket.getProtocol() ?? null,
-          cipher: socket.getCipher()?.name ?? null,
-          fingerprint256: cert?.fingerprint256 ?? null,
-          validTo: cert?.valid_to ?? null,
-        });
-        finish(null, socket);
-      })
-      .once("error", (e) => finish(e, null));
-  };
-  return new Agent({ connect }) as RequestInit["dispatcher"];
-}
-
-async function readCa(caFile: string): Promise<string> {
-  let ca: string;
-  try {
-    ca = await readFile(caFile, "utf8");
-  } catch (err) {
-    throw new SluiceError("BAD_CONFIG", `caFile ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"}).`, { cause: err });
-  }
-  if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
-    throw new SluiceError("BAD_CONFIG", `caFile ${caFile} does not contain a PEM certificate.`);
-  }
-  return ca;
-}
-
-/** The Agent class of Node's bundled undici (see caDispatcher). */
-async function bundledAgent(): Promise<new (opts: unknown) => unknown> {
-  const key = Symbol.for("undici.globalDispatcher.1");
-  const g = globalThis as unknown as Record<symbol, unknown>;
-  if (g[key] === undefined) await fetch("data:,");
-  const current = g[key] as { constructor?: new (opts: unknown) => unknown } | undefined;
-  const Agent = current?.constructor;
-  if (typeof Agent !== "function" || Agent.name !== "Agent") {
-    throw new SluiceError(
-      "BAD_CONFIG",
-      `a private CA and TLS monitoring are not supported on this Node.js version (${process.version}); set NODE_EXTRA_CA_CERTS instead.`,
-    );
-  }
-  return Agent;
 }
 
 async function discard(response: Response): Promise<void> {

@@ -58,8 +58,23 @@ export function parseSourceUrl(source: string): SourceDescriptor {
   return { kind: "file", path, glob: isGlob(s), display: path };
 }
 
-export { fetchPages, probeHttp, parseLinkHeader, parseRetryAfter, getPath } from "./http.js";
-export type { HttpAuth, HttpPagination, HttpSourceConfig, HttpCallOptions, HttpPage, HttpProbeResult, HttpResume, TlsPeer } from "./http.js";
+export { fetchPages, probeHttp, requestToken, parseLinkHeader, parseRetryAfter, getPath } from "./http.js";
+export type {
+  HttpAuth,
+  HttpPagination,
+  HttpSourceConfig,
+  HttpCallOptions,
+  HttpPage,
+  HttpProbeResult,
+  HttpResume,
+  HttpTotp,
+  HttpTls,
+  TlsFacts,
+  OAuth2Auth,
+  OAuthToken,
+  OmittedCredential,
+} from "./http.js";
+export { certificatePin, certificateThumbprint, spkiPin, TLS_VERSIONS, type TlsVersion } from "./http-tls.js";
 export { readPostgres, probePostgres, quoteTableName, toJsonSafe, pgTimestampToIso } from "./postgres.js";
 export type { PostgresSourceConfig, PostgresCallOptions, PostgresProbeResult, PgRow } from "./postgres.js";
 export { listFiles, waitForStable, sha256File, isInProgressName, isGlob, globToRegExp } from "./files.js";

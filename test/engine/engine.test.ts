@@ -273,14 +273,6 @@ describe.each(STORES)("engine on $dialect", (backend) => {
       expect(d.steps.map((s) => s.status)).toEqual(["cancelled", "cancelled"]);
       expect(d.steps[0]!.attempts[0]!.status).toBe("cancelled");
     });
-
-    it("fails with NOT_IMPLEMENTED, never a fake success, for an action whose capability has not landed", async () => {
-      env = makeEnv();
-      const wf = flow({ steps: [{ name: "mfa", agent: "data-connector", action: "verify_mfa_authentication", with: { secret: "env:X" } }] });
-      const run = await runWorkflow(env, wf);
-      expect(run.status).toBe("failed");
-      expect(run.error).toMatchObject({ code: "NOT_IMPLEMENTED", message: expect.stringMatching(/secure API workflow/) });
-    });
   });
 
   describe("exec steps", () => {

@@ -39,7 +39,7 @@ export interface HttpCollectInput {
 /**
  * What collect_with_encryption adds to the walk: page files sealed before they touch the disk,
  * a check of every page before it is stored (security monitoring), and source settings
- * (TLS observation, redirects refused, a private CA).
+ * (redirects refused, a private CA, client certificates and pins, OAuth2 and TOTP).
  */
 export interface SecureWalk {
   seal(plain: Buffer): Promise<Buffer>;
@@ -47,7 +47,8 @@ export interface SecureWalk {
   encrypted: NonNullable<DatasetPart["encrypted"]>;
   /** Throws to stop the walk; the page it was given is not stored. */
   check(page: HttpPage): Promise<void>;
-  config: Pick<HttpSourceConfig, "observeTls" | "redirects" | "caFile">;
+  /** Source settings that win over the plain collector's: redirects refused, a private CA, TLS (mTLS, pins), auth (OAuth2, TOTP). */
+  config: Pick<HttpSourceConfig, "redirects" | "caFile" | "tls" | "auth">;
 }
 
 export interface HttpCollection {
@@ -65,7 +66,6 @@ export async function collectHttp(
   secure?: SecureWalk,
 ): Promise<HttpCollection> {
   const config: HttpSourceConfig = {
-    ...secure?.config,
     url,
     auth: httpAuth(input.auth),
     recordsPath: input.recordsPath,
@@ -75,6 +75,7 @@ export async function collectHttp(
     ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}),
     ...(input.maxRetries !== undefined ? { maxRetries: input.maxRetries } : {}),
     ...(input.maxRetryAfterMs !== undefined ? { maxRetryAfterMs: input.maxRetryAfterMs } : {}),
+    ...secure?.config,
   };
   // What decides which pages come back: a checkpoint of another walk is not resumed.
   // (An encrypted walk never resumes a plaintext checkpoint, nor the other way round.)

@@ -20,18 +20,23 @@
  */
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseSourceUrl, type HttpPage, type TlsPeer } from "../../connectors/index.js";
+import { parseSourceUrl, type HttpPage, type TlsFacts } from "../../connectors/index.js";
 import { createDataKey, encryptBuffer, unwrapDataKey, type DataKey, type EnvelopeContext } from "../../crypto/envelope.js";
 import { loadKeyring, type Keyring } from "../../crypto/keyring.js";
 import { SluiceError } from "../../errors.js";
 import type { ActionContext, Outputs } from "../types.js";
-import { collectHttp, type HttpCollectInput } from "../batch/collect-http.js";
+import { collectHttp, type HttpCollectInput, type SecureWalk } from "../batch/collect-http.js";
+import { httpConfigOf, type SecureAuthValue, type TlsInputValue } from "./connection.js";
 import { stepFolder, writeDataset } from "../batch/dataset.js";
 
 export type TlsVersion = "TLSv1.2" | "TLSv1.3";
 
-export interface CollectEncryptedInput extends HttpCollectInput {
+export interface CollectEncryptedInput extends Omit<HttpCollectInput, "auth"> {
   source: string;
+  /** Bearer, basic, API key or OAuth2 client credentials, each with an optional TOTP header (connection.ts). */
+  auth?: SecureAuthValue;
+  /** Client certificate (mTLS), private CA, minimum version, pins (connection.ts). */
+  tls?: TlsInputValue;
   /** The key-encryption key: a keyring file, or `env:NAME` / `file:PATH` holding one 32-byte key. */
   key: string;
   /** A private CA (PEM) to trust besides the public roots. */
@@ -68,7 +73,7 @@ export async function collectWithEncryption(input: CollectEncryptedInput, ctx: A
   const keyFile = join(ctx.artifactsDir, `${ctx.step}.datakey.json`);
   const { dk, file } = await dataKeyFor(ring, keyFile, { runId: ctx.runId, dataset: ctx.step }, input.key);
   const minRank = TLS_RANK[input.minTlsVersion ?? "TLSv1.2"]!;
-  let last: TlsPeer | undefined;
+  let last: TlsFacts | undefined;
 
   const check = async (page: HttpPage) => {
     if (!src.tls) return;
@@ -110,11 +115,11 @@ export async function collectWithEncryption(input: CollectEncryptedInput, ctx: A
 
   let collected: Awaited<ReturnType<typeof collectHttp>>;
   try {
-    collected = await collectHttp(src.url, src.display, input, dir, ctx, {
+    collected = await collectHttp(src.url, src.display, { ...input, auth: undefined }, dir, ctx, {
       seal: (plain) => encryptBuffer(dk, plain),
       encrypted: { keyId: dk.ref.id, version: dk.ref.version, keyring: input.key, context: dk.context },
       check,
-      config: { observeTls: src.tls, redirects: "refuse", ...(input.caFile ? { caFile: input.caFile } : {}) },
+      config: secureConfig(input),
     });
   } catch (err) {
     if (err instanceof SluiceError && err.code === "SECURITY_INCIDENT") await raiseIncident(err, src.display, ctx);
@@ -209,4 +214,16 @@ function pick(o: Record<string, unknown> | undefined, keys: string[]): Record<st
 
 function short(fp: string | null): string {
   return fp ? `${fp.slice(0, 23)}…` : "none";
+}
+
+/** The connection settings the walk uses: the plain collector's, with redirects refused and the secure inputs' TLS and auth. */
+function secureConfig(input: CollectEncryptedInput): SecureWalk["config"] {
+  const { tls, auth, caFile } = httpConfigOf({
+    source: input.source,
+    ...(input.caFile ? { caFile: input.caFile } : {}),
+    ...(input.tls ? { tls: input.tls } : {}),
+    ...(input.auth ? { auth: input.auth } : {}),
+  });
+  // Always a tls block (at least the minimum version): the connector then records every connection's facts, which the monitoring compares page by page.
+  return { redirects: "refuse", ...(caFile ? { caFile } : {}), tls: { minVersion: input.minTlsVersion ?? "TLSv1.2", ...tls }, ...(auth ? { auth } : {}) };
 }
