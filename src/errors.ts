@@ -38,6 +38,8 @@ export type ErrorCode =
   | "DECRYPT_FAILED"
   | "NO_USABLE_SOURCE"
   | "GAPS_REMAIN"
+  // The recovery strategy chose give_up: no allowed strategy could recover the data.
+  | "RECOVERY_GAVE_UP"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -74,6 +76,7 @@ export const ERROR_CODES = [
   "DECRYPT_FAILED",
   "NO_USABLE_SOURCE",
   "GAPS_REMAIN",
+  "RECOVERY_GAVE_UP",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -107,6 +110,7 @@ const PERMANENT = new Set<ErrorCode>([
   "INCOMPLETE_SOURCE",
   "DECRYPT_FAILED",
   "GAPS_REMAIN",
+  "RECOVERY_GAVE_UP",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

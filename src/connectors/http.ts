@@ -118,6 +118,8 @@ export interface HttpProbeResult {
   elapsedMs: number;
   /** Why the probe failed, when it did. */
   error?: string;
+  /** The failure's evidence (status, url, retryAfterSeconds, latencyMs), as a fetch's error carries it. */
+  details?: Record<string, unknown>;
 }
 
 const DEFAULTS = { maxPages: 1000, timeoutMs: 30_000, maxRetries: 5, maxRetryAfterMs: 60_000 };
@@ -228,12 +230,17 @@ export async function probeHttp(config: HttpSourceConfig, opts: HttpCallOptions 
     const { response, finalUrl, latencyMs } = await send(session, url);
     await discard(response);
     const result: HttpProbeResult = { ok: response.ok, status: response.status, tls: finalUrl.protocol === "https:", elapsedMs: elapsed(started) };
-    if (!response.ok) result.error = statusError(response, finalUrl, session, "", latencyMs).message;
+    if (!response.ok) {
+      const failure = statusError(response, finalUrl, session, "", latencyMs);
+      result.error = failure.message;
+      if (failure.details) result.details = failure.details;
+    }
     return result;
   } catch (err) {
     if (err instanceof SluiceError && err.code === "CANCELLED") throw err;
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, status: 0, tls: false, elapsedMs: elapsed(started), error: message };
+    const details = err instanceof SluiceError ? err.details : undefined;
+    return { ok: false, status: 0, tls: false, elapsedMs: elapsed(started), error: message, ...(details ? { details } : {}) };
   } finally {
     await closeSession(session);
   }
