@@ -31,7 +31,7 @@ export interface RunDoc {
     status: string;
     outputs: Record<string, unknown> | null;
     error: { code: string; message: string } | null;
-    attempts: { n: number; status: string; error: { code: string; message: string } | null }[];
+    attempts: { n: number; status: string; startedAt: string; endedAt: string | null; error: { code: string; message: string } | null }[];
   }[];
 }
 
@@ -129,7 +129,9 @@ export function tableFacts(db: Database.Database, table = "trades") {
     hi: number;
   };
   const lineage = db
-    .prepare(`select source, count(*) as n, count(distinct trade_id) as d, min(trade_id) as lo, max(trade_id) as hi from "${table}_lineage" group by source order by lo`)
+    .prepare(
+      `select source, count(*) as n, count(distinct trade_id) as d, min(trade_id) as lo, max(trade_id) as hi from "${table}_lineage" group by source order by lo`,
+    )
     .all() as { source: string; n: number; d: number; lo: number; hi: number }[];
   return { rows, lineage };
 }

@@ -128,10 +128,10 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
     results[u.id] = r;
     report(u.id, r.rowsIn, u.range ? u.range.end - u.range.start : (fileOf[u.id]!.part.bytes ?? 0));
   };
-  const onFailed = (u: ConvertUnitSpec, reason: string, code: string): void => {
+  const onFailed = (u: ConvertUnitSpec, reason: string, code: string, details?: Record<string, unknown>): void => {
     const f = fileOf[u.id]!;
     if (code === "CANCELLED") return;
-    f.failed ??= { path: f.part.source, reason, code: asErrorCode(code, "ACTION_FAILED") };
+    f.failed ??= { ...failure(f.part, { message: reason, code, details }), code: asErrorCode(code, "ACTION_FAILED") };
     ctx.log.warn("file failed; its other units are skipped", { path: f.part.source, reason });
   };
   if (parallel && units.length > 1) {
@@ -149,8 +149,8 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
         onDone(u, await convertUnit(u, (rows, bytes) => report(u.id, rows, bytes)));
       } catch (err) {
         if (ctx.signal.aborted) throw ctx.signal.reason;
-        const e = err as { code?: unknown; message?: unknown };
-        onFailed(u, typeof e.message === "string" ? e.message : String(err), typeof e.code === "string" ? e.code : "IO_ERROR");
+        const e = err as { code?: unknown; message?: unknown; details?: Record<string, unknown> };
+        onFailed(u, typeof e.message === "string" ? e.message : String(err), typeof e.code === "string" ? e.code : "IO_ERROR", e.details);
       }
     }
   }

@@ -161,10 +161,10 @@ export async function reconstructFromMultipleSources(input: ReconstructInput, ct
   const primaryCand = ranking.candidates.find((c) => c.role === "primary");
   const ranked = ranking.candidates.filter((c) => c.accepted).sort((a, b) => (a.rank ?? 0) - (b.rank ?? 0));
   // Waiting for or retrying the primary means asking it first, whatever the ranking says.
-  const accepted = choice && choice !== "switch_to_fallback" ? [...ranked.filter((c) => c.role === "primary"), ...ranked.filter((c) => c.role !== "primary")] : ranked;
+  const accepted =
+    choice && choice !== "switch_to_fallback" ? [...ranked.filter((c) => c.role === "primary"), ...ranked.filter((c) => c.role !== "primary")] : ranked;
   const stored = storedPagesOf(manifest, primaryCand, ranking);
-  if (accepted.length === 0 && !stored.pages)
-    throw new SluiceError("NO_USABLE_SOURCE", `the ranking ${input.sources} accepts no source`, { retryable: false });
+  if (accepted.length === 0 && !stored.pages) throw new SluiceError("NO_USABLE_SOURCE", `the ranking ${input.sources} accepts no source`, { retryable: false });
   if (stored.why) ctx.log.warn("the primary's stored pages are not used", { why: stored.why });
   // Every fallback is read to find disagreements, unless the strategy is to wait for the primary:
   // then a fallback is only the spare for what the primary does not serve after the wait.
@@ -218,7 +218,11 @@ export async function reconstructFromMultipleSources(input: ReconstructInput, ct
   // First what the primary served before it failed: its stored pages, never asked for again.
   if (stored.pages && !(closed && size(gaps!) === 0)) {
     const name = primaryCand!.source;
-    await take(name, { source: `${name} (pages stored by the failed run)`, role: "stored", records: 0, kept: 0, complete: false }, readStoredPages(stored.pages, name, ctx.signal));
+    await take(
+      name,
+      { source: `${name} (pages stored by the failed run)`, role: "stored", records: 0, kept: 0, complete: false },
+      readStoredPages(stored.pages, name, ctx.signal),
+    );
   }
   if (choice === "wait_retry_after" && decision?.waitMs) await waitRetryAfter(decision, ctx);
 
