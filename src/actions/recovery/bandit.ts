@@ -157,11 +157,11 @@ export async function chooseStrategy(
     }
     const c = bandit.arms[s];
     const entry: StrategyConsidered = { strategy: s, allowed: ok, estimatedSuccess: round(mean(c)), alpha: round(c.alpha), beta: round(c.beta) };
-    if (ok) {
+    // At a cold start only the arms of highest prior mean are drawn (to break their tie).
+    if (ok && (!cold || mean(c) >= topPrior - 1e-12)) {
       const sample = betaSample(u, c.alpha, c.beta);
       entry.sample = round(sample);
-      const eligible = !cold || mean(c) >= topPrior - 1e-12;
-      if (eligible && (!best || sample > best.sample)) best = { arm: s, sample };
+      if (!best || sample > best.sample) best = { arm: s, sample };
     }
     considered.push(entry);
   }
