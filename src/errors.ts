@@ -46,6 +46,8 @@ export type ErrorCode =
   | "TLS_POLICY"
   // Fewer independent authentication factors passed than required.
   | "MFA_FAILED"
+  // The recovery strategy chose give_up: no allowed strategy could recover the data.
+  | "RECOVERY_GAVE_UP"
   // The engine's verdicts on steps (recorded, never thrown by actions).
   | "STEP_FAILED"
   | "UPSTREAM_FAILED"
@@ -86,6 +88,7 @@ export const ERROR_CODES = [
   "AUDIT_FAILED",
   "TLS_POLICY",
   "MFA_FAILED",
+  "RECOVERY_GAVE_UP",
   "STEP_FAILED",
   "UPSTREAM_FAILED",
   "SKIPPED",
@@ -122,6 +125,7 @@ const PERMANENT = new Set<ErrorCode>([
   "SECURITY_INCIDENT",
   "TLS_POLICY",
   "MFA_FAILED",
+  "RECOVERY_GAVE_UP",
 ]);
 
 function defaultRetryable(code: ErrorCode): boolean {

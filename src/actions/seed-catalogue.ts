@@ -46,6 +46,21 @@ const PageManifest = z
     next: z.string().nullable().optional(),
   })
   .passthrough();
+/** A source's circuit breaker (recovery/breaker.ts), for the steps that contact the source. */
+const Breaker = z
+  .union([
+    z.literal(false),
+    obj({
+      failures: z.number().int().min(1).optional().describe("Failures in a row that open it (default 5)."),
+      coolDown: z
+        .string()
+        .refine((s) => (parseDuration(s) ?? 0) > 0, "must be a duration such as 30s or 5m")
+        .optional()
+        .describe("How long it stays open before one probe is let through (default 60s)."),
+    }),
+  ])
+  .optional()
+  .describe("The source's circuit breaker, shared by every run on this store; false for none.");
 const RecoveryDuration = z.string().refine((s) => parseDuration(s) !== undefined, "must be a duration such as 30m, 6h, 2d");
 const sig = (kind: ActionKind, owner: string, action: string, capability: string, description: string, input: z.ZodType): SeedSignature => ({
   kind,
@@ -99,7 +114,7 @@ export const SEED_SIGNATURES: SeedSignature[] = [
     "validate_source_availability",
     BATCH,
     "Check that the source exists and answers.",
-    obj({ source: Source, auth: Auth.optional(), minFiles: z.number().int().min(0).optional() }),
+    obj({ source: Source, auth: Auth.optional(), minFiles: z.number().int().min(0).optional(), breaker: Breaker }),
   ),
   sig(
     "agent",
@@ -132,20 +147,7 @@ export const SEED_SIGNATURES: SeedSignature[] = [
       timeoutMs: z.number().int().min(1).optional().describe("HTTP: per-request timeout, body included (default 30000)."),
       maxRetries: z.number().int().min(0).optional().describe("HTTP: retries of a 429/503 answer within one attempt (default 5)."),
       maxRetryAfterMs: z.number().int().min(0).optional().describe("HTTP: the longest Retry-After waited out (default 60000); longer fails at once."),
-      breaker: z
-        .union([
-          z.literal(false),
-          obj({
-            failures: z.number().int().min(1).optional().describe("Failures in a row that open it (default 5)."),
-            coolDown: z
-              .string()
-              .refine((s) => (parseDuration(s) ?? 0) > 0, "must be a duration such as 30s or 5m")
-              .optional()
-              .describe("How long it stays open before one probe is let through (default 60s)."),
-          }),
-        ])
-        .optional()
-        .describe("The source's circuit breaker, shared by every run on this store; false for none."),
+      breaker: Breaker,
     }),
   ),
   sig("agent", "data-converter", "convert_to_standard_format", BATCH, "Type, rename and normalise rows to the target schema.", obj(ConvertInput)),
@@ -298,6 +300,10 @@ export const SEED_SIGNATURES: SeedSignature[] = [
         .optional()
         .describe("How far back to read runs (default 24h)."),
       source: z.string().optional().describe("Only this source's failures and health."),
+      primary: z.string().optional().describe("The recovery's primary source (output primary; default: the failed run's source param)."),
+      destination: Destination.optional().describe("The recovery's destination (output destination; default: the failed run's, else the embedded warehouse)."),
+      table: z.string().optional().describe("The recovery's table (output table; default: the failed run's table param)."),
+      schema: z.string().optional().describe("The recovery's schema file (output schema; default: the failed run's schema param)."),
     }),
   ),
   sig(
@@ -319,7 +325,7 @@ export const SEED_SIGNATURES: SeedSignature[] = [
         .optional()
         .describe("How many fallback sources are declared, or the list itself; with none, switch_to_fallback is excluded."),
       seed: z.string().min(1).optional().describe("Seed of the bandit's draws (default: the run id, so a replay chooses alike)."),
-      source: z.string().min(1).optional().describe("The source the bandit learns for (default: the failed run's source)."),
+      source: z.string().min(1).nullable().optional().describe("The source the bandit learns for (default: the failed run's source; null: that default)."),
     }),
   ),
   sig(
@@ -342,7 +348,7 @@ export const SEED_SIGNATURES: SeedSignature[] = [
         .min(1)
         .optional()
         .describe("A decision record (select_optimal_retry_strategy's decision output); switch_to_fallback ranks the primary last."),
-      schema: SchemaRef.optional().describe("The expected columns; default the destination table's, else the primary's."),
+      schema: SchemaRef.nullable().optional().describe("The expected columns; default (or null) the destination table's, else the primary's."),
       destination: Destination.optional(),
       table: z.string().min(1).optional(),
       auth: Auth.optional(),
@@ -365,8 +371,9 @@ export const SEED_SIGNATURES: SeedSignature[] = [
       range: KeyRangeSpec.optional(),
       manifest: z
         .union([z.string().min(1), PageManifest])
+        .nullable()
         .optional()
-        .describe("The primary's page manifest (a path or the object)."),
+        .describe("The primary's page manifest (a path or the object; null: none): its stored pages are used and an HTTP source resumes after them."),
       policy: z
         .enum(["priority", "freshest"])
         .optional()
@@ -391,9 +398,19 @@ export const SEED_SIGNATURES: SeedSignature[] = [
       key: KeyColumns.optional(),
       rules: z.array(QualityRule).optional(),
       threshold: z.number().min(0).max(1).optional(),
-      schema: SchemaRef.optional().describe("The target schema; default inferred from the rows and held to the destination table's column types."),
+      schema: SchemaRef.nullable()
+        .optional()
+        .describe("The target schema; default (or null) inferred from the rows and held to the destination table's column types."),
       range: KeyRangeSpec.optional(),
-      manifest: z.union([z.string().min(1), PageManifest]).optional(),
+      manifest: z
+        .union([z.string().min(1), PageManifest])
+        .nullable()
+        .optional(),
+      decision: z
+        .string()
+        .min(1)
+        .optional()
+        .describe("The decision record followed (select_optimal_retry_strategy's decision output): its outcome teaches the strategy bandit."),
     }),
   ),
 

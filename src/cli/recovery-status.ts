@@ -9,7 +9,9 @@
  * - `gapsBefore` / `gapsAfter`: KeyRange arrays, or `gapLedgerBefore` / `gapLedgerAfter`: paths of
  *   GapLedger documents; a plain `gapLedger` path is "before" on the first step that has one and
  *   "after" on a later one;
- * - `conflictReport`: path of a ConflictReport, else `conflicts` (a count or a list).
+ * - `conflictReport`: path of a ConflictReport, else `conflicts` (a count or a list);
+ * - `learned` and `outcome` (validate_and_store_recovered_data): the strategy's outcome as the
+ *   bandit counted it.
  * A run with none of these prints nothing extra.
  */
 import { readFile } from "node:fs/promises";
@@ -29,6 +31,8 @@ export interface RecoverySummary {
   before?: Gaps | { step: string; path: string; problem: string };
   after?: Gaps | { step: string; path: string; problem: string };
   conflicts?: { step: string; count: number; path?: string } | { step: string; path: string; problem: string };
+  /** The strategy's outcome as counted into the bandit by the storing step. */
+  learned?: { step: string; strategy: string; succeeded: boolean; reward: number; counted: boolean; rows: number; seconds: number };
 }
 
 const RANGES_SHOWN = 8;
@@ -65,8 +69,21 @@ export async function recoverySummary(d: RunDetail): Promise<RecoverySummary> {
       const got = await readJson<DecisionRecord>(o.decision, "sluice.dev/recovery-decision-v1");
       out.decision = "doc" in got ? { step: s.name, path: o.decision, record: got.doc } : { step: s.name, path: o.decision, problem: got.problem };
     }
-    if (o.gapsBefore !== undefined || o.gapLedgerBefore !== undefined) out.before = await gapsFrom(s.name, o.gapsBefore ?? o.gapLedgerBefore);
-    if (o.gapsAfter !== undefined || o.gapLedgerAfter !== undefined) out.after = await gapsFrom(s.name, o.gapsAfter ?? o.gapLedgerAfter);
+    // The ledger document first (it is the record, with the exact count), else the ranges.
+    if (o.gapsBefore !== undefined || o.gapLedgerBefore !== undefined) out.before = await gapsFrom(s.name, o.gapLedgerBefore ?? o.gapsBefore);
+    if (o.gapsAfter !== undefined || o.gapLedgerAfter !== undefined) out.after = await gapsFrom(s.name, o.gapLedgerAfter ?? o.gapsAfter);
+    const learned = o.learned as { strategy?: unknown; reward?: unknown; counted?: unknown } | undefined;
+    const outcome = o.outcome as { succeeded?: unknown; rowsRecovered?: unknown; seconds?: unknown } | undefined;
+    if (learned && typeof learned.strategy === "string" && outcome)
+      out.learned = {
+        step: s.name,
+        strategy: learned.strategy,
+        succeeded: outcome.succeeded === true,
+        reward: Number(learned.reward),
+        counted: learned.counted === true,
+        rows: Number(outcome.rowsRecovered ?? 0),
+        seconds: Number(outcome.seconds ?? 0),
+      };
     if (o.gapLedger !== undefined) {
       if (!out.before) out.before = await gapsFrom(s.name, o.gapLedger);
       else if (out.before.step !== s.name) out.after = await gapsFrom(s.name, o.gapLedger);
@@ -130,6 +147,12 @@ export function recoveryLines(s: RecoverySummary): string[] {
   if (s.conflicts) {
     const c = s.conflicts;
     lines.push("problem" in c ? `conflicts: ${pc.yellow(c.problem)}` : `conflicts: ${c.count}${c.path ? ` (${c.path})` : ""}`);
+  }
+  if (s.learned) {
+    const l = s.learned;
+    lines.push(
+      `learned (${l.step}): ${l.strategy} ${l.succeeded ? pc.green("succeeded") : pc.red("failed")}, ${l.rows} rows in ${l.seconds.toFixed(1)} s, reward ${l.reward.toFixed(2)}${l.counted ? "" : " (counted before)"}`,
+    );
   }
   return lines;
 }

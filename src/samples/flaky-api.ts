@@ -33,10 +33,11 @@
  *                                         Content-Length 5000, the connection closed after 1200 bytes
  *   cut-json pages=6 times=1 [at=0.5]     a complete response whose JSON stops half-way
  *   rename from=price to=px pages=3-      column `price` is called `px` from page 3 on
+ *   slow ms=300 [pages=…]                 every matching answer waits 300 ms first (a slow source)
  *
  * `pages=` is `P`, `A-B` or `A-` (default: every page); `times=K` limits a fault to the first K
  * requests it matches (default: forever). The first matching fail/hang/truncate/cut-json applies;
- * every matching rename applies. `stale-days=D` puts every timestamp D days behind;
+ * every matching rename and slow applies. `stale-days=D` puts every timestamp D days behind;
  * `variant=A-B[,C-D]` changes those ids (price + 1.0000, updated 60 s later): two servers, one
  * with a variant, disagree on exactly those keys.
  */
@@ -44,7 +45,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo, Socket } from "node:net";
 import { SluiceError } from "../errors.js";
 
-export type FaultKind = "fail" | "hang" | "truncate" | "cut-json" | "rename";
+export type FaultKind = "fail" | "hang" | "truncate" | "cut-json" | "rename" | "slow";
 
 /** Pages a fault applies to: `to` null means every page from `from` on. */
 export interface PageRange {
@@ -73,6 +74,8 @@ export interface FlakyFault {
   /** rename: the column and its new name. */
   from?: string;
   to?: string;
+  /** slow: milliseconds before the answer. */
+  ms?: number;
 }
 
 export interface FlakyPlan {
@@ -135,6 +138,24 @@ export async function startFlakyApi(opts: FlakyApiOptions = {}): Promise<FlakyAp
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     if (url.pathname === "/_stats") return answer(res, 200, JSON.stringify(snapshot()));
+    // A slow source: every matching slow fault adds its delay before the request is served.
+    const page = positive(url.searchParams.get("page"), 1);
+    let delay = 0;
+    faults.forEach((f, i) => {
+      if (f.kind === "slow" && inPages(f.pages, page) && (f.times === undefined || applied[i]! < f.times)) {
+        applied[i]!++;
+        delay += f.ms ?? 0;
+      }
+    });
+    if (delay > 0) {
+      const timer = setTimeout(() => serve(req, res, url), delay);
+      res.once("close", () => clearTimeout(timer));
+      return;
+    }
+    serve(req, res, url);
+  };
+
+  const serve = (_req: IncomingMessage, res: ServerResponse, url: URL) => {
     if (url.pathname !== "/trades" && url.pathname !== "/") return answer(res, 404, JSON.stringify({ error: `no such path ${url.pathname}` }));
     const page = positive(url.searchParams.get("page"), 1);
     const sizeParam = url.searchParams.get("page_size");
@@ -144,7 +165,7 @@ export async function startFlakyApi(opts: FlakyApiOptions = {}): Promise<FlakyAp
 
     // The first matching response fault, counted against its `times`.
     const matches = (f: FlakyFault, i: number) => inPages(f.pages, page) && (f.times === undefined || applied[i]! < f.times);
-    const faultIndex = faults.findIndex((f, i) => f.kind !== "rename" && matches(f, i));
+    const faultIndex = faults.findIndex((f, i) => f.kind !== "rename" && f.kind !== "slow" && matches(f, i));
     const fault = faultIndex >= 0 ? faults[faultIndex]! : undefined;
     if (fault) applied[faultIndex]!++;
     if (fault?.kind === "fail") {
@@ -273,13 +294,14 @@ function asOfTime(v: Date | string | undefined): number {
 // ---------------------------------------------------------------------------------------------
 // The plan: DSL or JSON, checked into one FlakyPlan.
 
-const KINDS: readonly FaultKind[] = ["fail", "hang", "truncate", "cut-json", "rename"];
+const KINDS: readonly FaultKind[] = ["fail", "hang", "truncate", "cut-json", "rename", "slow"];
 const FAULT_KEYS: Record<FaultKind, readonly string[]> = {
   fail: ["status", "retry-after", "pages", "times"],
   hang: ["pages", "times"],
   truncate: ["pages", "times", "declare", "send"],
   "cut-json": ["pages", "times", "at"],
   rename: ["from", "to", "pages", "times"],
+  slow: ["ms", "pages", "times"],
 };
 
 /** A plan from its DSL text, or from JSON text when it starts with `{`. */
@@ -345,6 +367,7 @@ function setFaultField(f: FlakyFault, key: string, value: string): void {
   else if (key === "at") f.at = number(value, key);
   else if (key === "from") f.from = value;
   else if (key === "to") f.to = value;
+  else if (key === "ms") f.ms = whole(value, key, 0);
 }
 
 /** Check a plan (from JSON or the DSL) and normalise its range strings. */
@@ -370,6 +393,7 @@ function checkFault(v: unknown): FlakyFault {
   if (f.kind === "fail" && !(Number.isInteger(f.status) && f.status! >= 400 && f.status! <= 599))
     throw planError(`a fail fault needs status=400…599, got ${JSON.stringify(f.status)}`);
   if (f.kind === "rename" && (!f.from || !f.to)) throw planError("a rename fault needs from=COLUMN and to=NEW_NAME");
+  if (f.kind === "slow" && !(Number.isInteger(f.ms) && f.ms! >= 0)) throw planError(`a slow fault needs ms=MILLISECONDS, got ${JSON.stringify(f.ms)}`);
   if (f.times !== undefined && !(Number.isInteger(f.times) && f.times >= 1)) throw planError(`times must be a whole number of 1 or more, got ${f.times}`);
   if (f.at !== undefined && !(f.at > 0 && f.at < 1)) throw planError(`at must be a fraction between 0 and 1, got ${f.at}`);
   return f;

@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SharedState } from "../../src/actions/types.js";
 import { BREAKER_NAMESPACE, checkBreaker, recordSourceOutcome, releaseProbe, type BreakerRecord } from "../../src/actions/recovery/breaker.js";
 import { collectDataFromSource } from "../../src/actions/batch/collect.js";
+import { validateSourceAvailability } from "../../src/actions/batch/source-checks.js";
+import { startFlakyApi } from "../../src/samples/flaky-api.js";
 import { SluiceError } from "../../src/errors.js";
 import { openSqliteStore } from "../../src/store/sqlite.js";
 import { actionContext, failure, memoryState, scratch } from "../helpers.js";
@@ -157,6 +159,39 @@ describe("the collector honours the breaker", () => {
     for (let i = 0; i < 3; i++)
       expect((await failure(collectDataFromSource({ source: missing, breaker: { failures: 1 } }, ctx()))).code).toBe("FILE_NOT_FOUND");
     expect((await state.list(BREAKER_NAMESPACE)).map((e) => e.key)).toEqual([api.url]);
+  });
+});
+
+describe("the standard workflow's source check honours the breaker too", () => {
+  it("is refused while the breaker is open, its failures count, and its success hands a half-open probe on to the collection", async () => {
+    const api = await startFlakyApi({ plan: "fail status=503 retry-after=0 times=2" });
+    try {
+      const state = memoryState();
+      const ctx = () => actionContext({ artifactsDir: tmp("sluice-breaker-check-"), state, step: "source-validation" });
+      const input = { source: api.url, breaker: { failures: 2, coolDown: "1s" } };
+      for (let i = 0; i < 2; i++) {
+        const e = await failure(validateSourceAvailability(input, ctx()));
+        // The probe's evidence travels with the failure, for the failure analysis.
+        expect(e).toMatchObject({ code: "NETWORK_ERROR", details: { status: 503, retryAfterSeconds: 0, url: api.url } });
+      }
+      const refused = await failure(validateSourceAvailability(input, ctx()));
+      expect(refused).toMatchObject({ code: "NETWORK_ERROR", retryable: false, details: { circuit: "open", failures: 2, lastClass: "server_unavailable" } });
+      expect(api.stats().requests).toBe(2);
+      // After the cool-down the check is let through as the probe, and answers; one good request
+      // says little about a walk of many pages, so it hands the probe on instead of closing.
+      await new Promise((r) => setTimeout(r, 1_100));
+      expect(await validateSourceAvailability(input, ctx())).toMatchObject({ available: true });
+      const [rec] = await state.list(BREAKER_NAMESPACE);
+      expect(rec!.value).toMatchObject({ state: "half-open", probeAt: null, failures: 2 });
+      // The collection is then the probe, and its success closes the breaker.
+      await collectDataFromSource(
+        { source: api.url, breaker: input.breaker },
+        actionContext({ artifactsDir: tmp("sluice-breaker-check-"), state, step: "data-collection" }),
+      );
+      expect((await state.list(BREAKER_NAMESPACE))[0]!.value).toMatchObject({ state: "closed", failures: 0 });
+    } finally {
+      await api.close();
+    }
   });
 });
 

@@ -120,6 +120,17 @@ describe("discover_fallback_sources", () => {
     expect(out.ranked).toEqual([freshCsv, primary.url]);
   });
 
+  it("a give_up decision ends the recovery with RECOVERY_GAVE_UP and its reason, before any source is asked", async () => {
+    const decision = join(dir, "give-up.json");
+    const why = "auth on http://x/api: 1 failure. Giving up: the guardrails allow no strategy that could recover the data.";
+    writeFileSync(decision, JSON.stringify({ kind: "sluice.dev/recovery-decision-v1", choice: "give_up", class: "auth", why }));
+    const before = primary.requests.length;
+    const err = await failure(discoverFallbackSources({ primary: primary.url, fallbacks: [], decision }, ctxFor("give-up")));
+    expect(err).toMatchObject({ code: "RECOVERY_GAVE_UP", retryable: false, details: { decision, class: "auth" } });
+    expect(err.message).toBe(`The recovery strategy is give_up, so no source is read: ${why}`);
+    expect(primary.requests.length).toBe(before);
+  });
+
   it("fails with NO_USABLE_SOURCE, every reason in the message, when nothing is usable", async () => {
     const err = await failure(discoverFallbackSources({ primary: "http://127.0.0.1:1/api", fallbacks: [locked.url] }, ctxFor("none")));
     expect(err.code).toBe("NO_USABLE_SOURCE");

@@ -238,7 +238,7 @@ describe("a PostgreSQL source into a PostgreSQL destination", () => {
       { from: 501, to: 1000 },
     ]);
     // Only the 550 missing rows came over the wire.
-    expect(out.read).toEqual([{ source, records: 550, kept: 550, complete: true }]);
+    expect(out.read).toEqual([{ source, role: "fallback", records: 550, kept: 550, complete: true }]);
     const stored = await validateAndStoreRecoveredData(
       { dataset: String(out.dataset), destination: PG_URL, table: `${schema}.items`, key: ["id"] },
       ctx("store"),

@@ -152,20 +152,28 @@ describe("the bandit's part", () => {
     ]);
     const allowed = a.record.considered.filter((c) => c.allowed);
     expect(allowed.map((c) => c.strategy)).toEqual(["retry_with_backoff", "reduce_page_size", "switch_to_fallback", "resume_from_checkpoint"]);
-    for (const c of allowed) {
-      expect(c.sample).toBeGreaterThan(0);
-      expect(c.estimatedSuccess).toBeCloseTo(c.alpha / (c.alpha + c.beta), 3);
-    }
-    const chosen = allowed.find((c) => c.strategy === a.out.choice)!;
-    expect(chosen.sample).toBe(Math.max(...allowed.map((c) => c.sample!)));
+    for (const c of allowed) expect(c.estimatedSuccess).toBeCloseTo(c.alpha / (c.alpha + c.beta), 3);
+    // Nothing learnt yet for this source and class: the rule's favourite, said so; only it was drawn.
+    expect(a.out.choice).toBe("switch_to_fallback");
+    expect(allowed.filter((c) => c.sample !== undefined).map((c) => c.strategy)).toEqual(["switch_to_fallback"]);
     expect(a.out.why).toMatch(
-      /^server_unavailable on http:\/\/primary\.test\/trades: 3 failures, the last HTTP 503 on page 4\. Chose \w+: estimated success 0\.\d\d \(drew 0\.\d\d\), against /,
+      /^server_unavailable on http:\/\/primary\.test\/trades: 3 failures, the last HTTP 503 on page 4\. Chose switch_to_fallback: no outcome has been learnt for this source and class yet, so the rule-based prior decides \(estimated success 0\.75, against /,
     );
     expect(a.record.seed).toBe("run-42");
     // The same run again, same state: the same draws and the same choice.
     const b = await decide({ analysis, fallbacks: 1 }, ctxFor({ runId: "run-42", state }));
     expect(b.record.considered).toEqual(a.record.considered);
     expect(b.out.choice).toBe(a.out.choice);
+
+    // Once an outcome is counted, the draws decide: the largest sample wins, and why names them.
+    await recordStrategyOutcome(state, a.record, { succeeded: true, rowsRecovered: 700, seconds: 1, duplicates: 0 });
+    const c = await decide({ analysis, fallbacks: 1 }, ctxFor({ runId: "run-43", state }));
+    const warm = c.record.considered.filter((x) => x.allowed);
+    for (const x of warm) expect(x.sample).toBeGreaterThan(0);
+    expect(warm.find((x) => x.strategy === c.out.choice)!.sample).toBe(Math.max(...warm.map((x) => x.sample!)));
+    expect(c.out.why).toMatch(
+      /^server_unavailable on http:\/\/primary\.test\/trades: 3 failures, the last HTTP 503 on page 4\. Chose \w+: estimated success 0\.\d\d \(drew 0\.\d\d\), against /,
+    );
   });
 
   it("learns across runs through the store: after the fallback keeps working, it is what is chosen", async () => {

@@ -146,6 +146,21 @@ describe("flaky API sample server", () => {
     expect(Object.keys(p3!)).toEqual(["trade_id", "symbol", "px", "quantity", "executed_at", "updated_at"]);
   });
 
+  it("slow: the matching pages answer after the delay, the same bytes; other pages at once", async () => {
+    const api = await serve("slow ms=300 pages=2");
+    const plain = await serve("");
+    const t0 = performance.now();
+    const slowBody = await (await page(api, 2)).text();
+    const slowMs = performance.now() - t0;
+    const t1 = performance.now();
+    await (await page(api, 3)).text();
+    expect(slowMs).toBeGreaterThanOrEqual(290);
+    expect(performance.now() - t1).toBeLessThan(slowMs);
+    expect(slowBody).toBe(await (await page(plain, 2)).text());
+    expect(api.stats().faults).toEqual([{ rule: 0, kind: "slow", applied: 1 }]);
+    expect(() => parseFlakyPlan("slow pages=2")).toThrow(/a slow fault needs ms=MILLISECONDS/);
+  });
+
   it("stale: every timestamp D days behind", async () => {
     const fresh = await serve("");
     const stale = await serve("stale-days=2");
@@ -224,7 +239,7 @@ describe("sluice sample flaky-api", () => {
     const r = sluice(["sample", "flaky-api", "--plan", "explode pages=3"], { cwd });
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe(
-      'sluice: flaky API plan: clause "explode pages=3" starts with "explode"; a fault is one of fail, hang, truncate, cut-json, rename, a setting is key=value.',
+      'sluice: flaky API plan: clause "explode pages=3" starts with "explode"; a fault is one of fail, hang, truncate, cut-json, rename, slow, a setting is key=value.',
     );
   });
 });

@@ -175,7 +175,7 @@ function columnCheck(unit: ConvertUnitSpec): ColumnCheck {
       "BAD_INPUT",
       `${unit.source}: the schema's column${missing.length === 1 ? "" : "s"} ${hints.join(", ")} ${missing.length === 1 ? "is" : "are"} not in the file (${how}: ${list}); ` +
         `rename with from:, give a default:, or fix the file`,
-      { retryable: false, details: { file: unit.source, missing, columns: have } },
+      { retryable: false, details: { file: unit.source, missing, columns: have, added: have.filter((h) => !sources.has(h) && !ignore.has(h)) } },
     );
   };
   const takeExtras = (have: Iterable<string>): void => {

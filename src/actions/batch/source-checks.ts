@@ -1,20 +1,33 @@
 /**
  * data-scheduler/validate_source_availability and data-connector/establish_secure_connection:
  * the source exists and answers, and the connection collection will use is the secure one.
+ *
+ * The availability check is the first contact with the source, so it stands behind the source's
+ * circuit breaker as collection does (recovery/source-guard.ts): an open breaker refuses it at
+ * once, and its failures count; its success does not close the breaker (one answered request
+ * says little about a walk of many pages), collection's does. Its failures carry the probe's evidence (status, Retry-After,
+ * url) in `details`, for the failure analysis of the recovery workflow.
  */
 import { access, constants } from "node:fs/promises";
 import { SluiceError } from "../../errors.js";
 import { listFiles, parseSourceUrl, probeHttp, probePostgres, type HttpAuth } from "../../connectors/index.js";
 import type { ActionContext, Outputs } from "../types.js";
+import { withSourceBreaker, type BreakerConfig } from "../recovery/source-guard.js";
 
 interface SourceInput {
   source: string;
   auth?: { type: "bearer" | "basic" | "apiKey"; token?: string; username?: string; password?: string; header?: string; value?: string };
   minFiles?: number;
   sslmode?: "disable" | "require" | "verify-full";
+  /** validate_source_availability: the source's circuit breaker (thresholds, or false for none). */
+  breaker?: BreakerConfig;
 }
 
 export async function validateSourceAvailability(input: SourceInput, ctx: ActionContext): Promise<Outputs> {
+  return withSourceBreaker(input.source, input.breaker, ctx, () => checkAvailability(input, ctx), { successCloses: false });
+}
+
+async function checkAvailability(input: SourceInput, ctx: ActionContext): Promise<Outputs> {
   const src = parseSourceUrl(input.source);
   switch (src.kind) {
     case "file": {
@@ -55,7 +68,10 @@ export async function validateSourceAvailability(input: SourceInput, ctx: Action
         throw new SluiceError(
           probe.status === 401 || probe.status === 403 ? "BAD_CONFIG" : "NETWORK_ERROR",
           `source ${src.display} is not available: ${probe.error ?? `HTTP ${probe.status}`}`,
-          { retryable: !(probe.status >= 400 && probe.status < 500 && probe.status !== 408 && probe.status !== 429) },
+          {
+            retryable: !(probe.status >= 400 && probe.status < 500 && probe.status !== 408 && probe.status !== 429),
+            ...(probe.errorDetails ? { details: probe.errorDetails } : {}),
+          },
         );
       return { kind: "http", available: true, status: probe.status, tls: probe.tls, elapsedMs: probe.elapsedMs, source: src.display };
     }

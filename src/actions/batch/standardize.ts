@@ -50,6 +50,9 @@ export interface FailedFile {
   path: string;
   reason: string;
   code: ErrorCode;
+  /** The schema's columns the file lacks, and the file's columns the schema does not name (a rename shows as both). */
+  missing?: string[];
+  added?: string[];
 }
 
 const DEFAULT_MAX_REJECT_SHARE = 0.5;
@@ -125,10 +128,10 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
     results[u.id] = r;
     report(u.id, r.rowsIn, u.range ? u.range.end - u.range.start : (fileOf[u.id]!.part.bytes ?? 0));
   };
-  const onFailed = (u: ConvertUnitSpec, reason: string, code: string): void => {
+  const onFailed = (u: ConvertUnitSpec, reason: string, code: string, details?: Record<string, unknown>): void => {
     const f = fileOf[u.id]!;
     if (code === "CANCELLED") return;
-    f.failed ??= { path: f.part.source, reason, code: asErrorCode(code, "ACTION_FAILED") };
+    f.failed ??= { ...failure(f.part, { message: reason, code, details }), code: asErrorCode(code, "ACTION_FAILED") };
     ctx.log.warn("file failed; its other units are skipped", { path: f.part.source, reason });
   };
   if (parallel && units.length > 1) {
@@ -146,8 +149,8 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
         onDone(u, await convertUnit(u, (rows, bytes) => report(u.id, rows, bytes)));
       } catch (err) {
         if (ctx.signal.aborted) throw ctx.signal.reason;
-        const e = err as { code?: unknown; message?: unknown };
-        onFailed(u, typeof e.message === "string" ? e.message : String(err), typeof e.code === "string" ? e.code : "IO_ERROR");
+        const e = err as { code?: unknown; message?: unknown; details?: Record<string, unknown> };
+        onFailed(u, typeof e.message === "string" ? e.message : String(err), typeof e.code === "string" ? e.code : "IO_ERROR", e.details);
       }
     }
   }
@@ -339,12 +342,24 @@ async function scanExtraColumns(files: FileState[], doc: SchemaDocument): Promis
 }
 
 function failure(part: DatasetPart, err: unknown): FailedFile {
-  const e = err as { code?: unknown; message?: unknown };
+  const e = err as { code?: unknown; message?: unknown; details?: Record<string, unknown> };
+  const names = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+  const missing = names(e.details?.missing);
+  const added = names(e.details?.added ?? e.details?.extras);
   return {
     path: part.source,
     reason: typeof e.message === "string" ? e.message : String(err),
     code: e.code === undefined ? "IO_ERROR" : toErrorInfo(err).code,
+    ...(missing.length ? { missing } : {}),
+    ...(added.length ? { added } : {}),
   };
+}
+
+/** The columns the failed files lack or add, together: a schema drift, in the recovery contract's shape. */
+function driftOf(failed: FailedFile[]): { missing: string[]; added: string[]; retyped: string[] } | undefined {
+  const missing = [...new Set(failed.flatMap((f) => f.missing ?? []))];
+  const added = [...new Set(failed.flatMap((f) => f.added ?? []))];
+  return missing.length || added.length ? { missing, added, retyped: [] } : undefined;
 }
 
 /** Fails the step when every file failed, or more than `threshold` of them. */
@@ -356,9 +371,10 @@ export function checkFailedFiles(failed: FailedFile[], total: number, threshold:
   if (!tooMany) return;
   if (total === 1) {
     const f = failed[0]!;
+    const drift = driftOf(failed);
     throw new SluiceError(f.code, f.reason, {
       retryable: !["BAD_INPUT", "BAD_CONFIG", "FILE_NOT_FOUND", "NOT_FOUND"].includes(f.code),
-      details: { failedFiles: failed },
+      details: { failedFiles: failed, ...(drift ? { columns: drift } : {}) },
     });
   }
   const limit = threshold === undefined ? `every file failed (${total})` : `${failed.length} of ${total} files failed, more than the threshold ${threshold}`;
@@ -370,7 +386,8 @@ export function checkFailedFiles(failed: FailedFile[], total: number, threshold:
       .join("; ")}${failed.length > 5 ? `; and ${failed.length - 5} more` : ""}`,
     {
       retryable: false,
-      details: { failedFiles: failed },
+      // What the files' columns show, for the failure analysis (a renamed column is schema_drift).
+      details: { failedFiles: failed, ...(driftOf(failed) ? { columns: driftOf(failed) } : {}) },
     },
   );
 }

@@ -25,14 +25,15 @@ export interface PoolUnit {
 export type FromWorker<R> =
   | { type: "progress"; id: number; rows: number; bytes: number }
   | { type: "done"; id: number; result: R }
-  | { type: "failed"; id: number; code: string; message: string };
+  | { type: "failed"; id: number; code: string; message: string; details?: Record<string, unknown> };
 
 export interface PoolHandlers<U extends PoolUnit, R> {
   /** True for a unit that should not start (its file already failed). */
   skip?(unit: U): boolean;
   progress?(id: number, rows: number, bytes: number): void;
   done(unit: U, result: R): void;
-  failed(unit: U, reason: string, code: string): void;
+  /** `details`: the error's evidence when it had any (a missing column's name …), for the step's own error. */
+  failed(unit: U, reason: string, code: string, details?: Record<string, unknown>): void;
 }
 
 /**
@@ -116,7 +117,7 @@ export function runPool<U extends PoolUnit, R>(units: readonly U[], size: number
         running--;
         try {
           if (msg.type === "done") on.done(u, msg.result);
-          else on.failed(u, msg.message, msg.code);
+          else on.failed(u, msg.message, msg.code, msg.details);
         } catch (err) {
           settle(err);
           return;
@@ -169,12 +170,14 @@ export function serveUnits<U extends PoolUnit, R>(work: (unit: U, progress: (row
     work(unit, progress).then(
       (result) => port.postMessage({ type: "done", id: unit.id, result } satisfies FromWorker<R>),
       (err: unknown) => {
-        const e = err as { code?: unknown; message?: unknown };
+        const e = err as { code?: unknown; message?: unknown; details?: unknown };
+        const details = e?.details && typeof e.details === "object" ? (e.details as Record<string, unknown>) : undefined;
         port.postMessage({
           type: "failed",
           id: unit.id,
           code: typeof e?.code === "string" ? e.code : "IO_ERROR",
           message: typeof e?.message === "string" ? e.message : String(err),
+          ...(details ? { details } : {}),
         } satisfies FromWorker<R>);
       },
     );

@@ -17,12 +17,21 @@
  * the source. An open circuit breaker's refusal did not contact the source either: counted as a
  * failure, left out of the source's outcomes. The engine's own verdicts (cancelled, upstream
  * failed, lost lease) are not failures of anything and are left out.
+ *
+ * It is also the one place where the recovery's "default: the failed run's" is decided: the
+ * outputs `primary`, `destination`, `table` and `schema` are the inputs when given, else the
+ * failed run's params `source`, `destination` (else the embedded warehouse), `table` and
+ * `schema` (the rows are typed as the failed run would have typed them); and `manifest` is
+ * the page manifest the failed run's HTTP collection left (a copy in this step's folder, its
+ * `file`s still naming the stored pages), so reconstruction starts where the primary stopped.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SluiceError } from "../../errors.js";
 import { parseDuration } from "../../spec/duration.js";
 import type { ActionContext, Outputs, PastError, PastRun } from "../types.js";
+import { readPageManifest } from "../batch/page-checkpoint.js";
+import { defaultDestination } from "../batch/store.js";
 import type { ClassifiedFailure, FailureAnalysis, FailureClass, SourceHealth } from "./contract.js";
 import { classifyFailure, isSourceFailure, refusedByBreaker } from "./classify.js";
 import { detectChangePoint } from "./changepoint.js";
@@ -35,6 +44,11 @@ export interface AnalyzeInput {
   window?: string;
   /** Only this source's failures and health. */
   source?: string;
+  /** The recovery's primary source, destination and table: given, else the failed run's. */
+  primary?: string;
+  destination?: string;
+  table?: string;
+  schema?: string;
 }
 
 /** Runs read from the window at most: the newest, which say most about now. */
@@ -132,6 +146,7 @@ export async function analyzeFailurePatterns(input: AnalyzeInput, ctx: ActionCon
   await writeFile(path, JSON.stringify(analysis, null, 2) + "\n");
 
   const primarySource = failed ? sourceOfRun(failed, root?.step) : undefined;
+  const resolved = await resolveTargets(input, failed, root?.step, dir, ctx.home);
   ctx.log.info("failure analysis", {
     workflow: analysis.workflow,
     failedRun: analysis.runId,
@@ -154,7 +169,42 @@ export async function analyzeFailurePatterns(input: AnalyzeInput, ctx: ActionCon
       verdict: s.changePoint.verdict,
     })),
     failedRun: failed?.id ?? null,
-    primary: primarySource ?? null,
+    failedSource: primarySource ?? null,
+    ...resolved,
+  };
+}
+
+/**
+ * What the recovery works on: each given input, else the failed run's param; the destination
+ * defaults further to the embedded warehouse, as the standard workflow's does. `manifest`: the
+ * failed run's page manifest copied into `dir` (the failing step's first, else any step's).
+ */
+async function resolveTargets(
+  input: AnalyzeInput,
+  failed: PastRun | undefined,
+  failedStep: string | undefined,
+  dir: string,
+  home: string,
+): Promise<{ primary: string | null; destination: string; table: string | null; schema: string | null; manifest: string | null }> {
+  const param = (name: string) => text(failed?.params[name]);
+  let manifest: string | null = null;
+  if (failed) {
+    const artifacts = join(home, "runs", failed.id, "artifacts");
+    const names = [...(failedStep ? [failedStep] : []), ...failed.steps.map((s) => s.name).filter((n) => n !== failedStep)];
+    for (const name of names) {
+      const m = await readPageManifest(artifacts, name);
+      if (!m || m.pages.length === 0) continue;
+      manifest = join(dir, "failed-run-manifest.json");
+      await writeFile(manifest, JSON.stringify({ ...m, step: name, runId: failed.id }, null, 2) + "\n");
+      break;
+    }
+  }
+  return {
+    primary: text(input.primary) ?? param("source") ?? null,
+    destination: text(input.destination) ?? param("destination") ?? defaultDestination(home),
+    table: text(input.table) ?? param("table") ?? null,
+    schema: text(input.schema) ?? param("schema") ?? null,
+    manifest,
   };
 }
 

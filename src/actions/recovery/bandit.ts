@@ -9,8 +9,12 @@
  *
  * - Arms: every strategy but give_up (it recovers nothing, so there is nothing to learn; the
  *   selector takes it only when the guardrails leave no other).
- * - Cold start: rule-based priors per class (PRIORS), a few pseudo-outcomes, so that the first
- *   incident already gets the sensible choice and a handful of real outcomes outweigh the rule.
+ * - Cold start: rule-based priors per class (PRIORS), a few pseudo-outcomes, so that a handful of
+ *   real outcomes outweigh the rule. Until the first outcome of a key is counted, its choice is
+ *   the allowed arm of highest prior mean (the seeded draw decides among equals) rather than a
+ *   draw from the priors: a draw from Beta(3,1) against Beta(2,1) and Beta(1,1) takes the rule's
+ *   second or third choice about half the time, and the first incident of a source is the
+ *   one an operator watches. Exploration starts with the second incident.
  * - Forgetting: before every update each arm's evidence (its counts above the prior) is multiplied
  *   by DISCOUNT = 0.99, and the arm being updated by SUPERSEDE = 0.93 as well, so counts decay
  *   towards the prior, never below it. Two rates, not one: with a single γ = 0.95 on every arm, an
@@ -137,10 +141,12 @@ export async function chooseStrategy(
   key: BanditKey,
   allowed: Strategy[],
   seed: string,
-): Promise<{ choice: Strategy; considered: StrategyConsidered[] }> {
+): Promise<{ choice: Strategy; considered: StrategyConsidered[]; coldStart: boolean }> {
   const { state: bandit } = await readBandit(state, key);
   // One stream per key: two keys seeded alike still draw independently.
   const u = seededUniform(`${seed}|${banditKeyString(key)}`);
+  const cold = bandit.updates === 0;
+  const topPrior = Math.max(...allowed.filter((s): s is Arm => s !== "give_up").map((s) => mean(bandit.arms[s])));
   const considered: StrategyConsidered[] = [];
   let best: { arm: Arm; sample: number } | undefined;
   for (const s of STRATEGIES) {
@@ -151,15 +157,16 @@ export async function chooseStrategy(
     }
     const c = bandit.arms[s];
     const entry: StrategyConsidered = { strategy: s, allowed: ok, estimatedSuccess: round(mean(c)), alpha: round(c.alpha), beta: round(c.beta) };
-    if (ok) {
+    // At a cold start only the arms of highest prior mean are drawn (to break their tie).
+    if (ok && (!cold || mean(c) >= topPrior - 1e-12)) {
       const sample = betaSample(u, c.alpha, c.beta);
       entry.sample = round(sample);
       if (!best || sample > best.sample) best = { arm: s, sample };
     }
     considered.push(entry);
   }
-  if (best) return { choice: best.arm, considered };
-  if (allowed.includes("give_up")) return { choice: "give_up", considered };
+  if (best) return { choice: best.arm, considered, coldStart: cold };
+  if (allowed.includes("give_up")) return { choice: "give_up", considered, coldStart: cold };
   throw new SluiceError("BAD_INPUT", `no strategy is allowed for ${banditKeyString(key)}: the allowed list is empty`);
 }
 

@@ -153,7 +153,7 @@ function driftColumns(error: PastError): FailureEvidence["columns"] | undefined 
     if (cols.missing.length + cols.added.length + cols.retyped.length > 0) return cols;
   }
   if (error.code === "BAD_INPUT" && (strings(d.missing).length || strings(d.extras).length))
-    return { missing: strings(d.missing), added: strings(d.extras), retyped: [] };
+    return { missing: strings(d.missing), added: strings(d.added).length ? strings(d.added) : strings(d.extras), retyped: [] };
   return undefined;
 }
 

@@ -18,6 +18,7 @@
  * - `stale`: its newest timestamp is further behind the reference than `maxStaleness` (default
  *   1h). The reference is the primary's newest timestamp, else now (when maxStaleness is
  *   given), else the freshest candidate.
+ * A decision record of give_up fails the step (RECOVERY_GAVE_UP) before anything is probed.
  * Ranking of the accepted: the primary first — unless the decision record chose
  * switch_to_fallback, then it goes last — then by freshness (newest first, within a minute
  * counts as equal), coverage (more keys first), latency (only a clear difference: twice as slow
@@ -47,7 +48,7 @@ export interface DiscoverInput {
   timestampColumn?: string;
   key?: string[] | string;
   decision?: string;
-  schema?: SchemaDocument | string;
+  schema?: SchemaDocument | string | null;
   destination?: string;
   table?: string;
   auth?: Parameters<typeof httpAuth>[0];
@@ -84,8 +85,14 @@ export async function discoverFallbackSources(input: DiscoverInput, ctx: ActionC
   const key = typeof input.key === "string" ? [input.key] : (input.key ?? []);
   const maxStalenessMs = input.maxStaleness === undefined ? undefined : duration(input.maxStaleness);
   const decision = input.decision ? await readDecision(input.decision) : undefined;
+  // give_up is a decision, not a crash: it ends the recovery here, before any source is asked.
+  if (decision?.choice === "give_up")
+    throw new SluiceError("RECOVERY_GAVE_UP", `The recovery strategy is give_up, so no source is read: ${decision.why}`, {
+      retryable: false,
+      details: { decision: input.decision, class: decision.class },
+    });
   const primaryLast = decision?.choice === "switch_to_fallback";
-  const schema = input.schema === undefined ? undefined : await loadSchemaRef(input.schema);
+  const schema = input.schema == null ? undefined : await loadSchemaRef(input.schema);
   const keyColumn = key[0] ?? (schema?.key?.length === 1 ? schema.key[0] : undefined);
 
   const probes: Probe[] = [];

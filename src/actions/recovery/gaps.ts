@@ -231,11 +231,14 @@ export function parseDeclaredRange(spec: string | number | readonly (string | nu
 
 /** The page manifest a collecting step leaves behind (rec-http writes it; see the collect step's outputs). */
 export interface PageManifest {
-  pages: { page: number; url: string; rows: number; firstKey?: string | number | null; lastKey?: string | number | null }[];
+  /** `file`: the stored page (a collection's manifest.json has it; its outputs leave it out). */
+  pages: { page: number; url: string; rows: number; firstKey?: string | number | null; lastKey?: string | number | null; file?: string }[];
   /** True when the collection read the last page. */
   complete: boolean;
   /** The URL of the first page not read, when incomplete. */
   next?: string | null;
+  /** The source as shown (masked). */
+  source?: string;
 }
 
 /** The key ranges a manifest's pages cover (pages without keys say nothing). */

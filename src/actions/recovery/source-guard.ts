@@ -27,7 +27,23 @@ export function breakerOptions(config: Exclude<BreakerConfig, false> | undefined
   return { ...(config?.failures ? { failures: config.failures } : {}), ...(coolDownMs !== undefined ? { coolDownMs } : {}) };
 }
 
-export async function withSourceBreaker<T>(source: string, config: BreakerConfig | undefined, ctx: ActionContext, contact: () => Promise<T>): Promise<T> {
+export interface GuardOptions {
+  /**
+   * A success says the source is well, and closes the breaker (default true). A one-request
+   * availability check passes false: one answered request says little about a walk of many
+   * pages (a source whose page 4 fails answers page 1), so its success leaves the count alone;
+   * when it was the half-open breaker's probe, it hands the probe on to the next contact.
+   */
+  successCloses?: boolean;
+}
+
+export async function withSourceBreaker<T>(
+  source: string,
+  config: BreakerConfig | undefined,
+  ctx: ActionContext,
+  contact: () => Promise<T>,
+  guard: GuardOptions = {},
+): Promise<T> {
   if (config === false) return contact();
   const opts = breakerOptions(config);
   const check = await checkBreaker(ctx.state, source, Date.now(), opts);
@@ -52,6 +68,8 @@ export async function withSourceBreaker<T>(source: string, config: BreakerConfig
     else if (check.probe) await note(releaseProbe(ctx.state, source));
     throw err;
   }
-  await note(recordSourceOutcome(ctx.state, source, true, Date.now(), opts));
+  if (guard.successCloses === false) {
+    if (check.probe) await note(releaseProbe(ctx.state, source));
+  } else await note(recordSourceOutcome(ctx.state, source, true, Date.now(), opts));
   return result;
 }

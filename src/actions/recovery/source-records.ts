@@ -126,6 +126,29 @@ export async function* readSourceRecords(source: string, opts: SourceReadOptions
   }
 }
 
+/**
+ * The pages a failed HTTP collection already stored (its page manifest's `file`s, in the
+ * checkpoint of actions/batch/page-checkpoint.ts), read as records of `name` — the primary they
+ * came from — with the page and line as provenance, the ref the page's URL and line, as if the
+ * primary had been asked again. Every stored page is whole (a page is stored only complete), so
+ * these are the primary's rows, without asking a source that is failing.
+ */
+export async function* readStoredPages(
+  pages: readonly { page: number; url: string; file?: string }[],
+  name: string,
+  signal: AbortSignal,
+): AsyncGenerator<SourceBatch> {
+  for (const p of pages) {
+    if (!p.file) continue;
+    const format = /\.csv$/i.test(p.file) ? ("csv" as const) : ("ndjson" as const);
+    for await (const b of openReader(p.file, { format, batchSize: 1000, name: p.file })) {
+      if (signal.aborted) throw signal.reason;
+      const provenance = b.rows.map((_, i): Provenance => ({ source: name, page: p.page, line: format === "csv" ? b.lines[i]! - 1 : b.lines[i]! }));
+      yield { records: b.rows, provenance, refs: provenance.map((q) => `${p.url}#${q.line}`) };
+    }
+  }
+}
+
 /** The file's format from its extension; `.jsonl` is NDJSON. */
 function formatOf(path: string) {
   if (extname(path).toLowerCase() === ".jsonl") return "ndjson" as const;

@@ -9,6 +9,10 @@
  * `<step>/store` of this step's folder. A rerun therefore stores 0 rows: reconstruction finds
  * no gap, and any row offered again is a duplicate of the stored one.
  *
+ * The strategy's outcome (succeeded, rows, seconds since reconstruction began, duplicates) is
+ * counted into the bandit of the decision record (`decision`, else the one reconstruction
+ * followed), success or GAPS_REMAIN alike, so the next incident learns from this one.
+ *
  * The schema: `schema` when given; else inferred from the recovered records (as `sluice ingest`
  * does), each column then held to the type the existing destination column has, so the rows fit
  * the table the failed run was filling.
@@ -34,7 +38,8 @@ import { convertToStandardFormat } from "../batch/standardize.js";
 import { storeValidatedData } from "../batch/store.js";
 import { readTypedRows } from "../batch/typed-dataset.js";
 import { validateDataQuality } from "../batch/validate.js";
-import type { GapLedger, KeyRange } from "./contract.js";
+import { recordStrategyOutcome, type StrategyOutcome } from "./bandit.js";
+import type { DecisionRecord, GapLedger, KeyRange } from "./contract.js";
 import { destinationLedger, readTableColumns, resolveDestination, type DestinationRef, type TableColumn } from "./destination-keys.js";
 import { typeOfSql } from "./fallbacks.js";
 import { manifestRanges, parseDeclaredRange, type KeyCodec, type PageManifest } from "./gaps.js";
@@ -48,9 +53,11 @@ export interface StoreRecoveredInput {
   key?: string[] | string;
   rules?: QualityRuleSpec[];
   threshold?: number;
-  schema?: SchemaDocument | string;
+  schema?: SchemaDocument | string | null;
   range?: string | number | (string | number)[];
-  manifest?: string | PageManifest;
+  manifest?: string | PageManifest | null;
+  /** The decision record the recovery followed: its outcome is counted into the strategy bandit. */
+  decision?: string;
 }
 
 const LINEAGE_SUFFIX = "_lineage";
@@ -74,7 +81,7 @@ export async function validateAndStoreRecoveredData(input: StoreRecoveredInput, 
   let counts = { rowsIn: 0, rowsStored: 0, rowsDuplicate: 0, rowsQuarantined: 0, lineageRows: 0 };
   let score: number | null = null;
   if (records > 0) {
-    const doc = input.schema === undefined ? await recoverySchema(ds, dest, input.table, key, ctx.signal) : await loadSchemaRef(input.schema);
+    const doc = input.schema == null ? await recoverySchema(ds, dest, input.table, key, ctx.signal) : await loadSchemaRef(input.schema);
     // The provenance field is not data; kept columns would try to store it.
     const schema: SchemaDocument = { ...doc, key: doc.key ?? key, extraColumns: "ignore" };
     const sub = (name: string): ActionContext => ({ ...ctx, step: `${ctx.step}/${name}` });
@@ -99,13 +106,17 @@ export async function validateAndStoreRecoveredData(input: StoreRecoveredInput, 
 
   // The proof: the ledger again, against what the destination holds now.
   const { ledger, path: gapLedgerAfter } = await ledgerAfter(input, meta, dest, key, dir, ctx.signal);
-  const seconds = Math.round(performance.now() - started) / 1000;
-  const outcome = { succeeded: ledger.missing === 0, rowsRecovered: counts.rowsStored, seconds, duplicates: counts.rowsDuplicate };
+  // The recovery's time runs from the start of reconstruction (a wait for Retry-After included).
+  const since = meta?.startedAt ? Date.parse(meta.startedAt) : NaN;
+  const seconds = Number.isFinite(since) ? Math.max(0, Date.now() - since) / 1000 : Math.round(performance.now() - started) / 1000;
+  const delivered = meta?.strategy?.delivered !== false;
+  const outcome = { succeeded: ledger.missing === 0 && delivered, rowsRecovered: counts.rowsStored, seconds, duplicates: counts.rowsDuplicate };
+  const learned = await learn(input.decision ?? meta?.strategy?.decision, outcome, ctx);
   if (ledger.missing > 0)
     throw new SluiceError(
       "GAPS_REMAIN",
       `${ledger.missing} keys of ${input.table} are still missing after storing the recovered rows: ${showRanges(ledger.gaps)} (ledger ${gapLedgerAfter})`,
-      { retryable: false, details: { gapLedgerAfter, gapsAfter: ledger.gaps, ...counts, outcome } },
+      { retryable: false, details: { gapLedgerAfter, gapsAfter: ledger.gaps, ...counts, outcome, ...(learned ? { learned } : {}) } },
     );
   ctx.log.info("recovered rows stored", { table: input.table, ...counts, gapsRemaining: 0 });
   return {
@@ -118,6 +129,36 @@ export async function validateAndStoreRecoveredData(input: StoreRecoveredInput, 
     gapsAfter: ledger.gaps,
     gapsRemaining: 0,
     outcome,
+    ...(learned ? { learned } : {}),
+  };
+}
+
+/**
+ * Count the outcome into the strategy bandit (bandit.ts), so the next incident of this source
+ * and class chooses from what happened here. A decision counted before (a retried or resumed
+ * step) is not counted again. The strategy failed when a spare source, not the chosen way,
+ * brought the data (`delivered: false`): the recovery succeeded, the strategy did not.
+ */
+async function learn(
+  path: string | undefined,
+  outcome: StrategyOutcome,
+  ctx: ActionContext,
+): Promise<{ strategy: DecisionRecord["choice"]; counted: boolean; reward: number; estimatedSuccess?: number } | undefined> {
+  if (!path) return undefined;
+  let decision: DecisionRecord;
+  try {
+    decision = JSON.parse(await readFile(path, "utf8")) as DecisionRecord;
+    if (decision.kind !== "sluice.dev/recovery-decision-v1") throw new Error("not a decision record");
+  } catch (err) {
+    throw new SluiceError("BAD_INPUT", `decision ${path} cannot be read as a decision record: ${(err as Error).message}`, { retryable: false });
+  }
+  const r = await recordStrategyOutcome(ctx.state, decision, outcome);
+  ctx.log.info("strategy outcome counted", { strategy: decision.choice, succeeded: outcome.succeeded, reward: r.reward, counted: r.counted });
+  return {
+    strategy: decision.choice,
+    counted: r.counted,
+    reward: Math.round(r.reward * 1e4) / 1e4,
+    ...(r.arm ? { estimatedSuccess: Math.round((r.arm.alpha / (r.arm.alpha + r.arm.beta)) * 1e4) / 1e4 } : {}),
   };
 }
 
@@ -139,7 +180,7 @@ async function ledgerAfter(
   } else if (meta) {
     ({ from, ranges } = meta.domain);
     codec = meta.codec;
-  } else if (input.manifest !== undefined) {
+  } else if (input.manifest != null) {
     const m = await readManifest(input.manifest);
     if (!m.complete)
       throw new SluiceError(

@@ -16,6 +16,7 @@ import type { ActionContext, Outputs } from "../types.js";
 import { chooseStrategy, type BanditKey } from "./bandit.js";
 import { STRATEGIES, type DecisionRecord, type FailureAnalysis, type FailureEvidence, type Strategy, type StrategyConsidered } from "./contract.js";
 import { guardrails, type Verdicts } from "./guardrails.js";
+import { sourceKey } from "./source-key.js";
 
 export interface SelectStrategyInput {
   analysis: string;
@@ -23,7 +24,7 @@ export interface SelectStrategyInput {
   deadline?: string;
   fallbacks?: number | string | string[];
   seed?: string;
-  source?: string;
+  source?: string | null;
 }
 
 /** When neither the step nor the run says: the resilient-fetch workflow's own bound. */
@@ -57,7 +58,7 @@ export async function selectOptimalRetryStrategy(input: SelectStrategyInput, ctx
     evidence,
     considered,
     choice: picked.choice,
-    why: explain(key, cls, evidence, considered, picked.choice, waitMs, verdicts),
+    why: explain(key, cls, evidence, considered, picked.choice, waitMs, verdicts, picked.coldStart),
     ...(waitMs !== undefined ? { waitMs } : {}),
     seed,
     decidedAt: new Date().toISOString(),
@@ -99,7 +100,9 @@ function fallbackCount(f: SelectStrategyInput["fallbacks"]): number | undefined 
 /** The bandit learns per source: the step's, else the failed run's, else the recovery run's primary. */
 function sourceOf(input: SelectStrategyInput, a: FailureAnalysis, ctx: ActionContext): string {
   const text = (v: unknown) => (typeof v === "string" && v.trim() ? v.trim() : undefined);
-  return text(input.source) ?? text(a.failedRun?.params?.source) ?? text(ctx.params.primary) ?? a.sources?.[0]?.source ?? "unknown";
+  const raw = text(input.source) ?? text(a.failedRun?.params?.source) ?? text(ctx.params.primary);
+  // The store, the record and logs name a source without its credentials.
+  return raw !== undefined ? sourceKey(raw) : (a.sources?.[0]?.source ?? "unknown");
 }
 
 /** One failure's facts in a few words: `HTTP 503 on page 4`, `1200 of 5000 bytes`. */
@@ -131,6 +134,7 @@ function explain(
   choice: Strategy,
   waitMs: number | undefined,
   verdicts: Verdicts,
+  coldStart: boolean,
 ): string {
   const last = evidence.at(-1);
   const what = cls
@@ -143,7 +147,13 @@ function explain(
   if (choice === "give_up") how = "Giving up: the guardrails allow no strategy that could recover the data.";
   else if (allowed.length === 1)
     how = `Chose ${choice}${wait}, the only strategy the guardrails allow (estimated success ${p2(chosen.estimatedSuccess)}, from alpha ${p2(chosen.alpha)}, beta ${p2(chosen.beta)}).`;
-  else {
+  else if (coldStart) {
+    const others = allowed
+      .filter((c) => c.strategy !== choice)
+      .sort((a, b) => b.estimatedSuccess - a.estimatedSuccess)
+      .map((c) => `${c.strategy} ${p2(c.estimatedSuccess)}`);
+    how = `Chose ${choice}${wait}: no outcome has been learnt for this source and class yet, so the rule-based prior decides (estimated success ${p2(chosen.estimatedSuccess)}, against ${others.join(", ")}).`;
+  } else {
     const others = allowed
       .filter((c) => c.strategy !== choice)
       .sort((a, b) => b.estimatedSuccess - a.estimatedSuccess)
