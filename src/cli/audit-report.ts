@@ -122,7 +122,9 @@ export function processingRecord(
   }
 
   const retention =
-    (newest && typeof newest.params["retention"] === "string" && newest.params["retention"] !== "not declared" ? String(newest.params["retention"]) : undefined) ??
+    (newest && typeof newest.params["retention"] === "string" && newest.params["retention"] !== "not declared"
+      ? String(newest.params["retention"])
+      : undefined) ??
     newest?.spec.metadata.labels?.[RETENTION_LABEL] ??
     "not declared";
   return {
@@ -168,7 +170,9 @@ export function formatProcessingRecord(r: ProcessingRecord): string {
     "Sources:",
     ...(r.sources.length ? r.sources.map((s) => `  ${s}`) : ["  none recorded"]),
     "Recipients (destinations stored to):",
-    ...(r.recipients.length ? r.recipients.map((x) => `  ${x.destination} table ${x.table}: ${x.rows} rows over ${x.runs} run${x.runs === 1 ? "" : "s"}`) : ["  none"]),
+    ...(r.recipients.length
+      ? r.recipients.map((x) => `  ${x.destination} table ${x.table}: ${x.rows} rows over ${x.runs} run${x.runs === 1 ? "" : "s"}`)
+      : ["  none"]),
     `Retention: ${r.retention}`,
     "Technical and organisational measures:",
     `  TLS: ${list(m.tls.protocols)}; ciphers ${list(m.tls.ciphers)}; client certificate (mTLS) ${m.tls.clientCertificate ? "yes" : "no"}; pinned ${m.tls.pinned ? "yes" : "no"}` +
@@ -186,7 +190,8 @@ export function formatProcessingRecord(r: ProcessingRecord): string {
 export async function auditReportCommand(o: { workflow: string; json?: boolean }): Promise<number> {
   return withStore(async (store, home) => {
     const records = await store.listRuns({ workflow: o.workflow, limit: 10_000 });
-    if (records.length === 0) throw new SluiceError("NOT_FOUND", `workflow "${o.workflow}" has no runs in this store; a record of processing is made from its runs`);
+    if (records.length === 0)
+      throw new SluiceError("NOT_FOUND", `workflow "${o.workflow}" has no runs in this store; a record of processing is made from its runs`);
     const runs = await Promise.all(records.map(async (run) => ({ run, steps: await store.getSteps(run.id) })));
     const keys: KeyObject[] = [];
     const local = join(auditKeyDir(home), PUBLIC_KEY_FILE);
