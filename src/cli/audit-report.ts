@@ -13,7 +13,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { KeyObject } from "node:crypto";
-import { verifyChain } from "../crypto/audit-chain.js";
+import { verifyChain, type AuditEntry } from "../crypto/audit-chain.js";
 import { loadPublicKey, PUBLIC_KEY_FILE } from "../crypto/audit-key.js";
 import { SluiceError } from "../errors.js";
 import type { RunRecord, StepRecord } from "../store/types.js";
@@ -40,6 +40,10 @@ export interface ProcessingRecord {
     masked: string[];
     tokenized: string[];
     encrypted: string[];
+    /** Key management from the audit trail (init, rotate, rewrap, retire): the keys of old runs may have moved on since. */
+    keyEvents: { event: string; time: string; resource: string; outcome: string }[];
+    /** Reads of the stored data in clear (`sluice decrypt`), from the audit trail. */
+    decrypts: number;
     auditChain: { verified: boolean; entries: number; checkpoints: number; problem?: string };
   };
 }
@@ -53,6 +57,7 @@ export function processingRecord(
   workflow: string,
   runs: { run: RunRecord; steps: StepRecord[] }[],
   audit: ProcessingRecord["measures"]["auditChain"],
+  trail: Pick<AuditEntry, "event" | "time" | "resource" | "outcome">[] = [],
   now = new Date(),
 ): ProcessingRecord {
   const ok = runs.filter((r) => r.run.status === "succeeded").sort((a, b) => a.run.createdAt.localeCompare(b.run.createdAt));
@@ -121,6 +126,7 @@ export function processingRecord(
     }
   }
 
+  const recipientTables = new Set([...recipients.values()].map((r) => r.table));
   const retention =
     (newest && typeof newest.params["retention"] === "string" && newest.params["retention"] !== "not declared"
       ? String(newest.params["retention"])
@@ -143,6 +149,8 @@ export function processingRecord(
       masked: [...masked].sort(),
       tokenized: [...tokenized].sort(),
       encrypted: [...encrypted].sort(),
+      keyEvents: trail.filter((e) => e.event.startsWith("key.")).map((e) => ({ event: e.event, time: e.time, resource: e.resource, outcome: e.outcome })),
+      decrypts: trail.filter((e) => e.event === "data.decrypt" && e.outcome === "success" && recipientTables.has(e.resource.replace(/^table:/, ""))).length,
       auditChain: audit,
     },
   };
@@ -182,7 +190,9 @@ export function formatProcessingRecord(r: ProcessingRecord): string {
     `  encrypted columns: ${list(m.encrypted)}`,
     `  tokenized columns: ${list(m.tokenized)}`,
     `  masked columns: ${list(m.masked)}`,
-    `  audit chain: ${m.auditChain.verified ? `verified (${m.auditChain.entries} entries, ${m.auditChain.checkpoints} signed checkpoints)` : `NOT intact: ${m.auditChain.problem}`}`,
+    `  key management: ${m.keyEvents.length ? m.keyEvents.map((e) => `${e.event.slice(4)} ${e.time}${e.outcome === "success" ? "" : " (failed)"}`).join(", ") : "none recorded"}`,
+    `  reads in clear (sluice decrypt, audited): ${m.decrypts}`,
+    `  audit chain: ${m.auditChain.verified ? `verified (${m.auditChain.entries} entries, ${m.auditChain.checkpoints} signed checkpoint${m.auditChain.checkpoints === 1 ? "" : "s"})` : `NOT intact: ${m.auditChain.problem}`}`,
   ];
   return `${lines.join("\n")}\n`;
 }
@@ -202,7 +212,7 @@ export async function auditReportCommand(o: { workflow: string; json?: boolean }
     const audit = verdict.ok
       ? { verified: true, entries: entries.length, checkpoints: checkpoints.length }
       : { verified: false, entries: entries.length, checkpoints: checkpoints.length, problem: verdict.problem.message };
-    const record = processingRecord(o.workflow, runs, audit);
+    const record = processingRecord(o.workflow, runs, audit, entries);
     process.stdout.write(o.json ? `${JSON.stringify(record, null, 2)}\n` : formatProcessingRecord(record));
     return 0;
   });

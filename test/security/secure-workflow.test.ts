@@ -65,14 +65,17 @@ function runWorkflow(extra: Record<string, string>): { id: string; steps: { name
 type Row = Record<string, unknown>;
 
 /** The stored rows protect each column as the classification says; notes keep only a card's last four digits. */
-function expectProtected(rows: Row[]): void {
+function expectProtected(rows: Row[], cards: "tokenize" | "mask" = "tokenize"): void {
   expect(rows).toHaveLength(120);
   const byId = new Map(rows.map((r) => [String(r["customer_id"]), r]));
   for (const a of ACCOUNTS) {
     const r = byId.get(String(a["customer_id"]))!;
     expect(r, String(a["customer_id"])).toBeDefined();
     for (const c of ["holder_name", "phone", "iban"]) expect(r[c]).toMatch(/^sl1:default:1:/);
-    for (const c of ["email", "card_number"]) expect(r[c]).toMatch(/^tk1:default:1:/);
+    expect(r["email"]).toMatch(/^tk1:default:1:/);
+    const pan = String(a["card_number"]);
+    if (cards === "tokenize") expect(r["card_number"]).toMatch(/^tk1:default:1:/);
+    else expect(r["card_number"]).toBe(`${"*".repeat(pan.length - 4)}${pan.slice(-4)}`);
     expect(String(r["account_id"])).toBe(String(a["account_id"]));
     expect(r["balance"]).toBe(a["balance"]);
     const card = /\d{13,19}/.exec(String(a["notes"]))?.[0];
@@ -208,14 +211,20 @@ describe("the secure API workflow end to end (issue 12)", () => {
     await expectRunSealed(run.id);
   }, 120_000);
 
-  it("runs into PostgreSQL the same way", async () => {
+  it("runs into PostgreSQL the same way, with one policy file for the requirements and the protection rules", async () => {
     const table = `${SCHEMA}.accounts`;
-    const run = runWorkflow({ destination: PG_URL, table, retention: "7 years after the account is closed" });
+    const policy = join(cwd, "policy.yaml");
+    writeFileSync(
+      policy,
+      "requireClientCertificate: true\nallowedHosts: [127.0.0.1]\nminTlsVersion: TLSv1.2\nclasses:\n  card_number: { action: mask, keepLast: 4 }\n",
+    );
+    const run = runWorkflow({ destination: PG_URL, table, policy, retention: "7 years after the account is closed" });
     expect(run.steps.every((s) => s.status === "succeeded")).toBe(true);
+    expect(run.steps[0]!.outputs["policy"]).toMatchObject({ allowedHosts: ["127.0.0.1"], requireClientCertificate: true });
     const c = new pg.Client(PG_URL);
     await c.connect();
     try {
-      expectProtected((await c.query(`SELECT * FROM "${SCHEMA}".accounts`)).rows as Row[]);
+      expectProtected((await c.query(`SELECT * FROM "${SCHEMA}".accounts`)).rows as Row[], "mask");
     } finally {
       await c.end();
     }
@@ -253,6 +262,12 @@ describe("the secure API workflow end to end (issue 12)", () => {
     expect(r.measures.encryption).toEqual([{ algorithm: "AES-256-GCM", keyId: "default", keyVersion: 1 }]);
     expect(r.measures.masked).toEqual(expect.arrayContaining(["accounts.notes"]));
     expect(r.measures.tokenized).toEqual(expect.arrayContaining(["accounts.card_number", "accounts.email"]));
+    expect(r.measures.masked).toEqual(expect.arrayContaining([`${SCHEMA}.accounts.card_number`]));
+    expect(r.categories.find((c: { class: string }) => c.class === "card_number").columns).toEqual(
+      expect.arrayContaining([{ table: `${SCHEMA}.accounts`, column: "card_number", action: "mask" }]),
+    );
+    expect(r.measures.keyEvents).toEqual([expect.objectContaining({ event: "key.init", outcome: "success" })]);
+    expect(r.measures.decrypts).toBe(2);
     expect(r.measures.auditChain).toMatchObject({ verified: true });
     // Classes and columns, never values.
     for (const a of ACCOUNTS.slice(0, 10)) for (const c of ["holder_name", "iban", "card_number", "email"]) expect(json.stdout).not.toContain(String(a[c]));
