@@ -33,6 +33,7 @@ export const LAYERS = [
       "status.ts  runs, status · recovery-status.ts  a recovery run's decision, gaps, conflicts",
       "audit.ts  audit verify / checkpoint / list · keys.ts  keys init / rotate / list / rewrap / retire",
       "decrypt.ts  sluice decrypt: field-encrypted rows in clear, each read audited",
+      "audit-report.ts  sluice audit report: a GDPR Art. 30 record of processing from a workflow's runs",
     ],
   },
   {

@@ -249,7 +249,7 @@ function buildProgram(): Command {
       process.exitCode = await (await import("./sample.js")).sampleCommand(kind, output, o);
     });
 
-  const audit = program.command("audit").description("the tamper-evident audit trail: verify it, sign a checkpoint, list entries");
+  const audit = program.command("audit").description("the tamper-evident audit trail: verify it, sign a checkpoint, list entries, a record of processing");
   audit
     .command("verify")
     .description("check the hash chain and the signed checkpoints; exit 1 naming the first entry or checkpoint that does not hold")
@@ -273,6 +273,15 @@ function buildProgram(): Command {
     .option("--json", "print JSON")
     .action(async (o: { run?: string; limit: string; json?: boolean }) => {
       process.exitCode = await (await import("./audit.js")).auditListCommand(o);
+    });
+
+  audit
+    .command("report")
+    .description("a GDPR Art. 30-style record of processing for a workflow, from its runs: purposes, categories, recipients, retention, measures")
+    .requiredOption("--workflow <name>", "the workflow's name (metadata.name)")
+    .option("--json", "print JSON")
+    .action(async (o: { workflow: string; json?: boolean }) => {
+      process.exitCode = await (await import("./audit-report.js")).auditReportCommand(o);
     });
 
   const keys = program.command("keys").description("the keyring of key-encryption keys (default $SLUICE_KEYRING or $SLUICE_HOME/keyring.json)");

@@ -57,6 +57,30 @@ export const PolicyDocument = z
   })
   .strict();
 export type PolicyInput = z.input<typeof PolicyDocument>;
+
+/** The keys of this policy, which a shared policy file may hold beside the security requirements' (requirements.ts). */
+export const PROTECTION_KEYS: readonly string[] = Object.keys(PolicyDocument.shape);
+/**
+ * The security requirements' keys (requirements.ts SecurityPolicy; a test keeps the two lists equal):
+ * one policy file serves the whole secure workflow, each step reading its own part of it.
+ */
+export const REQUIREMENT_KEYS: readonly string[] = [
+  "requireTls",
+  "minTlsVersion",
+  "allowedHosts",
+  "pin",
+  "requirePin",
+  "requireClientCertificate",
+  "requireSecretRefs",
+  "requireEncryptionKey",
+  "requireAudit",
+];
+
+/** A policy file's document without the other part's keys (unknown keys still fail: a typo is not a rule). */
+export function withoutKeys(doc: unknown, keys: readonly string[]): unknown {
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) return doc;
+  return Object.fromEntries(Object.entries(doc).filter(([k]) => !keys.includes(k)));
+}
 export type Policy = z.output<typeof PolicyDocument>;
 
 /** A rule as the storage step reads it. */
@@ -117,7 +141,7 @@ export async function loadPolicy(ref: PolicyInput | string | undefined): Promise
   } catch (err) {
     throw new SluiceError("BAD_CONFIG", `policy file ${ref} is not valid YAML or JSON: ${(err as Error).message.split("\n")[0]}`, { retryable: false });
   }
-  return parsePolicy(data ?? {}, `policy file ${ref}`);
+  return parsePolicy(withoutKeys(data ?? {}, REQUIREMENT_KEYS), `policy file ${ref}`);
 }
 
 function parsePolicy(data: unknown, where: string): Policy {

@@ -29,6 +29,7 @@ import { KEY_BYTES, loadKeyring } from "../../crypto/keyring.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { Source } from "../inputs.js";
 import { TlsVersionInput } from "./connection.js";
+import { PROTECTION_KEYS, withoutKeys } from "./policy.js";
 
 const PolicyFields = {
   requireTls: z.boolean().optional().describe("The source and token endpoint must be https (default true)."),
@@ -272,7 +273,8 @@ async function effectivePolicy(input: RequirementsValue): Promise<Policy> {
     } catch {
       throw new SluiceError("BAD_CONFIG", `the security policy file ${path} is neither YAML nor JSON.`);
     }
-    const r = SecurityPolicy.safeParse(doc ?? {});
+    // The file may hold the data-protection policy too (classes, columns: policy.ts), for the classifier.
+    const r = SecurityPolicy.safeParse(withoutKeys(doc ?? {}, PROTECTION_KEYS));
     if (!r.success) {
       const issue = r.error.issues[0]!;
       throw new SluiceError("BAD_CONFIG", `the security policy file ${path}: ${issue.path.join(".") || "(top)"} ${issue.message}.`);
