@@ -44,7 +44,8 @@ export const LAYERS = [
     role: "the HTTP API and the web UI",
     about: [
       "app.ts (Hono, zod-openapi)",
-      "deps.ts · routes/ · auth.ts (roles)",
+      "deps.ts · routes/ (+ decrypt: admin-only)",
+      "auth.ts (roles)",
       "config.ts · errors.ts",
       "listen.ts (loopback w/o tokens)",
       "ui/  routes.tsx (pages, SSE) · session.ts",
@@ -151,7 +152,7 @@ export const LAYERS = [
       "          kafka, http-push (brokers)",
       "destinations/  sqlite, postgres",
       "               (+ pg-binary), file",
-      "               table-cells (decrypt, rewrap)",
+      "               table-cells (decrypt, rewrap) · decrypt-rows",
     ],
   },
   {

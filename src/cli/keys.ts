@@ -4,8 +4,7 @@
  * fingerprints. Creating and rotating are audited, and fail closed: the audit entry is written
  * before the new keyring replaces the old one, so a rotation the trail does not show never happens.
  */
-import { join, resolve } from "node:path";
-import { addVersion, initKeyringFile, keyFingerprint, loadKeyring, retire, saveKeyring, type Keyring, type KeyRef } from "../crypto/keyring.js";
+import { addVersion, initKeyringFile, keyFingerprint, keyringSpec, loadKeyring, retire, saveKeyring, type Keyring, type KeyRef } from "../crypto/keyring.js";
 import { rewrapCell } from "../crypto/cells.js";
 import { openCellTable, rowKeyText, type CellTable } from "../connectors/destinations/table-cells.js";
 import { SluiceError } from "../errors.js";
@@ -20,10 +19,7 @@ interface KeysFlags {
 }
 
 /** The keyring a command uses: --keyring (a file, or an env:/file: reference), else $SLUICE_KEYRING, else the home's keyring.json. */
-export const keyringPath = (o: { keyring?: string }) => {
-  const spec = o.keyring ?? process.env.SLUICE_KEYRING ?? join(sluiceHome(), "keyring.json");
-  return /^(env|file):/.test(spec) ? spec : resolve(spec);
-};
+export const keyringPath = (o: { keyring?: string }) => keyringSpec(o.keyring, sluiceHome());
 
 export async function keysInitCommand(o: KeysFlags): Promise<number> {
   const path = keyringPath(o);

@@ -18,7 +18,7 @@
  */
 import { createHmac, randomBytes } from "node:crypto";
 import { readFileSync, renameSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
-import { dirname, resolve as resolvePath } from "node:path";
+import { dirname, join as pathJoin, resolve as resolvePath } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { SluiceError } from "../errors.js";
 import { registerSecret } from "./masker.js";
@@ -228,4 +228,13 @@ function decodeKey(text: string, where: string): Buffer {
 
 function checkId(id: string): void {
   if (!KEY_ID.test(id)) throw new SluiceError("USAGE", `key id ${JSON.stringify(id)} must be 1-64 letters, digits, _ or -`);
+}
+
+/**
+ * Which keyring a process uses: the one named (a file, or an env:/file: reference), else
+ * $SLUICE_KEYRING, else `<home>/keyring.json`. File paths come back absolute.
+ */
+export function keyringSpec(named: string | undefined, home: string): string {
+  const spec = named ?? process.env.SLUICE_KEYRING ?? pathJoin(home, "keyring.json");
+  return /^(env|file):/.test(spec) ? spec : resolvePath(spec);
 }

@@ -11,6 +11,7 @@ import { authenticate, type AppEnv } from "./auth.js";
 import type { ServerDeps } from "./deps.js";
 import { errorResponse, handleError, notFound } from "./errors.js";
 import { newRouter } from "./router.js";
+import { decryptRoutes } from "./routes/decrypt.js";
 import { eventRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { runRoutes } from "./routes/runs.js";
@@ -56,6 +57,7 @@ export function createApp(deps: ServerDeps): OpenAPIHono<AppEnv> {
   app.route(API_PREFIX, workflowRoutes(deps));
   app.route(API_PREFIX, runRoutes(deps));
   app.route(API_PREFIX, eventRoutes(deps));
+  app.route(API_PREFIX, decryptRoutes(deps));
   // The web UI: its own sessions (a cookie from a token) and CSRF checks; forms are small.
   app.use(`${UI}/*`, bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.text("the form is too large", 413) }));
   app.route(UI, uiRoutes(deps));
