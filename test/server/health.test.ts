@@ -33,6 +33,7 @@ test("openapi.json is an OpenAPI 3.1 document with every route", async () => {
   expect(r.json.openapi).toBe("3.1.0");
   expect(r.json.info.title).toBe("Sluice API");
   expect(Object.keys(r.json.paths).sort()).toEqual([
+    "/api/v1/decrypt",
     "/api/v1/events",
     "/api/v1/events/{id}",
     "/api/v1/runs",
