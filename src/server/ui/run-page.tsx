@@ -8,6 +8,7 @@ import { Badge, count, CsrfField, seg, shortTime, took, UI } from "./layout.js";
 import { DagSvg, TimelineSvg } from "./graph-svg.js";
 import { parentOf, type RunModel } from "./run-model.js";
 import { FINAL } from "./runs-page.js";
+import type { Child } from "hono/jsx";
 
 /** Outputs past this are cut in the panel (a step may report a long manifest). */
 const OUTPUTS_MAX = 20_000;
@@ -20,6 +21,10 @@ export interface RunViewProps {
   canOperate: boolean;
   csrf: string;
   notice?: string;
+  /** The run recorded a continuous pipeline's figures: link the Streams view. */
+  streams?: boolean;
+  /** Sections shown under the steps: recovery and security documents. */
+  children?: Child;
 }
 
 function Button(p: { run: string; op: "cancel" | "resume" | "retry"; csrf: string; label: string; danger?: boolean }) {
@@ -127,6 +132,16 @@ export function RunView(p: RunViewProps) {
         <a href={`${UI}/runs/${seg(run.id)}/quarantine`} data-testid="quarantine-link">
           Quarantine
         </a>
+        {p.streams && (
+          <a href={`${UI}/runs/${seg(run.id)}/streams`} data-testid="streams-link">
+            Streams
+          </a>
+        )}
+        {run.status === "failed" && version != null && (
+          <a href={`${UI}/runs/${seg(run.id)}/diff`} data-testid="diff-link">
+            What changed since the last success
+          </a>
+        )}
       </div>
       <div
         {...(open && {
@@ -140,6 +155,7 @@ export function RunView(p: RunViewProps) {
         </div>
       </div>
       {p.selected && <StepPanel model={p.model} step={p.selected} />}
+      {p.children}
       <h2>Parameters</h2>
       <pre data-testid="run-params">{JSON.stringify(run.params, null, 2)}</pre>
     </>

@@ -43,5 +43,11 @@ pre { background:#f6f8fa; border:1px solid var(--line); padding:.6rem; overflow:
 .log .ln { display:block; } .log .cut { color:#f0b72f; }
 .log button { background:#30363d; color:#e6edf3; border-color:#6e7681; margin:.3rem 0; }
 .pager { margin:.8rem 0; display:flex; gap:1rem; }
+pre.diff .ln { display:block; } pre.diff .d-add { color:var(--ok); background:var(--ok-bg); } pre.diff .d-del { color:var(--bad); background:var(--bad-bg); }
+pre.diff .d-hunk { color:var(--run); font-weight:600; }
+dl.figures { display:flex; flex-wrap:wrap; gap:1.5rem; margin:.4rem 0 .8rem; } dl.figures dt { color:var(--muted); font-size:.85em; }
+dl.figures dd { margin:0; font-size:1.35em; font-variant-numeric:tabular-nums; }
+.charts { display:flex; flex-wrap:wrap; gap:1rem; } figure.chart { margin:0; } figure.chart svg text { font:12px system-ui, sans-serif; fill:var(--muted); }
+details > summary { cursor:pointer; padding:.2rem 0; }
 .skip { position:absolute; left:-999px; } .skip:focus { left:1rem; top:.5rem; background:#fff; color:var(--link); padding:.3rem; z-index:10; }
 `;
