@@ -75,6 +75,27 @@ const apply = async (text: string, source = "browser-test.yaml") =>
   expect((await applyWorkflowText(rig!.env.store, rig!.env.actions, text, source)).ok).toBe(true);
 const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
 const runIdOfPage = () => new URL(page.url()).pathname.split("/").pop()!;
+/**
+ * Press Tab until the focus comes round again; true when every control of the page (links,
+ * buttons, fields, summaries, focusable panels) was focused on the way, each with a visible ring.
+ */
+async function tabReachesEverything(): Promise<{ missed: string[]; noRing: string[] }> {
+  await page.evaluate("window.__seen = new Set(); window.__noRing = []; document.activeElement?.blur()");
+  const total = (await page.evaluate(
+    "document.querySelectorAll('a[href], button, input:not([type=hidden]), select, summary, [tabindex=\"0\"]').length",
+  )) as number;
+  // Date fields take a Tab per part (day, month, year, time), hence the margin.
+  for (let i = 0; i < total * 2 + 20; i++) {
+    await page.keyboard.press("Tab");
+    await page.evaluate(
+      "(() => { const e = document.activeElement; if (!e || e === document.body) return; window.__seen.add(e); if (getComputedStyle(e).outlineStyle === 'none') window.__noRing.push(e.outerHTML.slice(0, 80)); })()",
+    );
+  }
+  return (await page.evaluate(
+    "({ missed: [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, summary, [tabindex=\"0\"]')].filter((e) => !window.__seen.has(e) && e.getClientRects().length > 0).map((e) => e.outerHTML.slice(0, 120)), noRing: window.__noRing })",
+  )) as { missed: string[]; noRing: string[] };
+}
+
 const startRun = async (workflow: string) => {
   const { startWorkflowRun } = await import("../../src/control/runs.js");
   return (await startWorkflowRun(rig!.env.store, { workflow, params: {}, trigger: { type: "api", name: "test" } })).id;
@@ -163,7 +184,6 @@ describe.skipIf(!!NO_CHROMIUM)("the web UI in Chromium", () => {
     const id = await startRun("flaky");
     await page.goto(`/ui/runs/${id}`);
     await expect.poll(() => page.getByTestId("run-live").getAttribute("data-status"), { timeout: 15_000 }).toBe("failed");
-    await page.reload(); // the retry button belongs to a finished run's page
     await page.getByTestId("retry-run").click();
     await page.waitForURL(`**/ui/runs/${id}`);
     await expect.poll(() => page.getByTestId("run-live").getAttribute("data-status"), { timeout: 15_000 }).toBe("succeeded");
@@ -226,5 +246,14 @@ describe.skipIf(!!NO_CHROMIUM)("the web UI in Chromium", () => {
     await expect.poll(() => page.locator('[data-version="1"][data-current="true"]').count()).toBe(1);
     await page.goto("/ui/events");
     expect(await page.getByTestId("events-table").isVisible()).toBe(true);
+  });
+
+  test("keyboard: Tab reaches every control of the main views, each with a visible focus ring", async () => {
+    const failed = await startRun("broken");
+    await expect.poll(async () => (await rig!.env.store.getRun(failed))!.status, { timeout: 15_000 }).toBe("failed");
+    for (const url of ["/ui/runs", `/ui/runs/${failed}?step=explode`, "/ui/workflows/greet", "/ui/events", `/ui/runs/${failed}/steps/explode/attempts/1/log`]) {
+      await page.goto(url);
+      expect(await tabReachesEverything(), url).toEqual({ missed: [], noRing: [] });
+    }
   });
 });

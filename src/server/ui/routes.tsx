@@ -293,7 +293,17 @@ export function uiRoutes(deps: ServerDeps): Hono<UiEnv> {
         const fp = fingerprint(run, steps, attempts);
         if (fp !== last) {
           last = fp;
-          await stream.writeSSE({ event: "run", data: String(<RunLive model={runModel(run, steps, attempts)} selected={step} />) });
+          const model = runModel(run, steps, attempts);
+          const live = (
+            <RunLive
+              model={model}
+              selected={step}
+              canOperate={hasRole(c.get("principal"), "operator")}
+              csrf={c.get("session").csrf}
+              streams={streamFigures(steps).length > 0}
+            />
+          );
+          await stream.writeSSE({ event: "run", data: String(live) });
         }
         if (FINAL.has(run.status)) {
           await stream.writeSSE({ event: "done", data: run.status });

@@ -10,8 +10,8 @@ export const CSS = `
 * { box-sizing: border-box; }
 body { margin:0; font:14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color:var(--fg); background:var(--bg); }
 a { color:var(--link); }
-a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, summary:focus-visible, [tabindex]:focus-visible
-  { outline:3px solid #f59e0b; outline-offset:2px; }
+a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, summary:focus-visible, [tabindex]:focus-visible,
+  input:focus, input:focus-within { outline:3px solid #f59e0b; outline-offset:2px; }
 header.top { display:flex; gap:1.5rem; align-items:center; padding:.6rem 1rem; background:#1b1f24; color:#fff; }
 header.top a { color:#fff; text-decoration:none; font-weight:600; }
 header.top .who { margin-left:auto; font-size:.9em; color:#d0d7de; }
