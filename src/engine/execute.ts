@@ -735,7 +735,9 @@ class RunDriver {
       }
     }
     // A stopped pipeline's steps keep its final figures as their outputs, whatever the outcome.
-    const outputs = result.outputs ?? (stats ? outputsOf(stats) : null);
+    const final = result.outputs ?? (stats ? outputsOf(stats) : null);
+    // With the recent samples and the final one: the Streams view still draws the last minutes afterwards.
+    const outputs = final && stats ? { ...final, recent: [...recent, streamSample(stats, ended)].slice(-STREAM_SAMPLES) } : final;
     for (const m of members) {
       this.writer
         .write({

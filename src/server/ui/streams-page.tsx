@@ -40,9 +40,14 @@ const lat = (v: unknown) => (v && typeof v === "object" ? { p50: num((v as { p50
 /** The steps that recorded a pipeline's figures (PipelineStats): the heads of continuous groups. */
 export function streamFigures(steps: StepRecord[]): StreamFigures[] {
   const out: StreamFigures[] = [];
+  let previous = "";
   for (const s of steps) {
     const o = s.outputs;
     if (!o || num(o.records) === null || num(o.ratePerSec) === null || num(o.uptimeMs) === null) continue;
+    // A stopped pipeline's steps all keep its final figures: one pipeline is shown once, under its head.
+    const same = JSON.stringify(o);
+    if (same === previous) continue;
+    previous = same;
     const window = lat(o.endToEndMs);
     const e2e = window ?? lat(o.endToEndMsOverall);
     const recent = Array.isArray(o.recent) ? (o.recent as Sample[]).filter((r) => r && num(r.t) !== null && num(r.rate) !== null) : [];
