@@ -7,6 +7,7 @@
  * taken here, so they always show the UI as it is.
  */
 import { readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { BrowserContext, Page } from "playwright-core";
@@ -95,6 +96,13 @@ async function tabReachesEverything(): Promise<{ missed: string[]; noRing: strin
     "({ missed: [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, summary, [tabindex=\"0\"]')].filter((e) => !window.__seen.has(e) && e.getClientRects().length > 0).map((e) => e.outerHTML.slice(0, 120)), noRing: window.__noRing })",
   )) as { missed: string[]; noRing: string[] };
 }
+
+const natsUp = () =>
+  new Promise<boolean>((resolve) => {
+    const sock = connect(4222, "127.0.0.1");
+    sock.once("connect", () => (sock.destroy(), resolve(true)));
+    sock.once("error", () => resolve(false));
+  });
 
 const startRun = async (workflow: string) => {
   const { startWorkflowRun } = await import("../../src/control/runs.js");
@@ -247,6 +255,50 @@ describe.skipIf(!!NO_CHROMIUM)("the web UI in Chromium", () => {
     await page.goto("/ui/events");
     expect(await page.getByTestId("events-table").isVisible()).toBe(true);
   });
+
+  test("a continuous run from NATS: its Streams view fills and the chart grows live", async (t) => {
+    if (!(await natsUp())) return t.skip("NATS is not listening on 127.0.0.1:4222 (.ci/run starts it)");
+    await apply(readFileSync("workflows/base-data-ingestion-workflow-realtime-stream.yaml", "utf8"));
+    const dir = tempDir();
+    const subject = `sluiceui.t${Date.now().toString(36)}`;
+    const { startWorkflowRun } = await import("../../src/control/runs.js");
+    const run = await startWorkflowRun(rig!.env.store, {
+      workflow: "realtime-stream-ingestion",
+      params: { subject, destination: `sqlite:${join(dir, "stream.db")}` },
+      trigger: { type: "api", name: "test" },
+    });
+    const rows = readFileSync("examples/data/trades-sample.csv", "utf8").trimEnd().split("\n");
+    const head = rows[0]!.split(",");
+    const trades = rows.slice(1).map((line) => JSON.stringify(Object.fromEntries(line.split(",").map((v, i) => [head[i], v]))));
+    const { openStreamPublisher } = await import("../../src/connectors/streams/index.js");
+    const pub = await openStreamPublisher({ broker: "nats", url: "nats://127.0.0.1:4222", subject });
+    let stop = false;
+    const publishing = (async () => {
+      for (let i = 0; !stop && i < trades.length; i++) {
+        await pub.publish(trades[i]!);
+        if (i % 20 === 19) await new Promise((r) => setTimeout(r, 50));
+      }
+      await pub.flush();
+    })();
+    try {
+      await page.goto(`/ui/runs/${run.id}/streams`);
+      // Figures are recorded every five seconds; the chart needs two samples.
+      await expect
+        .poll(async () => Number((await page.getByTestId("stream-records").first().textContent())?.replace(/,/g, "") ?? 0), { timeout: 20_000 })
+        .toBeGreaterThan(0);
+      await expect
+        .poll(async () => Number(await page.getByTestId("chart-rate").first().getAttribute("data-points")), { timeout: 20_000 })
+        .toBeGreaterThanOrEqual(2);
+      expect(await page.getByTestId("stream-rate").first().textContent()).toMatch(/\/s$/);
+      await shot("streams");
+    } finally {
+      stop = true;
+      await publishing;
+      await pub.close();
+      await rig!.env.store.requestCancel(run.id);
+    }
+    await expect.poll(async () => (await rig!.env.store.getRun(run.id))!.status, { timeout: 20_000 }).toBe("cancelled");
+  }, 45_000);
 
   test("keyboard: Tab reaches every control of the main views, each with a visible focus ring", async () => {
     const failed = await startRun("broken");

@@ -77,25 +77,26 @@ const H = 80;
 /** One series as a polyline, scaled to its own maximum; the axis labels say the scale. */
 export function Chart(p: { label: string; unit: string; points: { t: number; v: number | null }[]; testid: string }) {
   const pts = p.points.filter((x): x is { t: number; v: number } => x.v !== null);
-  const max = Math.max(1, ...pts.map((x) => x.v));
+  const top = pts.length ? Math.max(...pts.map((x) => x.v)) : 0;
+  const max = Math.max(1, top); // the scale; the caption says the real maximum
   const t0 = pts[0]?.t ?? 0;
   const span = Math.max(1, (pts.at(-1)?.t ?? 0) - t0);
   const line = pts.map((x) => `${((x.t - t0) / span) * W},${(H - (x.v / max) * (H - 4)).toFixed(1)}`).join(" ");
   const minutes = Math.round(span / 60_000);
   return (
     <figure class="chart" data-testid={p.testid} data-points={String(pts.length)}>
-      <svg width={W} height={H} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${p.label}, the last ${minutes || "<1"} min, up to ${max} ${p.unit}`}>
+      <svg width={W} height={H} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${p.label}, the last ${minutes || "<1"} min, up to ${top} ${p.unit}`}>
         <rect x="0" y="0" width={W} height={H} fill="#f6f8fa" stroke="#d0d5dd" />
         {pts.length > 1 ? (
           <polyline points={line} fill="none" stroke="#0550ae" stroke-width="2" />
         ) : (
           <text x="8" y={H / 2}>
-            waiting for samples (one every 5 s)
+            {p.points.length > 1 ? "not reported by this broker" : "waiting for samples (one every 5 s)"}
           </text>
         )}
       </svg>
       <figcaption class="muted">
-        {p.label} · max {max.toLocaleString("en-US")} {p.unit} · last {minutes || "<1"} min
+        {p.label} · max {top.toLocaleString("en-US")} {p.unit} · last {minutes || "<1"} min
       </figcaption>
     </figure>
   );
