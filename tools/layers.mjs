@@ -54,7 +54,11 @@ export const LAYERS = [
       "     dag.ts (layered layout) · graph-svg",
       "     log-file.ts (windows) · logs-page ·",
       "     quarantine (+ -page) · forms-page ·",
-      "     style.ts (the CSS)",
+      "     style.ts (the CSS) · view-routes:",
+      "     workflows-page (versions, diff) ·",
+      "     events-page · streams-page (charts) ·",
+      "     run-documents (+ -page: recovery,",
+      "     classification, audit verdict)",
     ],
   },
   {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { toErrorInfo } from "../errors.js";
-import type { EventRecord, EventStore, RegistryStore, RunRecord, RunStore } from "../store/types.js";
+import type { EventRecord, EventStore, RegistryStore, RunRecord, RunStore, SharedStateStore } from "../store/types.js";
 import { startWorkflowRun } from "./runs.js";
 
 export interface EmitInput {
@@ -47,8 +47,14 @@ export async function emitEvent(store: RunStore & RegistryStore & EventStore, in
       refused.push({ workflow: wf.name, code: e.code, message: e.message });
     }
   }
+  // Kept beside the event so the web UI's Events view can say which workflows refused it, and why.
+  if (refused.length > 0 && "putState" in store)
+    await (store as unknown as SharedStateStore).putState(REFUSED_NAMESPACE, event.id, refused, 0, event.createdAt).catch(() => null);
   return { event: { ...event, runIds: runs.map((r) => r.id) }, runs, refused };
 }
+
+/** Shared-state namespace of the refusals of each event (key: the event id). */
+export const REFUSED_NAMESPACE = "events.refused";
 
 /** A payload field named like a declared param sets it (`{"source": "…"}` → params.source). */
 function paramsFromEvent(declared: Record<string, unknown> | undefined, data: unknown): Record<string, unknown> {

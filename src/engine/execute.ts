@@ -33,6 +33,7 @@ import { createLimiter, type Limiter } from "./limiter.js";
 import { expressionScope, runStepAttempt } from "./attempt.js";
 import { writerFor, type TransitionWriter } from "./writer.js";
 import { outputsOf, runContinuousGroup } from "./continuous.js";
+import { STREAM_SAMPLES, streamSample, type StreamSample } from "./pipeline.js";
 import { closeRunAudit } from "./audit.js";
 
 export interface EngineOptions {
@@ -696,6 +697,8 @@ class RunDriver {
     });
 
     let lastSaved = 0;
+    // The last minutes of figures, saved with them: the UI's Streams view draws its chart from these.
+    const recent: StreamSample[] = [];
     const { result, stats } = await runContinuousGroup({
       run: this.run,
       members: members.map((m) => ({ step: m.def, attempt: m.attempts })),
@@ -711,7 +714,9 @@ class RunDriver {
         // Live figures for `sluice status` and the API, every few seconds.
         if (Date.now() - lastSaved >= 5_000) {
           lastSaved = Date.now();
-          void this.opts.store.recordStepOutputs(id, head.def.name, { ...stats }).catch(() => undefined);
+          recent.push(streamSample(stats, lastSaved));
+          if (recent.length > STREAM_SAMPLES) recent.shift();
+          void this.opts.store.recordStepOutputs(id, head.def.name, { ...stats, recent: [...recent] }).catch(() => undefined);
         }
       },
       onLatency: this.opts.onStreamLatency ? (stage, ms) => this.opts.onStreamLatency!(wfName, stage, ms) : undefined,
@@ -730,7 +735,9 @@ class RunDriver {
       }
     }
     // A stopped pipeline's steps keep its final figures as their outputs, whatever the outcome.
-    const outputs = result.outputs ?? (stats ? outputsOf(stats) : null);
+    const final = result.outputs ?? (stats ? outputsOf(stats) : null);
+    // With the recent samples and the final one: the Streams view still draws the last minutes afterwards.
+    const outputs = final && stats ? { ...final, recent: [...recent, streamSample(stats, ended)].slice(-STREAM_SAMPLES) } : final;
     for (const m of members) {
       this.writer
         .write({

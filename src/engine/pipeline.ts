@@ -206,3 +206,21 @@ function summarize(xs: number[]): LatencySummary {
 }
 
 const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/** One point of a continuous run's recent figures (kept with its recorded outputs as `recent`). */
+export interface StreamSample {
+  /** Epoch ms. */
+  t: number;
+  records: number;
+  rate: number;
+  lag: number | null;
+  p50: number | null;
+  p99: number | null;
+}
+
+/** Samples kept: one every five seconds, so about five minutes. */
+export const STREAM_SAMPLES = 60;
+
+export function streamSample(s: PipelineStats, t: number): StreamSample {
+  return { t, records: s.records, rate: s.ratePerSec, lag: s.lag, p50: s.endToEndMs?.p50 ?? null, p99: s.endToEndMs?.p99 ?? null };
+}

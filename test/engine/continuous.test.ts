@@ -135,6 +135,11 @@ describe("continuous groups", () => {
     const steps = await env.store.getSteps(run.id);
     expect(steps.map((s) => s.status)).toEqual(["cancelled", "cancelled", "cancelled"]);
     expect(steps[0]!.outputs).toMatchObject({ source: "memory", stored: b.state.stored.length });
+    // The recent figures, for the UI's Streams chart: the last sample is the final one.
+    const recent = steps[0]!.outputs!.recent as { t: number; records: number; rate: number }[];
+    expect(recent.length).toBeGreaterThanOrEqual(1);
+    expect(recent.at(-1)).toMatchObject({ records: b.state.stored.length });
+    expect(recent.every((r, i) => i === 0 || r.t >= recent[i - 1]!.t)).toBe(true);
     expect(events.some((e) => e.type === "stream-stats")).toBe(true);
     const attempts = await env.store.getAttempts(run.id);
     expect(attempts.map((a) => [a.step, a.n])).toEqual([

@@ -39,6 +39,12 @@ export function Page(p: PageProps) {
           <a href={`${UI}/runs`} data-testid="nav-runs">
             Sluice · Runs
           </a>
+          <a href={`${UI}/workflows`} data-testid="nav-workflows">
+            Workflows
+          </a>
+          <a href={`${UI}/events`} data-testid="nav-events">
+            Events
+          </a>
           <span class="who" data-testid="who">
             {p.who.name} ({p.who.role})
           </span>

@@ -17,13 +17,13 @@ import { z } from "zod";
 import { SluiceError } from "../../errors.js";
 import { cancelRun, resumeRun, retryRun, startWorkflowRun } from "../../control/runs.js";
 import { attemptLogFile } from "../../engine/attempt-log.js";
-import type { RunStatus, RunTrigger } from "../../store/types.js";
-import { authEnabled, hasRole, type Principal, type Role } from "../auth.js";
+import type { RunStatus, RunSummary, RunTrigger } from "../../store/types.js";
+import { authEnabled, hasRole, type Role } from "../auth.js";
 import type { ServerDeps } from "../deps.js";
 import { statusFor } from "../errors.js";
 import { CSS } from "./style.js";
 import { Page, UI } from "./layout.js";
-import { sameOrigin, sessions, type Session } from "./session.js";
+import { sameOrigin, sessions } from "./session.js";
 import { FINAL, RUN_STATUSES, RunRow, RunsView, TRIGGER_TYPES } from "./runs-page.js";
 import { fingerprint, runModel } from "./run-model.js";
 import { RunLive, RunView } from "./run-page.js";
@@ -33,10 +33,10 @@ import { quarantineCsv, quarantineFiles, readQuarantineView } from "./quarantine
 import { QuarantinePage } from "./quarantine-page.js";
 import { LoginPage, StartForm } from "./forms-page.js";
 import type { Child } from "hono/jsx";
-
-interface UiEnv {
-  Variables: { principal: Principal; session: Session };
-}
+import { viewRoutes, type UiEnv } from "./view-routes.js";
+import { auditView, classifications, recoveryDocs } from "./run-documents.js";
+import { AuditSection, ClassificationSection, RecoverySection } from "./run-documents-page.js";
+import { streamFigures } from "./streams-page.js";
 
 const require = createRequire(import.meta.url);
 /** Shipped with the package (dependencies), read once: nothing is fetched at run time. */
@@ -54,6 +54,8 @@ const TAIL_CHUNK = 256 * 1024;
 /** A live stream ends after this and the browser reconnects (resuming): no connection lives for ever. */
 const STREAM_MAX_MS = 5 * 60 * 1000;
 const QUARANTINE_SHOWN = 500;
+/** New runs one poll of the runs page's live stream adds at most (a burst beyond is on the next reload). */
+const NEW_RUNS_MAX = 20;
 
 /** datetime-local gives "2024-05-01T10:00" with no zone: the UI says UTC, so it is read as UTC. */
 function utc(text: string | undefined): string | undefined {
@@ -212,11 +214,31 @@ export function uiRoutes(deps: ServerDeps): Hono<UiEnv> {
         .filter(([id]) => id)
         .map(([id, st]) => [id, st ?? ""]),
     );
+    // `top`/`topAt`: the first page's newest run and its creation time (the page's render time when
+    // it was empty); runs created after it that match the page's filters are sent as `new-run`.
+    const top = c.req.query("top") ?? "";
+    const topAt = c.req.query("topAt");
+    const q = topAt === undefined ? undefined : parseQuery(RunsQuery, c);
+    const newer = (r: RunSummary) => r.createdAt > topAt! || (r.createdAt === topAt && top !== "" && r.id > top);
+    const seen = new Set<string>();
     return streamSSE(c, async (stream) => {
       let aborted = false;
       stream.onAbort(() => void (aborted = true));
       const until = Date.now() + STREAM_MAX_MS;
       while (!aborted && Date.now() < until) {
+        if (q) {
+          const fresh = await deps.store.listRunsPage({
+            workflow: q.workflow,
+            status: q.status as RunStatus | undefined,
+            trigger: q.trigger as RunTrigger["type"] | undefined,
+            limit: NEW_RUNS_MAX,
+          });
+          for (const r of fresh.runs.filter((x) => newer(x) && !seen.has(x.id)).reverse()) {
+            seen.add(r.id);
+            if (!FINAL.has(r.status)) shown.set(r.id, r.status);
+            await stream.writeSSE({ event: "new-run", data: String(<RunRow run={r} />) });
+          }
+        }
         const rows = await deps.store.getRunSummaries([...shown.keys()]);
         for (const r of rows) {
           const key = `${r.status}`;
@@ -224,7 +246,7 @@ export function uiRoutes(deps: ServerDeps): Hono<UiEnv> {
           shown.set(r.id, key);
           await stream.writeSSE({ event: `run-${r.id}`, data: String(<RunRow run={r} />) });
         }
-        if (rows.every((r) => FINAL.has(r.status))) {
+        if (!q && rows.every((r) => FINAL.has(r.status))) {
           await stream.writeSSE({ event: "done", data: "" });
           return;
         }
@@ -237,10 +259,21 @@ export function uiRoutes(deps: ServerDeps): Hono<UiEnv> {
     const id = c.req.param("id");
     const model = await loadModel(deps, id);
     const step = c.req.query("step") || undefined;
+    const [recovery, classified, audit] = await Promise.all([recoveryDocs(model.steps), classifications(model.steps), auditView(deps.store, deps.home, id)]);
     return page(
       c,
       `${model.run.workflow} ${id}`,
-      <RunView model={model} selected={step} canOperate={hasRole(c.get("principal"), "operator")} csrf={c.get("session").csrf} />,
+      <RunView
+        model={model}
+        selected={step}
+        canOperate={hasRole(c.get("principal"), "operator")}
+        csrf={c.get("session").csrf}
+        streams={streamFigures(model.steps).length > 0}
+      >
+        {recovery && <RecoverySection docs={recovery} />}
+        {classified.length > 0 && <ClassificationSection list={classified} />}
+        {audit && <AuditSection audit={audit} />}
+      </RunView>,
     );
   });
 
@@ -260,7 +293,17 @@ export function uiRoutes(deps: ServerDeps): Hono<UiEnv> {
         const fp = fingerprint(run, steps, attempts);
         if (fp !== last) {
           last = fp;
-          await stream.writeSSE({ event: "run", data: String(<RunLive model={runModel(run, steps, attempts)} selected={step} />) });
+          const model = runModel(run, steps, attempts);
+          const live = (
+            <RunLive
+              model={model}
+              selected={step}
+              canOperate={hasRole(c.get("principal"), "operator")}
+              csrf={c.get("session").csrf}
+              streams={streamFigures(steps).length > 0}
+            />
+          );
+          await stream.writeSSE({ event: "run", data: String(live) });
         }
         if (FINAL.has(run.status)) {
           await stream.writeSSE({ event: "done", data: run.status });
@@ -416,6 +459,7 @@ export function uiRoutes(deps: ServerDeps): Hono<UiEnv> {
     });
   });
 
+  viewRoutes(ui, deps, { page, need, pollMs, streamMaxMs: STREAM_MAX_MS });
   return ui;
 }
 

@@ -8,6 +8,7 @@ import { Badge, count, CsrfField, seg, shortTime, took, UI } from "./layout.js";
 import { DagSvg, TimelineSvg } from "./graph-svg.js";
 import { parentOf, type RunModel } from "./run-model.js";
 import { FINAL } from "./runs-page.js";
+import type { Child } from "hono/jsx";
 
 /** Outputs past this are cut in the panel (a step may report a long manifest). */
 const OUTPUTS_MAX = 20_000;
@@ -20,6 +21,10 @@ export interface RunViewProps {
   canOperate: boolean;
   csrf: string;
   notice?: string;
+  /** The run recorded a continuous pipeline's figures: link the Streams view. */
+  streams?: boolean;
+  /** Sections shown under the steps: recovery and security documents. */
+  children?: Child;
 }
 
 function Button(p: { run: string; op: "cancel" | "resume" | "retry"; csrf: string; label: string; danger?: boolean }) {
@@ -33,12 +38,49 @@ function Button(p: { run: string; op: "cancel" | "resume" | "retry"; csrf: strin
   );
 }
 
+/** The buttons: inside the live part, so Cancel gives way to Retry when the run ends, without a reload. */
+function RunActions(p: { run: RunModel["run"]; canOperate: boolean; csrf: string; streams?: boolean }) {
+  const { run } = p;
+  const open = !FINAL.has(run.status);
+  const version = run.version;
+  return (
+    <div class="actions" data-testid="run-actions">
+      {p.canOperate ? (
+        <>
+          {open && <Button run={run.id} op="cancel" csrf={p.csrf} label="Cancel" danger />}
+          {open && <Button run={run.id} op="resume" csrf={p.csrf} label="Resume" />}
+          {!open && run.status !== "succeeded" && <Button run={run.id} op="retry" csrf={p.csrf} label="Retry" />}
+          <a href={`${UI}/start?workflow=${encodeURIComponent(run.workflow)}`} data-testid="start-again">
+            Start a new run…
+          </a>
+        </>
+      ) : (
+        <span class="muted">Cancel, resume and retry need the operator role.</span>
+      )}
+      <a href={`${UI}/runs/${seg(run.id)}/quarantine`} data-testid="quarantine-link">
+        Quarantine
+      </a>
+      {p.streams && (
+        <a href={`${UI}/runs/${seg(run.id)}/streams`} data-testid="streams-link">
+          Streams
+        </a>
+      )}
+      {run.status === "failed" && version != null && (
+        <a href={`${UI}/runs/${seg(run.id)}/diff`} data-testid="diff-link">
+          What changed since the last success
+        </a>
+      )}
+    </div>
+  );
+}
+
 /** The part of the page that changes while the run goes on: sent again, whole, by the live stream. */
-export function RunLive(p: { model: RunModel; selected?: string }) {
+export function RunLive(p: { model: RunModel; selected?: string; canOperate: boolean; csrf: string; streams?: boolean }) {
   const { run } = p.model;
   const visible = p.model.steps.filter((s) => parentOf(s.name) === undefined);
   return (
     <div id="run-live" data-testid="run-live" data-status={run.status}>
+      <RunActions run={run} canOperate={p.canOperate} csrf={p.csrf} streams={p.streams} />
       <p>
         <Badge status={run.status} /> <span class="muted">created</span> {shortTime(run.createdAt)}{" "}
         {run.startedAt && (
@@ -111,23 +153,6 @@ export function RunView(p: RunViewProps) {
           {p.notice}
         </p>
       )}
-      <div class="actions" data-testid="run-actions">
-        {p.canOperate ? (
-          <>
-            {open && <Button run={run.id} op="cancel" csrf={p.csrf} label="Cancel" danger />}
-            {open && <Button run={run.id} op="resume" csrf={p.csrf} label="Resume" />}
-            {!open && run.status !== "succeeded" && <Button run={run.id} op="retry" csrf={p.csrf} label="Retry" />}
-            <a href={`${UI}/start?workflow=${encodeURIComponent(run.workflow)}`} data-testid="start-again">
-              Start a new run…
-            </a>
-          </>
-        ) : (
-          <span class="muted">Cancel, resume and retry need the operator role.</span>
-        )}
-        <a href={`${UI}/runs/${seg(run.id)}/quarantine`} data-testid="quarantine-link">
-          Quarantine
-        </a>
-      </div>
       <div
         {...(open && {
           "hx-ext": "sse",
@@ -136,10 +161,11 @@ export function RunView(p: RunViewProps) {
         })}
       >
         <div sse-swap="run" hx-swap="innerHTML">
-          <RunLive model={p.model} selected={p.selected} />
+          <RunLive model={p.model} selected={p.selected} canOperate={p.canOperate} csrf={p.csrf} streams={p.streams} />
         </div>
       </div>
       {p.selected && <StepPanel model={p.model} step={p.selected} />}
+      {p.children}
       <h2>Parameters</h2>
       <pre data-testid="run-params">{JSON.stringify(run.params, null, 2)}</pre>
     </>

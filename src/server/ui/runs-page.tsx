@@ -76,7 +76,15 @@ export function RunsView(p: { q: RunsQuery; page: RunPage; workflows: string[]; 
   if (q.limit !== 50) keep.set("limit", String(q.limit));
   const nextHref = page.next ? `${UI}/runs?${new URLSearchParams([...keep, ["after", page.next]])}` : undefined;
   const live = page.runs.filter((r) => !FINAL.has(r.status));
-  const liveUrl = live.length ? `${UI}/runs/live?ids=${encodeURIComponent(live.map((r) => `${r.id}~${r.status}`).join(","))}` : undefined;
+  // The first page also listens for new runs (matching its filters), added at the top as they are created.
+  const liveQuery = new URLSearchParams();
+  if (live.length) liveQuery.set("ids", live.map((r) => `${r.id}~${r.status}`).join(","));
+  if (p.first) {
+    for (const [k, v] of keep) if (k !== "limit" && k !== "since" && k !== "until") liveQuery.set(k, v);
+    liveQuery.set("top", page.runs[0]?.id ?? "");
+    liveQuery.set("topAt", page.runs[0]?.createdAt ?? new Date().toISOString());
+  }
+  const liveUrl = live.length || p.first ? `${UI}/runs/live?${liveQuery}` : undefined;
   return (
     <>
       <h1>Runs</h1>
@@ -128,7 +136,11 @@ export function RunsView(p: { q: RunsQuery; page: RunPage; workflows: string[]; 
             </th>
           </tr>
         </thead>
-        <tbody {...(liveUrl && { "hx-ext": "sse", "sse-connect": liveUrl, "sse-close": "done" })} data-testid="runs-body">
+        <tbody
+          {...(liveUrl && { "hx-ext": "sse", "sse-connect": liveUrl, "sse-close": "done" })}
+          {...(p.first && { "sse-swap": "new-run", "hx-swap": "afterbegin" })}
+          data-testid="runs-body"
+        >
           {page.runs.map((r) => (
             <RunRow run={r} />
           ))}

@@ -10,8 +10,8 @@ export const CSS = `
 * { box-sizing: border-box; }
 body { margin:0; font:14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color:var(--fg); background:var(--bg); }
 a { color:var(--link); }
-a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, summary:focus-visible, [tabindex]:focus-visible
-  { outline:3px solid #f59e0b; outline-offset:2px; }
+a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible, summary:focus-visible, [tabindex]:focus-visible,
+  input:focus, input:focus-within { outline:3px solid #f59e0b; outline-offset:2px; }
 header.top { display:flex; gap:1.5rem; align-items:center; padding:.6rem 1rem; background:#1b1f24; color:#fff; }
 header.top a { color:#fff; text-decoration:none; font-weight:600; }
 header.top .who { margin-left:auto; font-size:.9em; color:#d0d7de; }
@@ -43,5 +43,11 @@ pre { background:#f6f8fa; border:1px solid var(--line); padding:.6rem; overflow:
 .log .ln { display:block; } .log .cut { color:#f0b72f; }
 .log button { background:#30363d; color:#e6edf3; border-color:#6e7681; margin:.3rem 0; }
 .pager { margin:.8rem 0; display:flex; gap:1rem; }
+pre.diff .ln { display:block; } pre.diff .d-add { color:var(--ok); background:var(--ok-bg); } pre.diff .d-del { color:var(--bad); background:var(--bad-bg); }
+pre.diff .d-hunk { color:var(--run); font-weight:600; }
+dl.figures { display:flex; flex-wrap:wrap; gap:1.5rem; margin:.4rem 0 .8rem; } dl.figures dt { color:var(--muted); font-size:.85em; }
+dl.figures dd { margin:0; font-size:1.35em; font-variant-numeric:tabular-nums; }
+.charts { display:flex; flex-wrap:wrap; gap:1rem; } figure.chart { margin:0; } figure.chart svg text { font:12px system-ui, sans-serif; fill:var(--muted); }
+details > summary { cursor:pointer; padding:.2rem 0; }
 .skip { position:absolute; left:-999px; } .skip:focus { left:1rem; top:.5rem; background:#fff; color:var(--link); padding:.3rem; z-index:10; }
 `;
