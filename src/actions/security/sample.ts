@@ -96,7 +96,8 @@ async function* readPart(ds: Dataset, part: DatasetPart, opts: SampleOptions): A
   }
 }
 
-function flatten(value: unknown, prefix: string, into: Map<string, string>): void {
+/** A record's fields as dotted columns (`address.city`), each value as text: what the classifier samples and the store protects. */
+export function flatten(value: unknown, prefix: string, into: Map<string, string>): void {
   if (value === null || value === undefined) return;
   if (typeof value === "object" && !Array.isArray(value) && !(value instanceof Date) && !(value instanceof Uint8Array)) {
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) flatten(v, prefix ? `${prefix}.${k}` : k, into);

@@ -41,6 +41,7 @@ import { defaultDestination } from "../batch/store.js";
 import type { ColumnClass } from "./classify.js";
 import { readClassification } from "./classification.js";
 import { maskText, type ResolvedRule } from "./policy.js";
+import { flatten } from "./sample.js";
 
 const BATCH = 1_000;
 
@@ -298,19 +299,6 @@ async function* datasetRecords(
       }
     }
   }
-}
-
-function flatten(value: unknown, prefix: string, into: Map<string, string>): void {
-  if (value === null || value === undefined) return;
-  if (typeof value === "object" && !Array.isArray(value) && !(value instanceof Date) && !(value instanceof Uint8Array)) {
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) flatten(v, prefix ? `${prefix}.${k}` : k, into);
-    return;
-  }
-  if (!prefix) return;
-  into.set(
-    prefix,
-    typeof value === "string" ? value : value instanceof Date ? value.toISOString() : typeof value === "bigint" ? value.toString() : JSON.stringify(value),
-  );
 }
 
 async function storeQuarantine(ds: Dataset, dest: Destination, wctx: { runId: string; step: string }): Promise<number> {
