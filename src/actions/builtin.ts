@@ -84,15 +84,19 @@ export function builtinRegistry(): ActionRegistry {
       action: s.action,
       description: s.description,
       input: s.input,
-      run: IMPLEMENTATIONS[`${s.owner}/${s.action}`] ?? awaitingCapability(s),
+      run: implementationOf(s),
       ...(STREAMS[`${s.owner}/${s.action}`] ? { stream: STREAMS[`${s.owner}/${s.action}`] } : {}),
     })),
   );
 }
 
-/** Until its capability lands, an action fails honestly instead of pretending to succeed. */
-function awaitingCapability(s: SeedSignature): ActionDefinition["run"] {
-  return async () => {
-    throw new SluiceError("NOT_IMPLEMENTED", `${s.owner}/${s.action} is not available yet: it arrives with ${s.capability}`);
-  };
+/**
+ * Every pair of the founding document has its implementation; one without would be a programmer's
+ * mistake, refused when the catalogue is built (at start-up, by every test) rather than found by
+ * a user's run.
+ */
+function implementationOf(s: SeedSignature): ActionDefinition["run"] {
+  const run = IMPLEMENTATIONS[`${s.owner}/${s.action}`];
+  if (!run) throw new SluiceError("INTERNAL", `${s.owner}/${s.action} (${s.capability}) has no implementation in builtin.ts`);
+  return run;
 }

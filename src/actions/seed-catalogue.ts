@@ -2,7 +2,7 @@
  * Every agent/action and service/action pair named by the founding document, with its inputs.
  *
  * This is the one list `sluice validate` checks workflows against. Implementations live in
- * their own modules and are attached in builtin.ts; a pair without one fails with NOT_IMPLEMENTED.
+ * their own modules and are attached in builtin.ts, which refuses to build a catalogue with a pair left out.
  */
 import { z } from "zod";
 import type { ActionKind } from "../spec/catalogue.js";
@@ -22,7 +22,7 @@ export interface SeedSignature {
   owner: string;
   action: string;
   description: string;
-  /** The capability that delivers the implementation, named in NOT_IMPLEMENTED errors until it lands. */
+  /** The workflow or capability the action belongs to (named in the error when builtin.ts lacks it). */
   capability: string;
   input: z.ZodType;
 }

@@ -1,7 +1,7 @@
 /**
  * The built-in catalogue: every action the founding document names has a real implementation.
- * A pair without one would fail with NOT_IMPLEMENTED (builtin.ts awaitingCapability), never with
- * a fake success; this test keeps that list empty.
+ * builtin.ts refuses to build a catalogue with a pair left out; this test also calls each one, so
+ * none can be a placeholder that answers NOT_IMPLEMENTED.
  */
 import { describe, expect, it } from "vitest";
 import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
@@ -18,7 +18,7 @@ describe("the built-in catalogue", () => {
     for (const s of SEED_SIGNATURES) {
       const def = registry.get(s.kind, s.owner, s.action);
       expect(def, `${s.owner}/${s.action}`).toBeDefined();
-      // Empty inputs: a real action fails on them (or does nothing); only the placeholder says NOT_IMPLEMENTED.
+      // Empty inputs: a real action fails on them (or does nothing); only a placeholder would say NOT_IMPLEMENTED.
       const err = await def!.run({}, actionContext({ artifactsDir: fresh("sluice-cat-"), publish: async () => ({ eventId: "e-test", runIds: [] }) })).then(
         () => undefined,
         (e: unknown) => e,
