@@ -24,7 +24,7 @@
  * counts as equal), coverage (more keys first), latency (only a clear difference: twice as slow
  * and 50 ms more) and finally the declared order.
  */
-import { writeFile, readFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { SluiceError } from "../../errors.js";
@@ -36,10 +36,11 @@ import { inferColumns } from "../batch/infer.js";
 import type { ColumnTypeName } from "../batch/model.js";
 import { loadSchemaRef, type SchemaDocument } from "../batch/schema-file.js";
 import { httpAuth, splitPostgresSource } from "../batch/source-checks.js";
-import type { DecisionRecord, KeyRange, SourceCandidate, SourceRanking } from "./contract.js";
+import type { KeyRange, SourceCandidate, SourceRanking } from "./contract.js";
 import { readTableColumns, resolveDestination, type TableColumn } from "./destination-keys.js";
 import { encodeKey, guessCodec, keySetOf, toKeyRanges } from "./gaps.js";
 import { readSourceRecords, sourceDisplay, sourceName } from "./source-records.js";
+import { readDecisionRecord } from "./strategy.js";
 
 export interface DiscoverInput {
   primary: string;
@@ -84,7 +85,7 @@ export async function discoverFallbackSources(input: DiscoverInput, ctx: ActionC
   const fallbacks = splitSources(input.fallbacks).filter((s) => s !== primary);
   const key = typeof input.key === "string" ? [input.key] : (input.key ?? []);
   const maxStalenessMs = input.maxStaleness === undefined ? undefined : duration(input.maxStaleness);
-  const decision = input.decision ? await readDecision(input.decision) : undefined;
+  const decision = input.decision ? await readDecisionRecord(input.decision) : undefined;
   // give_up is a decision, not a crash: it ends the recovery here, before any source is asked.
   if (decision?.choice === "give_up")
     throw new SluiceError("RECOVERY_GAVE_UP", `The recovery strategy is give_up, so no source is read: ${decision.why}`, {
@@ -181,16 +182,6 @@ function reject(p: Probe, reason: NonNullable<SourceCandidate["rejectedBecause"]
   p.candidate.rejectedBecause = reason;
   p.candidate.detail = detail;
   p.candidate.rank = null;
-}
-
-async function readDecision(path: string): Promise<DecisionRecord> {
-  try {
-    const doc = JSON.parse(await readFile(path, "utf8")) as DecisionRecord;
-    if (doc.kind !== "sluice.dev/recovery-decision-v1") throw new Error("not a decision record");
-    return doc;
-  } catch (err) {
-    throw new SluiceError("BAD_INPUT", `decision ${path} cannot be read as a decision record: ${(err as Error).message}`, { retryable: false });
-  }
 }
 
 async function probe(

@@ -70,6 +70,7 @@ import {
 import { canonical, keyTextOf, mergeState, offer, PROVENANCE_FIELD } from "./merge-records.js";
 import { readSourceRecords, readStoredPages, type SourceBatch, type SourceReadOptions } from "./source-records.js";
 import { sourceKey } from "./source-key.js";
+import { readDecisionRecord } from "./strategy.js";
 
 export interface ReconstructInput {
   sources: string;
@@ -156,7 +157,7 @@ export async function reconstructFromMultipleSources(input: ReconstructInput, ct
   };
 
   const state = mergeState(policy, input.timestampColumn);
-  const decision = input.decision ? await readDecision(input.decision) : undefined;
+  const decision = input.decision ? await readDecisionRecord(input.decision) : undefined;
   const choice = decision?.choice;
   const primaryCand = ranking.candidates.find((c) => c.role === "primary");
   const ranked = ranking.candidates.filter((c) => c.accepted).sort((a, b) => (a.rank ?? 0) - (b.rank ?? 0));
@@ -368,16 +369,6 @@ async function waitRetryAfter(decision: DecisionRecord, ctx: ActionContext): Pro
     await sleep(ms, undefined, { signal: ctx.signal });
   } catch {
     throw ctx.signal.reason ?? new SluiceError("CANCELLED", "the wait for the source's Retry-After was cancelled");
-  }
-}
-
-async function readDecision(path: string): Promise<DecisionRecord> {
-  try {
-    const doc = JSON.parse(await readFile(path, "utf8")) as DecisionRecord;
-    if (doc.kind !== "sluice.dev/recovery-decision-v1") throw new Error("not a decision record");
-    return doc;
-  } catch (err) {
-    throw new SluiceError("BAD_INPUT", `decision ${path} cannot be read as a decision record: ${(err as Error).message}`, { retryable: false });
   }
 }
 

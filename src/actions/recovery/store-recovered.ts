@@ -45,6 +45,7 @@ import { typeOfSql } from "./fallbacks.js";
 import { manifestRanges, parseDeclaredRange, type KeyCodec, type PageManifest } from "./gaps.js";
 import { PROVENANCE_FIELD } from "./merge-records.js";
 import { readManifest, type RecoveryMeta } from "./reconstruct.js";
+import { readDecisionRecord } from "./strategy.js";
 
 export interface StoreRecoveredInput {
   dataset: string;
@@ -145,13 +146,7 @@ async function learn(
   ctx: ActionContext,
 ): Promise<{ strategy: DecisionRecord["choice"]; counted: boolean; reward: number; estimatedSuccess?: number } | undefined> {
   if (!path) return undefined;
-  let decision: DecisionRecord;
-  try {
-    decision = JSON.parse(await readFile(path, "utf8")) as DecisionRecord;
-    if (decision.kind !== "sluice.dev/recovery-decision-v1") throw new Error("not a decision record");
-  } catch (err) {
-    throw new SluiceError("BAD_INPUT", `decision ${path} cannot be read as a decision record: ${(err as Error).message}`, { retryable: false });
-  }
+  const decision = await readDecisionRecord(path);
   const r = await recordStrategyOutcome(ctx.state, decision, outcome);
   ctx.log.info("strategy outcome counted", { strategy: decision.choice, succeeded: outcome.succeeded, reward: r.reward, counted: r.counted });
   return {

@@ -7,7 +7,7 @@
  * makes the same choice. The outcome is counted later, by the step that knows it
  * (recordStrategyOutcome), not here: choosing teaches the bandit nothing.
  */
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SluiceError } from "../../errors.js";
 import { readStepDocument } from "../batch/dataset.js";
@@ -77,6 +77,17 @@ async function readAnalysis(ref: string): Promise<FailureAnalysis> {
   if (doc?.kind !== "sluice.dev/failure-analysis-v1" || !Array.isArray(doc.failures))
     throw new SluiceError("BAD_INPUT", `${ref} is not a failure analysis (kind sluice.dev/failure-analysis-v1)`);
   return { ...doc, primaryClass: doc.primaryClass ?? null } as FailureAnalysis;
+}
+
+/** The decision record a later step was handed (discovery, reconstruction, storage); BAD_INPUT when it is not one. */
+export async function readDecisionRecord(path: string): Promise<DecisionRecord> {
+  try {
+    const doc = JSON.parse(await readFile(path, "utf8")) as DecisionRecord;
+    if (doc.kind !== "sluice.dev/recovery-decision-v1") throw new Error("not a decision record");
+    return doc;
+  } catch (err) {
+    throw new SluiceError("BAD_INPUT", `decision ${path} cannot be read as a decision record: ${(err as Error).message}`, { retryable: false });
+  }
 }
 
 /** The step's deadline, else what is left of the run's timeout, else the workflow's 2 h bound. */

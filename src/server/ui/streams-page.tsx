@@ -4,17 +4,12 @@
  * inline SVG charts of the last minutes drawn from the `recent` samples saved with them. The
  * figures block is sent again over SSE whenever the recorded outputs change.
  */
+import type { StreamSample } from "../../engine/pipeline.js";
 import type { StepRecord } from "../../store/types.js";
 import { Badge, count, seg, shortTime, UI } from "./layout.js";
 
-export interface Sample {
-  t: number;
-  records: number;
-  rate: number;
-  lag: number | null;
-  p50: number | null;
-  p99: number | null;
-}
+/** One kept point of a continuous run's figures, as the engine records it. */
+export type Sample = StreamSample;
 
 export interface StreamFigures {
   step: string;
