@@ -3,7 +3,7 @@
  * trigger rules (runIf), finally steps and workflow steps (child runs).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { defineAction } from "../../src/actions/types.js";
@@ -178,8 +178,14 @@ describe.each(bothStores("features"))("engine features on $dialect", (backend) =
       const run = await createRun(env.store, { workflow: wf });
       const stop = new AbortController();
       const first = executeRun(run.id, { store: env.store, actions: env.actions, home: env.home, signal: stop.signal });
-      // Items 0 and 1 finish at once; 2 and 3 start and are interrupted.
-      await waitUntil(async () => (await statuses(run.id))["load[3]"] === "running", 10_000, "item 3 to run");
+      // Items 0 and 1 finish at once; 2 and 3 start and are interrupted. A step is "running" in
+      // the store before its process has spawned, so wait for the processes' own marks too:
+      // under load the abort could otherwise land before item 2 had written anything.
+      await waitUntil(
+        async () => (await statuses(run.id))["load[3]"] === "running" && existsSync(join(marks, "2")) && existsSync(join(marks, "3")),
+        10_000,
+        "items 2 and 3 to run",
+      );
       stop.abort();
       expect((await first).status).toBe("running");
       // The next owner: items 2..5 run (fast now), 0 and 1 are not executed again.
