@@ -91,6 +91,20 @@ function buildProgram(): Command {
       process.exitCode = await (await import("./worker.js")).workerCommand(o);
     });
 
+  program
+    .command("operator")
+    .description("the Kubernetes operator: Workflow resources into the registry, WorkflowRuns into runs, status back (kubectl get workflows,workflowruns)")
+    .option("--namespace <ns>", "a namespace to watch (repeatable; default the kubeconfig context's, in a pod its own)", collect)
+    .option("--all-namespaces", "watch every namespace (needs a ClusterRole)")
+    .option("--mirror-runs", "show runs started by cron and events as WorkflowRuns too")
+    .option("--mirror-ttl <duration>", "delete mirrored WorkflowRuns this long after their run ended", "24h")
+    .option("--poll <duration>", "how often an active run's WorkflowRun status is refreshed", "2s")
+    .option("--lease-ttl <duration>", "leader lease: a dead operator's successor takes over after this long", "15s")
+    .addOption(actionsOption())
+    .action(async (o) => {
+      process.exitCode = await (await import("./operator.js")).operatorCommand(o);
+    });
+
   const serverOption = () => new Option("--server <url>", "the Sluice server (default SLUICE_URL or http://127.0.0.1:8080)");
 
   program

@@ -32,6 +32,15 @@ export async function applyWorkflowText(
 ): Promise<ApplyResult> {
   const loaded = loadWorkflowText(yaml, file, { actions });
   if (loaded.problems.length > 0) return { ok: false, problems: loaded.problems };
+  // A workflow the Kubernetes operator manages changes through its resource only: otherwise
+  // the operator would put its version back at its next reconcile, and the two would fight.
+  const claimed: Problem[] = [];
+  for (const { workflow, document } of loaded.workflows) {
+    const current = await store.getWorkflow(workflow.metadata.name);
+    if (current?.source?.startsWith(K8S_SOURCE) && current.source !== source)
+      claimed.push({ file, line: 1, col: 1, message: kubernetesManaged(workflow.metadata.name, current.source, document) });
+  }
+  if (claimed.length > 0) return { ok: false, problems: claimed };
   const applied: Applied[] = [];
   const createdAt = new Date().toISOString();
   for (const { workflow } of loaded.workflows) {
@@ -41,6 +50,14 @@ export async function applyWorkflowText(
     applied.push({ name: workflow.metadata.name, version: r.version, created: r.created, source });
   }
   return { ok: true, applied };
+}
+
+/** The source prefix of workflows applied by the Kubernetes operator (`k8s/<namespace>/<name>`). */
+export const K8S_SOURCE = "k8s/";
+
+function kubernetesManaged(name: string, source: string, document: number): string {
+  const where = document > 0 ? ` (document ${document + 1})` : "";
+  return `workflow ${name}${where} is managed by the Kubernetes operator from ${source}; change the Workflow resource with kubectl instead`;
 }
 
 export interface DirectorySync {
@@ -97,6 +114,8 @@ export async function rollbackWorkflow(store: RegistryStore, name: string, to?: 
   const history = await store.workflowHistory(name);
   if (history.length === 0) throw new SluiceError("NOT_FOUND", `no workflow named ${name} has been applied`);
   const current = history.find((v) => v.current);
+  if (current?.source?.startsWith(K8S_SOURCE))
+    throw new SluiceError("CONFLICT", `${kubernetesManaged(name, current.source, 0)} (apply the version you want to the resource)`);
   let target: WorkflowVersion | undefined;
   if (to !== undefined) {
     target = history.find((v) => v.version === to);

@@ -29,7 +29,7 @@ const Params = z.record(z.string(), z.unknown());
 
 export const TriggerSchema = z
   .object({
-    type: z.enum(["manual", "schedule", "event", "api", "retry", "workflow"]),
+    type: z.enum(["manual", "schedule", "event", "api", "retry", "workflow", "kubernetes"]),
     name: z.string().optional(),
     data: z.unknown().optional(),
     eventId: z.string().optional(),

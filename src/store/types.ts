@@ -25,8 +25,8 @@ export interface ErrorInfo {
 }
 
 export interface RunTrigger {
-  /** `workflow`: a child run started by a `workflow:` step of another run. */
-  type: "manual" | "schedule" | "event" | "api" | "retry" | "workflow";
+  /** `workflow`: a child run started by a `workflow:` step of another run; `kubernetes`: by a WorkflowRun resource (name: namespace/name). */
+  type: "manual" | "schedule" | "event" | "api" | "retry" | "workflow" | "kubernetes";
   /** The schedule expression or the event name. */
   name?: string;
   data?: unknown;

@@ -6,7 +6,7 @@ import type { RunPage, RunSummary } from "../../store/types.js";
 import { Badge, count, seg, shortTime, took, UI } from "./layout.js";
 
 export const RUN_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
-export const TRIGGER_TYPES = ["manual", "schedule", "event", "api", "retry", "workflow"] as const;
+export const TRIGGER_TYPES = ["manual", "schedule", "event", "api", "retry", "workflow", "kubernetes"] as const;
 export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 export interface RunsQuery {
