@@ -78,6 +78,14 @@ export const LAYERS = [
     about: ["metrics.ts", "alerts.ts", "webhook.ts"],
   },
   {
+    name: "operator",
+    dir: "src/operator",
+    row: 1,
+    may: ["control", "engine", "actions", "store", "spec", "crypto", "errors"],
+    role: "reconcile Kubernetes resources with the registry and the runs",
+    about: ["kube.ts  the KubeApi the controller needs ·", "kube-client.ts  it, with @kubernetes/client-node"],
+  },
+  {
     name: "control",
     dir: "src/control",
     row: 2,

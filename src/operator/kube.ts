@@ -85,9 +85,17 @@ export interface KubeApi {
    * Watch from `resourceVersion` with bookmarks. `onEvent` gets the events in order; `onClose`
    * is called once when the watch ends: without an error when the server closed it normally
    * (its timeout), with a KubeApiError(410) when `resourceVersion` is too old (relist), with
-   * another error otherwise. Stopping the handle ends it without calling `onClose`.
+   * another error otherwise. Stopping the handle ends it without calling `onClose`. A watch that
+   * cannot start (server unreachable: status 0, an HTTP error) ends the same way: the promise
+   * still resolves, and `onClose` gets the error on a later turn, after the caller has the handle.
    */
-  watch(plural: Plural, namespace: string | null, resourceVersion: string, onEvent: (e: WatchEvent) => void, onClose: (err?: Error) => void): Promise<WatchHandle>;
+  watch(
+    plural: Plural,
+    namespace: string | null,
+    resourceVersion: string,
+    onEvent: (e: WatchEvent) => void,
+    onClose: (err?: Error) => void,
+  ): Promise<WatchHandle>;
   /** One object; KubeApiError(404) when there is none. */
   get(plural: Plural, namespace: string, name: string): Promise<KubeObject>;
   /**
