@@ -8,13 +8,13 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
+/**
+ * Timers keep the process alive on purpose: a standby operator has nothing else to wait on but
+ * its next try for the lease. stop() of each part clears its timers.
+ */
 export const realClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return t;
-  },
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 

@@ -118,7 +118,13 @@ export function startOperator(o: OperatorOptions): Operator {
         if (obj.metadata.deletionTimestamp && !(obj.metadata.finalizers ?? []).length) return {};
       }
       if (d.registry?.kind === "save") {
-        const r = await o.store.saveWorkflow({ name, spec: d.registry.workflow, yaml: d.registry.yaml, source: d.registry.source, createdAt: new Date(clock.now()).toISOString() });
+        const r = await o.store.saveWorkflow({
+          name,
+          spec: d.registry.workflow,
+          yaml: d.registry.yaml,
+          source: d.registry.source,
+          createdAt: new Date(clock.now()).toISOString(),
+        });
         log.info("operator: workflow stored", { resource: key, workflow: name, version: r.version });
         wakeWaitingRuns(namespace, name);
         continue;

@@ -113,7 +113,8 @@ export function startInformer(api: KubeApi, plural: Plural, namespace: string | 
         (err) => {
           if (my !== epoch || stopped) return;
           watch = undefined;
-          if (!err) void watchFrom(); // The server's timeout: carry on from where it stopped.
+          if (!err)
+            void watchFrom(); // The server's timeout: carry on from where it stopped.
           else if (isKubeApiError(err, 410)) void relistNow();
           else retry("watch", err, false);
         },

@@ -24,7 +24,9 @@ export interface MirrorFacts {
   now: number;
 }
 
-export function mirrorsToCreate(f: MirrorFacts): { namespace: string; body: Omit<KubeObject, "metadata"> & { metadata: { name: string; labels: Record<string, string> } } }[] {
+export function mirrorsToCreate(
+  f: MirrorFacts,
+): { namespace: string; body: Omit<KubeObject, "metadata"> & { metadata: { name: string; labels: Record<string, string> } } }[] {
   const sources = new Map(f.workflows.map((w) => [w.name, managedResource(w.source)]));
   const out = [];
   for (const run of f.runs) {

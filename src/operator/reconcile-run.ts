@@ -85,8 +85,7 @@ export function reconcileRun(r: WorkflowRunResource, facts: RunFacts, timing: Ru
     if (r.spec.cancel) return refused("Cancelled", "CancelledBeforeStart", "cancelled before its run started", null);
     const wf = facts.workflow;
     if (!wf || wf.source !== managedBy(ns, ref)) {
-      const what =
-        r.spec.version !== undefined ? `workflow ${ref} version ${r.spec.version}` : `workflow ${ref}`;
+      const what = r.spec.version !== undefined ? `workflow ${ref} version ${r.spec.version}` : `workflow ${ref}`;
       const why = wf
         ? `${what} is managed by ${wf.source ?? "an apply without a file"}, not by a Workflow resource in namespace ${ns}`
         : `${what} is not in the registry yet (kubectl apply its Workflow resource in namespace ${ns})`;
@@ -128,7 +127,14 @@ export function reconcileRun(r: WorkflowRunResource, facts: RunFacts, timing: Ru
   const endConds: ConditionInput[] =
     phase === "Succeeded"
       ? [{ type: "Complete", status: "True", reason: "Succeeded", message: rowsMessage(facts.rows) }]
-      : [{ type: "Failed", status: "True", reason: phase === "Cancelled" ? "Cancelled" : (run.error?.code ?? "Failed"), message: run.error?.message ?? "the run failed" }];
+      : [
+          {
+            type: "Failed",
+            status: "True",
+            reason: phase === "Cancelled" ? "Cancelled" : (run.error?.code ?? "Failed"),
+            message: run.error?.message ?? "the run failed",
+          },
+        ];
   const drop = phase === "Succeeded" ? ["Failed"] : ["Complete"];
   const done = status(phase, [accepted, ...endConds], extra, drop);
 

@@ -110,6 +110,10 @@ export function reconcileWorkflow(r: WorkflowResource, facts: WorkflowFacts): Wo
   return {
     registry: null,
     finalizers: addFinalizer,
-    status: status([true, "Stored", `stored in the registry as version ${v}`], [true, "Current", `version ${v} is current: its triggers are active and new runs use it`], v),
+    status: status(
+      [true, "Stored", `stored in the registry as version ${v}`],
+      [true, "Current", `version ${v} is current: its triggers are active and new runs use it`],
+      v,
+    ),
   };
 }

@@ -50,7 +50,11 @@ for (const backend of bothStores("operator")) {
       return `greet-${n}`;
     }
     function operator(over: Partial<Parameters<typeof startOperator>[0]> = {}): Operator {
-      const log = { info: (m: string, f?: object) => process.env.OPERATOR_DEBUG && console.log(m, f), warn: (m: string, f?: object) => process.env.OPERATOR_DEBUG && console.log(m, f), error: (m: string, f?: object) => process.env.OPERATOR_DEBUG && console.log(m, f) };
+      const log = {
+        info: (m: string, f?: object) => process.env.OPERATOR_DEBUG && console.log(m, f),
+        warn: (m: string, f?: object) => process.env.OPERATOR_DEBUG && console.log(m, f),
+        error: (m: string, f?: object) => process.env.OPERATOR_DEBUG && console.log(m, f),
+      };
       const op = startOperator({ api: kube.api, store: env.store, actions: env.actions, namespaces: ["data"], clock, random: () => 0.5, log, ...over });
       ops.push(op);
       return op;
@@ -83,10 +87,23 @@ for (const backend of bothStores("operator")) {
       expect((await env.store.getWorkflow(name))!.version).toBe(2);
 
       // The CLI cannot change what the operator manages.
-      const cli = await applyWorkflowText(env.store, env.actions, `apiVersion: sluice.dev/v1alpha1\nkind: Workflow\nmetadata: {name: ${name}}\nspec: {steps: [{name: a, agent: test, action: echo, with: {value: 1}}]}\n`, "mine.yaml", "/tmp/mine.yaml");
+      const cli = await applyWorkflowText(
+        env.store,
+        env.actions,
+        `apiVersion: sluice.dev/v1alpha1\nkind: Workflow\nmetadata: {name: ${name}}\nspec: {steps: [{name: a, agent: test, action: echo, with: {value: 1}}]}\n`,
+        "mine.yaml",
+        "/tmp/mine.yaml",
+      );
       expect(cli).toEqual({
         ok: false,
-        problems: [{ file: "mine.yaml", line: 1, col: 1, message: `workflow ${name} is managed by the Kubernetes operator from k8s/data/${name}; change the Workflow resource with kubectl instead` }],
+        problems: [
+          {
+            file: "mine.yaml",
+            line: 1,
+            col: 1,
+            message: `workflow ${name} is managed by the Kubernetes operator from k8s/data/${name}; change the Workflow resource with kubectl instead`,
+          },
+        ],
       });
 
       kube.remove("workflows", "data", name);

@@ -5,6 +5,7 @@
  * It follows the same rules as the HTTP fake in fake-apiserver.ts, without the wire.
  */
 import { randomUUID } from "node:crypto";
+import { mergePatch } from "./fake-apiserver.js";
 import { KubeApiError, type KubeApi, type KubeObject, type ObjectMeta, type Plural, type WatchEvent } from "../../src/operator/kube.js";
 
 type Method = "list" | "watch" | "get" | "patchStatus" | "patchMetadata" | "create" | "delete";
@@ -180,7 +181,12 @@ export function memoryApi(): MemoryApi {
       const old = store.get(key);
       if (!old) {
         const kind = plural === "workflows" ? "Workflow" : "WorkflowRun";
-        const o = { apiVersion: "sluice.dev/v1alpha1", kind, ...clone(obj), metadata: { ...clone(obj.metadata), uid: randomUUID(), generation: 1, resourceVersion: "" } } as KubeObject;
+        const o = {
+          apiVersion: "sluice.dev/v1alpha1",
+          kind,
+          ...clone(obj),
+          metadata: { ...clone(obj.metadata), uid: randomUUID(), generation: 1, resourceVersion: "" },
+        } as KubeObject;
         bump(o);
         store.set(key, o);
         emit(plural, "ADDED", o);
@@ -232,15 +238,4 @@ export function memoryApi(): MemoryApi {
     calls,
     openWatches: () => watchers.size,
   };
-}
-
-/** RFC 7386 JSON merge patch: objects merge, null removes, anything else (arrays too) replaces. */
-export function mergePatch(target: unknown, patch: unknown): unknown {
-  if (!patch || typeof patch !== "object" || Array.isArray(patch)) return clone(patch);
-  const out: Record<string, unknown> = target && typeof target === "object" && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
-  for (const [key, v] of Object.entries(patch)) {
-    if (v === null) delete out[key];
-    else out[key] = mergePatch(out[key], v);
-  }
-  return out;
 }

@@ -38,10 +38,18 @@ describe("reconcileRun", () => {
   });
 
   it("a start refused for its params is Failed with reason InvalidParams, for good", () => {
-    const d = reconcileRun(runResource(), facts({ workflow: registryVersion(), startError: { code: "BAD_INPUT", message: 'param "day" is required' } }), timing);
+    const d = reconcileRun(
+      runResource(),
+      facts({ workflow: registryVersion(), startError: { code: "BAD_INPUT", message: 'param "day" is required' } }),
+      timing,
+    );
     expect(d.action).toBeNull();
     expect(d.requeueMs).toBeNull();
-    expect(d.status).toMatchObject({ phase: "Failed", message: 'param "day" is required', conditions: [{ type: "Accepted", status: "False", reason: "InvalidParams" }] });
+    expect(d.status).toMatchObject({
+      phase: "Failed",
+      message: 'param "day" is required',
+      conditions: [{ type: "Accepted", status: "False", reason: "InvalidParams" }],
+    });
   });
 
   it("mirrors a running run (phase, run id, version, start time) and looks again after pollMs", () => {
@@ -54,7 +62,16 @@ describe("reconcileRun", () => {
       runId: "k8s-uid-run-1",
       workflowVersion: 3,
       startedAt: "2026-12-01T10:00:01.000Z",
-      conditions: [{ type: "Accepted", status: "True", observedGeneration: 1, lastTransitionTime: "2026-12-04T10:00:00.000Z", reason: "RunCreated", message: "started run k8s-uid-run-1" }],
+      conditions: [
+        {
+          type: "Accepted",
+          status: "True",
+          observedGeneration: 1,
+          lastTransitionTime: "2026-12-04T10:00:00.000Z",
+          reason: "RunCreated",
+          message: "started run k8s-uid-run-1",
+        },
+      ],
     });
   });
 
@@ -74,7 +91,11 @@ describe("reconcileRun", () => {
       timing,
     );
     expect(ok.requeueMs).toBeNull();
-    expect(ok.status).toMatchObject({ phase: "Succeeded", finishedAt: "2026-12-04T09:59:00.000Z", rows: { in: 100, stored: 97, quarantined: 2, duplicate: 1 } });
+    expect(ok.status).toMatchObject({
+      phase: "Succeeded",
+      finishedAt: "2026-12-04T09:59:00.000Z",
+      rows: { in: 100, stored: 97, quarantined: 2, duplicate: 1 },
+    });
     expect(ok.status!.conditions!.map((c) => [c.type, c.status, c.reason])).toEqual([
       ["Accepted", "True", "RunCreated"],
       ["Complete", "True", "Succeeded"],
@@ -83,11 +104,17 @@ describe("reconcileRun", () => {
 
     const bad = reconcileRun(
       runResource(),
-      facts({ run: runRecord({ status: "failed", endedAt: "2026-12-04T09:59:00.000Z", error: { code: "TOO_MANY_REJECTS", message: "60% of rows rejected" } }) }),
+      facts({
+        run: runRecord({ status: "failed", endedAt: "2026-12-04T09:59:00.000Z", error: { code: "TOO_MANY_REJECTS", message: "60% of rows rejected" } }),
+      }),
       timing,
     );
     expect(bad.status).toMatchObject({ phase: "Failed", message: "TOO_MANY_REJECTS: 60% of rows rejected" });
-    expect(bad.status!.conditions!.find((c) => c.type === "Failed")).toMatchObject({ status: "True", reason: "TOO_MANY_REJECTS", message: "60% of rows rejected" });
+    expect(bad.status!.conditions!.find((c) => c.type === "Failed")).toMatchObject({
+      status: "True",
+      reason: "TOO_MANY_REJECTS",
+      message: "60% of rows rejected",
+    });
     const cancelled = reconcileRun(runResource(), facts({ run: runRecord({ status: "cancelled", endedAt: "2026-12-04T09:59:00.000Z" }) }), timing);
     expect(cancelled.status!.conditions!.find((c) => c.type === "Failed")).toMatchObject({ reason: "Cancelled" });
   });
@@ -117,6 +144,10 @@ describe("reconcileRun", () => {
   });
 
   it("leaves a resource being deleted alone", () => {
-    expect(reconcileRun(runResource({ meta: { deletionTimestamp: "x" } }), facts({ run: runRecord() }), timing)).toEqual({ action: null, status: null, requeueMs: null });
+    expect(reconcileRun(runResource({ meta: { deletionTimestamp: "x" } }), facts({ run: runRecord() }), timing)).toEqual({
+      action: null,
+      status: null,
+      requeueMs: null,
+    });
   });
 });

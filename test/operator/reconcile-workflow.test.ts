@@ -61,7 +61,12 @@ describe("reconcileWorkflow", () => {
 
   it("an invalid spec: Accepted and Ready False with reason SpecInvalid and the positions; the registry is left alone", () => {
     const r = workflowResource({
-      spec: { steps: [{ name: "a", agent: "nope", action: "zz" }, { name: "b", timeout: "5q", exec: { command: ["ls"] } }] },
+      spec: {
+        steps: [
+          { name: "a", agent: "nope", action: "zz" },
+          { name: "b", timeout: "5q", exec: { command: ["ls"] } },
+        ],
+      },
       meta: { generation: 5 },
     });
     const current = registryVersion({ version: 2, yaml: "old" });
@@ -96,7 +101,11 @@ describe("reconcileWorkflow", () => {
       finalizers: null,
       status: null,
     });
-    expect(reconcileWorkflow(deleting, { current: undefined, validation: validate(deleting), now: NOW })).toEqual({ registry: null, finalizers: [], status: null });
+    expect(reconcileWorkflow(deleting, { current: undefined, validation: validate(deleting), now: NOW })).toEqual({
+      registry: null,
+      finalizers: [],
+      status: null,
+    });
     const theirs = registryVersion({ source: "/srv/greet.yaml" });
     expect(reconcileWorkflow(deleting, { current: theirs, validation: validate(deleting), now: NOW }).registry).toBeNull();
     const gone = workflowResource({ meta: { deletionTimestamp: NOW, finalizers: ["other.io/x"] } });

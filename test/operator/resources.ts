@@ -5,7 +5,15 @@ import type { RunRecord, WorkflowVersion } from "../../src/store/types.js";
 
 export const echoSpec = (value = "hello") => ({ steps: [{ name: "say", agent: "test", action: "echo", with: { value } }] });
 
-export function workflowResource(over: { name?: string; namespace?: string; spec?: Record<string, unknown>; meta?: Partial<WorkflowResource["metadata"]>; status?: WorkflowResource["status"] } = {}): WorkflowResource {
+export function workflowResource(
+  over: {
+    name?: string;
+    namespace?: string;
+    spec?: Record<string, unknown>;
+    meta?: Partial<WorkflowResource["metadata"]>;
+    status?: WorkflowResource["status"];
+  } = {},
+): WorkflowResource {
   return {
     apiVersion: "sluice.dev/v1alpha1",
     kind: "Workflow",
@@ -23,7 +31,15 @@ export function workflowResource(over: { name?: string; namespace?: string; spec
   };
 }
 
-export function runResource(over: { name?: string; namespace?: string; spec?: Partial<WorkflowRunResource["spec"]>; meta?: Partial<WorkflowRunResource["metadata"]>; status?: WorkflowRunResource["status"] } = {}): WorkflowRunResource {
+export function runResource(
+  over: {
+    name?: string;
+    namespace?: string;
+    spec?: Partial<WorkflowRunResource["spec"]>;
+    meta?: Partial<WorkflowRunResource["metadata"]>;
+    status?: WorkflowRunResource["status"];
+  } = {},
+): WorkflowRunResource {
   return {
     apiVersion: "sluice.dev/v1alpha1",
     kind: "WorkflowRun",
