@@ -228,7 +228,8 @@ export const LAYERS = [
     role: "used by all; depends on nothing above",
     about: [
       "schema.ts (zod) · load.ts (YAML → positioned problems) · expressions.ts · params.ts",
-      "catalogue.ts (ActionLookup) · generate.ts (JSON Schema, CRD) · duration.ts",
+      "catalogue.ts (ActionLookup) · generate.ts (JSON Schema, CRDs) · duration.ts",
+      "resources.ts  the WorkflowRun spec and both resources' status (CRDs, operator)",
     ],
   },
   {

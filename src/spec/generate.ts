@@ -1,6 +1,7 @@
 /**
- * Generated artefacts of the one schema: the JSON Schema for editors and the Kubernetes CRD.
- * `npm run gen` rewrites them under deploy/; a test fails when the committed copies are stale.
+ * Generated artefacts of the one schema: the JSON Schema for editors and the Kubernetes CRDs of
+ * the Workflow and WorkflowRun resources. `npm run gen` rewrites them under deploy/; a test fails
+ * when the committed copies are stale.
  */
 import { writeFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -8,12 +9,15 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { stringify } from "yaml";
 import { z } from "zod";
 import { API_VERSION, Workflow, WorkflowSpec } from "./schema.js";
+import { RUN_KIND, WorkflowRunSpec, WorkflowRunStatus, WorkflowStatus } from "./resources.js";
 
 type Json = Record<string, unknown>;
 
 export const GENERATED_FILES = {
   jsonSchema: "deploy/workflow.schema.json",
-  crd: "deploy/crd/workflows.sluice.dev.yaml",
+  // Inside the kustomize base, which includes them: kustomize reads no file outside its root.
+  workflowCrd: "deploy/k8s/base/crd/workflows.sluice.dev.yaml",
+  workflowRunCrd: "deploy/k8s/base/crd/workflowruns.sluice.dev.yaml",
 } as const;
 
 export function workflowJsonSchema(): string {
@@ -23,39 +27,93 @@ export function workflowJsonSchema(): string {
   return JSON.stringify(schema, null, 2) + "\n";
 }
 
-export function crdManifest(): string {
-  const spec = toStructural(z.toJSONSchema(WorkflowSpec, { io: "input", unrepresentable: "any" }) as Json);
+interface CrdParts {
+  kind: string;
+  plural: string;
+  shortNames: string[];
+  spec: z.ZodType;
+  status: z.ZodType;
+  columns: Json[];
+  source: string;
+}
+
+/** One CustomResourceDefinition: a namespaced kind with a spec, a status subresource and printer columns. */
+function crd(parts: CrdParts): string {
   const [group, version] = API_VERSION.split("/") as [string, string];
-  const crd = {
+  const structural = (schema: z.ZodType) => toStructural(z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Json);
+  const status = structural(parts.status);
+  const props = status.properties as Json;
+  // Conditions as Kubernetes keeps them (metav1.Condition): at most one per type, and a
+  // server-side apply of status merges them by type instead of replacing the whole list.
+  props.conditions = { ...(props.conditions as Json), "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] };
+  const doc = {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",
-    metadata: { name: `workflows.${group}` },
+    metadata: { name: `${parts.plural}.${group}` },
     spec: {
       group,
       scope: "Namespaced",
-      names: { kind: "Workflow", listKind: "WorkflowList", plural: "workflows", singular: "workflow", shortNames: ["swf"] },
+      names: {
+        kind: parts.kind,
+        listKind: `${parts.kind}List`,
+        plural: parts.plural,
+        singular: parts.kind.toLowerCase(),
+        shortNames: parts.shortNames,
+      },
       versions: [
         {
           name: version,
           served: true,
           storage: true,
+          // The operator writes status through its own endpoint, so a user's apply of the spec
+          // never overwrites it, and a spec change bumps metadata.generation.
+          subresources: { status: {} },
           schema: {
             openAPIV3Schema: {
               type: "object",
               required: ["spec"],
-              properties: { apiVersion: { type: "string" }, kind: { type: "string" }, metadata: { type: "object" }, spec },
+              properties: { apiVersion: { type: "string" }, kind: { type: "string" }, metadata: { type: "object" }, spec: structural(parts.spec), status },
             },
           },
-          additionalPrinterColumns: [
-            { name: "Steps", type: "integer", jsonPath: ".spec.steps[*].name", priority: 1 },
-            { name: "Timeout", type: "string", jsonPath: ".spec.timeout" },
-            { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
-          ],
+          additionalPrinterColumns: [...parts.columns, { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }],
         },
       ],
     },
   };
-  return `# Generated from src/spec/schema.ts by \`npm run gen\`; do not edit.\n${stringify(crd, { lineWidth: 0 })}`;
+  return `# Generated from ${parts.source} by \`npm run gen\`; do not edit.\n${stringify(doc, { lineWidth: 0 })}`;
+}
+
+export function workflowCrdManifest(): string {
+  return crd({
+    kind: "Workflow",
+    plural: "workflows",
+    shortNames: ["swf"],
+    spec: WorkflowSpec,
+    status: WorkflowStatus,
+    source: "src/spec/schema.ts and src/spec/resources.ts",
+    columns: [
+      { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      { name: "Version", type: "integer", jsonPath: ".status.registryVersion" },
+      { name: "Steps", type: "integer", jsonPath: ".spec.steps[*].name", priority: 1 },
+    ],
+  });
+}
+
+export function workflowRunCrdManifest(): string {
+  return crd({
+    kind: RUN_KIND,
+    plural: "workflowruns",
+    shortNames: ["swfr"],
+    spec: WorkflowRunSpec,
+    status: WorkflowRunStatus,
+    source: "src/spec/resources.ts",
+    columns: [
+      { name: "Workflow", type: "string", jsonPath: ".spec.workflowRef.name" },
+      { name: "Phase", type: "string", jsonPath: ".status.phase" },
+      { name: "Run", type: "string", jsonPath: ".status.runId" },
+      { name: "Stored", type: "integer", jsonPath: ".status.rows.stored" },
+    ],
+  });
 }
 
 /**
@@ -86,7 +144,8 @@ function toStructural(node: Json): Json {
 async function writeGenerated(root: string): Promise<void> {
   for (const [file, text] of [
     [GENERATED_FILES.jsonSchema, workflowJsonSchema()],
-    [GENERATED_FILES.crd, crdManifest()],
+    [GENERATED_FILES.workflowCrd, workflowCrdManifest()],
+    [GENERATED_FILES.workflowRunCrd, workflowRunCrdManifest()],
   ] as const) {
     const path = join(root, file);
     await mkdir(dirname(path), { recursive: true });

@@ -5,7 +5,7 @@ import { builtinRegistry } from "../../src/actions/builtin.js";
 import { loadWorkflowText, formatProblem } from "../../src/spec/load.js";
 import { parseDuration } from "../../src/spec/duration.js";
 import { evaluate } from "../../src/spec/expressions.js";
-import { GENERATED_FILES, crdManifest, workflowJsonSchema } from "../../src/spec/generate.js";
+import { GENERATED_FILES, workflowCrdManifest, workflowJsonSchema, workflowRunCrdManifest } from "../../src/spec/generate.js";
 import { parse } from "yaml";
 
 const actions = builtinRegistry();
@@ -193,18 +193,36 @@ describe("durations and expressions", () => {
 });
 
 describe("generated schema artefacts", () => {
-  it("match the committed JSON Schema and CRD (run npm run gen after changing the schema)", () => {
+  it("match the committed JSON Schema and CRDs (run npm run gen after changing the schema)", () => {
     expect(readFileSync(join(ROOT, GENERATED_FILES.jsonSchema), "utf8")).toBe(workflowJsonSchema());
-    expect(readFileSync(join(ROOT, GENERATED_FILES.crd), "utf8")).toBe(crdManifest());
+    expect(readFileSync(join(ROOT, GENERATED_FILES.workflowCrd), "utf8")).toBe(workflowCrdManifest());
+    expect(readFileSync(join(ROOT, GENERATED_FILES.workflowRunCrd), "utf8")).toBe(workflowRunCrdManifest());
   });
 
   it("produce a CRD with a structural openAPIV3Schema for the Workflow kind", () => {
-    const crd = parse(crdManifest());
+    const crd = parse(workflowCrdManifest());
     expect(crd).toMatchObject({ apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", metadata: { name: "workflows.sluice.dev" } });
     const v = crd.spec.versions[0];
     expect(v.name).toBe("v1alpha1");
     const steps = v.schema.openAPIV3Schema.properties.spec.properties.steps;
     expect(steps.items.properties.with["x-kubernetes-preserve-unknown-fields"]).toBe(true);
     expect(JSON.stringify(v.schema)).not.toMatch(/"additionalProperties":false|"propertyNames"|"\$schema"/);
+  });
+
+  it("produce a WorkflowRun CRD from resources.ts, both with the status subresource and conditions keyed by type", () => {
+    const run = parse(workflowRunCrdManifest());
+    expect(run.metadata.name).toBe("workflowruns.sluice.dev");
+    expect(run.spec.names).toEqual({ kind: "WorkflowRun", listKind: "WorkflowRunList", plural: "workflowruns", singular: "workflowrun", shortNames: ["swfr"] });
+    const schema = run.spec.versions[0].schema.openAPIV3Schema;
+    expect(schema.properties.spec.required).toEqual(["workflowRef"]);
+    expect(schema.properties.status.properties.rows.properties.stored.type).toBe("integer");
+    for (const crd of [parse(workflowCrdManifest()), run]) {
+      const v = crd.spec.versions[0];
+      expect(v.subresources).toEqual({ status: {} });
+      const conditions = v.schema.openAPIV3Schema.properties.status.properties.conditions;
+      expect(conditions).toMatchObject({ type: "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] });
+      expect(conditions.items.required).toEqual(expect.arrayContaining(["type", "status", "lastTransitionTime", "reason", "message"]));
+      expect(JSON.stringify(v.schema)).not.toMatch(/"additionalProperties":false|"propertyNames"|"\$schema"/);
+    }
   });
 });
