@@ -93,8 +93,9 @@ export function workflowCrdManifest(): string {
     source: "src/spec/schema.ts and src/spec/resources.ts",
     columns: [
       { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      // Why it is not Ready (SpecInvalid, ManagedElsewhere) at a glance; the message is in `kubectl describe`.
+      { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
       { name: "Version", type: "integer", jsonPath: ".status.registryVersion" },
-      { name: "Steps", type: "integer", jsonPath: ".spec.steps[*].name", priority: 1 },
     ],
   });
 }

@@ -17,7 +17,12 @@ export const WorkflowRunSpec = z
       .string()
       .optional()
       .describe("set by the operator on a WorkflowRun mirroring a run started by cron or an event: the resource follows that run instead of starting one"),
-    ttlSecondsAfterFinished: z.number().int().min(0).optional().describe("delete the resource this long after its run ended (the run's history stays in the store)"),
+    ttlSecondsAfterFinished: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("delete the resource this long after its run ended (the run's history stays in the store)"),
   })
   .strict();
 export type WorkflowRunSpec = z.infer<typeof WorkflowRunSpec>;

@@ -17,7 +17,7 @@ const ROOT = join(import.meta.dirname, "..", "..");
 const run = promisify(execFile);
 const VERSION: string = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
 const IMAGE = "ghcr.io/sluice-dev/sluice";
-const BUILDS = ["deploy/k8s/base", "deploy/k8s/overlays/production", "deploy/k8s/overlays/local"] as const;
+const BUILDS = ["deploy/k8s/base", "deploy/k8s/overlays/production", "deploy/k8s/overlays/local", "deploy/k8s/overlays/all-namespaces"] as const;
 type Build = (typeof BUILDS)[number];
 
 /** kubectl's client and kustomize versions, or undefined when there is no kubectl. */
@@ -213,7 +213,8 @@ describe.skipIf(!kubectl)("deploy/k8s rendered with kubectl kustomize", () => {
       expect(op.spec.template.spec.serviceAccountName).toBe("sluice-operator");
       expect(op.spec.template.spec.terminationGracePeriodSeconds).toBe(30);
       const c = container(op);
-      expect([...c.command, ...c.args]).toEqual(["sluice", "operator", "--namespace", "$(POD_NAMESPACE)"]);
+      const scope = b.endsWith("all-namespaces") ? ["--all-namespaces"] : ["--namespace", "$(POD_NAMESPACE)"];
+      expect([...c.command, ...c.args]).toEqual(["sluice", "operator", ...scope]);
       expect(c.env.find((e: KubeObject) => e.name === "POD_NAMESPACE").valueFrom).toEqual({ fieldRef: { fieldPath: "metadata.namespace" } });
       const binding = find(objectsOf(b), "RoleBinding", "sluice-operator");
       expect(binding.subjects).toEqual([expect.objectContaining({ kind: "ServiceAccount", name: "sluice-operator" })]);
@@ -337,6 +338,15 @@ describe.skipIf(!kubectl)("deploy/k8s rendered with kubectl kustomize", () => {
     const base = objectsOf("deploy/k8s/base");
     const memory = (objs: KubeObject[], name: string) => mebibytes(container(find(objs, "Deployment", name)).resources.limits.memory);
     for (const name of ["sluice-server", "sluice-worker"]) expect(memory(objects, name)).toBeGreaterThan(memory(base, name));
+  });
+
+  it("all-namespaces: the operator watches every namespace under a ClusterRole of exactly the Role's rules", () => {
+    const objects = objectsOf("deploy/k8s/overlays/all-namespaces");
+    expect(container(find(objects, "Deployment", "sluice-operator")).args).toEqual(["operator", "--all-namespaces"]);
+    expect(find(objects, "ClusterRole", "sluice-operator").rules).toEqual(find(objectsOf("deploy/k8s/base"), "Role", "sluice-operator").rules);
+    const binding = find(objects, "ClusterRoleBinding", "sluice-operator");
+    expect(binding.roleRef).toMatchObject({ kind: "ClusterRole", name: "sluice-operator" });
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "sluice-operator", namespace: "sluice" }]);
   });
 
   it("local: a ReadWriteOnce volume, as kind's and k3d's provisioners offer", () => {

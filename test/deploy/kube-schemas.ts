@@ -13,7 +13,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { CustomResourceDefinition } from "kubernetes-models/apiextensions.k8s.io/v1";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
-import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount } from "kubernetes-models/v1";
 
 export type KubeObject = Record<string, any>;
@@ -33,6 +33,8 @@ const BUILTIN: Record<string, { model: new (data: any) => Model; type: string }>
   "policy/v1/PodDisruptionBudget": { model: PodDisruptionBudget, type: "V1PodDisruptionBudget" },
   "rbac.authorization.k8s.io/v1/Role": { model: Role, type: "V1Role" },
   "rbac.authorization.k8s.io/v1/RoleBinding": { model: RoleBinding, type: "V1RoleBinding" },
+  "rbac.authorization.k8s.io/v1/ClusterRole": { model: ClusterRole, type: "V1ClusterRole" },
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding": { model: ClusterRoleBinding, type: "V1ClusterRoleBinding" },
   "apiextensions.k8s.io/v1/CustomResourceDefinition": { model: CustomResourceDefinition, type: "V1CustomResourceDefinition" },
 };
 
