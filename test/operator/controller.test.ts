@@ -5,7 +5,7 @@
  * store, and the status on the resources.
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { applyWorkflowText } from "../../src/control/workflows.js";
+import { applyWorkflowText, rollbackWorkflow } from "../../src/control/workflows.js";
 import { startWorkflowRun } from "../../src/control/runs.js";
 import { executeRun } from "../../src/engine/index.js";
 import { startOperator, type Operator } from "../../src/operator/controller.js";
@@ -105,6 +105,8 @@ for (const backend of bothStores("operator")) {
           },
         ],
       });
+
+      await expect(rollbackWorkflow(env.store, name, 1)).rejects.toThrow(`workflow ${name} is managed by the Kubernetes operator from k8s/data/${name}`);
 
       kube.remove("workflows", "data", name);
       await until("resource gone", () => kube.object("workflows", "data", name) === undefined);
