@@ -164,13 +164,16 @@ export function concurrencyProbe() {
   return { state, def };
 }
 
-/** The SluiceError a promise rejects with; fails the test when it resolves or throws something else. */
-export async function failure(p: Promise<unknown>): Promise<SluiceError> {
+/** The error a promise rejects with (a SluiceError unless `kind` says otherwise); fails the test when it resolves or throws something else. */
+export async function failure<E extends Error = SluiceError>(
+  p: Promise<unknown>,
+  kind: abstract new (...args: never[]) => E = SluiceError as never,
+): Promise<E> {
   try {
     await p;
   } catch (err) {
-    expect(err).toBeInstanceOf(SluiceError);
-    return err as SluiceError;
+    expect(err).toBeInstanceOf(kind);
+    return err as E;
   }
   throw new Error("expected a failure");
 }

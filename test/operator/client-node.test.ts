@@ -11,7 +11,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { SluiceError } from "../../src/errors.js";
 import { kubeApiFromConfig, loadKubeConfig } from "../../src/operator/kube-client.js";
 import { isKubeApiError, KubeApiError, type KubeApi, type KubeObject, type WatchEvent } from "../../src/operator/kube.js";
-import { scratch, waitUntil } from "../helpers.js";
+import { failure, scratch, waitUntil } from "../helpers.js";
 import { API_VERSION, startFakeApiServer, type FakeApiServer } from "./fake-apiserver.js";
 import { roleCovers, roleRules } from "./rbac.js";
 
@@ -45,15 +45,7 @@ function watcher() {
   return { events, closes, onEvent: (e: WatchEvent) => void events.push(e), onClose: (err?: Error) => void closes.push(err) };
 }
 
-async function rejection(p: Promise<unknown>): Promise<KubeApiError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(KubeApiError);
-    return err as KubeApiError;
-  }
-  throw new Error("expected a KubeApiError");
-}
+const rejection = (p: Promise<unknown>) => failure(p, KubeApiError);
 
 const names = (items: KubeObject[]) => items.map((o) => `${o.metadata.namespace}/${o.metadata.name}`);
 
