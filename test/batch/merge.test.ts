@@ -88,8 +88,8 @@ interface Result {
   report: MergeReport;
 }
 
-async function merge(input: Omit<MergeInput, "dataset">, ref: string, root: string): Promise<Result> {
-  const out = await mergeProcessedFiles({ dataset: ref, ...input }, context(root));
+async function merge(input: Omit<MergeInput, "dataset">, ref: string, root: string, tuning: { maxCandidates?: number } = {}): Promise<Result> {
+  const out = await mergeProcessedFiles({ dataset: ref, ...input }, context(root), tuning);
   const ds = await readDataset(out.dataset as string);
   const rows: Result["rows"] = [];
   for (const p of ds.parts)
@@ -260,7 +260,7 @@ describe("merge_processed_files", () => {
     expect(compareTimestampValues("2026-11-02T09:30:01Z", "2026-11-02T09:30:00.999999Z")).toBe(1);
   });
 
-  it("writes a stable order: one part per winning source, keys in first-seen order within it", async () => {
+  it("writes a stable order: keys seen once in input order, part by source; then the repeated keys' winners, part by winning source, in first-seen order", async () => {
     const files = [
       { source: "a", rows: ["K5", "K1", "K9", "K3"].map((k) => trade(k, { symbol: "a" })) },
       { source: "b", rows: ["K3", "K7", "K1", "K2"].map((k) => trade(k, { symbol: "b" })) },
@@ -271,17 +271,35 @@ describe("merge_processed_files", () => {
     const r1 = await merge({ key: ["trade_id"] }, one.ref, one.root);
     const r2 = await merge({ key: ["trade_id"] }, two.ref, two.root);
     const order = (r: Result) => r.rows.map((x) => `${x.source}:${x.trade_id}:${x._line}`);
-    expect(order(r1)).toEqual(["a:K5:2", "b:K1:4", "b:K3:2", "b:K7:3", "b:K2:5", "c:K9:2", "c:K8:3"]);
+    expect(order(r1)).toEqual(["a:K5:2", "b:K7:3", "b:K2:5", "c:K8:3", "b:K1:4", "b:K3:2", "c:K9:2"]);
     expect(order(r2)).toEqual(order(r1));
     expect(r1.ds.parts.map((p) => [p.source, p.rows])).toEqual([
       ["a", 1],
-      ["b", 4],
-      ["c", 2],
+      ["b", 2],
+      ["c", 1],
+      ["b", 2],
+      ["c", 1],
     ]);
     const body = (r: Result) => r.ds.parts.map((p) => readFileSync(p.path, "utf8")).join("");
     expect(body(r2)).toBe(body(r1));
     // Rows keep exactly the schema columns plus _line, in schema order.
     expect(readFileSync(r1.ds.parts[0]!.path, "utf8").split("\n")[0]!.split("\t")).toEqual(["_line", ...COLUMNS.map((c) => c.name), "_sluice_hash"]);
+  });
+
+  it("gives the same winners and counts whether the keys seen once are screened out or every row goes through the scratch database", async () => {
+    const files = [
+      { source: "a", rows: ["K5", "K1", "K9", "K3", "K1"].map((k, i) => trade(k, { symbol: i === 4 ? "z" : "a" })) },
+      { source: "b", rows: ["K3", "K7", "K1", "K2", "K7"].map((k) => trade(k, { symbol: "b" })) },
+    ];
+    const screened = await merge({ key: ["trade_id"] }, (await dataset(files)).ref, (await dataset(files)).root);
+    const every = await dataset(files);
+    const exact = await merge({ key: ["trade_id"] }, every.ref, every.root, { maxCandidates: 0 });
+    const sorted = (r: Result) => r.rows.map((x) => `${x.trade_id}:${x.source}:${x.symbol}:${x._line}`).sort();
+    expect(sorted(screened)).toEqual(sorted(exact));
+    expect(sorted(exact)).toEqual(["K1:b:b:4", "K2:b:b:5", "K3:b:b:2", "K5:a:a:2", "K7:b:b:6", "K9:a:a:4"]);
+    const counts = (r: Result) => [r.report.rowsOut, r.report.rowsDuplicate, r.report.conflicts, r.report.rowsSuperseded];
+    expect(counts(screened)).toEqual(counts(exact));
+    expect(counts(exact)).toEqual([6, 1, 2, 3]); // K7 twice alike; K1 in three versions, K3 in two
   });
 
   it("quarantines rows with an empty key column, with the reason and the source position", async () => {

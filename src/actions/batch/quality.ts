@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { SluiceError } from "../../errors.js";
 import { formatDuration, parseDuration } from "../../spec/duration.js";
 import type { Column, ColumnTypeName, QualityRuleSpec, TypedRow, TypedValue } from "./model.js";
+import { BloomFilter } from "./bloom-filter.js";
 import { compileValueParser, describeInvalid, Invalid, showValue, type ValueParser } from "./typing.js";
 
 export interface QualityChecker {
@@ -438,42 +439,6 @@ class FirstSeen {
     this.disk!.put(this.table.entries());
     this.table = new ValueTable();
   }
-}
-
-/**
- * A fixed 16 MiB Bloom filter (2^27 bits, 3 probes by double hashing of two FNV-1a hashes):
- * under 1% false positives up to about 10 million values, and never a false negative.
- */
-class BloomFilter {
-  private readonly bits = new Uint32Array(1 << 22);
-
-  add(key: string): void {
-    const [h1, h2] = hashes(key);
-    for (let i = 0; i < 3; i++) {
-      const b = ((h1 + i * h2) >>> 5) & 0x3fffff;
-      this.bits[b]! |= 1 << ((h1 + i * h2) & 31);
-    }
-  }
-
-  mayHave(key: string): boolean {
-    const [h1, h2] = hashes(key);
-    for (let i = 0; i < 3; i++) {
-      const b = ((h1 + i * h2) >>> 5) & 0x3fffff;
-      if ((this.bits[b]! & (1 << ((h1 + i * h2) & 31))) === 0) return false;
-    }
-    return true;
-  }
-}
-
-function hashes(key: string): [number, number] {
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ key.length;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x5bd1e995);
-  }
-  return [a >>> 0, (b >>> 0) | 1];
 }
 
 /** "a decimal", "an integer". */
