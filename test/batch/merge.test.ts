@@ -2,84 +2,15 @@
  * data-merger/merge_processed_files over real typed datasets on disk: duplicates and conflicts
  * across source files, the three policies, accounting, quarantine, output order and speed.
  */
-import { afterAll, describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { mergeProcessedFiles, sourceMatcher, compareTimestampValues, type MergeInput, type MergeReport } from "../../src/actions/batch/merge.js";
-import { readDataset, writeDataset, type Accounting, type Dataset } from "../../src/actions/batch/dataset.js";
+import { readDataset, type Dataset } from "../../src/actions/batch/dataset.js";
 import type { Column, QuarantinedRecord } from "../../src/actions/batch/model.js";
-import type { ActionContext } from "../../src/actions/types.js";
 import { SEED_SIGNATURES } from "../../src/actions/seed-catalogue.js";
-import { actionContext, tempDir } from "../helpers.js";
-import { openStageWriter, readStageRows } from "../../src/formats/stage.js";
-
-const COLUMNS: Column[] = [
-  { name: "trade_id", type: "string" },
-  { name: "executed_at", type: "timestamp" },
-  { name: "symbol", type: "string" },
-  { name: "quantity", type: "integer" },
-  { name: "price", type: "decimal", scale: 4 },
-];
-
-type Row = Record<string, string | boolean | null>;
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-function trade(id: string | null, over: Row = {}): Row {
-  return { trade_id: id, executed_at: "2026-11-02T09:30:00.000Z", symbol: "ACME", quantity: "10", price: "1.0000", ...over };
-}
-
-/** A typed dataset of stage parts, one per source, rows at lines 2, 3, … */
-async function dataset(
-  files: { source: string; rows: Row[] }[],
-  opts: { columns?: Column[]; prior?: Partial<Accounting>; quarantine?: string[] } = {},
-): Promise<{ ref: string; root: string }> {
-  const root = tempDir("sluice-merge-");
-  dirs.push(root);
-  const dir = join(root, "in");
-  mkdirSync(dir, { recursive: true });
-  const parts = await Promise.all(
-    files.map(async (f, i) => {
-      const path = join(dir, `part-${i}.stage`);
-      const w = await openStageWriter(path, opts.columns ?? COLUMNS);
-      await w.write(
-        f.rows,
-        f.rows.map((_, j) => j + 2),
-      );
-      await w.close();
-      return { path, format: "stage" as const, source: f.source, rows: f.rows.length };
-    }),
-  );
-  const rows = files.reduce((n, f) => n + f.rows.length, 0);
-  const q = opts.prior?.rowsQuarantined ?? 0;
-  const d = opts.prior?.rowsDuplicate ?? 0;
-  const ref = await writeDataset(dir, {
-    step: "format-standardization",
-    typed: true,
-    columns: opts.columns ?? COLUMNS,
-    parts,
-    rows,
-    accounting: { rowsIn: rows + q + d, rowsQuarantined: q, rowsDuplicate: d },
-    quarantine: opts.quarantine ?? [],
-    meta: { ingest: { scope: "bulk:/data/in", files: files.map((f) => ({ path: f.source, checksum: `c-${f.source}`, size: 1 })) }, source: "bulk" },
-  });
-  return { ref, root };
-}
-
-function context(root: string, over: Partial<ActionContext> = {}): ActionContext & { progressRows: number[] } {
-  const progressRows: number[] = [];
-  return {
-    ...actionContext({
-      workflow: "bulk-file-ingestion",
-      step: "data-consolidation",
-      artifactsDir: join(root, "artifacts"),
-      home: root,
-      progress: (u) => void (u.rows !== undefined && progressRows.push(u.rows)),
-      ...over,
-    }),
-    progressRows,
-  };
-}
+import { COLUMNS, context, dataset, trade, type Row } from "./typed-datasets.js";
+import { readStageRows } from "../../src/formats/stage.js";
 
 interface Result {
   out: Record<string, unknown>;

@@ -81,6 +81,19 @@ describe("row-level checks", () => {
     expect(report.rules[0]).toMatchObject({ rule: "trade_id unique", failures: 3, passed: false });
   });
 
+  it("unique with the repeats found beforehand gives the same reasons, remembering only the candidates", () => {
+    const rows = [{ trade_id: "T-1" }, { trade_id: "T-2" }, { trade_id: "T-3" }, { trade_id: "T-1" }, { trade_id: "T-2" }, { trade_id: "T-1" }];
+    const all = run([{ column: "trade_id", unique: true }], rows).reasons;
+    // T-3 is no candidate (seen once); T-9 only collided in the filter: a candidate never repeated.
+    const qc = createQualityChecker(rules({ column: "trade_id", unique: true }), columns, { repeats: new Map([["trade_id", new Set(["T-1", "T-2", "T-9"])]]) });
+    expect(rows.map((row, i) => qc.check(row as TypedRow, i + 2))).toEqual(all);
+    expect(all.flat()).toEqual([
+      'trade_id: duplicate value "T-1", first seen at line 2',
+      'trade_id: duplicate value "T-2", first seen at line 3',
+      'trade_id: duplicate value "T-1", first seen at line 2',
+    ]);
+  });
+
   it("unique compares decimals by value (1.5 = 1.50) and integers canonically", () => {
     expect(run([{ column: "rate", unique: true }], [{ rate: "1.5" }, { rate: "1.50" }, { rate: "-0.0" }, { rate: "0" }]).reasons).toEqual([
       [],

@@ -48,11 +48,11 @@ import { rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SluiceError } from "../../errors.js";
 import type { ActionContext, Outputs } from "../types.js";
-import { BloomFilter } from "./bloom-filter.js";
-import { checkAccounting, quarantineSink, readDataset, requireTyped, stepFolder, writeDataset, type Dataset, type DatasetPart } from "./dataset.js";
+import { repeatCandidates } from "./repeats.js";
+import { checkAccounting, quarantineSink, readDataset, requireTyped, stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
 import type { Column } from "./model.js";
 import { compareDecimals } from "./quality.js";
-import { readTypedChunks, readTypedRows, TypedOutput } from "./typed-dataset.js";
+import { readTypedRows, TypedOutput } from "./typed-dataset.js";
 import { decodeStageLine } from "../../formats/stage.js";
 
 export interface MergeInput {
@@ -146,7 +146,9 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext,
       if (scratch.variant.run(k, digest("sha1", b, "buffer")).changes === 0) exactDuplicates++;
       else if (samples.length < SAMPLES && !sampled.has(k)) (sampled.add(k), samples.push([...keyVals]));
     };
-    const candidates = await repeatCandidates(ds, columns, input.key, ctx.signal, tuning.maxCandidates ?? MAX_CANDIDATES);
+    const candidates = await repeatCandidates(ds, columns, input.key, ctx.signal, tuning.maxCandidates ?? MAX_CANDIDATES, (row) =>
+      encodeKey(input.key.map((k) => row[k] ?? null)),
+    );
     const out = new TypedOutput(dir, columns);
     // Rows of keys seen once, written as they are read: one batch of one source at a time.
     let direct = "";
@@ -311,52 +313,6 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext,
 function encodeKey(keyVals: readonly unknown[]): string {
   const k0 = keyVals[0];
   return keyVals.length === 1 && typeof k0 === "string" ? k0 : JSON.stringify(keyVals);
-}
-
-/**
- * The keys that may appear more than once: every key the Bloom filter had seen already when it
- * came again (so each repeated key, and a few that only collide). Read from the undecoded stage
- * lines: the filter hashes the bytes of the key fields (staged values are canonical text, so one
- * value is always the same bytes), and only a line whose key the filter knows is decoded, to
- * name its key as the exact path does. Undefined when there are more than `maxCandidates`:
- * then every row takes the exact path.
- */
-async function repeatCandidates(
-  ds: Dataset,
-  columns: readonly Column[],
-  key: readonly string[],
-  signal: AbortSignal,
-  maxCandidates: number,
-): Promise<Set<string> | undefined> {
-  const names = columns.map((c) => c.name);
-  // Field positions in a stage line: _line first, then the columns.
-  const fields = key.map((k) => names.indexOf(k) + 1);
-  const first = Math.min(...fields);
-  const last = Math.max(...fields);
-  const filter = new BloomFilter();
-  const candidates = new Set<string>();
-  const keyVals: unknown[] = new Array(key.length);
-  for await (const { chunk } of readTypedChunks(ds, columns, signal)) {
-    const data = chunk.data;
-    let start = 0;
-    while (start < data.length) {
-      const end = data.indexOf(10, start);
-      // The span from the first key field to the last (one field for a one-column key).
-      let field = 0;
-      let i = start;
-      while (field < first) if (data[i++] === 9) field++;
-      const from = i;
-      while (i < end && !(data[i] === 9 && field === last)) if (data[i++] === 9) field++;
-      if (filter.seenOrAddBytes(data, from, i)) {
-        const row = decodeStageLine(data.toString("utf8", start, end), columns);
-        for (let j = 0; j < key.length; j++) keyVals[j] = row[key[j]!] ?? null;
-        candidates.add(encodeKey(keyVals));
-        if (candidates.size > maxCandidates) return undefined;
-      }
-      start = end + 1;
-    }
-  }
-  return candidates;
 }
 
 // ---------------------------------------------------------------------------------------------

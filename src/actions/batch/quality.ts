@@ -455,7 +455,16 @@ function listText(items: readonly (string | number | boolean)[]): string {
  * combine several on one column) becomes its own report entry, in the order: required, type,
  * unique, min, max, pattern, allowed, row count min, row count max, freshness.
  */
-export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[], opts: { now?: Date; spill?: SpillOptions } = {}): QualityChecker {
+/**
+ * `repeats`: for a string column with a `unique` rule, the values that may appear more than once
+ * (repeats.ts, found in a pass before the rows are checked); a value outside it is unique without
+ * being remembered, so the check holds a few values instead of one per row.
+ */
+export function createQualityChecker(
+  rules: QualityRuleSpec[],
+  columns: Column[],
+  opts: { now?: Date; spill?: SpillOptions; repeats?: ReadonlyMap<string, ReadonlySet<string>> } = {},
+): QualityChecker {
   const uniques: FirstSeen[] = [];
   const byName = new Map(columns.map((c) => [c.name, c] as const));
   const known = columns.map((c) => c.name).join(", ") || "(none)";
@@ -515,8 +524,11 @@ export function createQualityChecker(rules: QualityRuleSpec[], columns: Column[]
         const norm = makeNormaliser(col.type);
         const seen = new FirstSeen(opts.spill);
         uniques.push(seen);
+        const repeats = col.type === "string" ? opts.repeats?.get(name) : undefined;
         addRow(name, `${name} unique`, false, (v, line) => {
-          const first = seen.seen(norm(v), line);
+          const value = norm(v);
+          if (repeats && !repeats.has(value as string)) return undefined;
+          const first = seen.seen(value, line);
           return first === undefined ? undefined : `${name}: duplicate value ${showValue(v)}, first seen at line ${first}`;
         });
       }

@@ -18,9 +18,20 @@ import { join } from "node:path";
 import { writeFile } from "node:fs/promises";
 import { SluiceError } from "../../errors.js";
 import type { ActionContext, Outputs } from "../types.js";
-import { checkAccounting, quarantineSink, readDataset, readExclusions, requireTyped, stepFolder, writeDataset, type Exclusions } from "./dataset.js";
+import {
+  checkAccounting,
+  quarantineSink,
+  readDataset,
+  readExclusions,
+  requireTyped,
+  stepFolder,
+  writeDataset,
+  type Dataset,
+  type Exclusions,
+} from "./dataset.js";
 import type { QualityRuleSpec } from "./model.js";
 import { createQualityChecker, score, type QualityReport } from "./quality.js";
+import { repeatCandidates } from "./repeats.js";
 import { loadSchemaRef, type SchemaDocument } from "./schema-file.js";
 import { readTypedRows } from "./typed-dataset.js";
 import { decodeStageLine } from "../../formats/stage.js";
@@ -33,13 +44,17 @@ export interface ValidateInput {
   threshold: number;
 }
 
-export async function validateDataQuality(input: ValidateInput, ctx: ActionContext): Promise<Outputs> {
+/** `screenRows`: from how many rows the `unique` check looks for repeats first (SCREEN_ROWS; tests lower it). */
+export async function validateDataQuality(input: ValidateInput, ctx: ActionContext, tuning: { screenRows?: number } = {}): Promise<Outputs> {
   const ds = await readDataset(input.dataset);
   requireTyped(ds, input.dataset, "quality validation");
   const fromSchema = input.schema === undefined ? [] : ((await loadSchemaRef(input.schema)).rules ?? []);
   const rules = [...fromSchema, ...input.rules];
   const dir = await stepFolder(ctx);
-  const checker = createQualityChecker(rules, ds.columns, { spill: { dir } });
+  const checker = createQualityChecker(rules, ds.columns, {
+    spill: { dir },
+    repeats: await uniqueRepeats(ds, rules, ctx.signal, tuning.screenRows ?? SCREEN_ROWS),
+  });
   const only = [...new Set(rules.flatMap((r) => [r.column, r.freshness?.column]).filter((c): c is string => typeof c === "string"))];
   const quarantine = quarantineSink(dir);
   const excluded: Exclusions = Object.fromEntries([...(await readExclusions(ds))].map(([p, set]) => [p, [...set]]));
@@ -105,6 +120,36 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
     rowsQuarantined: accounting.rowsQuarantined,
     rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
   };
+}
+
+/** Candidates (repeats.ts) held in memory per `unique` column before the check remembers every value instead. */
+const MAX_REPEATS = 250_000;
+
+/** Rows past which the `unique` check looks for the repeats first: where it would spill to disk. */
+const SCREEN_ROWS = 1_000_000;
+
+/**
+ * For each string column with a `unique` rule, the values that may repeat, when the dataset is
+ * large enough for it to pay: up to SCREEN_ROWS the check's in-memory table is faster than the
+ * extra pass (on 1M trade rows, 0.95 s against 1.17 s), beyond it the table would move to disk.
+ * (Other types compare by value, not by staged text — 1.10 and 1.1 are one decimal — so their
+ * staged bytes cannot decide; their check remembers every value.)
+ */
+async function uniqueRepeats(ds: Dataset, rules: QualityRuleSpec[], signal: AbortSignal, screenRows: number): Promise<Map<string, Set<string>>> {
+  const out = new Map<string, Set<string>>();
+  const rows = ds.rows ?? ds.parts.reduce((n, p) => n + (p.rows ?? Infinity), 0);
+  if (rows <= screenRows) return out;
+  const columns = ds.columns ?? [];
+  for (const rule of rules) {
+    const col = columns.find((c) => c.name === rule.column);
+    if (rule.unique !== true || col?.type !== "string" || out.has(col.name)) continue;
+    const found = await repeatCandidates(ds, columns, [col.name], signal, MAX_REPEATS, (row) => {
+      const v = row[col.name];
+      return typeof v === "string" && v !== "" ? v : undefined;
+    });
+    if (found) out.set(col.name, found);
+  }
+  return out;
 }
 
 function describeFailures(report: QualityReport, upstream: number, candidates: number): string {
