@@ -66,6 +66,7 @@ export function startInformer(api: KubeApi, plural: Plural, namespace: string | 
       return;
     }
     if (stopped || my !== epoch) return;
+    failures = 0;
     const seen = new Set<string>();
     for (const obj of listed.items) {
       const key = objectKey(obj);
