@@ -38,11 +38,12 @@ export async function repeatCandidates(
     const data = chunk.data;
     let start = 0;
     while (start < data.length) {
-      const end = data.indexOf(10, start);
+      const nl = data.indexOf(10, start);
+      const end = nl < 0 ? data.length : nl; // chunks hold whole lines; the guard keeps a scan in its line
       // The span from the first field to the last (one field for one column).
       let field = 0;
       let i = start;
-      while (field < first) if (data[i++] === 9) field++;
+      while (field < first && i < end) if (data[i++] === 9) field++;
       const from = i;
       while (i < end && !(data[i] === 9 && field === last)) if (data[i++] === 9) field++;
       if (filter.seenOrAddBytes(data, from, i)) {
