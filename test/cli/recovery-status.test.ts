@@ -143,7 +143,8 @@ describe("status of a recovery run", () => {
       ),
     ).toEqual(["retry_with_backoff", "wait_retry_after", "reduce_page_size", "switch_to_fallback", "resume_from_checkpoint", "give_up"]);
     expect(rows.filter((r) => r.includes("→"))).toHaveLength(1);
-    expect(rows[3]).toMatch(/switch_to_fallback\s+0\.75\s+0\.\d\d\s+3\.00\s+1\.00/);
+    // SAMPLE is a Beta(3, 1) draw: shown as 1.00 once in about 70 runs.
+    expect(rows[3]).toMatch(/switch_to_fallback\s+0\.75\s+(0\.\d\d|1\.00)\s+3\.00\s+1\.00/);
     expect(rows[1]).toMatch(/✗\s+wait_retry_after\s+0\.50\s+1\.00\s+1\.00\s+only for rate_limited failures, and this one is server_unavailable/);
     expect(text).toContain("gaps before: 550 missing in 2 ranges [201–250], [501–1000] (data-reconstruction)");
     expect(text).toContain("gaps after: none (validation-and-storage)");
