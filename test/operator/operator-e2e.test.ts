@@ -3,8 +3,9 @@
  * @kubernetes/client-node inside the operator, against the local API server of
  * fake-apiserver.ts. A Workflow resource (the standard ingestion workflow, as it is in
  * workflows/) and a WorkflowRun go in; the rows come out in the warehouse and the counts in the
- * WorkflowRun's status. Then a second operator takes over on SIGTERM, and the Role is checked
- * against every request the operators made.
+ * WorkflowRun's status; a run started by an event is mirrored as a WorkflowRun and deleted after
+ * its TTL. Then a second operator takes over on SIGTERM, and the Role is checked against every
+ * request the operators made.
  */
 import Database from "better-sqlite3";
 import { readFileSync } from "node:fs";
@@ -37,7 +38,8 @@ describe("sluice operator against a local Kubernetes API server", () => {
       return p;
     };
     try {
-      const first = start(["operator", "--namespace", "data", "--poll", "300ms", "--lease-ttl", "3s"]);
+      const operatorArgs = ["operator", "--namespace", "data", "--poll", "300ms", "--lease-ttl", "3s", "--mirror-runs", "--mirror-ttl", "10s"];
+      const first = start(operatorArgs);
       start(["worker"]);
       await waitUntil(() => first.stderr().includes('"msg":"operator: leading"'), 20_000, "the operator to lead");
 
@@ -66,8 +68,20 @@ describe("sluice operator against a local Kubernetes API server", () => {
       expect((db.prepare("SELECT count(*) AS n FROM trades").get() as { n: number }).n).toBe(1960);
       db.close();
 
+      // A run started by an event is mirrored as a WorkflowRun, followed to its end, and deleted
+      // its TTL (10 s: the mirror loop looks every 5 s, and a run that ended more than a TTL ago is
+      // never mirrored) after it ended.
+      const emitted = await sluiceCli(["emit", "source_data_updated"], { cwd: ROOT, env });
+      const eventRun = /started 1 run: (\S+)/.exec(emitted.stdout + emitted.stderr)?.[1];
+      expect(eventRun, emitted.stdout + emitted.stderr).toBeDefined();
+      const mirrorOf = () => server.objects("workflowruns", "data").find((o) => o.spec.runId === eventRun);
+      await waitUntil(() => mirrorOf()?.status?.phase === "Succeeded", 60_000, "the mirrored run to succeed");
+      expect(mirrorOf()!.metadata.labels).toMatchObject({ "sluice.dev/mirrored": "true", "sluice.dev/workflow": STANDARD });
+      expect(cond(mirrorOf(), "Accepted")).toMatchObject({ reason: "Mirrored", message: `follows run ${eventRun} (started by event)` });
+      await waitUntil(() => mirrorOf() === undefined, 20_000, "the mirror to be deleted after its TTL");
+
       // A second operator waits; SIGTERM on the first hands over at once (its lease is released).
-      const second = start(["operator", "--namespace", "data", "--poll", "300ms", "--lease-ttl", "3s"]);
+      const second = start(operatorArgs);
       await waitUntil(() => second.stderr().includes("operator started"), 20_000, "the second operator to start");
       expect(second.stderr()).not.toContain("operator: leading");
       expect(await first.stop("SIGTERM")).toBe(0);
@@ -96,6 +110,8 @@ describe("sluice operator against a local Kubernetes API server", () => {
         "patch workflows",
         "patch workflows/status",
         "patch workflowruns/status",
+        "create workflowruns",
+        "delete workflowruns",
       ])
         expect(seen).toContain(need);
     } finally {
