@@ -14,6 +14,9 @@ export interface ActionLog {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
+/** A log that drops everything: the default where no logger is given. */
+export const QUIET_LOG: ActionLog = { info() {}, warn() {}, error() {} };
+
 /** How far a long action has got; shown as rows, MB/s and ETA on a terminal. All fields optional. */
 export interface ProgressUpdate {
   rows?: number;

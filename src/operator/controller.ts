@@ -7,7 +7,7 @@
  * registry workflows whose resource disappeared while no operator watched are retired after each
  * full list.
  */
-import type { ActionLog } from "../actions/types.js";
+import { QUIET_LOG, type ActionLog } from "../actions/types.js";
 import { startWorkflowRun, cancelRun } from "../control/runs.js";
 import { SluiceError, toErrorInfo } from "../errors.js";
 import type { ActionLookup } from "../spec/catalogue.js";
@@ -53,13 +53,12 @@ export interface Operator {
   stop(): Promise<void>;
 }
 
-const quiet: ActionLog = { info() {}, warn() {}, error() {} };
 /** Passes of read–decide–apply for one key before giving up until its next retry. */
 const MAX_PASSES = 6;
 
 export function startOperator(o: OperatorOptions): Operator {
   const clock = o.clock ?? realClock;
-  const log = o.log ?? quiet;
+  const log = o.log ?? QUIET_LOG;
   const timing = { pollMs: o.pollMs ?? 2000, waitMs: o.waitMs ?? 10_000 };
   const scopes = o.namespaces ?? [null];
   const informers: Record<Plural, Map<string | null, Informer>> = { workflows: new Map(), workflowruns: new Map() };
@@ -77,15 +76,19 @@ export function startOperator(o: OperatorOptions): Operator {
     return { ok: true, workflow: loaded.workflows[0]!.workflow };
   };
 
-  /** Write a status unless it says what is there; a null field removes one no longer set. */
-  const writeStatus = async (plural: Plural, obj: KubeObject, status: Record<string, unknown>): Promise<KubeObject | "conflict"> => {
-    if (sameStatus(status, obj.status ?? {})) return obj;
+  /**
+   * Write a status unless it says what is there; a null field removes one no longer set. False
+   * when the object changed since it was read (409): read it again and decide again.
+   */
+  const writeStatus = async (plural: Plural, obj: KubeObject, status: Record<string, unknown>): Promise<boolean> => {
+    if (sameStatus(status, obj.status ?? {})) return true;
     const patch: Record<string, unknown> = { ...status };
     for (const k of Object.keys(obj.status ?? {})) if (!(k in status)) patch[k] = null;
     try {
-      return await o.api.patchStatus(plural, obj.metadata.namespace, obj.metadata.name, patch, obj.metadata.resourceVersion);
+      await o.api.patchStatus(plural, obj.metadata.namespace, obj.metadata.name, patch, obj.metadata.resourceVersion);
+      return true;
     } catch (err) {
-      if (isKubeApiError(err, 409)) return "conflict";
+      if (isKubeApiError(err, 409)) return false;
       throw err;
     }
   };
@@ -135,8 +138,7 @@ export function startOperator(o: OperatorOptions): Operator {
         continue;
       }
       if (!d.status) return {};
-      const written = await writeStatus("workflows", obj, d.status as Record<string, unknown>);
-      if (written !== "conflict") return {};
+      if (await writeStatus("workflows", obj, d.status as Record<string, unknown>)) return {};
       obj = (await fresh("workflows", obj)) as WorkflowResource | undefined;
     }
     if (obj) throw new SluiceError("CONFLICT", `workflow resource ${key} kept changing while being reconciled`);
@@ -199,8 +201,7 @@ export function startOperator(o: OperatorOptions): Operator {
         return {};
       }
       if (!d.status) return {};
-      const written = await writeStatus("workflowruns", obj, d.status as Record<string, unknown>);
-      if (written !== "conflict") return { requeueMs: d.requeueMs };
+      if (await writeStatus("workflowruns", obj, d.status as Record<string, unknown>)) return { requeueMs: d.requeueMs };
       obj = (await fresh("workflowruns", obj)) as WorkflowRunResource | undefined;
     }
     if (obj) throw new SluiceError("CONFLICT", `WorkflowRun ${key} kept changing while being reconciled`);
@@ -263,7 +264,7 @@ export function startOperator(o: OperatorOptions): Operator {
       if (kind === "sweep") return sweep(key === "*" ? null : key);
       return mirror();
     },
-    onError: (qkey, err, retryInMs) => log.warn("operator: reconcile failed; will retry", { key: qkey, retryInMs, error: errorText(err) }),
+    onError: (qkey, err, retryInMs) => log.warn("operator: reconcile failed; will retry", { key: qkey, retryInMs, error: toErrorInfo(err).message }),
   });
 
   for (const scope of scopes)
@@ -277,14 +278,14 @@ export function startOperator(o: OperatorOptions): Operator {
             queue.add(`${plural}:${key}`);
             if (!obj && deleted && plural === "workflowruns")
               onRunDeleted(deleted as WorkflowRunResource).catch((err: unknown) =>
-                log.warn("operator: cannot cancel the run of a deleted WorkflowRun", { resource: key, error: errorText(err) }),
+                log.warn("operator: cannot cancel the run of a deleted WorkflowRun", { resource: key, error: toErrorInfo(err).message }),
               );
           },
           onSynced: () => {
             if (plural === "workflows") queue.add(`sweep:${scope ?? "*"}`);
           },
           onRestart: (what, err, retryInMs) =>
-            log.warn("operator: watch restarting", { resource: plural, namespace: scope ?? "(all)", what, retryInMs, error: errorText(err) }),
+            log.warn("operator: watch restarting", { resource: plural, namespace: scope ?? "(all)", what, retryInMs, error: toErrorInfo(err).message }),
         },
         { clock, random: o.random },
       );
@@ -316,8 +317,4 @@ export function startOperator(o: OperatorOptions): Operator {
 function splitKey(qkey: string): [string, string] {
   const i = qkey.indexOf(":");
   return [qkey.slice(0, i), qkey.slice(i + 1)];
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -5,7 +5,7 @@
  * client sees.
  */
 import { z } from "@hono/zod-openapi";
-import type { EventRecord, RunRecord, WorkflowVersion } from "../store/types.js";
+import { TRIGGER_TYPES, type EventRecord, type RunRecord, type WorkflowVersion } from "../store/types.js";
 
 export const ErrorSchema = z
   .object({
@@ -29,7 +29,7 @@ const Params = z.record(z.string(), z.unknown());
 
 export const TriggerSchema = z
   .object({
-    type: z.enum(["manual", "schedule", "event", "api", "retry", "workflow", "kubernetes"]),
+    type: z.enum(TRIGGER_TYPES),
     name: z.string().optional(),
     data: z.unknown().optional(),
     eventId: z.string().optional(),

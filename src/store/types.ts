@@ -24,9 +24,12 @@ export interface ErrorInfo {
   details?: Record<string, unknown>;
 }
 
+/** What can start a run; the API's schema and the web UI's filter use this list. */
+export const TRIGGER_TYPES = ["manual", "schedule", "event", "api", "retry", "workflow", "kubernetes"] as const;
+
 export interface RunTrigger {
   /** `workflow`: a child run started by a `workflow:` step of another run; `kubernetes`: by a WorkflowRun resource (name: namespace/name). */
-  type: "manual" | "schedule" | "event" | "api" | "retry" | "workflow" | "kubernetes";
+  type: (typeof TRIGGER_TYPES)[number];
   /** The schedule expression or the event name. */
   name?: string;
   data?: unknown;

@@ -16,6 +16,7 @@
  */
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { QUIET_LOG } from "../actions/types.js";
 import { SluiceError, toErrorInfo } from "../errors.js";
 import { listFiles, sha256File, waitForStable, type FileEntry } from "../connectors/files.js";
 import { emitEvent } from "../control/events.js";
@@ -50,8 +51,6 @@ export interface FileWatcher {
 
 export const DEFAULT_WATCH_EVENT = "bulk_files_available";
 
-const quiet: SchedulerLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
-
 /** What the watcher knows of a path between scans. */
 interface Seen {
   size: number;
@@ -75,7 +74,7 @@ export function startFileWatcher(opts: FileWatcherOptions): FileWatcher {
   const stableMs = opts.stableMs ?? 2000;
   const isLeader = opts.isLeader ?? (() => true);
   const clock = opts.now ?? Date.now;
-  const log = opts.log ?? quiet;
+  const log = opts.log ?? QUIET_LOG;
   const scope = watchScope(dir);
 
   const seen = new Map<string, Seen>();

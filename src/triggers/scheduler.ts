@@ -10,7 +10,7 @@
  *          due fires since the last one (or since the workflow was applied) ─ catch-up decision
  *          ─ recordFire ─ concurrency policy ─ start the run ─ settleFire ─ onFire (metrics)
  */
-import type { ActionLog } from "../actions/types.js";
+import { QUIET_LOG, type ActionLog } from "../actions/types.js";
 import { toErrorInfo } from "../errors.js";
 import { startWorkflowRun } from "../control/runs.js";
 import type { FireStore, NamedLeaseStore, RegistryStore, RunRecord, RunStore, WorkflowVersion } from "../store/types.js";
@@ -69,15 +69,13 @@ export interface Scheduler {
 
 export const SCHEDULER_LEASE = "scheduler";
 
-const quiet: SchedulerLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
-
 export function startScheduler(opts: SchedulerOptions): Scheduler {
   const { store, owner } = opts;
   const tickMs = opts.tickMs ?? 1000;
   const ttl = opts.leaseTtlMs ?? 15_000;
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
   const clock = opts.now ?? Date.now;
-  const log = opts.log ?? quiet;
+  const log = opts.log ?? QUIET_LOG;
 
   let leaderUntil = 0; // lease expiry as we last took it; 0 when not leader
   let explicitNow: number | undefined; // the time a test passed to tick(now), which then is "now"

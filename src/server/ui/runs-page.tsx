@@ -2,11 +2,10 @@
  * The Runs view: filters, one keyset page of slim rows, a "next page" link carrying the cursor,
  * and live status: rows of unfinished runs are swapped in place from a server-sent event stream.
  */
-import type { RunPage, RunSummary } from "../../store/types.js";
+import { TRIGGER_TYPES, type RunPage, type RunSummary } from "../../store/types.js";
 import { Badge, count, seg, shortTime, took, UI } from "./layout.js";
 
 export const RUN_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
-export const TRIGGER_TYPES = ["manual", "schedule", "event", "api", "retry", "workflow", "kubernetes"] as const;
 export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 export interface RunsQuery {
