@@ -32,10 +32,6 @@ export function withoutConditions(previous: Condition[] | undefined, types: stri
   return (previous ?? []).filter((c) => !types.includes(c.type));
 }
 
-export function conditionOf(conditions: Condition[] | undefined, type: string): Condition | undefined {
-  return conditions?.find((c) => c.type === type);
-}
-
 /**
  * Two statuses say the same thing. Key order does not matter: an API server returns the
  * fields in its own order.

@@ -7,6 +7,7 @@
  * controller-runtime's Reconcile).
  */
 import { stringify } from "yaml";
+import { K8S_SOURCE } from "../control/workflows.js";
 import type { Problem } from "../spec/load.js";
 import type { Workflow } from "../spec/schema.js";
 import type { WorkflowStatus } from "../spec/resources.js";
@@ -19,15 +20,16 @@ export const FINALIZER = "sluice.dev/registry";
 
 export type WorkflowResource = KubeObject<Record<string, unknown>, WorkflowStatus>;
 
-/** What the registry records as the source of a workflow the operator manages. */
+/** What the registry records as the source of a workflow the operator manages (the prefix the CLI refuses to overwrite). */
 export function managedBy(namespace: string, name: string): string {
-  return `k8s/${namespace}/${name}`;
+  return `${K8S_SOURCE}${namespace}/${name}`;
 }
 
 /** `k8s/<namespace>/<name>` back to its parts; undefined for any other source. */
 export function managedResource(source: string | null): { namespace: string; name: string } | undefined {
-  const m = /^k8s\/([^/]+)\/([^/]+)$/.exec(source ?? "");
-  return m ? { namespace: m[1]!, name: m[2]! } : undefined;
+  if (!source?.startsWith(K8S_SOURCE)) return undefined;
+  const [namespace, name, ...rest] = source.slice(K8S_SOURCE.length).split("/");
+  return namespace && name && rest.length === 0 ? { namespace, name } : undefined;
 }
 
 /**

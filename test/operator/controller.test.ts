@@ -10,15 +10,13 @@ import { startWorkflowRun } from "../../src/control/runs.js";
 import { executeRun } from "../../src/engine/index.js";
 import { startOperator, type Operator } from "../../src/operator/controller.js";
 import { startLeaderElection } from "../../src/operator/leader.js";
-import type { Condition, KubeObject } from "../../src/operator/kube.js";
 import type { StateStore } from "../../src/store/types.js";
 import { testEnv, waitUntil, type TestEnv } from "../helpers.js";
 import { bothStores } from "../stores.js";
 import { fakeClock, type FakeClock } from "./fake-clock.js";
 import { memoryApi, type MemoryApi } from "./memory-api.js";
-import { echoSpec } from "./resources.js";
+import { cond, echoSpec } from "./resources.js";
 
-const cond = (o: KubeObject | undefined, type: string) => ((o?.status?.conditions ?? []) as Condition[]).find((c) => c.type === type);
 const wf = (name: string, spec: Record<string, unknown> = echoSpec(), namespace = "data") => ({ metadata: { name, namespace }, spec });
 const wfRun = (name: string, spec: Record<string, unknown>, namespace = "data") => ({ metadata: { name, namespace }, spec });
 

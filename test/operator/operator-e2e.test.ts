@@ -12,7 +12,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import type { Condition, KubeObject } from "../../src/operator/kube.js";
+import type { KubeObject } from "../../src/operator/kube.js";
+import { cond } from "./resources.js";
 import { ROOT } from "../cli/cli-helpers.js";
 import { killAll, sluiceCli, spawnSluice, type Proc } from "../cli/serve-helpers.js";
 import { scratch, waitUntil } from "../helpers.js";
@@ -22,7 +23,6 @@ import { roleCovers, roleRules } from "./rbac.js";
 const tmp = scratch();
 const FILE = "base-data-ingestion-workflow-standard-ingestion.yaml";
 const STANDARD = "standard-ingestion";
-const cond = (o: KubeObject | undefined, type: string) => ((o?.status?.conditions ?? []) as Condition[]).find((c) => c.type === type);
 
 afterAll(() => killAll());
 

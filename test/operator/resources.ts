@@ -1,4 +1,5 @@
 /** Builders of Workflow and WorkflowRun resources as an API server returns them, for the operator's tests. */
+import type { Condition, KubeObject } from "../../src/operator/kube.js";
 import type { WorkflowRunResource } from "../../src/operator/reconcile-run.js";
 import type { WorkflowResource } from "../../src/operator/reconcile-workflow.js";
 import type { RunRecord, WorkflowVersion } from "../../src/store/types.js";
@@ -83,3 +84,7 @@ export function runRecord(over: Partial<RunRecord> = {}): RunRecord {
     ...over,
   };
 }
+
+/** A resource's condition of one type, as `kubectl get -o jsonpath='{.status.conditions[?(@.type=="…")]}'` would show it. */
+export const cond = (o: KubeObject | undefined, type: string): Condition | undefined =>
+  ((o?.status?.conditions ?? []) as Condition[]).find((c) => c.type === type);

@@ -454,8 +454,7 @@ function listText(items: readonly (string | number | boolean)[]): string {
  * Builds a checker for `rules` over a dataset with `columns`. Each check of a rule (a rule may
  * combine several on one column) becomes its own report entry, in the order: required, type,
  * unique, min, max, pattern, allowed, row count min, row count max, freshness.
- */
-/**
+ *
  * `repeats`: for a string column with a `unique` rule, the values that may appear more than once
  * (repeats.ts, found in a pass before the rows are checked); a value outside it is unique without
  * being remembered, so the check holds a few values instead of one per row.

@@ -14,6 +14,9 @@ import { readTypedChunks } from "./typed-dataset.js";
 import { decodeStageLine } from "../../formats/stage.js";
 import type { TypedRow } from "../../formats/typed.js";
 
+/** Candidates held in memory before a caller gives up on them and treats every value as one. */
+export const MAX_REPEATS = 250_000;
+
 /**
  * The candidates as `name(row)` of the decoded line (a key's encoding, a column's value), or
  * undefined when there are more than `max` of them (a dataset made mostly of repeats: the

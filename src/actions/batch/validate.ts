@@ -31,7 +31,7 @@ import {
 } from "./dataset.js";
 import type { QualityRuleSpec } from "./model.js";
 import { createQualityChecker, score, type QualityReport } from "./quality.js";
-import { repeatCandidates } from "./repeats.js";
+import { MAX_REPEATS, repeatCandidates } from "./repeats.js";
 import { loadSchemaRef, type SchemaDocument } from "./schema-file.js";
 import { readTypedRows } from "./typed-dataset.js";
 import { decodeStageLine } from "../../formats/stage.js";
@@ -121,9 +121,6 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
     rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
   };
 }
-
-/** Candidates (repeats.ts) held in memory per `unique` column before the check remembers every value instead. */
-const MAX_REPEATS = 250_000;
 
 /** Rows past which the `unique` check looks for the repeats first: where it would spill to disk. */
 const SCREEN_ROWS = 1_000_000;
