@@ -16,9 +16,9 @@
 import { rename, rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { SluiceError } from "../errors.js";
-import { arrowColumnSpecs, detectFormat, openReader, openWriter, type ReaderOptions, type WriterOptions } from "./dispatch.js";
+import { arrowColumnSpecs, detectFormat, openReader, openWriter, parquetColumnSpecs, type ReaderOptions, type WriterOptions } from "./dispatch.js";
 import { keysOf } from "./io.js";
-import { parquetColumnSpecs, type ParquetColumnSpec } from "./parquet.js";
+import type { ParquetColumnSpec } from "./parquet.js";
 import type { FileFormat, RecordError, RecordWriter } from "./types.js";
 
 /** Applied to every record after reading: the typed record, or the reasons it was rejected. */

@@ -9,7 +9,7 @@ import { SluiceError } from "../errors.js";
 import { openCsvWriter, readCsv, type CsvReadOptions, type CsvWriteOptions } from "./csv.js";
 import { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
 import { openNdjsonWriter, readNdjson, type NdjsonReadOptions } from "./ndjson.js";
-import { openParquetWriter, readParquet, type FileDescription, type ParquetColumnSpec, type ParquetWriteOptions } from "./parquet.js";
+import type { FileDescription, ParquetColumnSpec, ParquetWriteOptions } from "./parquet.js";
 import type { FileFormat, ReadOptions, RecordBatch, RecordWriter } from "./types.js";
 
 const BY_EXTENSION: Readonly<Record<string, FileFormat>> = {
@@ -78,6 +78,30 @@ export function openReader(path: string, options: ReaderOptions = {}): AsyncIter
 }
 
 /** `arrow.ts`'s readArrow, loading apache-arrow on first use. */
+// Parquet and Arrow load on first use, like every reader of a format a run may never see: the
+// Parquet modules (hyparquet, its codecs, the writer) cost each thread that imports them about
+// 45 ms and 7 MB, and every conversion worker imports this dispatcher.
+
+export async function* readParquet(path: string, options: ReadOptions = {}): AsyncGenerator<RecordBatch> {
+  const parquet = await import("./parquet.js");
+  yield* parquet.readParquet(path, options);
+}
+
+export async function describeParquet(path: string, options: { name?: string } = {}): Promise<FileDescription> {
+  const parquet = await import("./parquet.js");
+  return parquet.describeParquet(path, options);
+}
+
+export async function parquetColumnSpecs(path: string, options: { name?: string } = {}): Promise<ParquetColumnSpec[]> {
+  const parquet = await import("./parquet.js");
+  return parquet.parquetColumnSpecs(path, options);
+}
+
+export async function openParquetWriter(path: string, columns?: readonly string[], options: ParquetWriteOptions = {}): Promise<RecordWriter> {
+  const parquet = await import("./parquet.js");
+  return parquet.openParquetWriter(path, columns, options);
+}
+
 export async function* readArrow(path: string, options: ReadOptions = {}): AsyncGenerator<RecordBatch> {
   const arrow = await import("./arrow.js");
   yield* arrow.readArrow(path, options);

@@ -11,17 +11,14 @@ export type { CsvDialect, CsvRange, CsvReadOptions, CsvWriteOptions } from "./cs
 export { splitCsv, type SplitCsvOptions } from "./csv-ranges.js";
 export { openNdjsonWriter, parseNdjsonStream, readNdjson, type NdjsonReadOptions } from "./ndjson.js";
 export { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
-export {
-  describeParquet,
-  openParquetWriter,
-  readParquet,
-  jsonSafe,
-  type DescribedColumn,
-  type FileDescription,
-  type ParquetCodec,
-  type ParquetColumnSpec,
-  type ParquetColumnType,
-  type ParquetWriteOptions,
+export { describeParquet, openParquetWriter, parquetColumnSpecs, readParquet } from "./dispatch.js";
+export type {
+  DescribedColumn,
+  FileDescription,
+  ParquetCodec,
+  ParquetColumnSpec,
+  ParquetColumnType,
+  ParquetWriteOptions,
 } from "./parquet.js";
 export { describeArrow, readArrow } from "./dispatch.js";
 export { convertFile, type ConvertOptions, type ConvertResult } from "./convert.js";

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { classifyColumns, wilsonLowerBound, type ColumnClassification } from "../../src/actions/security/classify.js";
-import { decide, loadPolicy, maskText, maskValue } from "../../src/actions/security/policy.js";
+import { maskText } from "../../src/actions/security/mask-text.js";
+import { decide, loadPolicy, maskValue } from "../../src/actions/security/policy.js";
 
 /** A seeded generator, so every run classifies the same columns. */
 function rng(seed: number): () => number {

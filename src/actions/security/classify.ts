@@ -29,23 +29,9 @@
  */
 import { DETECTORS, findSensitiveSpans, isTestPan, type DetectOptions, type DetectorKind } from "./detectors.js";
 import { columnHints } from "./hints.js";
+import type { ColumnClass } from "./column-classes.js";
 
-/** The classes a column can get. Detector kinds are identifier classes ("is PII"). */
-export const COLUMN_CLASSES = [
-  "card_number",
-  "iban",
-  "aba_routing",
-  "ssn",
-  "email",
-  "phone",
-  "ip_address",
-  "date_of_birth",
-  "person_name",
-  "free_text_with_pii",
-  "mixed_pii",
-  "none",
-] as const;
-export type ColumnClass = (typeof COLUMN_CLASSES)[number];
+export { COLUMN_CLASSES, type ColumnClass } from "./column-classes.js";
 
 /** Identifier kinds, in the order that breaks ties between equally supported classes. */
 const IDENTIFIER_KINDS: readonly DetectorKind[] = ["card_number", "iban", "ssn", "email", "phone", "aba_routing", "ip_address", "date_of_birth", "person_name"];

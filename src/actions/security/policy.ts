@@ -32,8 +32,9 @@ import { isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { SluiceError } from "../../errors.js";
-import { COLUMN_CLASSES, type ColumnClass, type ColumnClassification } from "./classify.js";
-import { findSensitiveSpans, type DetectOptions, type DetectorKind, type Span } from "./detectors.js";
+import type { ColumnClassification } from "./classify.js";
+import { COLUMN_CLASSES, type ColumnClass } from "./column-classes.js";
+import type { DetectorKind } from "./detectors.js";
 
 export const POLICY_ACTIONS = ["encrypt", "tokenize", "mask", "drop", "allow"] as const;
 export type PolicyAction = (typeof POLICY_ACTIONS)[number];
@@ -249,21 +250,4 @@ export function maskValue(value: string, keepLast = 0): string {
     else chars[i] = "*";
   }
   return chars.join("");
-}
-
-/**
- * Free text with its sensitive spans masked: card numbers keep their last `keepLast` digits,
- * every other kind becomes `[kind]`. The spans are found again here, row by row, by the same
- * detectors that classified the column.
- */
-export function maskText(text: string, kinds: readonly DetectorKind[], opts: DetectOptions & { keepLast?: number } = {}): string {
-  const spans: Span[] = findSensitiveSpans(text, opts, kinds);
-  let out = "";
-  let at = 0;
-  for (const s of spans) {
-    const piece = text.slice(s.start, s.end);
-    out += text.slice(at, s.start) + (s.kind === "card_number" ? maskValue(piece, opts.keepLast ?? 4) : `[${s.kind}]`);
-    at = s.end;
-  }
-  return out + text.slice(at);
 }

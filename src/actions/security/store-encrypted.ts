@@ -40,7 +40,8 @@ import { readTypedRows } from "../batch/typed-dataset.js";
 import { defaultDestination } from "../batch/store.js";
 import type { ColumnClass } from "./classify.js";
 import { readClassification } from "./classification.js";
-import { maskText, type ResolvedRule } from "./policy.js";
+import { maskText } from "./mask-text.js";
+import type { ResolvedRule } from "./policy.js";
 import { flatten } from "./sample.js";
 
 const BATCH = 1_000;
