@@ -91,7 +91,8 @@ export interface BinaryEncoderOptions {
  * Encodes stage lines (whole lines, bytes) as binary COPY tuples (no header or trailer): all of
  * them, or only the `rows` lines starting at the offsets in `starts`.
  */
-export type BinaryEncoder = (lines: Buffer, rows: number, starts?: Int32Array) => Buffer;
+/** `firstOrdinal`: the ordinal of the first tuple (a batch encoded in slices numbers on). */
+export type BinaryEncoder = (lines: Buffer, rows: number, starts?: Int32Array, firstOrdinal?: number) => Buffer;
 
 type FieldKind = 0 | 1 | 2 | 3 | 4 | 5 | 6;
 const K_TEXT = 0;
@@ -131,12 +132,12 @@ export function compileBinaryEncoder(columns: readonly Column[], opts: BinaryEnc
   const dayCache = new Map<number, number>();
   const scratch = Buffer.allocUnsafe(1 << 16);
 
-  return (lines, rows, starts) => {
+  return (lines, rows, starts, firstOrdinal = 0) => {
     const out = new Out(
-      (starts ? Math.ceil((lines.length / Math.max(1, countLinesIn(lines))) * rows * 1.2) : lines.length) + rows * (fieldCount * 4 + 16) + 64,
+      (starts ? spanOf(lines, rows, starts) : lines.length) + rows * (fieldCount * 4 + 16) + 64,
     );
     let p = 0;
-    let ordinal = 0;
+    let ordinal = firstOrdinal;
     let k = 0;
     const n = lines.length;
     while (starts ? k < rows : p < n) {
@@ -331,8 +332,14 @@ function writeTimestamp(out: Out, b: Buffer, start: number, end: number, cache: 
   else out.bigint64(BigInt(seconds) * 1_000_000n + BigInt(micros));
 }
 
-function countLinesIn(b: Buffer): number {
-  let n = 0;
-  for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
-  return n;
+/**
+ * About the bytes of the lines at `starts` (for the output's first size): the stretch from the
+ * first to past the last. Rows split over several connections interleave, so this is an upper
+ * bound; it costs nothing, where counting the lines of the whole batch for every slice did.
+ */
+function spanOf(lines: Buffer, rows: number, starts: Int32Array): number {
+  if (rows === 0) return 0;
+  const last = starts[rows - 1]!;
+  const end = lines.indexOf(10, last);
+  return (end === -1 ? lines.length : end + 1) - starts[0]!;
 }
