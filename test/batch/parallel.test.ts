@@ -12,11 +12,13 @@ import { join } from "node:path";
 import { availableParallelism } from "node:os";
 import { discoverFilesInDirectory } from "../../src/actions/batch/discover.js";
 import { parseByteSize, processFilesInParallel, type FailedFile } from "../../src/actions/batch/parallel.js";
-import { readDataset, stepFolder, writeDataset, type IngestMeta } from "../../src/actions/batch/dataset.js";
+import { INTERMEDIATE_CSV, readDataset, stepFolder, writeDataset, type DatasetPart, type IngestMeta } from "../../src/actions/batch/dataset.js";
 import type { QuarantinedRecord } from "../../src/actions/batch/model.js";
 import type { ActionContext, FileLedger, ProgressUpdate } from "../../src/actions/types.js";
 import { openWriter, readCsv, readNdjson } from "../../src/formats/index.js";
 import { writeTradesCsv, writeTradesFile } from "../../src/samples/trades.js";
+import { convertToStandardFormat } from "../../src/actions/batch/standardize.js";
+import { readTypedRows } from "../../src/actions/batch/typed-dataset.js";
 
 /** The pool never has more threads than cores. */
 const CORES = availableParallelism();
@@ -50,6 +52,15 @@ function osThreads(): number {
 async function readAll(path: string): Promise<Record<string, unknown>[]> {
   const rows: Record<string, unknown>[] = [];
   for await (const b of readNdjson(path)) rows.push(...b.rows);
+  return rows;
+}
+
+/** The records of a part as the next step reads them: a CSV part in its own dialect, `_line` as a number. */
+async function readPart(part: DatasetPart): Promise<Record<string, unknown>[]> {
+  if (part.format !== "csv") return readAll(part.path);
+  expect(part).toMatchObject({ intermediate: true, csv: INTERMEDIATE_CSV });
+  const rows: Record<string, unknown>[] = [];
+  for await (const b of readCsv(part.path, part.csv)) rows.push(...b.rows.map((r) => ({ ...r, _line: Number(r._line) })));
   return rows;
 }
 
@@ -101,10 +112,10 @@ describe("process_files_in_parallel", () => {
 
     const ds = await readDataset(out.dataset as string);
     expect(ds.parts.length).toBe(out.units);
-    expect(ds.parts.every((p) => p.source === file && p.format === "ndjson")).toBe(true);
+    expect(ds.parts.every((p) => p.source === file && p.format === "csv")).toBe(true);
     const got: Record<string, unknown>[] = [];
     for (const p of ds.parts) {
-      const rows = await readAll(p.path);
+      const rows = await readPart(p);
       expect(rows.length).toBe(p.rows);
       got.push(...rows);
     }
@@ -153,17 +164,17 @@ describe("process_files_in_parallel", () => {
     expect(sources).toEqual([...sources].sort());
     expect(ds.parts.filter((p) => p.source.endsWith("a.csv")).length).toBeGreaterThan(1);
 
-    const e = await readAll(ds.parts.find((p) => p.source.endsWith("e.csv"))!.path);
+    const e = await readPart(ds.parts.find((p) => p.source.endsWith("e.csv"))!);
     expect(e).toEqual([
       { id: "1", name: "ann", qty: "3", _line: 2 },
       { id: "2", name: "bob", qty: "4", _line: 3 },
       { id: "4", name: "dee\nsecond", qty: "5", _line: 5 },
       { id: "5", name: "eve", qty: "6", _line: 7 },
     ]);
-    const d = await readAll(ds.parts.find((p) => p.source.endsWith("d.parquet"))!.path);
+    const d = await readPart(ds.parts.find((p) => p.source.endsWith("d.parquet"))!);
     expect(d[0]).toEqual({ trade_id: "D-0", quantity: "1", _line: 0 });
-    expect(await readAll(ds.parts.find((p) => p.source.endsWith("f.tsv"))!.path)).toEqual([{ id: "x", name: "y", _line: 2 }]);
-    const b = await readAll(ds.parts.find((p) => p.source.endsWith("b.ndjson"))!.path);
+    expect(await readPart(ds.parts.find((p) => p.source.endsWith("f.tsv"))!)).toEqual([{ id: "x", name: "y", _line: 2 }]);
+    const b = await readPart(ds.parts.find((p) => p.source.endsWith("b.ndjson"))!);
     expect(b[0]).toMatchObject({ trade_id: expect.stringMatching(/^B-/), _line: 1 });
 
     expect(ds.quarantine.length).toBe(1);
@@ -171,6 +182,42 @@ describe("process_files_in_parallel", () => {
     expect(q).toEqual([{ source: join(dir, "e.csv"), line: 4, step: "parallel", reasons: [expect.stringMatching(/expected 3 fields/)], record: "3,cy" }]);
     expect(ds.accounting).toEqual({ rowsIn: 556, rowsQuarantined: 1, rowsDuplicate: 0 });
     expect((ds.meta!.ingest as IngestMeta).files.length).toBe(6);
+  });
+
+  it("the next step reads the parts as they were written, not with the read options the schema gives for the source files", async () => {
+    const dir = fresh("sluice-par-read-");
+    // A Latin-1, semicolon-separated source, and a UTF-8 NDJSON one; the schema describes the CSV.
+    writeFileSync(
+      join(dir, "a.csv"),
+      Buffer.from('city;n;note\nMünchen;1;plain\n"Zürich, CH";2;"say ""hi"""\nKöln;3;"two\nlines"\n', "latin1"),
+    );
+    writeFileSync(join(dir, "b.ndjson"), '{"city":"Göteborg","n":4,"note":"Å"}\n');
+    const art = fresh("sluice-par-art-");
+    const out = await processFilesInParallel({ files: await discover(dir, art), csv: { delimiter: ";", encoding: "latin1" } }, ctx(art));
+    const parsed = await readDataset(out.dataset as string);
+    expect(parsed.parts.map((p) => [p.format, p.intermediate])).toEqual([
+      ["csv", true],
+      ["ndjson", true],
+    ]);
+    const schema = {
+      read: { delimiter: ";", encoding: "latin1" },
+      columns: [
+        { name: "city", type: "string" as const },
+        { name: "n", type: "integer" as const },
+        { name: "note", type: "string" as const },
+      ],
+    };
+    const typed = await convertToStandardFormat({ dataset: out.dataset as string, schema }, ctx(art, { step: "standardize" }));
+    expect(typed).toMatchObject({ rowsIn: 4, rowsOut: 4, rowsQuarantined: 0 });
+    const ds = await readDataset(typed.dataset as string);
+    const rows: unknown[] = [];
+    for await (const b of readTypedRows(ds, ds.columns!, new AbortController().signal)) rows.push(...b.rows.map((r) => ({ ...r.row, line: r.line })));
+    expect(rows).toEqual([
+      { city: "München", n: "1", note: "plain", line: 2 },
+      { city: "Zürich, CH", n: "2", note: 'say "hi"', line: 3 },
+      { city: "Köln", n: "3", note: "two\nlines", line: 4 },
+      { city: "Göteborg", n: "4", note: "Å", line: 1 },
+    ]);
   });
 
   it("isolates a corrupt Parquet file and a JSON file that is not an array; the rest succeed", async () => {
@@ -197,7 +244,7 @@ describe("process_files_in_parallel", () => {
     expect((ds.meta!.ingest as IngestMeta).files.map((f) => f.path)).toEqual([join(dir, "a.csv"), join(dir, "b.ndjson")]);
     // Nothing of the failed files is left in the step folder.
     const left = readdirSync(join(art, "parallel"));
-    expect(left.filter((n) => n.endsWith(".ndjson")).length).toBe(ds.parts.length + ds.quarantine.length);
+    expect(left.filter((n) => n.endsWith(".ndjson") || n.endsWith(".csv")).length).toBe(ds.parts.length + ds.quarantine.length);
   });
 
   it("fails with TOO_MANY_FAILED_FILES when failures pass the threshold, or when every file fails", async () => {

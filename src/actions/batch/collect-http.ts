@@ -149,6 +149,8 @@ export async function collectHttp(
       ...(p.rows !== undefined ? { rows: p.rows } : {}),
       ...(p.format === "csv" && input.csv ? { csv: input.csv } : {}),
       ...(secure ? { encrypted: secure.encrypted } : {}),
+      // JSON responses were written out as NDJSON here: the schema's read options are not theirs.
+      ...(p.format === "ndjson" ? { intermediate: true } : {}),
     });
   }
   if (pagesLeft) ctx.log.warn("pages were left unread: the API had more pages after maxPages (onMaxPages: stop)", { source: display, pages: cp.pages.length });

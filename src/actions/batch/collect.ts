@@ -158,5 +158,5 @@ async function collectPostgres(source: string, display: string, input: CollectIn
     ctx.progress({ rows });
   }
   const res = await writer.close();
-  return [{ path, format: "ndjson", source: `${display} ${input.table ?? "query"}`, rows, bytes: res.bytes }];
+  return [{ path, format: "ndjson", source: `${display} ${input.table ?? "query"}`, rows, bytes: res.bytes, intermediate: true }];
 }

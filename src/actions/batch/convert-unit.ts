@@ -106,8 +106,10 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
         const raw = b.rows[i]!;
         let line = b.lines[i]!;
         if (unit.lineField) {
+          // A number in NDJSON parts, text in CSV ones; quarantined records show it as a number.
           const staged = raw[LINE_FIELD];
-          if (typeof staged === "number") line = staged;
+          const n = typeof staged === "number" ? staged : typeof staged === "string" && staged !== "" ? Number(staged) : NaN;
+          if (Number.isInteger(n)) line = raw[LINE_FIELD] = n;
         }
         if (!declared) {
           for (const k in raw) if (seen.size < MAX_FIELDS) seen.add(k);

@@ -39,11 +39,23 @@ export interface DatasetPart {
   /** Reading options for raw parts beyond the CSV dialect (the text encoding). */
   read?: { encoding?: string };
   /**
+   * Written by an earlier step (the parse step of the bulk workflow) in Sluice's own form: read
+   * with the part's own format and options, never with a schema's `read:` options, which
+   * describe the user's source files.
+   */
+  intermediate?: boolean;
+  /**
    * The file is in the envelope format (crypto/envelope.ts): readers open it through a
    * decrypting stream (`partDecryption`), and its plaintext never touches the disk.
    */
   encrypted?: EncryptedPart;
 }
+
+/**
+ * The dialect of the CSV parts the parse step writes for CSV/TSV sources (DatasetPart.intermediate):
+ * RFC 4180 in UTF-8 with a header, whatever the source's own dialect and encoding.
+ */
+export const INTERMEDIATE_CSV = { delimiter: ",", quote: '"', header: true, encoding: "utf-8" } as const;
 
 /** How a part was encrypted: the KEK's id and version, where the keyring is (a reference, never a key), the data key's context. */
 export interface EncryptedPart {

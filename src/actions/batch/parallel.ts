@@ -1,6 +1,9 @@
 /**
  * data-collector/process_files_in_parallel: parse a discovered file set on a pool of worker
- * threads, in record-aligned chunks, into NDJSON parts with each record's source line.
+ * threads, in record-aligned chunks, into parts with each record's source line (`_line`): CSV in
+ * Sluice's own dialect (UTF-8, comma, header; INTERMEDIATE_CSV) for CSV/TSV sources, NDJSON for
+ * the others (see chunk-worker.ts). The parts are marked `intermediate`: the next step reads them
+ * as written, not with the schema's `read:` options meant for the source files.
  *
  * Plan: every CSV/TSV file larger than `chunkSize` is cut into byte ranges of about that size
  * that start at record boundaries (`splitCsv`, quote-aware, so a quoted newline is never a cut);
@@ -35,9 +38,9 @@ import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { asErrorCode, SluiceError, type ErrorCode } from "../../errors.js";
 import { sha256File } from "../../connectors/files.js";
-import { splitCsv, type CsvRange } from "../../formats/index.js";
+import { splitCsv, type CsvRange, type FileFormat } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
-import { readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
+import { INTERMEDIATE_CSV, readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
 import { mapLimit } from "./map-limit.js";
 import type { UnitResult, WorkUnit } from "./chunk-worker.js";
 import { compiledWorker, runPool } from "./worker-pool.js";
@@ -220,7 +223,7 @@ export async function processFilesInParallel(input: ParallelInput, ctx: ActionCo
       accounting.rowsIn += r.rows + r.malformed;
       accounting.rowsQuarantined += r.malformed;
       rowsOut += r.rows;
-      if (r.rows > 0) parts.push({ path: u.out, format: "ndjson", source: f.part.source, rows: r.rows, bytes: r.partBytes });
+      if (r.rows > 0) parts.push({ path: u.out, ...intermediateFormat(u.format), source: f.part.source, rows: r.rows, bytes: r.partBytes, intermediate: true });
       else drop.push(u.out);
       if (r.malformed > 0) quarantine.push(u.quarantine);
     }
@@ -300,7 +303,7 @@ async function planFile(f: FileState, chunkBytes: number, csv: ParallelInput["cs
   const dialect = { ...(csv ?? {}), ...(part.csv ?? {}) };
   const textual = part.format === "csv" || part.format === "tsv";
   if (textual && part.format === "tsv") dialect.delimiter ??= "\t";
-  const name = (chunk: number, kind: string) => join(dir, `${kind}-${pad(index)}-${pad(chunk)}.ndjson`);
+  const name = (chunk: number, kind: string) => join(dir, `${kind}-${pad(index)}-${pad(chunk)}.${kind === "part" && textual ? "csv" : "ndjson"}`);
   const unit = (chunk: number, bytes: number, range?: CsvRange): WorkUnit => ({
     id: -1,
     path: part.path,
@@ -326,6 +329,11 @@ async function planFile(f: FileState, chunkBytes: number, csv: ParallelInput["cs
 }
 
 const pad = (n: number): string => String(n).padStart(5, "0");
+
+/** The form of a unit's part (chunk-worker.ts): CSV in Sluice's dialect for CSV/TSV sources, else NDJSON. */
+function intermediateFormat(source: FileFormat): Pick<DatasetPart, "format" | "csv"> {
+  return source === "csv" || source === "tsv" ? { format: "csv", csv: { ...INTERMEDIATE_CSV } } : { format: "ndjson" };
+}
 
 function reasonOf(err: unknown): string {
   if (err instanceof Error) return err.message;

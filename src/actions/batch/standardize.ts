@@ -260,8 +260,12 @@ interface PlanContext {
   step: string;
 }
 
-/** How a part is read: the schema document's `read:` wins over what the collecting step recorded. */
+/**
+ * How a part is read: the schema document's `read:` wins over what the collecting step recorded,
+ * except for a part an earlier step wrote in Sluice's own form (DatasetPart.intermediate).
+ */
 export function readSpecOf(part: DatasetPart, doc: SchemaDocument): { format: FileFormat; read: ReadSpec } {
+  if (part.intermediate && part.format !== "stage" && part.format !== "unknown") return { format: part.format, read: { ...(part.csv ?? {}), ...(part.read ?? {}) } };
   const format = (doc.read?.format ?? part.format) as FileFormat | "unknown";
   if (format === "unknown")
     throw new SluiceError(

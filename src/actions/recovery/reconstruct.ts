@@ -301,7 +301,7 @@ export async function reconstructFromMultipleSources(input: ReconstructInput, ct
     const path = join(dir, `recovered-${String(i + 1).padStart(2, "0")}.ndjson`);
     const text = lines.join("\n") + "\n";
     await writeFile(path, text);
-    parts.push({ path, format: "ndjson", source: name, rows: lines.length, bytes: Buffer.byteLength(text) });
+    parts.push({ path, format: "ndjson", source: name, rows: lines.length, bytes: Buffer.byteLength(text), intermediate: true });
   }
   const strategy = decision ? { choice: decision.choice, delivered: delivered(decision.choice, read, ledger.missing), decision: input.decision! } : undefined;
   const recovery: RecoveryMeta = {
