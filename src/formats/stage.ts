@@ -142,6 +142,8 @@ export interface StageWriter {
   write(rows: readonly TypedRow[], lines: readonly number[]): Promise<void>;
   /** Append lines already in stage form (from another stage file). */
   writeLines(text: string, rows: number): Promise<void>;
+  /** The same, as bytes: whole stage lines, copied as they are. */
+  writeBytes(pieces: readonly Buffer[], rows: number): Promise<void>;
   close(): Promise<{ rows: number; bytes: number }>;
 }
 
@@ -185,6 +187,17 @@ export async function openStageWriter(path: string, columns: readonly Column[]):
     },
     async writeLines(text, n) {
       await put(text);
+      rows += n;
+    },
+    async writeBytes(pieces, n) {
+      for (const piece of pieces) {
+        for (let at = 0; at < piece.length; ) {
+          if (pos === buf.length) await flush();
+          const copied = piece.copy(buf, pos, at, Math.min(piece.length, at + buf.length - pos));
+          pos += copied;
+          at += copied;
+        }
+      }
       rows += n;
     },
     async close() {

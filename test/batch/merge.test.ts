@@ -233,6 +233,23 @@ describe("merge_processed_files", () => {
     expect(counts(exact)).toEqual([6, 1, 2, 3]); // K7 twice alike; K1 in three versions, K3 in two
   });
 
+  it("a composite key whose columns have another between them: rows differing only there are one key", async () => {
+    // Key (trade_id, symbol); executed_at lies between them in the line and differs.
+    const files = [
+      { source: "a", rows: [trade("T1", { executed_at: "2026-11-02T09:30:00.000Z" }), trade("T2")] },
+      { source: "b", rows: [trade("T1", { executed_at: "2026-11-03T09:30:00.000Z" }), trade("T2", { symbol: "OTHER" })] },
+    ];
+    const screened = await dataset(files);
+    const r = await merge({ key: ["trade_id", "symbol"], conflict: { policy: "latest", column: "executed_at" } }, screened.ref, screened.root);
+    const exact = await dataset(files);
+    const e = await merge({ key: ["trade_id", "symbol"], conflict: { policy: "latest", column: "executed_at" } }, exact.ref, exact.root, { maxCandidates: 0 });
+    const rows = (x: Result) => x.rows.map((row) => `${row.trade_id}/${row.symbol}@${String(row.executed_at).slice(0, 10)}:${row.source}`).sort();
+    expect(rows(r)).toEqual(["T1/ACME@2026-11-03:b", "T2/ACME@2026-11-02:a", "T2/OTHER@2026-11-02:b"]);
+    expect(rows(r)).toEqual(rows(e));
+    expect(r.report).toMatchObject({ rowsOut: 3, conflicts: 1, rowsSuperseded: 1 });
+    balanced(r);
+  });
+
   it("quarantines rows with an empty key column, with the reason and the source position", async () => {
     const columns: Column[] = [...COLUMNS, { name: "venue", type: "string" }];
     const { ref, root } = await dataset(

@@ -17,10 +17,64 @@ import type { TypedRow } from "../../formats/typed.js";
 /** Candidates held in memory before a caller gives up on them and treats every value as one. */
 export const MAX_REPEATS = 250_000;
 
+/** Where a key's fields are in stage lines: their positions (`_line` is 0), in line order. */
+export interface KeyFields {
+  positions: number[];
+  /** The fields are side by side (or one): their bytes are one stretch of the line. */
+  adjacent: boolean;
+}
+
+export function keyFieldsOf(columns: readonly Column[], fields: readonly string[]): KeyFields {
+  const names = columns.map((c) => c.name);
+  const positions = [...new Set(fields.map((f) => names.indexOf(f) + 1))].sort((a, b) => a - b);
+  return { positions, adjacent: positions[positions.length - 1]! - positions[0]! === positions.length - 1 };
+}
+
+/**
+ * The bytes of the fields in the stage line data[start, end) as one stretch [from, to), from
+ * the first key field to the last. Only a key of adjacent fields is exactly that stretch: the
+ * fields between two others of a composite key would make one key two (see keyText). Chunks
+ * hold whole lines; the `end` guard keeps a scan in its line.
+ */
+function fieldSpan(data: Buffer, start: number, end: number, key: KeyFields): [number, number] {
+  const first = key.positions[0]!;
+  const last = key.positions[key.positions.length - 1]!;
+  let field = 0;
+  let i = start;
+  while (field < first && i < end) if (data[i++] === 9) field++;
+  const from = i;
+  while (i < end && !(data[i] === 9 && field === last)) if (data[i++] === 9) field++;
+  return [from, i];
+}
+
+/**
+ * The key fields of a stage line as latin1 text (one character per byte, so equal bytes are
+ * equal strings), tab-separated: only the key's own fields, whatever lies between them.
+ */
+export function keyText(data: Buffer, start: number, end: number, key: KeyFields): string {
+  if (key.adjacent) {
+    const [from, to] = fieldSpan(data, start, end, key);
+    return data.toString("latin1", from, to);
+  }
+  let text = "";
+  let field = 0;
+  let k = 0;
+  let fieldStart = start;
+  for (let i = start; i <= end && k < key.positions.length; i++) {
+    if (i < end && data[i] !== 9) continue;
+    if (field === key.positions[k]) text += (k++ === 0 ? "" : "\t") + data.toString("latin1", fieldStart, i);
+    field++;
+    fieldStart = i + 1;
+  }
+  return text;
+}
+
 /**
  * The candidates as `name(row)` of the decoded line (a key's encoding, a column's value), or
  * undefined when there are more than `max` of them (a dataset made mostly of repeats: the
  * caller then treats every value as a candidate). `name` returning undefined leaves a row out.
+ * `spans`, when given, also gets each candidate's keyText, for a caller that tests lines
+ * without decoding them.
  */
 export async function repeatCandidates(
   ds: Dataset,
@@ -29,12 +83,9 @@ export async function repeatCandidates(
   signal: AbortSignal,
   max: number,
   name: (row: TypedRow) => string | undefined,
+  spans?: Set<string>,
 ): Promise<Set<string> | undefined> {
-  const names = columns.map((c) => c.name);
-  // Field positions in a stage line: _line first, then the columns.
-  const at = fields.map((f) => names.indexOf(f) + 1);
-  const first = Math.min(...at);
-  const last = Math.max(...at);
+  const key = keyFieldsOf(columns, fields);
   const filter = new BloomFilter();
   const candidates = new Set<string>();
   for await (const { chunk } of readTypedChunks(ds, columns, signal)) {
@@ -42,16 +93,16 @@ export async function repeatCandidates(
     let start = 0;
     while (start < data.length) {
       const nl = data.indexOf(10, start);
-      const end = nl < 0 ? data.length : nl; // chunks hold whole lines; the guard keeps a scan in its line
-      // The span from the first field to the last (one field for one column).
-      let field = 0;
-      let i = start;
-      while (field < first && i < end) if (data[i++] === 9) field++;
-      const from = i;
-      while (i < end && !(data[i] === 9 && field === last)) if (data[i++] === 9) field++;
-      if (filter.seenOrAddBytes(data, from, i)) {
+      const end = nl < 0 ? data.length : nl;
+      let seen: boolean;
+      if (key.adjacent) {
+        const [from, to] = fieldSpan(data, start, end, key);
+        seen = filter.seenOrAddBytes(data, from, to);
+      } else seen = filter.seenOrAdd(keyText(data, start, end, key));
+      if (seen) {
         const v = name(decodeStageLine(data.toString("utf8", start, end), columns));
         if (v !== undefined) candidates.add(v);
+        spans?.add(keyText(data, start, end, key));
         if (candidates.size > max) return undefined;
       }
       start = end + 1;

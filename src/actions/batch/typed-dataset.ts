@@ -75,6 +75,15 @@ export class TypedOutput {
     this.rows += rows;
   }
 
+  /** The same as bytes (whole stage lines, e.g. pieces of a chunk read with readTypedChunks). */
+  async writeBytes(source: string, pieces: readonly Buffer[], rows: number): Promise<void> {
+    const c = await this.partFor(source);
+    if (rows === 0) return;
+    await c.writer.writeBytes(pieces, rows);
+    c.part.rows! += rows;
+    this.rows += rows;
+  }
+
   async close(): Promise<void> {
     await this.closeCurrent();
   }
