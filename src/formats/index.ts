@@ -12,14 +12,7 @@ export { splitCsv, type SplitCsvOptions } from "./csv-ranges.js";
 export { openNdjsonWriter, parseNdjsonStream, readNdjson, type NdjsonReadOptions } from "./ndjson.js";
 export { openJsonArrayWriter, readJsonArray, type JsonArrayReadOptions } from "./json-array.js";
 export { describeParquet, openParquetWriter, parquetColumnSpecs, readParquet } from "./dispatch.js";
-export type {
-  DescribedColumn,
-  FileDescription,
-  ParquetCodec,
-  ParquetColumnSpec,
-  ParquetColumnType,
-  ParquetWriteOptions,
-} from "./parquet.js";
+export type { DescribedColumn, FileDescription, ParquetCodec, ParquetColumnSpec, ParquetColumnType, ParquetWriteOptions } from "./parquet.js";
 export { describeArrow, readArrow } from "./dispatch.js";
 export { convertFile, type ConvertOptions, type ConvertResult } from "./convert.js";
 export { detectEncoding, detectFileEncoding, normalizeEncoding, SUPPORTED_ENCODINGS } from "./encoding.js";

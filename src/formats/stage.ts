@@ -191,7 +191,7 @@ export async function openStageWriter(path: string, columns: readonly Column[]):
     },
     async writeBytes(pieces, n) {
       for (const piece of pieces) {
-        for (let at = 0; at < piece.length; ) {
+        for (let at = 0; at < piece.length;) {
           if (pos === buf.length) await flush();
           const copied = piece.copy(buf, pos, at, Math.min(piece.length, at + buf.length - pos));
           pos += copied;

@@ -187,10 +187,7 @@ describe("process_files_in_parallel", () => {
   it("the next step reads the parts as they were written, not with the read options the schema gives for the source files", async () => {
     const dir = fresh("sluice-par-read-");
     // A Latin-1, semicolon-separated source, and a UTF-8 NDJSON one; the schema describes the CSV.
-    writeFileSync(
-      join(dir, "a.csv"),
-      Buffer.from('city;n;note\nMünchen;1;plain\n"Zürich, CH";2;"say ""hi"""\nKöln;3;"two\nlines"\n', "latin1"),
-    );
+    writeFileSync(join(dir, "a.csv"), Buffer.from('city;n;note\nMünchen;1;plain\n"Zürich, CH";2;"say ""hi"""\nKöln;3;"two\nlines"\n', "latin1"));
     writeFileSync(join(dir, "b.ndjson"), '{"city":"Göteborg","n":4,"note":"Å"}\n');
     const art = fresh("sluice-par-art-");
     const out = await processFilesInParallel({ files: await discover(dir, art), csv: { delimiter: ";", encoding: "latin1" } }, ctx(art));

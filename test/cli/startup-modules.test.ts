@@ -25,7 +25,9 @@ function loadedBy(args: string[]): string[] {
 
 const heavy = (urls: string[]) =>
   urls.filter((u) =>
-    /node_modules\/(libphonenumber-js|ibantools|hyparquet[^/]*|apache-arrow|kafkajs|nats|amqplib|mqtt|ioredis|@kubernetes)\/|\/security\/detectors\.js|\/formats\/(parquet|arrow)\.js/.test(u),
+    /node_modules\/(libphonenumber-js|ibantools|hyparquet[^/]*|apache-arrow|kafkajs|nats|amqplib|mqtt|ioredis|@kubernetes)\/|\/security\/detectors\.js|\/formats\/(parquet|arrow)\.js/.test(
+      u,
+    ),
   );
 
 describe("start-up loads what the command uses", () => {

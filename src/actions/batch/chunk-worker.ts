@@ -17,7 +17,16 @@
  * The pool's side (worker-pool.ts) throttles progress reports. This module runs only inside a
  * Worker; the main thread never imports it (types only).
  */
-import { openCsvWriter, openNdjsonWriter, openReader, readCsvRange, type CsvRange, type FileFormat, type RecordBatch, type RecordWriter } from "../../formats/index.js";
+import {
+  openCsvWriter,
+  openNdjsonWriter,
+  openReader,
+  readCsvRange,
+  type CsvRange,
+  type FileFormat,
+  type RecordBatch,
+  type RecordWriter,
+} from "../../formats/index.js";
 import { INTERMEDIATE_CSV } from "./dataset.js";
 import type { QuarantinedRecord } from "./model.js";
 import { serveUnits } from "./worker-pool.js";

@@ -89,7 +89,7 @@ const TX_ROWS = 200_000;
 
 /** True when a field of a keyText is empty or `\N` (null): such a row is quarantined, not written. */
 function hasEmptyField(key: string): boolean {
-  for (let start = 0; ; ) {
+  for (let start = 0; ;) {
     let end = key.indexOf("\t", start);
     if (end < 0) end = key.length;
     if (end === start || (end - start === 2 && key.charCodeAt(start) === 92 && key.charCodeAt(start + 1) === 78)) return true;
@@ -195,7 +195,7 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext,
       const data = chunk.data;
       let slow = "";
       let run = -1;
-      for (let start = 0; start < data.length; ) {
+      for (let start = 0; start < data.length;) {
         const nl = data.indexOf(10, start);
         const end = nl < 0 ? data.length : nl;
         let straight = false;

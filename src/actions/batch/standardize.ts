@@ -265,7 +265,8 @@ interface PlanContext {
  * except for a part an earlier step wrote in Sluice's own form (DatasetPart.intermediate).
  */
 export function readSpecOf(part: DatasetPart, doc: SchemaDocument): { format: FileFormat; read: ReadSpec } {
-  if (part.intermediate && part.format !== "stage" && part.format !== "unknown") return { format: part.format, read: { ...(part.csv ?? {}), ...(part.read ?? {}) } };
+  if (part.intermediate && part.format !== "stage" && part.format !== "unknown")
+    return { format: part.format, read: { ...(part.csv ?? {}), ...(part.read ?? {}) } };
   const format = (doc.read?.format ?? part.format) as FileFormat | "unknown";
   if (format === "unknown")
     throw new SluiceError(

@@ -133,9 +133,7 @@ export function compileBinaryEncoder(columns: readonly Column[], opts: BinaryEnc
   const scratch = Buffer.allocUnsafe(1 << 16);
 
   return (lines, rows, starts, firstOrdinal = 0) => {
-    const out = new Out(
-      (starts ? spanOf(lines, rows, starts) : lines.length) + rows * (fieldCount * 4 + 16) + 64,
-    );
+    const out = new Out((starts ? spanOf(lines, rows, starts) : lines.length) + rows * (fieldCount * 4 + 16) + 64);
     let p = 0;
     let ordinal = firstOrdinal;
     let k = 0;

@@ -554,7 +554,12 @@ export class PostgresDestination implements Destination {
     );
   }
 
-  private encodeDirect(t: CheckedTarget, part: { data: Buffer; rows: number; starts: Int32Array | undefined }, ctx: WriteContext, loadedAt: Date): Promise<Buffer[]> {
+  private encodeDirect(
+    t: CheckedTarget,
+    part: { data: Buffer; rows: number; starts: Int32Array | undefined },
+    ctx: WriteContext,
+    loadedAt: Date,
+  ): Promise<Buffer[]> {
     return encodeInSlices(compileBinaryEncoder(t.columns, { ordinal: false, meta: { runId: ctx.runId, loadedAt } }), part);
   }
 
