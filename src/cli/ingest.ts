@@ -57,7 +57,7 @@ export async function ingestCommand(source: string, o: IngestFlags): Promise<num
     if (o.key) schema = { ...schema, key: keyList(o.key) };
     process.stderr.write(`sluice: schema from ${o.schema}\n`);
   } else {
-    const result = await infer(source, o);
+    const result = await infer(source, o, true);
     schema = result.schema;
     process.stderr.write(await schemaText(result));
     if (o.printSchema) await writeSchema(o.printSchema, result);
@@ -76,8 +76,9 @@ export async function ingestCommand(source: string, o: IngestFlags): Promise<num
   return runWorkflowFile(STANDARD_WORKFLOW, params, { json: o.json === true, ...(o.actions ? { actions: o.actions } : {}) });
 }
 
-async function infer(source: string, o: InferFlags): Promise<InferResult> {
-  const { inferSource } = await import("../actions/batch/infer-source.js");
+/** `inWorker`: sample on a worker thread (see inferInWorker), for `sluice ingest`. */
+async function infer(source: string, o: InferFlags, inWorker = false): Promise<InferResult> {
+  const { inferInWorker, inferSource } = await import("../actions/batch/infer-source.js");
   const sample = o.sample === undefined ? undefined : Number(o.sample);
   if (sample !== undefined && !(Number.isInteger(sample) && sample > 0))
     throw new SluiceError("USAGE", `--sample must be a positive whole number, not ${o.sample}`);
@@ -88,7 +89,7 @@ async function infer(source: string, o: InferFlags): Promise<InferResult> {
   }
   if (o.delimiter !== undefined && [...o.delimiter.replace("\\t", "\t")].length !== 1)
     throw new SluiceError("USAGE", `--delimiter must be one character, not ${JSON.stringify(o.delimiter)}`);
-  return inferSource(source, {
+  return (inWorker ? inferInWorker : inferSource)(source, {
     ...(format ? { format } : {}),
     ...(o.encoding ? { encoding: o.encoding } : {}),
     ...(o.delimiter !== undefined ? { delimiter: o.delimiter.replace("\\t", "\t") } : {}),

@@ -63,7 +63,19 @@ export function compiledWorker(name: string): URL {
   return compiled;
 }
 
-export function runPool<U extends PoolUnit, R>(units: readonly U[], size: number, entry: URL, signal: AbortSignal, on: PoolHandlers<U, R>): Promise<void> {
+/**
+ * `heapMb`: the workers' old-generation cap (default LIMITS); a caller whose unit holds more than
+ * one batch at a time (the schema inference's sample) gives its own.
+ */
+export function runPool<U extends PoolUnit, R>(
+  units: readonly U[],
+  size: number,
+  entry: URL,
+  signal: AbortSignal,
+  on: PoolHandlers<U, R>,
+  opts: { heapMb?: number } = {},
+): Promise<void> {
+  const limits = opts.heapMb === undefined ? LIMITS : { maxOldGenerationSizeMb: opts.heapMb };
   return new Promise<void>((resolvePool, rejectPool) => {
     const live = new Set<Worker>();
     let next = 0;
@@ -92,7 +104,7 @@ export function runPool<U extends PoolUnit, R>(units: readonly U[], size: number
     const spawn = (): void => {
       const first = takeNext();
       if (!first) return;
-      const worker = new Worker(entry, { workerData: { [WORKER_MARK]: 1 }, resourceLimits: LIMITS });
+      const worker = new Worker(entry, { workerData: { [WORKER_MARK]: 1 }, resourceLimits: limits });
       live.add(worker);
       let current: U | undefined;
       let crash: string | undefined;
