@@ -146,7 +146,7 @@ export const LAYERS = [
       "exec-usage.ts  an exec program's CPU, memory, I/O from /proc",
       "batch/  source-checks · collect (+ collect-http, page-checkpoint) · standardize (+ convert-unit, convert-worker)",
       "        validate · store · discover · parallel (+ chunk-worker) · merge   the batch actions",
-      "        typing · quality (+ value-table, bloom-filter, repeats) · infer (+ infer-source) · schema-file · dataset",
+      "        typing · quality (+ value-table, bloom-filter, repeats) · infer (+ infer-source, infer-worker) · schema-file · dataset",
       "        typed-dataset · worker-pool · model                              their parts",
       "stream/  source · decode · validate · store                            continuous stages",
       "recovery/  contract (the documents the resilient-fetch actions pass on)",
