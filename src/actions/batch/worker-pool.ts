@@ -78,6 +78,10 @@ export function runPool<U extends PoolUnit, R>(
   const limits = opts.heapMb === undefined ? LIMITS : { maxOldGenerationSizeMb: opts.heapMb };
   return new Promise<void>((resolvePool, rejectPool) => {
     const live = new Set<Worker>();
+    // Workers told to stop because the plan ran out: the pool settles only once they are gone, so
+    // the next step does not start while their heaps are still resident (its own memory would
+    // add to theirs in the process's peak).
+    const stopping: Promise<number>[] = [];
     let next = 0;
     let running = 0;
     let settled = false;
@@ -88,7 +92,7 @@ export function runPool<U extends PoolUnit, R>(
       signal.removeEventListener("abort", onAbort);
       const all = [...live];
       live.clear();
-      void Promise.allSettled(all.map((w) => w.terminate())).then(() => (err === undefined ? resolvePool() : rejectPool(err)));
+      void Promise.allSettled([...all.map((w) => w.terminate()), ...stopping]).then(() => (err === undefined ? resolvePool() : rejectPool(err)));
     };
     const onAbort = (): void => settle(signal.reason ?? new SluiceError("CANCELLED", "the step was cancelled"));
     signal.addEventListener("abort", onAbort, { once: true });
@@ -112,7 +116,7 @@ export function runPool<U extends PoolUnit, R>(
         current = u;
         if (!u) {
           live.delete(worker);
-          void worker.terminate();
+          stopping.push(worker.terminate());
           if (running === 0) settle();
           return;
         }
