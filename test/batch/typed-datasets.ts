@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { writeDataset, type Accounting } from "../../src/actions/batch/dataset.js";
 import type { Column } from "../../src/actions/batch/model.js";
 import type { ActionContext } from "../../src/actions/types.js";
-import { openStageWriter } from "../../src/formats/stage.js";
+import { openStageWriter, rowHashKind } from "../../src/formats/stage.js";
 import { actionContext, tempDir } from "../helpers.js";
 
 export const COLUMNS: Column[] = [
@@ -27,7 +27,7 @@ export function trade(id: string | null, over: Row = {}): Row {
 /** A typed dataset of stage parts, one per source, rows at lines 2, 3, … */
 export async function dataset(
   files: { source: string; rows: Row[] }[],
-  opts: { columns?: Column[]; prior?: Partial<Accounting>; quarantine?: string[] } = {},
+  opts: { columns?: Column[]; prior?: Partial<Accounting>; quarantine?: string[]; key?: string[] } = {},
 ): Promise<{ ref: string; root: string }> {
   const root = tempDir("sluice-merge-");
   dirs.push(root);
@@ -36,7 +36,8 @@ export async function dataset(
   const parts = await Promise.all(
     files.map(async (f, i) => {
       const path = join(dir, `part-${i}.stage`);
-      const w = await openStageWriter(path, opts.columns ?? COLUMNS);
+      // Typed with a key, rows carry `text` hashes, as a conversion step stages them.
+      const w = await openStageWriter(path, opts.columns ?? COLUMNS, rowHashKind(opts.key));
       await w.write(
         f.rows,
         f.rows.map((_, j) => j + 2),
@@ -52,6 +53,7 @@ export async function dataset(
     step: "format-standardization",
     typed: true,
     columns: opts.columns ?? COLUMNS,
+    ...(opts.key ? { key: opts.key, hash: rowHashKind(opts.key) } : {}),
     parts,
     rows,
     accounting: { rowsIn: rows + q + d, rowsQuarantined: q, rowsDuplicate: d },

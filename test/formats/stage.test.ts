@@ -13,7 +13,11 @@ import {
   openStageWriter,
   readStageChunks,
   readStageRows,
+  rehashStageChunk,
+  rowHashKind,
+  textHash,
 } from "../../src/formats/stage.js";
+import { createHash } from "node:crypto";
 import type { Column, TypedRow } from "../../src/formats/typed.js";
 import { tempDir } from "../helpers.js";
 
@@ -64,6 +68,52 @@ describe("the stage format", () => {
     // A column called like an Object.prototype member reads only own properties.
     const proto = compileStageLineWriter([{ name: "constructor", type: "string" }])({}, 1);
     expect(proto.split("\t")[1]).toBe("\\N");
+  });
+
+  it("keeps the keyless hash earlier versions wrote, byte for byte", () => {
+    // SHA-1 of "2:abT~0:F" in base64, cut to 27 characters: a keyless table is keyed on it.
+    const sha1 = createHash("sha1").update("2:abT~0:F").digest("base64").slice(0, 27);
+    expect(contentHash(["ab", true, null, "", false])).toBe(sha1);
+    expect(rowHashKind(undefined)).toBe("canonical");
+    expect(rowHashKind([])).toBe("canonical");
+  });
+
+  it("hashes a keyed row's stage text, the same whether staged or computed by a destination", async () => {
+    expect(rowHashKind(["id"])).toBe("text");
+    const path = join(dir, "keyed.stage");
+    const w = await openStageWriter(path, COLUMNS, "text");
+    await w.write(ROWS, [1, 2, 3, 4]);
+    await w.close();
+    const lines = readFileSync(path, "utf8").split("\n").slice(1, -1);
+    const names = COLUMNS.map((c) => c.name);
+    lines.forEach((line, i) => {
+      const values = line.slice(line.indexOf("\t") + 1, line.lastIndexOf("\t"));
+      const hash = line.slice(line.lastIndexOf("\t") + 1);
+      // The SHA-1 of exactly the values as the line holds them (escaped, \\N for null, t/f).
+      expect(hash).toBe(createHash("sha1").update(values).digest("base64").slice(0, 27));
+      expect(hash).toBe(
+        textHash(
+          names.map((n) => ROWS[i]![n] ?? null),
+          COLUMNS,
+        ),
+      );
+      expect(hash).not.toBe(contentHash(names.map((n) => ROWS[i]![n] ?? null)));
+    });
+    // The values still round-trip, and re-hashing gives the keyless hash without touching them.
+    const back = [];
+    for await (const batch of readStageRows(path, COLUMNS)) back.push(...batch);
+    expect(back.map((r) => r.row)).toEqual(ROWS);
+    const chunks = [];
+    for await (const c of readStageChunks(path, COLUMNS)) chunks.push(rehashStageChunk(c, COLUMNS));
+    const rehashed = Buffer.concat(chunks.map((c) => c.data))
+      .toString("utf8")
+      .split("\n")
+      .slice(0, -1);
+    expect(rehashed).toHaveLength(4);
+    rehashed.forEach((line, i) => {
+      expect(line.slice(0, line.lastIndexOf("\t"))).toBe(lines[i]!.slice(0, lines[i]!.lastIndexOf("\t")));
+      expect(line.slice(line.lastIndexOf("\t") + 1)).toBe(contentHash(names.map((n) => ROWS[i]![n] ?? null)));
+    });
   });
 
   it("decodes only the columns asked for, and keeps the line to decode the rest later", async () => {

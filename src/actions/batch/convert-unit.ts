@@ -17,7 +17,7 @@ import { closest, distance } from "fastest-levenshtein";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { SluiceError } from "../../errors.js";
 import { openReader, readCsvRange, type CsvRange, type FileFormat, type RecordBatch } from "../../formats/index.js";
-import { LINE_FIELD, openStageWriter } from "../../formats/stage.js";
+import { LINE_FIELD, openStageWriter, rowHashKind } from "../../formats/stage.js";
 import type { QuarantinedRecord, TargetSchemaSpec, TypedRow } from "./model.js";
 import { compileSchema } from "./typing.js";
 
@@ -77,7 +77,7 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
       ? readCsvRange(unit.path, unit.range, { ...csv, ...base })
       : openReader(unit.path, { format: unit.format, ...base, ...(textual ? csv : {}) });
 
-  const writer = await openStageWriter(unit.out, schema.columns);
+  const writer = await openStageWriter(unit.out, schema.columns, rowHashKind(schema.key));
   const quarantine = lazyNdjson(unit.quarantine);
   const seen = new Set<string>();
   let declared: readonly string[] | undefined;

@@ -12,6 +12,7 @@ import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { SluiceError } from "../../errors.js";
 import type { FileFormat } from "../../formats/types.js";
+import type { RowHashKind } from "../../formats/stage.js";
 import type { ActionContext } from "../types.js";
 import type { Column, QuarantinedRecord } from "./model.js";
 import { loadKeyring, type Keyring } from "../../crypto/keyring.js";
@@ -90,6 +91,12 @@ export interface Dataset {
   typed: boolean;
   columns?: Column[];
   key?: string[];
+  /**
+   * The content hash of the staged rows (formats/stage.ts `RowHashKind`): `text` when they were
+   * typed with a key, absent for `canonical`. A store step whose target has no key re-hashes
+   * `text` rows, since there the hash is the row's identity.
+   */
+  hash?: RowHashKind;
   parts: DatasetPart[];
   /** Rows in `parts` (known for typed datasets). */
   rows?: number;

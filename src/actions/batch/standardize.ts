@@ -26,7 +26,7 @@ import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { asErrorCode, SluiceError, toErrorInfo, type ErrorCode } from "../../errors.js";
 import { readCsvHeader, openReader, splitCsv, type CsvRange, type FileFormat } from "../../formats/index.js";
-import { STAGE_FORMAT } from "../../formats/stage.js";
+import { rowHashKind, STAGE_FORMAT } from "../../formats/stage.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { checkAccounting, readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
 import { convertUnit, type ConvertUnitResult, type ConvertUnitSpec, type ExtraColumns, type ReadSpec } from "./convert-unit.js";
@@ -221,6 +221,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
     typed: true,
     columns: compiled.columns,
     ...(compiled.key ? { key: compiled.key } : {}),
+    ...(rowHashKind(compiled.key) === "text" ? { hash: "text" as const } : {}),
     parts,
     rows: rowsOut,
     accounting,

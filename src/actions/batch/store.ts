@@ -14,7 +14,7 @@
  */
 import { join } from "node:path";
 import { openDestination } from "../../connectors/destinations/index.js";
-import type { StageChunk } from "../../formats/stage.js";
+import { rehashStageChunk, rowHashKind, type StageChunk } from "../../formats/stage.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { checkAccounting, readDataset, readQuarantine, requireTyped, type Dataset, type DatasetPart, type IngestMeta } from "./dataset.js";
 import type { QuarantinedRecord } from "./model.js";
@@ -78,7 +78,12 @@ export async function storeValidatedData(input: StoreInput, ctx: ActionContext):
       write.catch(() => undefined);
       inflight.push(write);
     };
-    for await (const { part, chunk } of readTypedChunks(ds, ds.columns, ctx.signal)) {
+    // Rows typed with a key carry `text` hashes; a target without one keys on the hash, which
+    // must then be the `canonical` one earlier loads of that table wrote.
+    const rehash = ds.hash === "text" && rowHashKind(key) === "canonical";
+    if (rehash) ctx.log.info("re-hashing staged rows for a keyless target", { table: input.table });
+    for await (const { part, chunk: staged } of readTypedChunks(ds, ds.columns, ctx.signal)) {
+      const chunk = rehash ? rehashStageChunk(staged, ds.columns) : staged;
       // A batch holds rows of one part, so a rejected row's source is known.
       if (pendingPart !== part) await flush();
       pendingPart = part;

@@ -101,6 +101,7 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
     typed: true,
     columns: ds.columns,
     ...(ds.key ? { key: ds.key } : {}),
+    ...(ds.hash ? { hash: ds.hash } : {}),
     parts: ds.parts,
     rows: kept,
     accounting,

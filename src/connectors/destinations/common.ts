@@ -3,7 +3,7 @@
  * the row key and in-batch "last wins" deduplication.
  */
 import type { Column, TypedRow, TypedValue } from "../../formats/typed.js";
-import { canonicalText, contentHash, compileStageDecoder, type StageChunk } from "../../formats/stage.js";
+import { canonicalText, contentHash, compileStageDecoder, textHash, type StageChunk } from "../../formats/stage.js";
 import { SluiceError } from "../../errors.js";
 import type { DestinationTarget } from "./types.js";
 
@@ -122,7 +122,8 @@ export function prepareBatch(t: CheckedTarget, rows: readonly TypedRow[], where:
   for (let i = 0; i < n; i++) {
     const v = rowValues(rows[i]!, t.names);
     values[i] = v;
-    hashes[i] = known ? known[i]! : contentHash(v);
+    // The hash a conversion step would have staged for this target (formats/stage.ts rowHashKind).
+    hashes[i] = known ? known[i]! : t.hashKey ? contentHash(v) : textHash(v, t.columns);
     keys[i] = keyText(t, v, hashes[i]!, i, where);
   }
   // Last wins: walk backwards, keep the first time a key is met.
