@@ -398,6 +398,66 @@ export function compileStageDecoder(columns: readonly Column[], only?: readonly 
   };
 }
 
+/** A row decoded by `compileStageFieldDecoder`: the columns asked for, and where its line is in the chunk. */
+export interface StagedFields {
+  row: TypedRow;
+  line: number;
+  /** Byte offsets of the line (without its newline) in the chunk's data. */
+  start: number;
+  end: number;
+}
+
+/**
+ * The `only` columns of every line of a chunk, read from the bytes: for a step that needs one or
+ * two columns of each row (the quality step over rows the conversion step screened, which needs
+ * the `unique` column alone), decoding the whole chunk to a string first was most of its work
+ * (0.26 s of 0.92 on 1M trade rows). Fields are found with Buffer.indexOf (memchr) and only the
+ * values asked for become strings; a line is decoded whole later, from `start`/`end`, when needed.
+ */
+export function compileStageFieldDecoder(columns: readonly Column[], only: readonly string[]): (data: Buffer, into: StagedFields[]) => void {
+  const want = new Set(only);
+  const picked = columns.map((c) => want.has(c.name));
+  const kinds = columns.map((c) => (c.type === "boolean" ? 1 : c.type === "string" ? 2 : 0));
+  const names = columns.map((c) => c.name);
+  let last = -1;
+  picked.forEach((p, i) => (p ? (last = i) : undefined));
+  return (data, into) => {
+    let p = 0;
+    const len = data.length;
+    while (p < len) {
+      let nl = data.indexOf(10, p);
+      if (nl === -1) nl = len;
+      let line = 0;
+      let q = p;
+      for (; q < nl; q++) {
+        const b = data[q]!;
+        if (b === 9) break;
+        if (b < 48 || b > 57) throw damagedLine(data.toString("utf8", p, nl), 0, nl - p);
+        line = line * 10 + (b - 48);
+      }
+      if (q === nl || q === p) throw damagedLine(data.toString("utf8", p, nl), 0, nl - p);
+      const row: TypedRow = {};
+      let start = q + 1;
+      for (let c = 0; c <= last; c++) {
+        const tab = data.indexOf(9, start);
+        if (tab === -1 || tab > nl) throw damagedLine(data.toString("utf8", p, nl), 0, nl - p);
+        if (picked[c]) {
+          const k = kinds[c];
+          if (tab - start === 2 && data[start] === 92 && data[start + 1] === 78) row[names[c]!] = null;
+          else if (k === 1) row[names[c]!] = data[start] === 116;
+          else {
+            const v = data.toString("utf8", start, tab);
+            row[names[c]!] = k === 2 ? unescapeCopy(v) : v;
+          }
+        }
+        start = tab + 1;
+      }
+      into.push({ row, line, start: p, end: nl });
+      p = nl + 1;
+    }
+  };
+}
+
 function damagedLine(text: string, from: number, to: number): SluiceError {
   return new SluiceError("INTERNAL", `a staged line does not have the header's fields: ${JSON.stringify(text.slice(from, Math.min(to, from + 200)))}`, {
     retryable: false,

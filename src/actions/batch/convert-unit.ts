@@ -18,7 +18,8 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { SluiceError } from "../../errors.js";
 import { openReader, readCsvRange, type CsvRange, type FileFormat, type RecordBatch } from "../../formats/index.js";
 import { LINE_FIELD, openStageWriter, rowHashKind } from "../../formats/stage.js";
-import type { QuarantinedRecord, TargetSchemaSpec, TypedRow } from "./model.js";
+import type { QualityRuleSpec, QuarantinedRecord, TargetSchemaSpec, TypedRow } from "./model.js";
+import { createQualityChecker } from "./quality.js";
 import { compileSchema } from "./typing.js";
 
 export type ExtraColumns = "ignore" | "error" | "keep";
@@ -50,6 +51,12 @@ export interface ConvertUnitSpec {
   out: string;
   quarantine: string;
   batchSize: number;
+  /**
+   * Quality rules to screen the typed rows against (quality.ts `screeningRules`): the `_line`s
+   * of the rows that break one come back in `flagged`, so the quality step checks every column
+   * of those rows only. The rows are staged either way; quarantining them is the quality step's.
+   */
+  screen?: QualityRuleSpec[];
 }
 
 export interface ConvertUnitResult {
@@ -61,6 +68,8 @@ export interface ConvertUnitResult {
   columns: string[];
   /** Columns of the file the schema does not use. */
   extras: string[];
+  /** With `screen`: the `_line`s of the staged rows that break a screening rule. */
+  flagged?: number[];
 }
 
 /** Most distinct field names remembered per schemaless unit (for the missing-column check). */
@@ -77,6 +86,8 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
       ? readCsvRange(unit.path, unit.range, { ...csv, ...base })
       : openReader(unit.path, { format: unit.format, ...base, ...(textual ? csv : {}) });
 
+  const screen = unit.screen && unit.screen.length > 0 ? createQualityChecker(unit.screen, schema.columns) : undefined;
+  const flagged: number[] = [];
   const writer = await openStageWriter(unit.out, schema.columns, rowHashKind(schema.key));
   const quarantine = lazyNdjson(unit.quarantine);
   const seen = new Set<string>();
@@ -123,6 +134,7 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
         if (r.ok) {
           good.push(r.row);
           lines.push(line);
+          if (screen !== undefined && screen.check(r.row, line).length > 0) flagged.push(line);
         } else reject(line, r.reasons, raw);
       }
       if (good.length > 0) await writer.write(good, lines);
@@ -137,7 +149,15 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
   }
   const { bytes } = await writer.close();
   await quarantine.close();
-  return { rowsIn, rowsOut, rejected, partBytes: bytes, columns: declared ? [...declared] : [...seen], extras: check.extras };
+  return {
+    rowsIn,
+    rowsOut,
+    rejected,
+    partBytes: bytes,
+    columns: declared ? [...declared] : [...seen],
+    extras: check.extras,
+    ...(screen !== undefined ? { flagged } : {}),
+  };
 }
 
 /** About the bytes a CSV record took in its file: its values plus one separator each. */

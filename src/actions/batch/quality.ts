@@ -35,6 +35,13 @@ import { compileValueParser, describeInvalid, Invalid, showValue, type ValuePars
 export interface QualityChecker {
   /** Row-level rules; returns every reason the row breaks (empty array = passes). `line` is for messages like "first seen at line N". */
   check(row: TypedRow, line: number): string[];
+  /**
+   * The same for a row already found to pass every check of `screeningRules(rules)` (by the
+   * conversion step, see convert-unit.ts): only the checks that need the rows before it
+   * (`unique`) run, and freshness is tracked, so `row` needs only those columns. Counts and
+   * reasons are what `check` would give that row.
+   */
+  checkScreened(row: TypedRow, line: number): string[];
   /** After all rows: dataset-level rules and the score. */
   finish(): QualityReport;
 }
@@ -321,10 +328,15 @@ const MAX_UNITS_IN_MEMORY = 32 << 20;
  * the number of rows.
  */
 class FirstSeen {
-  private table = new ValueTable();
+  private table: ValueTable;
   private disk?: { db: Database.Database; get: Database.Statement; put: (entries: [string, number][]) => void; file: string; filter: BloomFilter };
 
-  constructor(private readonly spill?: SpillOptions) {}
+  constructor(
+    private readonly spill?: SpillOptions,
+    expected?: number,
+  ) {
+    this.table = new ValueTable(Math.min(expected ?? 0, spill?.maxInMemory ?? 1_000_000));
+  }
 
   /** The first line of `key`, recording `line` when it is new. */
   seen(value: Value, line: number): number | undefined {
@@ -372,7 +384,7 @@ class FirstSeen {
 
   private flush(): void {
     this.disk!.put(this.table.entries());
-    this.table = new ValueTable();
+    this.table = new ValueTable(RECENT_MAX);
   }
 }
 
@@ -383,6 +395,52 @@ function a(type: string): string {
 
 function listText(items: readonly (string | number | boolean)[]): string {
   return `[${items.map((x) => String(x)).join(", ")}]`;
+}
+
+/** What a passing row gets: one frozen empty list, not an array per row. */
+const PASSES: string[] = Object.freeze([]) as unknown as string[];
+
+/**
+ * The part of `rules` a row can be checked against alone: every row-level check but `unique`
+ * (which needs the rows before it), without the dataset-level ones. The conversion step checks
+ * its rows against these while it has them typed in hand, so the quality step need not decode
+ * every column of every row again.
+ */
+export function screeningRules(rules: readonly QualityRuleSpec[]): QualityRuleSpec[] {
+  const out: QualityRuleSpec[] = [];
+  for (const r of rules) {
+    const { unique: _unique, rowCount: _rowCount, freshness: _freshness, ...rest } = r;
+    if (
+      rest.required !== undefined ||
+      rest.type !== undefined ||
+      rest.min !== undefined ||
+      rest.max !== undefined ||
+      rest.pattern !== undefined ||
+      rest.allowed !== undefined
+    )
+      out.push(rest);
+  }
+  return out;
+}
+
+/**
+ * What a conversion step screened (dataset `meta.screen`): the quality rules of its schema, and
+ * a JSON file mapping each stage part's path to the `_line`s of its rows that broke one of
+ * their screening rules.
+ */
+export interface ScreenMeta {
+  rules: QualityRuleSpec[];
+  file: string;
+}
+
+/** The columns `checkScreened` reads: those of `unique` and freshness checks. */
+export function screenedColumns(rules: readonly QualityRuleSpec[]): string[] {
+  const cols = new Set<string>();
+  for (const r of rules) {
+    if (r.unique === true && r.column !== undefined) cols.add(r.column);
+    if (r.freshness !== undefined) cols.add(r.freshness.column);
+  }
+  return [...cols];
 }
 
 /**
@@ -397,7 +455,7 @@ function listText(items: readonly (string | number | boolean)[]): string {
 export function createQualityChecker(
   rules: QualityRuleSpec[],
   columns: Column[],
-  opts: { now?: Date; spill?: SpillOptions; repeats?: ReadonlyMap<string, ReadonlySet<string>> } = {},
+  opts: { now?: Date; spill?: SpillOptions; repeats?: ReadonlyMap<string, ReadonlySet<string>>; expectedRows?: number } = {},
 ): QualityChecker {
   const uniques: FirstSeen[] = [];
   const byName = new Map(columns.map((c) => [c.name, c] as const));
@@ -409,14 +467,18 @@ export function createQualityChecker(
   };
 
   const rowChecks: RowCheck[] = [];
+  /** The checks `checkScreened` still runs (unique), in rule order. */
+  const unscreened: RowCheck[] = [];
   const datasetChecks: DatasetCheck[] = [];
   const results: QualityRuleResult[] = [];
   const freshness: { column: string; parse: ValueParser | undefined; cmp: (a: string, b: string) => number; newest: string | undefined }[] = [];
 
-  const addRow = (column: string, rule: string, required: boolean, test: RowCheck["test"]): void => {
+  const addRow = (column: string, rule: string, required: boolean, test: RowCheck["test"], needsEarlierRows = false): void => {
     const result: QualityRuleResult = { rule, column, kind: "row", failures: 0, passed: true };
     results.push(result);
-    rowChecks.push({ result, column, required, test, firstLine: 0, firstReason: undefined });
+    const check = { result, column, required, test, firstLine: 0, firstReason: undefined };
+    rowChecks.push(check);
+    if (needsEarlierRows) unscreened.push(check);
   };
   const addDataset = (rule: string, column: string | undefined, evaluate: DatasetCheck["evaluate"]): void => {
     const result: QualityRuleResult =
@@ -456,15 +518,21 @@ export function createQualityChecker(
 
       if (spec.unique === true) {
         const norm = makeNormaliser(col.type);
-        const seen = new FirstSeen(opts.spill);
+        const seen = new FirstSeen(opts.spill, opts.expectedRows);
         uniques.push(seen);
         const repeats = col.type === "string" ? opts.repeats?.get(name) : undefined;
-        addRow(name, `${name} unique`, false, (v, line) => {
-          const value = norm(v);
-          if (repeats && !repeats.has(value as string)) return undefined;
-          const first = seen.seen(value, line);
-          return first === undefined ? undefined : `${name}: duplicate value ${showValue(v)}, first seen at line ${first}`;
-        });
+        addRow(
+          name,
+          `${name} unique`,
+          false,
+          (v, line) => {
+            const value = norm(v);
+            if (repeats && !repeats.has(value as string)) return undefined;
+            const first = seen.seen(value, line);
+            return first === undefined ? undefined : `${name}: duplicate value ${showValue(v)}, first seen at line ${first}`;
+          },
+          true,
+        );
       }
 
       if (spec.min !== undefined) {
@@ -551,44 +619,24 @@ export function createQualityChecker(
     }
   });
 
-  let rowsChecked = 0;
-  let rowsFailed = 0;
-  const nChecks = rowChecks.length;
   const nFresh = freshness.length;
 
+  const counts = { rowsChecked: 0, rowsFailed: 0 };
+  const track = (row: TypedRow): void => {
+    for (let k = 0; k < nFresh; k++) {
+      const f = freshness[k]!;
+      const v = row[f.column];
+      if (isNull(v)) continue;
+      const t = f.parse === undefined ? v : f.parse(v);
+      if (typeof t === "string" && (f.newest === undefined || f.cmp(t, f.newest) > 0)) f.newest = t;
+    }
+  };
+  const all = compileRowChecks(rowChecks, counts, nFresh > 0 ? track : undefined);
+  const screenedOnly = compileRowChecks(unscreened, counts, nFresh > 0 ? track : undefined);
+
   return {
-    check(row: TypedRow, line: number): string[] {
-      rowsChecked++;
-      let reasons: string[] | undefined;
-      for (let k = 0; k < nChecks; k++) {
-        const c = rowChecks[k]!;
-        const v = row[c.column];
-        let reason: string | undefined;
-        if (isNull(v)) {
-          if (!c.required) continue;
-          reason = `${c.column}: required but empty`;
-        } else if (c.test === undefined) continue;
-        else {
-          reason = c.test(v, line);
-          if (reason === undefined) continue;
-        }
-        if (c.result.failures++ === 0) {
-          c.firstLine = line;
-          c.firstReason = reason;
-        }
-        (reasons ??= []).push(reason);
-      }
-      for (let k = 0; k < nFresh; k++) {
-        const f = freshness[k]!;
-        const v = row[f.column];
-        if (isNull(v)) continue;
-        const t = f.parse === undefined ? v : f.parse(v);
-        if (typeof t === "string" && (f.newest === undefined || f.cmp(t, f.newest) > 0)) f.newest = t;
-      }
-      if (reasons === undefined) return [];
-      rowsFailed++;
-      return reasons;
-    },
+    check: all,
+    checkScreened: screenedOnly,
 
     finish(): QualityReport {
       for (const u of uniques) u.close();
@@ -601,20 +649,58 @@ export function createQualityChecker(
       }
       let datasetPassed = 0;
       for (const d of datasetChecks) {
-        const { passed, detail } = d.evaluate(rowsChecked, now);
+        const { passed, detail } = d.evaluate(counts.rowsChecked, now);
         d.result.passed = passed;
         d.result.failures = passed ? 0 : 1;
         d.result.detail = detail;
         if (passed) datasetPassed++;
       }
       return {
-        rowsChecked,
-        rowsFailed,
-        score: score(rowsChecked, rowsFailed, datasetPassed, datasetChecks.length),
+        rowsChecked: counts.rowsChecked,
+        rowsFailed: counts.rowsFailed,
+        score: score(counts.rowsChecked, counts.rowsFailed, datasetPassed, datasetChecks.length),
         rules: results.map((r) => ({ ...r })),
       };
     },
   };
+}
+
+/**
+ * The row checks as one generated function: straight-line code per check, reading a constant
+ * property name, calling its own test (so every call site sees one function), instead of a loop
+ * reading `row[check.column]` for each check. On 300k trade rows the trade schema's four
+ * screening checks took 190–255 ns per row in the loop, about 80 of them for any single check.
+ * Reasons come in check order; `counts` and each check's result are updated as the loop did.
+ */
+function compileRowChecks(
+  checks: readonly RowCheck[],
+  counts: { rowsChecked: number; rowsFailed: number },
+  track: ((row: TypedRow) => void) | undefined,
+): (row: TypedRow, line: number) => string[] {
+  const lines: string[] = ["counts.rowsChecked++;", "let reasons; let v; let t;"];
+  checks.forEach((c, k) => {
+    const key = JSON.stringify(c.column);
+    lines.push(c.column in Object.prototype ? `v = Object.hasOwn(row, ${key}) ? row[${key}] : undefined;` : `v = row[${key}];`);
+    const onNull = c.required ? `reasons = fail(${k}, ${JSON.stringify(`${c.column}: required but empty`)}, line, reasons);` : "";
+    const onValue = c.test ? `t = test${k}(v, line); if (t !== undefined) reasons = fail(${k}, t, line, reasons);` : "";
+    lines.push(`if (v === null || v === undefined || v === "") { ${onNull} } else { ${onValue} }`);
+  });
+  if (track) lines.push("track(row);");
+  lines.push("if (reasons === undefined) return PASSES;", "counts.rowsFailed++;", "return reasons;");
+  const fail = (k: number, reason: string, line: number, reasons: string[] | undefined): string[] => {
+    const c = checks[k]!;
+    if (c.result.failures++ === 0) {
+      c.firstLine = line;
+      c.firstReason = reason;
+    }
+    (reasons ??= []).push(reason);
+    return reasons;
+  };
+  const tests = checks.map((c, k) => `test${k}`);
+  const factory = new Function("counts", "fail", "track", "PASSES", ...tests, `return function checkRow(row, line) {\n${lines.join("\n")}\n};`) as (
+    ...args: unknown[]
+  ) => (row: TypedRow, line: number) => string[];
+  return factory(counts, fail, track, PASSES, ...checks.map((c) => c.test));
 }
 
 /**

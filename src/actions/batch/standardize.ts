@@ -22,7 +22,7 @@
  *   warning); `allowEmpty: false` fails the step instead.
  */
 import { availableParallelism } from "node:os";
-import { rm, stat } from "node:fs/promises";
+import { rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { asErrorCode, SluiceError, toErrorInfo, type ErrorCode } from "../../errors.js";
 import { readCsvHeader, openReader, splitCsv, type CsvRange, type FileFormat } from "../../formats/index.js";
@@ -30,7 +30,8 @@ import { rowHashKind, STAGE_FORMAT } from "../../formats/stage.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { checkAccounting, readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
 import { convertUnit, type ConvertUnitResult, type ConvertUnitSpec, type ExtraColumns, type ReadSpec } from "./convert-unit.js";
-import type { TargetSchemaSpec } from "./model.js";
+import type { Column, QualityRuleSpec, TargetSchemaSpec } from "./model.js";
+import { createQualityChecker, screeningRules, type ScreenMeta } from "./quality.js";
 import { loadSchemaRef, targetSchemaOf, type SchemaDocument } from "./schema-file.js";
 import { compileSchema } from "./typing.js";
 import { compiledWorker, runPool } from "./worker-pool.js";
@@ -83,6 +84,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
   const extras = extraMode === "keep" ? await scanExtraColumns(files, doc) : [];
   const schema: TargetSchemaSpec = { ...targetSchemaOf(doc), columns: [...doc.columns, ...extras.map((name) => ({ name, type: "string" as const }))] };
   const compiled = compileSchema(schema); // configuration errors surface here, once, before any worker starts
+  const screen = screeningOf(doc.rules, compiled.columns);
 
   // 2. The plan: units per file, in file order.
   const cores = Math.max(1, Math.min(input.workers ?? availableParallelism(), availableParallelism()));
@@ -92,7 +94,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
   const lineField = ds.accounting !== undefined; // parts an earlier step parsed carry `_line`
   await mapLimit(files, 4, async (f, index) => {
     try {
-      f.units = await planFile(f.part, index, { doc, schema, extraMode, lineField, parallel, chunk, dir, step: ctx.step });
+      f.units = await planFile(f.part, index, { doc, schema, extraMode, lineField, parallel, chunk, dir, step: ctx.step, screen });
     } catch (err) {
       f.failed = failure(f.part, err);
     }
@@ -162,6 +164,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
   const quarantine: string[] = [];
   const drop: string[] = [];
   const extrasSeen: string[] = [];
+  const flagged: Record<string, number[]> = {};
   let rowsIn = 0;
   let rejected = 0;
   let rowsOut = 0;
@@ -180,8 +183,10 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
       rejected += r.rejected;
       rowsOut += r.rowsOut;
       for (const x of r.extras) if (!extrasSeen.includes(x)) extrasSeen.push(x);
-      if (r.rowsOut > 0) parts.push({ path: u.out, format: STAGE_FORMAT, source: f.part.source, rows: r.rowsOut, bytes: r.partBytes });
-      else drop.push(u.out);
+      if (r.rowsOut > 0) {
+        parts.push({ path: u.out, format: STAGE_FORMAT, source: f.part.source, rows: r.rowsOut, bytes: r.partBytes });
+        if (r.flagged) flagged[u.out] = r.flagged;
+      } else drop.push(u.out);
       if (r.rejected > 0) quarantine.push(u.quarantine);
     }
   }
@@ -214,6 +219,11 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
     );
   }
 
+  let screened: ScreenMeta | undefined;
+  if (screen) {
+    screened = { rules: doc.rules!, file: join(dir, "screen.json") };
+    await writeFile(screened.file, JSON.stringify(flagged));
+  }
   const ingest = ds.meta?.ingest as IngestMeta | undefined;
   const failedPaths = new Set(failedFiles.map((f) => f.path));
   const dataset = await writeDataset(dir, {
@@ -231,6 +241,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
       ...(ingest ? { ingest: { scope: ingest.scope, files: ingest.files.filter((x) => !failedPaths.has(x.path)) } satisfies IngestMeta } : {}),
       failedFiles: [...earlier, ...failedFiles],
       ...(doc.rules ? { rules: doc.rules } : {}),
+      ...(screened ? { screen: screened } : {}),
     },
   });
   return {
@@ -259,6 +270,7 @@ interface PlanContext {
   chunk: number;
   dir: string;
   step: string;
+  screen: QualityRuleSpec[] | undefined;
 }
 
 /**
@@ -298,6 +310,7 @@ async function planFile(part: DatasetPart, index: number, p: PlanContext): Promi
     quarantine: name(chunk, "quarantine"),
     batchSize: BATCH_SIZE,
     ...(range ? { range } : {}),
+    ...(p.screen ? { screen: p.screen } : {}),
   });
   const textual = format === "csv" || format === "tsv";
   if (!textual || !p.parallel) return [unit(0)];
@@ -411,3 +424,19 @@ async function firstReasons(files: string[]): Promise<string | undefined> {
 
 const pad = (n: number): string => String(n).padStart(5, "0");
 const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
+
+/**
+ * The schema's quality rules a row can be checked against alone (quality.ts screeningRules),
+ * checked here against the columns; none when there are none, or when they do not compile (the
+ * quality step, whose rules they are, reports that).
+ */
+function screeningOf(rules: QualityRuleSpec[] | undefined, columns: Column[]): QualityRuleSpec[] | undefined {
+  const screen = screeningRules(rules ?? []);
+  if (screen.length === 0) return undefined;
+  try {
+    createQualityChecker(screen, columns);
+    return screen;
+  } catch {
+    return undefined;
+  }
+}

@@ -15,7 +15,7 @@
  * fails with QUALITY_BELOW_THRESHOLD (not retried).
  */
 import { join } from "node:path";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { SluiceError } from "../../errors.js";
 import type { ActionContext, Outputs } from "../types.js";
 import {
@@ -27,14 +27,15 @@ import {
   stepFolder,
   writeDataset,
   type Dataset,
+  type DatasetPart,
   type Exclusions,
 } from "./dataset.js";
-import type { QualityRuleSpec } from "./model.js";
-import { createQualityChecker, score, type QualityReport } from "./quality.js";
+import type { QualityRuleSpec, TypedRow } from "./model.js";
+import { createQualityChecker, score, screenedColumns, type QualityReport, type ScreenMeta } from "./quality.js";
 import { MAX_REPEATS, repeatCandidates } from "./repeats.js";
 import { loadSchemaRef, type SchemaDocument } from "./schema-file.js";
-import { readTypedRows } from "./typed-dataset.js";
-import { decodeStageLine } from "../../formats/stage.js";
+import { readTypedChunks, readTypedRows } from "./typed-dataset.js";
+import { compileStageFieldDecoder, decodeStageLine, type StagedFields } from "../../formats/stage.js";
 
 export interface ValidateInput {
   dataset: string;
@@ -54,23 +55,48 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
   const checker = createQualityChecker(rules, ds.columns, {
     spill: { dir },
     repeats: await uniqueRepeats(ds, rules, ctx.signal, tuning.screenRows ?? SCREEN_ROWS),
+    ...(ds.rows !== undefined ? { expectedRows: ds.rows } : {}),
   });
-  const only = [...new Set(rules.flatMap((r) => [r.column, r.freshness?.column]).filter((c): c is string => typeof c === "string"))];
+  // Rows the conversion step screened need only their `unique` and freshness columns decoded;
+  // the few that broke a screening rule are decoded whole and checked against every rule.
+  const screened = await screenedLines(ds, rules);
+  const only = screened
+    ? screenedColumns(rules)
+    : [...new Set(rules.flatMap((r) => [r.column, r.freshness?.column]).filter((c): c is string => typeof c === "string"))];
   const quarantine = quarantineSink(dir);
   const excluded: Exclusions = Object.fromEntries([...(await readExclusions(ds))].map(([p, set]) => [p, [...set]]));
   let seen = 0;
   let kept = 0;
-  for await (const b of readTypedRows(ds, ds.columns, ctx.signal, { only, keepText: true })) {
-    for (const r of b.rows) {
-      const reasons = checker.check(r.row, r.line);
-      if (reasons.length === 0) kept++;
-      else {
-        quarantine.add({ source: b.part.source, line: r.line, step: ctx.step, reasons, record: decodeStageLine(r.text!, ds.columns) });
-        (excluded[b.part.path] ??= []).push(r.line);
+  const fail = (part: DatasetPart, line: number, reasons: string[], record: TypedRow): void => {
+    quarantine.add({ source: part.source, line, step: ctx.step, reasons, record });
+    (excluded[part.path] ??= []).push(line);
+  };
+  if (screened) {
+    const decode = compileStageFieldDecoder(ds.columns, only);
+    const rows: StagedFields[] = [];
+    for await (const { part, chunk } of readTypedChunks(ds, ds.columns, ctx.signal)) {
+      const flagged = screened.get(part.path)!;
+      rows.length = 0;
+      decode(chunk.data, rows);
+      for (const r of rows) {
+        const whole = flagged.has(r.line) ? decodeStageLine(chunk.data.toString("utf8", r.start, r.end), ds.columns) : undefined;
+        const reasons = whole ? checker.check(whole, r.line) : checker.checkScreened(r.row, r.line);
+        if (reasons.length === 0) kept++;
+        else fail(part, r.line, reasons, whole ?? decodeStageLine(chunk.data.toString("utf8", r.start, r.end), ds.columns));
       }
+      seen += rows.length;
+      ctx.progress({ rows: seen });
     }
-    seen += b.rows.length;
-    ctx.progress({ rows: seen });
+  } else {
+    for await (const b of readTypedRows(ds, ds.columns, ctx.signal, { only, keepText: true })) {
+      for (const r of b.rows) {
+        const reasons = checker.check(r.row, r.line);
+        if (reasons.length === 0) kept++;
+        else fail(b.part, r.line, reasons, decodeStageLine(r.text!, ds.columns));
+      }
+      seen += b.rows.length;
+      ctx.progress({ rows: seen });
+    }
   }
   await quarantine.close();
   const report = checker.finish();
@@ -121,6 +147,29 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
     rowsQuarantined: accounting.rowsQuarantined,
     rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
   };
+}
+
+/**
+ * The lines of each part that broke a screening rule in the conversion step, when that step
+ * screened every part of `ds` against exactly these rules; undefined otherwise (other rules, or
+ * parts a later step rewrote), and then every row is checked in full.
+ */
+async function screenedLines(ds: Dataset, rules: QualityRuleSpec[]): Promise<Map<string, Set<number>> | undefined> {
+  const screen = ds.meta?.screen as ScreenMeta | undefined;
+  if (!screen || JSON.stringify(screen.rules) !== JSON.stringify(rules)) return undefined;
+  let flagged: Record<string, number[]>;
+  try {
+    flagged = JSON.parse(await readFile(screen.file, "utf8")) as Record<string, number[]>;
+  } catch {
+    return undefined; // gone (a cleaned-up run folder): check in full
+  }
+  const out = new Map<string, Set<number>>();
+  for (const p of ds.parts) {
+    const lines = flagged[p.path];
+    if (!Array.isArray(lines)) return undefined;
+    out.set(p.path, new Set(lines));
+  }
+  return out;
 }
 
 /** Rows past which the `unique` check looks for the repeats first: where it would spill to disk. */

@@ -1,0 +1,89 @@
+/**
+ * Rows screened in the conversion step: the quality step then decodes only the `unique` column of
+ * the rows that passed the screen, and checks the flagged ones in full. Its outcome must be what
+ * checking every row in full gives: the same report, the same quarantined records with the same
+ * reasons in the same order, the same rows left out.
+ */
+import { describe, expect, it } from "vitest";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { readDataset, writeDataset } from "../../src/actions/batch/dataset.js";
+import { validateDataQuality } from "../../src/actions/batch/validate.js";
+import { writeTradesCsv } from "../../src/samples/trades.js";
+import { actionContext } from "../helpers.js";
+import { ROOT } from "../cli/cli-helpers.js";
+import { standardWorkflow } from "./standard-workflow.js";
+
+const std = standardWorkflow("sluice-screen-");
+const SCHEMA = join(ROOT, "examples", "schemas", "trades.yaml");
+
+function quarantined(path: string | undefined): unknown[] {
+  return path
+    ? readFileSync(path, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as unknown)
+    : [];
+}
+
+describe("quality checks of rows screened by the conversion step", () => {
+  it("give the report, quarantine and exclusions of checking every row in full", async () => {
+    const file = join(std.data, "trades.csv");
+    await writeTradesCsv(file, { rows: 20_000, seed: 11, badShare: 0.05 });
+    const firstId = readFileSync(file, "utf8").split("\n")[1]!.split(",")[0]!;
+    // A row breaking a screened rule (side) and the unique rule at once, and one with a NUL-free
+    // escaped note that breaks the pattern rule: reasons from both kinds of check, in rule order.
+    appendFileSync(file, `${firstId},2026-11-02T10:00:00Z,MSFT,HOLD,5,10.0000,ACC-1,a@example.com,again\n`);
+    appendFileSync(file, `S-1,2026-11-02T10:00:00Z,msft,BUY,5,10.0000,ACC-1,a@example.com,"tab\there"\n`);
+    const { run, detail } = await std.run({ source: file, destination: `sqlite:${join(std.data, "w.db")}`, table: "trades" });
+    expect(run.status, JSON.stringify(run.error)).toBe("succeeded");
+    const converted = detail.steps.find((s) => s.name === "format-conversion")!.outputs!.dataset as string;
+    const screenedOut = detail.steps.find((s) => s.name === "quality-validation")!.outputs!;
+    const ds = await readDataset(converted);
+    expect(ds.meta?.screen).toBeDefined();
+
+    // The same dataset without its screen, checked again in full.
+    const dir = join(std.data, "unscreened");
+    mkdirSync(dir);
+    const { screen: _screen, ...meta } = ds.meta!;
+    const plain = await writeDataset(dir, { ...ds, meta });
+    const full = await validateDataQuality(
+      { dataset: plain, rules: [], schema: SCHEMA, threshold: 0.9 },
+      actionContext({ artifactsDir: join(std.data, "full-artifacts"), step: "quality-validation" }),
+    );
+    const { dataset: a, ...screenedFigures } = screenedOut;
+    const { dataset: b, ...fullFigures } = full;
+    expect(screenedFigures).toEqual(fullFigures);
+    expect(Number(full.rowsOut)).toBeLessThan(20_002);
+
+    const sa = await readDataset(a as string);
+    const sb = await readDataset(b as string);
+    expect(sa.meta?.quality).toEqual(sb.meta?.quality);
+    const qa = quarantined(sa.quarantine.at(-1));
+    const qb = quarantined(sb.quarantine.at(-1));
+    expect(qa.length).toBeGreaterThan(300);
+    expect(qa).toEqual(qb);
+    const both = qa.find(
+      (q) => (q as { record: { side: string } }).record.side === "HOLD" && String((q as { reasons: string[] }).reasons).includes("duplicate"),
+    );
+    expect((both as { reasons: string[] }).reasons).toEqual([
+      expect.stringMatching(/^trade_id: duplicate value/),
+      expect.stringMatching(/^side: "HOLD" is not allowed/),
+    ]);
+    expect(JSON.parse(readFileSync(sa.exclude!, "utf8"))).toEqual(JSON.parse(readFileSync(sb.exclude!, "utf8")));
+  });
+
+  it("checks every row in full when its rules are not the ones screened", async () => {
+    const file = join(std.data, "small.csv");
+    writeFileSync(file, "trade_id,executed_at,symbol,side,quantity,price,account,trader_email,notes\nA,2026-11-02T10:00:00Z,MSFT,BUY,5,10.0000,ACC-1,,\n");
+    const { run, detail } = await std.run({ source: file, destination: `sqlite:${join(std.data, "w2.db")}`, table: "t2" });
+    expect(run.status).toBe("succeeded");
+    const converted = detail.steps.find((s) => s.name === "format-conversion")!.outputs!.dataset as string;
+    // An extra rule the conversion step did not screen for: the account rule must still fail the row.
+    const out = await validateDataQuality(
+      { dataset: converted, rules: [{ column: "account", pattern: "^X" }], schema: SCHEMA, threshold: 0 },
+      actionContext({ artifactsDir: join(std.data, "extra-artifacts"), step: "quality-validation" }),
+    );
+    expect(out).toMatchObject({ rowsFailed: 1, rowsOut: 0 });
+  });
+});
