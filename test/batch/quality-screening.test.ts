@@ -9,6 +9,9 @@ import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path";
 import { readDataset, writeDataset } from "../../src/actions/batch/dataset.js";
 import { validateDataQuality } from "../../src/actions/batch/validate.js";
+import { collectDataFromSource } from "../../src/actions/batch/collect.js";
+import { convertToStandardFormat } from "../../src/actions/batch/standardize.js";
+import { mergeProcessedFiles } from "../../src/actions/batch/merge.js";
 import { writeTradesCsv } from "../../src/samples/trades.js";
 import { actionContext } from "../helpers.js";
 import { ROOT } from "../cli/cli-helpers.js";
@@ -71,6 +74,63 @@ describe("quality checks of rows screened by the conversion step", () => {
       expect.stringMatching(/^side: "HOLD" is not allowed/),
     ]);
     expect(JSON.parse(readFileSync(sa.exclude!, "utf8"))).toEqual(JSON.parse(readFileSync(sb.exclude!, "utf8")));
+  });
+
+  it("still hold after the merge step, which carries the screen over to the parts it writes", async () => {
+    const input = join(std.data, "bulk");
+    mkdirSync(input);
+    // The same ids in two files with other content: the merge keeps one row per id.
+    await writeTradesCsv(join(input, "a.csv"), { rows: 3_000, seed: 1, badShare: 0.05 });
+    await writeTradesCsv(join(input, "b.csv"), { rows: 3_000, seed: 2, badShare: 0.05 });
+    const ctx = (step: string, where = "bulk-artifacts") => actionContext({ artifactsDir: join(std.data, where), step });
+    const schema = {
+      key: ["trade_id"],
+      columns: [
+        { name: "trade_id", type: "string" as const, required: true },
+        { name: "executed_at", type: "timestamp" as const, required: true },
+        { name: "symbol", type: "string" as const, required: true },
+        { name: "side", type: "string" as const, required: true },
+        { name: "quantity", type: "integer" as const, required: true },
+        { name: "price", type: "decimal" as const, scale: 4, required: true },
+        { name: "account", type: "string" as const, required: true },
+        { name: "trader_email", type: "string" as const },
+        { name: "notes", type: "string" as const },
+      ],
+      rules: [
+        { column: "side", allowed: ["BUY", "SELL"] },
+        { column: "quantity", min: 1 },
+        { column: "symbol", pattern: "^[A-Z]{1,6}$" },
+      ],
+    };
+    const collected = await collectDataFromSource({ source: input }, ctx("collect"));
+    const converted = await convertToStandardFormat({ dataset: collected.dataset as string, schema, maxRejectShare: 1 }, ctx("standardize"));
+    const merged = await mergeProcessedFiles(
+      { dataset: converted.dataset as string, key: ["trade_id"], conflict: { policy: "latest", column: "executed_at" } },
+      ctx("merge"),
+    );
+    const ds = await readDataset(merged.dataset as string);
+    expect(ds.meta?.screen).toBeDefined();
+    const flagged = JSON.parse(readFileSync((ds.meta!.screen as { file: string }).file, "utf8")) as Record<string, number[]>;
+    expect(Object.keys(flagged).sort()).toEqual(ds.parts.map((p) => p.path).sort());
+
+    const screenedOut = await validateDataQuality(
+      { dataset: merged.dataset as string, rules: [], schema, threshold: 0 },
+      ctx("validate", "screened-artifacts"),
+    );
+    const { screen: _screen, ...meta } = ds.meta!;
+    const dir = join(std.data, "merged-unscreened");
+    mkdirSync(dir);
+    const full = await validateDataQuality(
+      { dataset: await writeDataset(dir, { ...ds, meta }), rules: [], schema, threshold: 0 },
+      ctx("validate", "full-check-artifacts"),
+    );
+    const { dataset: a, ...screenedFigures } = screenedOut;
+    const { dataset: b, ...fullFigures } = full;
+    expect(Number(full.rowsFailed)).toBeGreaterThan(20);
+    expect(screenedFigures).toEqual(fullFigures);
+    const sa = await readDataset(a as string);
+    const sb = await readDataset(b as string);
+    expect(quarantined(sa.quarantine.at(-1))).toEqual(quarantined(sb.quarantine.at(-1)));
   });
 
   it("checks every row in full when its rules are not the ones screened", async () => {

@@ -93,35 +93,48 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
     else inventory.set(f.path, entry(f, "unsupported", null, `no reader for the extension ${JSON.stringify(extname(f.path) || "(none)")}`));
   }
 
-  // Files still being written are left for the next run.
-  const { stable, unstable } = await waitForStable(supported, { intervalMs: STABLE_INTERVAL_MS, checks: 2, minAgeMs: 0, signal: ctx.signal });
-  const byPath = new Map(supported.map((f) => [f.path, f]));
-  for (const u of unstable) {
-    const f = byPath.get(u.path)!;
-    inventory.set(f.path, entry(f, "unstable", null, `still being written (${u.reason})`));
-  }
+  // Files still being written are left for the next run. The stability test's interval is
+  // waited beside the checksums (before them, it was a fixed 0.25 s of every run), and a file
+  // counts as complete only if nothing moved from its listing to the end of its checksum.
+  const settling = waitForStable(supported, { intervalMs: STABLE_INTERVAL_MS, checks: 2, minAgeMs: 0, signal: ctx.signal });
+  settling.catch(() => undefined); // awaited below; a checksum failing first must not leave it unhandled
 
   // Checksums, streamed, a few files at a time.
-  const totalBytes = stable.reduce((n, f) => n + f.size, 0);
+  const totalBytes = supported.reduce((n, f) => n + f.size, 0);
   let hashedBytes = 0;
   let hashedFiles = 0;
-  const hashed = await mapLimit(stable, HASH_CONCURRENCY, async (f) => {
+  const hashed = await mapLimit(supported, HASH_CONCURRENCY, async (f) => {
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    const checksum = await sha256File(f.path, ctx.signal);
-    // A file that moved while it was read was not complete after all.
-    const after = await stat(f.path).catch(() => undefined);
+    let checksum: string;
+    try {
+      checksum = await sha256File(f.path, ctx.signal);
+    } catch (err) {
+      // Told apart below: a file that went away while it settled is unstable, not an error.
+      return err as Error;
+    }
     hashedBytes += f.size;
     hashedFiles++;
-    ctx.progress({ files: hashedFiles, totalFiles: stable.length, bytes: hashedBytes, totalBytes });
-    if (!after || after.size !== f.size || after.mtimeMs !== f.mtimeMs) return { f, checksum: undefined };
-    return { f, checksum };
+    ctx.progress({ files: hashedFiles, totalFiles: supported.length, bytes: hashedBytes, totalBytes });
+    return checksum;
   });
+  const { stable, unstable } = await settling;
+  const settled = new Map(stable.map((f) => [f.path, f]));
+  const unstableReason = new Map(unstable.map((u) => [u.path, u.reason]));
+  const after = await Promise.all(supported.map((f) => stat(f.path).catch(() => undefined)));
 
   const complete: { f: FileEntry; checksum: string }[] = [];
-  for (const h of hashed) {
-    if (h.checksum === undefined) inventory.set(h.f.path, entry(h.f, "unstable", null, "still being written (changed while its checksum was computed)"));
-    else complete.push({ f: h.f, checksum: h.checksum });
-  }
+  supported.forEach((f, i) => {
+    const last = settled.get(f.path);
+    const now = after[i];
+    if (!last) inventory.set(f.path, entry(f, "unstable", null, `still being written (${unstableReason.get(f.path) ?? "changed"})`));
+    else if (!now || now.size !== last.size || now.mtimeMs !== last.mtimeMs || last.size !== f.size || last.mtimeMs !== f.mtimeMs)
+      inventory.set(f.path, entry(f, "unstable", null, "still being written (changed while its checksum was computed)"));
+    else {
+      const h = hashed[i]!;
+      if (typeof h !== "string") throw h;
+      complete.push({ f: last, checksum: h });
+    }
+  });
 
   const checksums = [...new Set(complete.map((c) => c.checksum))];
   const ask = skipIngested && checksums.length > 0;

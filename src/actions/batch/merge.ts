@@ -52,6 +52,7 @@ import { checkAccounting, quarantineSink, readDataset, requireTyped, stepFolder,
 import type { Column } from "./model.js";
 import { compareDecimals } from "./quality.js";
 import { readTypedChunks, TypedOutput } from "./typed-dataset.js";
+import { carryScreen } from "./screen.js";
 import { compileStageDecoder, decodeStageLine, type StagedRow } from "../../formats/stage.js";
 
 export interface MergeInput {
@@ -317,6 +318,9 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext,
       conflictSamples: samples,
       sources,
     };
+    // The rows went out as they came in: the conversion step's screen still holds for them.
+    const screen = await carryScreen(ds, out.parts, dir);
+    const { screen: _old, ...meta } = ds.meta ?? {};
     const dataset = await writeDataset(dir, {
       step: ctx.step,
       typed: true,
@@ -327,7 +331,7 @@ export async function mergeProcessedFiles(input: MergeInput, ctx: ActionContext,
       rows: out.rows,
       accounting,
       quarantine: [...ds.quarantine, ...(quarantine.count ? [quarantine.path] : [])],
-      meta: { ...ds.meta, merge: report },
+      meta: { ...meta, merge: report, ...(screen ? { screen } : {}) },
     });
     return {
       dataset,

@@ -423,16 +423,6 @@ export function screeningRules(rules: readonly QualityRuleSpec[]): QualityRuleSp
   return out;
 }
 
-/**
- * What a conversion step screened (dataset `meta.screen`): the quality rules of its schema, and
- * a JSON file mapping each stage part's path to the `_line`s of its rows that broke one of
- * their screening rules.
- */
-export interface ScreenMeta {
-  rules: QualityRuleSpec[];
-  file: string;
-}
-
 /** The columns `checkScreened` reads: those of `unique` and freshness checks. */
 export function screenedColumns(rules: readonly QualityRuleSpec[]): string[] {
   const cols = new Set<string>();

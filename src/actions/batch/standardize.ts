@@ -22,7 +22,7 @@
  *   warning); `allowEmpty: false` fails the step instead.
  */
 import { availableParallelism } from "node:os";
-import { rm, stat, writeFile } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { asErrorCode, SluiceError, toErrorInfo, type ErrorCode } from "../../errors.js";
 import { readCsvHeader, openReader, splitCsv, type CsvRange, type FileFormat } from "../../formats/index.js";
@@ -31,7 +31,8 @@ import type { ActionContext, Outputs } from "../types.js";
 import { checkAccounting, readDataset, stepFolder, writeDataset, type Accounting, type DatasetPart, type IngestMeta } from "./dataset.js";
 import { convertUnit, type ConvertUnitResult, type ConvertUnitSpec, type ExtraColumns, type ReadSpec } from "./convert-unit.js";
 import type { Column, QualityRuleSpec, TargetSchemaSpec } from "./model.js";
-import { createQualityChecker, screeningRules, type ScreenMeta } from "./quality.js";
+import { createQualityChecker, screeningRules } from "./quality.js";
+import { writeScreen, type ScreenMeta } from "./screen.js";
 import { loadSchemaRef, targetSchemaOf, type SchemaDocument } from "./schema-file.js";
 import { compileSchema } from "./typing.js";
 import { compiledWorker, runPool } from "./worker-pool.js";
@@ -220,10 +221,7 @@ export async function convertToStandardFormat(input: ConvertInput, ctx: ActionCo
   }
 
   let screened: ScreenMeta | undefined;
-  if (screen) {
-    screened = { rules: doc.rules!, file: join(dir, "screen.json") };
-    await writeFile(screened.file, JSON.stringify(flagged));
-  }
+  if (screen) screened = await writeScreen(dir, doc.rules!, flagged);
   const ingest = ds.meta?.ingest as IngestMeta | undefined;
   const failedPaths = new Set(failedFiles.map((f) => f.path));
   const dataset = await writeDataset(dir, {

@@ -15,7 +15,7 @@
  * fails with QUALITY_BELOW_THRESHOLD (not retried).
  */
 import { join } from "node:path";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { SluiceError } from "../../errors.js";
 import type { ActionContext, Outputs } from "../types.js";
 import {
@@ -31,7 +31,8 @@ import {
   type Exclusions,
 } from "./dataset.js";
 import type { QualityRuleSpec, TypedRow } from "./model.js";
-import { createQualityChecker, score, screenedColumns, type QualityReport, type ScreenMeta } from "./quality.js";
+import { createQualityChecker, score, screenedColumns, type QualityReport } from "./quality.js";
+import { screenedLines } from "./screen.js";
 import { MAX_REPEATS, repeatCandidates } from "./repeats.js";
 import { loadSchemaRef, type SchemaDocument } from "./schema-file.js";
 import { readTypedChunks, readTypedRows } from "./typed-dataset.js";
@@ -147,29 +148,6 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
     rowsQuarantined: accounting.rowsQuarantined,
     rules: report.rules.map((r) => ({ rule: r.rule, failures: r.failures, passed: r.passed })),
   };
-}
-
-/**
- * The lines of each part that broke a screening rule in the conversion step, when that step
- * screened every part of `ds` against exactly these rules; undefined otherwise (other rules, or
- * parts a later step rewrote), and then every row is checked in full.
- */
-async function screenedLines(ds: Dataset, rules: QualityRuleSpec[]): Promise<Map<string, Set<number>> | undefined> {
-  const screen = ds.meta?.screen as ScreenMeta | undefined;
-  if (!screen || JSON.stringify(screen.rules) !== JSON.stringify(rules)) return undefined;
-  let flagged: Record<string, number[]>;
-  try {
-    flagged = JSON.parse(await readFile(screen.file, "utf8")) as Record<string, number[]>;
-  } catch {
-    return undefined; // gone (a cleaned-up run folder): check in full
-  }
-  const out = new Map<string, Set<number>>();
-  for (const p of ds.parts) {
-    const lines = flagged[p.path];
-    if (!Array.isArray(lines)) return undefined;
-    out.set(p.path, new Set(lines));
-  }
-  return out;
 }
 
 /** Rows past which the `unique` check looks for the repeats first: where it would spill to disk. */
