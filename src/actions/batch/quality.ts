@@ -42,6 +42,10 @@ export interface QualityChecker {
    * reasons are what `check` would give that row.
    */
   checkScreened(row: TypedRow, line: number): string[];
+  /** Whether any check looks at a row's values (false: only dataset-level rules, or none). */
+  readonly rowLevel: boolean;
+  /** Counts `n` rows as checked and passing, unread: for a checker without `rowLevel` checks. */
+  countPassing(n: number): void;
   /** After all rows: dataset-level rules and the score. */
   finish(): QualityReport;
 }
@@ -627,6 +631,10 @@ export function createQualityChecker(
   return {
     check: all,
     checkScreened: screenedOnly,
+    rowLevel: rowChecks.length > 0 || nFresh > 0,
+    countPassing(n) {
+      counts.rowsChecked += n;
+    },
 
     finish(): QualityReport {
       for (const u of uniques) u.close();
