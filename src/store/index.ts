@@ -23,8 +23,7 @@ export function sluiceHome(env: NodeJS.ProcessEnv = process.env): string {
 export async function openStore(env: NodeJS.ProcessEnv = process.env): Promise<StateStore> {
   const url = env.SLUICE_DATABASE_URL;
   // Loaded only when asked for: the pg client is 60 ms of start-up a laptop's run does without.
-  if (url && /^postgres(ql)?:\/\//.test(url))
-    return (await import("./postgres.js")).openPostgresStore(url, { schema: env.SLUICE_PG_SCHEMA || undefined });
+  if (url && /^postgres(ql)?:\/\//.test(url)) return (await import("./postgres.js")).openPostgresStore(url, { schema: env.SLUICE_PG_SCHEMA || undefined });
   if (url) throw new SluiceError("BAD_CONFIG", "SLUICE_DATABASE_URL must be a postgres:// URL");
   return openSqliteStore(join(sluiceHome(env), "sluice.db"));
 }

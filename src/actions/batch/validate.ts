@@ -4,7 +4,9 @@
  *
  * The data is not rewritten: rows that break a rule are quarantined and their lines listed in
  * the output dataset's `exclude` file, the parts themselves are shared with the input dataset.
- * Only the columns the rules name are decoded from the staged lines.
+ * Only the columns the rules name are decoded from the staged lines; when the conversion step
+ * screened the rows against these same rules (screen.ts), only the `unique` and freshness columns
+ * of the rows that passed, read from the bytes, and the flagged rows whole.
  *
  * The score counts every record that came in, not only the rows that reached this step:
  *
