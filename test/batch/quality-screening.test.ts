@@ -133,6 +133,45 @@ describe("quality checks of rows screened by the conversion step", () => {
     expect(quarantined(sa.quarantine.at(-1))).toEqual(quarantined(sb.quarantine.at(-1)));
   });
 
+  it("checks a part in full when too many of its rows broke a screened rule to list them", async () => {
+    const input = join(std.data, "mixed");
+    mkdirSync(input);
+    const lines = ["trade_id,executed_at,symbol,side,quantity,price,account,trader_email,notes"];
+    for (let i = 0; i < 3_000; i++) lines.push(`X${i},2026-11-02T10:00:00Z,MSFT,${i % 10 === 0 ? "BUY" : "HOLD"},5,10.0000,ACC-1,,`);
+    lines.push("X7,2026-11-02T10:00:00Z,MSFT,BUY,5,10.0000,ACC-1,,");
+    writeFileSync(join(input, "mostly-bad.csv"), lines.join("\n") + "\n");
+    await writeTradesCsv(join(input, "fine.csv"), { rows: 3_000, seed: 5, badShare: 0.05, idPrefix: "F-" });
+    const ctx = (step: string, where: string) => actionContext({ artifactsDir: join(std.data, where), step });
+    const collected = await collectDataFromSource({ source: input }, ctx("collect", "mixed-artifacts"));
+    const converted = await convertToStandardFormat(
+      { dataset: collected.dataset as string, schema: SCHEMA, maxRejectShare: 1 },
+      ctx("convert", "mixed-artifacts"),
+    );
+    const ds = await readDataset(converted.dataset as string);
+    // 2,700 of the 3,001 rows of one file break `side`: more than the screen lists, so only the
+    // other file's part is in it.
+    const listed = Object.keys(JSON.parse(readFileSync((ds.meta!.screen as { file: string }).file, "utf8")) as object);
+    expect(listed).toEqual(ds.parts.filter((p) => p.source.endsWith("fine.csv")).map((p) => p.path));
+
+    const screenedOut = await validateDataQuality(
+      { dataset: converted.dataset as string, rules: [], schema: SCHEMA, threshold: 0 },
+      ctx("quality", "mixed-screened"),
+    );
+    const { screen: _screen, ...meta } = ds.meta!;
+    const dir = join(std.data, "mixed-unscreened");
+    mkdirSync(dir);
+    const full = await validateDataQuality(
+      { dataset: await writeDataset(dir, { ...ds, meta }), rules: [], schema: SCHEMA, threshold: 0 },
+      ctx("quality", "mixed-full"),
+    );
+    const { dataset: a, ...screenedFigures } = screenedOut;
+    const { dataset: b, ...fullFigures } = full;
+    expect(screenedFigures).toEqual(fullFigures);
+    // Every HOLD row and the repeated X7 are caught, with the other file's failures.
+    expect(Number(full.rowsFailed)).toBeGreaterThan(2_701);
+    expect(quarantined((await readDataset(a as string)).quarantine.at(-1))).toEqual(quarantined((await readDataset(b as string)).quarantine.at(-1)));
+  });
+
   it("checks every row in full when its rules are not the ones screened", async () => {
     const file = join(std.data, "small.csv");
     writeFileSync(file, "trade_id,executed_at,symbol,side,quantity,price,account,trader_email,notes\nA,2026-11-02T10:00:00Z,MSFT,BUY,5,10.0000,ACC-1,,\n");

@@ -68,9 +68,17 @@ export interface ConvertUnitResult {
   columns: string[];
   /** Columns of the file the schema does not use. */
   extras: string[];
-  /** With `screen`: the `_line`s of the staged rows that break a screening rule. */
+  /** With `screen`: the `_line`s of the staged rows that break a screening rule (absent when there were too many to list). */
   flagged?: number[];
 }
+
+/**
+ * Screening stops listing a unit's flagged rows past this share of its rows (and MIN_FLAGGED),
+ * so the list stays small beside the data (a rule most rows break would otherwise list millions);
+ * that unit's rows are then checked in full by the quality step, as without a screen.
+ */
+const MAX_FLAGGED_SHARE = 0.02;
+const MIN_FLAGGED = 1_000;
 
 /** Most distinct field names remembered per schemaless unit (for the missing-column check). */
 const MAX_FIELDS = 10_000;
@@ -86,7 +94,8 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
       ? readCsvRange(unit.path, unit.range, { ...csv, ...base })
       : openReader(unit.path, { format: unit.format, ...base, ...(textual ? csv : {}) });
 
-  const screen = unit.screen && unit.screen.length > 0 ? createQualityChecker(unit.screen, schema.columns) : undefined;
+  let screen = unit.screen && unit.screen.length > 0 ? createQualityChecker(unit.screen, schema.columns) : undefined;
+  const screening = screen !== undefined;
   const flagged: number[] = [];
   const writer = await openStageWriter(unit.out, schema.columns, rowHashKind(schema.key));
   const quarantine = lazyNdjson(unit.quarantine);
@@ -134,7 +143,8 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
         if (r.ok) {
           good.push(r.row);
           lines.push(line);
-          if (screen !== undefined && screen.check(r.row, line).length > 0) flagged.push(line);
+          if (screen !== undefined && screen.check(r.row, line).length > 0 && flagged.push(line) > Math.max(MIN_FLAGGED, rowsOut * MAX_FLAGGED_SHARE))
+            screen = undefined; // too many to list: the quality step checks this unit's rows in full
         } else reject(line, r.reasons, raw);
       }
       if (good.length > 0) await writer.write(good, lines);
@@ -156,7 +166,7 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
     partBytes: bytes,
     columns: declared ? [...declared] : [...seen],
     extras: check.extras,
-    ...(screen !== undefined ? { flagged } : {}),
+    ...(screening && screen !== undefined ? { flagged } : {}),
   };
 }
 

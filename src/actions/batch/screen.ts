@@ -34,21 +34,27 @@ async function readFlagged(ds: Dataset): Promise<{ screen: ScreenMeta; flagged: 
   if (!screen) return undefined;
   try {
     const flagged = JSON.parse(await readFile(screen.file, "utf8")) as Flagged;
-    return ds.parts.every((p) => Array.isArray(flagged[p.path])) ? { screen, flagged } : undefined;
+    return ds.parts.some((p) => Array.isArray(flagged[p.path])) ? { screen, flagged } : undefined;
   } catch {
     return undefined; // gone (a cleaned-up run folder): check in full
   }
 }
 
 /**
- * Per part, the lines of the rows that broke a screening rule, when every part of `ds` was
- * screened against exactly `rules`; undefined otherwise (other rules, parts a later step
- * rewrote without carrying the screen), and then every row is checked in full.
+ * Per screened part, the lines of the rows that broke a screening rule, when `ds` was screened
+ * against exactly `rules`; undefined otherwise (other rules, parts a later step rewrote without
+ * carrying the screen). A part missing from the map (its unit had too many rows to list, see
+ * convert-unit.ts) is checked in full.
  */
 export async function screenedLines(ds: Dataset, rules: QualityRuleSpec[]): Promise<Map<string, Set<number>> | undefined> {
   const read = await readFlagged(ds);
   if (!read || JSON.stringify(read.screen.rules) !== JSON.stringify(rules)) return undefined;
-  return new Map(ds.parts.map((p) => [p.path, new Set(read.flagged[p.path])]));
+  const out = new Map<string, Set<number>>();
+  for (const p of ds.parts) {
+    const lines = read.flagged[p.path];
+    if (Array.isArray(lines)) out.set(p.path, new Set(lines));
+  }
+  return out;
 }
 
 /**
@@ -59,11 +65,17 @@ export async function screenedLines(ds: Dataset, rules: QualityRuleSpec[]): Prom
 export async function carryScreen(ds: Dataset, parts: readonly DatasetPart[], dir: string): Promise<ScreenMeta | undefined> {
   const read = await readFlagged(ds);
   if (!read) return undefined;
-  const bySource = new Map<string, number[]>();
+  // A source with a part that was not screened has no list: its new parts are checked in full.
+  const bySource = new Map<string, number[] | undefined>();
   for (const p of ds.parts) {
-    const lines = bySource.get(p.source) ?? [];
-    for (const l of read.flagged[p.path]!) lines.push(l);
-    bySource.set(p.source, lines);
+    const lines = read.flagged[p.path];
+    const have = bySource.has(p.source) ? bySource.get(p.source) : [];
+    bySource.set(p.source, have && Array.isArray(lines) ? have.concat(lines) : undefined);
   }
-  return writeScreen(dir, read.screen.rules, Object.fromEntries(parts.map((p) => [p.path, bySource.get(p.source) ?? []])));
+  const carried: Flagged = {};
+  for (const p of parts) {
+    const lines = bySource.has(p.source) ? bySource.get(p.source) : [];
+    if (lines) carried[p.path] = lines;
+  }
+  return writeScreen(dir, read.screen.rules, carried);
 }

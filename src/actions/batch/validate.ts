@@ -37,8 +37,8 @@ import { createQualityChecker, score, screenedColumns, type QualityReport } from
 import { screenedLines } from "./screen.js";
 import { MAX_REPEATS, repeatCandidates } from "./repeats.js";
 import { loadSchemaRef, type SchemaDocument } from "./schema-file.js";
-import { readTypedChunks, readTypedRows } from "./typed-dataset.js";
-import { compileStageFieldDecoder, decodeStageLine, type StagedFields } from "../../formats/stage.js";
+import { readTypedChunks } from "./typed-dataset.js";
+import { compileStageDecoder, compileStageFieldDecoder, decodeStageLine, type StagedFields, type StagedRow } from "../../formats/stage.js";
 
 export interface ValidateInput {
   dataset: string;
@@ -61,11 +61,12 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
     ...(ds.rows !== undefined ? { expectedRows: ds.rows } : {}),
   });
   // Rows the conversion step screened need only their `unique` and freshness columns decoded;
-  // the few that broke a screening rule are decoded whole and checked against every rule.
+  // the few that broke a screening rule are decoded whole and checked against every rule. Parts
+  // it did not screen (or screened against other rules) are checked in full.
   const screened = await screenedLines(ds, rules);
-  const only = screened
-    ? screenedColumns(rules)
-    : [...new Set(rules.flatMap((r) => [r.column, r.freshness?.column]).filter((c): c is string => typeof c === "string"))];
+  const ruleColumns = [...new Set(rules.flatMap((r) => [r.column, r.freshness?.column]).filter((c): c is string => typeof c === "string"))];
+  const decodeScreened = compileStageFieldDecoder(ds.columns, screenedColumns(rules));
+  const decodeFull = compileStageDecoder(ds.columns, ruleColumns, true);
   const quarantine = quarantineSink(dir);
   const excluded: Exclusions = Object.fromEntries([...(await readExclusions(ds))].map(([p, set]) => [p, [...set]]));
   let seen = 0;
@@ -74,40 +75,34 @@ export async function validateDataQuality(input: ValidateInput, ctx: ActionConte
     quarantine.add({ source: part.source, line, step: ctx.step, reasons, record });
     (excluded[part.path] ??= []).push(line);
   };
-  if (!checker.rowLevel) {
-    // No rule looks at a row's values: every row passes, and only the count is needed.
-    for await (const { chunk } of readTypedChunks(ds, ds.columns, ctx.signal)) {
+  const fields: StagedFields[] = [];
+  const rows: StagedRow[] = [];
+  for await (const { part, chunk } of readTypedChunks(ds, ds.columns, ctx.signal)) {
+    const flagged = screened?.get(part.path);
+    if (!checker.rowLevel) {
+      // No rule looks at a row's values: every row passes, and only the count is needed.
       checker.countPassing(chunk.rows);
       kept += chunk.rows;
-      seen += chunk.rows;
-      ctx.progress({ rows: seen });
-    }
-  } else if (screened) {
-    const decode = compileStageFieldDecoder(ds.columns, only);
-    const rows: StagedFields[] = [];
-    for await (const { part, chunk } of readTypedChunks(ds, ds.columns, ctx.signal)) {
-      const flagged = screened.get(part.path)!;
-      rows.length = 0;
-      decode(chunk.data, rows);
-      for (const r of rows) {
+    } else if (flagged) {
+      fields.length = 0;
+      decodeScreened(chunk.data, fields);
+      for (const r of fields) {
         const whole = flagged.has(r.line) ? decodeStageLine(chunk.data.toString("utf8", r.start, r.end), ds.columns) : undefined;
         const reasons = whole ? checker.check(whole, r.line) : checker.checkScreened(r.row, r.line);
         if (reasons.length === 0) kept++;
         else fail(part, r.line, reasons, whole ?? decodeStageLine(chunk.data.toString("utf8", r.start, r.end), ds.columns));
       }
-      seen += rows.length;
-      ctx.progress({ rows: seen });
-    }
-  } else {
-    for await (const b of readTypedRows(ds, ds.columns, ctx.signal, { only, keepText: true })) {
-      for (const r of b.rows) {
+    } else {
+      rows.length = 0;
+      decodeFull(chunk.data.toString("utf8"), rows);
+      for (const r of rows) {
         const reasons = checker.check(r.row, r.line);
         if (reasons.length === 0) kept++;
-        else fail(b.part, r.line, reasons, decodeStageLine(r.text!, ds.columns));
+        else fail(part, r.line, reasons, decodeStageLine(r.text!, ds.columns));
       }
-      seen += b.rows.length;
-      ctx.progress({ rows: seen });
     }
+    seen += chunk.rows;
+    ctx.progress({ rows: seen });
   }
   await quarantine.close();
   const report = checker.finish();
