@@ -94,8 +94,8 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
       ? readCsvRange(unit.path, unit.range, { ...csv, ...base })
       : openReader(unit.path, { format: unit.format, ...base, ...(textual ? csv : {}) });
 
+  // Set to undefined once too many rows are flagged: then no list comes back.
   let screen = unit.screen && unit.screen.length > 0 ? createQualityChecker(unit.screen, schema.columns) : undefined;
-  const screening = screen !== undefined;
   const flagged: number[] = [];
   const writer = await openStageWriter(unit.out, schema.columns, rowHashKind(schema.key));
   const quarantine = lazyNdjson(unit.quarantine);
@@ -166,7 +166,7 @@ export async function convertUnit(unit: ConvertUnitSpec, onProgress: (rows: numb
     partBytes: bytes,
     columns: declared ? [...declared] : [...seen],
     extras: check.extras,
-    ...(screening && screen !== undefined ? { flagged } : {}),
+    ...(screen !== undefined ? { flagged } : {}),
   };
 }
 

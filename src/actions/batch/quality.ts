@@ -414,17 +414,22 @@ export function screeningRules(rules: readonly QualityRuleSpec[]): QualityRuleSp
   const out: QualityRuleSpec[] = [];
   for (const r of rules) {
     const { unique: _unique, rowCount: _rowCount, freshness: _freshness, ...rest } = r;
-    if (
-      rest.required !== undefined ||
-      rest.type !== undefined ||
-      rest.min !== undefined ||
-      rest.max !== undefined ||
-      rest.pattern !== undefined ||
-      rest.allowed !== undefined
-    )
-      out.push(rest);
+    if (hasRowChecks(rest)) out.push(rest);
   }
   return out;
+}
+
+/** Whether a rule holds a row-level check (required, type, unique, min, max, pattern, allowed). */
+function hasRowChecks(spec: QualityRuleSpec): boolean {
+  return (
+    spec.required !== undefined ||
+    spec.type !== undefined ||
+    spec.unique !== undefined ||
+    spec.min !== undefined ||
+    spec.max !== undefined ||
+    spec.pattern !== undefined ||
+    spec.allowed !== undefined
+  );
 }
 
 /** The columns `checkScreened` reads: those of `unique` and freshness checks. */
@@ -482,14 +487,7 @@ export function createQualityChecker(
   };
 
   rules.forEach((spec, index) => {
-    const rowLevel =
-      spec.required !== undefined ||
-      spec.type !== undefined ||
-      spec.unique !== undefined ||
-      spec.min !== undefined ||
-      spec.max !== undefined ||
-      spec.pattern !== undefined ||
-      spec.allowed !== undefined;
+    const rowLevel = hasRowChecks(spec);
     if (!rowLevel && spec.rowCount === undefined && spec.freshness === undefined) {
       throw badConfig(`quality rule ${index + 1} has no check (use required, type, unique, min, max, pattern, allowed, rowCount or freshness)`);
     }
