@@ -93,6 +93,15 @@ export function rowHashKind(key: readonly string[] | undefined): RowHashKind {
 
 /** The `text` hash of typed values (the one the stage writer computes for keyed rows), for rows that were not staged. */
 export function textHash(values: readonly TypedValue[], columns: readonly Column[]): string {
+  return hashText(copyText(values, columns));
+}
+
+/**
+ * Values in column order as the COPY text of a stage line between `_line` and the hash, value by
+ * value (strings escaped): the stage writer's rules written out once, for its slow path and for
+ * `textHash`. A boolean column's text that is not a boolean is null, as on the writer's fast path.
+ */
+function copyText(values: readonly (TypedValue | undefined)[], columns: readonly Column[]): string {
   let t = "";
   for (let i = 0; i < columns.length; i++) {
     const v = values[i];
@@ -103,7 +112,7 @@ export function textHash(values: readonly TypedValue[], columns: readonly Column
       t += b === null ? "\\N" : b ? "t" : "f";
     } else t += escapeCopy(String(v));
   }
-  return hashText(t);
+  return t;
 }
 
 /** Turns a typed row into its stage line (with the trailing newline). */
@@ -146,18 +155,11 @@ export function compileStageLineWriter(columns: readonly Column[], hashKind: Row
     slow: (row: TypedRow) => string,
   ) => StageLineWriter;
   const names = columns.map((c) => c.name);
-  const types = columns.map((c) => c.type);
-  const slow = (row: TypedRow): string => {
-    let t = "";
-    for (let i = 0; i < names.length; i++) {
-      const v = Object.hasOwn(row, names[i]!) ? row[names[i]!] : undefined;
-      if (i > 0) t += "\t";
-      if (v === null || v === undefined) t += "\\N";
-      else if (types[i] === "boolean") t += v === true || (typeof v === "string" && booleanText(v) === true) ? "t" : "f";
-      else t += escapeCopy(String(v));
-    }
-    return t;
-  };
+  const slow = (row: TypedRow): string =>
+    copyText(
+      names.map((n) => (Object.hasOwn(row, n) ? row[n] : undefined)),
+      columns,
+    );
   return factory(NEEDS_ESCAPE, hashText, booleanText, slow);
 }
 
