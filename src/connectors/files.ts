@@ -225,6 +225,41 @@ export async function waitForStable(files: readonly FileEntry[], opts: StableOpt
   return result;
 }
 
+/** A file after `settleDuring`: its entry when it held still, or why not. */
+export type Settled =
+  | { entry: FileEntry }
+  | {
+      reason: UnstableReason;
+      /** It passed the stability test but moved before the work on it was done. */
+      during: boolean;
+      /** It is still there. */
+      exists: boolean;
+    };
+
+/**
+ * The stability test run beside `work` (copying or checksumming the files) instead of before it,
+ * so its interval is not a fixed wait of every run: a file is settled when the test's stats agree
+ * with its listing and nothing moved by the end of `work`, so what `work` read is the whole file.
+ */
+export async function settleDuring<T>(files: readonly FileEntry[], opts: StableOptions, work: () => Promise<T>): Promise<{ result: T; settled: Settled[] }> {
+  const settling = waitForStable(files, opts);
+  settling.catch(() => undefined); // awaited below; `work` failing first must not leave it unhandled
+  const result = await work();
+  const { stable, unstable } = await settling;
+  const last = new Map(stable.map((f) => [f.path, f]));
+  const why = new Map(unstable.map((u) => [u.path, u.reason]));
+  const after = await Promise.all(files.map((f) => statOrUndefined(f.path)));
+  const settled = files.map((f, i): Settled => {
+    const l = last.get(f.path);
+    const now = after[i];
+    if (!l) return { reason: why.get(f.path) ?? "changed", during: false, exists: now !== undefined };
+    if (!now || now.size !== l.size || now.mtimeMs !== l.mtimeMs || l.size !== f.size || l.mtimeMs !== f.mtimeMs)
+      return { reason: now ? "changed" : "missing", during: true, exists: now !== undefined };
+    return { entry: l };
+  });
+  return { result, settled };
+}
+
 async function statOrUndefined(path: string): Promise<FileEntry | undefined> {
   try {
     const st = await stat(path);

@@ -77,7 +77,7 @@ export type {
 export { certificatePin, certificateThumbprint, spkiPin, TLS_VERSIONS, type TlsVersion } from "./http-tls.js";
 export { readPostgres, probePostgres, quoteTableName, toJsonSafe, pgTimestampToIso } from "./postgres.js";
 export type { PostgresSourceConfig, PostgresCallOptions, PostgresProbeResult, PgRow } from "./postgres.js";
-export { listFiles, waitForStable, sha256File, isInProgressName, isGlob, globToRegExp } from "./files.js";
-export type { FileEntry, ListFilesOptions, StableOptions, StableResult, UnstableReason } from "./files.js";
+export { listFiles, waitForStable, settleDuring, sha256File, isInProgressName, isGlob, globToRegExp } from "./files.js";
+export type { FileEntry, ListFilesOptions, Settled, StableOptions, StableResult, UnstableReason } from "./files.js";
 export { resolveSecret, isSecretRef, redact, safeUrl } from "./secrets.js";
 export type { SecretRef, ResolveSecretOptions } from "./secrets.js";

@@ -9,7 +9,7 @@
 import { copyFile, constants as fsConstants, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SluiceError, type ErrorCode } from "../../errors.js";
-import { listFiles, parseSourceUrl, readPostgres, sha256File, waitForStable, type HttpPagination } from "../../connectors/index.js";
+import { listFiles, parseSourceUrl, readPostgres, settleDuring, sha256File, type HttpPagination } from "../../connectors/index.js";
 import { detectFormat, openWriter, type FileFormat } from "../../formats/index.js";
 import type { ActionContext, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart } from "./dataset.js";
@@ -94,58 +94,55 @@ function formatOf(path: string, declared: FileFormat | undefined): DatasetPart["
 async function collectFiles(path: string, input: CollectInput, dir: string, ctx: ActionContext) {
   const found = await listFiles(path);
   if (found.length === 0) throw new SluiceError("NOT_FOUND", `no files match ${path}`, { retryable: true });
-  // A file whose size or mtime changes within a quarter second is still being written. The
-  // quarter second is waited beside the copies, not before them (it was a fixed 0.25 s of every
-  // run), and a file must also be unchanged once its copy is done, so a copy never holds a file
-  // caught mid-write.
-  const settling = waitForStable(found, { intervalMs: 250, checks: 2, minAgeMs: 0, signal: ctx.signal });
-  settling.catch(() => undefined); // awaited below; a copy failing first must not leave it unhandled
-
+  // A file whose size or mtime changes within a quarter second is still being written; the
+  // quarter second is waited beside the copies (settleDuring), so a copy never holds a file
+  // caught mid-write and no run waits it out first.
   const totalBytes = found.reduce((n, f) => n + f.size, 0);
   let done = 0;
   let files = 0;
   // Several files are copied and checksummed at once: the disk, not one stream, is the limit.
   // A file that cannot be read (permissions, gone since it was listed) fails alone.
   type Copied = { part: DatasetPart } | { failed: { path: string; reason: string; code: ErrorCode } };
-  const copied = await mapLimit(found, COPY_CONCURRENCY, async (f, i): Promise<Copied> => {
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    const format = formatOf(f.path, input.format);
-    const target = join(dir, `${String(i).padStart(4, "0")}-${basename(f.path)}`);
-    try {
-      // Copy-on-write clone where the file system allows it; a plain copy elsewhere.
-      await copyFile(f.path, target, fsConstants.COPYFILE_FICLONE);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "EACCES" && code !== "EPERM" && code !== "ENOENT" && code !== "EISDIR" && code !== "EIO") throw err;
-      const reason =
-        code === "ENOENT" ? "it disappeared before it could be read" : code === "EIO" ? "the disk reported an I/O error" : "it is not readable by this process";
-      return {
-        failed: { path: f.path, reason: `${f.path}: ${reason}`, code: code === "ENOENT" ? "FILE_NOT_FOUND" : code === "EIO" ? "IO_ERROR" : "BAD_CONFIG" },
-      };
-    }
-    const [sha256, st] = await Promise.all([sha256File(target, ctx.signal), stat(target)]);
-    done += st.size;
-    ctx.progress({ files: ++files, totalFiles: found.length, bytes: done, totalBytes });
-    return { part: { path: target, format, source: f.path, bytes: st.size, sha256, ...(input.csv ? { csv: input.csv } : {}) } };
-  });
-  const { stable } = await settling;
-  const settled = new Map(stable.map((f) => [f.path, f]));
-  const after = await Promise.all(found.map((f) => stat(f.path).catch(() => undefined)));
+  const { result: copied, settled } = await settleDuring(found, { intervalMs: 250, checks: 2, minAgeMs: 0, signal: ctx.signal }, () =>
+    mapLimit(found, COPY_CONCURRENCY, async (f, i): Promise<Copied> => {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const format = formatOf(f.path, input.format);
+      const target = join(dir, `${String(i).padStart(4, "0")}-${basename(f.path)}`);
+      try {
+        // Copy-on-write clone where the file system allows it; a plain copy elsewhere.
+        await copyFile(f.path, target, fsConstants.COPYFILE_FICLONE);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EACCES" && code !== "EPERM" && code !== "ENOENT" && code !== "EISDIR" && code !== "EIO") throw err;
+        const reason =
+          code === "ENOENT"
+            ? "it disappeared before it could be read"
+            : code === "EIO"
+              ? "the disk reported an I/O error"
+              : "it is not readable by this process";
+        return {
+          failed: { path: f.path, reason: `${f.path}: ${reason}`, code: code === "ENOENT" ? "FILE_NOT_FOUND" : code === "EIO" ? "IO_ERROR" : "BAD_CONFIG" },
+        };
+      }
+      const [sha256, st] = await Promise.all([sha256File(target, ctx.signal), stat(target)]);
+      done += st.size;
+      ctx.progress({ files: ++files, totalFiles: found.length, bytes: done, totalBytes });
+      return { part: { path: target, format, source: f.path, bytes: st.size, sha256, ...(input.csv ? { csv: input.csv } : {}) } };
+    }),
+  );
 
   const parts: DatasetPart[] = [];
   const skipped: { path: string; reason: string }[] = [];
   const failedFiles: { path: string; reason: string; code: ErrorCode }[] = [];
   for (let i = 0; i < found.length; i++) {
-    const f = found[i]!;
     const c = copied[i]!;
-    const last = settled.get(f.path);
-    const now = after[i];
-    const moved = !last || !now || now.size !== last.size || now.mtimeMs !== last.mtimeMs;
-    if ("part" in c && (moved || c.part.bytes !== last.size)) {
+    const s = settled[i]!;
+    const still = "entry" in s && ("failed" in c || c.part.bytes === s.entry.size);
+    if ("part" in c && still) parts.push(c.part);
+    else if ("part" in c) {
       await rm(c.part.path, { force: true });
-      skipped.push({ path: f.path, reason: `still being written (${!last ? "changed" : "changed while it was copied"})` });
-    } else if ("part" in c) parts.push(c.part);
-    else if (!last && now) skipped.push({ path: f.path, reason: "still being written (changed)" });
+      skipped.push({ path: found[i]!.path, reason: `still being written (${"entry" in s || s.during ? "changed while it was copied" : s.reason})` });
+    } else if (!("entry" in s) && !s.during && s.exists) skipped.push({ path: found[i]!.path, reason: `still being written (${s.reason})` });
     else failedFiles.push(c.failed);
   }
   for (const s of skipped) ctx.log.warn("file skipped", s);

@@ -25,7 +25,7 @@ import { mapLimit } from "./map-limit.js";
 import { stat } from "node:fs/promises";
 import { basename, extname, relative, resolve, sep } from "node:path";
 import { SluiceError } from "../../errors.js";
-import { globToRegExp, listFiles, sha256File, waitForStable, type FileEntry } from "../../connectors/files.js";
+import { globToRegExp, listFiles, settleDuring, sha256File, type FileEntry } from "../../connectors/files.js";
 import { detectFormat } from "../../formats/index.js";
 import type { ActionContext, KnownBadFile, Outputs } from "../types.js";
 import { stepFolder, writeDataset, type DatasetPart, type IngestMeta } from "./dataset.js";
@@ -93,47 +93,37 @@ export async function discoverFilesInDirectory(input: DiscoverInput, ctx: Action
     else inventory.set(f.path, entry(f, "unsupported", null, `no reader for the extension ${JSON.stringify(extname(f.path) || "(none)")}`));
   }
 
-  // Files still being written are left for the next run. The stability test's interval is
-  // waited beside the checksums (before them, it was a fixed 0.25 s of every run), and a file
-  // counts as complete only if nothing moved from its listing to the end of its checksum.
-  const settling = waitForStable(supported, { intervalMs: STABLE_INTERVAL_MS, checks: 2, minAgeMs: 0, signal: ctx.signal });
-  settling.catch(() => undefined); // awaited below; a checksum failing first must not leave it unhandled
-
-  // Checksums, streamed, a few files at a time.
+  // Files still being written are left for the next run; the stability test's interval is
+  // waited beside the checksums (settleDuring), so a checksum is of the whole file.
   const totalBytes = supported.reduce((n, f) => n + f.size, 0);
   let hashedBytes = 0;
   let hashedFiles = 0;
-  const hashed = await mapLimit(supported, HASH_CONCURRENCY, async (f) => {
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    let checksum: string;
-    try {
-      checksum = await sha256File(f.path, ctx.signal);
-    } catch (err) {
-      // Told apart below: a file that went away while it settled is unstable, not an error.
-      return err as Error;
-    }
-    hashedBytes += f.size;
-    hashedFiles++;
-    ctx.progress({ files: hashedFiles, totalFiles: supported.length, bytes: hashedBytes, totalBytes });
-    return checksum;
-  });
-  const { stable, unstable } = await settling;
-  const settled = new Map(stable.map((f) => [f.path, f]));
-  const unstableReason = new Map(unstable.map((u) => [u.path, u.reason]));
-  const after = await Promise.all(supported.map((f) => stat(f.path).catch(() => undefined)));
+  const { result: hashed, settled } = await settleDuring(supported, { intervalMs: STABLE_INTERVAL_MS, checks: 2, minAgeMs: 0, signal: ctx.signal }, () =>
+    // Checksums, streamed, a few files at a time.
+    mapLimit(supported, HASH_CONCURRENCY, async (f) => {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      let checksum: string;
+      try {
+        checksum = await sha256File(f.path, ctx.signal);
+      } catch (err) {
+        // Told apart below: a file that went away while it settled is unstable, not an error.
+        return err as Error;
+      }
+      hashedBytes += f.size;
+      hashedFiles++;
+      ctx.progress({ files: hashedFiles, totalFiles: supported.length, bytes: hashedBytes, totalBytes });
+      return checksum;
+    }),
+  );
 
   const complete: { f: FileEntry; checksum: string }[] = [];
   supported.forEach((f, i) => {
-    const last = settled.get(f.path);
-    const now = after[i];
-    if (!last) inventory.set(f.path, entry(f, "unstable", null, `still being written (${unstableReason.get(f.path) ?? "changed"})`));
-    else if (!now || now.size !== last.size || now.mtimeMs !== last.mtimeMs || last.size !== f.size || last.mtimeMs !== f.mtimeMs)
-      inventory.set(f.path, entry(f, "unstable", null, "still being written (changed while its checksum was computed)"));
-    else {
+    const s = settled[i]!;
+    if ("entry" in s) {
       const h = hashed[i]!;
       if (typeof h !== "string") throw h;
-      complete.push({ f: last, checksum: h });
-    }
+      complete.push({ f: s.entry, checksum: h });
+    } else inventory.set(f.path, entry(f, "unstable", null, `still being written (${s.during ? "changed while its checksum was computed" : s.reason})`));
   });
 
   const checksums = [...new Set(complete.map((c) => c.checksum))];
