@@ -102,11 +102,15 @@ describe("a fleet of 3 workers and 2 schedulers on PostgreSQL", () => {
     const runs: RunRecord[] = [];
     for (let i = 0; i < RUNS; i++) runs.push(await startWorkflowRun(store, { workflow: "fleet-work", trigger: { type: "api" } }));
 
-    // kill -9 a worker while it is in the middle of a step.
+    // kill -9 a worker while it is in the middle of a step: one of the 150 ms steps, started under
+    // 60 ms ago, so the step is still running when the signal lands (a step seen running near its
+    // end could finish between the look and the kill, and then no attempt is interrupted).
     let victim: ChildProcess | undefined;
     await until(
       async () => {
-        const running = (await Promise.all(runs.slice(0, 60).map((r) => store.getAttempts(r.id)))).flat().filter((a) => a.status === "running");
+        const running = (await Promise.all(runs.slice(0, 60).map((r) => store.getAttempts(r.id))))
+          .flat()
+          .filter((a) => a.status === "running" && a.step !== "c" && a.startedAt !== null && Date.now() - Date.parse(a.startedAt) < 60);
         victim = workers.find((w) => running.some((a) => pidOf(a.owner) === w.pid));
         return victim !== undefined;
       },
